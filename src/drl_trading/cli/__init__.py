@@ -1,0 +1,1 @@
+"""The `drl-trading` command line: parses arguments and calls bootstrap and runtime code."""

@@ -1,0 +1,65 @@
+"""Root of the CLI: global options (home folder, config file, log level) and the command groups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from drl_trading import __version__
+from drl_trading.cli import config_cmd, features, ingest, preprocess
+from drl_trading.cli.context import CliState
+
+app = typer.Typer(
+    name="drl-trading",
+    help="Train deep-RL trading agents on market data and run them live.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"drl-trading {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home",
+            envvar="DRL_TRADING_HOME",
+            help="Folder for all embedded state (default ./.drl-trading).",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", envvar="DRL_TRADING_CONFIG", help="YAML config file."),
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
+    ] = False,
+) -> None:
+    ctx.obj = CliState(config=config, home=home, log_level=log_level)
+
+
+app.command("ingest")(ingest.ingest)
+app.command("preprocess")(preprocess.preprocess)
+app.add_typer(features.features_app, name="features")
+app.add_typer(config_cmd.config_app, name="config")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+"""`drl-trading config show`: print the resolved configuration."""
+
+from __future__ import annotations
+
+import typer
+import yaml
+
+from drl_trading.cli.context import console, state
+
+config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+
+
+@config_app.command("show")
+def show(ctx: typer.Context) -> None:
+    """Print the resolved configuration (defaults, YAML file and environment merged)."""
+    settings = state(ctx).settings()
+    console.print(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False), end="")
+    fs = settings.preprocess.feature_set
+    console.print(f"# feature set {fs.name} version {fs.version} ({len(fs.columns)} features)")

@@ -1,0 +1,104 @@
+"""`drl-trading ingest`: fetch, validate and store 1m history; optionally preprocess it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from drl_trading.cli.context import console, err_console, fail, state
+from drl_trading.cli.pipeline import print_preprocess_outcome, run_preprocess
+from drl_trading.cli.progress import progress_bar
+from drl_trading.common.domain import Symbol, TimeRange, parse_symbols
+from drl_trading.ingest.application.bootstrap import Source, bootstrap_ingest, build_provider
+from drl_trading.ingest.core.service import BatchRejectedError, IngestReport, TrainingDataRequest
+from drl_trading.runtime import EmbeddedRuntime
+
+
+def ingest(
+    ctx: typer.Context,
+    symbols: Annotated[
+        str, typer.Option("--symbols", "-s", help="Comma-separated, e.g. BTCUSDT,ETHUSDT.")
+    ],
+    start: Annotated[str, typer.Option(help="Start (inclusive), ISO date or time, UTC.")],
+    end: Annotated[str, typer.Option(help="End (exclusive), ISO date or time, UTC.")],
+    source: Annotated[Source, typer.Option(help="Where bars come from.")] = "synthetic",
+    path: Annotated[
+        Path | None,
+        typer.Option(help="For --source file: CSV/Parquet path; {symbol} is replaced per symbol."),
+    ] = None,
+    preprocess: Annotated[
+        bool, typer.Option("--preprocess", help="Then resample and compute features via the bus.")
+    ] = False,
+) -> None:
+    """Fetch 1m OHLCV bars, validate them, store them idempotently, and report bad rows and gaps."""
+    settings = state(ctx).settings()
+    try:
+        syms = parse_symbols(symbols)
+        rng = TimeRange.parse(start, end)
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    request = TrainingDataRequest(tuple(syms), rng)
+    with EmbeddedRuntime.open(settings) as runtime:
+        try:
+            provider = build_provider(settings, source, path)
+        except (ValueError, FileNotFoundError) as exc:
+            raise fail(str(exc), 2) from None
+        service = bootstrap_ingest(settings, provider, runtime.market_data, runtime.bus)
+        total_minutes = int((rng.end - rng.start).total_seconds() // 60)
+        with progress_bar() as bar:
+            tasks = {s: bar.add_task(f"ingest {s}", total=total_minutes) for s in syms}
+
+            def on_progress(symbol: Symbol, last: datetime, rows: int) -> None:
+                done = int((last - rng.start).total_seconds() // 60) + 1
+                bar.update(tasks[symbol], completed=min(done, total_minutes))
+
+            try:
+                report = service.ingest_history(
+                    request, request_preprocessing=preprocess, on_progress=on_progress
+                )
+            except BatchRejectedError as exc:
+                raise fail(str(exc)) from None
+            except (FileNotFoundError, LookupError, ValueError, KeyError) as exc:
+                raise fail(f"{type(exc).__name__}: {exc}") from None
+            for task in tasks.values():
+                bar.update(task, completed=total_minutes)
+        print_ingest_report(report)
+        if preprocess:
+            observer = run_preprocess(runtime, request.request_id)
+            if not print_preprocess_outcome(observer):
+                raise typer.Exit(1)
+
+
+def print_ingest_report(report: IngestReport) -> None:
+    table = Table(title=f"ingest from {report.source}: {report.range.start} .. {report.range.end}")
+    for col in ("symbol", "fetched", "stored", "new", "updated", "quarantined", "gaps", "missing"):
+        table.add_column(col, justify="right" if col != "symbol" else "left")
+    for s in report.symbols:
+        table.add_row(
+            str(s.symbol),
+            str(s.fetched_rows),
+            str(s.stored_rows),
+            str(s.inserted_rows),
+            str(s.updated_rows),
+            str(s.quarantined_rows),
+            str(len(s.gaps)),
+            str(s.missing_bars),
+        )
+    console.print(table)
+    for s in report.symbols:
+        if s.violation_counts:
+            counts = ", ".join(f"{r.value}={n}" for r, n in s.violation_counts.items())
+            err_console.print(f"[yellow]{s.symbol}: invalid rows quarantined:[/yellow] {counts}")
+            for v in s.examples[:5]:
+                err_console.print(f"  {v.describe()}")
+        for gap in s.gaps[:5]:
+            err_console.print(
+                f"[yellow]{s.symbol}: gap[/yellow] {gap.start.isoformat()} .. "
+                f"{gap.end.isoformat()} ({gap.missing_bars} bars missing)"
+            )
+        if len(s.gaps) > 5:
+            err_console.print(f"  ... and {len(s.gaps) - 5} more gaps")

@@ -1,0 +1,101 @@
+"""Runs the preprocess step through the bus and reports what came back on its topics."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.table import Table
+
+from drl_trading.cli.context import console, err_console
+from drl_trading.cli.progress import progress_bar
+from drl_trading.common.domain import Symbol
+from drl_trading.common.events import (
+    ErrorOccurred,
+    Event,
+    PreprocessDataCompleted,
+    PreprocessDataRequested,
+    Topic,
+)
+from drl_trading.preprocess.adapter.bus_handlers import GROUP as PREPROCESS_GROUP
+from drl_trading.runtime import EmbeddedRuntime
+
+OBSERVER = "cli"
+
+
+class WorkflowObserver:
+    """Collects completion and error events of one correlation id."""
+
+    def __init__(self, runtime: EmbeddedRuntime, correlation_id: str) -> None:
+        self.correlation_id = correlation_id
+        self.completed: list[PreprocessDataCompleted] = []
+        self.errors: list[ErrorOccurred] = []
+        bus = runtime.bus
+        bus.subscribe(Topic.PREPROCESS_COMPLETED_OFFLINE, group=OBSERVER, handler=self._on_done)
+        bus.subscribe(Topic.error(PREPROCESS_GROUP), group=OBSERVER, handler=self._on_error)
+
+    def _on_done(self, event: Event) -> None:
+        if (
+            isinstance(event, PreprocessDataCompleted)
+            and event.correlation_id == self.correlation_id
+        ):
+            self.completed.append(event)
+
+    def _on_error(self, event: Event) -> None:
+        if isinstance(event, ErrorOccurred) and event.correlation_id == self.correlation_id:
+            self.errors.append(event)
+
+
+def run_preprocess(runtime: EmbeddedRuntime, correlation_id: str) -> WorkflowObserver:
+    """Pump the bus (a published request must already be on it) with a progress bar."""
+    observer = WorkflowObserver(runtime, correlation_id)
+    steps = ("read", "resample", "features", "store")
+    with progress_bar() as bar:
+        tasks: dict[Symbol, object] = {}
+
+        def on_progress(symbol: Symbol, step: str) -> None:
+            if symbol not in tasks:
+                tasks[symbol] = bar.add_task(f"preprocess {symbol}", total=len(steps))
+            bar.update(tasks[symbol], advance=1, description=f"preprocess {symbol}: {step}")  # type: ignore[arg-type]
+
+        runtime.preprocess.on_progress = on_progress
+        try:
+            runtime.run_until_idle()
+        finally:
+            runtime.preprocess.on_progress = None
+    return observer
+
+
+def publish_preprocess_request(
+    runtime: EmbeddedRuntime, symbols: list[Symbol], start: datetime, end: datetime
+) -> PreprocessDataRequested:
+    from drl_trading.common.events import ProcessingMode
+
+    event = PreprocessDataRequested(
+        mode=ProcessingMode.OFFLINE, symbols=symbols, start=start, end=end
+    )
+    runtime.bus.publish(Topic.PREPROCESS_REQUESTED, event, key=str(symbols[0]))
+    return event
+
+
+def print_preprocess_outcome(observer: WorkflowObserver) -> bool:
+    for err in observer.errors:
+        err_console.print(f"[red]preprocess failed:[/red] {err.error_type}: {err.message}")
+    for done in observer.completed:
+        table = Table(
+            title=f"features {done.feature_set_name} v{done.feature_set_version} "
+            f"(view {done.feature_view})"
+        )
+        for col in ("symbol", "feature rows", "warm-up dropped", "first", "last", "bars stored"):
+            table.add_column(col)
+        for out in done.outputs:
+            bars = ", ".join(f"{t.timeframe.value}:{t.bars}" for t in out.timeframes)
+            table.add_row(
+                str(out.symbol),
+                str(out.feature_rows),
+                str(out.warmup_rows_dropped),
+                out.first_feature_time.isoformat() if out.first_feature_time else "-",
+                out.last_feature_time.isoformat() if out.last_feature_time else "-",
+                bars,
+            )
+        console.print(table)
+    return not observer.errors and bool(observer.completed)

@@ -1,0 +1,36 @@
+"""`drl-trading preprocess`: resample stored 1m bars and compute features, through the bus."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from drl_trading.cli.context import fail, state
+from drl_trading.cli.pipeline import (
+    print_preprocess_outcome,
+    publish_preprocess_request,
+    run_preprocess,
+)
+from drl_trading.common.domain import TimeRange, parse_symbols
+from drl_trading.runtime import EmbeddedRuntime
+
+
+def preprocess(
+    ctx: typer.Context,
+    symbols: Annotated[str, typer.Option("--symbols", "-s", help="Comma-separated symbols.")],
+    start: Annotated[str, typer.Option(help="Start (inclusive), ISO date or time, UTC.")],
+    end: Annotated[str, typer.Option(help="End (exclusive), ISO date or time, UTC.")],
+) -> None:
+    """Publish requested.preprocess-data for stored bars and run the preprocess service on it."""
+    settings = state(ctx).settings()
+    try:
+        syms = parse_symbols(symbols)
+        rng = TimeRange.parse(start, end)
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    with EmbeddedRuntime.open(settings) as runtime:
+        event = publish_preprocess_request(runtime, syms, rng.start, rng.end)
+        observer = run_preprocess(runtime, event.correlation_id)
+        if not print_preprocess_outcome(observer):
+            raise typer.Exit(1)

@@ -1,0 +1,1 @@
+"""Adapters of the shared ports, one module per technology."""

@@ -1,0 +1,185 @@
+"""Market-data repository in an embedded DuckDB file: the default store, no server needed.
+
+Times are stored as naive ``TIMESTAMP`` in UTC (DuckDB's time-zone handling depends on an
+extension and a session setting; a naive UTC column is unambiguous and converts for free).
+Upserts go through Arrow: a million-row batch is one UPDATE of changed rows plus one INSERT.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from drl_trading.common.bars import BAR_SCHEMA, TIME_DTYPE, conform, empty_bars
+from drl_trading.common.domain import Symbol, Timeframe, utc
+from drl_trading.common.events import now_utc
+from drl_trading.common.ports import Coverage, UpsertResult
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS bars (
+    symbol VARCHAR NOT NULL,
+    timeframe VARCHAR NOT NULL,
+    open_time TIMESTAMP NOT NULL,
+    open DOUBLE NOT NULL,
+    high DOUBLE NOT NULL,
+    low DOUBLE NOT NULL,
+    close DOUBLE NOT NULL,
+    volume DOUBLE NOT NULL,
+    PRIMARY KEY (symbol, timeframe, open_time)
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    symbol VARCHAR NOT NULL,
+    timeframe VARCHAR NOT NULL,
+    open_time TIMESTAMP,
+    open DOUBLE,
+    high DOUBLE,
+    low DOUBLE,
+    close DOUBLE,
+    volume DOUBLE,
+    rule VARCHAR NOT NULL,
+    detail VARCHAR NOT NULL,
+    batch_id VARCHAR NOT NULL,
+    quarantined_at TIMESTAMP NOT NULL
+);
+"""
+
+_UPDATE_CHANGED = """
+UPDATE bars SET open = i.open, high = i.high, low = i.low, close = i.close, volume = i.volume
+FROM incoming i
+WHERE bars.symbol = i.symbol AND bars.timeframe = i.timeframe AND bars.open_time = i.open_time
+  AND (bars.open, bars.high, bars.low, bars.close, bars.volume)
+      IS DISTINCT FROM (i.open, i.high, i.low, i.close, i.volume)
+"""
+
+QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "timeframe": pl.String(),
+    **BAR_SCHEMA,
+    "rule": pl.String(),
+    "detail": pl.String(),
+    "batch_id": pl.String(),
+    "quarantined_at": TIME_DTYPE,
+}
+
+
+def _naive(ts: datetime) -> datetime:
+    return utc(ts).replace(tzinfo=None)
+
+
+class DuckDBMarketData:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(str(self.path))
+        except duckdb.IOException as exc:
+            raise RuntimeError(
+                f"cannot open market-data store {self.path}: {exc}. DuckDB allows one writing "
+                "process per file; stop the other drl-trading process or use the distributed "
+                "PostgreSQL store"
+            ) from exc
+        self._con.execute(_DDL)
+        self._lock = threading.Lock()
+
+    def upsert_bars(self, symbol: Symbol, timeframe: Timeframe, bars: pl.DataFrame) -> UpsertResult:
+        if bars.is_empty():
+            return UpsertResult(0, 0)
+        frame = conform(bars).with_columns(
+            pl.col("open_time").dt.replace_time_zone(None),
+            pl.lit(str(symbol)).alias("symbol"),
+            pl.lit(timeframe.value).alias("timeframe"),
+        )
+        with self._lock:
+            con = self._con
+            con.register("incoming", frame.to_arrow())
+            (existing,) = con.execute(
+                "SELECT count(*) FROM bars b JOIN incoming i USING (symbol, timeframe, open_time)"
+            ).fetchall()
+            updated = int(existing[0])
+            # UPDATE only rows whose values changed, then INSERT the new keys: far faster in
+            # DuckDB than INSERT OR REPLACE, which rewrites every conflicting index entry.
+            con.execute("BEGIN")
+            try:
+                con.execute(_UPDATE_CHANGED)
+                con.execute(
+                    "INSERT INTO bars SELECT symbol, timeframe, open_time, open, high, low, close,"
+                    " volume FROM incoming ON CONFLICT DO NOTHING"
+                )
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+            con.unregister("incoming")
+        return UpsertResult(inserted=frame.height - updated, updated=updated)
+
+    def read_bars(
+        self, symbol: Symbol, timeframe: Timeframe, start: datetime, end: datetime
+    ) -> pl.DataFrame:
+        with self._lock:
+            table = self._con.sql(
+                "SELECT open_time, open, high, low, close, volume FROM bars "
+                "WHERE symbol = ? AND timeframe = ? AND open_time >= ? AND open_time < ? "
+                "ORDER BY open_time",
+                params=[str(symbol), timeframe.value, _naive(start), _naive(end)],
+            ).to_arrow_table()
+        if table.num_rows == 0:
+            return empty_bars()
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        return conform(frame)
+
+    def coverage(self, symbol: Symbol, timeframe: Timeframe) -> Coverage | None:
+        with self._lock:
+            (row,) = self._con.execute(
+                "SELECT min(open_time), max(open_time), count(*) FROM bars "
+                "WHERE symbol = ? AND timeframe = ?",
+                [str(symbol), timeframe.value],
+            ).fetchall()
+        if not row[2]:
+            return None
+        return Coverage(utc(row[0]), utc(row[1]), int(row[2]))
+
+    def quarantine(
+        self, symbol: Symbol, timeframe: Timeframe, rows: pl.DataFrame, batch_id: str
+    ) -> int:
+        if rows.is_empty():
+            return 0
+        frame = conform(rows).with_columns(
+            pl.col("open_time").dt.replace_time_zone(None),
+            pl.lit(str(symbol)).alias("symbol"),
+            pl.lit(timeframe.value).alias("timeframe"),
+            rows["rule"].cast(pl.String).alias("rule"),
+            rows["detail"].cast(pl.String).alias("detail"),
+            pl.lit(batch_id).alias("batch_id"),
+            pl.lit(_naive(now_utc())).alias("quarantined_at"),
+        )
+        with self._lock:
+            self._con.register("q", frame.select(list(QUARANTINE_SCHEMA)).to_arrow())
+            self._con.execute("INSERT INTO quarantine SELECT * FROM q")
+            self._con.unregister("q")
+        return frame.height
+
+    def read_quarantine(self, symbol: Symbol | None = None) -> pl.DataFrame:
+        sql = "SELECT * FROM quarantine"
+        params: list[object] = []
+        if symbol is not None:
+            sql += " WHERE symbol = ?"
+            params.append(str(symbol))
+        with self._lock:
+            table = self._con.sql(sql + " ORDER BY quarantined_at, open_time", params=params)
+            frame = pl.from_arrow(table.to_arrow_table())
+        assert isinstance(frame, pl.DataFrame)
+        if frame.is_empty():
+            return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+        return frame.with_columns(
+            pl.col("open_time").dt.replace_time_zone("UTC").cast(TIME_DTYPE),
+            pl.col("quarantined_at").dt.replace_time_zone("UTC").cast(TIME_DTYPE),
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()

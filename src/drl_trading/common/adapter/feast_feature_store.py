@@ -1,0 +1,187 @@
+"""Feature store on Feast: Parquet offline store read by the DuckDB engine, SQLite online store
+(Redis in distributed mode), and a registry file, all applied programmatically from settings.
+
+Layout under ``data_dir``: one folder per feature view (``<set>__<version>``), one Parquet file per
+symbol. A write merges by ``event_time`` into the symbol's file and replaces it atomically, so
+re-running preprocessing never duplicates rows and a crash never leaves a half-written file.
+Timestamps are stored with microsecond precision, which is what Feast's joins accept.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from drl_trading.common.bars import TIME_DTYPE
+from drl_trading.common.domain import Symbol
+from drl_trading.common.ports import FeatureViewSpec
+
+PROJECT = "drl_trading"
+ENTITY = "symbol"
+FEAST_TIME = "event_timestamp"
+CREATED = "created_at"
+
+
+class FeatureViewNotFoundError(LookupError):
+    pass
+
+
+class FeastFeatureStore:
+    def __init__(
+        self,
+        repo_dir: Path | str,
+        data_dir: Path | str,
+        online_store: dict[str, Any] | None = None,
+        project: str = PROJECT,
+    ) -> None:
+        self.repo_dir = Path(repo_dir)
+        self.data_dir = Path(data_dir)
+        self.repo_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._online = online_store or {
+            "type": "sqlite",
+            "path": str(self.repo_dir / "online_store.db"),
+        }
+        self._project = project
+        self._store: Any = None
+        self._lock = threading.Lock()
+
+    # -- Feast objects -------------------------------------------------------------------------
+    def feast(self) -> Any:
+        """The underlying ``feast.FeatureStore`` (built on first use: Feast imports slowly)."""
+        if self._store is None:
+            from feast import FeatureStore as _FeastStore
+            from feast.repo_config import RepoConfig
+
+            config = RepoConfig(
+                project=self._project,
+                provider="local",
+                registry=str(self.repo_dir / "registry.db"),
+                offline_store={"type": "duckdb"},
+                online_store=self._online,
+                entity_key_serialization_version=3,
+                repo_path=self.repo_dir,
+            )
+            self._store = _FeastStore(config=config)
+        return self._store
+
+    def _view_dir(self, view: FeatureViewSpec) -> Path:
+        return self.data_dir / view.name
+
+    def _feast_view(self, view: FeatureViewSpec) -> tuple[Any, Any]:
+        from feast import Entity, FeatureView, Field, FileSource, ValueType
+        from feast.data_format import ParquetFormat
+        from feast.types import Float64
+
+        entity = Entity(
+            name=ENTITY,
+            join_keys=[ENTITY],
+            value_type=ValueType.STRING,
+            description="Instrument symbol, e.g. BTCUSDT",
+        )
+        source = FileSource(
+            name=f"{view.name}_source",
+            path=str(self._view_dir(view) / "*.parquet"),
+            file_format=ParquetFormat(),
+            timestamp_field=FEAST_TIME,
+            created_timestamp_column=CREATED,
+        )
+        fv = FeatureView(
+            name=view.name,
+            entities=[entity],
+            ttl=view.ttl,
+            schema=[Field(name=c, dtype=Float64) for c in view.columns],
+            source=source,
+            online=True,
+            tags={
+                "feature_set": view.feature_set_name,
+                "feature_set_version": view.feature_set_version,
+                "base_timeframe": view.base_timeframe.value,
+            },
+            description=(
+                f"Feature set {view.feature_set_name} version {view.feature_set_version} on "
+                f"{view.base_timeframe.value} bars; event_timestamp is the base bar's close"
+            ),
+        )
+        return entity, fv
+
+    # -- port ------------------------------------------------------------------------------------
+    def register(self, view: FeatureViewSpec) -> None:
+        self._view_dir(view).mkdir(parents=True, exist_ok=True)
+        entity, fv = self._feast_view(view)
+        with self._lock:
+            self.feast().apply([entity, fv])
+
+    def write_offline(self, view: FeatureViewSpec, symbol: Symbol, frame: pl.DataFrame) -> int:
+        if frame.is_empty():
+            return 0
+        missing = [c for c in view.columns if c not in frame.columns]
+        if missing:
+            raise KeyError(f"feature frame lacks columns of view {view.name}: {missing[:5]}")
+        created = datetime.now(UTC)
+        new = frame.select(
+            pl.lit(str(symbol)).alias(ENTITY),
+            pl.col("event_time").cast(TIME_DTYPE).alias(FEAST_TIME),
+            pl.lit(created).cast(TIME_DTYPE).alias(CREATED),
+            *[pl.col(c).cast(pl.Float64) for c in view.columns],
+        )
+        path = self._view_dir(view) / f"{symbol.file_stem}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            if path.exists():
+                old = pl.read_parquet(path)
+                new = pl.concat(
+                    [old.join(new.select(FEAST_TIME), on=FEAST_TIME, how="anti"), new],
+                    how="vertical_relaxed",
+                )
+            new = new.sort(FEAST_TIME)
+            tmp = path.with_suffix(".parquet.tmp")
+            new.write_parquet(tmp, statistics=True)
+            os.replace(tmp, path)
+        return frame.height
+
+    def historical_features(self, view: FeatureViewSpec, entities: pl.DataFrame) -> pl.DataFrame:
+        if not any(self._view_dir(view).glob("*.parquet")):
+            raise FeatureViewNotFoundError(
+                f"no features stored for view {view.name}; run `drl-trading preprocess` first"
+            )
+        order = "__row"
+        entity_df = (
+            entities.select(
+                pl.col(ENTITY).cast(pl.String),
+                pl.col("event_time").cast(TIME_DTYPE).alias(FEAST_TIME),
+            )
+            .with_row_index(order)
+            .to_pandas()
+        )
+        refs = [f"{view.name}:{c}" for c in view.columns]
+        with self._lock:
+            table = (
+                self.feast().get_historical_features(entity_df=entity_df, features=refs).to_arrow()
+            )
+        out = pl.from_arrow(table)
+        assert isinstance(out, pl.DataFrame)
+        out = out.sort(order).rename({FEAST_TIME: "event_time"})
+        return out.select(
+            ENTITY,
+            pl.col("event_time").cast(TIME_DTYPE),
+            *[pl.col(c).cast(pl.Float64) for c in view.columns],
+        )
+
+    def stored_range(
+        self, view: FeatureViewSpec, symbol: Symbol
+    ) -> tuple[datetime, datetime] | None:
+        path = self._view_dir(view) / f"{symbol.file_stem}.parquet"
+        if not path.exists():
+            return None
+        times = (
+            pl.scan_parquet(path)
+            .select(pl.col(FEAST_TIME).min().alias("lo"), pl.col(FEAST_TIME).max().alias("hi"))
+            .collect()
+        )
+        return times["lo"][0], times["hi"][0]

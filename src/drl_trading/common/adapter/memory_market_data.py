@@ -1,0 +1,73 @@
+"""Dict-of-frames market-data repository: the fake for unit tests, same contract as DuckDB."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+
+from drl_trading.common.adapter.duckdb_market_data import QUARANTINE_SCHEMA
+from drl_trading.common.bars import conform, empty_bars
+from drl_trading.common.domain import Symbol, Timeframe, utc
+from drl_trading.common.events import now_utc
+from drl_trading.common.ports import Coverage, UpsertResult
+
+
+class InMemoryMarketData:
+    def __init__(self) -> None:
+        self._bars: dict[tuple[str, str], pl.DataFrame] = {}
+        self._quarantine: list[pl.DataFrame] = []
+
+    def upsert_bars(self, symbol: Symbol, timeframe: Timeframe, bars: pl.DataFrame) -> UpsertResult:
+        if bars.is_empty():
+            return UpsertResult(0, 0)
+        incoming = conform(bars).unique("open_time", keep="last", maintain_order=True)
+        key = (str(symbol), timeframe.value)
+        current = self._bars.get(key, empty_bars())
+        updated = current.join(incoming.select("open_time"), on="open_time", how="semi").height
+        merged = (
+            pl.concat([current, incoming])
+            .unique("open_time", keep="last", maintain_order=True)
+            .sort("open_time")
+        )
+        self._bars[key] = merged
+        return UpsertResult(inserted=incoming.height - updated, updated=updated)
+
+    def read_bars(
+        self, symbol: Symbol, timeframe: Timeframe, start: datetime, end: datetime
+    ) -> pl.DataFrame:
+        frame = self._bars.get((str(symbol), timeframe.value))
+        if frame is None:
+            return empty_bars()
+        return frame.filter((pl.col("open_time") >= utc(start)) & (pl.col("open_time") < utc(end)))
+
+    def coverage(self, symbol: Symbol, timeframe: Timeframe) -> Coverage | None:
+        frame = self._bars.get((str(symbol), timeframe.value))
+        if frame is None or frame.is_empty():
+            return None
+        return Coverage(frame["open_time"][0], frame["open_time"][-1], frame.height)
+
+    def quarantine(
+        self, symbol: Symbol, timeframe: Timeframe, rows: pl.DataFrame, batch_id: str
+    ) -> int:
+        if rows.is_empty():
+            return 0
+        frame = conform(rows).with_columns(
+            pl.lit(str(symbol)).alias("symbol"),
+            pl.lit(timeframe.value).alias("timeframe"),
+            rows["rule"].cast(pl.String).alias("rule"),
+            rows["detail"].cast(pl.String).alias("detail"),
+            pl.lit(batch_id).alias("batch_id"),
+            pl.lit(now_utc()).alias("quarantined_at"),
+        )
+        self._quarantine.append(frame.select(list(QUARANTINE_SCHEMA)).cast(QUARANTINE_SCHEMA))  # type: ignore[arg-type]
+        return frame.height
+
+    def read_quarantine(self, symbol: Symbol | None = None) -> pl.DataFrame:
+        if not self._quarantine:
+            return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+        frame = pl.concat(self._quarantine)
+        return frame if symbol is None else frame.filter(pl.col("symbol") == str(symbol))
+
+    def close(self) -> None:
+        return None

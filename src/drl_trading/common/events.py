@@ -1,0 +1,231 @@
+"""Versioned event schemas, their topics, and the one serializer every bus uses.
+
+Each event is a frozen pydantic model with an ``event_type`` discriminator and a
+``schema_version``; the wire form is UTF-8 JSON of the model (``encode``/``decode``), identical on
+the in-memory bus and on Kafka, so a message recorded on one can be replayed on the other. A
+consumer rejects a ``schema_version`` newer than it knows instead of guessing at fields.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+from drl_trading.common.domain import Action, Symbol, Timeframe, utc
+
+
+class Topic:
+    """Topic names of the architecture document."""
+
+    PREPROCESS_REQUESTED = "requested.preprocess-data"
+    PREPROCESS_COMPLETED_OFFLINE = "completed.preprocess-data.offline"
+    PREPROCESS_COMPLETED_CATCHUP = "completed.preprocess-data.catchup"
+    PREPROCESS_COMPLETED_ONLINE = "completed.preprocess-data.online"
+    STORE_RESAMPLED_REQUESTED = "requested.store-resampled-data"
+    PREDICT_COMPLETED = "completed.predict"
+
+    @staticmethod
+    def dlq(topic: str) -> str:
+        return f"dlq.{topic}"
+
+    @staticmethod
+    def error(service: str) -> str:
+        return f"error.{service}"
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """Fields every event carries: identity, the correlation id of the workflow, creation time."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    schema_version: int = 1
+    event_id: str = Field(default_factory=new_id)
+    correlation_id: str = Field(default_factory=new_id)
+    created_at: datetime = Field(default_factory=now_utc)
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return utc(value)
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, value: int) -> int:
+        if value > cls.SCHEMA_VERSION:
+            raise ValueError(
+                f"{cls.__name__} schema_version {value} is newer than this build knows "
+                f"({cls.SCHEMA_VERSION}); upgrade the consumer"
+            )
+        return value
+
+
+class ProcessingMode(StrEnum):
+    """Why preprocessing runs: a training batch, the live warm-up, or one live bar."""
+
+    OFFLINE = "offline"
+    CATCHUP = "catchup"
+    ONLINE = "online"
+
+
+class PreprocessDataRequested(Event):
+    """Ingest stored 1m bars for ``symbols`` over ``[start, end)``; preprocess should run."""
+
+    event_type: Literal["preprocess-data.requested"] = "preprocess-data.requested"
+    mode: ProcessingMode
+    symbols: list[Symbol]
+    timeframe: Timeframe = Timeframe.M1
+    start: datetime
+    end: datetime
+    bar_close_time: datetime | None = None
+
+    @field_validator("start", "end", "bar_close_time")
+    @classmethod
+    def _utc_times(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else utc(value)
+
+
+class TimeframeOutput(BaseModel):
+    """What preprocessing produced for one symbol and timeframe."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    timeframe: Timeframe
+    bars: int
+
+
+class SymbolOutput(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    symbol: Symbol
+    feature_rows: int
+    warmup_rows_dropped: int
+    first_feature_time: datetime | None
+    last_feature_time: datetime | None
+    timeframes: list[TimeframeOutput]
+
+
+class PreprocessDataCompleted(Event):
+    """Features for the request are in the feature store (offline, catch-up or online)."""
+
+    event_type: Literal["preprocess-data.completed"] = "preprocess-data.completed"
+    mode: ProcessingMode
+    request_event_id: str
+    symbols: list[Symbol]
+    start: datetime
+    end: datetime
+    feature_set_name: str
+    feature_set_version: str
+    feature_view: str
+    outputs: list[SymbolOutput]
+
+    @property
+    def topic(self) -> str:
+        return f"completed.preprocess-data.{self.mode.value}"
+
+
+class ResampledBar(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    open_time: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class StoreResampledDataRequested(Event):
+    """Higher-timeframe bars closed by live resampling, to be stored by ingest."""
+
+    event_type: Literal["store-resampled-data.requested"] = "store-resampled-data.requested"
+    symbol: Symbol
+    timeframe: Timeframe
+    bars: list[ResampledBar]
+
+
+class PredictionCompleted(Event):
+    """A policy's decision for one bar (fields used by inference and execution)."""
+
+    event_type: Literal["predict.completed"] = "predict.completed"
+    symbol: Symbol
+    action: Action
+    target_position: float
+    confidence: float
+    model_name: str
+    model_version: str
+    feature_time: datetime
+    bar_close_time: datetime
+
+
+class ErrorOccurred(Event):
+    """Published on ``error.<service>`` when a handler gave up on a message, for monitoring."""
+
+    event_type: Literal["error.occurred"] = "error.occurred"
+    service: str
+    topic: str
+    failed_event_id: str | None
+    error_type: str
+    message: str
+    attempts: int
+
+
+class DeadLetter(Event):
+    """The original message, verbatim, with why it failed; published on ``dlq.<topic>``."""
+
+    event_type: Literal["dead-letter"] = "dead-letter"
+    service: str
+    topic: str
+    key: str
+    payload: str
+    headers: dict[str, str]
+    error_type: str
+    message: str
+    attempts: int
+
+
+AnyEvent = Annotated[
+    PreprocessDataRequested
+    | PreprocessDataCompleted
+    | StoreResampledDataRequested
+    | PredictionCompleted
+    | ErrorOccurred
+    | DeadLetter,
+    Field(discriminator="event_type"),
+]
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyEvent)
+
+
+class EventDecodeError(ValueError):
+    """A message could not be read as a known event; it goes to the DLQ without retries."""
+
+
+def encode(event: Event) -> bytes:
+    return event.model_dump_json().encode("utf-8")
+
+
+def decode(payload: bytes) -> Event:
+    try:
+        event: Event = _ADAPTER.validate_json(payload)
+    except Exception as exc:  # pydantic.ValidationError or JSON syntax error
+        raise EventDecodeError(f"undecodable event: {exc}") from exc
+    return event
+
+
+def headers_for(event: Event) -> dict[str, str]:
+    """Headers every bus attaches, so routing and tracing need not parse the payload."""
+    return {
+        "event_type": getattr(event, "event_type", type(event).__name__),
+        "schema_version": str(event.schema_version),
+        "event_id": event.event_id,
+        "correlation_id": event.correlation_id,
+    }

@@ -1,0 +1,34 @@
+"""Builds the shared adapters (bus, market-data repository, feature store) from settings.
+
+These are the swap points of the two deployments: the embedded default builds in-process ones,
+the distributed mode builds server-backed ones, and nothing above the ports can tell.
+"""
+
+from __future__ import annotations
+
+from drl_trading.common.adapter.duckdb_market_data import DuckDBMarketData
+from drl_trading.common.adapter.feast_feature_store import FeastFeatureStore
+from drl_trading.common.adapter.memory_bus import InMemoryBus
+from drl_trading.common.adapter.memory_feature_store import InMemoryFeatureStore
+from drl_trading.common.adapter.memory_market_data import InMemoryMarketData
+from drl_trading.common.ports import FeatureStore, MarketDataRepository
+from drl_trading.common.settings import AppSettings
+
+
+def build_bus(settings: AppSettings) -> InMemoryBus:
+    b = settings.bus
+    return InMemoryBus(
+        partitions=b.partitions, max_attempts=b.max_attempts, retry_backoff_s=b.retry_backoff_s
+    )
+
+
+def build_market_data(settings: AppSettings) -> MarketDataRepository:
+    if settings.market_data.kind == "memory":
+        return InMemoryMarketData()
+    return DuckDBMarketData(settings.market_data_path)
+
+
+def build_feature_store(settings: AppSettings) -> FeatureStore:
+    if settings.feature_store.kind == "memory":
+        return InMemoryFeatureStore()
+    return FeastFeatureStore(settings.feast_repo_dir, settings.feature_data_dir)

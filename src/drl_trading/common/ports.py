@@ -1,0 +1,116 @@
+"""Ports shared by several services. Core code depends on these Protocols, never on adapters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import polars as pl
+
+from drl_trading.common.domain import Symbol, Timeframe
+from drl_trading.common.events import Event
+
+Handler = Callable[[Event], None]
+
+
+class MessageBus(Protocol):
+    """Topics with per-key ordering, consumer groups and at-least-once delivery.
+
+    A consumer group is named after the service that owns it; a handler that keeps failing has its
+    message moved to ``dlq.<topic>`` and an `ErrorOccurred` published on ``error.<group>``. Handlers
+    must therefore be idempotent. Delivery happens inside `poll`, so a single-threaded process and
+    a Kafka consumer loop drive handlers the same way.
+    """
+
+    def publish(self, topic: str, event: Event, *, key: str) -> None: ...
+
+    def subscribe(self, topic: str, *, group: str, handler: Handler) -> None: ...
+
+    def poll(self, max_messages: int | None = None) -> int:
+        """Deliver pending messages to handlers; returns how many were handled or dead-lettered."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertResult:
+    inserted: int
+    updated: int
+
+    @property
+    def written(self) -> int:
+        return self.inserted + self.updated
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    first_open_time: datetime
+    last_open_time: datetime
+    bars: int
+
+
+class MarketDataRepository(Protocol):
+    """OHLCV storage keyed by (symbol, timeframe, open time); writes are idempotent upserts."""
+
+    def upsert_bars(
+        self, symbol: Symbol, timeframe: Timeframe, bars: pl.DataFrame
+    ) -> UpsertResult: ...
+
+    def read_bars(
+        self, symbol: Symbol, timeframe: Timeframe, start: datetime, end: datetime
+    ) -> pl.DataFrame:
+        """Bars with ``start <= open_time < end`` in time order, in the schema of `bars.py`."""
+        ...
+
+    def coverage(self, symbol: Symbol, timeframe: Timeframe) -> Coverage | None: ...
+
+    def quarantine(
+        self, symbol: Symbol, timeframe: Timeframe, rows: pl.DataFrame, batch_id: str
+    ) -> int:
+        """Keep rejected rows (bar columns plus ``rule`` and ``detail``) out of the bar table."""
+        ...
+
+    def read_quarantine(self, symbol: Symbol | None = None) -> pl.DataFrame: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureViewSpec:
+    """One stored feature table: a feature-set version aligned on its base timeframe.
+
+    Rows are keyed by ``symbol`` and ``event_time``, the close time of the base bar, i.e. the first
+    instant at which every value in the row was known.
+    """
+
+    name: str
+    feature_set_name: str
+    feature_set_version: str
+    base_timeframe: Timeframe
+    columns: tuple[str, ...]
+    ttl: timedelta = field(default=timedelta(days=2))
+
+
+class FeatureStore(Protocol):
+    def register(self, view: FeatureViewSpec) -> None:
+        """Declare (or update) the view so that it can be written and read."""
+        ...
+
+    def write_offline(self, view: FeatureViewSpec, symbol: Symbol, frame: pl.DataFrame) -> int:
+        """Store rows (``event_time`` + the view's columns); rewriting a time replaces it."""
+        ...
+
+    def historical_features(self, view: FeatureViewSpec, entities: pl.DataFrame) -> pl.DataFrame:
+        """Point-in-time read: for each (``symbol``, ``event_time``) the latest row at or before it.
+
+        Returns the entity columns plus the view's columns, in the entities' order, with nulls
+        where no row was known at that time.
+        """
+        ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...

@@ -1,0 +1,133 @@
+"""Application settings: one typed, frozen model, loaded from YAML plus ``DRL_TRADING_*`` variables.
+
+Precedence, highest first: values passed by the CLI, environment variables (nested keys joined by
+``__``, e.g. ``DRL_TRADING_INGEST__VALIDATION__POLICY=quarantine``), the YAML file, defaults.
+Unknown keys are errors, so a typo in a config file is reported instead of ignored.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from drl_trading.ingest.application.config import IngestSettings
+from drl_trading.preprocess.application.config import PreprocessSettings
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_YAML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("_YAML_DATA", default=None)
+
+
+class BusSettings(BaseModel):
+    model_config = _FROZEN
+    kind: Literal["memory"] = "memory"
+    partitions: int = Field(4, ge=1, description="Partitions per topic; keys hash onto them.")
+    max_attempts: int = Field(3, ge=1, description="Deliveries before a message is dead-lettered.")
+    retry_backoff_s: float = Field(0.0, ge=0, description="First retry delay; doubles each time.")
+
+
+class MarketDataSettings(BaseModel):
+    model_config = _FROZEN
+    kind: Literal["duckdb", "memory"] = "duckdb"
+    path: Path | None = Field(None, description="DuckDB file; default <home>/market.duckdb")
+
+
+class FeatureStoreSettings(BaseModel):
+    model_config = _FROZEN
+    kind: Literal["feast", "memory"] = "feast"
+    repo_dir: Path | None = Field(None, description="Feast registry; default <home>/feast")
+    data_dir: Path | None = Field(None, description="Offline Parquet; default <home>/features")
+    online_store: Literal["sqlite"] = "sqlite"
+
+
+class LoggingSettings(BaseModel):
+    model_config = _FROZEN
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    json_output: bool = Field(False, description="One JSON object per line instead of text.")
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_YAML_DATA.get() or {})
+
+
+class AppSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DRL_TRADING_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    home: Path = Field(Path(".drl-trading"), description="Folder holding all embedded state.")
+    bus: BusSettings = BusSettings()
+    market_data: MarketDataSettings = MarketDataSettings()
+    feature_store: FeatureStoreSettings = FeatureStoreSettings()
+    logging: LoggingSettings = LoggingSettings()
+    ingest: IngestSettings = IngestSettings()
+    preprocess: PreprocessSettings = PreprocessSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _YamlSource(settings_cls)
+
+    @property
+    def market_data_path(self) -> Path:
+        return self.market_data.path or self.home / "market.duckdb"
+
+    @property
+    def feast_repo_dir(self) -> Path:
+        return self.feature_store.repo_dir or self.home / "feast"
+
+    @property
+    def feature_data_dir(self) -> Path:
+        return self.feature_store.data_dir or self.home / "features"
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message names every offending key."""
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> AppSettings:
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        if not config_file.exists():
+            raise ConfigError(f"config file {config_file} does not exist")
+        try:
+            loaded = yaml.safe_load(config_file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {config_file} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {config_file} must hold a mapping at the top level")
+        data = loaded
+    token = _YAML_DATA.set(data)
+    try:
+        return AppSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        where = f" in {config_file}" if config_file else ""
+        lines = [
+            f"  {'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            + (f" (got {err['input']!r})" if err.get("type") != "missing" else "")
+            for err in exc.errors()
+        ]
+        raise ConfigError(f"invalid configuration{where}:\n" + "\n".join(lines)) from None
+    finally:
+        _YAML_DATA.reset(token)

@@ -1,0 +1,1 @@
+"""Data providers and bus entry points of the ingest service."""

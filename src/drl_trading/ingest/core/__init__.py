@@ -1,0 +1,1 @@
+"""Business logic of ingest: validation, gap detection and the ingest workflow."""

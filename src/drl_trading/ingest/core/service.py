@@ -1,0 +1,219 @@
+"""The ingest workflow: fetch -> validate -> store 1m -> report -> request preprocessing.
+
+Storage is chunk by chunk (bounded memory on long ranges) and idempotent (an upsert keyed by
+symbol, timeframe and open time), so re-running an interrupted or repeated ingest is always safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import polars as pl
+import structlog
+
+from drl_trading.common.domain import Symbol, Timeframe, TimeRange
+from drl_trading.common.events import (
+    PreprocessDataRequested,
+    ProcessingMode,
+    Topic,
+    new_id,
+)
+from drl_trading.common.ports import MarketDataRepository, MessageBus
+from drl_trading.ingest.core.ports import HistoricalDataProvider
+from drl_trading.ingest.core.validation import (
+    Gap,
+    Rule,
+    ValidationPolicy,
+    ValidationReport,
+    Violation,
+    find_gaps,
+    validate_bars,
+)
+
+log = structlog.get_logger(__name__)
+
+ProgressCallback = Callable[[Symbol, datetime, int], None]
+"""Called after each stored chunk with the symbol, the chunk's last open time and rows stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingDataRequest:
+    """What a user (or the training service) asks ingest for: 1m history of some symbols."""
+
+    symbols: tuple[Symbol, ...]
+    range: TimeRange
+    request_id: str = field(default_factory=new_id)
+
+
+class BatchRejectedError(Exception):
+    """Raised under the ``reject`` policy; names the rule, row and the part already stored."""
+
+    def __init__(
+        self,
+        symbol: Symbol,
+        chunk_start: datetime,
+        report: ValidationReport,
+        stored_until: datetime | None,
+    ) -> None:
+        self.symbol = symbol
+        self.report = report
+        self.stored_until = stored_until
+        first = report.first_violation()
+        stored = (
+            f"bars before {stored_until.isoformat()} were valid and are stored"
+            if stored_until
+            else "nothing of this symbol was stored"
+        )
+        super().__init__(
+            f"{symbol}: batch starting {chunk_start.isoformat()} rejected: {report.summary()}; "
+            f"first: {first.describe() if first else '?'}; {stored}. Fix the source or set "
+            "ingest.validation.policy=quarantine to store the valid rows and keep the bad ones "
+            "in the quarantine table"
+        )
+
+
+@dataclass
+class SymbolIngestReport:
+    symbol: Symbol
+    fetched_rows: int = 0
+    stored_rows: int = 0
+    inserted_rows: int = 0
+    updated_rows: int = 0
+    quarantined_rows: int = 0
+    violation_counts: dict[Rule, int] = field(default_factory=dict)
+    examples: list[Violation] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)
+    first_open_time: datetime | None = None
+    last_open_time: datetime | None = None
+
+    @property
+    def missing_bars(self) -> int:
+        return sum(g.missing_bars for g in self.gaps)
+
+
+@dataclass
+class IngestReport:
+    request_id: str
+    source: str
+    range: TimeRange
+    symbols: list[SymbolIngestReport]
+    preprocess_event_id: str | None = None
+
+    @property
+    def stored_rows(self) -> int:
+        return sum(s.stored_rows for s in self.symbols)
+
+
+class IngestService:
+    def __init__(
+        self,
+        provider: HistoricalDataProvider,
+        market_data: MarketDataRepository,
+        bus: MessageBus,
+        policy: ValidationPolicy = ValidationPolicy.REJECT,
+    ) -> None:
+        self._provider = provider
+        self._repo = market_data
+        self._bus = bus
+        self._policy = policy
+
+    def ingest_history(
+        self,
+        request: TrainingDataRequest,
+        *,
+        request_preprocessing: bool = True,
+        mode: ProcessingMode = ProcessingMode.OFFLINE,
+        on_progress: ProgressCallback | None = None,
+    ) -> IngestReport:
+        report = IngestReport(request.request_id, self._provider.name, request.range, symbols=[])
+        for symbol in request.symbols:
+            report.symbols.append(self._ingest_symbol(symbol, request, on_progress))
+        if request_preprocessing:
+            event = PreprocessDataRequested(
+                correlation_id=request.request_id,
+                mode=mode,
+                symbols=list(request.symbols),
+                timeframe=Timeframe.M1,
+                start=request.range.start,
+                end=request.range.end,
+            )
+            self._bus.publish(Topic.PREPROCESS_REQUESTED, event, key=str(request.symbols[0]))
+            report.preprocess_event_id = event.event_id
+        return report
+
+    def _ingest_symbol(
+        self, symbol: Symbol, request: TrainingDataRequest, on_progress: ProgressCallback | None
+    ) -> SymbolIngestReport:
+        rep = SymbolIngestReport(symbol)
+        last_time: datetime | None = None
+        stored_times: list[pl.Series] = []
+        rng = request.range
+        for chunk in self._provider.fetch(symbol, rng.start, rng.end):
+            if chunk.is_empty():
+                continue
+            rep.fetched_rows += chunk.height
+            check = validate_bars(chunk, Timeframe.M1, previous_open_time=last_time)
+            if not check.ok:
+                for rule, n in check.counts.items():
+                    if n:
+                        rep.violation_counts[rule] = rep.violation_counts.get(rule, 0) + n
+                for rule_examples in check.examples.values():
+                    room = 10 - len(rep.examples)
+                    rep.examples.extend(rule_examples[: max(room, 0)])
+                if self._policy is ValidationPolicy.REJECT:
+                    stored_until = None if last_time is None else last_time + Timeframe.M1.duration
+                    chunk_start: datetime = chunk["open_time"].min()  # type: ignore[assignment]
+                    raise BatchRejectedError(symbol, chunk_start, check, stored_until)
+                rep.quarantined_rows += self._quarantine(symbol, chunk, check, request.request_id)
+                chunk = chunk.filter(~pl.Series(check.bad_mask))
+                if chunk.is_empty():
+                    continue
+            result = self._repo.upsert_bars(symbol, Timeframe.M1, chunk)
+            rep.stored_rows += result.written
+            rep.inserted_rows += result.inserted
+            rep.updated_rows += result.updated
+            times = chunk["open_time"]
+            stored_times.append(times)
+            chunk_last: datetime = times.max()  # type: ignore[assignment]
+            last_time = chunk_last if last_time is None else max(last_time, chunk_last)
+            if rep.first_open_time is None:
+                rep.first_open_time = times.min()  # type: ignore[assignment]
+            rep.last_open_time = last_time
+            if on_progress is not None:
+                on_progress(symbol, chunk_last, chunk.height)
+        all_times = pl.concat(stored_times) if stored_times else pl.Series("open_time", [])
+        if stored_times:
+            rep.gaps = find_gaps(
+                symbol, all_times, Timeframe.M1, expected_from=rng.start, expected_to=rng.end
+            )
+        else:
+            rep.gaps = [
+                Gap(symbol, rng.start, rng.end, int((rng.end - rng.start).total_seconds() // 60))
+            ]
+        if rep.gaps:
+            log.warning(
+                "gaps in ingested data",
+                symbol=str(symbol),
+                gaps=len(rep.gaps),
+                missing_bars=rep.missing_bars,
+                first_gap=f"{rep.gaps[0].start.isoformat()}..{rep.gaps[0].end.isoformat()}",
+            )
+        return rep
+
+    def _quarantine(
+        self, symbol: Symbol, chunk: pl.DataFrame, check: ValidationReport, batch_id: str
+    ) -> int:
+        idx = sorted(check.row_rules)
+        rows = chunk[idx].with_columns(
+            pl.Series("rule", [check.row_rules[i][0].value for i in idx], dtype=pl.String),
+            pl.Series(
+                "detail",
+                [",".join(r.value for r in check.row_rules[i]) for i in idx],
+                dtype=pl.String,
+            ),
+        )
+        n = self._repo.quarantine(symbol, Timeframe.M1, rows, batch_id)
+        log.warning("rows quarantined", symbol=str(symbol), rows=n, summary=check.summary())
+        return n

@@ -1,0 +1,236 @@
+"""Validation of OHLCV batches before storage, and gap detection.
+
+Every rule has a stable name that appears in errors, reports and the quarantine table. A row may
+break several rules; it is reported under each. Nothing is dropped here: the caller decides, by
+policy, whether a batch with bad rows is rejected or its bad rows quarantined.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+import numpy as np
+import polars as pl
+
+from drl_trading.common.bars import PRICE_COLUMNS, VALUE_COLUMNS
+from drl_trading.common.domain import Symbol, Timeframe, from_micros
+
+
+class Rule(StrEnum):
+    NON_FINITE = "non_finite"
+    NON_POSITIVE_PRICE = "non_positive_price"
+    HIGH_BELOW_OPEN_CLOSE = "high_below_open_close"
+    LOW_ABOVE_OPEN_CLOSE = "low_above_open_close"
+    NEGATIVE_VOLUME = "negative_volume"
+    OFF_GRID = "off_grid"
+    DUPLICATE = "duplicate"
+    OUT_OF_ORDER = "out_of_order"
+
+
+class ValidationPolicy(StrEnum):
+    REJECT = "reject"
+    QUARANTINE = "quarantine"
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One bad row: its position in the batch, its open time and what is wrong with it."""
+
+    rule: Rule
+    row: int
+    open_time: datetime | None
+    detail: str
+
+    def describe(self) -> str:
+        when = self.open_time.isoformat() if self.open_time else "?"
+        return f"rule {self.rule.value}: row {self.row} ({when}): {self.detail}"
+
+
+MAX_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    rows: int
+    bad_mask: np.ndarray
+    counts: dict[Rule, int]
+    examples: dict[Rule, list[Violation]]
+    row_rules: dict[int, list[Rule]] = field(repr=False)
+
+    @property
+    def bad_rows(self) -> int:
+        return int(self.bad_mask.sum())
+
+    @property
+    def ok(self) -> bool:
+        return self.bad_rows == 0
+
+    def first_violation(self) -> Violation | None:
+        firsts = [v[0] for v in self.examples.values() if v]
+        return min(firsts, key=lambda v: v.row) if firsts else None
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"{self.rows} rows valid"
+        parts = [f"{rule.value}={n}" for rule, n in self.counts.items() if n]
+        return f"{self.bad_rows} of {self.rows} rows invalid ({', '.join(parts)})"
+
+
+def validate_bars(
+    frame: pl.DataFrame,
+    timeframe: Timeframe,
+    *,
+    previous_open_time: datetime | None = None,
+) -> ValidationReport:
+    """Check every rule on a batch in provider order.
+
+    ``previous_open_time`` is the last open time accepted before this batch, so duplicates and
+    out-of-order rows are caught across chunk boundaries too.
+    """
+    n = frame.height
+    o, h, lo, c, v = (frame[col].cast(pl.Float64).to_numpy() for col in VALUE_COLUMNS)
+    times = frame["open_time"].dt.epoch("us").to_numpy().astype(np.int64)
+    with np.errstate(invalid="ignore"):
+        finite = np.ones(n, dtype=bool)
+        for arr in (o, h, lo, c, v):
+            finite &= np.isfinite(arr)
+        prices = np.vstack([o, h, lo, c]) if n else np.empty((4, 0))
+        checks: dict[Rule, np.ndarray] = {
+            Rule.NON_FINITE: ~finite,
+            Rule.NON_POSITIVE_PRICE: finite & (prices <= 0).any(axis=0),
+            Rule.HIGH_BELOW_OPEN_CLOSE: finite & (h < np.maximum(o, c)),
+            Rule.LOW_ABOVE_OPEN_CLOSE: finite & (lo > np.minimum(o, c)),
+            Rule.NEGATIVE_VOLUME: finite & (v < 0),
+            Rule.OFF_GRID: times % timeframe.micros != 0,
+        }
+    prev = np.iinfo(np.int64).min if previous_open_time is None else _micros(previous_open_time)
+    running_max = np.maximum.accumulate(np.concatenate([[prev], times]))[:-1] if n else times
+    seen_before = _seen_before(times, prev)
+    checks[Rule.DUPLICATE] = seen_before
+    checks[Rule.OUT_OF_ORDER] = (times < running_max) & ~seen_before
+
+    bad = np.zeros(n, dtype=bool)
+    counts: dict[Rule, int] = {}
+    examples: dict[Rule, list[Violation]] = {}
+    row_rules: dict[int, list[Rule]] = {}
+    for rule, mask in checks.items():
+        idx = np.flatnonzero(mask)
+        counts[rule] = int(idx.size)
+        bad |= mask
+        examples[rule] = [
+            Violation(rule, int(i), from_micros(int(times[i])), _detail(rule, i, o, h, lo, c, v))
+            for i in idx[:MAX_EXAMPLES]
+        ]
+        for i in idx:
+            row_rules.setdefault(int(i), []).append(rule)
+    return ValidationReport(n, bad, counts, examples, row_rules)
+
+
+def _micros(ts: datetime) -> int:
+    return int(pl.Series([ts]).dt.epoch("us")[0])
+
+
+def _seen_before(times: np.ndarray, prev: int) -> np.ndarray:
+    """True for each row whose open time already occurred earlier in the batch (or equals the
+    previous batch's last open time)."""
+    if times.size == 0:
+        return np.zeros(0, dtype=bool)
+    dup = (
+        pl.Series(times).is_duplicated().to_numpy()
+        & ~pl.Series(times).is_first_distinct().to_numpy()
+    )
+    return dup | (times == prev)
+
+
+def _detail(
+    rule: Rule,
+    i: int,
+    o: np.ndarray,
+    h: np.ndarray,
+    lo: np.ndarray,
+    c: np.ndarray,
+    v: np.ndarray,
+) -> str:
+    vals = {"open": o[i], "high": h[i], "low": lo[i], "close": c[i], "volume": v[i]}
+    match rule:
+        case Rule.NON_FINITE:
+            bad = [k for k, x in vals.items() if not np.isfinite(x)]
+            return f"non-finite {', '.join(bad)}"
+        case Rule.NON_POSITIVE_PRICE:
+            bad = [f"{k}={vals[k]}" for k in PRICE_COLUMNS if vals[k] <= 0]
+            return f"non-positive price {', '.join(bad)}"
+        case Rule.HIGH_BELOW_OPEN_CLOSE:
+            return f"high={h[i]} < max(open, close)={max(o[i], c[i])}"
+        case Rule.LOW_ABOVE_OPEN_CLOSE:
+            return f"low={lo[i]} > min(open, close)={min(o[i], c[i])}"
+        case Rule.NEGATIVE_VOLUME:
+            return f"volume={v[i]} < 0"
+        case Rule.OFF_GRID:
+            return "open time is not on the timeframe grid"
+        case Rule.DUPLICATE:
+            return "open time already seen"
+        case Rule.OUT_OF_ORDER:
+            return "open time earlier than a previous row"
+    return rule.value  # pragma: no cover
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Missing bars ``[start, end)`` of one symbol's series."""
+
+    symbol: Symbol
+    start: datetime
+    end: datetime
+    missing_bars: int
+
+
+def find_gaps(
+    symbol: Symbol,
+    open_times: pl.Series,
+    timeframe: Timeframe,
+    *,
+    expected_from: datetime | None = None,
+    expected_to: datetime | None = None,
+) -> list[Gap]:
+    """Gaps between consecutive sorted open times, plus missing bars at the edges of the
+    expected span ``[expected_from, expected_to)`` when given."""
+    step = timeframe.micros
+    t = open_times.sort().dt.epoch("us").to_numpy().astype(np.int64)
+    gaps: list[Gap] = []
+    if t.size == 0:
+        if expected_from is not None and expected_to is not None:
+            lo, hi = _micros(expected_from), _micros(expected_to)
+            return [Gap(symbol, expected_from, expected_to, (hi - lo) // step)]
+        return gaps
+    if expected_from is not None and t[0] - _micros(expected_from) >= step:
+        lo = _ceil(_micros(expected_from), step)
+        if t[0] > lo:
+            gaps.append(
+                Gap(symbol, from_micros(lo), from_micros(int(t[0])), (int(t[0]) - lo) // step)
+            )
+    diffs = np.diff(t)
+    for i in np.flatnonzero(diffs > step):
+        start = int(t[i]) + step
+        gaps.append(
+            Gap(symbol, from_micros(start), from_micros(int(t[i + 1])), int(diffs[i] // step) - 1)
+        )
+    if expected_to is not None:
+        end = _micros(expected_to)
+        last_expected = _ceil(end, step) - step
+        if last_expected > t[-1]:
+            start = int(t[-1]) + step
+            gaps.append(
+                Gap(
+                    symbol,
+                    from_micros(start),
+                    from_micros(last_expected + step),
+                    (last_expected - int(t[-1])) // step,
+                )
+            )
+    return gaps
+
+
+def _ceil(x: int, step: int) -> int:
+    return -(-x // step) * step

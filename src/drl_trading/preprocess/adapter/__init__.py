@@ -1,0 +1,1 @@
+"""Bus entry points of the preprocess service."""

@@ -1,0 +1,1 @@
+"""Business logic of preprocessing: pure computation plus the service that sequences it."""

@@ -1,0 +1,98 @@
+"""Contract of the market-data repository, over the in-memory fake and the embedded DuckDB store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from drl_trading.common.adapter.duckdb_market_data import DuckDBMarketData
+from drl_trading.common.adapter.memory_market_data import InMemoryMarketData
+from drl_trading.common.domain import Symbol, Timeframe, parse_time
+from drl_trading.common.ports import MarketDataRepository
+from tests.conftest import make_bars
+
+S = Symbol("BTCUSDT")
+
+
+@pytest.fixture(params=["memory", "duckdb"])
+def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MarketDataRepository]:
+    store: MarketDataRepository = (
+        InMemoryMarketData()
+        if request.param == "memory"
+        else DuckDBMarketData(tmp_path / "m.duckdb")
+    )
+    yield store
+    store.close()
+
+
+def test_upsert_twice_keeps_one_copy(repo: MarketDataRepository) -> None:
+    bars = make_bars("2024-01-01", 100)
+    first = repo.upsert_bars(S, Timeframe.M1, bars)
+    second = repo.upsert_bars(S, Timeframe.M1, bars)
+    assert (first.inserted, first.updated) == (100, 0)
+    assert (second.inserted, second.updated) == (0, 100)
+    got = repo.read_bars(S, Timeframe.M1, parse_time("2024-01-01"), parse_time("2024-01-02"))
+    assert got.equals(bars)
+
+
+def test_upsert_replaces_values_of_existing_keys(repo: MarketDataRepository) -> None:
+    bars = make_bars("2024-01-01", 10)
+    repo.upsert_bars(S, Timeframe.M1, bars)
+    changed = bars[5:].with_columns(pl.col("volume") * 2)
+    result = repo.upsert_bars(S, Timeframe.M1, changed)
+    assert (result.inserted, result.updated) == (0, 5)
+    got = repo.read_bars(S, Timeframe.M1, parse_time("2024-01-01"), parse_time("2024-01-02"))
+    assert got["volume"].to_list() == bars["volume"][:5].to_list() + changed["volume"].to_list()
+
+
+def test_range_reads_are_half_open_and_sorted(repo: MarketDataRepository) -> None:
+    bars = make_bars("2024-01-01", 60)
+    repo.upsert_bars(S, Timeframe.M1, bars.reverse())
+    got = repo.read_bars(
+        S, Timeframe.M1, parse_time("2024-01-01T00:10"), parse_time("2024-01-01T00:20")
+    )
+    assert got.height == 10
+    assert got["open_time"].is_sorted()
+    assert got["open_time"][0] == parse_time("2024-01-01T00:10")
+    assert got["open_time"][-1] == parse_time("2024-01-01T00:19")
+
+
+def test_series_are_separate_by_symbol_and_timeframe(repo: MarketDataRepository) -> None:
+    repo.upsert_bars(S, Timeframe.M1, make_bars("2024-01-01", 5))
+    repo.upsert_bars(Symbol("ETHUSDT"), Timeframe.M1, make_bars("2024-01-01", 7))
+    repo.upsert_bars(S, Timeframe.M5, make_bars("2024-01-01", 3, step_minutes=5))
+    cov: Callable[[Symbol, Timeframe], int] = lambda s, t: repo.coverage(s, t).bars  # type: ignore[union-attr]  # noqa: E731
+    assert cov(S, Timeframe.M1) == 5
+    assert cov(Symbol("ETHUSDT"), Timeframe.M1) == 7
+    assert cov(S, Timeframe.M5) == 3
+    assert repo.coverage(S, Timeframe.H1) is None
+
+
+def test_coverage_reports_first_last_count(repo: MarketDataRepository) -> None:
+    repo.upsert_bars(S, Timeframe.M1, make_bars("2024-01-01T05:00", 30))
+    c = repo.coverage(S, Timeframe.M1)
+    assert c is not None
+    assert c.first_open_time == parse_time("2024-01-01T05:00")
+    assert c.last_open_time == parse_time("2024-01-01T05:29")
+    assert c.bars == 30
+
+
+def test_quarantine_keeps_rows_with_their_rule(repo: MarketDataRepository) -> None:
+    rows = make_bars("2024-01-01", 2).with_columns(
+        pl.Series("rule", ["negative_volume", "off_grid"]),
+        pl.Series("detail", ["negative_volume", "off_grid"]),
+    )
+    assert repo.quarantine(S, Timeframe.M1, rows, "batch-1") == 2
+    q = repo.read_quarantine(S)
+    assert q.height == 2
+    assert set(q["rule"]) == {"negative_volume", "off_grid"}
+    assert q["batch_id"].to_list() == ["batch-1", "batch-1"]
+    assert repo.read_quarantine(Symbol("OTHER")).height == 0
+    assert repo.coverage(S, Timeframe.M1) is None  # quarantined rows never reach the bar table
+
+
+def test_empty_upsert_is_a_no_op(repo: MarketDataRepository) -> None:
+    assert repo.upsert_bars(S, Timeframe.M1, make_bars("2024-01-01", 0)).written == 0

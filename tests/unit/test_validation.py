@@ -1,0 +1,125 @@
+"""Every validation rule: a clear report naming the rule and row, and the row kept track of."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import polars as pl
+import pytest
+
+from drl_trading.common.domain import Symbol, Timeframe, parse_time
+from drl_trading.ingest.core.validation import Rule, find_gaps, validate_bars
+from tests.conftest import make_bars
+
+
+def _set(frame: pl.DataFrame, row: int, **values: float) -> pl.DataFrame:
+    out = frame.clone()
+    for col, value in values.items():
+        series = out[col].to_list()
+        series[row] = value
+        out = out.with_columns(pl.Series(col, series, dtype=out.schema[col]))
+    return out
+
+
+CASES = [
+    (Rule.NON_FINITE, {"close": math.nan}, "non-finite close"),
+    (Rule.NON_FINITE, {"volume": math.inf}, "non-finite volume"),
+    (Rule.NON_POSITIVE_PRICE, {"open": 0.0, "low": 0.0}, "non-positive price open=0.0"),
+    (Rule.HIGH_BELOW_OPEN_CLOSE, {"high": 99.0}, "high=99.0 < max(open, close)"),
+    (Rule.LOW_ABOVE_OPEN_CLOSE, {"low": 1000.0}, "low=1000.0 > min(open, close)"),
+    (Rule.NEGATIVE_VOLUME, {"volume": -1.0}, "volume=-1.0 < 0"),
+]
+
+
+@pytest.mark.parametrize(
+    ("rule", "change", "text"), CASES, ids=[c[0].value + str(i) for i, c in enumerate(CASES)]
+)
+def test_value_rules(rule: Rule, change: dict[str, float], text: str) -> None:
+    bars = _set(make_bars("2024-01-01", 10), 4, **change)
+    report = validate_bars(bars, Timeframe.M1)
+    assert report.counts[rule] == 1
+    assert report.bad_rows == 1
+    assert report.bad_mask.tolist() == [i == 4 for i in range(10)]
+    v = report.first_violation()
+    assert v is not None
+    assert v.rule is rule
+    assert v.row == 4
+    assert v.open_time == parse_time("2024-01-01T00:04")
+    assert text in v.describe()
+    assert f"rule {rule.value}: row 4" in v.describe()
+
+
+def test_off_grid_timestamp() -> None:
+    bars = make_bars("2024-01-01", 5)
+    times = bars["open_time"].to_list()
+    times[2] = times[2] + timedelta(seconds=30)
+    bars = bars.with_columns(pl.Series("open_time", times, dtype=bars.schema["open_time"]))
+    report = validate_bars(bars, Timeframe.M1)
+    assert report.counts[Rule.OFF_GRID] == 1
+    assert report.examples[Rule.OFF_GRID][0].row == 2
+
+
+def test_duplicates_and_out_of_order_rows() -> None:
+    bars = make_bars("2024-01-01", 6)
+    shuffled = pl.concat([bars[:3], bars[1:2], bars[4:], bars[3:4]])  # rows: 0 1 2 1 4 5 3
+    report = validate_bars(shuffled, Timeframe.M1)
+    assert report.counts[Rule.DUPLICATE] == 1
+    assert report.examples[Rule.DUPLICATE][0].row == 3
+    assert report.counts[Rule.OUT_OF_ORDER] == 1
+    assert report.examples[Rule.OUT_OF_ORDER][0].row == 6
+    assert report.bad_rows == 2
+
+
+def test_duplicate_of_previous_batch_is_caught() -> None:
+    bars = make_bars("2024-01-01", 5)
+    report = validate_bars(bars[2:], Timeframe.M1, previous_open_time=bars["open_time"][2])
+    assert report.counts[Rule.DUPLICATE] == 1
+    report = validate_bars(bars[2:], Timeframe.M1, previous_open_time=bars["open_time"][4])
+    assert report.counts[Rule.OUT_OF_ORDER] == 2
+    assert report.counts[Rule.DUPLICATE] == 1
+
+
+def test_valid_batch_is_ok_and_summary_says_so() -> None:
+    report = validate_bars(make_bars("2024-01-01", 50), Timeframe.M1)
+    assert report.ok
+    assert report.summary() == "50 rows valid"
+
+
+def test_a_row_breaking_two_rules_is_listed_under_both() -> None:
+    bars = _set(make_bars("2024-01-01", 3), 1, volume=-5.0, high=1.0)
+    report = validate_bars(bars, Timeframe.M1)
+    assert report.row_rules[1] == [Rule.HIGH_BELOW_OPEN_CLOSE, Rule.NEGATIVE_VOLUME]
+    assert report.bad_rows == 1
+    assert "high_below_open_close=1" in report.summary()
+
+
+def test_gaps_inside_and_at_edges() -> None:
+    bars = make_bars("2024-01-01T00:02", 20)
+    times = pl.concat([bars["open_time"][:5], bars["open_time"][8:]])
+    gaps = find_gaps(
+        Symbol("X"),
+        times,
+        Timeframe.M1,
+        expected_from=parse_time("2024-01-01T00:00"),
+        expected_to=parse_time("2024-01-01T00:25"),
+    )
+    assert [(g.start.minute, g.end.minute, g.missing_bars) for g in gaps] == [
+        (0, 2, 2),
+        (7, 10, 3),
+        (22, 25, 3),
+    ]
+
+
+def test_no_gaps_in_contiguous_data() -> None:
+    bars = make_bars("2024-01-01", 30)
+    assert (
+        find_gaps(
+            Symbol("X"),
+            bars["open_time"],
+            Timeframe.M1,
+            expected_from=parse_time("2024-01-01"),
+            expected_to=parse_time("2024-01-01T00:30"),
+        )
+        == []
+    )
