@@ -65,3 +65,9 @@ def test_feature_set_from_yaml_changes_version(tmp_path: Path) -> None:
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.yaml")
+
+
+def test_example_config_is_valid_and_matches_the_defaults() -> None:
+    example = Path(__file__).parents[2] / "configs" / "example.yaml"
+    loaded = load_settings(example)
+    assert loaded.preprocess.feature_set.version == load_settings().preprocess.feature_set.version

@@ -1,7 +1,7 @@
 """Historical 1m bars from local files: CSV or Parquet exports and Binance's public kline dumps.
 
-History often already sits on disk (a broker export, a Parquet lake, the monthly zip files of
-data.binance.vision), and ingesting it should need neither network access nor an exchange adapter.
+History often already sits on disk (a broker export, a Parquet lake, the monthly kline zip files
+Binance publishes), and ingesting it should need neither network access nor an exchange adapter.
 This provider only *reads*: it maps the file's columns onto `common.bars`, turns timestamps into
 UTC microseconds and keeps the file's row order. It never sorts, deduplicates or drops rows, and it
 never turns text into NaN: judging bad rows is ingest's job (`ingest.core.validation`), and a
