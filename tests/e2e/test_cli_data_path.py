@@ -15,11 +15,26 @@ pytestmark = pytest.mark.e2e
 CLI = [sys.executable, "-m", "drl_trading.cli.app"]
 
 
-def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DRL_TRADING_HOME": str(home), "COLUMNS": "200"}
+def run(home: Path | None, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("DRL_TRADING_HOME", None)
+    if home is not None:
+        env["DRL_TRADING_HOME"] = str(home)
     return subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, env=env, timeout=300, check=False
+        [*CLI, *args], capture_output=True, text=True, env=env, timeout=300, check=False, cwd=cwd
     )
+
+
+def test_default_home_is_relative_to_the_working_directory(tmp_path: Path) -> None:
+    """The quickstart's case: no --home, state under ./.drl-trading of the current folder."""
+    args = ["--symbols", "BTCUSDT", "--start", "2024-01-01", "--end", "2024-01-09"]
+    r = run(None, "ingest", *args, "--preprocess", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = run(None, "features", "export", *args, "--out", "f.parquet", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / ".drl-trading" / "market.duckdb").exists()
+    assert (tmp_path / ".drl-trading" / "feast" / "registry.db").exists()
+    assert pl.read_parquet(tmp_path / "f.parquet").height > 0
 
 
 def test_ingest_preprocess_then_export(tmp_path: Path) -> None:

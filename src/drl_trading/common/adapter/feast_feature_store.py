@@ -39,8 +39,10 @@ class FeastFeatureStore:
         online_store: dict[str, Any] | None = None,
         project: str = PROJECT,
     ) -> None:
-        self.repo_dir = Path(repo_dir)
-        self.data_dir = Path(data_dir)
+        # Absolute paths: Feast resolves a relative registry path against repo_path, which would
+        # double a relative home folder.
+        self.repo_dir = Path(repo_dir).resolve()
+        self.data_dir = Path(data_dir).resolve()
         self.repo_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._online = online_store or {
