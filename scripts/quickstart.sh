@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# Set up the virtualenv and run the data path on synthetic data: ingest -> preprocess -> export.
+# Set up the virtualenv, then run the whole offline workflow on synthetic data through the bus:
+# ingest -> preprocess -> train -> register in MLflow -> gate -> backtest report.
+# Extra arguments go to `drl-trading quickstart` (e.g. --timesteps 20000, --source file --path ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/drl-trading ingest --source synthetic --symbols BTCUSDT,ETHUSDT \
-  --start 2024-01-01 --end 2024-03-01 --preprocess
-.venv/bin/drl-trading features export --symbols BTCUSDT,ETHUSDT \
-  --start 2024-01-01 --end 2024-03-01 --out .drl-trading/exports/features.parquet
+.venv/bin/drl-trading quickstart "$@"

@@ -13,5 +13,5 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+.venv/bin/python -m pip install --quiet -c constraints.txt -e '.[dev]' -e strategies/example
 echo "drl-trading installed in .venv ($(.venv/bin/drl-trading --version))"

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check src tests benchmarks
-.venv/bin/ruff format --check src tests benchmarks
+.venv/bin/ruff check src tests benchmarks strategies
+.venv/bin/ruff format --check src tests benchmarks strategies
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"

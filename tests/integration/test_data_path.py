@@ -7,6 +7,7 @@ import pytest
 from drl_trading.common.domain import Symbol, Timeframe, TimeRange
 from drl_trading.common.events import PreprocessDataCompleted, Topic
 from drl_trading.common.feature_dataset import load_feature_matrix
+from drl_trading.common.infrastructure import feature_set_for
 from drl_trading.common.settings import AppSettings
 from drl_trading.ingest.application.bootstrap import bootstrap_ingest, build_provider
 from drl_trading.ingest.core.service import TrainingDataRequest
@@ -31,7 +32,7 @@ def test_offline_data_path_end_to_end(settings: AppSettings) -> None:
         (done,) = rt.bus.messages(Topic.PREPROCESS_COMPLETED_OFFLINE)
         assert isinstance(done, PreprocessDataCompleted)
         assert done.correlation_id == request.request_id
-        spec = settings.preprocess.feature_set
+        spec = feature_set_for(settings)
         assert done.feature_set_version == spec.version
         assert [o.symbol for o in done.outputs] == list(SYMS)
         for out in done.outputs:
@@ -65,7 +66,7 @@ def test_preprocessing_twice_rewrites_the_same_rows(settings: AppSettings) -> No
         )
         ingest.ingest_history(TrainingDataRequest(SYMS[:1], small))
         rt.run_until_idle()
-        view = view_for(settings.preprocess.feature_set)
+        view = view_for(feature_set_for(settings))
         first = load_feature_matrix(rt.market_data, rt.feature_store, view, [SYMS[0]], small).frame
         rt.bus.rewind("preprocess", Topic.PREPROCESS_REQUESTED)  # redelivery
         rt.run_until_idle()

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from drl_trading.common.domain import Timeframe
+from drl_trading.common.infrastructure import feature_set_for
 from drl_trading.common.settings import ConfigError, load_settings
 from drl_trading.ingest.core.validation import ValidationPolicy
 
@@ -13,7 +14,7 @@ def test_defaults_need_no_file(tmp_path: Path) -> None:
     s = load_settings(home=tmp_path)
     assert s.home == tmp_path
     assert s.market_data_path == tmp_path / "market.duckdb"
-    assert s.preprocess.feature_set.base_timeframe is Timeframe.M5
+    assert feature_set_for(s).base_timeframe is Timeframe.M5
 
 
 def test_yaml_then_environment_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,7 +60,7 @@ def test_feature_set_from_yaml_changes_version(tmp_path: Path) -> None:
     s = load_settings(cfg)
     fs = s.preprocess.feature_set
     assert fs.columns == ("rsi_7__15m", "tod_sin", "tod_cos", "dow_sin", "dow_cos")
-    assert fs.version != load_settings().preprocess.feature_set.version
+    assert fs.version != feature_set_for(load_settings()).version
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -70,4 +71,4 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_example_config_is_valid_and_matches_the_defaults() -> None:
     example = Path(__file__).parents[2] / "configs" / "example.yaml"
     loaded = load_settings(example)
-    assert loaded.preprocess.feature_set.version == load_settings().preprocess.feature_set.version
+    assert loaded.preprocess.feature_set.version == feature_set_for(load_settings()).version

@@ -6,6 +6,7 @@ import typer
 import yaml
 
 from drl_trading.cli.context import console, state
+from drl_trading.common.infrastructure import feature_set_for
 
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 
@@ -15,5 +16,5 @@ def show(ctx: typer.Context) -> None:
     """Print the resolved configuration (defaults, YAML file and environment merged)."""
     settings = state(ctx).settings()
     console.print(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False), end="")
-    fs = settings.preprocess.feature_set
+    fs = feature_set_for(settings)
     console.print(f"# feature set {fs.name} version {fs.version} ({len(fs.columns)} features)")

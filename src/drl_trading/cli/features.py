@@ -11,6 +11,7 @@ from rich.table import Table
 from drl_trading.cli.context import console, err_console, fail, state
 from drl_trading.common.domain import TimeRange, parse_symbols
 from drl_trading.common.feature_dataset import DatasetError, load_feature_matrix
+from drl_trading.common.infrastructure import feature_set_for
 from drl_trading.preprocess.core.service import view_for
 from drl_trading.runtime import EmbeddedRuntime
 
@@ -34,7 +35,7 @@ def export(
         rng = TimeRange.parse(start, end)
     except ValueError as exc:
         raise fail(str(exc), 2) from None
-    spec = settings.preprocess.feature_set
+    spec = feature_set_for(settings)
     with EmbeddedRuntime.open(settings) as runtime:
         try:
             result = load_feature_matrix(
@@ -63,7 +64,7 @@ def export(
 @features_app.command("info")
 def info(ctx: typer.Context) -> None:
     """Show the configured feature set: version, timeframes and columns."""
-    spec = state(ctx).settings().preprocess.feature_set
+    spec = feature_set_for(state(ctx).settings())
     console.print(
         f"feature set [bold]{spec.name}[/bold] version {spec.version}, base timeframe "
         f"{spec.base_timeframe.value}, look-back {spec.lookback()}"

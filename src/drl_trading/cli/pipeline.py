@@ -18,6 +18,7 @@ from drl_trading.common.events import (
 )
 from drl_trading.preprocess.adapter.bus_handlers import GROUP as PREPROCESS_GROUP
 from drl_trading.runtime import EmbeddedRuntime
+from drl_trading.training.core.service import TrainingProgress
 
 OBSERVER = "cli"
 
@@ -32,6 +33,7 @@ class WorkflowObserver:
         bus = runtime.bus
         bus.subscribe(Topic.PREPROCESS_COMPLETED_OFFLINE, group=OBSERVER, handler=self._on_done)
         bus.subscribe(Topic.error(PREPROCESS_GROUP), group=OBSERVER, handler=self._on_error)
+        bus.subscribe(Topic.error("training"), group=OBSERVER, handler=self._on_error)
 
     def _on_done(self, event: Event) -> None:
         if (
@@ -58,10 +60,32 @@ def run_preprocess(runtime: EmbeddedRuntime, correlation_id: str) -> WorkflowObs
             bar.update(tasks[symbol], advance=1, description=f"preprocess {symbol}: {step}")  # type: ignore[arg-type]
 
         runtime.preprocess.on_progress = on_progress
+        training = runtime.training
+        if training is not None:
+            train_task = None
+
+            def on_train(p: TrainingProgress) -> None:
+                nonlocal train_task
+                if train_task is None:
+                    train_task = bar.add_task("train", total=p.total)
+                fold = f" fold {p.fold + 1}/{p.folds}" if p.folds > 1 else ""
+                reward = "-" if p.mean_episode_reward is None else f"{p.mean_episode_reward:.2f}"
+                equity = "-" if p.mean_episode_equity is None else f"{p.mean_episode_equity:.3f}"
+                bar.update(
+                    train_task,
+                    completed=p.timesteps,
+                    total=p.total,
+                    description=f"train{fold}: reward {reward}, equity {equity}, "
+                    f"{p.steps_per_second:,.0f} steps/s",
+                )
+
+            training.service.on_progress = on_train
         try:
             runtime.run_until_idle()
         finally:
             runtime.preprocess.on_progress = None
+            if training is not None:
+                training.service.on_progress = None
     return observer
 
 
@@ -79,7 +103,7 @@ def publish_preprocess_request(
 
 def print_preprocess_outcome(observer: WorkflowObserver) -> bool:
     for err in observer.errors:
-        err_console.print(f"[red]preprocess failed:[/red] {err.error_type}: {err.message}")
+        err_console.print(f"[red]{err.service} failed:[/red] {err.error_type}: {err.message}")
     for done in observer.completed:
         table = Table(
             title=f"features {done.feature_set_name} v{done.feature_set_version} "

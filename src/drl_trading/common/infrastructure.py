@@ -13,6 +13,11 @@ from drl_trading.common.adapter.memory_feature_store import InMemoryFeatureStore
 from drl_trading.common.adapter.memory_market_data import InMemoryMarketData
 from drl_trading.common.ports import FeatureStore, MarketDataRepository
 from drl_trading.common.settings import AppSettings
+from drl_trading.strategy.api import Strategy
+from drl_trading.strategy.feature_set import FeatureSetSpec
+from drl_trading.strategy.loader import load_strategy
+
+_STRATEGIES: dict[str, Strategy] = {}
 
 
 def build_bus(settings: AppSettings) -> InMemoryBus:
@@ -32,3 +37,18 @@ def build_feature_store(settings: AppSettings) -> FeatureStore:
     if settings.feature_store.kind == "memory":
         return InMemoryFeatureStore()
     return FeastFeatureStore(settings.feast_repo_dir, settings.feature_data_dir)
+
+
+def build_strategy(settings: AppSettings) -> Strategy:
+    """The configured strategy, loaded once per process and configuration."""
+    cfg = settings.strategy
+    key = cfg.model_dump_json()
+    if key not in _STRATEGIES:
+        _STRATEGIES[key] = load_strategy(cfg.ref, cfg.params)
+    return _STRATEGIES[key]
+
+
+def feature_set_for(settings: AppSettings) -> FeatureSetSpec:
+    """``preprocess.feature_set`` when the config sets one (experiments), else the strategy's:
+    preprocessing, training and inference all ask here, so they can never disagree."""
+    return settings.preprocess.feature_set or build_strategy(settings).feature_set()

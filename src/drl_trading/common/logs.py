@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import warnings
 
 import structlog
+
+NOISY_LIBRARIES = ("mlflow", "alembic", "feast", "urllib3", "git")
 
 
 def configure_logging(level: str = "WARNING", json_output: bool = False) -> None:
     numeric = getattr(logging, level.upper(), logging.WARNING)
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(message)s", force=True)
+    if numeric > logging.DEBUG:
+        # libraries' chatter (database migrations, serialisation advice, download bars) buries
+        # what the user asked for; DEBUG shows it all again
+        for name in NOISY_LIBRARIES:
+            logging.getLogger(name).setLevel(max(numeric, logging.ERROR))
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
+        warnings.filterwarnings("ignore", category=FutureWarning)
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if json_output

@@ -21,6 +21,7 @@ from pydantic_settings import (
 
 from drl_trading.ingest.application.config import IngestSettings
 from drl_trading.preprocess.application.config import PreprocessSettings
+from drl_trading.training.application.config import TrainingSettings
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 _YAML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("_YAML_DATA", default=None)
@@ -54,6 +55,15 @@ class LoggingSettings(BaseModel):
     json_output: bool = Field(False, description="One JSON object per line instead of text.")
 
 
+class StrategySettings(BaseModel):
+    model_config = _FROZEN
+    ref: str = Field(
+        "example",
+        description="Entry-point name (group drl_trading.strategies) or 'package.module:Class'.",
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="Passed to the class.")
+
+
 class _YamlSource(PydanticBaseSettingsSource):
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
@@ -76,7 +86,9 @@ class AppSettings(BaseSettings):
     feature_store: FeatureStoreSettings = FeatureStoreSettings()
     logging: LoggingSettings = LoggingSettings()
     ingest: IngestSettings = IngestSettings()
+    strategy: StrategySettings = StrategySettings()
     preprocess: PreprocessSettings = PreprocessSettings()
+    training: TrainingSettings = TrainingSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -100,6 +112,22 @@ class AppSettings(BaseSettings):
     @property
     def feature_data_dir(self) -> Path:
         return self.feature_store.data_dir or self.home / "features"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.training.reports_dir or self.home / "reports"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        uri = self.training.registry.tracking_uri
+        if uri:
+            return uri
+        return f"sqlite:///{(self.home / 'mlflow' / 'mlflow.db').resolve()}"
+
+    @property
+    def mlflow_artifact_location(self) -> str:
+        loc = self.training.registry.artifact_location
+        return loc or (self.home / "mlflow" / "artifacts").resolve().as_uri()
 
 
 class ConfigError(ValueError):

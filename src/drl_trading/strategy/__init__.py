@@ -1,9 +1,18 @@
-"""The strategy SDK: what a strategy declares and implements.
+"""The strategy SDK: everything a strategy package imports from the framework.
 
-This issue's part of it is the declarative feature set (`FeatureSetSpec`); the reward, signal
-rules and risk parameters join it when the training and execution services arrive.
+A strategy provides a feature set (`FeatureSetSpec`), a reward over `RewardContext`, risk
+parameters (`RiskParameters`) and a signal check (`SignalCheck`); `BaseStrategy` gives defaults
+for all four. The framework finds a strategy with `load_strategy` (entry point or dotted path).
+See docs/strategy.md.
 """
 
+from drl_trading.strategy.api import (
+    BaseStrategy,
+    RewardContext,
+    RiskParameters,
+    SignalCheck,
+    Strategy,
+)
 from drl_trading.strategy.feature_set import (
     ATR,
     MACD,
@@ -18,18 +27,27 @@ from drl_trading.strategy.feature_set import (
     VolumeZScore,
     default_feature_set,
 )
+from drl_trading.strategy.loader import StrategyLoadError, available_strategies, load_strategy
 
 __all__ = [
     "ATR",
     "MACD",
     "RSI",
+    "BaseStrategy",
     "Bollinger",
     "EMADistance",
     "FeatureSetSpec",
     "IndicatorSpec",
     "LogReturns",
     "RealizedVolatility",
+    "RewardContext",
+    "RiskParameters",
+    "SignalCheck",
+    "Strategy",
+    "StrategyLoadError",
     "TimeframeFeatures",
     "VolumeZScore",
+    "available_strategies",
     "default_feature_set",
+    "load_strategy",
 ]

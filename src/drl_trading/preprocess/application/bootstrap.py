@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from drl_trading.common.events import Topic
+from drl_trading.common.infrastructure import feature_set_for
 from drl_trading.common.ports import FeatureStore, MarketDataRepository, MessageBus
 from drl_trading.common.settings import AppSettings
 from drl_trading.preprocess.adapter.bus_handlers import GROUP, PreprocessHandlers
@@ -17,7 +18,7 @@ def bootstrap_preprocess(
 ) -> PreprocessHandlers:
     cfg = settings.preprocess
     service = PreprocessService(
-        market_data, feature_store, cfg.feature_set, store_timeframes=cfg.store_timeframes
+        market_data, feature_store, feature_set_for(settings), store_timeframes=cfg.store_timeframes
     )
     handlers = PreprocessHandlers(service, bus)
     bus.subscribe(Topic.PREPROCESS_REQUESTED, group=GROUP, handler=handlers.on_preprocess_requested)

@@ -1,0 +1,1 @@
+"""Training service configuration and wiring."""

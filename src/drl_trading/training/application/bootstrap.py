@@ -1,0 +1,61 @@
+"""Composition root of the training service: registry, strategy, service, bus subscription."""
+
+from __future__ import annotations
+
+from drl_trading.common.events import Topic
+from drl_trading.common.infrastructure import build_strategy, feature_set_for
+from drl_trading.common.ports import FeatureStore, MarketDataRepository, MessageBus
+from drl_trading.common.settings import AppSettings
+from drl_trading.training.adapter.bus_handlers import GROUP, TrainingHandlers
+from drl_trading.training.core.ports import ModelRegistry
+from drl_trading.training.core.service import TrainingService
+
+
+def build_registry(settings: AppSettings) -> ModelRegistry:
+    from drl_trading.training.adapter.mlflow_registry import MlflowRegistry
+
+    (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
+    return MlflowRegistry(
+        settings.mlflow_tracking_uri,
+        experiment=settings.training.registry.experiment,
+        artifact_location=settings.mlflow_artifact_location,
+    )
+
+
+def model_name_for(settings: AppSettings) -> str:
+    return settings.training.registry.model_name or f"drl-{build_strategy(settings).name}"
+
+
+def build_training_service(
+    settings: AppSettings,
+    market_data: MarketDataRepository,
+    feature_store: FeatureStore,
+    registry: ModelRegistry | None = None,
+) -> TrainingService:
+    return TrainingService(
+        market_data,
+        feature_store,
+        registry or build_registry(settings),
+        build_strategy(settings),
+        feature_set_for(settings),
+        settings.training,
+        model_name=model_name_for(settings),
+        reports_dir=settings.reports_dir,
+        resolved_config=settings.model_dump(mode="json"),
+        strategy_ref=settings.strategy.ref,
+    )
+
+
+def bootstrap_training(
+    settings: AppSettings,
+    bus: MessageBus,
+    market_data: MarketDataRepository,
+    feature_store: FeatureStore,
+    registry: ModelRegistry | None = None,
+) -> TrainingHandlers:
+    service = build_training_service(settings, market_data, feature_store, registry)
+    handlers = TrainingHandlers(service)
+    bus.subscribe(
+        Topic.PREPROCESS_COMPLETED_OFFLINE, group=GROUP, handler=handlers.on_preprocess_completed
+    )
+    return handlers

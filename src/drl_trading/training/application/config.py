@@ -1,0 +1,93 @@
+"""Settings of the training service: data splits, environment, algorithm, registry, gate."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from drl_trading.training.core.algorithms import AlgorithmName, resolve_action_mode
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class SplitSettings(BaseModel):
+    model_config = _FROZEN
+    validation_fraction: float = Field(0.15, gt=0, lt=1)
+    test_fraction: float = Field(0.15, gt=0, lt=1)
+    embargo: timedelta = Field(timedelta(hours=12), description="Unused gap between parts.")
+    walk_forward_folds: int = Field(
+        1, ge=1, description="Train one model per expanding fold; the last fold's is registered."
+    )
+
+
+class EnvSettings(BaseModel):
+    model_config = _FROZEN
+    window: int = Field(1, ge=1, description="Bars of features per observation.")
+    action_mode: Literal["discrete", "continuous"] | None = Field(
+        None, description="None: discrete where the algorithm allows it, else continuous."
+    )
+    fee_bps: float = Field(5.0, ge=0, description="Exchange fee per unit of position changed.")
+    slippage_bps: float = Field(2.0, ge=0, description="Slippage per unit of position changed.")
+    episode_bars: int = Field(2048, ge=16, description="Steps per training episode.")
+    n_envs: int = Field(4, ge=1, description="Environments stepped together (DummyVecEnv).")
+
+
+class AlgorithmSettings(BaseModel):
+    model_config = _FROZEN
+    name: AlgorithmName = "PPO"
+    policy: str | None = Field(None, description="SB3 policy; default MlpPolicy / MlpLstmPolicy.")
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict, description="Passed to the SB3 constructor (n_steps, gamma, ...)."
+    )
+    net_arch: list[int] | None = Field(None, description="Hidden layers, e.g. [64, 64].")
+
+
+class GateSettings(BaseModel):
+    """A new version becomes champion only if its validation backtest passes every check."""
+
+    model_config = _FROZEN
+    min_sharpe: float = Field(0.0, description="Validation Sharpe (after costs) must exceed it.")
+    beat_buy_and_hold: bool = Field(True, description="...and exceed buy-and-hold's Sharpe.")
+    max_drawdown: float = Field(0.5, gt=0, le=1, description="...and stay within this drawdown.")
+    beat_champion: bool = Field(
+        False, description="...and beat the current champion's validation Sharpe, if any."
+    )
+
+
+class RegistrySettings(BaseModel):
+    model_config = _FROZEN
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI; default sqlite under <home>/mlflow."
+    )
+    artifact_location: str | None = Field(None, description="Default <home>/mlflow/artifacts.")
+    experiment: str = "drl-trading"
+    model_name: str | None = Field(None, description="Registered model; default drl-<strategy>.")
+
+
+class TrainingSettings(BaseModel):
+    model_config = _FROZEN
+    total_timesteps: int = Field(100_000, ge=1)
+    seed: int = 42
+    device: str = Field("cpu", description="torch device; MLP policies are fastest on CPU.")
+    torch_threads: int | None = Field(None, ge=1, description="Default: torch's own choice.")
+    normalize_observations: bool = True
+    normalize_reward: bool = True
+    random_agent_seeds: int = Field(5, ge=1, description="Seeds of the random baseline.")
+    split: SplitSettings = SplitSettings()
+    env: EnvSettings = EnvSettings()
+    algorithm: AlgorithmSettings = AlgorithmSettings()
+    gate: GateSettings = GateSettings()
+    registry: RegistrySettings = RegistrySettings()
+    reports_dir: Path | None = Field(None, description="Default <home>/reports.")
+
+    @model_validator(mode="after")
+    def _compatible(self) -> TrainingSettings:
+        resolve_action_mode(self.algorithm.name, self.env.action_mode)
+        return self
+
+    @property
+    def action_mode(self) -> str:
+        return resolve_action_mode(self.algorithm.name, self.env.action_mode)

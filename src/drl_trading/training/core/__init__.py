@@ -1,0 +1,1 @@
+"""Training core: environment, splits, training and backtest logic, independent of adapters."""

@@ -1,0 +1,162 @@
+"""Backtests: a policy and its baselines over the same bars, costs and accounting.
+
+Everything is simulated by `simulate` from positions, the same equity arithmetic the training
+environment uses, so a policy's backtest equals what the environment would have paid it. The
+baselines answer "is the model worth anything": buy-and-hold (the market), always flat (zero,
+the cost of doing nothing), and a random agent over several seeds (what trading at random
+costs with these fees).
+
+A symbol's bars can have holes (missing data); each run of consecutive bars is a series, and a
+symbol is backtested on its longest one (the others are reported as skipped).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from drl_trading.training.core.env import MarketSeries
+from drl_trading.training.core.metrics import (
+    PerformanceMetrics,
+    Trade,
+    buy_and_hold_positions,
+    compute_metrics,
+    extract_trades,
+    flat_positions,
+    random_positions,
+)
+from drl_trading.training.core.predictor import Predictor, run_policy
+from drl_trading.training.core.report import StrategyResult, SymbolSection
+from drl_trading.training.core.trace import SimulationTrace, simulate
+
+
+@dataclass(frozen=True)
+class SymbolBacktest:
+    symbol: str
+    model: PerformanceMetrics
+    trace: SimulationTrace
+    trades: list[Trade]
+    baselines: dict[str, PerformanceMetrics]
+    baseline_traces: dict[str, SimulationTrace]
+    skipped_bars: int
+    mean_confidence: float
+
+    def section(self) -> SymbolSection:
+        return SymbolSection(
+            symbol=self.symbol,
+            model=StrategyResult("model", self.model, self.trace),
+            baselines=[
+                StrategyResult(name, m, self.baseline_traces.get(name))
+                for name, m in self.baselines.items()
+            ],
+            trades=self.trades,
+        )
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    symbols: list[SymbolBacktest]
+    bars: int
+    seconds: float
+
+    @property
+    def bars_per_second(self) -> float:
+        return self.bars / self.seconds if self.seconds > 0 else float("inf")
+
+    def mean(self, name: str, attr: str) -> float:
+        """Equal-weight mean of one metric over symbols (``name`` "model" or a baseline)."""
+        values = [
+            getattr(s.model if name == "model" else s.baselines[name], attr) for s in self.symbols
+        ]
+        return float(np.mean(values)) if values else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bars": self.bars,
+            "seconds": round(self.seconds, 4),
+            "symbols": {
+                s.symbol: {
+                    "model": s.model.to_dict(),
+                    "baselines": {k: v.to_dict() for k, v in s.baselines.items()},
+                    "skipped_bars": s.skipped_bars,
+                    "mean_confidence": s.mean_confidence,
+                }
+                for s in self.symbols
+            },
+        }
+
+
+def longest_per_symbol(series: list[MarketSeries]) -> dict[str, tuple[MarketSeries, int]]:
+    by_symbol: dict[str, list[MarketSeries]] = {}
+    for s in series:
+        by_symbol.setdefault(s.symbol, []).append(s)
+    out = {}
+    for sym, parts in by_symbol.items():
+        best = max(parts, key=len)
+        out[sym] = (best, sum(len(p) for p in parts) - len(best))
+    return out
+
+
+def mean_metrics(items: list[PerformanceMetrics]) -> PerformanceMetrics:
+    """Field-wise mean (ints rounded) of several runs, e.g. the random agent's seeds."""
+    first = items[0]
+    values: dict[str, Any] = {}
+    for f in fields(first):
+        vals = [getattr(m, f.name) for m in items]
+        if isinstance(vals[0], bool) or not isinstance(vals[0], int | float):
+            values[f.name] = vals[0]
+        elif isinstance(vals[0], int):
+            values[f.name] = round(float(np.mean(vals)))
+        else:
+            finite = [v for v in vals if np.isfinite(v)]
+            values[f.name] = float(np.mean(finite)) if finite else vals[0]
+    return type(first)(**values)
+
+
+def backtest(
+    predictor: Predictor,
+    series: list[MarketSeries],
+    *,
+    cost_rate: float,
+    periods_per_year: float,
+    random_seeds: int = 5,
+) -> BacktestResult:
+    started = time.perf_counter()
+    out: list[SymbolBacktest] = []
+    bars = 0
+    for symbol, (s, skipped) in longest_per_symbol(series).items():
+        run = run_policy(predictor, s)
+        bars += len(s)
+        trace = simulate(symbol, s.times, s.open, s.close, run.positions, cost_rate)
+        n = len(s) - 1
+        bh = simulate(symbol, s.times, s.open, s.close, buy_and_hold_positions(n), cost_rate)
+        flat = simulate(symbol, s.times, s.open, s.close, flat_positions(n), cost_rate)
+        rand = [
+            compute_metrics(
+                simulate(symbol, s.times, s.open, s.close, random_positions(n, seed), cost_rate),
+                periods_per_year,
+            )
+            for seed in range(random_seeds)
+        ]
+        baselines = {
+            "buy-and-hold": compute_metrics(bh, periods_per_year),
+            "flat": compute_metrics(flat, periods_per_year),
+            f"random ({random_seeds} seeds, mean)": mean_metrics(rand),
+        }
+        decided = run.confidence[predictor.manifest.window - 1 :]
+        out.append(
+            SymbolBacktest(
+                symbol=symbol,
+                model=compute_metrics(trace, periods_per_year),
+                trace=trace,
+                trades=extract_trades(trace),
+                baselines=baselines,
+                baseline_traces={"buy-and-hold": bh},
+                skipped_bars=skipped,
+                mean_confidence=float(decided.mean()) if len(decided) else 0.0,
+            )
+        )
+    return BacktestResult(out, bars, time.perf_counter() - started)

@@ -1,0 +1,326 @@
+"""Performance metrics, trades and baseline positions computed from a `SimulationTrace`.
+
+Every number a backtest report shows is defined here, once, so that the model and its baselines
+are measured with the same ruler. With ``r = equity[1:] / equity[:-1] - 1`` the n step returns
+and ``ppy`` the number of steps per year (see `periods_per_year`):
+
+* ``total_return``      = equity[n] / equity[0] - 1
+* ``cagr``              = (equity[n] / equity[0]) ** (ppy / n) - 1; -1.0 once equity is <= 0,
+                          0.0 for an empty trace, +inf where the power overflows.
+* ``annual_volatility`` = std(r, ddof=1) * sqrt(ppy)
+* ``sharpe``            = mean(r) / std(r, ddof=1) * sqrt(ppy) (risk-free rate 0); 0.0 with
+                          fewer than two steps or a numerically zero std (<= 1e-14).
+* ``sortino``           = mean(r) / sqrt(mean(min(r, 0) ** 2)) * sqrt(ppy); the downside
+                          deviation averages over *all* steps, not only the losing ones; 0.0 when
+                          it is numerically zero.
+* ``max_drawdown``      = max_t 1 - equity[t] / max(equity[:t+1]), a positive fraction.
+* ``calmar``            = cagr / max_drawdown, 0.0 without a drawdown.
+* ``max_drawdown_duration_bars``: the longest drawdown period, in steps, from the peak it fell
+  from to the first equity point back at or above that peak, or to the last point when it never
+  recovers (within a relative 1e-12, so rounding does not keep a drawdown open).
+  ``max_drawdown_duration_days`` is the calendar length of that same period.
+* ``turnover``          = sum |position[i] - position_before[i]|: position traded over the trace
+  (a full long -> short reversal counts 2); ``turnover_per_day`` divides by the trace's span.
+* ``exposure``          = fraction of steps with a non-zero position.
+* ``fees_paid``         = sum(cost): each step's cost is a fraction of the equity *at that step*,
+  so this is the cost in "equity fractions", not a share of the initial capital.
+
+Trades (see `extract_trades`): a trade is a maximal run of steps [a, b) whose positions share one
+non-zero sign. Size changes inside the run stay in the trade; a reversal closes one trade and
+opens the next at the same step. Its return chains the parts of each step that belong to it:
+
+* entry step a: (1 - |position[a]| * cost_rate) * (1 + position[a] * bar_return[a])
+* steps a+1 .. b-1: the whole step factor (gap, resizing cost, bar)
+* exit at step b < n: (1 + position[b-1] * gap_return[b]) * (1 - |position[b-1]| * cost_rate),
+  i.e. the old position still earns step b's gap and pays the exit cost at the fill.
+
+Entering from flat this is ``equity[b] / equity[a] * exit factor - 1``; on a reversal the step's
+cost is split into the exit part (|old| * rate) for the closing trade and the entry part
+(|new| * rate) for the opening one, and the gap goes to the closing trade, so nothing is counted
+twice. A run that reaches the end of the trace is open: ``equity[n] / equity[a] - 1`` (marked,
+not exited), ``is_open=True``. ``fees`` is the sum of the cost fractions attributed the same way.
+``win_rate`` and ``profit_factor`` include open trades at their marked return.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from drl_trading.training.core.trace import SimulationTrace
+
+__all__ = [
+    "PerformanceMetrics",
+    "Trade",
+    "buy_and_hold_positions",
+    "compute_metrics",
+    "extract_trades",
+    "flat_positions",
+    "periods_per_year",
+    "random_positions",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_DAY = np.timedelta64(86_400_000_000, "us")
+_ZERO_STD = 1e-14
+"""Below this a per-step std is rounding noise: dividing by it would report absurd ratios."""
+_RECOVERED = 1e-12
+"""Relative shortfall from the peak still counted as recovered: a path that returns to its peak
+through rounded products must not be reported as a drawdown lasting to the end of the trace."""
+
+
+def _to_datetimes(times: np.ndarray) -> list[datetime]:
+    micros: list[int] = times.astype("datetime64[us]").astype(np.int64).tolist()
+    return [_EPOCH + timedelta(microseconds=m) for m in micros]
+
+
+def _to_datetime(time: np.datetime64) -> datetime:
+    return _to_datetimes(np.asarray([time]))[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """One round trip. Times are the bar closes at which entry and exit were decided; the fills
+    happen at the next bar's open, which on a gapless bar grid is the same instant."""
+
+    symbol: str
+    side: int  # +1 long, -1 short
+    entry_time: datetime  # UTC, times[entry_step]
+    exit_time: datetime  # UTC, times[exit_step]; the last mark for an open trade
+    entry_step: int  # a: first step holding the position
+    exit_step: int  # b: the step whose fill closes it (n for an open trade)
+    bars_held: int  # b - a
+    size: float  # max |position| during the trade
+    net_return: float  # after costs, see the module docstring
+    fees: float  # cost fractions attributed to the trade
+    is_open: bool  # still held at the end of the trace
+
+
+def extract_trades(trace: SimulationTrace) -> list[Trade]:
+    """Cut the position series into trades with segment reductions (``reduceat``), so the only
+    Python loop is the one building the `Trade` objects."""
+    n = trace.n_steps
+    if n == 0:
+        return []
+    pos = trace.position
+    sign = np.sign(pos).astype(np.int8)
+    change = np.flatnonzero(sign[1:] != sign[:-1]) + 1
+    starts = np.concatenate(([0], change))
+    ends = np.concatenate((change, [n]))
+    rate = trace.cost_rate
+    gap, bar = trace.gap_return, trace.bar_return
+
+    entry_cost = np.abs(pos[starts]) * rate
+    step_factor = (1.0 + trace.position_before * gap) * (1.0 - trace.cost) * (1.0 + pos * bar)
+    step_factor[starts] = (1.0 - entry_cost) * (1.0 + pos[starts] * bar[starts])
+    step_cost = trace.cost.copy()
+    step_cost[starts] = entry_cost
+    growth = np.multiply.reduceat(step_factor, starts)
+    fees = np.add.reduceat(step_cost, starts)
+    size = np.maximum.reduceat(np.abs(pos), starts)
+
+    closed = ends < n
+    last_pos = pos[ends - 1]
+    exit_gap = np.where(closed, gap[np.minimum(ends, n - 1)], 0.0)
+    exit_cost = np.where(closed, np.abs(last_pos) * rate, 0.0)
+    net = growth * (1.0 + last_pos * exit_gap) * (1.0 - exit_cost) - 1.0
+    fees = fees + exit_cost
+
+    keep = sign[starts] != 0
+    starts, ends = starts[keep], ends[keep]
+    entry_times = _to_datetimes(trace.times[starts])
+    exit_times = _to_datetimes(trace.times[ends])
+    symbol = trace.symbol
+    return [
+        Trade(symbol, side, t_in, t_out, a, b, b - a, sz, ret, fee, not cl)
+        for side, t_in, t_out, a, b, sz, ret, fee, cl in zip(
+            sign[starts].tolist(),
+            entry_times,
+            exit_times,
+            starts.tolist(),
+            ends.tolist(),
+            size[keep].tolist(),
+            net[keep].tolist(),
+            fees[keep].tolist(),
+            closed[keep].tolist(),
+            strict=True,
+        )
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class PerformanceMetrics:
+    """Summary of one trace; definitions in the module docstring."""
+
+    total_return: float
+    cagr: float
+    annual_volatility: float
+    sharpe: float
+    sortino: float
+    calmar: float
+    max_drawdown: float
+    max_drawdown_duration_bars: int
+    max_drawdown_duration_days: float
+    n_trades: int
+    win_rate: float
+    profit_factor: float
+    avg_holding_bars: float
+    turnover: float
+    turnover_per_day: float
+    exposure: float
+    fees_paid: float
+    n_steps: int
+    start: datetime
+    end: datetime
+
+    def to_dict(self) -> dict[str, float | int | str | None]:
+        """JSON-safe: non-finite floats (an infinite profit factor) become None, times ISO."""
+        out: dict[str, float | int | str | None] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, datetime):
+                out[f.name] = value.isoformat()
+            elif isinstance(value, float):
+                out[f.name] = value if math.isfinite(value) else None
+            else:
+                out[f.name] = value
+        return out
+
+
+def _cagr(growth: float, n: int, ppy: float) -> float:
+    if n == 0:
+        return 0.0
+    if not growth > 0:
+        return -1.0
+    try:
+        return float(growth ** (ppy / n) - 1.0)
+    except OverflowError:
+        return math.inf
+
+
+def _drawdown(equity: np.ndarray, times: np.ndarray) -> tuple[float, int, float]:
+    peak = np.maximum.accumulate(equity)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth = 1.0 - equity / peak
+    max_dd = float(np.nanmax(depth)) if len(depth) else 0.0
+    under = equity < peak * (1.0 - _RECOVERED)
+    if not under.any():
+        return max(max_dd, 0.0), 0, 0.0
+    edges = np.diff(np.concatenate(([0], under.astype(np.int8), [0])))
+    first_under = np.flatnonzero(edges == 1)
+    first_above = np.flatnonzero(edges == -1)
+    peak_at = first_under - 1  # equity[0] is its own peak, so first_under >= 1
+    end_at = np.minimum(first_above, len(equity) - 1)
+    durations = end_at - peak_at
+    k = int(np.argmax(durations))
+    days = float((times[end_at[k]] - times[peak_at[k]]) / _ONE_DAY)
+    return max_dd, int(durations[k]), days
+
+
+def compute_metrics(
+    trace: SimulationTrace,
+    periods_per_year: float,
+    trades: list[Trade] | None = None,
+) -> PerformanceMetrics:
+    """Measure one trace. Pass ``trades`` when they were already extracted, to skip redoing it."""
+    if trades is None:
+        trades = extract_trades(trace)
+    n = trace.n_steps
+    equity = trace.equity
+    ppy = float(periods_per_year)
+    growth = float(equity[-1] / equity[0])
+    cagr = _cagr(growth, n, ppy)
+
+    r = trace.step_returns
+    mean = float(r.mean()) if n else 0.0
+    std = float(r.std(ddof=1)) if n >= 2 else 0.0
+    annual_scale = math.sqrt(ppy)
+    sharpe = mean / std * annual_scale if std > _ZERO_STD else 0.0
+    downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2))) if n else 0.0
+    sortino = mean / downside * annual_scale if downside > _ZERO_STD else 0.0
+
+    max_dd, dd_bars, dd_days = _drawdown(equity, trace.times)
+    calmar = cagr / max_dd if max_dd > 0 else 0.0
+
+    returns = np.fromiter((t.net_return for t in trades), dtype=np.float64, count=len(trades))
+    held = np.fromiter((t.bars_held for t in trades), dtype=np.float64, count=len(trades))
+    gross_profit = float(returns[returns > 0].sum())
+    gross_loss = float(-returns[returns < 0].sum())
+    if gross_loss > 0:
+        profit_factor = gross_profit / gross_loss
+    else:
+        profit_factor = math.inf if gross_profit > 0 else 0.0
+
+    turnover = float(np.abs(trace.position - trace.position_before).sum())
+    span_days = float((trace.times[-1] - trace.times[0]) / _ONE_DAY)
+    return PerformanceMetrics(
+        total_return=growth - 1.0,
+        cagr=cagr,
+        annual_volatility=std * annual_scale,
+        sharpe=sharpe,
+        sortino=sortino,
+        calmar=calmar,
+        max_drawdown=max_dd,
+        max_drawdown_duration_bars=dd_bars,
+        max_drawdown_duration_days=dd_days,
+        n_trades=len(trades),
+        win_rate=float((returns > 0).mean()) if len(trades) else 0.0,
+        profit_factor=profit_factor,
+        avg_holding_bars=float(held.mean()) if len(trades) else 0.0,
+        turnover=turnover,
+        turnover_per_day=turnover / span_days if span_days > 0 else 0.0,
+        exposure=float((trace.position != 0).mean()) if n else 0.0,
+        fees_paid=float(trace.cost.sum()),
+        n_steps=n,
+        start=_to_datetime(trace.times[0]),
+        end=_to_datetime(trace.times[-1]),
+    )
+
+
+def periods_per_year(bar_minutes: int, trading_days_per_year: float = 365.0) -> float:
+    """Annualisation factor; crypto trades around the clock, hence 365 full days by default."""
+    if bar_minutes <= 0:
+        raise ValueError(f"bar_minutes must be positive, got {bar_minutes}")
+    return trading_days_per_year * 24 * 60 / bar_minutes
+
+
+def buy_and_hold_positions(n: int) -> np.ndarray:
+    return np.ones(n, dtype=np.float64)
+
+
+def flat_positions(n: int) -> np.ndarray:
+    return np.zeros(n, dtype=np.float64)
+
+
+def random_positions(
+    n: int, seed: int, discrete: bool = True, mean_hold: float = 20.0
+) -> np.ndarray:
+    """A random agent that trades like a plausible policy rather than flipping every bar, so the
+    model is compared against random *timing* at a realistic cost, not against a fee bonfire.
+
+    It holds each choice for a geometric number of bars with mean ``mean_hold`` (at least one).
+    Discrete: the first position is uniform over {-1, 0, 1} and each new choice is uniform over
+    the two *other* values, so every switch is a real trade, runs of equal positions have mean
+    length ``mean_hold`` and the long-run share of each value stays one third. Continuous:
+    each segment draws uniformly from [-1, 1]. Same ``seed``, same positions.
+    """
+    if n < 0:
+        raise ValueError(f"n must be non-negative, got {n}")
+    if mean_hold < 1:
+        raise ValueError(f"mean_hold must be at least 1 bar, got {mean_hold}")
+    rng = np.random.default_rng(seed)
+    p = 1.0 / mean_hold
+    lengths = rng.geometric(p, size=int(n * p) + 16)
+    while lengths.sum() < n:
+        lengths = np.concatenate((lengths, rng.geometric(p, size=len(lengths))))
+    k = int(np.searchsorted(np.cumsum(lengths), n)) + 1  # segments needed to cover n bars
+    lengths = lengths[:k]
+    if discrete:
+        steps = np.concatenate(([rng.integers(0, 3)], rng.integers(1, 3, size=k - 1)))
+        values = (np.cumsum(steps) % 3).astype(np.float64) - 1.0
+    else:
+        values = rng.uniform(-1.0, 1.0, size=k)
+    return np.repeat(values, lengths)[:n].astype(np.float64)

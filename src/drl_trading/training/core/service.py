@@ -1,0 +1,633 @@
+"""The training service: dataset → splits → RL training → registry → gate → backtest → report.
+
+One `train` call is one MLflow run. Everything a later reader needs to trust or reproduce the
+result is logged on it: resolved config, strategy, data ranges and fingerprint, seeds, code and
+library versions, training curves, validation and test metrics, the report.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as pkg_version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drl_trading.common.domain import Symbol, TimeRange
+from drl_trading.common.feature_dataset import load_feature_matrix
+from drl_trading.common.ports import FeatureStore, MarketDataRepository
+from drl_trading.preprocess.core.service import view_for
+from drl_trading.strategy.api import Strategy
+from drl_trading.strategy.feature_set import FeatureSetSpec
+from drl_trading.training.application.config import TrainingSettings
+from drl_trading.training.core.algorithms import algorithm_info, build_model
+from drl_trading.training.core.backtest import BacktestResult, backtest
+from drl_trading.training.core.dataset import Splits, fingerprint, make_splits, series_from_frame
+from drl_trading.training.core.env import EnvConfig, MarketSeries, TradingEnv
+from drl_trading.training.core.gate import GateDecision, evaluate_gate
+from drl_trading.training.core.metrics import periods_per_year
+from drl_trading.training.core.ports import ModelRegistry, ModelVersion
+from drl_trading.training.core.predictor import (
+    ModelManifest,
+    ObsNormalization,
+    Predictor,
+    write_package,
+)
+from drl_trading.training.core.report import BacktestReport, render_report
+
+CHAMPION = "champion"
+LIBRARIES = (
+    "drl-trading",
+    "torch",
+    "stable-baselines3",
+    "sb3-contrib",
+    "gymnasium",
+    "numpy",
+    "polars",
+    "feast",
+    "mlflow",
+)
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class TrainingRequest:
+    symbols: tuple[Symbol, ...]
+    range: TimeRange
+    correlation_id: str
+    total_timesteps: int | None = None
+
+
+@dataclass
+class TrainingProgress:
+    """What the progress callback receives, every few thousand steps."""
+
+    fold: int
+    folds: int
+    timesteps: int
+    total: int
+    mean_episode_reward: float | None
+    mean_episode_equity: float | None
+    steps_per_second: float
+
+
+ProgressCallback = Callable[[TrainingProgress], None]
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    run_id: str
+    model: ModelVersion
+    champion: bool
+    gate_reason: str
+    validation: BacktestResult
+    test: BacktestResult
+    report_path: Path
+    metrics_path: Path
+    timesteps: int
+    train_seconds: float
+    steps_per_second: float
+    splits: Splits
+    predictor: Predictor
+    """The in-memory policy as trained (the registered one is loaded back from the registry)."""
+    fold_validation: list[dict[str, float]] = field(default_factory=list)
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[name] = pkg_version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def code_version() -> str:
+    """The git commit of the framework checkout (with ``-dirty``), or the package version."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+        if commit.returncode == 0:
+            dirty = subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=here,
+                capture_output=True,
+                text=True,
+                timeout=5,
+            )
+            return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return f"drl-trading {library_versions()['drl-trading']}"
+
+
+class TrainingService:
+    def __init__(
+        self,
+        market_data: MarketDataRepository,
+        feature_store: FeatureStore,
+        registry: ModelRegistry,
+        strategy: Strategy,
+        feature_set: FeatureSetSpec,
+        settings: TrainingSettings,
+        *,
+        model_name: str,
+        reports_dir: Path,
+        resolved_config: dict[str, Any] | None = None,
+        strategy_ref: str = "",
+    ) -> None:
+        self.market_data = market_data
+        self.feature_store = feature_store
+        self.registry = registry
+        self.strategy = strategy
+        self.feature_set = feature_set
+        self.settings = settings
+        self.model_name = model_name
+        self.reports_dir = reports_dir
+        self.resolved_config = resolved_config or {}
+        self.strategy_ref = strategy_ref
+        self.on_progress: ProgressCallback | None = None
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def env_config(self) -> EnvConfig:
+        cfg = self.settings
+        risk = self.strategy.risk_parameters()
+        return EnvConfig(
+            window=cfg.env.window,
+            action_mode=cfg.action_mode,  # type: ignore[arg-type]
+            fee_bps=cfg.env.fee_bps,
+            slippage_bps=cfg.env.slippage_bps,
+            max_position=risk.max_position,
+            allow_short=risk.allow_short,
+            episode_bars=cfg.env.episode_bars,
+            feature_names=self.feature_set.columns,
+        )
+
+    @property
+    def periods_per_year(self) -> float:
+        return periods_per_year(self.feature_set.base_timeframe.minutes)
+
+    # -- the workflow ---------------------------------------------------------------------------
+
+    def train(self, request: TrainingRequest) -> TrainingResult:
+        cfg = self.settings
+        spec = self.feature_set
+        view = view_for(spec)
+        dataset = load_feature_matrix(
+            self.market_data, self.feature_store, view, list(request.symbols), request.range
+        )
+        # split what has features: the warm-up before the first feature row would otherwise
+        # eat the training part
+        first = dataset.frame["bar_open_time"].min()
+        assert isinstance(first, datetime)
+        usable = TimeRange(max(request.range.start, first), request.range.end)
+        splits = make_splits(
+            usable,
+            spec.base_timeframe,
+            cfg.split.validation_fraction,
+            cfg.split.test_fraction,
+            cfg.split.embargo,
+            cfg.split.walk_forward_folds,
+        )
+        columns = spec.columns
+        frame = dataset.frame
+        base = spec.base_timeframe
+        total = request.total_timesteps or cfg.total_timesteps
+        env_cfg = self.env_config()
+        tags = {
+            "correlation_id": request.correlation_id,
+            "strategy": self.strategy.name,
+            "strategy_version": self.strategy.version,
+            "feature_set_version": spec.version,
+            "algorithm": cfg.algorithm.name,
+            "symbols": ",".join(request.symbols),
+        }
+        run_name = f"{self.strategy.name}-{cfg.algorithm.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        with self.registry.start_run(run_name, tags) as run:
+            run.log_params(
+                {
+                    "config": self.resolved_config,
+                    "strategy": {
+                        "name": self.strategy.name,
+                        "version": self.strategy.version,
+                        "ref": self.strategy_ref,
+                    },
+                    "symbols": ",".join(request.symbols),
+                    "range": f"{request.range.start.isoformat()}..{request.range.end.isoformat()}",
+                    "splits": splits.describe(),
+                    "feature_set_version": spec.version,
+                    "feature_view": view.name,
+                    "n_features": len(columns),
+                    "data_fingerprint": fingerprint(frame),
+                    "data_rows": frame.height,
+                    "missing_feature_rows": sum(dataset.missing_rows.values()),
+                    "code_version": code_version(),
+                    "seed": cfg.seed,
+                    "total_timesteps": total,
+                    "action_mode": env_cfg.action_mode,
+                    "libraries": library_versions(),
+                }
+            )
+            run.log_dict(self.resolved_config, "config/resolved.yaml")
+            run.log_dict(json.loads(spec.model_dump_json()), "config/feature_set.json")
+
+            fold_metrics: list[dict[str, float]] = []
+            model: Any = None
+            norm: ObsNormalization | None = None
+            train_seconds = 0.0
+            validation: BacktestResult | None = None
+            for k, fold in enumerate(splits.folds):
+                train_series = series_from_frame(frame, columns, base, fold.train)
+                val_series = series_from_frame(frame, columns, base, fold.validation)
+                if not train_series or not val_series:
+                    raise TrainingError(
+                        f"fold {k}: no usable bars in train {fold.train} or validation "
+                        f"{fold.validation}"
+                    )
+                model, norm, train_seconds = self._fit(
+                    train_series, env_cfg, total, k, len(splits.folds), run
+                )
+                manifest = self._manifest(request, splits, env_cfg, frame.height, view.name)
+                predictor = Predictor(manifest, norm, model)
+                validation = self._backtest(predictor, val_series)
+                summary = {
+                    "sharpe": validation.mean("model", "sharpe"),
+                    "total_return": validation.mean("model", "total_return"),
+                    "buy_and_hold_sharpe": validation.mean("buy-and-hold", "sharpe"),
+                }
+                fold_metrics.append(summary)
+                prefix = f"fold{k}." if len(splits.folds) > 1 else ""
+                run.log_metrics({f"{prefix}validation.{m}": v for m, v in summary.items()})
+            assert model is not None
+            assert norm is not None
+            assert validation is not None
+            rate = total / train_seconds if train_seconds > 0 else 0.0
+            run.log_metrics(
+                {
+                    "train.seconds": train_seconds,
+                    "train.steps_per_second": rate,
+                    "train.timesteps": float(total),
+                }
+            )
+            self._log_backtest(run, "validation", validation)
+
+            with tempfile.TemporaryDirectory() as tmp:
+                package = write_package(Path(tmp) / "package", model, norm, manifest)
+                version = self.registry.register_model(run, self.model_name, package)
+            champion_sharpe = self._champion_validation_sharpe()
+            decision = evaluate_gate(cfg.gate, validation, champion_sharpe)
+            if decision.promote:
+                self.registry.set_alias(self.model_name, CHAMPION, version.version)
+            run.set_tags(
+                {
+                    "model_uri": version.uri,
+                    "model_version": version.version,
+                    "champion": str(decision.promote).lower(),
+                    "gate_reason": decision.reason,
+                }
+            )
+            run.log_metrics({"validation.gate_passed": float(decision.promote)})
+
+            # the test backtest runs the model as registered, loaded back from the registry
+            with tempfile.TemporaryDirectory() as tmp:
+                registered = Predictor.load(self.registry.download_package(version, Path(tmp)))
+            test_series = series_from_frame(frame, columns, base, splits.test)
+            if not test_series:
+                raise TrainingError(f"no usable bars in the test range {splits.test}")
+            test = self._backtest(registered, test_series)
+            self._log_backtest(run, "test", test)
+            report_path, metrics_path = self.write_report(
+                test,
+                version,
+                title=f"Backtest of {version.uri} on the test range",
+                extra={
+                    "run id": run.run_id,
+                    "champion": f"{decision.promote} ({decision.reason})",
+                    "validation Sharpe (mean)": f"{validation.mean('model', 'sharpe'):.2f}",
+                },
+                stem=f"{self.model_name}-v{version.version}-test",
+                manifest=registered.manifest,
+                validation=validation,
+                gate=decision,
+            )
+            run.log_artifact(report_path, "backtest")
+            run.log_artifact(metrics_path, "backtest")
+            return TrainingResult(
+                run_id=run.run_id,
+                model=version,
+                champion=decision.promote,
+                gate_reason=decision.reason,
+                validation=validation,
+                test=test,
+                report_path=report_path,
+                metrics_path=metrics_path,
+                timesteps=total,
+                train_seconds=train_seconds,
+                steps_per_second=rate,
+                splits=splits,
+                predictor=predictor,
+                fold_validation=fold_metrics,
+            )
+
+    def _champion_validation_sharpe(self) -> float | None:
+        if not self.settings.gate.beat_champion:
+            return None
+        current = self.registry.alias_version(self.model_name, CHAMPION)
+        if current is None:
+            return None
+        runs = self.registry.find_runs({"model_version": current, "strategy": self.strategy.name})
+        for r in runs:
+            if "validation.sharpe" in r.metrics:
+                return r.metrics["validation.sharpe"]
+        return None
+
+    def _fit(
+        self,
+        series: list[MarketSeries],
+        env_cfg: EnvConfig,
+        total: int,
+        fold: int,
+        folds: int,
+        run: Any,
+    ) -> tuple[Any, ObsNormalization, float]:
+        """Train one model; returns it, its observation statistics and the seconds `learn`
+        took (model construction and imports excluded, so steps/s measures training)."""
+        import torch
+        from stable_baselines3.common.monitor import Monitor
+        from stable_baselines3.common.utils import set_random_seed
+        from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+        cfg = self.settings
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
+        set_random_seed(cfg.seed)
+        reward = self.strategy.reward
+
+        def make(i: int) -> Callable[[], Any]:
+            def _init() -> Any:
+                env = TradingEnv(series, reward, env_cfg)
+                env.reset(seed=cfg.seed + i)
+                return Monitor(env, info_keywords=("equity",))
+
+            return _init
+
+        venv: Any = DummyVecEnv([make(i) for i in range(cfg.env.n_envs)])
+        venv.seed(cfg.seed)
+        gamma = float(cfg.algorithm.hyperparameters.get("gamma", 0.99))
+        if cfg.normalize_observations or cfg.normalize_reward:
+            venv = VecNormalize(
+                venv,
+                norm_obs=cfg.normalize_observations,
+                norm_reward=cfg.normalize_reward,
+                clip_obs=10.0,
+                gamma=gamma,
+            )
+        hyper = dict(cfg.algorithm.hyperparameters)
+        if algorithm_info(cfg.algorithm.name).on_policy and "n_steps" not in hyper:
+            # one rollout is n_steps x n_envs; keep short runs from training on a single
+            # 8192-step rollout they never asked for
+            default = 5 if cfg.algorithm.name == "A2C" else 2048
+            hyper["n_steps"] = max(5, min(default, total // cfg.env.n_envs))
+            if cfg.algorithm.name != "A2C" and "batch_size" not in hyper:
+                hyper["batch_size"] = min(64, hyper["n_steps"] * cfg.env.n_envs)
+        model = build_model(
+            cfg.algorithm.name,
+            venv,
+            policy=cfg.algorithm.policy,
+            hyperparameters=hyper,
+            net_arch=cfg.algorithm.net_arch,
+            seed=cfg.seed,
+            device=cfg.device,
+        )
+        callback = _progress_callback_class()(self.on_progress, run, fold, folds, total)
+        started = time.perf_counter()
+        model.learn(total_timesteps=total, callback=callback, progress_bar=False)
+        seconds = time.perf_counter() - started
+        size = env_cfg.window * len(env_cfg.feature_names) + 3
+        if isinstance(venv, VecNormalize) and cfg.normalize_observations:
+            norm = ObsNormalization(
+                np.asarray(venv.obs_rms.mean, dtype=np.float64),  # type: ignore[attr-defined]
+                np.asarray(venv.obs_rms.var, dtype=np.float64),  # type: ignore[attr-defined]
+                float(venv.clip_obs),
+                float(venv.epsilon),
+            )
+        else:
+            norm = ObsNormalization.identity(size)
+        return model, norm, seconds
+
+    def _manifest(
+        self,
+        request: TrainingRequest,
+        splits: Splits,
+        env_cfg: EnvConfig,
+        rows: int,
+        view_name: str,
+    ) -> ModelManifest:
+        cfg = self.settings
+        spec = self.feature_set
+        return ModelManifest(
+            algorithm=cfg.algorithm.name,
+            policy=cfg.algorithm.policy or "default",
+            action_mode=env_cfg.action_mode,
+            window=env_cfg.window,
+            feature_columns=list(spec.columns),
+            feature_set=json.loads(spec.model_dump_json()),
+            feature_set_version=spec.version,
+            feature_view=view_name,
+            base_timeframe=spec.base_timeframe.value,
+            strategy={
+                "name": self.strategy.name,
+                "version": self.strategy.version,
+                "ref": self.strategy_ref,
+            },
+            max_position=env_cfg.max_position,
+            allow_short=env_cfg.allow_short,
+            fee_bps=env_cfg.fee_bps,
+            slippage_bps=env_cfg.slippage_bps,
+            training={
+                "symbols": list(request.symbols),
+                "range": [request.range.start.isoformat(), request.range.end.isoformat()],
+                "splits": splits.describe(),
+                "rows": rows,
+                "seed": cfg.seed,
+                "created_at": datetime.now(UTC).isoformat(),
+            },
+        )
+
+    def _backtest(self, predictor: Predictor, series: list[MarketSeries]) -> BacktestResult:
+        m = predictor.manifest
+        return backtest(
+            predictor,
+            series,
+            cost_rate=(m.fee_bps + m.slippage_bps) / 1e4,
+            periods_per_year=self.periods_per_year,
+            random_seeds=self.settings.random_agent_seeds,
+        )
+
+    @staticmethod
+    def _log_backtest(run: Any, part: str, result: BacktestResult) -> None:
+        metrics: dict[str, float] = {}
+        for name in ("model", "buy-and-hold"):
+            for attr in ("sharpe", "total_return", "max_drawdown", "n_trades", "sortino"):
+                key = f"{part}.{attr}" if name == "model" else f"{part}.{name}.{attr}"
+                metrics[key] = result.mean(name, attr)
+        for s in result.symbols:
+            for attr, value in s.model.to_dict().items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    metrics[f"{part}.{s.symbol}.{attr}"] = float(value)
+        run.log_metrics(metrics)
+        run.log_dict(result.to_dict(), f"backtest/{part}_metrics.json")
+
+    def write_report(
+        self,
+        result: BacktestResult,
+        version: ModelVersion,
+        *,
+        title: str,
+        extra: dict[str, str],
+        stem: str,
+        manifest: ModelManifest,
+        validation: BacktestResult | None = None,
+        gate: GateDecision | None = None,
+    ) -> tuple[Path, Path]:
+        return write_backtest_files(
+            self.reports_dir,
+            result,
+            version,
+            title=title,
+            extra=extra,
+            stem=stem,
+            manifest=manifest,
+            validation=validation,
+            gate=gate,
+        )
+
+
+def write_backtest_files(
+    reports_dir: Path,
+    result: BacktestResult,
+    version: ModelVersion,
+    *,
+    title: str,
+    extra: dict[str, str],
+    stem: str,
+    manifest: ModelManifest,
+    validation: BacktestResult | None = None,
+    gate: GateDecision | None = None,
+) -> tuple[Path, Path]:
+    """The JSON metrics file and the HTML report of one backtest, under ``reports_dir``."""
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    start = min(s.model.start for s in result.symbols)
+    end = max(s.model.end for s in result.symbols)
+    metadata = {
+        "model": version.uri,
+        "run id": version.run_id,
+        "algorithm": manifest.algorithm,
+        "strategy": f"{manifest.strategy.get('name')} {manifest.strategy.get('version')}",
+        "feature set": f"{manifest.feature_set.get('name')} v{manifest.feature_set_version}",
+        "costs": f"fee {manifest.fee_bps} bps + slippage {manifest.slippage_bps} bps per unit",
+        "bars": str(result.bars),
+        **extra,
+    }
+    report = BacktestReport(
+        title=title,
+        subtitle=f"{start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC",
+        metadata=metadata,
+        sections=[s.section() for s in result.symbols],
+    )
+    html_path = reports_dir / f"{stem}.html"
+    json_path = reports_dir / f"{stem}.json"
+    html_path.write_text(render_report(report))
+    payload = {
+        "model": version.uri,
+        "run_id": version.run_id,
+        "metadata": metadata,
+        "test" if validation is not None else "backtest": result.to_dict(),
+    }
+    if validation is not None:
+        payload["validation"] = validation.to_dict()
+    if gate is not None:
+        payload["gate"] = {"promoted": gate.promote, "reason": gate.reason}
+    json_path.write_text(json.dumps(payload, indent=2, default=str))
+    return html_path, json_path
+
+
+def _progress_callback_class() -> type:
+    """The SB3 callback class, built on first use so that importing this module does not import
+    torch."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class SB3Progress(BaseCallback):  # type: ignore[misc]
+        def __init__(
+            self,
+            on_progress: ProgressCallback | None,
+            run: Any,
+            fold: int,
+            folds: int,
+            total: int,
+        ) -> None:
+            super().__init__(verbose=0)
+            self.on_progress_cb = on_progress
+            self.run = run
+            self.fold = fold
+            self.folds = folds
+            self.total = total
+            self.rewards: list[float] = []
+            self.equities: list[float] = []
+            self.started = time.perf_counter()
+            self.every = max(1, min(2048, total // 50))
+            self.last = 0
+            self.logged = 0
+
+        def _on_step(self) -> bool:
+            for info in self.locals.get("infos", []):
+                ep = info.get("episode")
+                if ep is not None:
+                    self.rewards.append(float(ep["r"]))
+                    self.equities.append(float(info.get("equity", np.nan)))
+            if self.num_timesteps - self.last >= self.every:
+                self.last = self.num_timesteps
+                self._report()
+            return True
+
+        def _on_training_end(self) -> None:
+            self._report()
+
+        def _report(self) -> None:
+            recent_r = self.rewards[-20:]
+            recent_e = self.equities[-20:]
+            mean_r = float(np.mean(recent_r)) if recent_r else None
+            mean_e = float(np.nanmean(recent_e)) if recent_e else None
+            elapsed = time.perf_counter() - self.started
+            rate = self.num_timesteps / elapsed if elapsed > 0 else 0.0
+            if self.on_progress_cb is not None:
+                self.on_progress_cb(
+                    TrainingProgress(
+                        self.fold, self.folds, self.num_timesteps, self.total, mean_r, mean_e, rate
+                    )
+                )
+            if mean_r is not None and len(self.rewards) > self.logged:
+                self.logged = len(self.rewards)
+                prefix = f"fold{self.fold}." if self.folds > 1 else ""
+                metrics = {f"{prefix}train.episode_reward": mean_r}
+                if mean_e is not None and np.isfinite(mean_e):
+                    metrics[f"{prefix}train.episode_equity"] = mean_e
+                self.run.log_metrics(metrics, step=int(self.num_timesteps))
+
+    return SB3Progress

@@ -1,0 +1,343 @@
+"""Simulation, trades and performance metrics against hand arithmetic and a plain-Python loop."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from drl_trading.training.core.metrics import (
+    buy_and_hold_positions,
+    compute_metrics,
+    extract_trades,
+    flat_positions,
+    periods_per_year,
+    random_positions,
+)
+from drl_trading.training.core.trace import SimulationTrace, simulate
+
+T0 = np.datetime64("2024-01-01T00:00", "us")
+HOUR = np.timedelta64(3600, "s")
+
+
+def hourly(n_points: int) -> np.ndarray:
+    return T0 + np.arange(n_points) * HOUR
+
+
+def gapless(close: list[float], positions: list[float], cost_rate: float) -> SimulationTrace:
+    """Bars whose open equals the previous close, so every gap return is exactly 0."""
+    c = np.asarray(close, dtype=np.float64)
+    open_ = np.concatenate(([c[0]], c[:-1]))
+    return simulate("TEST", hourly(len(c)), open_, c, np.asarray(positions, float), cost_rate)
+
+
+# --------------------------------------------------------------------------- hand-computed
+
+
+def test_long_then_flat_with_costs() -> None:
+    # bar returns: +10%, -10%, 0, +10%; positions 1, 1, 0, 0; cost 1% per unit traded
+    tr = gapless([100.0, 110.0, 99.0, 99.0, 108.9], [1, 1, 0, 0], cost_rate=0.01)
+    # step0: entry cost 0.01 -> 0.99 * 1.1 = 1.089
+    # step1: held, 0.9            -> 1.089 * 0.9 = 0.9801
+    # step2: exit cost 0.01       -> 0.9801 * 0.99 = 0.970299
+    # step3: flat                 -> 0.970299
+    np.testing.assert_allclose(tr.equity, [1.0, 1.089, 0.9801, 0.970299, 0.970299], rtol=1e-12)
+    np.testing.assert_allclose(tr.cost, [0.01, 0.0, 0.01, 0.0])
+    np.testing.assert_array_equal(tr.position_before, [0, 1, 1, 0])
+
+    (trade,) = extract_trades(tr)
+    # run [0, 2) closed at step 2: equity[2]/equity[0] * (1 + 1*gap[2]) * (1 - 0.01) - 1
+    assert trade.net_return == pytest.approx(0.9801 * 0.99 - 1.0, rel=1e-12)
+    assert trade.fees == pytest.approx(0.02)  # entry 0.01 + exit 0.01
+    assert (trade.side, trade.entry_step, trade.exit_step, trade.bars_held) == (1, 0, 2, 2)
+    assert trade.size == 1.0
+    assert not trade.is_open
+    assert trade.entry_time == datetime(2024, 1, 1, 0, tzinfo=UTC)
+    assert trade.exit_time == datetime(2024, 1, 1, 2, tzinfo=UTC)
+
+    m = compute_metrics(tr, periods_per_year=8760)
+    assert m.total_return == pytest.approx(-0.029701)
+    # peak 1.089 at point 1; trough 0.970299 = 1.089 * 0.891 -> drawdown 0.109, never recovered:
+    # duration from the peak (point 1) to the last point (4) = 3 bars = 3 hours
+    assert m.max_drawdown == pytest.approx(0.109)
+    assert m.max_drawdown_duration_bars == 3
+    assert m.max_drawdown_duration_days == pytest.approx(3 / 24)
+    assert m.exposure == 0.5  # 2 of 4 steps hold a position
+    assert m.turnover == 2.0  # |1-0| + |0-1|
+    assert m.turnover_per_day == pytest.approx(2.0 / (4 / 24))
+    assert m.fees_paid == pytest.approx(0.02)
+    assert (m.n_trades, m.win_rate, m.profit_factor, m.avg_holding_bars) == (1, 0.0, 0.0, 2.0)
+    assert m.start == datetime(2024, 1, 1, 0, tzinfo=UTC)
+    assert m.end == datetime(2024, 1, 1, 4, tzinfo=UTC)
+
+
+def test_reversal_with_gaps_splits_cost_and_gap() -> None:
+    close = np.array([100.0, 110.0, 121.0, 98.01])
+    open_ = np.array([100.0, 100.0, 121.0, 108.9])
+    # gap = open[i+1]/close[i] - 1 = [0, +0.1, -0.1]
+    # bar = close[i+1]/open[i+1] - 1 = [+0.1, 0, -0.1]
+    tr = simulate("X", hourly(4), open_, close, np.array([1.0, -1.0, -1.0]), cost_rate=0.001)
+    np.testing.assert_allclose(tr.gap_return, [0.0, 0.1, -0.1], atol=1e-15)
+    np.testing.assert_allclose(tr.bar_return, [0.1, 0.0, -0.1], atol=1e-15)
+    # step0: 1 * (1 - 0.001) * 1.1                       = 1.0989
+    # step1: (1 + 1*0.1) * (1 - 2*0.001) * (1 + -1*0)     = 1.0978
+    # step2: (1 + -1*-0.1) * 1 * (1 + -1*-0.1)            = 1.21
+    np.testing.assert_allclose(np.diff(tr.equity) / tr.equity[:-1], [0.0989, 0.0978, 0.21])
+
+    long, short = extract_trades(tr)
+    # long [0, 1), exits at step 1: entry 0.999 * 1.1, exit (1 + 0.1) * (1 - 0.001)
+    assert long.net_return == pytest.approx(1.0989 * 1.0989 - 1.0)
+    assert long.fees == pytest.approx(0.002)  # entry 0.001 + exit part of step 1's 0.002
+    assert (long.side, long.bars_held, long.is_open) == (1, 1, False)
+    # short [1, 3), open: entry part (1 - 0.001) * (1 + -1*0), then step 2's 1.21
+    assert short.net_return == pytest.approx(0.999 * 1.21 - 1.0)
+    assert short.fees == pytest.approx(0.001)  # entry part of step 1's cost, no exit yet
+    assert (short.side, short.entry_step, short.exit_step) == (-1, 1, 3)
+    assert (short.bars_held, short.is_open) == (2, True)
+    assert short.entry_time == long.exit_time
+
+    m = compute_metrics(tr, periods_per_year=8760)
+    assert m.total_return == pytest.approx(1.0989 * 1.0978 * 1.21 - 1.0)
+    assert m.turnover == 3.0  # 1 + 2 + 0
+    assert m.exposure == 1.0
+    assert m.fees_paid == pytest.approx(0.003)
+    assert (m.n_trades, m.win_rate, m.avg_holding_bars) == (2, 1.0, 1.5)
+    assert m.profit_factor == math.inf  # profits, no losses
+    assert m.to_dict()["profit_factor"] is None
+
+
+def test_return_ratios_and_recovered_drawdown() -> None:
+    # buy-and-hold without costs: step returns +10%, -10%, +20%, 0
+    tr = gapless([100.0, 110.0, 99.0, 118.8, 118.8], [1, 1, 1, 1], cost_rate=0.0)
+    # equity 1, 1.1, 0.99, 1.188, 1.188; mean r = 0.05
+    # squared deviations 0.0025 + 0.0225 + 0.0225 + 0.0025 = 0.05 -> std(ddof=1) = sqrt(0.05/3)
+    # downside deviation = sqrt(mean([0, 0.01, 0, 0])) = 0.05
+    m = compute_metrics(tr, periods_per_year=4)  # sqrt(4) = 2, n/ppy = 1 year
+    std = math.sqrt(0.05 / 3)
+    assert m.total_return == pytest.approx(0.188)
+    assert m.cagr == pytest.approx(0.188)  # exponent ppy/n = 1
+    assert m.annual_volatility == pytest.approx(std * 2)
+    assert m.sharpe == pytest.approx(0.05 / std * 2)  # = sqrt(0.6)
+    assert m.sharpe == pytest.approx(math.sqrt(0.6))
+    assert m.sortino == pytest.approx(0.05 / 0.05 * 2)
+    # peak 1.1 (point 1) -> 0.99 is a 10% drawdown, recovered at point 3: 2 bars, 2 hours
+    assert m.max_drawdown == pytest.approx(0.1)
+    assert m.max_drawdown_duration_bars == 2
+    assert m.max_drawdown_duration_days == pytest.approx(2 / 24)
+    assert m.calmar == pytest.approx(0.188 / 0.1)
+    # the trade is still open at the end: equity[4]/equity[0] - 1
+    (trade,) = extract_trades(tr)
+    assert trade.is_open
+    assert trade.net_return == pytest.approx(0.188)
+    assert trade.exit_step == 4
+
+    # 4 steps are half a year at ppy=8 -> CAGR = 1.188 ** 2 - 1
+    assert compute_metrics(tr, periods_per_year=8).cagr == pytest.approx(1.188**2 - 1)
+
+
+def test_longest_drawdown_beats_deeper_unrecovered_one() -> None:
+    # equity 1, 0.9, 0.95, 1.0 (recovers after 3 bars), 1.2, 1.1 (down 8.3% to the end, 1 bar)
+    tr = gapless([100.0, 90.0, 95.0, 100.0, 120.0, 110.0], [1] * 5, cost_rate=0.0)
+    m = compute_metrics(tr, periods_per_year=8760)
+    assert m.max_drawdown == pytest.approx(0.1)
+    assert m.max_drawdown_duration_bars == 3
+
+
+def test_unrecovered_drawdown_counts_to_the_end() -> None:
+    # equity 1, 1.05, 1.1, 0.99, 1.045, 1.0945: peak 1.1 at point 2, never regained -> 3 bars
+    tr = gapless([100.0, 105.0, 110.0, 99.0, 104.5, 109.45], [1] * 5, cost_rate=0.0)
+    m = compute_metrics(tr, periods_per_year=8760)
+    assert m.max_drawdown == pytest.approx(0.1)
+    assert m.max_drawdown_duration_bars == 3
+
+
+def test_win_rate_and_profit_factor() -> None:
+    # three long trades from flat, no costs: +10%, -5%, +20%
+    close = [100.0, 110.0, 110.0, 104.5, 104.5, 125.4]
+    tr = gapless(close, [1, 0, 1, 0, 1], cost_rate=0.0)
+    trades = extract_trades(tr)
+    assert [t.net_return for t in trades] == pytest.approx([0.1, -0.05, 0.2])
+    m = compute_metrics(tr, periods_per_year=8760, trades=trades)
+    assert m.win_rate == pytest.approx(2 / 3)
+    assert m.profit_factor == pytest.approx((0.1 + 0.2) / 0.05)
+    assert m.exposure == pytest.approx(3 / 5)
+    assert m.turnover == 5.0  # in, out, in, out, in
+
+
+def test_size_change_stays_in_one_trade() -> None:
+    tr = gapless([100.0, 101.0, 102.0, 103.0, 104.0], [0.5, 1.0, 0.25, 0.0], cost_rate=0.01)
+    (trade,) = extract_trades(tr)
+    assert (trade.entry_step, trade.exit_step, trade.size) == (0, 3, 1.0)
+    # costs 0.5 + 0.5 + 0.75 traded inside, exit 0.25: all 2.0 units of turnover at 1%
+    assert trade.fees == pytest.approx(0.02)
+    assert trade.net_return == pytest.approx(tr.equity[-1] / tr.equity[0] - 1.0)
+
+
+def test_flat_and_empty_traces_are_degenerate_but_defined() -> None:
+    flat = gapless([100.0, 120.0, 80.0, 90.0], [0, 0, 0], cost_rate=0.001)
+    np.testing.assert_array_equal(flat.equity, [1.0, 1.0, 1.0, 1.0])
+    m = compute_metrics(flat, periods_per_year=8760)
+    assert (m.total_return, m.cagr, m.sharpe, m.sortino, m.calmar) == (0.0, 0.0, 0.0, 0.0, 0.0)
+    assert (m.max_drawdown, m.max_drawdown_duration_bars, m.n_trades) == (0.0, 0, 0)
+    assert (m.win_rate, m.profit_factor, m.avg_holding_bars, m.exposure) == (0.0, 0.0, 0.0, 0.0)
+
+    empty = simulate("E", hourly(1), np.array([1.0]), np.array([1.0]), np.array([]), 0.0)
+    assert empty.n_steps == 0
+    assert extract_trades(empty) == []
+    e = compute_metrics(empty, periods_per_year=8760)
+    assert (e.n_steps, e.sharpe, e.cagr, e.turnover_per_day) == (0, 0.0, 0.0, 0.0)
+    json.dumps(e.to_dict(), allow_nan=False)
+
+
+def test_to_dict_is_json_safe() -> None:
+    tr = gapless([100.0, 110.0, 121.0], [1, 1], cost_rate=0.0)
+    d = compute_metrics(tr, periods_per_year=8760).to_dict()
+    assert d["start"] == "2024-01-01T00:00:00+00:00"
+    assert d["profit_factor"] is None  # infinite: a winning trade and no losers
+    assert d["n_trades"] == 1
+    json.dumps(d, allow_nan=False)
+
+
+def test_bankrupt_equity_gives_cagr_minus_one() -> None:
+    # a short through a bar that triples the price: factor 1 - 2 = -1
+    tr = gapless([100.0, 300.0], [-1], cost_rate=0.0)
+    assert tr.equity[-1] == pytest.approx(-1.0)
+    assert compute_metrics(tr, periods_per_year=8760).cagr == -1.0
+
+
+def test_periods_per_year() -> None:
+    assert periods_per_year(1) == 525_600
+    assert periods_per_year(60) == 8760
+    assert periods_per_year(1440, trading_days_per_year=252) == 252
+    with pytest.raises(ValueError, match="positive"):
+        periods_per_year(0)
+
+
+def test_simulate_and_trace_validate_shapes() -> None:
+    c = np.ones(4)
+    with pytest.raises(ValueError, match="4 bars"):
+        simulate("X", hourly(3), c[:3], c, np.zeros(3), 0.0)
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        simulate("X", hourly(4), c, c, np.array([0.0, 1.5, 0.0]), 0.0)
+    tr = simulate("X", hourly(4), c, c, np.zeros(3), 0.0)
+    with pytest.raises(ValueError, match="equity"):
+        SimulationTrace(
+            "X",
+            tr.times,
+            tr.close,
+            tr.equity[:-1],
+            tr.position,
+            tr.gap_return,
+            tr.bar_return,
+            tr.cost,
+            0.0,
+        )
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def test_baseline_helpers() -> None:
+    np.testing.assert_array_equal(buy_and_hold_positions(3), [1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(flat_positions(2), [0.0, 0.0])
+    assert buy_and_hold_positions(0).shape == flat_positions(0).shape == (0,)
+
+    n = 200_000
+    pos = random_positions(n, seed=7)
+    assert pos.shape == (n,)
+    assert pos.dtype == np.float64
+    assert set(np.unique(pos).tolist()) == {-1.0, 0.0, 1.0}
+    np.testing.assert_array_equal(pos, random_positions(n, seed=7))
+    assert not np.array_equal(pos, random_positions(n, seed=8))
+    run_lengths = np.diff(np.flatnonzero(np.diff(pos) != 0))
+    assert 18.5 < run_lengths.mean() < 21.5  # every switch changes the value: runs mean ~20
+    for value in (-1.0, 0.0, 1.0):
+        assert abs((pos == value).mean() - 1 / 3) < 0.05
+
+    cont = random_positions(10_000, seed=1, discrete=False)
+    assert cont.shape == (10_000,)
+    assert (np.abs(cont) <= 1.0).all()
+    assert len(np.unique(cont)) < 2_000  # held for runs, not redrawn each bar
+    assert random_positions(0, seed=1).shape == (0,)
+    assert random_positions(1, seed=1).shape == (1,)
+
+
+# --------------------------------------------------------------------------- properties
+
+
+@st.composite
+def market(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    n = draw(st.integers(min_value=0, max_value=30))
+    price = st.floats(min_value=0.5, max_value=2.0)
+    open_ = np.array(draw(st.lists(price, min_size=n + 1, max_size=n + 1)))
+    close = np.array(draw(st.lists(price, min_size=n + 1, max_size=n + 1)))
+    level = st.one_of(st.sampled_from([-1.0, 0.0, 1.0]), st.floats(min_value=-1.0, max_value=1.0))
+    positions = np.array(draw(st.lists(level, min_size=n, max_size=n)), dtype=np.float64)
+    cost_rate = draw(st.floats(min_value=0.0, max_value=0.01))
+    return open_, close, positions, cost_rate
+
+
+@settings(max_examples=100, deadline=None)
+@given(market(), st.floats(min_value=0.5, max_value=1000.0))
+def test_simulate_matches_a_step_loop(
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, float], initial: float
+) -> None:
+    open_, close, positions, rate = data
+    tr = simulate("P", hourly(len(close)), open_, close, positions, rate, initial_equity=initial)
+    equity, before = [initial], 0.0
+    for i, after in enumerate(positions.tolist()):
+        gap = open_[i + 1] / close[i] - 1.0
+        bar = close[i + 1] / open_[i + 1] - 1.0
+        cost = abs(after - before) * rate
+        equity.append(equity[-1] * ((1.0 + before * gap) * (1.0 - cost) * (1.0 + after * bar)))
+        before = after
+    np.testing.assert_allclose(tr.equity, equity, rtol=1e-12)
+    # the documented identity, on the trace's own fields
+    identity = (
+        tr.equity[:-1]
+        * (1.0 + tr.position_before * tr.gap_return)
+        * (1.0 - tr.cost)
+        * (1.0 + tr.position * tr.bar_return)
+    )
+    np.testing.assert_allclose(tr.equity[1:], identity, rtol=1e-12)
+    alive = tr.equity[:-1] != 0  # a short through a doubling bar can zero the equity
+    expected = np.diff(tr.equity)[alive] / tr.equity[:-1][alive]
+    np.testing.assert_allclose(tr.step_returns[alive], expected, rtol=1e-9, atol=1e-12)
+
+    # every unit of cost belongs to exactly one trade, every held step to exactly one trade
+    trades = extract_trades(tr)
+    assert sum(t.fees for t in trades) == pytest.approx(tr.cost.sum(), abs=1e-12)
+    assert sum(t.bars_held for t in trades) == int((positions != 0).sum())
+    assert all(t.is_open == (t.exit_step == tr.n_steps) for t in trades)
+
+
+@settings(max_examples=60, deadline=None)
+@given(market())
+def test_flat_keeps_equity_and_buy_and_hold_tracks_price(
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, float],
+) -> None:
+    open_, close, _, rate = data
+    n, times = len(close) - 1, hourly(len(close))
+    flat = simulate("F", times, open_, close, flat_positions(n), rate, initial_equity=3.0)
+    np.testing.assert_array_equal(flat.equity, np.full(n + 1, 3.0))
+
+    chained_open = np.concatenate(([close[0]], close[:-1]))  # open[i+1] == close[i]
+    hold = simulate("B", times, chained_open, close, buy_and_hold_positions(n), 0.0)
+    assert hold.equity[-1] == pytest.approx(close[-1] / close[0], rel=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(market())
+def test_trades_without_reversals_compound_to_total_return(
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, float],
+) -> None:
+    open_, close, positions, rate = data
+    long_only = np.abs(positions)  # resizing allowed, never a reversal
+    tr = simulate("L", hourly(len(close)), open_, close, long_only, rate)
+    growth = math.prod(1.0 + t.net_return for t in extract_trades(tr))
+    assert growth == pytest.approx(tr.equity[-1] / tr.equity[0], rel=1e-9)
