@@ -263,7 +263,7 @@ def quickstart(
         Path | None,
         typer.Option(help="For --source file: CSV/Parquet path; {symbol} is replaced per symbol."),
     ] = None,
-    timesteps: Timesteps = 50_000,
+    timesteps: Timesteps = 200_000,
     algorithm: Algorithm = None,
 ) -> None:
     """The whole offline workflow through the bus: ingest → preprocess → train → register →

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,14 @@ class FeastFeatureStore:
         if self._store is None:
             from feast import FeatureStore as _FeastStore
             from feast.repo_config import RepoConfig
+
+            # ibis (under Feast's duckdb store) calls a duckdb API that duckdb deprecated; the
+            # warning is not ours to fix and would print on every point-in-time read
+            warnings.filterwarnings(
+                "ignore",
+                message=r"fetch_arrow_table\(\) is deprecated",
+                category=DeprecationWarning,
+            )
 
             config = RepoConfig(
                 project=self._project,

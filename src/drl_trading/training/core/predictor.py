@@ -406,6 +406,7 @@ def run_policy(predictor: Predictor, series: MarketSeries, start: int | None = N
         np.dot(ws, svec, out=h)
         h += z[t - w + 1]
         if head_is_first:
+            _act(h, act1)  # the head's own activation (TD3's tanh) when there are no hidden layers
             out_v = h
         else:
             _act(h, act1)
@@ -438,7 +439,9 @@ def run_policy(predictor: Predictor, series: MarketSeries, start: int | None = N
         if not allow_short:
             scores[:, 0] = -np.inf
         chosen = scores.argmax(axis=1)
-        probs = _softmax(done)
+        # MaskablePPO's distribution renormalises over the allowed actions (as the torch path
+        # reports it); the other algorithms' probabilities ignore the mask
+        probs = _softmax(scores if m.algorithm == "MaskablePPO" else done)
         confidence[first:] = probs[np.arange(len(chosen)), chosen]
     else:
         # Gaussian confidence needs the policy's std: one batched pass over the recorded inputs

@@ -1,0 +1,72 @@
+"""The main job as a user runs it: `drl-trading quickstart` (reduced size), then `train` and
+`backtest` on the same home folder, each in its own process."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+CLI = str(Path(sys.executable).with_name("drl-trading"))
+
+
+def _run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "DRL_TRADING_TRAINING__ENV__N_ENVS": "2"}
+    return subprocess.run(
+        [CLI, "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env=env,
+    )
+
+
+def test_quickstart_then_train_and_backtest(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    qs = _run(home, "quickstart", "--start", "2024-01-01", "--end", "2024-01-16", "-t", "512")
+    assert qs.returncode == 0, qs.stderr[-4000:]
+    out = qs.stdout
+    for needle in ("test backtest: BTCUSDT", "test backtest: ETHUSDT", "Sharpe", "buy-and-hold"):
+        assert needle in out
+    assert "models:/drl-example/1" in out
+    assert re.search(r"MLflow run id: [0-9a-f]{32}", out)
+    assert re.search(r"champion:\s+(yes|no): \S", out)
+    report = Path(re.search(r"report:\s+(\S+\.html)", out).group(1))  # type: ignore[union-attr]
+    assert report.exists()
+    assert "<svg" in report.read_text()
+    metrics = json.loads(Path(re.search(r"metrics:\s+(\S+\.json)", out).group(1)).read_text())  # type: ignore[union-attr]
+    assert metrics["model"] == "models:/drl-example/1"
+
+    train = _run(
+        home, "train", "-s", "BTCUSDT", "--start", "2024-01-01", "--end", "2024-01-16", "-t", "256"
+    )
+    assert train.returncode == 0, train.stderr[-4000:]
+    assert "models:/drl-example/2" in train.stdout
+
+    bt = _run(
+        home, "backtest", "--model", "drl-example/2", "-s", "ETHUSDT",
+        "--start", "2024-01-08", "--end", "2024-01-16",
+    )  # fmt: skip
+    assert bt.returncode == 0, bt.stderr[-4000:]
+    assert "backtest models:/drl-example/2: ETHUSDT" in bt.stdout
+    assert re.search(r"report:\s+\S+backtest-\d{8}-\d{6}\.html", bt.stdout)
+
+    missing = _run(
+        home, "backtest", "--model", "drl-example@nope", "-s", "ETHUSDT",
+        "--start", "2024-01-08", "--end", "2024-01-16",
+    )  # fmt: skip
+    assert missing.returncode == 1
+    assert "nope" in missing.stderr
+    no_data = _run(
+        home, "train", "-s", "SOLUSDT", "--start", "2024-01-01", "--end", "2024-01-16", "-t", "64"
+    )
+    assert no_data.returncode == 1
+    assert "SOLUSDT" in no_data.stderr
