@@ -1,0 +1,227 @@
+"""Benchmark of the training path: environment steps, PPO training and backtests.
+
+Prints: raw `TradingEnv` steps/s with the example strategy's reward and 49 features (discrete
+window 1, continuous window 1, discrete window 8; random actions drawn beforehand, the episode
+restarted at its end), PPO training steps/s (default MlpPolicy, 4 DummyVecEnvs + VecNormalize,
+n_steps 2048, timed around ``model.learn`` only), and backtest bars/s of that PPO policy on N
+synthetic bars (default 1,000,000): `run_policy`'s numpy fast path, its torch fallback on 20k
+bars for comparison, and the whole `backtest` (policy + simulation + metrics + baselines).
+Steps other than training are repeated and the median is reported; min..max shows the noise.
+
+    .venv/bin/python benchmarks/training.py [--bars 1000000] [--ppo-steps 20480] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any, TypeVar
+from unittest import mock
+
+import numpy as np
+from drl_trading_example_strategy import ExampleStrategy
+
+from drl_trading.strategy import default_feature_set
+from drl_trading.training.core.algorithms import build_model
+from drl_trading.training.core.backtest import backtest
+from drl_trading.training.core.env import ActionMode, EnvConfig, MarketSeries, TradingEnv
+from drl_trading.training.core.predictor import (
+    ModelManifest,
+    ObsNormalization,
+    Predictor,
+    run_policy,
+)
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+T = TypeVar("T")
+BARS_PER_YEAR_5M = 365.0 * 288.0
+FALLBACK_BARS = 20_000
+
+
+def timed(fn: Callable[[], T], repeat: int) -> tuple[T, list[float]]:
+    times: list[float] = []
+    result: T
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return result, times
+
+
+def line(name: str, times: list[float], rows: int | None = None, unit: str = "bars") -> None:
+    med = statistics.median(times)
+    rate = f"{rows / med:>14,.0f} {unit}/s" if rows else " " * 22
+    spread = f"(min {min(times):.3f} .. max {max(times):.3f}, n={len(times)})"
+    print(f"{name:<42}{med:>9.3f} s {rate}  {spread}")
+
+
+def synthetic_series(n: int, n_features: int, seed: int) -> MarketSeries:
+    """A 5-minute random walk with float32 features of roughly unit scale."""
+    rng = np.random.default_rng(seed)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.002, n)))
+    prev = np.concatenate(([100.0], close[:-1]))
+    open_ = prev * np.exp(rng.normal(0.0, 0.0005, n))
+    feats = rng.standard_normal((n, n_features), dtype=np.float32)
+    times = (np.datetime64("2022-01-01T00:05") + np.arange(n) * np.timedelta64(5, "m")).astype(
+        "datetime64[us]"
+    )
+    return MarketSeries("BENCHUSDT", times, feats, open_, close)
+
+
+def env_steps(
+    series: MarketSeries, reward: Callable[..., float], cfg: EnvConfig, steps: int
+) -> Callable[[], int]:
+    """A run of ``steps`` random actions (drawn before timing) through a fresh environment."""
+    env = TradingEnv([series], reward, cfg)
+    rng = np.random.default_rng(0)
+    actions: list[Any]
+    if cfg.action_mode == "discrete":
+        actions = rng.integers(0, 3, steps).tolist()
+    else:  # what SB3 passes: one float32 row per step
+        actions = list(rng.uniform(-1.0, 1.0, (steps, 1)).astype(np.float32))
+
+    def run() -> int:
+        env.reset(seed=0)
+        step = env.step
+        for a in actions:
+            _, _, terminated, truncated, _ = step(a)
+            if terminated or truncated:
+                env.reset()
+        return steps
+
+    return run
+
+
+def manifest(columns: list[str], window: int, action_mode: str) -> ModelManifest:
+    return ModelManifest(
+        algorithm="PPO",
+        policy="MlpPolicy",
+        action_mode=action_mode,
+        window=window,
+        feature_columns=columns,
+        feature_set={},
+        feature_set_version="bench",
+        feature_view="bench",
+        base_timeframe="5m",
+        strategy={"name": "example", "version": "1.0.0", "ref": "bench"},
+        max_position=1.0,
+        allow_short=True,
+        fee_bps=5.0,
+        slippage_bps=2.0,
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    ap.add_argument("--bars", type=int, default=1_000_000, help="backtest bars")
+    ap.add_argument("--ppo-steps", type=int, default=20_480, help="PPO training timesteps")
+    ap.add_argument("--env-steps", type=int, default=300_000, help="raw env steps per run")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    args = ap.parse_args()
+    if args.quick:
+        args.bars, args.ppo_steps, args.env_steps, args.repeat = 100_000, 8192, 50_000, 1
+
+    import torch
+    from stable_baselines3.common.utils import set_random_seed
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    columns = list(default_feature_set().columns)
+    nf = len(columns)
+    strategy = ExampleStrategy()
+    print(f"training benchmark: {nf} features, example strategy reward")
+    print(
+        f"machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
+        f"torch {torch.__version__} with {torch.get_num_threads()} threads, numpy {np.__version__}"
+    )
+    print()
+
+    train_series = synthetic_series(100_000, nf, seed=1)
+    steps = args.env_steps
+    cases: list[tuple[str, ActionMode, int]] = [
+        ("discrete", "discrete", 1),
+        ("continuous", "continuous", 1),
+        ("discrete, window 8", "discrete", 8),
+    ]
+    for label, mode, window in cases:
+        cfg = EnvConfig(window=window, action_mode=mode, feature_names=tuple(columns))
+        _, t = timed(env_steps(train_series, strategy.reward, cfg, steps), args.repeat)
+        line(f"env steps: {label}", t, steps, "steps")
+    print(f"{'':42}target: over 200,000 steps/s (discrete, window 1)")
+
+    print()
+    set_random_seed(0)
+    cfg = EnvConfig(window=1, action_mode="discrete", feature_names=tuple(columns))
+
+    def make(i: int) -> Callable[[], TradingEnv]:
+        def _init() -> TradingEnv:
+            env = TradingEnv([train_series], strategy.reward, cfg)
+            env.reset(seed=i)
+            return env
+
+        return _init
+
+    venv = VecNormalize(
+        DummyVecEnv([make(i) for i in range(4)]),
+        norm_obs=True,
+        norm_reward=True,
+        clip_obs=10.0,
+        gamma=0.99,
+    )
+    model = build_model(
+        "PPO",
+        venv,
+        policy=None,
+        hyperparameters={"n_steps": 2048, "batch_size": 64},
+        net_arch=None,
+        seed=0,
+        device="cpu",
+    )
+    t0 = time.perf_counter()
+    model.learn(total_timesteps=args.ppo_steps, progress_bar=False)
+    learn_s = time.perf_counter() - t0
+    done = model.num_timesteps
+    line(f"PPO learn (4 envs, {done:,} steps)", [learn_s], done, "steps")
+
+    norm = ObsNormalization(
+        np.asarray(venv.obs_rms.mean, dtype=np.float64),
+        np.asarray(venv.obs_rms.var, dtype=np.float64),
+        float(venv.clip_obs),
+        float(venv.epsilon),
+    )
+    predictor = Predictor(manifest(columns, 1, "discrete"), norm, model)
+
+    print()
+    n = args.bars
+    series = synthetic_series(n, nf, seed=2)
+    fast, t = timed(lambda: run_policy(predictor, series), args.repeat)
+    line(f"run_policy, numpy fast path ({n:,} bars)", t, n)
+    print(f"{'':42}target: over 100,000 bars/s")
+    small = series.slice(0, min(n, FALLBACK_BARS))
+    quick = run_policy(predictor, small)
+    with mock.patch.object(predictor, "numpy_policy", return_value=None):
+        slow, t = timed(lambda: run_policy(predictor, small), 1)
+    line(f"run_policy, torch fallback ({len(small):,} bars)", t, len(small))
+    same = np.array_equal(quick.positions, slow.positions) and np.allclose(
+        quick.confidence, slow.confidence, atol=1e-5
+    )
+    print(f"{'':42}fast path == torch fallback: {'yes' if same else 'NO'}")
+    cost_rate = cfg.cost_rate
+    result, t = timed(
+        lambda: backtest(
+            predictor, [series], cost_rate=cost_rate, periods_per_year=BARS_PER_YEAR_5M
+        ),
+        args.repeat,
+    )
+    line(f"backtest() whole ({n:,} bars)", t, n)
+    trades = len(result.symbols[0].trades)
+    print(f"{'':42}{trades:,} trades, long {np.mean(fast.positions > 0):.0%} of bars")
+
+
+if __name__ == "__main__":
+    main()

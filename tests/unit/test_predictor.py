@@ -1,0 +1,311 @@
+"""The predictor's batched numpy fast path against the torch policy stepped through the real env.
+
+For every algorithm and action mode a tiny model is trained the way the training service trains
+(DummyVecEnv + VecNormalize on observations, so the normalisation statistics are not trivial).
+The reference is a plain loop over `TradingEnv` itself: each observation, normalised by the
+predictor, goes through the torch policy and the resulting action steps the environment, so the
+agent state (position, unrealised return, time in position) is the environment's own. The fast
+path (`run_policy`) must make exactly the same decisions with the same confidences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from drl_trading.strategy.api import RewardContext
+from drl_trading.training.core.algorithms import build_model
+from drl_trading.training.core.env import EnvConfig, MarketSeries, TradingEnv
+from drl_trading.training.core.predictor import (
+    ModelManifest,
+    ModelPackageError,
+    ObsNormalization,
+    Predictor,
+    run_policy,
+    write_package,
+)
+
+N_BARS = 300
+N_FEATURES = 5
+WINDOW = 2
+SEED = 7
+
+
+@dataclass(frozen=True)
+class Case:
+    algorithm: str
+    action_mode: str
+    timesteps: int
+    hyper: dict[str, Any] = field(default_factory=dict)
+    allow_short: bool = True
+    fast: bool = True  # whether run_policy has a numpy fast path for it
+    net_arch: tuple[int, ...] = (16, 16)
+    label: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.algorithm}-{self.action_mode}{self.label}"
+
+
+CASES = [
+    Case("PPO", "discrete", 256, {"n_steps": 64, "batch_size": 32, "n_epochs": 4}),
+    Case("PPO", "continuous", 128, {"n_steps": 64, "batch_size": 32, "n_epochs": 2}),
+    Case("A2C", "discrete", 128, {"n_steps": 8}),
+    Case("DQN", "discrete", 128, {"learning_starts": 32, "buffer_size": 500, "batch_size": 16}),
+    Case("SAC", "continuous", 96, {"learning_starts": 32, "buffer_size": 500, "batch_size": 16}),
+    Case("TD3", "continuous", 96, {"learning_starts": 32, "buffer_size": 500, "batch_size": 16}),
+    # no hidden layers: the first layer is the head, with its own activation (TD3's tanh)
+    Case(
+        "TD3",
+        "continuous",
+        96,
+        {"learning_starts": 32, "buffer_size": 500, "batch_size": 16},
+        net_arch=(),
+        label="-linear",
+    ),
+    Case("PPO", "discrete", 64, {"n_steps": 64, "batch_size": 32}, net_arch=(), label="-linear"),
+    Case(
+        "MaskablePPO",
+        "discrete",
+        128,
+        {"n_steps": 64, "batch_size": 32, "n_epochs": 2},
+        allow_short=False,
+    ),
+    Case(
+        "RecurrentPPO",
+        "discrete",
+        64,
+        {
+            "n_steps": 32,
+            "batch_size": 32,
+            "n_epochs": 1,
+            "policy_kwargs": {"lstm_hidden_size": 16},
+        },
+        fast=False,
+    ),
+]
+
+
+def _reward(ctx: RewardContext) -> float:
+    return 100.0 * ctx.step_return
+
+
+def _series(seed: int = 0, n: int = N_BARS) -> MarketSeries:
+    rng = np.random.default_rng(seed)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, n)))
+    prev = np.concatenate(([100.0], close[:-1]))
+    open_ = prev * np.exp(rng.normal(0.0, 0.002, n))
+    # offsets and scales far from N(0, 1) so that the normalisation actually matters
+    loc = np.array([0.0, 5.0, -3.0, 50.0, 0.5])
+    scale = np.array([1.0, 0.1, 4.0, 20.0, 0.01])
+    feats = rng.normal(loc, scale, (n, N_FEATURES)).astype(np.float32)
+    times = (np.datetime64("2024-01-01T00:05") + np.arange(n) * np.timedelta64(5, "m")).astype(
+        "datetime64[us]"
+    )
+    return MarketSeries("TEST", times, feats, open_, close)
+
+
+def _env_config(case: Case, episode_bars: int | None) -> EnvConfig:
+    return EnvConfig(
+        window=WINDOW,
+        action_mode=case.action_mode,  # type: ignore[arg-type]
+        allow_short=case.allow_short,
+        episode_bars=episode_bars,
+        feature_names=tuple(f"f{i}" for i in range(N_FEATURES)),
+    )
+
+
+def _manifest(case: Case, cfg: EnvConfig) -> ModelManifest:
+    return ModelManifest(
+        algorithm=case.algorithm,
+        policy="default",
+        action_mode=case.action_mode,
+        window=cfg.window,
+        feature_columns=list(cfg.feature_names),
+        feature_set={},
+        feature_set_version="test",
+        feature_view="test_view",
+        base_timeframe="5m",
+        strategy={"name": "test", "version": "0", "ref": "test"},
+        max_position=cfg.max_position,
+        allow_short=cfg.allow_short,
+        fee_bps=cfg.fee_bps,
+        slippage_bps=cfg.slippage_bps,
+    )
+
+
+def _train(case: Case, series: MarketSeries) -> Predictor:
+    """As `TrainingService._fit` does: DummyVecEnv + VecNormalize, stats taken from obs_rms."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    cfg = _env_config(case, episode_bars=64)
+
+    def make() -> TradingEnv:
+        env = TradingEnv([series], _reward, cfg)
+        env.reset(seed=SEED)
+        return env
+
+    venv = VecNormalize(DummyVecEnv([make]), norm_obs=True, norm_reward=False, clip_obs=10.0)
+    hyper = dict(case.hyper)
+    if case.algorithm == "RecurrentPPO":
+        net_arch: list[int] | None = None
+        hyper["policy_kwargs"] = {**hyper["policy_kwargs"], "net_arch": list(case.net_arch)}
+    else:
+        net_arch = list(case.net_arch)
+    model = build_model(
+        case.algorithm,
+        venv,
+        policy=None,
+        hyperparameters=hyper,
+        net_arch=net_arch,
+        seed=SEED,
+        device="cpu",
+    )
+    model.learn(total_timesteps=case.timesteps, progress_bar=False)
+    norm = ObsNormalization(
+        np.asarray(venv.obs_rms.mean, dtype=np.float64),
+        np.asarray(venv.obs_rms.var, dtype=np.float64),
+        float(venv.clip_obs),
+        float(venv.epsilon),
+    )
+    return Predictor(_manifest(case, cfg), norm, model)
+
+
+def _reference(
+    predictor: Predictor, case: Case, series: MarketSeries
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step-by-step: the environment's observations through the torch policy."""
+    m = predictor.manifest
+    env = TradingEnv([series], _reward, _env_config(case, episode_bars=None))
+    obs, _ = env.reset(options={"start": WINDOW - 1})
+    predictor.reset_state()
+    positions = np.zeros(len(series) - 1)
+    confidence = np.zeros(len(series) - 1)
+    t = WINDOW - 1
+    truncated = False
+    while not truncated:
+        out = predictor.predict_observation(predictor.normalization.apply(obs[None]))
+        if m.action_mode == "discrete":
+            action: Any = int(out.action[0])
+        else:
+            action = np.array([out.target_position[0] / m.max_position])
+        obs, _, _, truncated, info = env.step(action)
+        assert info["position"] == pytest.approx(out.target_position[0], abs=1e-12)
+        positions[t] = info["position"]
+        confidence[t] = out.confidence[0]
+        t += 1
+    assert t == len(series) - 1
+    return positions, confidence
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def series() -> MarketSeries:
+    return _series()
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[c.id for c in CASES])
+def trained(request: pytest.FixtureRequest, series: MarketSeries) -> tuple[Case, Predictor]:
+    case: Case = request.param
+    return case, _train(case, series)
+
+
+def _assert_same(case: Case, got: Any, positions: np.ndarray, confidence: np.ndarray) -> None:
+    if case.action_mode == "discrete":
+        np.testing.assert_array_equal(got.positions, positions)
+    else:
+        np.testing.assert_allclose(got.positions, positions, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got.confidence, confidence, rtol=0, atol=1e-5)
+
+
+def test_normalisation_is_not_trivial(trained: tuple[Case, Predictor]) -> None:
+    _, predictor = trained
+    norm = predictor.normalization
+    assert np.abs(norm.mean[:-3]).max() > 1.0
+    assert not np.allclose(norm.var, 1.0)
+
+
+def test_fast_path_matches_torch_policy_in_the_env(
+    trained: tuple[Case, Predictor], series: MarketSeries
+) -> None:
+    case, predictor = trained
+    assert (predictor.numpy_policy() is not None) == case.fast
+    positions, confidence = _reference(predictor, case, series)
+    got = run_policy(predictor, series)
+    _assert_same(case, got, positions, confidence)
+    decided = got.confidence[WINDOW - 1 :]
+    assert ((decided >= 0.0) & (decided <= 1.0)).all()
+    assert (got.positions[: WINDOW - 1] == 0.0).all()
+    if not case.allow_short:
+        assert (got.positions >= 0.0).all()
+    if case.action_mode == "discrete":
+        assert set(np.unique(got.positions)) <= {-1.0, 0.0, 1.0}
+    else:
+        assert (np.abs(got.positions) <= 1.0).all()
+
+
+def test_torch_fallback_matches_fast_path(
+    trained: tuple[Case, Predictor], series: MarketSeries, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case, predictor = trained
+    if not case.fast:
+        pytest.skip("no fast path: run_policy always takes the fallback")
+    fast = run_policy(predictor, series)
+    monkeypatch.setattr(predictor, "numpy_policy", lambda: None)
+    slow = run_policy(predictor, series)
+    _assert_same(case, fast, slow.positions, slow.confidence)
+
+
+def test_package_round_trip(
+    trained: tuple[Case, Predictor], series: MarketSeries, tmp_path: Path
+) -> None:
+    _, predictor = trained
+    before = run_policy(predictor, series)
+    write_package(tmp_path / "pkg", predictor.model, predictor.normalization, predictor.manifest)
+    loaded = Predictor.load(tmp_path / "pkg")
+    assert loaded.manifest == predictor.manifest
+    np.testing.assert_array_equal(loaded.normalization.mean, predictor.normalization.mean)
+    after = run_policy(loaded, series)
+    np.testing.assert_array_equal(after.positions, before.positions)
+    np.testing.assert_array_equal(after.confidence, before.confidence)
+
+
+def test_observation_rejects_wrong_feature_shape(series: MarketSeries) -> None:
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    case = CASES[0]
+    cfg = _env_config(case, episode_bars=64)
+    venv = DummyVecEnv([lambda: TradingEnv([series], _reward, cfg)])
+    model = build_model(
+        "PPO", venv, policy=None, hyperparameters={}, net_arch=[8], seed=SEED, device="cpu"
+    )
+    size = WINDOW * N_FEATURES + 3
+    predictor = Predictor(_manifest(case, cfg), ObsNormalization.identity(size), model)
+    state = np.zeros((1, 3))
+    obs = predictor.observation(np.zeros((WINDOW, N_FEATURES)), state)
+    assert obs.shape == (1, predictor.manifest.obs_size)
+    with pytest.raises(ModelPackageError, match="features must be"):
+        predictor.observation(np.zeros((WINDOW, N_FEATURES + 1)), state)
+    with pytest.raises(ModelPackageError, match="features must be"):
+        predictor.observation(np.zeros((WINDOW + 1, N_FEATURES)), state)
+    with pytest.raises(ModelPackageError, match="batch sizes differ"):
+        predictor.observation(np.zeros((2, WINDOW, N_FEATURES)), state)
+
+
+def test_missing_package_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ModelPackageError, match="not a model package"):
+        Predictor.load(tmp_path)
