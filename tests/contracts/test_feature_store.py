@@ -87,3 +87,22 @@ def test_rewriting_replaces_rows_instead_of_duplicating(store: FeatureStore) -> 
     )
     assert got["a"].to_list() == [0.0, 1.0, 50.0, 53.0]
     assert got.height == 4
+
+
+def test_online_latest_vector_per_symbol(store: FeatureStore) -> None:
+    store.register(VIEW)
+    assert store.online_features(VIEW, [A, B]) == {}
+    t1, t2 = parse_time("2024-01-01T00:05"), parse_time("2024-01-01T00:10")
+    store.write_online(VIEW, A, t1, [1.0, 2.0])
+    store.write_online(VIEW, A, t2, [3.0, 4.0])
+    store.write_online(VIEW, B, t1, [5.0, 6.0])
+    got = store.online_features(VIEW, [A, B, Symbol("CCC")])
+    assert set(got) == {A, B}
+    assert got[A].event_time == t2
+    assert got[A].values == (3.0, 4.0)
+    assert got[B].values == (5.0, 6.0)
+    # a late write never moves the served vector back in time
+    store.write_online(VIEW, A, t1, [9.0, 9.0])
+    assert store.online_features(VIEW, [A])[A].values == (3.0, 4.0)
+    with pytest.raises(ValueError, match="columns"):
+        store.write_online(VIEW, A, t2, [1.0])

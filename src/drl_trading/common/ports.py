@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -94,6 +94,14 @@ class FeatureViewSpec:
     ttl: timedelta = field(default=timedelta(days=2))
 
 
+@dataclass(frozen=True, slots=True)
+class OnlineFeatures:
+    """The latest feature vector of one symbol as the online store serves it."""
+
+    event_time: datetime
+    values: tuple[float, ...]  # in the view's column order
+
+
 class FeatureStore(Protocol):
     def register(self, view: FeatureViewSpec) -> None:
         """Declare (or update) the view so that it can be written and read."""
@@ -109,6 +117,19 @@ class FeatureStore(Protocol):
         Returns the entity columns plus the view's columns, in the entities' order, with nulls
         where no row was known at that time.
         """
+        ...
+
+    def write_online(
+        self, view: FeatureViewSpec, symbol: Symbol, event_time: datetime, values: Sequence[float]
+    ) -> None:
+        """Make ``values`` (the view's columns, in order) the symbol's latest online vector; an
+        older ``event_time`` than the stored one is ignored (late writes never go back in time)."""
+        ...
+
+    def online_features(
+        self, view: FeatureViewSpec, symbols: Sequence[Symbol]
+    ) -> dict[Symbol, OnlineFeatures]:
+        """The latest vector of each symbol that has one (absent symbols are left out)."""
         ...
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import polars as pl
 
 from drl_trading.common.bars import TIME_DTYPE
 from drl_trading.common.domain import Symbol
-from drl_trading.common.ports import FeatureViewSpec
+from drl_trading.common.ports import FeatureViewSpec, OnlineFeatures
 
 PROJECT = "drl_trading"
 ENTITY = "symbol"
@@ -46,6 +47,7 @@ class FeastFeatureStore:
         self.data_dir = Path(data_dir).resolve()
         self.repo_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._online_times: dict[tuple[str, str], datetime | None] = {}
         self._online = online_store or {
             "type": "sqlite",
             "path": str(self.repo_dir / "online_store.db"),
@@ -196,3 +198,56 @@ class FeastFeatureStore:
             .collect()
         )
         return times["lo"][0], times["hi"][0]
+
+    def write_online(
+        self, view: FeatureViewSpec, symbol: Symbol, event_time: datetime, values: Sequence[float]
+    ) -> None:
+        import pandas as pd  # type: ignore[import-untyped]
+
+        if len(values) != len(view.columns):
+            raise ValueError(f"{len(values)} values for {len(view.columns)} columns")
+        ts = pd.Timestamp(event_time).floor("us")
+        frame = pd.DataFrame(
+            {
+                ENTITY: [str(symbol)],
+                FEAST_TIME: [ts],
+                CREATED: [pd.Timestamp(datetime.now(UTC)).floor("us")],
+                **{c: [float(v)] for c, v in zip(view.columns, values, strict=True)},
+            }
+        )
+        key = (view.name, str(symbol))
+        if key not in self._online_times:  # once per key: what a previous process left there
+            known = self.online_features(view, [symbol]).get(symbol)
+            self._online_times[key] = known.event_time if known else None
+        last = self._online_times[key]
+        # Feast's SQLite store overwrites whatever comes last; a late write must not go back
+        # in time (seconds resolution: the store keeps epoch seconds)
+        if last is not None and int(event_time.timestamp()) < int(last.timestamp()):
+            return
+        with self._lock:
+            self.feast().write_to_online_store(view.name, frame)
+        self._online_times[key] = event_time
+
+    def online_features(
+        self, view: FeatureViewSpec, symbols: Sequence[Symbol]
+    ) -> dict[Symbol, OnlineFeatures]:
+        if not symbols:
+            return {}
+        refs = [f"{view.name}:{c}" for c in view.columns]
+        with self._lock:
+            got = (
+                self.feast()
+                .get_online_features(features=refs, entity_rows=[{ENTITY: str(s)} for s in symbols])
+                .to_dict(include_event_timestamps=True)
+            )
+        out: dict[Symbol, OnlineFeatures] = {}
+        first = view.columns[0]
+        for i, s in enumerate(symbols):
+            stamp = got[f"{first}__ts"][i]
+            vals = [got[c][i] for c in view.columns]
+            if not stamp or any(v is None for v in vals):
+                continue
+            out[s] = OnlineFeatures(
+                datetime.fromtimestamp(int(stamp), UTC), tuple(float(v) for v in vals)
+            )
+        return out

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
+
 import polars as pl
 
 from drl_trading.common.bars import TIME_DTYPE
 from drl_trading.common.domain import Symbol
-from drl_trading.common.ports import FeatureViewSpec
+from drl_trading.common.ports import FeatureViewSpec, OnlineFeatures
 
 
 class InMemoryFeatureStore:
     def __init__(self) -> None:
         self.views: dict[str, FeatureViewSpec] = {}
         self._rows: dict[tuple[str, str], pl.DataFrame] = {}
+        self._online: dict[tuple[str, str], OnlineFeatures] = {}
 
     def register(self, view: FeatureViewSpec) -> None:
         self.views[view.name] = view
@@ -54,3 +58,25 @@ class InMemoryFeatureStore:
             parts.append(joined)
         out = pl.concat(parts).sort("__row")
         return out.select("symbol", "event_time", *view.columns)
+
+    def write_online(
+        self, view: FeatureViewSpec, symbol: Symbol, event_time: datetime, values: Sequence[float]
+    ) -> None:
+        if view.name not in self.views:
+            raise LookupError(f"view {view.name} is not registered")
+        if len(values) != len(view.columns):
+            raise ValueError(f"{len(values)} values for {len(view.columns)} columns")
+        key = (view.name, str(symbol))
+        old = self._online.get(key)
+        if old is None or event_time >= old.event_time:
+            self._online[key] = OnlineFeatures(event_time, tuple(float(v) for v in values))
+
+    def online_features(
+        self, view: FeatureViewSpec, symbols: Sequence[Symbol]
+    ) -> dict[Symbol, OnlineFeatures]:
+        out = {}
+        for s in symbols:
+            got = self._online.get((view.name, str(s)))
+            if got is not None:
+                out[s] = got
+        return out

@@ -74,7 +74,9 @@ def realized_volatility(close: Array, window: int) -> Array:
     """``sqrt(sum of squared 1-bar log returns over the last `window` bars)``."""
     r = log_return(close, 1)
     sq = pl.Series(r * r).rolling_sum(window_size=window, min_samples=window)
-    return np.sqrt(sq.to_numpy().astype(np.float64))
+    # a running sum over a flat stretch can end a hair below zero: that is zero volatility, not
+    # an undefined value (NaN stays NaN: warm-up)
+    return np.sqrt(np.maximum(sq.to_numpy().astype(np.float64), 0.0))
 
 
 def volume_zscore(volume: Array, window: int) -> Array:

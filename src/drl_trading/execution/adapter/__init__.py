@@ -1,0 +1,1 @@
+"""Brokers and stores of the execution service, one module per technology."""

@@ -1,0 +1,74 @@
+"""Execution store in process memory: the fake for unit tests and throwaway paper runs."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from datetime import datetime
+
+from drl_trading.common.domain import utc
+from drl_trading.execution.core.ports import (
+    Checkpoint,
+    DuplicateOrderError,
+    RecordKind,
+    TradeRecord,
+)
+
+
+def check_new_orders(records: Sequence[TradeRecord], known: set[str]) -> None:
+    """Raise `DuplicateOrderError` if an ORDER record repeats a client order id, stored or in the
+    batch: checked before writing anything, so a refused commit leaves the store as it was."""
+    seen = set(known)
+    for record in records:
+        if record.kind is RecordKind.ORDER and record.client_order_id is not None:
+            if record.client_order_id in seen:
+                raise DuplicateOrderError(record.client_order_id)
+            seen.add(record.client_order_id)
+
+
+class InMemoryExecutionStore:
+    def __init__(self) -> None:
+        self._checkpoint: Checkpoint | None = None
+        self._records: list[TradeRecord] = []
+        self._orders: dict[str, TradeRecord] = {}
+        self._processed: set[str] = set()
+
+    def load(self) -> Checkpoint | None:
+        return copy.deepcopy(self._checkpoint)
+
+    def commit(
+        self,
+        checkpoint: Checkpoint,
+        records: Sequence[TradeRecord] = (),
+        processed_signal_id: str | None = None,
+    ) -> None:
+        check_new_orders(records, set(self._orders))
+        self._checkpoint = copy.deepcopy(checkpoint)
+        for record in records:
+            self._records.append(record)
+            if record.kind is RecordKind.ORDER and record.client_order_id is not None:
+                self._orders[record.client_order_id] = record
+        if processed_signal_id is not None:
+            self._processed.add(processed_signal_id)
+
+    def is_processed(self, signal_id: str) -> bool:
+        return signal_id in self._processed
+
+    def has_order(self, client_order_id: str) -> bool:
+        return client_order_id in self._orders
+
+    def order(self, client_order_id: str) -> TradeRecord | None:
+        return self._orders.get(client_order_id)
+
+    def records_since(self, since: datetime) -> list[TradeRecord]:
+        since = utc(since)
+        return [r for r in self._records if r.at >= since]
+
+    def counts(self) -> dict[RecordKind, int]:
+        out = dict.fromkeys(RecordKind, 0)
+        for record in self._records:
+            out[record.kind] += 1
+        return out
+
+    def close(self) -> None:
+        """Nothing to release."""

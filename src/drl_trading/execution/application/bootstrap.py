@@ -1,0 +1,40 @@
+"""Composition root of the execution service (embedded adapters; bus handlers plug in here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from drl_trading.common.ports import Clock
+from drl_trading.execution.adapter.duckdb_store import DuckDBExecutionStore
+from drl_trading.execution.adapter.memory_store import InMemoryExecutionStore
+from drl_trading.execution.adapter.paper_broker import PaperBroker
+from drl_trading.execution.application.config import ExecutionSettings
+from drl_trading.execution.core.ports import ExecutionStore
+from drl_trading.execution.core.service import ExecutionService
+from drl_trading.strategy.api import RiskParameters
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionComponents:
+    service: ExecutionService
+    broker: PaperBroker
+    store: ExecutionStore
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def bootstrap_execution(
+    settings: ExecutionSettings, risk: RiskParameters, clock: Clock, home: Path
+) -> ExecutionComponents:
+    """Paper broker plus the configured store; a store holding a portfolio resumes it, so the
+    initial cash only matters the first time."""
+    store: ExecutionStore = (
+        InMemoryExecutionStore()
+        if settings.store == "memory"
+        else DuckDBExecutionStore(settings.store_path or home / "execution.duckdb")
+    )
+    broker = PaperBroker(settings.fee_bps, settings.slippage_bps, settings.initial_cash)
+    service = ExecutionService(broker, store, settings.limits(risk), clock)
+    return ExecutionComponents(service, broker, store)

@@ -1,0 +1,387 @@
+"""The execution workflow: signal -> risk checks -> order -> broker, bar -> fills -> state.
+
+Idempotency: a signal's client order id is derived from its event id, and the store commits the
+order record together with the processed signal id, so a redelivered signal is dropped; after a
+crash between `Broker.submit` and the commit the signal is redone with the same client order id,
+which a venue refuses as a duplicate. Bars are idempotent too: a bar not newer than the symbol's
+last mark is ignored.
+
+Sizing: ``target_position`` is a fraction of equity, turned into a quantity at the symbol's last
+close (equity marked at every symbol's last close). Only the difference to the current position
+(open orders included) is ordered, as a market order filling at the next bar's open. A target
+equal to the last one reached is not rebalanced: between signals the position drifts with price,
+as in the training environment.
+
+Drawdown halt flattens the book (cancel open orders, market-close every position), as
+`RiskParameters.max_drawdown` promises; the manual kill switch cancels open orders and flattens
+only when asked. One service instance owns a store: there is no cross-process locking.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+
+from drl_trading.common.domain import Bar, Fill, Order, Side, Symbol, to_micros
+from drl_trading.common.events import PredictionCompleted
+from drl_trading.common.ports import Clock
+from drl_trading.execution.core.accounting import apply_fill, signed
+from drl_trading.execution.core.ports import (
+    Broker,
+    Checkpoint,
+    ExecutionStore,
+    Mark,
+    OrderAck,
+    Position,
+    RecordKind,
+    RiskDecision,
+    TradeRecord,
+    TradingState,
+)
+from drl_trading.execution.core.risk import (
+    BookView,
+    ExecutionLimits,
+    RiskEngine,
+    StateChange,
+    initial_risk_state,
+)
+from drl_trading.strategy.api import Strategy
+
+log = structlog.get_logger(__name__)
+
+_KEEPS_TARGET_OPEN = ("max_order_notional", "reducing_only")
+"""Adjustments after which the target is not reached yet: the next equal signal must trade on."""
+
+
+def client_order_id(event_id: str) -> str:
+    """Deterministic per signal; 28 characters fit every venue's client-order-id limit (36)."""
+    return "sig-" + event_id[:24]
+
+
+@dataclass(frozen=True, slots=True)
+class SignalResult:
+    """What `ExecutionService.on_signal` did; ``duplicate`` means the signal was seen before and
+    nothing happened (``record`` is then None)."""
+
+    duplicate: bool
+    record: TradeRecord | None = None
+    decision: RiskDecision | None = None
+    ack: OrderAck | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionStatus:
+    state: TradingState
+    reason: str
+    since: datetime
+    cash: float
+    equity: float
+    peak_equity: float
+    day_start_equity: float
+    drawdown: float
+    daily_loss: float
+    positions: dict[Symbol, Position]
+    open_orders: list[Order]
+    marks: dict[Symbol, float]
+    last_signal: TradeRecord | None
+    counts: dict[RecordKind, int]
+
+
+class ExecutionService:
+    def __init__(
+        self, broker: Broker, store: ExecutionStore, limits: ExecutionLimits, clock: Clock
+    ) -> None:
+        self._broker = broker
+        self._store = store
+        self._clock = clock
+        checkpoint = store.load()
+        if checkpoint is None:
+            self._marks: dict[Symbol, Mark] = {}
+            self._targets: dict[Symbol, float] = {}
+            self._last_signal: TradeRecord | None = None
+            state = initial_risk_state(broker.equity({}), clock.now())
+        else:
+            broker.restore(checkpoint.portfolio)
+            self._marks = dict(checkpoint.marks)
+            self._targets = dict(checkpoint.targets)
+            self._last_signal = checkpoint.last_signal
+            state = checkpoint.risk
+        self._risk = RiskEngine(limits, state)
+
+    @property
+    def limits(self) -> ExecutionLimits:
+        return self._risk.limits
+
+    def on_signal(self, event: PredictionCompleted, strategy: Strategy) -> SignalResult:
+        if self._store.is_processed(event.event_id):
+            return SignalResult(duplicate=True)
+        now = self._clock.now()
+        symbol = event.symbol
+        coid = client_order_id(event.event_id)
+        ack: OrderAck | None = None
+        if self._store.has_order(coid):
+            decision = RiskDecision(
+                RecordKind.REJECTION,
+                "duplicate_client_order_id",
+                f"client order id {coid!r} already used by another signal",
+                event.target_position,
+            )
+        else:
+            decision = self._risk.evaluate(event, strategy, self._book(symbol), now)
+        notes = "; ".join(decision.adjustments)
+        side = decision.side
+        if decision.outcome is RecordKind.ORDER and side is not None:
+            quantity = abs(decision.quantity)
+            ack = self._broker.submit(Order(coid, symbol, side, quantity))
+            if ack.accepted:
+                record = self._signal_record(
+                    event,
+                    now,
+                    RecordKind.ORDER,
+                    f"order:{coid}",
+                    decision.rule,
+                    notes,
+                    client_order_id=coid,
+                    side=side,
+                    quantity=quantity,
+                )
+                if not any(a.startswith(_KEEPS_TARGET_OPEN) for a in decision.adjustments):
+                    self._targets[symbol] = decision.target_position
+            else:
+                record = self._signal_record(
+                    event,
+                    now,
+                    RecordKind.REJECTION,
+                    f"rejection:{event.event_id}",
+                    "broker",
+                    ack.reason,
+                    side=side,
+                    quantity=quantity,
+                )
+        else:
+            reason = "; ".join(filter(None, [decision.reason, notes]))
+            record_id = f"{decision.outcome.value}:{event.event_id}"
+            record = self._signal_record(
+                event, now, decision.outcome, record_id, decision.rule, reason
+            )
+            if decision.rule == "min_notional":
+                self._targets[symbol] = decision.target_position
+        self._last_signal = record
+        self._store.commit(self._checkpoint(), [record], processed_signal_id=event.event_id)
+        log.info(
+            "signal handled",
+            signal_id=event.event_id,
+            correlation_id=event.correlation_id,
+            symbol=symbol,
+            outcome=record.kind.value,
+            rule=record.risk_check,
+        )
+        return SignalResult(False, record, decision, ack)
+
+    def on_bar(self, bar: Bar) -> list[Fill]:
+        """Fill open orders on ``bar``, mark the book at its close and apply the risk states."""
+        mark = self._marks.get(bar.symbol)
+        if mark is not None and bar.close_time <= mark.as_of:
+            return []
+        positions = self._broker.positions()
+        fills = self._broker.on_bar(bar)
+        records: list[TradeRecord] = []
+        for fill in fills:
+            held = positions.get(fill.symbol, Position())
+            quantity = signed(fill.side, fill.quantity)
+            positions[fill.symbol], realised = apply_fill(held, quantity, fill.price, fill.fee)
+            records.append(self._fill_record(fill, realised))
+        self._marks[bar.symbol] = Mark(bar.close, bar.close_time)
+        equity = self._broker.equity(self._prices())
+        change = self._risk.observe(equity, bar.close_time)
+        if change is not None:
+            self._log_change(change)
+            if change.current is TradingState.HALTED:
+                records += self._halt_orders(flatten=True)
+        self._store.commit(self._checkpoint(), records)
+        return fills
+
+    def kill(self, reason: str = "manual", *, flatten: bool = False) -> StateChange | None:
+        """Kill switch: HALTED until `resume`; open orders are cancelled, positions closed only
+        with ``flatten`` (an operator may prefer to keep a hedge while investigating)."""
+        change = self._risk.kill(reason, self._clock.now())
+        records = self._halt_orders(flatten=flatten)
+        if change is not None:
+            self._log_change(change)
+        self._store.commit(self._checkpoint(), records)
+        return change
+
+    def resume(self) -> StateChange | None:
+        change = self._risk.resume(self._clock.now())
+        if change is not None:
+            self._log_change(change)
+        self._store.commit(self._checkpoint())
+        return change
+
+    def status(self) -> ExecutionStatus:
+        s = self._risk.state
+        prices = self._prices()
+        return ExecutionStatus(
+            state=s.state,
+            reason=s.reason,
+            since=s.since,
+            cash=self._broker.cash,
+            equity=self._broker.equity(prices),
+            peak_equity=s.peak_equity,
+            day_start_equity=s.day_start_equity,
+            drawdown=self._risk.drawdown(),
+            daily_loss=self._risk.daily_loss(),
+            positions=self._broker.positions(),
+            open_orders=self._broker.open_orders(),
+            marks=prices,
+            last_signal=self._last_signal,
+            counts=self._store.counts(),
+        )
+
+    def _prices(self) -> dict[Symbol, float]:
+        return {s: m.price for s, m in self._marks.items()}
+
+    def _price(self, symbol: Symbol) -> float | None:
+        mark = self._marks.get(symbol)
+        return None if mark is None else mark.price
+
+    def _book(self, symbol: Symbol) -> BookView:
+        """Quantities include open orders, valued at the mark (the average price if unmarked)."""
+        held = {s: p.quantity for s, p in self._broker.positions().items()}
+        for order in self._broker.open_orders():
+            held[order.symbol] = held.get(order.symbol, 0.0) + signed(order.side, order.quantity)
+        positions = self._broker.positions()
+        prices = self._prices()
+
+        def value(s: Symbol, q: float) -> float:
+            fallback = positions[s].avg_price if s in positions else 0.0
+            return abs(q * prices.get(s, fallback))
+
+        return BookView(
+            equity=self._broker.equity(prices),
+            price=prices.get(symbol),
+            position=held.get(symbol, 0.0),
+            other_exposure=sum(value(s, q) for s, q in held.items() if s != symbol),
+            last_target=self._targets.get(symbol),
+        )
+
+    def _signal_record(
+        self,
+        event: PredictionCompleted,
+        now: datetime,
+        kind: RecordKind,
+        record_id: str,
+        risk_check: str,
+        reason: str,
+        *,
+        client_order_id: str | None = None,
+        side: Side | None = None,
+        quantity: float = 0.0,
+    ) -> TradeRecord:
+        """A record of a signal's outcome, priced at the mark the decision was sized on."""
+        return TradeRecord(
+            record_id=record_id,
+            kind=kind,
+            symbol=event.symbol,
+            at=now,
+            client_order_id=client_order_id,
+            signal_id=event.event_id,
+            side=side,
+            quantity=quantity,
+            price=self._price(event.symbol),
+            model_version=event.model_version,
+            risk_check=risk_check,
+            reason=reason,
+            signal_time=event.bar_close_time,
+        )
+
+    def _fill_record(self, fill: Fill, realised: float) -> TradeRecord:
+        origin = self._store.order(fill.client_order_id)
+        return TradeRecord(
+            record_id=f"fill:{fill.client_order_id}:{to_micros(fill.filled_at)}",
+            kind=RecordKind.FILL,
+            symbol=fill.symbol,
+            at=fill.filled_at,
+            client_order_id=fill.client_order_id,
+            signal_id=origin.signal_id if origin else None,
+            side=fill.side,
+            quantity=fill.quantity,
+            price=fill.price,
+            fee=fill.fee,
+            realised_pnl=realised,
+            model_version=origin.model_version if origin else None,
+            risk_check=origin.risk_check if origin else "",
+            signal_time=origin.signal_time if origin else None,
+        )
+
+    def _halt_orders(self, *, flatten: bool) -> list[TradeRecord]:
+        """Cancel open orders and, with ``flatten``, market-close every position."""
+        now = self._clock.now()
+        micros = to_micros(now)
+        records: list[TradeRecord] = []
+        for order in self._broker.cancel_all():
+            self._targets.pop(order.symbol, None)
+            records.append(
+                TradeRecord(
+                    record_id=f"cancel:{order.client_order_id}:{micros}",
+                    kind=RecordKind.CANCEL,
+                    symbol=order.symbol,
+                    at=now,
+                    client_order_id=order.client_order_id,
+                    side=order.side,
+                    quantity=order.quantity,
+                    price=order.limit_price,
+                    risk_check="halted",
+                    reason=self._risk.state.reason,
+                )
+            )
+        if not flatten:
+            return records
+        for symbol, position in sorted(self._broker.positions().items()):
+            if position.is_flat:
+                continue
+            coid = self._flatten_id(micros, len(records))
+            side = Side.SELL if position.quantity > 0 else Side.BUY
+            ack = self._broker.submit(Order(coid, symbol, side, abs(position.quantity)))
+            self._targets[symbol] = 0.0
+            records.append(
+                TradeRecord(
+                    record_id=f"order:{coid}" if ack.accepted else f"rejection:{coid}",
+                    kind=RecordKind.ORDER if ack.accepted else RecordKind.REJECTION,
+                    symbol=symbol,
+                    at=now,
+                    client_order_id=coid if ack.accepted else None,
+                    side=side,
+                    quantity=abs(position.quantity),
+                    price=self._price(symbol),
+                    risk_check="halt_flatten" if ack.accepted else "broker",
+                    reason=self._risk.state.reason if ack.accepted else ack.reason,
+                )
+            )
+        return records
+
+    def _flatten_id(self, micros: int, n: int) -> str:
+        coid = f"flat-{micros}-{n}"
+        while self._store.has_order(coid):
+            n += 1
+            coid = f"flat-{micros}-{n}"
+        return coid
+
+    def _checkpoint(self) -> Checkpoint:
+        return Checkpoint(
+            portfolio=self._broker.snapshot(),
+            risk=self._risk.state,
+            marks=dict(self._marks),
+            targets=dict(self._targets),
+            last_signal=self._last_signal,
+        )
+
+    def _log_change(self, change: StateChange) -> None:
+        log.warning(
+            "trading state changed",
+            previous=change.previous.value,
+            current=change.current.value,
+            reason=change.reason,
+        )

@@ -1,0 +1,205 @@
+"""Contract of the execution store, over the in-memory fake and the embedded DuckDB store.
+
+``reopen`` stands for a process restart: a new DuckDB store over the same file, or the same
+in-memory object (which has no life beyond the process).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from drl_trading.common.domain import Order, Side, Symbol, parse_time
+from drl_trading.execution.adapter.duckdb_store import DuckDBExecutionStore
+from drl_trading.execution.adapter.memory_store import InMemoryExecutionStore
+from drl_trading.execution.core.ports import (
+    Checkpoint,
+    DuplicateOrderError,
+    ExecutionStore,
+    Mark,
+    PortfolioSnapshot,
+    Position,
+    RecordKind,
+    RiskState,
+    TradeRecord,
+    TradingState,
+)
+
+S = Symbol("BTCUSDT")
+E = Symbol("ETHUSDT")
+T0 = parse_time("2024-01-01T00:00")
+
+Reopen = Callable[[], ExecutionStore]
+
+
+@pytest.fixture(params=["memory", "duckdb"])
+def stores(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[ExecutionStore, Reopen]]:
+    opened: list[ExecutionStore] = []
+    if request.param == "memory":
+        memory = InMemoryExecutionStore()
+        opened.append(memory)
+
+        def reopen() -> ExecutionStore:
+            return memory
+
+    else:
+        path = tmp_path / "execution.duckdb"
+        opened.append(DuckDBExecutionStore(path))
+
+        def reopen() -> ExecutionStore:
+            opened[-1].close()
+            opened.append(DuckDBExecutionStore(path))
+            return opened[-1]
+
+    yield opened[0], reopen
+    opened[-1].close()
+
+
+def order_record(coid: str, minute: int = 0, signal: str = "sig") -> TradeRecord:
+    return TradeRecord(
+        record_id=f"order:{coid}",
+        kind=RecordKind.ORDER,
+        symbol=S,
+        at=T0 + timedelta(minutes=minute),
+        client_order_id=coid,
+        signal_id=signal,
+        side=Side.BUY,
+        quantity=1.5,
+        price=100.0,
+        model_version="7",
+        risk_check="accepted",
+        reason="max_order_notional: order clipped to 150.00",
+        signal_time=T0 - timedelta(seconds=3),
+    )
+
+
+def fill_record(coid: str, minute: int) -> TradeRecord:
+    return TradeRecord(
+        record_id=f"fill:{coid}",
+        kind=RecordKind.FILL,
+        symbol=S,
+        at=T0 + timedelta(minutes=minute),
+        client_order_id=coid,
+        side=Side.SELL,
+        quantity=1.5,
+        price=101.25,
+        fee=0.0759,
+        realised_pnl=-2.5,
+    )
+
+
+def rejection(signal: str, minute: int) -> TradeRecord:
+    return TradeRecord(
+        record_id=f"rejection:{signal}",
+        kind=RecordKind.REJECTION,
+        symbol=E,
+        at=T0 + timedelta(minutes=minute),
+        signal_id=signal,
+        risk_check="signal_age",
+        reason="signal is 300 s old",
+    )
+
+
+def checkpoint(cash: float = 9_000.0, last: TradeRecord | None = None) -> Checkpoint:
+    return Checkpoint(
+        portfolio=PortfolioSnapshot(
+            cash=cash,
+            positions={S: Position(1.5, 100.02, 3.25, 0.5), E: Position(0.0, 0.0, -1.0, 0.1)},
+            open_orders=(
+                Order("b", E, Side.SELL, 2.0),
+                Order("a", S, Side.BUY, 0.5, limit_price=95.5),
+            ),
+        ),
+        risk=RiskState(
+            state=TradingState.REDUCING,
+            reason="daily loss 6.00% beyond limit 5.00%",
+            since=T0 + timedelta(hours=3),
+            peak_equity=10_500.0,
+            day_start_equity=10_000.0,
+            last_equity=9_400.0,
+            day=date(2024, 1, 1),
+        ),
+        marks={S: Mark(101.0, T0 + timedelta(minutes=5)), E: Mark(2_000.0, T0)},
+        targets={S: 0.5, E: -0.25},
+        last_signal=last,
+    )
+
+
+def test_a_fresh_store_is_empty(stores: tuple[ExecutionStore, Reopen]) -> None:
+    store, _ = stores
+    assert store.load() is None
+    assert not store.is_processed("x")
+    assert not store.has_order("x") and store.order("x") is None
+    assert store.records_since(T0) == []
+    assert store.counts() == dict.fromkeys(RecordKind, 0)
+
+
+def test_checkpoint_records_and_processed_ids_survive_a_restart(
+    stores: tuple[ExecutionStore, Reopen],
+) -> None:
+    store, reopen = stores
+    order = order_record("a")
+    cp = checkpoint(last=order)
+    store.commit(cp, [order], processed_signal_id="sig")
+    store = reopen()
+    assert store.load() == cp
+    assert store.is_processed("sig") and not store.is_processed("other")
+    assert store.has_order("a") and store.order("a") == order
+    assert store.records_since(T0) == [order]
+
+
+def test_a_new_checkpoint_replaces_the_old_one(stores: tuple[ExecutionStore, Reopen]) -> None:
+    store, _ = stores
+    store.commit(checkpoint())
+    lighter = Checkpoint(
+        portfolio=PortfolioSnapshot(cash=10_000.0),
+        risk=checkpoint().risk,
+    )
+    store.commit(lighter)
+    assert store.load() == lighter
+
+
+def test_records_since_filters_by_time_in_commit_order(
+    stores: tuple[ExecutionStore, Reopen],
+) -> None:
+    store, _ = stores
+    first, second, third = order_record("a", 5), rejection("s2", 1), fill_record("a", 7)
+    store.commit(checkpoint(), [first, second])
+    store.commit(checkpoint(), [third])
+    assert store.records_since(T0) == [first, second, third]
+    assert store.records_since(T0 + timedelta(minutes=5)) == [first, third]
+    assert store.records_since(T0 + timedelta(minutes=8)) == []
+    got = store.records_since(T0)
+    assert all(r.at.tzinfo is not None for r in got)
+    counts = store.counts()
+    assert (counts[RecordKind.ORDER], counts[RecordKind.FILL], counts[RecordKind.REJECTION]) == (
+        1,
+        1,
+        1,
+    )
+    assert counts[RecordKind.SKIP] == 0
+
+
+def test_a_duplicate_client_order_id_is_refused_and_nothing_is_written(
+    stores: tuple[ExecutionStore, Reopen],
+) -> None:
+    store, reopen = stores
+    cp = checkpoint()
+    store.commit(cp, [order_record("a")], processed_signal_id="s1")
+    changed = checkpoint(cash=1.0)
+    with pytest.raises(DuplicateOrderError, match="'a'"):
+        store.commit(changed, [rejection("s2", 1), order_record("a", 2)], processed_signal_id="s2")
+    with pytest.raises(DuplicateOrderError):
+        store.commit(changed, [order_record("b"), order_record("b", 1)])
+    store = reopen()
+    assert store.load() == cp
+    assert not store.is_processed("s2")
+    assert [r.record_id for r in store.records_since(T0)] == ["order:a"]
+    # fills and cancellations of an order share its client order id
+    store.commit(cp, [fill_record("a", 3)])
+    assert store.order("a") == order_record("a")

@@ -1,0 +1,256 @@
+"""Execution service end to end over the paper broker, with a manual clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from drl_trading.common.adapter.system_clock import ManualClock
+from drl_trading.common.domain import Action, Bar, Symbol, Timeframe, parse_time
+from drl_trading.common.events import PredictionCompleted
+from drl_trading.execution.adapter.duckdb_store import DuckDBExecutionStore
+from drl_trading.execution.adapter.memory_store import InMemoryExecutionStore
+from drl_trading.execution.adapter.paper_broker import PaperBroker
+from drl_trading.execution.application.bootstrap import bootstrap_execution
+from drl_trading.execution.application.config import ExecutionSettings
+from drl_trading.execution.core.ports import (
+    DuplicateOrderError,
+    ExecutionStore,
+    RecordKind,
+    TradeRecord,
+    TradingState,
+)
+from drl_trading.execution.core.risk import ExecutionLimits
+from drl_trading.execution.core.service import ExecutionService, client_order_id
+from drl_trading.strategy.api import BaseStrategy, RiskParameters
+
+S = Symbol("BTCUSDT")
+T0 = parse_time("2024-01-01T00:00")
+LIMITS = ExecutionLimits(max_signal_age=timedelta(seconds=120), min_order_notional=10)
+STRATEGY = BaseStrategy()
+
+
+def bar(i: int, o: float, c: float | None = None) -> Bar:
+    c = o if c is None else c
+    return Bar(S, Timeframe.M1, T0 + timedelta(minutes=i), o, max(o, c), min(o, c), c, 1.0)
+
+
+class Harness:
+    """A service, its broker and store, and a clock that follows the bars like a live feed."""
+
+    def __init__(self, store: ExecutionStore, limits: ExecutionLimits = LIMITS) -> None:
+        self.clock = ManualClock(T0)
+        self.store = store
+        self.broker = PaperBroker(fee_bps=5, slippage_bps=2, initial_cash=10_000)
+        self.service = ExecutionService(self.broker, store, limits, self.clock)
+
+    def bar(self, i: int, o: float, c: float | None = None) -> None:
+        b = bar(i, o, c)
+        self.clock.set(b.close_time + timedelta(seconds=1))
+        self.service.on_bar(b)
+
+    def signal(self, i: int, target: float, event_id: str | None = None) -> PredictionCompleted:
+        """The signal computed on bar ``i`` (after it closed)."""
+        close = bar(i, 1).close_time
+        event = PredictionCompleted(
+            symbol=S,
+            action=Action.LONG if target > 0 else Action.FLAT,
+            target_position=target,
+            confidence=0.9,
+            model_name="ppo",
+            model_version="7",
+            feature_time=close,
+            bar_close_time=close,
+            **({"event_id": event_id} if event_id else {}),
+        )
+        return event
+
+    def kinds(self) -> list[RecordKind]:
+        return [r.kind for r in self.store.records_since(T0)]
+
+
+@pytest.fixture
+def h() -> Harness:
+    return Harness(InMemoryExecutionStore())
+
+
+def test_duplicate_signal_places_one_order(h: Harness) -> None:
+    h.bar(0, 100)
+    event = h.signal(0, 0.5)
+    first = h.service.on_signal(event, STRATEGY)
+    second = h.service.on_signal(event, STRATEGY)
+    assert first.record is not None and first.record.kind is RecordKind.ORDER
+    assert first.record.client_order_id == client_order_id(event.event_id)
+    assert second.duplicate and second.record is None
+    assert len(h.broker.open_orders()) == 1
+    assert h.store.counts()[RecordKind.ORDER] == 1
+
+
+def test_signals_and_bars_end_to_end(h: Harness) -> None:
+    h.bar(0, 100)
+    h.service.on_signal(h.signal(0, 0.5), STRATEGY)  # 0.5 * 10_000 / 100 = 50 units
+    h.bar(1, 101, 102)  # fills at 101 * 1.0002
+    buy_price = 101 * 1.0002
+    pos = h.broker.positions()[S]
+    assert pos.quantity == pytest.approx(50) and pos.avg_price == pytest.approx(buy_price)
+
+    same = h.service.on_signal(h.signal(1, 0.5), STRATEGY)
+    assert same.record is not None and same.record.risk_check == "unchanged_target"
+
+    h.service.on_signal(h.signal(1, 0.0), STRATEGY)
+    h.bar(2, 104, 104)
+    sell_price = 104 * 0.9998
+    pos = h.broker.positions()[S]
+    assert pos.quantity == 0.0
+    assert pos.realised_pnl == pytest.approx(50 * (sell_price - buy_price))
+
+    records = h.store.records_since(T0)
+    assert [r.kind for r in records] == [
+        RecordKind.ORDER,
+        RecordKind.FILL,
+        RecordKind.SKIP,
+        RecordKind.ORDER,
+        RecordKind.FILL,
+    ]
+    sell_fill = records[-1]
+    assert sell_fill.signal_id == records[3].signal_id and sell_fill.model_version == "7"
+    assert sell_fill.realised_pnl == pytest.approx(pos.realised_pnl)
+    assert sell_fill.at == T0 + timedelta(minutes=2)  # the open of the bar after the signal
+
+    status = h.service.status()
+    fees = 50 * (buy_price + sell_price) * 0.0005
+    assert status.cash == pytest.approx(10_000 + pos.realised_pnl - fees)
+    assert status.equity == pytest.approx(status.cash)
+    assert status.state is TradingState.ACTIVE
+    assert status.last_signal is not None and status.last_signal.kind is RecordKind.ORDER
+    assert status.counts[RecordKind.FILL] == 2
+
+
+def test_stale_signals_and_redelivered_bars_change_nothing(h: Harness) -> None:
+    h.bar(0, 100)
+    h.bar(1, 100)
+    h.clock.advance(timedelta(minutes=5))
+    result = h.service.on_signal(h.signal(1, 0.5), STRATEGY)
+    assert result.record is not None and result.record.risk_check == "signal_age"
+    h.service.on_signal(h.signal(1, 0.5), STRATEGY)  # a new event: rejected on its own
+    assert h.service.on_bar(bar(1, 50)) == []  # re-delivered: ignored, no new mark
+    assert h.service.status().marks[S] == 100
+
+
+def test_no_mark_yet_rejects(h: Harness) -> None:
+    result = h.service.on_signal(h.signal(0, 0.5), STRATEGY)
+    assert result.record is not None and result.record.risk_check == "no_mark"
+
+
+def test_drawdown_halts_and_flattens(h: Harness) -> None:
+    h.bar(0, 100)
+    h.service.on_signal(h.signal(0, 1.0), STRATEGY)
+    h.bar(1, 100)
+    assert h.broker.positions()[S].quantity == pytest.approx(100)
+    h.bar(2, 100, 70)  # equity ~7_000: 30 % drawdown
+    status = h.service.status()
+    assert status.state is TradingState.HALTED and "drawdown" in status.reason
+    (flatten,) = h.broker.open_orders()
+    assert flatten.quantity == pytest.approx(100) and flatten.client_order_id.startswith("flat-")
+    h.bar(3, 70)
+    assert h.broker.positions()[S].is_flat
+    rejected = h.service.on_signal(h.signal(3, 0.5), STRATEGY)
+    assert rejected.record is not None and rejected.record.risk_check == "halted"
+    assert h.kinds()[-2:] == [RecordKind.FILL, RecordKind.REJECTION]
+
+
+def test_daily_loss_reduces_until_the_next_day() -> None:
+    h = Harness(InMemoryExecutionStore(), LIMITS)
+    h.bar(0, 100)
+    h.service.on_signal(h.signal(0, 1.0), STRATEGY)
+    h.bar(1, 100, 93)  # -7 % on the day
+    assert h.service.status().state is TradingState.REDUCING
+    grow = h.service.on_signal(h.signal(1, -0.5), STRATEGY)
+    assert grow.record is not None and grow.record.kind is RecordKind.ORDER
+    assert grow.decision is not None and grow.decision.adjustments[-1].endswith("flat")
+    next_day = int(timedelta(days=1) / timedelta(minutes=1))
+    h.bar(next_day, 93)
+    assert h.service.status().state is TradingState.ACTIVE
+
+
+def test_kill_cancels_open_orders_and_resume_trades_the_same_target_again(h: Harness) -> None:
+    h.bar(0, 100)
+    h.service.on_signal(h.signal(0, 0.5), STRATEGY)
+    change = h.service.kill("operator")
+    assert change is not None and change.current is TradingState.HALTED
+    assert h.broker.open_orders() == []
+    assert h.kinds() == [RecordKind.ORDER, RecordKind.CANCEL]
+    h.service.resume()
+    assert h.service.status().state is TradingState.ACTIVE
+    again = h.service.on_signal(h.signal(0, 0.5), STRATEGY)
+    assert again.record is not None and again.record.kind is RecordKind.ORDER
+
+
+def test_kill_with_flatten_closes_positions(h: Harness) -> None:
+    h.bar(0, 100)
+    h.service.on_signal(h.signal(0, -0.5), STRATEGY)
+    h.bar(1, 100)
+    h.service.kill("operator", flatten=True)
+    h.bar(2, 100)
+    assert h.broker.positions()[S].is_flat
+
+
+def test_restart_over_duckdb_resumes_the_portfolio_without_duplicate_orders(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "execution.duckdb"
+    first = Harness(DuckDBExecutionStore(path))
+    first.bar(0, 100)
+    event = first.signal(0, 0.5)
+    first.service.on_signal(event, STRATEGY)
+    first.bar(1, 100)
+    second_event = first.signal(1, 0.8)
+    first.service.on_signal(second_event, STRATEGY)  # open when the process stops
+    before = first.service.status()
+    first.store.close()
+
+    reopen: Callable[[], Harness] = lambda: Harness(DuckDBExecutionStore(path))  # noqa: E731
+    second = reopen()
+    second.clock.set(first.clock.now())
+    after = second.service.status()
+    assert (after.cash, after.positions, after.open_orders) == (
+        before.cash,
+        before.positions,
+        before.open_orders,
+    )
+    assert (after.state, after.marks, after.last_signal) == (
+        before.state,
+        before.marks,
+        before.last_signal,
+    )
+    assert second.service.on_signal(event, STRATEGY).duplicate
+    assert second.service.on_signal(second_event, STRATEGY).duplicate
+    second.bar(2, 100)  # the order placed before the restart fills now
+    assert second.broker.positions()[S].quantity == pytest.approx(80, rel=1e-3)
+    assert second.store.counts()[RecordKind.ORDER] == 2
+    assert second.store.counts()[RecordKind.FILL] == 2
+
+    stray = TradeRecord(
+        record_id="order:again",
+        kind=RecordKind.ORDER,
+        symbol=S,
+        at=T0,
+        client_order_id=client_order_id(event.event_id),
+    )
+    cp = second.store.load()
+    assert cp is not None
+    with pytest.raises(DuplicateOrderError):
+        second.store.commit(cp, [stray])
+    second.store.close()
+
+
+def test_bootstrap_builds_a_paper_service_from_settings(tmp_path: Path) -> None:
+    parts = bootstrap_execution(
+        ExecutionSettings(initial_cash=5_000), RiskParameters(), ManualClock(T0), tmp_path
+    )
+    assert parts.service.status().cash == 5_000
+    assert (tmp_path / "execution.duckdb").exists()
+    parts.close()
