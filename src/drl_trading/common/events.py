@@ -80,6 +80,16 @@ class ProcessingMode(StrEnum):
     ONLINE = "online"
 
 
+class ResampledBar(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    open_time: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
 class PreprocessDataRequested(Event):
     """Ingest stored 1m bars for ``symbols`` over ``[start, end)``; preprocess should run."""
 
@@ -90,6 +100,9 @@ class PreprocessDataRequested(Event):
     start: datetime
     end: datetime
     bar_close_time: datetime | None = None
+    bars: list[ResampledBar] | None = None
+    """Online mode may carry the new 1m bar(s) so that preprocess need not read them back from
+    the store (they are stored before the request is published either way)."""
 
     @field_validator("start", "end", "bar_close_time")
     @classmethod
@@ -128,20 +141,12 @@ class PreprocessDataCompleted(Event):
     feature_set_version: str
     feature_view: str
     outputs: list[SymbolOutput]
+    bar_close_time: datetime | None = None
+    """Online mode: the close time of the base bar whose features were just written."""
 
     @property
     def topic(self) -> str:
         return f"completed.preprocess-data.{self.mode.value}"
-
-
-class ResampledBar(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    open_time: datetime
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
 
 
 class StoreResampledDataRequested(Event):

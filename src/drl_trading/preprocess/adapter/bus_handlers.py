@@ -1,9 +1,14 @@
-"""Bus entry point of preprocessing: decode, call the service, publish the outcome."""
+"""Bus entry point of preprocessing: decode, call the service for the request's mode, publish.
+
+Offline requests run the batch path; catch-up and online requests run the online engine, which
+publishes higher-timeframe bars for ingest to store and a completion per new feature vector.
+"""
 
 from __future__ import annotations
 
-from drl_trading.common.events import Event, PreprocessDataRequested
+from drl_trading.common.events import Event, PreprocessDataRequested, ProcessingMode, Topic
 from drl_trading.common.ports import MessageBus
+from drl_trading.preprocess.core.online_service import OnlinePreprocessService
 from drl_trading.preprocess.core.service import PreprocessService, ProgressCallback
 
 GROUP = "preprocess"
@@ -15,13 +20,27 @@ class PreprocessHandlers:
         service: PreprocessService,
         bus: MessageBus,
         on_progress: ProgressCallback | None = None,
+        online: OnlinePreprocessService | None = None,
     ) -> None:
         self._service = service
         self._bus = bus
         self.on_progress = on_progress
+        self.online = online
 
     def on_preprocess_requested(self, event: Event) -> None:
         if not isinstance(event, PreprocessDataRequested):
             raise TypeError(f"expected PreprocessDataRequested, got {type(event).__name__}")
-        completed = self._service.preprocess(event, on_progress=self.on_progress)
-        self._bus.publish(completed.topic, completed, key=str(event.symbols[0]))
+        key = str(event.symbols[0])
+        if event.mode is ProcessingMode.OFFLINE or self.online is None:
+            completed = self._service.preprocess(event, on_progress=self.on_progress)
+            self._bus.publish(completed.topic, completed, key=key)
+            return
+        if event.mode is ProcessingMode.CATCHUP:
+            completed = self.online.catch_up(event)
+            self._bus.publish(completed.topic, completed, key=key)
+            return
+        stores, done = self.online.on_bar(event)
+        for store in stores:
+            self._bus.publish(Topic.STORE_RESAMPLED_REQUESTED, store, key=str(store.symbol))
+        if done is not None:
+            self._bus.publish(done.topic, done, key=key)

@@ -7,6 +7,7 @@ from drl_trading.common.infrastructure import feature_set_for
 from drl_trading.common.ports import FeatureStore, MarketDataRepository, MessageBus
 from drl_trading.common.settings import AppSettings
 from drl_trading.preprocess.adapter.bus_handlers import GROUP, PreprocessHandlers
+from drl_trading.preprocess.core.online_service import OnlinePreprocessService
 from drl_trading.preprocess.core.service import PreprocessService
 
 
@@ -20,6 +21,7 @@ def bootstrap_preprocess(
     service = PreprocessService(
         market_data, feature_store, feature_set_for(settings), store_timeframes=cfg.store_timeframes
     )
-    handlers = PreprocessHandlers(service, bus)
+    online = OnlinePreprocessService(market_data, feature_store, feature_set_for(settings))
+    handlers = PreprocessHandlers(service, bus, online=online)
     bus.subscribe(Topic.PREPROCESS_REQUESTED, group=GROUP, handler=handlers.on_preprocess_requested)
     return handlers

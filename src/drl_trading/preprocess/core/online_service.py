@@ -1,0 +1,211 @@
+"""Online preprocessing: catch-up from history, then one 1m bar at a time.
+
+Catch-up builds each symbol's `OnlineFeatureEngine` by feeding it the stored 1m history from the
+feature set's look-back before the live start: the same bars and the same arithmetic as the
+offline path, so the state is settled before the first live bar. Each live bar then costs a
+constant amount of work: resamplers, indicators, one online-store write when a base bar closes,
+and events for what closed (``requested.store-resampled-data`` for higher-timeframe bars,
+``completed.preprocess-data.online`` for a new feature vector).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from drl_trading.common.domain import Symbol, Timeframe, utc
+from drl_trading.common.events import (
+    PreprocessDataCompleted,
+    PreprocessDataRequested,
+    ProcessingMode,
+    ResampledBar,
+    StoreResampledDataRequested,
+    SymbolOutput,
+    TimeframeOutput,
+)
+from drl_trading.common.ports import FeatureStore, MarketDataRepository
+from drl_trading.preprocess.core.online import ClosedBar, OnlineFeatureEngine, OnlineRow
+from drl_trading.preprocess.core.service import view_for
+from drl_trading.strategy.feature_set import FeatureSetSpec
+
+RowCallback = Callable[[Symbol, OnlineRow], None]
+
+
+class NotWarmedUpError(LookupError):
+    """A live bar arrived for a symbol that has had no catch-up: its state would be wrong."""
+
+    retryable = False
+
+
+@dataclass
+class OnlineStats:
+    bars: int = 0
+    rows_written: int = 0
+    incomplete_rows: int = 0
+    skipped_old_bars: int = 0
+    resampled_bars: dict[str, int] = field(default_factory=dict)
+
+
+class OnlinePreprocessService:
+    def __init__(
+        self,
+        market_data: MarketDataRepository,
+        feature_store: FeatureStore,
+        feature_set: FeatureSetSpec,
+        *,
+        on_row: RowCallback | None = None,
+    ) -> None:
+        self._repo = market_data
+        self._features = feature_store
+        self.feature_set = feature_set
+        self.view = view_for(feature_set)
+        self.engines: dict[Symbol, OnlineFeatureEngine] = {}
+        self.stats = OnlineStats()
+        self.on_row = on_row  # e.g. recording every served vector (`paper --record-features`)
+        self._registered = False
+
+    def _register(self) -> None:
+        if not self._registered:
+            self._features.register(self.view)
+            self._registered = True
+
+    # -- catch-up -------------------------------------------------------------------------------
+
+    def catch_up(self, request: PreprocessDataRequested) -> PreprocessDataCompleted:
+        """Rebuild each symbol's state from stored 1m bars in [start - look-back, end)."""
+        self._register()
+        outputs = []
+        for symbol in request.symbols:
+            engine = OnlineFeatureEngine(self.feature_set)
+            start, end = utc(request.start), utc(request.end)
+            bars = self._repo.read_bars(
+                symbol, Timeframe.M1, start - self.feature_set.lookback(), end
+            )
+            last: OnlineRow | None = None
+            counts: dict[Timeframe, int] = {}
+            warmup = 0
+            for t, o, h, lo, c, v in bars.select(
+                "open_time", "open", "high", "low", "close", "volume"
+            ).iter_rows():
+                closed, rows = engine.update(t, o, h, lo, c, v)
+                for b in closed:
+                    counts[b.timeframe] = counts.get(b.timeframe, 0) + 1
+                for row in rows:
+                    if row.complete:
+                        last = row
+                    elif row.event_time > start:
+                        warmup += 1
+            self.engines[symbol] = engine
+            if last is not None:
+                self._features.write_online(self.view, symbol, last.event_time, last.values)
+            outputs.append(
+                SymbolOutput(
+                    symbol=symbol,
+                    feature_rows=1 if last is not None else 0,
+                    warmup_rows_dropped=warmup,
+                    first_feature_time=last.event_time if last else None,
+                    last_feature_time=last.event_time if last else None,
+                    timeframes=[
+                        TimeframeOutput(timeframe=tf, bars=n)
+                        for tf, n in sorted(counts.items(), key=lambda kv: kv[0].minutes)
+                    ],
+                )
+            )
+        return self._completed(request, outputs, None)
+
+    # -- live bars ------------------------------------------------------------------------------
+
+    def on_bar(
+        self, request: PreprocessDataRequested
+    ) -> tuple[list[StoreResampledDataRequested], PreprocessDataCompleted | None]:
+        """Feed the request's new 1m bar(s); returns the events to publish."""
+        self._register()
+        stores: list[StoreResampledDataRequested] = []
+        newest: datetime | None = None
+        for symbol in request.symbols:
+            engine = self.engines.get(symbol)
+            if engine is None:
+                raise NotWarmedUpError(
+                    f"{symbol}: live bar before catch-up; request catch-up preprocessing first"
+                )
+            for bar in self._new_bars(request, symbol, engine):
+                closed, rows = engine.update(
+                    bar.open_time, bar.open, bar.high, bar.low, bar.close, bar.volume
+                )
+                self.stats.bars += 1
+                if closed:
+                    stores.extend(self._store_requests(request, symbol, closed))
+                for row in rows:
+                    if not row.complete:
+                        self.stats.incomplete_rows += 1
+                        continue
+                    self._features.write_online(self.view, symbol, row.event_time, row.values)
+                    self.stats.rows_written += 1
+                    if self.on_row is not None:
+                        self.on_row(symbol, row)
+                    newest = row.event_time if newest is None else max(newest, row.event_time)
+        done = None if newest is None else self._completed(request, [], newest)
+        return stores, done
+
+    def _new_bars(
+        self, request: PreprocessDataRequested, symbol: Symbol, engine: OnlineFeatureEngine
+    ) -> list[ResampledBar]:
+        last = engine.last_open_time
+        if request.bars is not None and len(request.symbols) == 1:
+            bars = list(request.bars)
+        else:
+            end = request.bar_close_time or request.end
+            begin = last + timedelta(minutes=1) if last is not None else request.start
+            frame = self._repo.read_bars(symbol, Timeframe.M1, begin, utc(end))
+            bars = [ResampledBar(**r) for r in frame.iter_rows(named=True)]
+        fresh = [b for b in bars if last is None or utc(b.open_time) > last]
+        self.stats.skipped_old_bars += len(bars) - len(fresh)  # redelivered: already counted
+        return fresh
+
+    def _store_requests(
+        self, request: PreprocessDataRequested, symbol: Symbol, closed: list[ClosedBar]
+    ) -> list[StoreResampledDataRequested]:
+        by_tf: dict[Timeframe, list[ResampledBar]] = {}
+        for b in closed:
+            by_tf.setdefault(b.timeframe, []).append(
+                ResampledBar(
+                    open_time=b.open_time,
+                    open=b.open,
+                    high=b.high,
+                    low=b.low,
+                    close=b.close,
+                    volume=b.volume,
+                )
+            )
+            self.stats.resampled_bars[b.timeframe.value] = (
+                self.stats.resampled_bars.get(b.timeframe.value, 0) + 1
+            )
+        return [
+            StoreResampledDataRequested(
+                correlation_id=request.correlation_id, symbol=symbol, timeframe=tf, bars=bars
+            )
+            for tf, bars in by_tf.items()
+        ]
+
+    def _completed(
+        self,
+        request: PreprocessDataRequested,
+        outputs: list[SymbolOutput],
+        bar_close_time: datetime | None,
+    ) -> PreprocessDataCompleted:
+        return PreprocessDataCompleted(
+            correlation_id=request.correlation_id,
+            mode=request.mode
+            if request.mode is not ProcessingMode.OFFLINE
+            else ProcessingMode.ONLINE,
+            request_event_id=request.event_id,
+            symbols=request.symbols,
+            start=request.start,
+            end=request.end,
+            feature_set_name=self.feature_set.name,
+            feature_set_version=self.feature_set.version,
+            feature_view=self.view.name,
+            outputs=outputs,
+            bar_close_time=bar_close_time,
+        )
