@@ -20,7 +20,7 @@ only when asked. One service instance owns a store: there is no cross-process lo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -58,6 +58,15 @@ _KEEPS_TARGET_OPEN = ("max_order_notional", "reducing_only")
 def client_order_id(event_id: str) -> str:
     """Deterministic per signal; 28 characters fit every venue's client-order-id limit (36)."""
     return "sig-" + event_id[:24]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentInputs:
+    """What the policy observes about its own position (see `common.agent_state`)."""
+
+    target_position: float
+    entry_price: float
+    bars_in_position: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +118,9 @@ class ExecutionService:
             self._last_signal = checkpoint.last_signal
             state = checkpoint.risk
         self._risk = RiskEngine(limits, state)
+        # entry of each open position (not persisted yet: after a restart `agent_position`
+        # falls back to the average price)
+        self._entries: dict[Symbol, tuple[float, datetime]] = {}
 
     @property
     def limits(self) -> ExecutionLimits:
@@ -193,6 +205,7 @@ class ExecutionService:
             quantity = signed(fill.side, fill.quantity)
             positions[fill.symbol], realised = apply_fill(held, quantity, fill.price, fill.fee)
             records.append(self._fill_record(fill, realised))
+            self._track_entry(bar, held.quantity, positions[fill.symbol].quantity)
         self._marks[bar.symbol] = Mark(bar.close, bar.close_time)
         equity = self._broker.equity(self._prices())
         change = self._risk.observe(equity, bar.close_time)
@@ -202,6 +215,27 @@ class ExecutionService:
                 records += self._halt_orders(flatten=True)
         self._store.commit(self._checkpoint(), records)
         return fills
+
+    def _track_entry(self, bar: Bar, before: float, after: float) -> None:
+        """Remember where and when the current position was entered, as the training
+        environment does: the fill bar's open (no slippage) and its open time."""
+        if after == 0.0:
+            self._entries.pop(bar.symbol, None)
+        elif before == 0.0 or (before > 0.0) != (after > 0.0):
+            self._entries[bar.symbol] = (bar.open, bar.open_time)
+
+    def agent_position(self, symbol: Symbol, at: datetime, bar: timedelta) -> AgentInputs:
+        """The policy's own state at ``at`` (a base bar's close): the last target reached, the
+        entry reference price and the base bars since entry (the training env's encoding)."""
+        target = self._targets.get(symbol, 0.0)
+        entry = self._entries.get(symbol)
+        position = self._broker.positions().get(symbol)
+        if position is None or position.quantity == 0.0 or target == 0.0:
+            return AgentInputs(0.0, 0.0, 0)
+        if entry is None:  # entered before a restart: the average price stands in
+            return AgentInputs(target, position.avg_price, 1)
+        price, since = entry
+        return AgentInputs(target, price, max(int((at - since) // bar), 0))
 
     def kill(self, reason: str = "manual", *, flatten: bool = False) -> StateChange | None:
         """Kill switch: HALTED until `resume`; open orders are cancelled, positions closed only

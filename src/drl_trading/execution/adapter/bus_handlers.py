@@ -1,0 +1,43 @@
+"""Bus entry points of execution: signals from ``completed.predict``, prices from the 1m bars.
+
+Execution follows the market through the online ``requested.preprocess-data`` events (they carry
+each new 1m bar): the paper broker fills pending orders at the next bar's open and the risk
+engine marks the book at every close. A signal for bar t therefore fills at the open of the
+first 1m bar after t's close, the training environment's timing.
+"""
+
+from __future__ import annotations
+
+from drl_trading.common.domain import Bar, Timeframe
+from drl_trading.common.events import (
+    Event,
+    PredictionCompleted,
+    PreprocessDataRequested,
+    ProcessingMode,
+)
+from drl_trading.execution.core.service import ExecutionService
+from drl_trading.strategy.api import Strategy
+
+GROUP = "execution"
+
+
+class ExecutionHandlers:
+    def __init__(self, service: ExecutionService, strategy: Strategy) -> None:
+        self.service = service
+        self.strategy = strategy
+
+    def on_prediction(self, event: Event) -> None:
+        if not isinstance(event, PredictionCompleted):
+            raise TypeError(f"expected PredictionCompleted, got {type(event).__name__}")
+        self.service.on_signal(event, self.strategy)
+
+    def on_bar_request(self, event: Event) -> None:
+        if not isinstance(event, PreprocessDataRequested):
+            raise TypeError(f"expected PreprocessDataRequested, got {type(event).__name__}")
+        if event.mode is not ProcessingMode.ONLINE or not event.bars:
+            return
+        symbol = event.symbols[0]
+        for b in event.bars:
+            self.service.on_bar(
+                Bar(symbol, Timeframe.M1, b.open_time, b.open, b.high, b.low, b.close, b.volume)
+            )

@@ -1,0 +1,1 @@
+"""Inference adapters: model registry source and bus entry points."""

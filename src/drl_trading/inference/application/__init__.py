@@ -1,0 +1,1 @@
+"""Settings and wiring of the inference service."""

@@ -1,0 +1,1 @@
+"""Business logic and ports of the inference service."""
