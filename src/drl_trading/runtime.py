@@ -12,14 +12,27 @@ from typing import TYPE_CHECKING
 
 from drl_trading.common.adapter.memory_bus import InMemoryBus
 from drl_trading.common.infrastructure import build_bus, build_feature_store, build_market_data
-from drl_trading.common.ports import FeatureStore, MarketDataRepository
+from drl_trading.common.ports import Clock, FeatureStore, MarketDataRepository
 from drl_trading.common.settings import AppSettings
 from drl_trading.preprocess.adapter.bus_handlers import PreprocessHandlers
 from drl_trading.preprocess.application.bootstrap import bootstrap_preprocess
 
 if TYPE_CHECKING:
+    from drl_trading.execution.application.bootstrap import ExecutionComponents
+    from drl_trading.inference.application.bootstrap import InferenceComponents
+    from drl_trading.ingest.core.live import LiveBarSource
+    from drl_trading.ingest.core.online_service import OnlineIngestService
     from drl_trading.training.adapter.bus_handlers import TrainingHandlers
     from drl_trading.training.core.ports import ModelRegistry
+
+
+@dataclass
+class OnlineComponents:
+    """The online workflow's services, all subscribed to the runtime's bus."""
+
+    ingest: OnlineIngestService
+    inference: InferenceComponents
+    execution: ExecutionComponents
 
 
 @dataclass
@@ -30,6 +43,7 @@ class EmbeddedRuntime:
     feature_store: FeatureStore
     preprocess: PreprocessHandlers
     training: TrainingHandlers | None = None
+    online: OnlineComponents | None = None
 
     @classmethod
     def open(cls, settings: AppSettings) -> EmbeddedRuntime:
@@ -50,6 +64,65 @@ class EmbeddedRuntime:
             )
         return self.training
 
+    def enable_online(
+        self,
+        source: LiveBarSource,
+        *,
+        model_ref: str | None = None,
+        registry: ModelRegistry | None = None,
+        clock: Clock | None = None,
+    ) -> OnlineComponents:
+        """Subscribe ingest (online), inference and execution next to preprocess: the online
+        workflow of the design, in this process. ``model_ref`` overrides
+        ``inference.model_ref`` (``NAME@alias``, ``NAME/version`` or an alias)."""
+        from drl_trading.common.adapter.system_clock import SystemClock
+        from drl_trading.common.events import Topic
+        from drl_trading.common.infrastructure import build_strategy, feature_set_for
+        from drl_trading.execution.adapter.bus_handlers import GROUP as EXECUTION
+        from drl_trading.execution.adapter.bus_handlers import ExecutionHandlers
+        from drl_trading.execution.adapter.inference_inputs import ExecutionPositions
+        from drl_trading.execution.application.bootstrap import bootstrap_execution
+        from drl_trading.inference.adapter.registry_model_source import RegistryModelSource
+        from drl_trading.inference.application.bootstrap import bootstrap_inference
+        from drl_trading.ingest.adapter.online_handlers import wire_online_ingest
+        from drl_trading.ingest.core.online_service import OnlineIngestService
+        from drl_trading.preprocess.core.service import view_for
+        from drl_trading.training.application.bootstrap import build_registry, model_name_for
+
+        if self.online is not None:
+            return self.online
+        settings = self.settings
+        clock = clock or SystemClock()
+        strategy = build_strategy(settings)
+        spec = feature_set_for(settings)
+        execution = bootstrap_execution(
+            settings.execution, strategy.risk_parameters(), clock, settings.home
+        )
+        handlers = ExecutionHandlers(execution.service, strategy)
+        self.bus.subscribe(Topic.PREDICT_COMPLETED, group=EXECUTION, handler=handlers.on_prediction)
+        self.bus.subscribe(
+            Topic.PREPROCESS_REQUESTED, group=EXECUTION, handler=handlers.on_bar_request
+        )
+        positions = ExecutionPositions(execution.service, spec.base_timeframe.duration)
+        inference_settings = settings.inference
+        if model_ref is not None:
+            inference_settings = inference_settings.model_copy(update={"model_ref": model_ref})
+        inference = bootstrap_inference(
+            inference_settings,
+            self.feature_store,
+            view_for(spec),
+            RegistryModelSource(registry or build_registry(settings)),
+            positions,
+            positions.price,
+            clock,
+            self.bus,
+            model_name=model_name_for(settings),
+        )
+        ingest = OnlineIngestService(None, source, self.market_data, self.bus, clock)
+        wire_online_ingest(self.bus, ingest)
+        self.online = OnlineComponents(ingest, inference, execution)
+        return self.online
+
     def run_until_idle(self, max_messages: int = 1_000_000) -> int:
         handled = 0
         while handled < max_messages:
@@ -60,6 +133,9 @@ class EmbeddedRuntime:
         return handled
 
     def close(self) -> None:
+        if self.online is not None:
+            self.online.ingest.stop()
+            self.online.execution.close()
         self.bus.close()
         self.market_data.close()
 

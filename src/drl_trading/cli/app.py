@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from drl_trading import __version__
-from drl_trading.cli import config_cmd, features, ingest, preprocess, training
+from drl_trading.cli import config_cmd, features, ingest, paper, preprocess, training
 from drl_trading.cli.context import CliState
 
 app = typer.Typer(
@@ -56,6 +56,7 @@ app.command("preprocess")(preprocess.preprocess)
 app.command("train")(training.train)
 app.command("backtest")(training.backtest)
 app.command("quickstart")(training.quickstart)
+app.command("paper")(paper.paper)
 app.add_typer(features.features_app, name="features")
 app.add_typer(config_cmd.config_app, name="config")
 

@@ -19,6 +19,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from drl_trading.execution.application.config import ExecutionSettings
+from drl_trading.inference.application.config import InferenceSettings
 from drl_trading.ingest.application.config import IngestSettings
 from drl_trading.preprocess.application.config import PreprocessSettings
 from drl_trading.training.application.config import TrainingSettings
@@ -89,6 +91,8 @@ class AppSettings(BaseSettings):
     strategy: StrategySettings = StrategySettings()
     preprocess: PreprocessSettings = PreprocessSettings()
     training: TrainingSettings = TrainingSettings()
+    inference: InferenceSettings = InferenceSettings()
+    execution: ExecutionSettings = ExecutionSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -216,12 +216,11 @@ class FeastFeatureStore:
             }
         )
         key = (view.name, str(symbol))
-        if key not in self._online_times:  # once per key: what a previous process left there
-            known = self.online_features(view, [symbol]).get(symbol)
-            self._online_times[key] = known.event_time if known else None
-        last = self._online_times[key]
-        # Feast's SQLite store overwrites whatever comes last; a late write must not go back
-        # in time (seconds resolution: the store keeps epoch seconds)
+        last = self._online_times.get(key)
+        # Feast's SQLite store overwrites whatever comes last; a late write from this process
+        # must not go back in time (seconds resolution: the store keeps epoch seconds). What an
+        # earlier process left is replaced: a new catch-up defines the current state, also when
+        # a replay starts before the last session's end.
         if last is not None and int(event_time.timestamp()) < int(last.timestamp()):
             return
         with self._lock:

@@ -216,6 +216,10 @@ class ExecutionService:
         self._store.commit(self._checkpoint(), records)
         return fills
 
+    def mark(self, symbol: Symbol) -> Mark | None:
+        """The last close seen for ``symbol`` and its time."""
+        return self._marks.get(symbol)
+
     def _track_entry(self, bar: Bar, before: float, after: float) -> None:
         """Remember where and when the current position was entered, as the training
         environment does: the fill bar's open (no slippage) and its open time."""

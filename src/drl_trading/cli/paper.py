@@ -1,0 +1,254 @@
+"""`drl-trading paper`: the online workflow in one process with a paper broker.
+
+Replay (stored bars, as fast as possible or at a speed multiple) or a synthetic live stream go
+through the same handlers the distributed services run: ingest → preprocess (online) → inference
+→ execution. A live table shows progress; at the end (replay exhausted, ``--max-bars`` or Ctrl-C)
+the session is summarised and written as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from drl_trading.cli.context import console, err_console, fail, state
+from drl_trading.common.adapter.system_clock import ManualClock
+from drl_trading.common.domain import Bar, Symbol, TimeRange, parse_symbols
+from drl_trading.inference.core.latency import LatencyHistogram
+from drl_trading.runtime import EmbeddedRuntime
+
+PaperSource = Literal["replay", "synthetic-live"]
+
+
+class _ClockedSource:
+    """Moves the market clock to each bar's close as it is delivered: in a replay, "now" is
+    the replayed time, so signal-age and feature-age checks judge by market time."""
+
+    def __init__(self, inner: Any, clock: ManualClock) -> None:
+        self._inner = inner
+        self._clock = clock
+
+    def bars(self) -> Iterator[Bar]:
+        for bar in self._inner.bars():
+            self._clock.set(bar.close_time)
+            yield bar
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def paper(
+    ctx: typer.Context,
+    symbols: Annotated[str, typer.Option("--symbols", "-s", help="Comma-separated.")],
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="NAME@alias or NAME/version (default: champion)."),
+    ] = None,
+    source: Annotated[PaperSource, typer.Option(help="replay or synthetic-live.")] = "replay",
+    start: Annotated[str | None, typer.Option(help="Replay start (inclusive), UTC.")] = None,
+    end: Annotated[str | None, typer.Option(help="Replay end (exclusive), UTC.")] = None,
+    speed: Annotated[
+        float | None, typer.Option(help="Market minutes per 60 s of wall time; default: max.")
+    ] = None,
+    max_bars: Annotated[int | None, typer.Option(help="Stop after this many 1m bars.")] = None,
+    record_features: Annotated[
+        Path | None, typer.Option(help="Write every served feature vector to this Parquet file.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Session report JSON (default: reports/).")
+    ] = None,
+    session: Annotated[
+        str,
+        typer.Option(help="Paper account name: its portfolio and records persist across runs."),
+    ] = "default",
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Start the paper account over (deletes its state).")
+    ] = False,
+) -> None:
+    """Paper-trade a registered model on replayed or synthetic live bars (all services here)."""
+    import polars as pl
+
+    from drl_trading.common.infrastructure import feature_set_for
+    from drl_trading.inference.core.service import ModelMismatchError
+    from drl_trading.ingest.adapter.replay_source import ReplaySource
+    from drl_trading.ingest.adapter.synthetic_live_source import SyntheticLiveSource
+
+    settings = state(ctx).settings()
+    try:
+        syms = parse_symbols(symbols)
+        if source == "replay":
+            if start is None or end is None:
+                raise ValueError("--source replay needs --start and --end")
+            rng: TimeRange | None = TimeRange.parse(start, end)
+        else:
+            rng = TimeRange.parse(start, "2100-01-01") if start else None
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    account_dir = settings.home / "paper" / session
+    if fresh and account_dir.exists():
+        shutil.rmtree(account_dir)
+    account_dir.mkdir(parents=True, exist_ok=True)
+    if settings.execution.store == "duckdb" and settings.execution.store_path is None:
+        settings = settings.model_copy(
+            update={
+                "execution": settings.execution.model_copy(
+                    update={"store_path": account_dir / "execution.duckdb"}
+                )
+            }
+        )
+    spec = feature_set_for(settings)
+    first_live = rng.start if rng else datetime.now().astimezone()
+    clock = ManualClock(first_live)
+    recorded: list[dict[str, Any]] = []
+    stage = LatencyHistogram()
+    with EmbeddedRuntime.open(settings) as runtime:
+        if source == "replay":
+            assert rng is not None
+            inner: Any = ReplaySource(runtime.market_data, syms, rng.start, rng.end, speed=speed)
+        else:
+            inner = SyntheticLiveSource(
+                settings.ingest.synthetic.seed, syms, rng.start if rng else None, speed=speed
+            )
+        try:
+            online = runtime.enable_online(
+                _ClockedSource(inner, clock), model_ref=model, clock=clock
+            )
+        except (LookupError, ModelMismatchError) as exc:
+            raise fail(f"{type(exc).__name__}: {exc}") from None
+        if record_features is not None and runtime.preprocess.online is not None:
+            cols = spec.columns
+
+            def keep(symbol: Symbol, row: Any) -> None:
+                recorded.append(
+                    {"symbol": str(symbol), "event_time": row.event_time}
+                    | dict(zip(cols, row.values, strict=True))
+                )
+
+            runtime.preprocess.online.on_row = keep
+        live_from = spec.base_timeframe.floor(first_live)
+        run = online.ingest.start(syms, live_from - timedelta(days=1), live_from=live_from)
+        runtime.run_until_idle()  # gap fill → catch-up → completed.catchup → streaming
+        inference = online.inference.service
+        execution = online.execution.service
+        bars = 0
+        started = time.perf_counter()
+        interrupted = False
+        with Live(_status(online, 0, stage, 0.0), console=err_console, refresh_per_second=4) as lv:
+            try:
+                while max_bars is None or bars < max_bars:
+                    t0 = time.perf_counter()
+                    if online.ingest.pump(1) == 0:
+                        break
+                    runtime.run_until_idle()
+                    stage.record(time.perf_counter() - t0)
+                    bars += 1
+                    if bars % 200 == 0:
+                        lv.update(_status(online, bars, stage, time.perf_counter() - started))
+            except KeyboardInterrupt:
+                interrupted = True
+            lv.update(_status(online, bars, stage, time.perf_counter() - started))
+        elapsed = time.perf_counter() - started
+        status = execution.status()
+        inf = inference.status()
+        counts = {k.value: v for k, v in status.counts.items()}
+        report = {
+            "session": run.correlation_id,
+            "account": session,
+            "source": source,
+            "symbols": [str(s) for s in syms],
+            "model": f"{inf.model_name}/{inf.model_version}",
+            "bars": bars,
+            "seconds": round(elapsed, 3),
+            "interrupted": interrupted,
+            "equity": status.equity,
+            "cash": status.cash,
+            "initial_cash": settings.execution.initial_cash,
+            "total_return": status.equity / settings.execution.initial_cash - 1.0,
+            "max_drawdown_seen": status.drawdown,
+            "trading_state": status.state.value,
+            "positions": {
+                str(s): {"quantity": p.quantity, "avg_price": p.avg_price}
+                for s, p in status.positions.items()
+            },
+            "records": counts,
+            "predictions": inf.predictions,
+            "skips": inf.skips,
+            "latency_ms": {
+                "bar_to_ack": _ms(stage.snapshot()),
+                **{k: _ms(v) for k, v in inf.latency.items()},
+            },
+            "ingest": {
+                k: v for k, v in asdict(online.ingest.stats()).items() if isinstance(v, int)
+            },
+        }
+    path = out or settings.reports_dir / f"paper-{run.correlation_id[:12]}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str))
+    if record_features is not None:
+        pl.DataFrame(recorded).write_parquet(record_features)
+        console.print(f"feature vectors: {len(recorded)} written to {record_features}")
+    _print_report(report)
+    console.print(f"session report: {path}")
+
+
+def _ms(snap: Any) -> dict[str, float]:
+    return {k: round(getattr(snap, k) * 1e3, 3) for k in ("p50", "p99", "max")} | {
+        "count": snap.count
+    }
+
+
+def _status(online: Any, bars: int, stage: LatencyHistogram, elapsed: float) -> Table:
+    ex = online.execution.service.status()
+    inf = online.inference.service.status()
+    snap = stage.snapshot()
+    t = Table(title="paper trading", show_header=True)
+    t.add_column("bars")
+    t.add_column("bars/s", justify="right")
+    t.add_column("equity", justify="right")
+    t.add_column("state")
+    t.add_column("positions")
+    t.add_column("last signal")
+    t.add_column("bar→ack p50/p99 ms", justify="right")
+    last = inf.last_predictions
+    sig = (
+        ", ".join(f"{s}:{p.action.value}@{p.confidence:.2f}" for s, p in sorted(last.items()))
+        or "-"
+    )
+    pos = ", ".join(f"{s}:{p.quantity:.4g}" for s, p in sorted(ex.positions.items()) if p.quantity)
+    t.add_row(
+        str(bars),
+        f"{bars / elapsed:,.0f}" if elapsed > 0 else "-",
+        f"{ex.equity:,.2f}",
+        ex.state.value,
+        pos or "flat",
+        sig,
+        f"{snap.p50 * 1e3:.2f}/{snap.p99 * 1e3:.2f}" if snap.count else "-",
+    )
+    return t
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    t = Table(title=f"paper session {report['session'][:12]} ({report['model']})")
+    t.add_column("")
+    t.add_column("value", justify="right")
+    t.add_row("bars", str(report["bars"]))
+    t.add_row("equity", f"{report['equity']:,.2f}")
+    t.add_row("total return", f"{report['total_return']:.2%}")
+    t.add_row("trading state", report["trading_state"])
+    t.add_row("predictions", str(report["predictions"]))
+    for kind, n in report["records"].items():
+        t.add_row(f"{kind}s", str(n))
+    lat = report["latency_ms"]["bar_to_ack"]
+    if lat["count"]:
+        t.add_row("bar → ack p50 / p99 / max (ms)", f"{lat['p50']} / {lat['p99']} / {lat['max']}")
+    console.print(t)
