@@ -116,3 +116,28 @@ def test_paper_command_report(home: AppSettings, tmp_path: Path) -> None:
     assert report["latency_ms"]["bar_to_ack"]["count"] == 300
     assert rec.exists()
     assert "paper session" in proc.stdout
+
+
+def test_trades_and_kill_switch(home: AppSettings, tmp_path: Path) -> None:
+    cli = str(Path(sys.executable).with_name("drl-trading"))
+    env = {**os.environ, "COLUMNS": "200"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [cli, "--home", str(home.home), *args],
+            capture_output=True, text=True, timeout=300, check=False, env=env,
+        )  # fmt: skip
+
+    if not (home.home / "paper" / "default" / "execution.duckdb").exists():
+        assert run("paper", "-s", "BTCUSDT", "--start", "2024-01-15", "--end", "2024-01-16",
+                   "--max-bars", "60").returncode == 0  # fmt: skip
+    out = tmp_path / "t.csv"
+    listed = run("trades", "--since", "2024-01-01", "--csv", str(out))
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    header = out.read_text().splitlines()[0]
+    assert header.startswith("at,kind,symbol,side,quantity,price,fee,realised_pnl")
+    killed = run("kill", "--reason", "operator test")
+    assert killed.returncode == 0, killed.stderr[-2000:]
+    assert "halted" in killed.stdout
+    assert "active" in run("resume").stdout
+    assert run("trades", "--session", "nope").returncode == 1

@@ -22,6 +22,7 @@ from rich.live import Live
 from rich.table import Table
 
 from drl_trading.cli.context import console, err_console, fail, state
+from drl_trading.cli.trades import poll_switches
 from drl_trading.common.adapter.system_clock import ManualClock
 from drl_trading.common.domain import Bar, Symbol, TimeRange, parse_symbols
 from drl_trading.inference.core.latency import LatencyHistogram
@@ -152,6 +153,10 @@ def paper(
                     runtime.run_until_idle()
                     stage.record(time.perf_counter() - t0)
                     bars += 1
+                    if bars % 20 == 0:
+                        switched = poll_switches(account_dir, execution)
+                        if switched:
+                            err_console.print(f"[yellow]{switched}[/yellow]")
                     if bars % 200 == 0:
                         lv.update(_status(online, bars, stage, time.perf_counter() - started))
             except KeyboardInterrupt:
