@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from drl_trading.inference.application.bootstrap import InferenceComponents
     from drl_trading.ingest.core.live import LiveBarSource
     from drl_trading.ingest.core.online_service import OnlineIngestService
+    from drl_trading.ingest.core.ports import HistoricalDataProvider
     from drl_trading.training.adapter.bus_handlers import TrainingHandlers
     from drl_trading.training.core.ports import ModelRegistry
 
@@ -71,6 +72,7 @@ class EmbeddedRuntime:
         model_ref: str | None = None,
         registry: ModelRegistry | None = None,
         clock: Clock | None = None,
+        history: HistoricalDataProvider | None = None,
     ) -> OnlineComponents:
         """Subscribe ingest (online), inference and execution next to preprocess: the online
         workflow of the design, in this process. ``model_ref`` overrides
@@ -118,7 +120,7 @@ class EmbeddedRuntime:
             self.bus,
             model_name=model_name_for(settings),
         )
-        ingest = OnlineIngestService(None, source, self.market_data, self.bus, clock)
+        ingest = OnlineIngestService(history, source, self.market_data, self.bus, clock)
         wire_online_ingest(self.bus, ingest)
         self.online = OnlineComponents(ingest, inference, execution)
         return self.online

@@ -13,7 +13,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -108,7 +108,9 @@ def paper(
             }
         )
     spec = feature_set_for(settings)
-    first_live = rng.start if rng else datetime.now().astimezone()
+    spec0 = feature_set_for(settings)
+    # a live stream starts on the base grid, so its first base bar is complete
+    first_live = rng.start if rng else spec0.base_timeframe.floor(datetime.now(UTC))
     clock = ManualClock(first_live)
     recorded: list[dict[str, Any]] = []
     stage = LatencyHistogram()
@@ -118,11 +120,16 @@ def paper(
             inner: Any = ReplaySource(runtime.market_data, syms, rng.start, rng.end, speed=speed)
         else:
             inner = SyntheticLiveSource(
-                settings.ingest.synthetic.seed, syms, rng.start if rng else None, speed=speed
+                settings.ingest.synthetic.seed, syms, first_live, speed=speed
             )
+        history = None
+        if source == "synthetic-live":
+            from drl_trading.ingest.application.bootstrap import build_provider
+
+            history = build_provider(settings, "synthetic")  # fills the warm-up history
         try:
             online = runtime.enable_online(
-                _ClockedSource(inner, clock), model_ref=model, clock=clock
+                _ClockedSource(inner, clock), model_ref=model, clock=clock, history=history
             )
         except (LookupError, ModelMismatchError) as exc:
             raise fail(f"{type(exc).__name__}: {exc}") from None
@@ -137,7 +144,8 @@ def paper(
 
             runtime.preprocess.online.on_row = keep
         live_from = spec.base_timeframe.floor(first_live)
-        run = online.ingest.start(syms, live_from - timedelta(days=1), live_from=live_from)
+        warmup = timedelta(days=1) if source == "replay" else spec.lookback() + timedelta(days=1)
+        run = online.ingest.start(syms, live_from - warmup, live_from=live_from)
         runtime.run_until_idle()  # gap fill → catch-up → completed.catchup → streaming
         inference = online.inference.service
         execution = online.execution.service
