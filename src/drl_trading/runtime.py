@@ -6,6 +6,7 @@ no message is pending, which is how a CLI command turns "publish a request" into
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -119,6 +120,7 @@ class EmbeddedRuntime:
             clock,
             self.bus,
             model_name=model_name_for(settings),
+            reload_timer=time.monotonic,  # registry polls by wall time, also in fast replays
         )
         ingest = OnlineIngestService(history, source, self.market_data, self.bus, clock)
         wire_online_ingest(self.bus, ingest)

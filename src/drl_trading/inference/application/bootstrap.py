@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from drl_trading.common.events import Topic
@@ -29,6 +30,7 @@ def bootstrap_inference(
     bus: MessageBus,
     *,
     model_name: str | None = None,
+    reload_timer: Callable[[], float] | None = None,
 ) -> InferenceComponents:
     """Loads the model (failing fast on an incompatible one) and subscribes to online
     completions. ``model_name``: what an alias-only ``model_ref`` refers to, normally the
@@ -43,6 +45,7 @@ def bootstrap_inference(
         model_ref=settings.reference(model_name),
         max_feature_age=settings.max_feature_age,
         reload_interval=settings.reload_interval,
+        reload_timer=reload_timer,
     )
     handlers = InferenceHandlers(service, bus)
     bus.subscribe(

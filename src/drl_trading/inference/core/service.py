@@ -162,9 +162,12 @@ class InferenceService:
         max_feature_age: timedelta = DEFAULT_MAX_FEATURE_AGE,
         reload_interval: timedelta = DEFAULT_RELOAD_INTERVAL,
         timer: Callable[[], float] = time.perf_counter,
+        reload_timer: Callable[[], float] | None = None,
     ) -> None:
         """Loads the model now, so that a wrong reference or an incompatible model stops the
-        service at start instead of at the first bar."""
+        service at start instead of at the first bar. ``reload_timer`` (seconds, e.g.
+        `time.monotonic`) schedules registry polls by wall time; without it the clock does,
+        which in a fast replay would poll the registry at nearly every bar."""
         if max_feature_age <= timedelta(0) or reload_interval < timedelta(0):
             raise ValueError("max_feature_age must be > 0 and reload_interval >= 0")
         self._store = feature_store
@@ -193,6 +196,8 @@ class InferenceService:
         self._model = model
         self._loaded_at = clock.now()
         self._last_check = self._loaded_at
+        self._reload_timer = reload_timer
+        self._last_check_s = reload_timer() if reload_timer is not None else 0.0
         log.info("model loaded", model=model.name, version=model.version, ref=model_ref)
 
     @property
@@ -207,7 +212,12 @@ class InferenceService:
         poll); an incompatible one is remembered and not downloaded again."""
         with self._lock:
             now = self._clock.now()
-            if now - self._last_check < self._reload_interval:
+            if self._reload_timer is not None:
+                wall = self._reload_timer()
+                if wall - self._last_check_s < self._reload_interval.total_seconds():
+                    return False
+                self._last_check_s = wall
+            elif now - self._last_check < self._reload_interval:
                 return False
             self._last_check = now
             current = self._model

@@ -1,0 +1,339 @@
+"""Benchmark of the online path in embedded mode: bar close → order acknowledgement, per 1m bar.
+
+Set-up (timed, printed): a home with synthetic 1m bars of BTCUSDT and ETHUSDT for 2024-01-01 ..
+2024-01-20 and a tiny PPO champion (256 steps, a gate that passes anything), as the e2e paper
+fixture builds it. Then N 1m bars (both symbols interleaved, default 10,000) are replayed from
+2024-01-15 through the embedded online workflow (ingest → preprocess → inference → execution on
+the in-memory bus, Feast's online store), the market clock moved to each bar's close, twice:
+with ``execution.store`` = duckdb (the default) and = memory.
+
+Per bar the wall time of ``pump(1) + run_until_idle()`` is recorded: in one process that is the
+whole path from a closed bar to the acknowledged order. Bars whose close completes a base (5m)
+bar run inference and execution and are reported apart from the other minutes. Stages are timed
+by wrapping, in this process only, the bus handlers (patched on their classes before the runtime
+subscribes them, since the bus keeps the bound methods) and the market-data / feature-store
+methods they call; nested stages (a store call inside a handler) are indented under it.
+
+    .venv/bin/python benchmarks/online.py [--bars 10000] [--home DIR] [--keep]
+
+With ``--home`` an existing home that already holds the data and a champion is reused (set-up is
+skipped when it has an MLflow database); ``--keep`` leaves the temporary home in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import platform
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from drl_trading.common.adapter.system_clock import ManualClock
+from drl_trading.common.domain import Bar, Symbol, Timeframe, TimeRange
+from drl_trading.common.infrastructure import feature_set_for
+from drl_trading.common.logs import configure_logging
+from drl_trading.common.settings import AppSettings, load_settings
+from drl_trading.execution.adapter.bus_handlers import ExecutionHandlers
+from drl_trading.execution.core.ports import RecordKind
+from drl_trading.inference.adapter.bus_handlers import InferenceHandlers
+from drl_trading.inference.core.latency import LatencyHistogram
+from drl_trading.ingest.adapter.online_handlers import OnlineIngestHandlers
+from drl_trading.ingest.adapter.replay_source import ReplaySource
+from drl_trading.preprocess.adapter.bus_handlers import PreprocessHandlers
+from drl_trading.runtime import EmbeddedRuntime
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+SYMBOLS = (Symbol("BTCUSDT"), Symbol("ETHUSDT"))
+HISTORY = TimeRange.parse("2024-01-01", "2024-01-20")
+REPLAY_START = TimeRange.parse("2024-01-15", "2024-01-20").start
+TARGET_P99_S = 0.005
+PHASES = ("all", "base", "other")
+
+# (label, depth for the printed tree); bus handlers at depth 1, what they call at depth 2
+STAGES: tuple[tuple[str, int], ...] = (
+    ("pump(1): ingest accept + publish", 1),
+    ("market_data.upsert_bars (1m)", 2),
+    ("run_until_idle()", 1),
+    ("preprocess.on_preprocess_requested", 2),
+    ("feature_store.write_online", 3),
+    ("inference.on_preprocess_completed", 2),
+    ("feature_store.online_features", 3),
+    ("execution.on_bar_request", 2),
+    ("execution.on_prediction", 2),
+    ("ingest.on_store_resampled", 2),
+    ("market_data.upsert_bars (resampled)", 3),
+)
+_HANDLERS: tuple[tuple[type, str, str], ...] = (
+    (PreprocessHandlers, "on_preprocess_requested", "preprocess.on_preprocess_requested"),
+    (InferenceHandlers, "on_preprocess_completed", "inference.on_preprocess_completed"),
+    (ExecutionHandlers, "on_bar_request", "execution.on_bar_request"),
+    (ExecutionHandlers, "on_prediction", "execution.on_prediction"),
+    (OnlineIngestHandlers, "on_store_resampled", "ingest.on_store_resampled"),
+)
+
+
+@dataclass
+class Probe:
+    """Timings of one bar are buffered, then filed under its class once the bar is known."""
+
+    hists: dict[str, dict[str, LatencyHistogram]] = field(default_factory=dict)
+    pending: list[tuple[str, float]] = field(default_factory=list)
+    in_pump: bool = False
+
+    def wrap(self, stage: str | Callable[[], str], fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                name = stage() if callable(stage) else stage
+                self.pending.append((name, time.perf_counter() - t0))
+
+        return timed
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.pending.append((stage, seconds))
+
+    def flush(self, phase: str | None) -> None:
+        """File the buffered timings under ``phase`` (and "all"); None drops them (warm-up)."""
+        if phase is not None:
+            for stage, seconds in self.pending:
+                per = self.hists.setdefault(stage, {p: LatencyHistogram() for p in PHASES})
+                per["all"].record(seconds)
+                per[phase].record(seconds)
+        self.pending.clear()
+
+    def get(self, stage: str, phase: str = "all") -> LatencyHistogram:
+        return self.hists.get(stage, {}).get(phase) or LatencyHistogram()
+
+
+class RecordingSource:
+    """`paper`'s clocked source: the market clock moves to each bar's close as it is delivered;
+    also remembers the bar so that the benchmark can tell base-bar closes from other minutes."""
+
+    def __init__(self, inner: ReplaySource, clock: ManualClock) -> None:
+        self._inner = inner
+        self._clock = clock
+        self.last: Bar | None = None
+
+    def bars(self) -> Iterator[Bar]:
+        for bar in self._inner.bars():
+            self._clock.set(bar.close_time)
+            self.last = bar
+            yield bar
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+@dataclass
+class RunResult:
+    label: str
+    bars: int
+    seconds: float
+    probe: Probe
+    counts: dict[str, int]
+    predictions: int
+
+
+def build_home(home: Path) -> AppSettings:
+    """The e2e paper fixture's home: synthetic history of both symbols and a tiny champion."""
+    from drl_trading.ingest.application.bootstrap import bootstrap_ingest, build_provider
+    from drl_trading.ingest.core.service import TrainingDataRequest
+    from drl_trading.training.core.service import TrainingRequest
+
+    settings = load_settings(
+        home=home,
+        training={
+            "total_timesteps": 256,
+            "env": {"n_envs": 2},
+            "gate": {"min_sharpe": -1e9, "beat_buy_and_hold": False, "max_drawdown": 1.0},
+        },
+    )
+    configure_logging(settings.logging.level, settings.logging.json_output)  # as the CLI does
+    if (home / "mlflow" / "mlflow.db").exists():
+        print(f"set-up: reusing {home}")
+        return settings
+    request = TrainingDataRequest(SYMBOLS, HISTORY)
+    t0 = time.perf_counter()
+    with EmbeddedRuntime.open(settings) as runtime:
+        training = runtime.enable_training()
+        training.expect(TrainingRequest(SYMBOLS, HISTORY, request.request_id))
+        ingest = bootstrap_ingest(
+            settings, build_provider(settings, "synthetic"), runtime.market_data, runtime.bus
+        )
+        t1 = time.perf_counter()
+        ingest.ingest_history(request)
+        runtime.run_until_idle()
+        result = training.results[request.request_id]
+        if not result.champion:
+            raise SystemExit("set-up: the trained model was not promoted to champion")
+    took = time.perf_counter() - t0
+    print(
+        f"set-up: {took:.1f} s (opening runtime + torch/MLflow imports {t1 - t0:.1f} s; "
+        f"ingest 2 x {(HISTORY.end - HISTORY.start).days} days of 1m bars, preprocess, Feast, "
+        f"PPO 256 steps, backtest + gate {took - (t1 - t0):.1f} s)"
+    )
+    return settings
+
+
+def replay(settings: AppSettings, label: str, n_bars: int) -> RunResult:
+    spec = feature_set_for(settings)
+    base = spec.base_timeframe
+    clock = ManualClock(REPLAY_START)
+    probe = Probe()
+    # enough minutes for n bars of every symbol, and a day to spare
+    end = REPLAY_START + timedelta(minutes=n_bars // len(SYMBOLS) + 1, days=1)
+    with ExitStack() as stack:
+        for cls, name, stage in _HANDLERS:
+            stack.enter_context(mock.patch.object(cls, name, probe.wrap(stage, getattr(cls, name))))
+        t0 = time.perf_counter()
+        runtime = stack.enter_context(EmbeddedRuntime.open(settings))
+        md, fs = runtime.market_data, runtime.feature_store
+
+        def upsert_stage() -> str:
+            kind = "1m" if probe.in_pump else "resampled"
+            return f"market_data.upsert_bars ({kind})"
+
+        stack.enter_context(
+            mock.patch.object(md, "upsert_bars", probe.wrap(upsert_stage, md.upsert_bars))
+        )
+        for name in ("write_online", "online_features"):
+            method = getattr(fs, name)
+            stack.enter_context(
+                mock.patch.object(fs, name, probe.wrap(f"feature_store.{name}", method))
+            )
+        source = RecordingSource(ReplaySource(md, SYMBOLS, REPLAY_START, end), clock)
+        online = runtime.enable_online(source, clock=clock)
+        live_from = base.floor(REPLAY_START)
+        online.ingest.start(SYMBOLS, live_from - timedelta(days=1), live_from=live_from)
+        runtime.run_until_idle()  # gap fill → catch-up → streaming
+        probe.flush(None)
+        warm = time.perf_counter() - t0
+        bars = 0
+        started = time.perf_counter()
+        while bars < n_bars:
+            t0 = time.perf_counter()
+            probe.in_pump = True
+            got = online.ingest.pump(1)
+            probe.in_pump = False
+            t1 = time.perf_counter()
+            if got == 0:
+                probe.flush(None)
+                break
+            runtime.run_until_idle()
+            t2 = time.perf_counter()
+            probe.add("pump(1): ingest accept + publish", t1 - t0)
+            probe.add("run_until_idle()", t2 - t1)
+            probe.add("bar close -> ack", t2 - t0)
+            assert source.last is not None
+            close = source.last.close_time
+            probe.flush("base" if base.floor(close) == close else "other")
+            bars += 1
+        seconds = time.perf_counter() - started
+        status = online.execution.service.status()
+        counts = {k.value: status.counts.get(k, 0) for k in RecordKind}
+        predictions = online.inference.service.status().predictions
+    print(f"[{label}] opened runtime, loaded champion, caught up 1 day: {warm:.1f} s")
+    return RunResult(label, bars, seconds, probe, counts, predictions)
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:8.3f}"
+
+
+def report(result: RunResult, base: Timeframe) -> None:
+    p = result.probe
+    total = p.get("bar close -> ack")
+    snap, b, o = (
+        total.snapshot(),
+        p.get("bar close -> ack", "base"),
+        p.get("bar close -> ack", "other"),
+    )
+    rate = result.bars / result.seconds if result.seconds else 0.0
+    print(
+        f"\n== execution.store = {result.label}: {result.bars:,} bars in {result.seconds:.2f} s "
+        f"= {rate:,.0f} bars/s; {b.count:,} {base.value} closes, {o.count:,} other minutes; "
+        f"{result.predictions} predictions, records {result.counts}"
+    )
+    head = (
+        f"{'ms':<44}{'calls':>7}{'p50':>9}{'p99':>9}{'max':>9}{'mean':>9}"
+        f"{'base p50':>10}{'base p99':>9}{'othr p50':>9}{'othr p99':>9}{'ms/bar':>8}"
+    )
+    print(head)
+    print("-" * len(head))
+
+    def row(label: str, stage: str) -> None:
+        h = p.get(stage)
+        s = h.snapshot()
+        hb, ho = p.get(stage, "base").snapshot(), p.get(stage, "other").snapshot()
+        per_bar = s.mean * s.count / result.bars if result.bars else 0.0
+        print(
+            f"{label:<44}{s.count:>7}{ms(s.p50):>9}{ms(s.p99):>9}{ms(s.max):>9}{ms(s.mean):>9}"
+            f"{ms(hb.p50):>10}{ms(hb.p99):>9}{ms(ho.p50):>9}{ms(ho.p99):>9}{per_bar * 1e3:>8.3f}"
+        )
+
+    row("BAR CLOSE -> ACK (pump(1) + run_until_idle)", "bar close -> ack")
+    for stage, depth in STAGES:
+        row("  " * depth + stage, stage)
+    handlers = sum(p.get(s).snapshot().mean * p.get(s).count for _, _, s in _HANDLERS)
+    idle = p.get("run_until_idle()")
+    rest = idle.snapshot().mean * idle.count - handlers
+    print(
+        f"{'    bus: encode/decode/dispatch (rest of run_until_idle)':<98}"
+        f"{rest / max(result.bars, 1) * 1e3:>8.3f}"
+    )
+    verdict = "met" if snap.p99 < TARGET_P99_S else "NOT met"
+    print(
+        f"target p99 < {TARGET_P99_S * 1e3:.0f} ms per bar: {verdict} (p99 {snap.p99 * 1e3:.2f} ms)"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    ap.add_argument("--bars", type=int, default=10_000, help="1m bars to replay (all symbols)")
+    ap.add_argument("--home", type=Path, default=None, help="default: a temporary directory")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary home")
+    args = ap.parse_args()
+    home = args.home or Path(tempfile.mkdtemp(prefix="drl-online-bench-"))
+    print(
+        f"online benchmark: {args.bars:,} 1m bars of {', '.join(SYMBOLS)} from "
+        f"{REPLAY_START:%Y-%m-%d}; {os.cpu_count()} CPUs "
+        f"({platform.processor() or platform.machine()}), Python {platform.python_version()}"
+    )
+    print(f"home: {home}")
+    try:
+        settings = build_home(home)
+        base = feature_set_for(settings).base_timeframe
+        results = []
+        for store in ("duckdb", "memory"):
+            run_dir = home / "bench-online" / store
+            shutil.rmtree(run_dir, ignore_errors=True)
+            run_dir.mkdir(parents=True)
+            execution = settings.execution.model_copy(
+                update={"store": store, "store_path": run_dir / "execution.duckdb"}
+            )
+            run_settings = settings.model_copy(update={"execution": execution})
+            results.append(replay(run_settings, store, args.bars))
+        for result in results:
+            report(result, base)
+    finally:
+        if args.home is None and not args.keep:
+            shutil.rmtree(home, ignore_errors=True)
+        elif args.home is None:
+            print(f"kept {home}")
+
+
+if __name__ == "__main__":
+    main()
