@@ -5,7 +5,7 @@ Set-up (timed, printed): a home with synthetic 1m bars of BTCUSDT and ETHUSDT fo
 fixture builds it. Then N 1m bars (both symbols interleaved, default 10,000) are replayed from
 2024-01-15 through the embedded online workflow (ingest → preprocess → inference → execution on
 the in-memory bus, Feast's online store), the market clock moved to each bar's close, twice:
-with ``execution.store`` = duckdb (the default) and = memory.
+with ``execution.store`` = sqlite (the default) and memory.
 
 Per bar the wall time of ``pump(1) + run_until_idle()`` is recorded: in one process that is the
 whole path from a closed bar to the acknowledged order. Bars whose close completes a base (5m)
@@ -317,12 +317,12 @@ def main() -> None:
         settings = build_home(home)
         base = feature_set_for(settings).base_timeframe
         results = []
-        for store in ("duckdb", "memory"):
+        for store in ("sqlite", "memory"):
             run_dir = home / "bench-online" / store
             shutil.rmtree(run_dir, ignore_errors=True)
             run_dir.mkdir(parents=True)
             execution = settings.execution.model_copy(
-                update={"store": store, "store_path": run_dir / "execution.duckdb"}
+                update={"store": store, "store_path": run_dir / f"execution.{store}"}
             )
             run_settings = settings.model_copy(update={"execution": execution})
             results.append(replay(run_settings, store, args.bars))

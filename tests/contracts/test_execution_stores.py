@@ -1,6 +1,7 @@
-"""Contract of the execution store, over the in-memory fake and the embedded DuckDB store.
+"""Contract of the execution store, over the in-memory fake and the embedded SQLite
+stores.
 
-``reopen`` stands for a process restart: a new DuckDB store over the same file, or the same
+``reopen`` stands for a process restart: a new SQLite store over the same file, or the same
 in-memory object (which has no life beyond the process).
 """
 
@@ -13,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from drl_trading.common.domain import Order, Side, Symbol, parse_time
-from drl_trading.execution.adapter.duckdb_store import DuckDBExecutionStore
 from drl_trading.execution.adapter.memory_store import InMemoryExecutionStore
+from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
 from drl_trading.execution.core.ports import (
     Checkpoint,
     DuplicateOrderError,
@@ -35,7 +36,7 @@ T0 = parse_time("2024-01-01T00:00")
 Reopen = Callable[[], ExecutionStore]
 
 
-@pytest.fixture(params=["memory", "duckdb"])
+@pytest.fixture(params=["memory", "sqlite"])
 def stores(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[ExecutionStore, Reopen]]:
@@ -48,12 +49,13 @@ def stores(
             return memory
 
     else:
-        path = tmp_path / "execution.duckdb"
-        opened.append(DuckDBExecutionStore(path))
+        kind = SQLiteExecutionStore
+        path = tmp_path / f"execution.{request.param}"
+        opened.append(kind(path))
 
         def reopen() -> ExecutionStore:
             opened[-1].close()
-            opened.append(DuckDBExecutionStore(path))
+            opened.append(kind(path))
             return opened[-1]
 
     yield opened[0], reopen

@@ -128,7 +128,7 @@ def test_trades_and_kill_switch(home: AppSettings, tmp_path: Path) -> None:
             capture_output=True, text=True, timeout=300, check=False, env=env,
         )  # fmt: skip
 
-    if not (home.home / "paper" / "default" / "execution.duckdb").exists():
+    if not (home.home / "paper" / "default" / "execution.sqlite").exists():
         assert run("paper", "-s", "BTCUSDT", "--start", "2024-01-15", "--end", "2024-01-16",
                    "--max-bars", "60").returncode == 0  # fmt: skip
     out = tmp_path / "t.csv"

@@ -11,9 +11,9 @@ import pytest
 from drl_trading.common.adapter.system_clock import ManualClock
 from drl_trading.common.domain import Action, Bar, Symbol, Timeframe, parse_time
 from drl_trading.common.events import PredictionCompleted
-from drl_trading.execution.adapter.duckdb_store import DuckDBExecutionStore
 from drl_trading.execution.adapter.memory_store import InMemoryExecutionStore
 from drl_trading.execution.adapter.paper_broker import PaperBroker
+from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
 from drl_trading.execution.application.bootstrap import bootstrap_execution
 from drl_trading.execution.application.config import ExecutionSettings
 from drl_trading.execution.core.ports import (
@@ -198,11 +198,11 @@ def test_kill_with_flatten_closes_positions(h: Harness) -> None:
     assert h.broker.positions()[S].is_flat
 
 
-def test_restart_over_duckdb_resumes_the_portfolio_without_duplicate_orders(
+def test_restart_over_sqlite_resumes_the_portfolio_without_duplicate_orders(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "execution.duckdb"
-    first = Harness(DuckDBExecutionStore(path))
+    path = tmp_path / "execution.sqlite"
+    first = Harness(SQLiteExecutionStore(path))
     first.bar(0, 100)
     event = first.signal(0, 0.5)
     first.service.on_signal(event, STRATEGY)
@@ -212,7 +212,7 @@ def test_restart_over_duckdb_resumes_the_portfolio_without_duplicate_orders(
     before = first.service.status()
     first.store.close()
 
-    reopen: Callable[[], Harness] = lambda: Harness(DuckDBExecutionStore(path))  # noqa: E731
+    reopen: Callable[[], Harness] = lambda: Harness(SQLiteExecutionStore(path))  # noqa: E731
     second = reopen()
     second.clock.set(first.clock.now())
     after = second.service.status()
@@ -252,5 +252,5 @@ def test_bootstrap_builds_a_paper_service_from_settings(tmp_path: Path) -> None:
         ExecutionSettings(initial_cash=5_000), RiskParameters(), ManualClock(T0), tmp_path
     )
     assert parts.service.status().cash == 5_000
-    assert (tmp_path / "execution.duckdb").exists()
+    assert (tmp_path / "execution.sqlite").exists()
     parts.close()

@@ -99,11 +99,11 @@ def paper(
     if fresh and account_dir.exists():
         shutil.rmtree(account_dir)
     account_dir.mkdir(parents=True, exist_ok=True)
-    if settings.execution.store == "duckdb" and settings.execution.store_path is None:
+    if settings.execution.store != "memory" and settings.execution.store_path is None:
         settings = settings.model_copy(
             update={
                 "execution": settings.execution.model_copy(
-                    update={"store_path": account_dir / "execution.duckdb"}
+                    update={"store_path": account_dir / f"execution.{settings.execution.store}"}
                 )
             }
         )

@@ -1,6 +1,6 @@
 """`drl-trading trades`, `kill` and `resume`: the paper account's audit trail and kill switch.
 
-A running `paper` process owns its account's DuckDB file (one writer per file), so `kill` and
+A running `paper` process owns its account's store, so `kill` and
 `resume` leave a request file in the account folder that the running process applies within a
 few bars; with no process running they apply to the stored state directly.
 """
@@ -18,6 +18,7 @@ from rich.table import Table
 from drl_trading.cli.context import console, err_console, fail, state
 from drl_trading.common.domain import parse_time
 from drl_trading.common.settings import AppSettings
+from drl_trading.execution.core.ports import ExecutionStore
 
 KILL_FILE = "KILL"
 RESUME_FILE = "RESUME"
@@ -30,7 +31,9 @@ def account_dir(settings: AppSettings, session: str) -> Path:
 
 
 def _store_path(settings: AppSettings, session: str) -> Path:
-    return settings.execution.store_path or account_dir(settings, session) / "execution.duckdb"
+    return settings.execution.store_path or (
+        account_dir(settings, session) / f"execution.{settings.execution.store}"
+    )
 
 
 def trades(
@@ -44,7 +47,7 @@ def trades(
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write all rows as CSV.")] = None,
 ) -> None:
     """List the paper account's orders, fills, rejections and skips (newest last)."""
-    from drl_trading.execution.adapter.duckdb_store import DuckDBExecutionStore
+    from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
 
     settings = state(ctx).settings()
     path = _store_path(settings, session)
@@ -55,8 +58,8 @@ def trades(
     except ValueError as exc:
         raise fail(str(exc), 2) from None
     try:
-        store = DuckDBExecutionStore(path)
-    except Exception as exc:  # DuckDB refuses a file another process writes
+        store: ExecutionStore = SQLiteExecutionStore(path)
+    except Exception as exc:  # e.g. a locked or corrupt file
         raise fail(f"cannot read {path} ({exc}); is a paper session running?") from None
     try:
         records = store.records_since(start)
@@ -132,9 +135,8 @@ def apply_switch_now(settings: AppSettings, session: str, name: str, body: str) 
     from drl_trading.common.infrastructure import build_strategy
     from drl_trading.execution.application.bootstrap import bootstrap_execution
 
-    exec_settings = settings.execution.model_copy(
-        update={"store_path": _store_path(settings, session), "store": "duckdb"}
-    )
+    path = _store_path(settings, session)
+    exec_settings = settings.execution.model_copy(update={"store_path": path, "store": "sqlite"})
     parts = bootstrap_execution(
         exec_settings, build_strategy(settings).risk_parameters(), SystemClock(), settings.home
     )

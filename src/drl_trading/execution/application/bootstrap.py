@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drl_trading.common.ports import Clock
-from drl_trading.execution.adapter.duckdb_store import DuckDBExecutionStore
 from drl_trading.execution.adapter.memory_store import InMemoryExecutionStore
 from drl_trading.execution.adapter.paper_broker import PaperBroker
+from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
 from drl_trading.execution.application.config import ExecutionSettings
 from drl_trading.execution.core.ports import ExecutionStore
 from drl_trading.execution.core.service import ExecutionService
@@ -30,11 +30,11 @@ def bootstrap_execution(
 ) -> ExecutionComponents:
     """Paper broker plus the configured store; a store holding a portfolio resumes it, so the
     initial cash only matters the first time."""
-    store: ExecutionStore = (
-        InMemoryExecutionStore()
-        if settings.store == "memory"
-        else DuckDBExecutionStore(settings.store_path or home / "execution.duckdb")
-    )
+    store: ExecutionStore
+    if settings.store == "memory":
+        store = InMemoryExecutionStore()
+    else:
+        store = SQLiteExecutionStore(settings.store_path or home / "execution.sqlite")
     broker = PaperBroker(settings.fee_bps, settings.slippage_bps, settings.initial_cash)
     service = ExecutionService(broker, store, settings.limits(risk), clock)
     return ExecutionComponents(service, broker, store)

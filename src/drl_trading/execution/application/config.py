@@ -22,11 +22,12 @@ _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 class ExecutionSettings(BaseModel):
     model_config = _FROZEN
-    store: Literal["duckdb", "memory"] = Field(
-        "duckdb", description="Where portfolio, trading state and the trade records are kept."
+    store: Literal["sqlite", "memory"] = Field(
+        "sqlite", description="Where portfolio, trading state and the trade records are kept."
     )
     store_path: Path | None = Field(
-        None, description="DuckDB file; default <home>/execution.duckdb"
+        None,
+        description="SQLite file; default <home>/execution.sqlite (paper: per account)",
     )
     initial_cash: float = Field(10_000.0, gt=0, description="Paper account cash (quote currency).")
     fee_bps: float = Field(5.0, ge=0, description="Fee per fill, bps of its notional.")

@@ -169,7 +169,7 @@ class Checkpoint:
 
     ``targets`` holds the last target position (fraction of equity) the service reached per
     symbol: a repeated target is not rebalanced. ``last_signal`` is the record of the latest signal;
-    it must be committed as a record too (the DuckDB store keeps only its id).
+    it must be committed as a record too (the SQL store keeps only its id).
     """
 
     portfolio: PortfolioSnapshot
