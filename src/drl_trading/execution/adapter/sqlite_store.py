@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS open_orders (
 CREATE TABLE IF NOT EXISTS marks (symbol TEXT NOT NULL, price REAL NOT NULL,
     as_of INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS targets (symbol TEXT NOT NULL, target REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (symbol TEXT NOT NULL, price REAL NOT NULL,
+    as_of INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS trading_state (
     state TEXT NOT NULL,
     reason TEXT NOT NULL,
@@ -154,6 +156,12 @@ class SQLiteExecutionStore:
                         "SELECT symbol, price, as_of FROM marks ORDER BY symbol"
                     ).fetchall()
                 }
+                entries = {
+                    Symbol(s): Mark(p, _time(t))
+                    for s, p, t in con.execute(
+                        "SELECT symbol, price, as_of FROM entries ORDER BY symbol"
+                    ).fetchall()
+                }
                 targets = {
                     Symbol(s): t
                     for s, t in con.execute(
@@ -177,6 +185,7 @@ class SQLiteExecutionStore:
             ),
             marks=marks,
             targets=targets,
+            entries=entries,
             last_signal=last_signal,
         )
 
@@ -266,7 +275,15 @@ class SQLiteExecutionStore:
 
     def _write_checkpoint(self, cp: Checkpoint) -> None:
         con = self._con
-        for table in ("portfolio", "positions", "open_orders", "marks", "targets", "trading_state"):
+        for table in (
+            "portfolio",
+            "positions",
+            "open_orders",
+            "marks",
+            "targets",
+            "entries",
+            "trading_state",
+        ):
             con.execute(f"DELETE FROM {table}")
         con.execute(
             "INSERT INTO portfolio VALUES (?, ?)", (float(cp.portfolio.cash), _micros(now_utc()))
@@ -304,6 +321,11 @@ class SQLiteExecutionStore:
             con.executemany(
                 "INSERT INTO marks VALUES (?, ?, ?)",
                 [(str(s), float(m.price), _micros(m.as_of)) for s, m in cp.marks.items()],
+            )
+        if cp.entries:
+            con.executemany(
+                "INSERT INTO entries VALUES (?, ?, ?)",
+                [(str(s), float(m.price), _micros(m.as_of)) for s, m in cp.entries.items()],
             )
         if cp.targets:
             con.executemany(

@@ -177,6 +177,9 @@ class Checkpoint:
     marks: Mapping[Symbol, Mark] = field(default_factory=dict)
     targets: Mapping[Symbol, float] = field(default_factory=dict)
     last_signal: TradeRecord | None = None
+    entries: Mapping[Symbol, Mark] = field(default_factory=dict)
+    """Where and when each open position was entered (the fill bar's open price and time): the
+    policy's agent state needs it, so a restart must not lose it."""
 
 
 class DuplicateOrderError(Exception):

@@ -118,9 +118,13 @@ class ExecutionService:
             self._last_signal = checkpoint.last_signal
             state = checkpoint.risk
         self._risk = RiskEngine(limits, state)
-        # entry of each open position (not persisted yet: after a restart `agent_position`
-        # falls back to the average price)
-        self._entries: dict[Symbol, tuple[float, datetime]] = {}
+        # entry of each open position, persisted with the checkpoint (a store written before
+        # entries were kept has none: `agent_position` then falls back to the average price)
+        self._entries: dict[Symbol, tuple[float, datetime]] = (
+            {s: (m.price, m.as_of) for s, m in checkpoint.entries.items()}
+            if checkpoint is not None
+            else {}
+        )
 
     @property
     def limits(self) -> ExecutionLimits:
@@ -412,6 +416,7 @@ class ExecutionService:
             portfolio=self._broker.snapshot(),
             risk=self._risk.state,
             marks=dict(self._marks),
+            entries={s: Mark(p, t) for s, (p, t) in self._entries.items()},
             targets=dict(self._targets),
             last_signal=self._last_signal,
         )
