@@ -115,6 +115,9 @@ def test_paper_command_report(home: AppSettings, tmp_path: Path) -> None:
     assert report["model"] == "drl-example/1"
     assert report["predictions"] == 60
     assert report["latency_ms"]["bar_to_ack"]["count"] == 300
+    # the backtest's equity-curve metrics over the session's 5m closes
+    assert report["metrics"]["n_steps"] == 29
+    assert {"sharpe", "max_drawdown", "total_return", "exposure"} <= set(report["metrics"])
     assert rec.exists()
     assert "paper session" in proc.stdout
 

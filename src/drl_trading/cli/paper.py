@@ -150,6 +150,8 @@ def paper(
         inference = online.inference.service
         execution = online.execution.service
         bars = 0
+        base_us = spec.base_timeframe.micros
+        curve: list[tuple[datetime, float, float]] = []  # (base close, equity, gross exposure)
         started = time.perf_counter()
         interrupted = False
         with Live(_status(online, 0, stage, 0.0), console=err_console, refresh_per_second=4) as lv:
@@ -161,6 +163,20 @@ def paper(
                     runtime.run_until_idle()
                     stage.record(time.perf_counter() - t0)
                     bars += 1
+                    now = clock.now()
+                    if (now - _EPOCH) // timedelta(microseconds=1) % base_us == 0:
+                        # after the last symbol's bar of a base close (a later bar of the same
+                        # minute replaces the earlier snapshot)
+                        st = execution.status()
+                        gross = sum(
+                            abs(p.quantity) * st.marks.get(sym, 0.0)
+                            for sym, p in st.positions.items()
+                        )
+                        point = (now, st.equity, gross / st.equity if st.equity else 0.0)
+                        if curve and curve[-1][0] == now:
+                            curve[-1] = point
+                        else:
+                            curve.append(point)
                     if bars % 20 == 0:
                         switched = poll_switches(account_dir, execution)
                         if switched:
@@ -196,6 +212,7 @@ def paper(
             "records": counts,
             "predictions": inf.predictions,
             "skips": inf.skips,
+            "metrics": _session_metrics(curve, spec.base_timeframe.minutes),
             "latency_ms": {
                 "bar_to_ack": _ms(stage.snapshot()),
                 **{k: _ms(v) for k, v in inf.latency.items()},
@@ -212,6 +229,54 @@ def paper(
         console.print(f"feature vectors: {len(recorded)} written to {record_features}")
     _print_report(report)
     console.print(f"session report: {path}")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _session_metrics(
+    curve: list[tuple[datetime, float, float]], base_minutes: int
+) -> dict[str, Any]:
+    """The backtest's equity-curve metrics over the session's base-bar closes (portfolio level:
+    per-trade figures are in the trade records)."""
+    import numpy as np
+
+    from drl_trading.training.core.metrics import compute_metrics, periods_per_year
+    from drl_trading.training.core.trace import SimulationTrace
+
+    if len(curve) < 2:
+        return {}
+    times = np.array([t.replace(tzinfo=None) for t, _, _ in curve], dtype="datetime64[us]")
+    equity = np.array([e for _, e, _ in curve], dtype=np.float64)
+    exposure = np.array([x for _, _, x in curve[1:]], dtype=np.float64)
+    n = len(curve) - 1
+    trace = SimulationTrace(
+        symbol="portfolio",
+        times=times,
+        close=equity / equity[0],
+        equity=equity,
+        position=np.clip(exposure, 0.0, 1.0),
+        gap_return=np.zeros(n),
+        bar_return=np.zeros(n),
+        cost=np.zeros(n),
+        cost_rate=0.0,
+    )
+    m = compute_metrics(trace, periods_per_year(base_minutes)).to_dict()
+    keep = (
+        "total_return",
+        "cagr",
+        "annual_volatility",
+        "sharpe",
+        "sortino",
+        "calmar",
+        "max_drawdown",
+        "max_drawdown_duration_days",
+        "exposure",
+        "n_steps",
+        "start",
+        "end",
+    )
+    return {k: m[k] for k in keep if k in m}
 
 
 def _ms(snap: Any) -> dict[str, float]:
@@ -258,6 +323,10 @@ def _print_report(report: dict[str, Any]) -> None:
     t.add_row("equity", f"{report['equity']:,.2f}")
     t.add_row("total return", f"{report['total_return']:.2%}")
     t.add_row("trading state", report["trading_state"])
+    for key, label in (("sharpe", "Sharpe"), ("max_drawdown", "max drawdown")):
+        value = report["metrics"].get(key)
+        if value is not None:
+            t.add_row(label, f"{value:.2%}" if key == "max_drawdown" else f"{value:.2f}")
     t.add_row("predictions", str(report["predictions"]))
     for kind, n in report["records"].items():
         t.add_row(f"{kind}s", str(n))
