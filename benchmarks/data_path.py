@@ -11,14 +11,11 @@ Compute steps are repeated and the median is reported; the machine's noise shows
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
 
 import polars as pl
 
@@ -35,28 +32,11 @@ from drl_trading.strategy.feature_set import (
     TimeframeFeatures,
     default_feature_set,
 )
+from timing import line, timed
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
-T = TypeVar("T")
 SYMBOL = Symbol("BENCHUSDT")
 TIMEFRAMES = (Timeframe.M5, Timeframe.M15, Timeframe.H1, Timeframe.H4, Timeframe.D1)
-
-
-def timed(fn: Callable[[], T], repeat: int) -> tuple[T, list[float]]:
-    times: list[float] = []
-    result: T
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return result, times
-
-
-def line(name: str, times: list[float], rows: int | None = None, unit: str = "bars") -> None:
-    med = statistics.median(times)
-    rate = f"{rows / med:>14,.0f} {unit}/s" if rows else " " * 22
-    spread = f"(min {min(times):.3f} .. max {max(times):.3f}, n={len(times)})"
-    print(f"{name:<38}{med:>9.3f} s {rate}  {spread}")
 
 
 def heavy_feature_set() -> FeatureSetSpec:

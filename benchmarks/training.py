@@ -20,11 +20,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 from unittest import mock
 
 import numpy as np
@@ -40,28 +39,16 @@ from drl_trading.training.core.predictor import (
     Predictor,
     run_policy,
 )
+from timing import line as _line
+from timing import timed
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
-T = TypeVar("T")
 BARS_PER_YEAR_5M = 365.0 * 288.0
 FALLBACK_BARS = 20_000
 
 
-def timed(fn: Callable[[], T], repeat: int) -> tuple[T, list[float]]:
-    times: list[float] = []
-    result: T
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return result, times
-
-
 def line(name: str, times: list[float], rows: int | None = None, unit: str = "bars") -> None:
-    med = statistics.median(times)
-    rate = f"{rows / med:>14,.0f} {unit}/s" if rows else " " * 22
-    spread = f"(min {min(times):.3f} .. max {max(times):.3f}, n={len(times)})"
-    print(f"{name:<48}{med:>9.3f} s {rate}  {spread}")
+    _line(name, times, rows, unit, width=48)
 
 
 def synthetic_series(n: int, n_features: int, seed: int) -> MarketSeries:

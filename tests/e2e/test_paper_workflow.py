@@ -15,13 +15,11 @@ import pytest
 from drl_trading.common.adapter.system_clock import ManualClock
 from drl_trading.common.domain import Symbol, TimeRange
 from drl_trading.common.events import ProcessingMode, Topic
-from drl_trading.common.settings import AppSettings, load_settings
+from drl_trading.common.settings import AppSettings
 from drl_trading.execution.core.ports import RecordKind
 from drl_trading.ingest.adapter.replay_source import ReplaySource
-from drl_trading.ingest.application.bootstrap import bootstrap_ingest, build_provider
-from drl_trading.ingest.core.service import TrainingDataRequest
 from drl_trading.runtime import EmbeddedRuntime
-from drl_trading.training.core.service import TrainingRequest
+from tests.e2e.offline import ingest_and_train, tiny_training_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -32,25 +30,8 @@ REPLAY = TimeRange.parse("2024-01-15", "2024-01-16")
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> AppSettings:
-    home = tmp_path_factory.mktemp("paper")
-    settings = load_settings(
-        home=home,
-        training={
-            "total_timesteps": 256,
-            "env": {"n_envs": 2},
-            "gate": {"min_sharpe": -1e9, "beat_buy_and_hold": False, "max_drawdown": 1.0},
-        },
-    )
-    request = TrainingDataRequest(SYMBOLS, RANGE)
-    with EmbeddedRuntime.open(settings) as runtime:
-        training = runtime.enable_training()
-        training.expect(TrainingRequest(SYMBOLS, RANGE, request.request_id))
-        ingest = bootstrap_ingest(
-            settings, build_provider(settings, "synthetic"), runtime.market_data, runtime.bus
-        )
-        ingest.ingest_history(request)
-        runtime.run_until_idle()
-        assert training.results[request.request_id].champion
+    settings = tiny_training_settings(tmp_path_factory.mktemp("paper"), timesteps=256)
+    assert ingest_and_train(settings, SYMBOLS, RANGE).champion
     return settings
 
 

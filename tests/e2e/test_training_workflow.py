@@ -13,11 +13,9 @@ import numpy as np
 import pytest
 
 from drl_trading.common.domain import Symbol, TimeRange
-from drl_trading.common.settings import AppSettings, load_settings
-from drl_trading.ingest.application.bootstrap import bootstrap_ingest, build_provider
-from drl_trading.ingest.core.service import TrainingDataRequest
-from drl_trading.runtime import EmbeddedRuntime
-from drl_trading.training.core.service import TrainingRequest, TrainingResult
+from drl_trading.common.settings import AppSettings
+from drl_trading.training.core.service import TrainingResult
+from tests.e2e.offline import ingest_and_train, tiny_training_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -27,27 +25,8 @@ RANGE = TimeRange.parse("2024-01-01", "2024-01-21")
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[AppSettings, TrainingResult]:
-    home = tmp_path_factory.mktemp("home")
-    settings = load_settings(
-        home=home,
-        training={
-            "total_timesteps": 1024,
-            "env": {"n_envs": 2},
-            # a permissive gate, so that the run also exercises promotion to champion
-            "gate": {"min_sharpe": -1e9, "beat_buy_and_hold": False, "max_drawdown": 1.0},
-        },
-    )
-    request = TrainingDataRequest(SYMBOLS, RANGE)
-    with EmbeddedRuntime.open(settings) as runtime:
-        training = runtime.enable_training()
-        training.expect(TrainingRequest(SYMBOLS, RANGE, request.request_id))
-        ingest = bootstrap_ingest(
-            settings, build_provider(settings, "synthetic"), runtime.market_data, runtime.bus
-        )
-        ingest.ingest_history(request)
-        runtime.run_until_idle()
-        assert runtime.bus.messages("dlq.completed.preprocess-data.offline") == []
-        result = training.results[request.request_id]
+    settings = tiny_training_settings(tmp_path_factory.mktemp("home"), timesteps=1024)
+    result = ingest_and_train(settings, SYMBOLS, RANGE)
     return settings, result
 
 

@@ -43,34 +43,50 @@ def ingest(
         raise fail(str(exc), 2) from None
     request = TrainingDataRequest(tuple(syms), rng)
     with EmbeddedRuntime.open(settings) as runtime:
-        try:
-            provider = build_provider(settings, source, path)
-        except (ValueError, FileNotFoundError) as exc:
-            raise fail(str(exc), 2) from None
-        service = bootstrap_ingest(settings, provider, runtime.market_data, runtime.bus)
-        total_minutes = int((rng.end - rng.start).total_seconds() // 60)
-        with progress_bar() as bar:
-            tasks = {s: bar.add_task(f"ingest {s}", total=total_minutes) for s in syms}
-
-            def on_progress(symbol: Symbol, last: datetime, rows: int) -> None:
-                done = int((last - rng.start).total_seconds() // 60) + 1
-                bar.update(tasks[symbol], completed=min(done, total_minutes))
-
-            try:
-                report = service.ingest_history(
-                    request, request_preprocessing=preprocess, on_progress=on_progress
-                )
-            except BatchRejectedError as exc:
-                raise fail(str(exc)) from None
-            except (FileNotFoundError, LookupError, ValueError, KeyError) as exc:
-                raise fail(f"{type(exc).__name__}: {exc}") from None
-            for task in tasks.values():
-                bar.update(task, completed=total_minutes)
+        report = run_ingest(runtime, source, path, request, request_preprocessing=preprocess)
         print_ingest_report(report)
         if preprocess:
             observer = run_preprocess(runtime, request.request_id)
             if not print_preprocess_outcome(observer):
                 raise typer.Exit(1)
+
+
+def run_ingest(
+    runtime: EmbeddedRuntime,
+    source: Source,
+    path: Path | None,
+    request: TrainingDataRequest,
+    *,
+    request_preprocessing: bool,
+) -> IngestReport:
+    """Ingest ``request`` from ``source`` with a progress bar per symbol; errors exit the CLI
+    with their message (bad arguments with code 2)."""
+    settings = runtime.settings
+    rng = request.range
+    try:
+        provider = build_provider(settings, source, path)
+    except (ValueError, FileNotFoundError) as exc:
+        raise fail(str(exc), 2) from None
+    service = bootstrap_ingest(settings, provider, runtime.market_data, runtime.bus)
+    total_minutes = int((rng.end - rng.start).total_seconds() // 60)
+    with progress_bar() as bar:
+        tasks = {s: bar.add_task(f"ingest {s}", total=total_minutes) for s in request.symbols}
+
+        def on_progress(symbol: Symbol, last: datetime, rows: int) -> None:
+            done = int((last - rng.start).total_seconds() // 60) + 1
+            bar.update(tasks[symbol], completed=min(done, total_minutes))
+
+        try:
+            report = service.ingest_history(
+                request, request_preprocessing=request_preprocessing, on_progress=on_progress
+            )
+        except BatchRejectedError as exc:
+            raise fail(str(exc)) from None
+        except (FileNotFoundError, LookupError, ValueError, KeyError) as exc:
+            raise fail(f"{type(exc).__name__}: {exc}") from None
+        for task in tasks.values():
+            bar.update(task, completed=total_minutes)
+    return report
 
 
 def print_ingest_report(report: IngestReport) -> None:

@@ -24,7 +24,7 @@ from rich.table import Table
 from drl_trading.cli.context import console, err_console, fail, state
 from drl_trading.cli.trades import poll_switches
 from drl_trading.common.adapter.system_clock import ManualClock
-from drl_trading.common.domain import Bar, Symbol, TimeRange, parse_symbols
+from drl_trading.common.domain import Bar, Symbol, TimeRange, parse_symbols, to_micros
 from drl_trading.inference.core.latency import LatencyHistogram
 from drl_trading.runtime import EmbeddedRuntime
 
@@ -164,7 +164,7 @@ def paper(
                     stage.record(time.perf_counter() - t0)
                     bars += 1
                     now = clock.now()
-                    if (now - _EPOCH) // timedelta(microseconds=1) % base_us == 0:
+                    if to_micros(now) % base_us == 0:
                         # after the last symbol's bar of a base close (a later bar of the same
                         # minute replaces the earlier snapshot)
                         st = execution.status()
@@ -229,9 +229,6 @@ def paper(
         console.print(f"feature vectors: {len(recorded)} written to {record_features}")
     _print_report(report)
     console.print(f"session report: {path}")
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _session_metrics(

@@ -13,13 +13,13 @@ import typer
 from rich.table import Table
 
 from drl_trading.cli.context import console, err_console, fail, state
-from drl_trading.cli.ingest import print_ingest_report
+from drl_trading.cli.ingest import print_ingest_report, run_ingest
 from drl_trading.cli.pipeline import WorkflowObserver, print_preprocess_outcome, run_preprocess
 from drl_trading.cli.progress import progress_bar
-from drl_trading.common.domain import Symbol, TimeRange, parse_symbols
+from drl_trading.common.domain import TimeRange, parse_symbols
 from drl_trading.common.settings import AppSettings
-from drl_trading.ingest.application.bootstrap import Source, bootstrap_ingest, build_provider
-from drl_trading.ingest.core.service import BatchRejectedError, TrainingDataRequest
+from drl_trading.ingest.application.bootstrap import Source
+from drl_trading.ingest.core.service import TrainingDataRequest
 from drl_trading.runtime import EmbeddedRuntime
 
 METRIC_ROWS: tuple[tuple[str, str, str], ...] = (
@@ -282,27 +282,7 @@ def quickstart(
         training = runtime.enable_training()
         # the training service asks ingest for its data; the correlation id ties the events
         training.expect(TrainingRequest(tuple(syms), rng, data_request.request_id))
-        try:
-            provider = build_provider(settings, source, path)
-        except (ValueError, FileNotFoundError) as exc:
-            raise fail(str(exc), 2) from None
-        service = bootstrap_ingest(settings, provider, runtime.market_data, runtime.bus)
-        total_minutes = int((rng.end - rng.start).total_seconds() // 60)
-        with progress_bar() as bar:
-            tasks = {s: bar.add_task(f"ingest {s}", total=total_minutes) for s in syms}
-
-            def on_ingest(symbol: Symbol, last: datetime, rows: int) -> None:
-                done = int((last - rng.start).total_seconds() // 60) + 1
-                bar.update(tasks[symbol], completed=min(done, total_minutes))
-
-            try:
-                report = service.ingest_history(data_request, on_progress=on_ingest)
-            except BatchRejectedError as exc:
-                raise fail(str(exc)) from None
-            except (FileNotFoundError, LookupError, ValueError, KeyError) as exc:
-                raise fail(f"{type(exc).__name__}: {exc}") from None
-            for task in tasks.values():
-                bar.update(task, completed=total_minutes)
+        report = run_ingest(runtime, source, path, data_request, request_preprocessing=True)
         print_ingest_report(report)
         observer: WorkflowObserver = run_preprocess(runtime, data_request.request_id)
         preprocessed = print_preprocess_outcome(observer)

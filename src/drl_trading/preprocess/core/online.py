@@ -14,22 +14,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
-from drl_trading.common.domain import Timeframe
+from drl_trading.common.domain import Timeframe, from_micros, to_micros
 from drl_trading.preprocess.core.incremental import IncrementalFeatureSet
 from drl_trading.strategy.feature_set import FeatureSetSpec
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MINUTE_US = 60_000_000
-
-
-def _us(t: datetime) -> int:
-    return (t - _EPOCH) // timedelta(microseconds=1)
-
-
-def _dt(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +89,11 @@ class IncrementalResampler:
         first = self._first_seen_us
         if first is not None and start < first:  # the stream began inside this window
             return []
-        return [ClosedBar(self.timeframe, _dt(start), self._o, self._h, self._l, self._c, self._v)]
+        return [
+            ClosedBar(
+                self.timeframe, from_micros(start), self._o, self._h, self._l, self._c, self._v
+            )
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,18 +136,18 @@ class OnlineFeatureEngine:
 
     @property
     def last_open_time(self) -> datetime | None:
-        return None if self._last_open_us is None else _dt(self._last_open_us)
+        return None if self._last_open_us is None else from_micros(self._last_open_us)
 
     def update(
         self, open_time: datetime, o: float, h: float, low: float, c: float, v: float
     ) -> tuple[list[ClosedBar], list[OnlineRow]]:
         """Feed one 1m bar. Returns the higher-timeframe bars it closed and the feature rows of
         the base-timeframe bars it closed (usually none or one; complete or still warming up)."""
-        open_us = _us(open_time)
+        open_us = to_micros(open_time)
         if self._last_open_us is not None and open_us <= self._last_open_us:
             raise LateBarError(
                 f"1m bar {open_time.isoformat()} is not after the last processed "
-                f"{_dt(self._last_open_us).isoformat()}"
+                f"{from_micros(self._last_open_us).isoformat()}"
             )
         self._last_open_us = open_us
         closed: list[ClosedBar] = []

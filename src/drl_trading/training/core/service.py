@@ -312,7 +312,8 @@ class TrainingService:
                 raise TrainingError(f"no usable bars in the test range {splits.test}")
             test = self._backtest(registered, test_series)
             self._log_backtest(run, "test", test)
-            report_path, metrics_path = self.write_report(
+            report_path, metrics_path = write_backtest_files(
+                self.reports_dir,
                 test,
                 version,
                 title=f"Backtest of {version.uri} on the test range",
@@ -493,30 +494,6 @@ class TrainingService:
                     metrics[f"{part}.{s.symbol}.{attr}"] = float(value)
         run.log_metrics(metrics)
         run.log_dict(result.to_dict(), f"backtest/{part}_metrics.json")
-
-    def write_report(
-        self,
-        result: BacktestResult,
-        version: ModelVersion,
-        *,
-        title: str,
-        extra: dict[str, str],
-        stem: str,
-        manifest: ModelManifest,
-        validation: BacktestResult | None = None,
-        gate: GateDecision | None = None,
-    ) -> tuple[Path, Path]:
-        return write_backtest_files(
-            self.reports_dir,
-            result,
-            version,
-            title=title,
-            extra=extra,
-            stem=stem,
-            manifest=manifest,
-            validation=validation,
-            gate=gate,
-        )
 
 
 def write_backtest_files(
