@@ -108,9 +108,8 @@ def paper(
             }
         )
     spec = feature_set_for(settings)
-    spec0 = feature_set_for(settings)
     # a live stream starts on the base grid, so its first base bar is complete
-    first_live = rng.start if rng else spec0.base_timeframe.floor(datetime.now(UTC))
+    first_live = rng.start if rng else spec.base_timeframe.floor(datetime.now(UTC))
     clock = ManualClock(first_live)
     recorded: list[dict[str, Any]] = []
     stage = LatencyHistogram()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
@@ -18,7 +19,9 @@ from drl_trading.common.events import (
 )
 from drl_trading.preprocess.adapter.bus_handlers import GROUP as PREPROCESS_GROUP
 from drl_trading.runtime import EmbeddedRuntime
-from drl_trading.training.core.service import TrainingProgress
+
+if TYPE_CHECKING:  # only a type here: ingest and preprocess need not import training
+    from drl_trading.training.core.service import TrainingProgress
 
 OBSERVER = "cli"
 
