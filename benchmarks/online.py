@@ -215,7 +215,7 @@ def replay(settings: AppSettings, label: str, n_bars: int) -> RunResult:
                 mock.patch.object(fs, name, probe.wrap(f"feature_store.{name}", method))
             )
         source = RecordingSource(ReplaySource(md, SYMBOLS, REPLAY_START, end), clock)
-        online = runtime.enable_online(source, clock=clock)
+        online = runtime.enable_online(source, clock=clock, symbols=SYMBOLS)
         live_from = base.floor(REPLAY_START)
         online.ingest.start(SYMBOLS, live_from - timedelta(days=1), live_from=live_from)
         runtime.run_until_idle()  # gap fill → catch-up → streaming

@@ -206,11 +206,9 @@ def main() -> None:
         quick.confidence, slow.confidence, atol=1e-5
     )
     print(f"{'':48}fast path == torch fallback: {'yes' if same else 'NO'}")
-    cost_rate = cfg.cost_rate
+    costs = cfg.costs
     result, t = timed(
-        lambda: backtest(
-            predictor, [series], cost_rate=cost_rate, periods_per_year=BARS_PER_YEAR_5M
-        ),
+        lambda: backtest(predictor, [series], costs=costs, periods_per_year=BARS_PER_YEAR_5M),
         args.repeat,
     )
     line(f"backtest() whole ({n:,} bars)", t, n)

@@ -7,11 +7,13 @@ no message is pending, which is how a CLI command turns "publish a request" into
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from drl_trading.common.adapter.memory_bus import InMemoryBus
+from drl_trading.common.domain import Symbol
 from drl_trading.common.infrastructure import build_bus, build_feature_store, build_market_data
 from drl_trading.common.ports import Clock, FeatureStore, MarketDataRepository
 from drl_trading.common.settings import AppSettings
@@ -74,10 +76,12 @@ class EmbeddedRuntime:
         registry: ModelRegistry | None = None,
         clock: Clock | None = None,
         history: HistoricalDataProvider | None = None,
+        symbols: Sequence[Symbol] = (),
     ) -> OnlineComponents:
         """Subscribe ingest (online), inference and execution next to preprocess: the online
         workflow of the design, in this process. ``model_ref`` overrides
-        ``inference.model_ref`` (``NAME@alias``, ``NAME/version`` or an alias)."""
+        ``inference.model_ref`` (``NAME@alias``, ``NAME/version`` or an alias); ``symbols`` is
+        the traded universe (execution splits its capital over them by default)."""
         from drl_trading.common.adapter.system_clock import SystemClock
         from drl_trading.common.events import Topic
         from drl_trading.common.infrastructure import build_strategy, feature_set_for
@@ -99,7 +103,7 @@ class EmbeddedRuntime:
         strategy = build_strategy(settings)
         spec = feature_set_for(settings)
         execution = bootstrap_execution(
-            settings.execution, strategy.risk_parameters(), clock, settings.home
+            settings.execution, strategy.risk_parameters(), clock, settings.home, symbols
         )
         handlers = ExecutionHandlers(execution.service, strategy)
         self.bus.subscribe(Topic.PREDICT_COMPLETED, group=EXECUTION, handler=handlers.on_prediction)

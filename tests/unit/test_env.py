@@ -9,6 +9,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from drl_trading.common.agent_state import agent_state
+from drl_trading.common.costs import CostModel
 from drl_trading.strategy.api import RewardContext
 from drl_trading.training.core.env import EnvConfig, MarketSeries, TradingEnv
 from drl_trading.training.core.trace import simulate
@@ -37,7 +38,8 @@ class Recorder:
 
 def _env(series: MarketSeries, **kw: object) -> tuple[TradingEnv, Recorder]:
     rec = Recorder()
-    cfg = EnvConfig(episode_bars=None, fee_bps=10.0, slippage_bps=0.0, **kw)  # type: ignore[arg-type]
+    kw = {"slippage_bps": 0.0} | kw
+    cfg = EnvConfig(episode_bars=None, fee_bps=10.0, **kw)  # type: ignore[arg-type]
     return TradingEnv([series], rec, cfg), rec
 
 
@@ -48,39 +50,41 @@ def test_long_fill_at_next_open_with_fee() -> None:
     env, rec = _env(_series([100, 102, 110], [101, 105, 99]))
     env.reset()
     _, r, term, trunc, info = env.step(LONG)
-    # decision at close 101, fill at open 102, marked at close 105
-    # gap earns nothing (flat before); cost = 1 * 10 bps = 0.001
-    # equity = (1 - 0.001) * (105 / 102) = 1.0283235...
-    expected = (1 - 0.001) * (105 / 102)
-    assert info["equity"] == pytest.approx(expected)
+    # decision at close 101: 1/101 units, filled at open 102 with a 10 bps fee, marked at 105
+    units = 1 / 101
+    cash = 1 - units * 102 - units * 102 * 0.001
+    expected = cash + units * 105
+    assert info["equity"] == pytest.approx(expected, rel=1e-12)
     assert r == pytest.approx(expected - 1)
     c = rec.calls[-1]
     assert c["open_next"] == 102 and c["close"] == 101 and c["close_next"] == 105
     assert c["position_before"] == 0 and c["position_after"] == 1
-    assert c["cost"] == pytest.approx(0.001)
-    assert c["gross_return"] == pytest.approx(105 / 102 - 1)
+    assert c["cost"] == pytest.approx(units * 102 * 0.001)
+    assert c["gross_return"] == pytest.approx(expected - 1 + units * 102 * 0.001)
     assert c["bars_in_position"] == 1
     assert not term and not trunc  # three bars: two decisions
     assert env.step(FLAT)[3]
 
 
-def test_hold_then_reverse_pays_gap_and_double_cost() -> None:
+def test_hold_in_units_then_reverse_pays_gap_and_both_legs_cost() -> None:
     opens = [100, 100, 104, 100]
     closes = [100, 102, 101, 98]
     env, rec = _env(_series(opens, closes))
     env.reset()
-    env.step(LONG)  # fill 100 at bar 1, mark 102: (1-0.001)*1.02
-    e1 = (1 - 0.001) * 1.02
-    env.step(LONG)  # hold: gap 104/102, bar 101/104
-    e2 = e1 * (104 / 102) * (101 / 104)
+    env.step(LONG)  # 0.01 units filled at 100, fee 0.001
+    cash, units = 1 - 1 - 0.001, 0.01
+    assert env.equity == pytest.approx(cash + units * 102)
+    env.step(LONG)  # held in units, not rebalanced: no cost
+    e2 = cash + units * 101
     assert env.equity == pytest.approx(e2)
     assert rec.calls[-1]["cost"] == 0.0 and rec.calls[-1]["bars_in_position"] == 2
     _, _, _, trunc, _ = env.step(SHORT)
-    # the long earns the gap 100/101, then reverse: |(-1) - 1| = 2 units -> cost 0.002,
-    # the short earns -(98/100 - 1) = +2%
-    e3 = e2 * (1 + (100 / 101 - 1)) * (1 - 0.002) * (1 - (98 / 100 - 1))
-    assert env.equity == pytest.approx(e3)
-    assert rec.calls[-1]["cost"] == pytest.approx(0.002)
+    # target -1 of equity e2 at close 101, filled at open 100: sells the long and opens a short
+    dq = -e2 / 101 - units
+    cash -= dq * 100 + abs(dq) * 100 * 0.001
+    e3 = cash + (units + dq) * 98
+    assert env.equity == pytest.approx(e3, rel=1e-12)
+    assert rec.calls[-1]["cost"] == pytest.approx(abs(dq) * 100 * 0.001 / e2)
     assert rec.calls[-1]["bars_in_position"] == 1
     assert trunc
 
@@ -93,7 +97,8 @@ def test_slippage_adds_to_fees_and_flat_costs_nothing() -> None:
     assert env.equity == 1.0
     env.reset()
     env.step(LONG)
-    assert env.equity == pytest.approx(1 - 0.0008)
+    # 0.01 units bought at 100.03 with a 5 bps fee, marked at 100
+    assert env.equity == pytest.approx(1 - 0.01 * 100.03 * 1.0005 + 1.0)
 
 
 def test_matches_vectorised_simulation() -> None:
@@ -102,15 +107,23 @@ def test_matches_vectorised_simulation() -> None:
     closes = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
     opens = np.r_[100.0, closes[:-1] * np.exp(rng.normal(0, 0.002, n - 1))]
     s = _series(opens.tolist(), closes.tolist())
-    env, _ = _env(s, action_mode="continuous")
+    env, _ = _env(s, action_mode="continuous", slippage_bps=2.0)
     env.reset()
     positions = rng.uniform(-1, 1, n - 1)
+    positions[50:80] = 0.5  # a held target: no rebalancing in either
+    equity = [1.0]
     for p in positions:
         env.step(np.array([p], dtype=np.float32))
+        equity.append(env.equity)
     trace = simulate(
-        "TEST", s.times, s.open, s.close, positions.astype(np.float32).astype(float), 0.001
+        "TEST",
+        s.times,
+        s.open,
+        s.close,
+        positions.astype(np.float32).astype(float),
+        CostModel(10.0, 2.0),
     )
-    assert env.equity == pytest.approx(trace.equity[-1], rel=1e-9)
+    np.testing.assert_allclose(equity, trace.equity, rtol=1e-12)
 
 
 def test_observation_at_t_contains_nothing_from_later_bars() -> None:

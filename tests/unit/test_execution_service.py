@@ -249,8 +249,22 @@ def test_restart_over_sqlite_resumes_the_portfolio_without_duplicate_orders(
 
 def test_bootstrap_builds_a_paper_service_from_settings(tmp_path: Path) -> None:
     parts = bootstrap_execution(
-        ExecutionSettings(initial_cash=5_000), RiskParameters(), ManualClock(T0), tmp_path
+        ExecutionSettings(initial_cash=5_000),
+        RiskParameters(),
+        ManualClock(T0),
+        tmp_path,
+        [Symbol("AAA"), Symbol("BBB"), Symbol("AAA")],
     )
     assert parts.service.status().cash == 5_000
+    assert parts.service.capital == {Symbol("AAA"): 2_500, Symbol("BBB"): 2_500}
     assert (tmp_path / "execution.sqlite").exists()
     parts.close()
+    with pytest.raises(ValueError, match="needs the traded symbols"):
+        bootstrap_execution(ExecutionSettings(), RiskParameters(), ManualClock(T0), tmp_path)
+    shared = bootstrap_execution(
+        ExecutionSettings(capital="shared", store="memory"),
+        RiskParameters(),
+        ManualClock(T0),
+        tmp_path,
+    )
+    assert shared.service.capital is None

@@ -270,8 +270,7 @@ def expected(
     predictor: Predictor, symbol: Symbol, bar: datetime, state: tuple[float, float, float]
 ) -> tuple[float, int, float]:
     window = np.asarray([[row(symbol, bar - STEP * k) for k in range(WINDOW - 1, -1, -1)]])
-    out = predictor.predict(window, np.asarray([state]))
-    return float(out.target_position[0]), int(out.action[0]), float(out.confidence[0])
+    return predictor.decide(window, np.asarray([state]))
 
 
 # -- tests ----------------------------------------------------------------------------------------

@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from drl_trading.common.agent_state import agent_state
 from drl_trading.strategy.api import RewardContext
+from drl_trading.strategy.signals import SignalRules
 from drl_trading.training.core.algorithms import build_model
 from drl_trading.training.core.env import EnvConfig, MarketSeries, TradingEnv
 from drl_trading.training.core.predictor import (
@@ -268,6 +270,43 @@ def test_torch_fallback_matches_fast_path(
     monkeypatch.setattr(predictor, "numpy_policy", lambda: None)
     slow = run_policy(predictor, series)
     _assert_same(case, fast, slow.positions, slow.confidence)
+
+
+def test_signal_rules_and_live_decisions_match_the_backtest_loop(
+    trained: tuple[Case, Predictor], series: MarketSeries
+) -> None:
+    """What a live run does bar by bar (decide on the window and the agent state, let the
+    strategy's check reject or clip, keep the position on a rejection) is what run_policy does
+    with the same rules: the same targets, the same confidences."""
+    _, predictor = trained
+    first = run_policy(predictor, series)
+    decided = first.confidence[WINDOW - 1 :]
+    threshold = float(np.quantile(decided, 0.3))  # rejects some of the decisions
+    rules = SignalRules(min_confidence=threshold, allow_short=True, max_position=0.5)
+    got = run_policy(predictor, series, rules=rules)
+    assert got.rejected > 0
+
+    position, entry, held = 0.0, 0.0, 0
+    targets, confidences = [], []
+    predictor.reset_state()  # a recurrent policy starts the stream with fresh memory
+    for t in range(WINDOW - 1, len(series) - 1):
+        state = agent_state(position, entry, float(series.close[t]), held)
+        window = series.features[t - WINDOW + 1 : t + 1]
+        target, _, conf = predictor.decide(window, np.asarray([state]))
+        approved = rules.apply(target, conf)
+        target = position if approved is None else approved
+        targets.append(target)
+        confidences.append(conf)
+        if target == 0.0:
+            position, entry, held = 0.0, 0.0, 0
+        elif position == 0.0 or (position > 0) != (target > 0):
+            position, entry, held = target, float(series.open[t + 1]), 1
+        else:
+            position, held = target, held + 1
+    np.testing.assert_allclose(got.confidence[WINDOW - 1 :], confidences, rtol=0, atol=1e-9)
+    # continuous targets differ in the last bits (the backtest sums the first layer in two parts)
+    np.testing.assert_allclose(got.positions[WINDOW - 1 :], targets, rtol=1e-12, atol=1e-15)
+    assert np.abs(got.positions).max() <= 0.5
 
 
 def test_package_round_trip(

@@ -7,6 +7,7 @@ from html.parser import HTMLParser
 
 import numpy as np
 
+from drl_trading.common.costs import CostModel
 from drl_trading.training.core.metrics import (
     Trade,
     buy_and_hold_positions,
@@ -82,7 +83,7 @@ def result(
     close: np.ndarray,
     positions: np.ndarray,
 ) -> tuple[StrategyResult, list[Trade]]:
-    trace = simulate(symbol, times, open_, close, positions, cost_rate=7e-4)
+    trace = simulate(symbol, times, open_, close, positions, CostModel(5.0, 2.0))
     trades = extract_trades(trace)
     return StrategyResult(name, compute_metrics(trace, PPY, trades), trace), trades
 

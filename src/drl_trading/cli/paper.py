@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,28 +23,12 @@ from rich.table import Table
 from drl_trading.cli.context import console, err_console, fail, state
 from drl_trading.cli.trades import poll_switches
 from drl_trading.common.adapter.system_clock import ManualClock
-from drl_trading.common.domain import Bar, Symbol, TimeRange, parse_symbols, to_micros
+from drl_trading.common.costs import CostModel
+from drl_trading.common.domain import Symbol, TimeRange, parse_symbols, to_micros
 from drl_trading.inference.core.latency import LatencyHistogram
 from drl_trading.runtime import EmbeddedRuntime
 
 PaperSource = Literal["replay", "synthetic-live"]
-
-
-class _ClockedSource:
-    """Moves the market clock to each bar's close as it is delivered: in a replay, "now" is
-    the replayed time, so signal-age and feature-age checks judge by market time."""
-
-    def __init__(self, inner: Any, clock: ManualClock) -> None:
-        self._inner = inner
-        self._clock = clock
-
-    def bars(self) -> Iterator[Bar]:
-        for bar in self._inner.bars():
-            self._clock.set(bar.close_time)
-            yield bar
-
-    def close(self) -> None:
-        self._inner.close()
 
 
 def paper(
@@ -83,6 +66,8 @@ def paper(
     from drl_trading.inference.core.service import ModelMismatchError
     from drl_trading.ingest.adapter.replay_source import ReplaySource
     from drl_trading.ingest.adapter.synthetic_live_source import SyntheticLiveSource
+    from drl_trading.session import ClockedSource, SessionRecorder
+    from drl_trading.training.core.metrics import periods_per_year
 
     settings = state(ctx).settings()
     try:
@@ -127,8 +112,13 @@ def paper(
 
             history = build_provider(settings, "synthetic")  # fills the warm-up history
         try:
+            clocked = ClockedSource(inner, clock)
             online = runtime.enable_online(
-                _ClockedSource(inner, clock), model_ref=model, clock=clock, history=history
+                clocked,
+                model_ref=model,
+                clock=clock,
+                history=history,
+                symbols=syms,
             )
         except (LookupError, ModelMismatchError) as exc:
             raise fail(f"{type(exc).__name__}: {exc}") from None
@@ -148,6 +138,15 @@ def paper(
         runtime.run_until_idle()  # gap fill → catch-up → completed.catchup → streaming
         inference = online.inference.service
         execution = online.execution.service
+        ex = settings.execution
+        recorder = SessionRecorder(
+            execution,
+            list(syms),
+            spec.base_timeframe,
+            CostModel(ex.fee_bps, ex.slippage_bps, ex.min_order_notional),
+            ex.initial_cash,
+        )
+        clocked.observers.append(recorder.on_bar)
         bars = 0
         base_us = spec.base_timeframe.micros
         curve: list[tuple[datetime, float, float]] = []  # (base close, equity, gross exposure)
@@ -161,6 +160,7 @@ def paper(
                         break
                     runtime.run_until_idle()
                     stage.record(time.perf_counter() - t0)
+                    recorder.after_processing()
                     bars += 1
                     now = clock.now()
                     if to_micros(now) % base_us == 0:
@@ -186,6 +186,8 @@ def paper(
                 interrupted = True
             lv.update(_status(online, bars, stage, time.perf_counter() - started))
         elapsed = time.perf_counter() - started
+        ppy = periods_per_year(spec.base_timeframe.minutes)
+        per_symbol = recorder.result(ppy, settings.training.random_agent_seeds, elapsed)
         status = execution.status()
         inf = inference.status()
         counts = {k.value: v for k, v in status.counts.items()}
@@ -211,7 +213,10 @@ def paper(
             "records": counts,
             "predictions": inf.predictions,
             "skips": inf.skips,
-            "metrics": _session_metrics(curve, spec.base_timeframe.minutes),
+            "capital": {str(k): v for k, v in recorder.capital.items()},
+            "capital_mode": ex.capital,
+            "metrics": _session_metrics(curve, ppy),
+            "per_symbol": per_symbol.to_dict()["symbols"],
             "latency_ms": {
                 "bar_to_ack": _ms(stage.snapshot()),
                 **{k: _ms(v) for k, v in inf.latency.items()},
@@ -223,21 +228,24 @@ def paper(
     path = out or settings.reports_dir / f"paper-{run.correlation_id[:12]}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, default=str))
+    html_path = path.with_suffix(".html")
+    if per_symbol.symbols:
+        html_path.write_text(_html_report(report, per_symbol, spec.base_timeframe.minutes))
     if record_features is not None:
         pl.DataFrame(recorded).write_parquet(record_features)
         console.print(f"feature vectors: {len(recorded)} written to {record_features}")
     _print_report(report)
     console.print(f"session report: {path}")
+    if per_symbol.symbols:
+        console.print(f"HTML report: {html_path}")
 
 
-def _session_metrics(
-    curve: list[tuple[datetime, float, float]], base_minutes: int
-) -> dict[str, Any]:
-    """The backtest's equity-curve metrics over the session's base-bar closes (portfolio level:
-    per-trade figures are in the trade records)."""
+def _session_metrics(curve: list[tuple[datetime, float, float]], ppy: float) -> dict[str, Any]:
+    """The backtest's equity-curve metrics of the whole account over the session's base-bar
+    closes (per-symbol metrics, trades and baselines are under ``per_symbol``)."""
     import numpy as np
 
-    from drl_trading.training.core.metrics import compute_metrics, periods_per_year
+    from drl_trading.training.core.metrics import compute_metrics
     from drl_trading.training.core.trace import SimulationTrace
 
     if len(curve) < 2:
@@ -246,18 +254,20 @@ def _session_metrics(
     equity = np.array([e for _, e, _ in curve], dtype=np.float64)
     exposure = np.array([x for _, _, x in curve[1:]], dtype=np.float64)
     n = len(curve) - 1
+    level = equity / equity[0]  # the account as its own price series
     trace = SimulationTrace(
         symbol="portfolio",
         times=times,
-        close=equity / equity[0],
+        open=level,
+        close=level,
         equity=equity,
         position=np.clip(exposure, 0.0, 1.0),
-        gap_return=np.zeros(n),
-        bar_return=np.zeros(n),
+        units=exposure,
         cost=np.zeros(n),
-        cost_rate=0.0,
+        fees=np.zeros(n),
+        costs=CostModel(0.0, 0.0),
     )
-    m = compute_metrics(trace, periods_per_year(base_minutes)).to_dict()
+    m = compute_metrics(trace, ppy).to_dict()
     keep = (
         "total_return",
         "cagr",
@@ -273,6 +283,32 @@ def _session_metrics(
         "end",
     )
     return {k: m[k] for k in keep if k in m}
+
+
+def _html_report(report: dict[str, Any], result: Any, base_minutes: int) -> str:
+    from drl_trading.training.core.report import BacktestReport, render_report
+
+    start = min(s.model.start for s in result.symbols)
+    end = max(s.model.end for s in result.symbols)
+    metadata = {
+        "session": report["session"],
+        "account": report["account"],
+        "model": report["model"],
+        "source": report["source"],
+        "capital": ", ".join(f"{k} {v:,.2f}" for k, v in report["capital"].items())
+        + f" ({report['capital_mode']})",
+        "bars (1m)": str(report["bars"]),
+        "decision bars": f"{base_minutes}m closes",
+        "trading state": report["trading_state"],
+    }
+    return render_report(
+        BacktestReport(
+            title=f"Paper session {report['session'][:12]}",
+            subtitle=f"{start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC",
+            metadata=metadata,
+            sections=[s.section() for s in result.symbols],
+        )
+    )
 
 
 def _ms(snap: Any) -> dict[str, float]:
@@ -330,3 +366,20 @@ def _print_report(report: dict[str, Any]) -> None:
     if lat["count"]:
         t.add_row("bar → ack p50 / p99 / max (ms)", f"{lat['p50']} / {lat['p99']} / {lat['max']}")
     console.print(t)
+    rows = report.get("per_symbol") or {}
+    if rows:
+        per = Table(title="per symbol (the backtest's metrics over the session's bars)")
+        for col in ("symbol", "return", "buy & hold", "Sharpe", "max DD", "trades", "fees"):
+            per.add_column(col, justify="left" if col == "symbol" else "right")
+        for sym, r in rows.items():
+            m, bh = r["model"], r["baselines"]["buy-and-hold"]
+            per.add_row(
+                sym,
+                f"{m['total_return']:.2%}",
+                f"{bh['total_return']:.2%}",
+                f"{m['sharpe']:.2f}",
+                f"{m['max_drawdown']:.2%}",
+                str(m["n_trades"]),
+                f"{m['fees_paid']:.3%}",
+            )
+        console.print(per)

@@ -136,7 +136,10 @@ def apply_switch_now(settings: AppSettings, session: str, name: str, body: str) 
     from drl_trading.execution.application.bootstrap import bootstrap_execution
 
     path = _store_path(settings, session)
-    exec_settings = settings.execution.model_copy(update={"store_path": path, "store": "sqlite"})
+    # kill/resume/flatten size nothing: the account's capital split does not matter here
+    exec_settings = settings.execution.model_copy(
+        update={"store_path": path, "store": "sqlite", "capital": "shared"}
+    )
     parts = bootstrap_execution(
         exec_settings, build_strategy(settings).risk_parameters(), SystemClock(), settings.home
     )

@@ -170,7 +170,9 @@ def backtest(
     end: Annotated[str, typer.Option(help="End (exclusive), ISO date or time, UTC.")],
 ) -> None:
     """Backtest a registered model on any stored range; writes JSON + HTML, logs an MLflow run."""
+    from drl_trading.common.costs import CostModel
     from drl_trading.common.feature_dataset import DatasetError, load_feature_matrix
+    from drl_trading.common.infrastructure import build_strategy
     from drl_trading.preprocess.core.service import view_for
     from drl_trading.strategy.feature_set import FeatureSetSpec
     from drl_trading.training.application.bootstrap import build_registry
@@ -181,6 +183,8 @@ def backtest(
     from drl_trading.training.core.service import write_backtest_files
 
     settings = state(ctx).settings()
+    # the signal check paper trading applies: the configured strategy's (as `paper` uses it)
+    strategy = build_strategy(settings)
     try:
         syms = parse_symbols(symbols)
         rng = TimeRange.parse(start, end)
@@ -214,9 +218,10 @@ def backtest(
     result = run_backtest(
         predictor,
         series,
-        cost_rate=(m.fee_bps + m.slippage_bps) / 1e4,
+        costs=CostModel(m.fee_bps, m.slippage_bps),
         periods_per_year=periods_per_year(spec.base_timeframe.minutes),
         random_seeds=settings.training.random_agent_seeds,
+        strategy=strategy,
     )
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     html, js = write_backtest_files(

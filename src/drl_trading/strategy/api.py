@@ -54,11 +54,12 @@ class RewardContext:
         #: target position before and after the fill, in [-1, 1] (negative = short)
         self.position_before = 0.0
         self.position_after = 0.0
-        #: equity return of the step before costs: (1 + before*gap) * (1 + after*bar) - 1
+        #: equity return of the step before costs: step_return + cost
         self.gross_return = 0.0
-        #: fees + slippage paid at the fill: |after - before| * (fee_bps + slippage_bps) / 1e4
+        #: fees + slippage paid at the fill as a fraction of the step's starting equity, about
+        #: |after - before| * (fee_bps + slippage_bps) / 1e4 (units are sized at the close)
         self.cost = 0.0
-        #: net equity return of the step: (1 + gross_return) * (1 - cost) - 1
+        #: net equity return of the step (held units are not rebalanced while the target stays)
         self.step_return = 0.0
         #: equity after the step (episodes start at 1.0), its running peak, 1 - equity / peak
         self.equity = 1.0

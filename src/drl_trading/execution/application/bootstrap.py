@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from drl_trading.common.domain import Symbol
 from drl_trading.common.ports import Clock
 from drl_trading.execution.adapter.memory_store import InMemoryExecutionStore
 from drl_trading.execution.adapter.paper_broker import PaperBroker
@@ -26,15 +28,26 @@ class ExecutionComponents:
 
 
 def bootstrap_execution(
-    settings: ExecutionSettings, risk: RiskParameters, clock: Clock, home: Path
+    settings: ExecutionSettings,
+    risk: RiskParameters,
+    clock: Clock,
+    home: Path,
+    symbols: Sequence[Symbol] = (),
 ) -> ExecutionComponents:
     """Paper broker plus the configured store; a store holding a portfolio resumes it, so the
-    initial cash only matters the first time."""
+    initial cash only matters the first time. With ``capital: per_symbol`` the initial cash is
+    split equally over ``symbols`` (the traded universe; required then)."""
+    capital: dict[Symbol, float] | None = None
+    if settings.capital == "per_symbol":
+        if not symbols:
+            raise ValueError("execution.capital 'per_symbol' needs the traded symbols")
+        unique = list(dict.fromkeys(symbols))
+        capital = {s: settings.initial_cash / len(unique) for s in unique}
     store: ExecutionStore
     if settings.store == "memory":
         store = InMemoryExecutionStore()
     else:
         store = SQLiteExecutionStore(settings.store_path or home / "execution.sqlite")
     broker = PaperBroker(settings.fee_bps, settings.slippage_bps, settings.initial_cash)
-    service = ExecutionService(broker, store, settings.limits(risk), clock)
+    service = ExecutionService(broker, store, settings.limits(risk), clock, capital)
     return ExecutionComponents(service, broker, store)

@@ -30,6 +30,13 @@ class ExecutionSettings(BaseModel):
         description="SQLite file; default <home>/execution.sqlite (paper: per account)",
     )
     initial_cash: float = Field(10_000.0, gt=0, description="Paper account cash (quote currency).")
+    capital: Literal["per_symbol", "shared"] = Field(
+        "per_symbol",
+        description=(
+            "per_symbol: the initial cash is split equally over the traded symbols and each is "
+            "sized on its own share (trades as its backtest); shared: one pool for all."
+        ),
+    )
     fee_bps: float = Field(5.0, ge=0, description="Fee per fill, bps of its notional.")
     slippage_bps: float = Field(2.0, ge=0, description="Market-order slippage, bps of the open.")
     max_signal_age_s: float = Field(

@@ -9,26 +9,28 @@ from __future__ import annotations
 
 import math
 
+from drl_trading.common import costs
+from drl_trading.common.costs import QUANTITY_EPSILON, fee
 from drl_trading.common.domain import Bar, Order, Side
 from drl_trading.execution.core.ports import Position
 
-QUANTITY_EPSILON = 1e-12
-"""A position smaller than this (base units) is flat: float residue of closing trades."""
+__all__ = [
+    "QUANTITY_EPSILON",
+    "apply_fill",
+    "fee",
+    "limit_fill_price",
+    "market_fill_price",
+    "signed",
+]
 
 
 def signed(side: Side, quantity: float) -> float:
     return quantity if side is Side.BUY else -quantity
 
 
-def fee(notional: float, fee_bps: float) -> float:
-    """Exchange fee on a traded notional; ``fee_bps`` is in basis points of the notional."""
-    return abs(notional) * fee_bps / 1e4
-
-
 def market_fill_price(open_price: float, side: Side, slippage_bps: float) -> float:
-    """A market order pays up when buying and receives less when selling, by ``slippage_bps``."""
-    factor = slippage_bps / 1e4
-    return open_price * (1 + factor) if side is Side.BUY else open_price * (1 - factor)
+    """The shared cost model's fill price (`drl_trading.common.costs`) for an order side."""
+    return costs.market_fill_price(open_price, side is Side.BUY, slippage_bps)
 
 
 def limit_fill_price(order: Order, bar: Bar) -> float | None:

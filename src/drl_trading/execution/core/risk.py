@@ -12,7 +12,8 @@ one rule:
 4. ``no_mark``: no price for the symbol yet, or no equity, so no size can be computed.
 5. ``gross_exposure``: the target is clipped so that the gross exposure of all symbols stays within
    ``max_total_exposure`` (a fraction of equity). Clipping, not rejecting, keeps the direction the
-   model asked for.
+   model asked for. With per-symbol capital the limit applies to the symbol's own share, so the
+   shares add up to within it when each is decided (price drift afterwards is not rebalanced).
 6. ``unchanged_target``: a target equal to the last one reached is skipped. The position is not
    rebalanced as prices drift, so a model repeating "long 0.5" does not trade every bar.
 7. ``max_order_notional``: an order above it is clipped to it (the position moves towards the
@@ -20,7 +21,8 @@ one rule:
    far from its target forever.
 8. ``reducing_only``: while REDUCING, an order that grows |position| is rejected and one that would
    cross zero is clipped to flat.
-9. ``min_notional``: an order below ``min_order_notional`` is skipped as dust.
+9. ``min_notional``: an order below ``min_order_notional`` (or of no units at all) is skipped as
+   dust; the target counts as reached.
 
 Between signals `observe` sees each new equity mark: a loss since the UTC day's start beyond
 ``max_daily_loss`` moves ACTIVE to REDUCING until the next UTC day; a fall from the equity peak
@@ -33,13 +35,11 @@ import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from drl_trading.common.costs import TARGET_TOLERANCE
 from drl_trading.common.domain import Signal, utc
 from drl_trading.common.events import PredictionCompleted
 from drl_trading.execution.core.ports import RecordKind, RiskDecision, RiskState, TradingState
 from drl_trading.strategy.api import Strategy
-
-TARGET_TOLERANCE = 1e-9
-"""Targets (fractions of equity) closer than this are the same target."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +75,9 @@ class BookView:
     position: float
     other_exposure: float = 0.0
     last_target: float | None = None
+    own_capital: bool = False
+    """``equity`` is the symbol's own share of the account (per-symbol capital): the exposure
+    limit then applies to that share, which keeps the sum within it at every decision."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +167,11 @@ class RiskEngine:
             reason = f"no mark price ({price}) or no equity ({book.equity:.2f}) to size the order"
             return _reject("no_mark", reason, target, notes)
 
-        room = max(0.0, lim.max_total_exposure * book.equity - book.other_exposure) / book.equity
+        if book.own_capital:
+            room = lim.max_total_exposure
+        else:
+            room = max(0.0, lim.max_total_exposure * book.equity - book.other_exposure)
+            room /= book.equity
         if abs(target) > room + TARGET_TOLERANCE:
             target = math.copysign(room, target)
             notes.append(f"gross_exposure: target clipped to {target:+.4f}")
@@ -189,7 +196,7 @@ class RiskEngine:
                 notes.append("reducing_only: order clipped to flat")
 
         notional = abs(quantity) * price
-        if notional < lim.min_order_notional:
+        if quantity == 0.0 or notional < lim.min_order_notional:
             reason = f"order notional {notional:.2f} below minimum {lim.min_order_notional:.2f}"
             return _skip("min_notional", reason, target, notes)
         return RiskDecision(RecordKind.ORDER, "accepted", "", target, quantity, tuple(notes))

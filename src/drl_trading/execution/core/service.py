@@ -6,11 +6,17 @@ crash between `Broker.submit` and the commit the signal is redone with the same 
 which a venue refuses as a duplicate. Bars are idempotent too: a bar not newer than the symbol's
 last mark is ignored.
 
-Sizing: ``target_position`` is a fraction of equity, turned into a quantity at the symbol's last
-close (equity marked at every symbol's last close). Only the difference to the current position
-(open orders included) is ordered, as a market order filling at the next bar's open. A target
-equal to the last one reached is not rebalanced: between signals the position drifts with price,
-as in the training environment.
+Sizing follows the shared cost model (`drl_trading.common.costs`), as the training environment
+and the backtest do: ``target_position`` is a fraction of equity, turned into a quantity at the
+symbol's last close. Only the difference to the current position (open orders included) is
+ordered, as a market order filling at the next bar's open. A target equal to the last one
+reached is not rebalanced: between signals the position drifts with price.
+
+Equity for sizing is either the whole account's (``capital=None``: symbols compete for one pool)
+or, with per-symbol ``capital``, the symbol's own share: its allocation plus its realised and
+unrealised PnL minus its fees. Per-symbol capital makes each symbol trade exactly as its
+single-symbol backtest with that starting equity, which is what lets a paper session be
+compared with the backtest symbol by symbol.
 
 Drawdown halt flattens the book (cancel open orders, market-close every position), as
 `RiskParameters.max_drawdown` promises; the manual kill switch cancels open orders and flattens
@@ -19,6 +25,7 @@ only when asked. One service instance owns a store: there is no cross-process lo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -100,9 +107,15 @@ class ExecutionStatus:
 
 class ExecutionService:
     def __init__(
-        self, broker: Broker, store: ExecutionStore, limits: ExecutionLimits, clock: Clock
+        self,
+        broker: Broker,
+        store: ExecutionStore,
+        limits: ExecutionLimits,
+        clock: Clock,
+        capital: Mapping[Symbol, float] | None = None,
     ) -> None:
         self._broker = broker
+        self._capital = dict(capital) if capital is not None else None
         self._store = store
         self._clock = clock
         checkpoint = store.load()
@@ -142,6 +155,13 @@ class ExecutionService:
                 RecordKind.REJECTION,
                 "duplicate_client_order_id",
                 f"client order id {coid!r} already used by another signal",
+                event.target_position,
+            )
+        elif self._capital is not None and symbol not in self._capital:
+            decision = RiskDecision(
+                RecordKind.REJECTION,
+                "no_capital",
+                f"no capital allocated to {symbol} (allocated: {', '.join(self._capital)})",
                 event.target_position,
             )
         else:
@@ -302,12 +322,41 @@ class ExecutionService:
             return abs(q * prices.get(s, fallback))
 
         return BookView(
-            equity=self._broker.equity(prices),
+            equity=self.symbol_equity(symbol),
             price=prices.get(symbol),
             position=held.get(symbol, 0.0),
             other_exposure=sum(value(s, q) for s, q in held.items() if s != symbol),
             last_target=self._targets.get(symbol),
+            own_capital=self._capital is not None,
         )
+
+    def symbol_equity(self, symbol: Symbol) -> float:
+        """The symbol's share of the account: its allocated capital plus `symbol_pnl` (0.0 for
+        a symbol without capital). Without per-symbol capital, the whole account's equity."""
+        if self._capital is None:
+            return self._broker.equity(self._prices())
+        return self._capital.get(symbol, 0.0) + self.symbol_pnl(symbol)
+
+    def symbol_pnl(self, symbol: Symbol) -> float:
+        """Realised plus unrealised (at the last mark) PnL of ``symbol``, net of its fees."""
+        position = self._broker.positions().get(symbol)
+        if position is None:
+            return 0.0
+        mark = self._price(symbol)
+        unrealised = 0.0 if mark is None else position.quantity * (mark - position.avg_price)
+        return position.realised_pnl - position.fees_paid + unrealised
+
+    def positions(self) -> dict[Symbol, Position]:
+        """Filled positions as the broker holds them (open orders not included)."""
+        return self._broker.positions()
+
+    def target(self, symbol: Symbol) -> float:
+        """The last target reached for ``symbol`` (0.0 before any)."""
+        return self._targets.get(symbol, 0.0)
+
+    @property
+    def capital(self) -> dict[Symbol, float] | None:
+        return None if self._capital is None else dict(self._capital)
 
     def _signal_record(
         self,

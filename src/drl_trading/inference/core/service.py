@@ -441,7 +441,7 @@ class InferenceService:
                 self._skip(symbol, SkipReason.NO_PRICE, target_position=pos.target_position)
                 return None
         state = agent_state(pos.target_position, pos.entry_price, price, pos.bars_in_position)
-        return np.asarray([state], dtype=np.float32)
+        return np.asarray([state], dtype=np.float64)
 
     def _run_policy(
         self, model: LoadedModel, symbol: Symbol, features: np.ndarray, state: np.ndarray
@@ -454,7 +454,7 @@ class InferenceService:
             output = predictor.predict(features, state)
             self._recurrent_state[symbol] = predictor._lstm_state
         else:
-            output = predictor.predict(features, state)
+            return predictor.decide(features, state)
         return (
             float(output.target_position[0]),
             int(output.action[0]),

@@ -1,7 +1,9 @@
 """Backtests: a policy and its baselines over the same bars, costs and accounting.
 
-Everything is simulated by `simulate` from positions, the same equity arithmetic the training
-environment uses, so a policy's backtest equals what the environment would have paid it. The
+Everything is simulated by `simulate` from positions with the shared cost model
+(`drl_trading.common.costs`) that the training environment and the paper broker also follow.
+With a strategy, its signal check is applied to every decision as execution applies it live (a
+rejected signal keeps the position), so the backtest trades what a paper session would. The
 baselines answer "is the model worth anything": buy-and-hold (the market), always flat (zero,
 the cost of doing nothing), and a random agent over several seeds (what trading at random
 costs with these fees).
@@ -18,6 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from drl_trading.common.costs import CostModel
+from drl_trading.strategy.api import Strategy
+from drl_trading.strategy.signals import signal_rules
 from drl_trading.training.core.env import MarketSeries
 from drl_trading.training.core.metrics import (
     PerformanceMetrics,
@@ -42,7 +47,9 @@ class SymbolBacktest:
     baselines: dict[str, PerformanceMetrics]
     baseline_traces: dict[str, SimulationTrace]
     skipped_bars: int
-    mean_confidence: float
+    mean_confidence: float | None
+    """Mean confidence of the model's decisions; None where not known (a paper session)."""
+    rejected_signals: int = 0
 
     def section(self) -> SymbolSection:
         return SymbolSection(
@@ -83,6 +90,7 @@ class BacktestResult:
                     "baselines": {k: v.to_dict() for k, v in s.baselines.items()},
                     "skipped_bars": s.skipped_bars,
                     "mean_confidence": s.mean_confidence,
+                    "rejected_signals": s.rejected_signals,
                 }
                 for s in self.symbols
             },
@@ -120,25 +128,32 @@ def backtest(
     predictor: Predictor,
     series: list[MarketSeries],
     *,
-    cost_rate: float,
+    costs: CostModel,
     periods_per_year: float,
     random_seeds: int = 5,
+    strategy: Strategy | None = None,
+    initial_equity: float = 1.0,
 ) -> BacktestResult:
+    """``initial_equity`` matters only with a minimum order notional (dust is in currency)."""
     started = time.perf_counter()
     out: list[SymbolBacktest] = []
     bars = 0
     for symbol, (s, skipped) in longest_per_symbol(series).items():
-        run = run_policy(predictor, s)
+        rules = signal_rules(strategy, symbol) if strategy is not None else None
+        run = run_policy(predictor, s, rules=rules)
         bars += len(s)
-        trace = simulate(symbol, s.times, s.open, s.close, run.positions, cost_rate)
+
+        def sim(
+            positions: np.ndarray, s: MarketSeries = s, symbol: str = symbol
+        ) -> SimulationTrace:
+            return simulate(symbol, s.times, s.open, s.close, positions, costs, initial_equity)
+
+        trace = sim(run.positions)
         n = len(s) - 1
-        bh = simulate(symbol, s.times, s.open, s.close, buy_and_hold_positions(n), cost_rate)
-        flat = simulate(symbol, s.times, s.open, s.close, flat_positions(n), cost_rate)
+        bh = sim(buy_and_hold_positions(n))
+        flat = sim(flat_positions(n))
         rand = [
-            compute_metrics(
-                simulate(symbol, s.times, s.open, s.close, random_positions(n, seed), cost_rate),
-                periods_per_year,
-            )
+            compute_metrics(sim(random_positions(n, seed)), periods_per_year)
             for seed in range(random_seeds)
         ]
         baselines = {
@@ -157,6 +172,7 @@ def backtest(
                 baseline_traces={"buy-and-hold": bh},
                 skipped_bars=skipped,
                 mean_confidence=float(decided.mean()) if len(decided) else 0.0,
+                rejected_signals=run.rejected,
             )
         )
     return BacktestResult(out, bars, time.perf_counter() - started)

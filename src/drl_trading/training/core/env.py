@@ -2,17 +2,14 @@
 
 Timing, the part that decides whether a backtest can be trusted: the observation at step t holds
 features available at the close of bar t (and earlier) plus the agent's state; the action taken
-then fills at the open of bar t+1 and is marked at the close of bar t+1. Equity moves over the
-step as::
+then fills at the open of bar t+1 and is marked at the close of bar t+1.
 
-    equity' = equity * (1 + before * gap) * (1 - cost) * (1 + after * bar)
-    gap  = open[t+1] / close[t] - 1      (earned by the position held before the fill)
-    bar  = close[t+1] / open[t+1] - 1    (earned by the new position)
-    cost = |after - before| * (fee_bps + slippage_bps) / 1e4
-
-which is exactly what `drl_trading.training.core.trace.simulate` computes vectorised for the
-backtest. ``step`` works on Python floats taken from lists (numpy scalar arithmetic is several
-times slower) and reuses one `RewardContext`, which keeps it around 200k steps per second.
+Accounting is the shared cost model (`drl_trading.common.costs`) that the vectorised backtest
+(`drl_trading.training.core.trace.simulate`) and the paper broker follow: a new target becomes
+units at the close-t equity, fills at the next open with slippage and fee, and is then held in
+units (no rebalancing while the target stays the same). Equity starts at 1. ``step`` works on
+Python floats (numpy scalar arithmetic is several times slower) and reuses one
+`RewardContext`, which keeps it around 200k steps per second or more.
 """
 
 from __future__ import annotations
@@ -27,6 +24,7 @@ import numpy as np
 from gymnasium import spaces
 
 from drl_trading.common.agent_state import STATE_SIZE, agent_state
+from drl_trading.common.costs import TARGET_TOLERANCE, CostModel, settle_units
 from drl_trading.strategy.api import RewardContext
 
 ActionMode = Literal["discrete", "continuous"]
@@ -87,6 +85,10 @@ class EnvConfig:
     def cost_rate(self) -> float:
         return (self.fee_bps + self.slippage_bps) / 1e4
 
+    @property
+    def costs(self) -> CostModel:
+        return CostModel(self.fee_bps, self.slippage_bps)
+
 
 RewardFn = Callable[[RewardContext], float]
 
@@ -124,7 +126,8 @@ class TradingEnv(gym.Env[np.ndarray, Any]):
             raise ValueError(f"unknown action mode {config.action_mode!r}")
         self._weights = np.array([len(s) - w for s in usable], dtype=np.float64)
         self._weights /= self._weights.sum()
-        self._cost_rate = config.cost_rate
+        self._fee_bps = config.fee_bps
+        self._slip = config.slippage_bps / 1e4
         self._ctx = RewardContext()
         self._buf = np.zeros(self.obs_size, dtype=np.float32)
         self._next_series = 0
@@ -153,6 +156,8 @@ class TradingEnv(gym.Env[np.ndarray, Any]):
 
     def _reset_state(self) -> None:
         self._position = 0.0
+        self._units = 0.0
+        self._cash = 1.0
         self._entry_price = 0.0
         self._bars_in_position = 0
         self._equity = 1.0
@@ -209,12 +214,23 @@ class TradingEnv(gym.Env[np.ndarray, Any]):
         close = self._close[t]
         open_next = self._open[t + 1]
         close_next = self._close[t + 1]
-        gap = open_next / close - 1.0
-        bar = close_next / open_next - 1.0
-        gross = (1.0 + before * gap) * (1.0 + after * bar) - 1.0
-        cost = abs(after - before) * self._cost_rate
-        step_return = (1.0 + gross) * (1.0 - cost) - 1.0
-        equity = self._equity * (1.0 + step_return)
+        units = self._units
+        cash = self._cash
+        start_equity = self._equity
+        cost = 0.0
+        if abs(after - before) > TARGET_TOLERANCE:
+            # the shared cost model, inlined (see drl_trading.common.costs)
+            dq = after * (cash + units * close) / close - units
+            if dq != 0.0:
+                fill = open_next * (1 + self._slip) if dq > 0 else open_next * (1 - self._slip)
+                paid = abs(abs(dq) * fill) * self._fee_bps / 1e4
+                cash -= dq * fill + paid
+                cost = paid + abs(dq) * abs(fill - open_next)
+                units = settle_units(units + dq)
+        equity = cash + units * close_next
+        step_return = equity / start_equity - 1.0
+        gross = step_return + cost / start_equity
+        cost = cost / start_equity
         if equity > self._peak:
             self._peak = equity
         if after == 0.0:
@@ -226,6 +242,8 @@ class TradingEnv(gym.Env[np.ndarray, Any]):
         else:
             self._bars_in_position += 1
         self._position = after
+        self._units = units
+        self._cash = cash
         self._equity = equity
         self._t = t + 1
         self._steps += 1

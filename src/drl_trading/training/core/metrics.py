@@ -19,27 +19,24 @@ and ``ppy`` the number of steps per year (see `periods_per_year`):
   from to the first equity point back at or above that peak, or to the last point when it never
   recovers (within a relative 1e-12, so rounding does not keep a drawdown open).
   ``max_drawdown_duration_days`` is the calendar length of that same period.
-* ``turnover``          = sum |position[i] - position_before[i]|: position traded over the trace
+* ``turnover``          = sum |position[i] - position_before[i]|: target traded over the trace
   (a full long -> short reversal counts 2); ``turnover_per_day`` divides by the trace's span.
-* ``exposure``          = fraction of steps with a non-zero position.
-* ``fees_paid``         = sum(cost): each step's cost is a fraction of the equity *at that step*,
-  so this is the cost in "equity fractions", not a share of the initial capital.
+* ``exposure``          = fraction of steps holding units.
+* ``fees_paid``         = sum(cost) / equity[0]: fees and slippage as a share of initial capital.
 
-Trades (see `extract_trades`): a trade is a maximal run of steps [a, b) whose positions share one
+Trades (see `extract_trades`): a trade is a maximal run of steps [a, b) whose units share one
 non-zero sign. Size changes inside the run stay in the trade; a reversal closes one trade and
-opens the next at the same step. Its return chains the parts of each step that belong to it:
+opens the next at the same step. Its PnL adds the parts of each step that belong to it:
 
-* entry step a: (1 - |position[a]| * cost_rate) * (1 + position[a] * bar_return[a])
-* steps a+1 .. b-1: the whole step factor (gap, resizing cost, bar)
-* exit at step b < n: (1 + position[b-1] * gap_return[b]) * (1 - |position[b-1]| * cost_rate),
-  i.e. the old position still earns step b's gap and pays the exit cost at the fill.
+* entry step a: the bar leg of the new units, minus the fill's cost for the units it opened
+* steps a+1 .. b-1: the whole step (gap leg, resizing cost, bar leg)
+* exit at step b < n: the gap leg of the old units and the fill's cost for the units it closed
 
-Entering from flat this is ``equity[b] / equity[a] * exit factor - 1``; on a reversal the step's
-cost is split into the exit part (|old| * rate) for the closing trade and the entry part
-(|new| * rate) for the opening one, and the gap goes to the closing trade, so nothing is counted
-twice. A run that reaches the end of the trace is open: ``equity[n] / equity[a] - 1`` (marked,
-not exited), ``is_open=True``. ``fees`` is the sum of the cost fractions attributed the same way.
-``win_rate`` and ``profit_factor`` include open trades at their marked return.
+A fill's cost is split between closing and opening trades in proportion to the units, so nothing
+is counted twice. ``net_return`` is that PnL over the equity at the entry decision (equity[a]);
+a run that reaches the end of the trace is open: marked, not exited, ``is_open=True``. ``fees``
+is the attributed cost over the same equity. ``win_rate`` and ``profit_factor`` include open
+trades at their marked return.
 """
 
 from __future__ import annotations
@@ -95,7 +92,7 @@ class Trade:
     bars_held: int  # b - a
     size: float  # max |position| during the trade
     net_return: float  # after costs, see the module docstring
-    fees: float  # cost fractions attributed to the trade
+    fees: float  # attributed fees and slippage over the equity at entry
     is_open: bool  # still held at the end of the trace
 
 
@@ -105,29 +102,34 @@ def extract_trades(trace: SimulationTrace) -> list[Trade]:
     n = trace.n_steps
     if n == 0:
         return []
-    pos = trace.position
-    sign = np.sign(pos).astype(np.int8)
+    units = trace.units
+    sign = np.sign(units).astype(np.int8)
     change = np.flatnonzero(sign[1:] != sign[:-1]) + 1
     starts = np.concatenate(([0], change))
     ends = np.concatenate((change, [n]))
-    rate = trace.cost_rate
-    gap, bar = trace.gap_return, trace.bar_return
+    gap, bar, cost = trace.gap_pnl, trace.bar_pnl, trace.cost
+    traded = np.abs(units - trace.units_before)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unit_cost = np.where(traded > 0, cost / traded, 0.0)
 
-    entry_cost = np.abs(pos[starts]) * rate
-    step_factor = (1.0 + trace.position_before * gap) * (1.0 - trace.cost) * (1.0 + pos * bar)
-    step_factor[starts] = (1.0 - entry_cost) * (1.0 + pos[starts] * bar[starts])
-    step_cost = trace.cost.copy()
+    entry_cost = np.abs(units[starts]) * unit_cost[starts]
+    step_pnl = gap - cost + bar
+    step_pnl[starts] = bar[starts] - entry_cost
+    step_cost = cost.copy()
     step_cost[starts] = entry_cost
-    growth = np.multiply.reduceat(step_factor, starts)
+    pnl = np.add.reduceat(step_pnl, starts)
     fees = np.add.reduceat(step_cost, starts)
-    size = np.maximum.reduceat(np.abs(pos), starts)
+    size = np.maximum.reduceat(np.abs(trace.position), starts)
 
     closed = ends < n
-    last_pos = pos[ends - 1]
-    exit_gap = np.where(closed, gap[np.minimum(ends, n - 1)], 0.0)
-    exit_cost = np.where(closed, np.abs(last_pos) * rate, 0.0)
-    net = growth * (1.0 + last_pos * exit_gap) * (1.0 - exit_cost) - 1.0
+    exit_at = np.minimum(ends, n - 1)
+    exit_cost = np.where(closed, np.abs(units[ends - 1]) * unit_cost[exit_at], 0.0)
+    pnl = pnl + np.where(closed, gap[exit_at], 0.0) - exit_cost
     fees = fees + exit_cost
+    entry_equity = trace.equity[starts]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        net = np.where(entry_equity > 0, pnl / entry_equity, np.nan)
+        fees = np.where(entry_equity > 0, fees / entry_equity, np.nan)
 
     keep = sign[starts] != 0
     starts, ends = starts[keep], ends[keep]
@@ -272,8 +274,8 @@ def compute_metrics(
         avg_holding_bars=float(held.mean()) if len(trades) else 0.0,
         turnover=turnover,
         turnover_per_day=turnover / span_days if span_days > 0 else 0.0,
-        exposure=float((trace.position != 0).mean()) if n else 0.0,
-        fees_paid=float(trace.cost.sum()),
+        exposure=float((trace.units != 0).mean()) if n else 0.0,
+        fees_paid=float(trace.cost.sum() / equity[0]) if n else 0.0,
         n_steps=n,
         start=_to_datetime(trace.times[0]),
         end=_to_datetime(trace.times[-1]),

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from drl_trading.common.agent_state import STATE_NAMES, STATE_SIZE, agent_state
+from drl_trading.strategy.signals import SignalRules
 from drl_trading.training.core.algorithms import algorithm_class
 from drl_trading.training.core.env import DISCRETE_POSITIONS, MarketSeries
 
@@ -127,6 +128,10 @@ def _normal_cdf(x: np.ndarray) -> np.ndarray:
     return np.asarray(0.5 * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0))))
 
 
+def _normal_cdf_scalar(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
 def _softmax(x: np.ndarray) -> np.ndarray:
     z = x - x.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -149,6 +154,8 @@ class Predictor:
         self.policy.set_training_mode(False)
         self.recurrent = manifest.algorithm == "RecurrentPPO"
         self._lstm_state: Any = None
+        self._fast: NumpyPolicy | None = None
+        self._fast_checked = False
 
     @classmethod
     def load(cls, package_dir: Path) -> Predictor:
@@ -257,6 +264,39 @@ class Predictor:
         """The policy's forward pass as numpy arrays, or None where unsupported (recurrent)."""
         return NumpyPolicy.from_predictor(self)
 
+    def decide(self, features: np.ndarray, agent_state: np.ndarray) -> tuple[float, int, float]:
+        """One decision (target position, action index or -1, confidence) for a live bar.
+
+        Where the numpy fast path exists this is the backtest's arithmetic in float64 (and some
+        ten times faster than torch for one observation), so a live run and the backtest agree
+        on every decision, confidence thresholds included; otherwise the torch path.
+        """
+        if self._fast is None and not self._fast_checked:
+            self._fast = self.numpy_policy()
+            self._fast_checked = True
+        fast = self._fast
+        if fast is None:
+            out = self.predict(features, agent_state)
+            return (
+                float(out.target_position[0]),
+                int(out.action[0]),
+                float(out.confidence[0]),
+            )
+        norm = self.normalization
+        obs = np.concatenate(
+            [
+                np.asarray(features, dtype=np.float32).reshape(-1).astype(np.float64),
+                np.asarray(agent_state, dtype=np.float64).reshape(-1),
+            ]
+        )
+        if obs.shape != norm.mean.shape:
+            raise ModelPackageError(
+                f"observation has {obs.shape[0]} values, this model takes {norm.mean.shape[0]}"
+            )
+        x = np.clip((obs - norm.mean) * norm.scale, -norm.clip, norm.clip)
+        out_v, hidden = fast.forward(x)
+        return fast.decide(out_v, hidden, self.manifest, confidence=True)
+
 
 @dataclass
 class NumpyPolicy:
@@ -265,6 +305,57 @@ class NumpyPolicy:
     head: tuple[np.ndarray, np.ndarray, str | None]
     log_std: np.ndarray | None = None  # gaussian: state-independent log std
     log_std_head: tuple[np.ndarray, np.ndarray] | None = None  # squashed: log std layer
+
+    def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The head's output and the last hidden activation for one normalised observation."""
+        h = x
+        for w, b, act in self.layers:
+            h = w @ h
+            h += b
+            _act(h, act)
+        w, b, act = self.head
+        out = w @ h
+        out += b
+        _act(out, act)
+        return out, h
+
+    def decide(
+        self, out: np.ndarray, hidden: np.ndarray, manifest: ModelManifest, *, confidence: bool
+    ) -> tuple[float, int, float]:
+        """(target position, action index or -1, confidence) from the head's output, as
+        `Predictor.predict` reports them; the confidence is only computed when asked (0.0
+        otherwise) because the backtest's batch pass does it faster."""
+        max_pos = manifest.max_position
+        if manifest.action_mode == "discrete":
+            o0, o1, o2 = out.tolist()
+            masked = -math.inf if not manifest.allow_short else o0
+            a = 0 if masked >= o1 and masked >= o2 else (1 if o1 >= o2 else 2)
+            conf = 0.0
+            if confidence:
+                # MaskablePPO's distribution renormalises over the allowed actions; the other
+                # algorithms' probabilities ignore the mask (see Predictor.predict_observation)
+                first = masked if manifest.algorithm == "MaskablePPO" else o0
+                top = max(first, o1, o2)
+                e = (math.exp(first - top), math.exp(o1 - top), math.exp(o2 - top))
+                conf = e[a] / (e[0] + e[1] + e[2])
+            return DISCRETE_POSITIONS[a] * max_pos, a, conf
+        v = float(out[0])
+        conf = 0.0
+        if self.kind == "squashed":
+            if confidence and self.log_std_head is not None:
+                lw, lb = self.log_std_head
+                log_std = min(2.0, max(-20.0, float(lw[0] @ hidden + lb[0])))
+                conf = _normal_cdf_scalar(abs(v) / math.exp(log_std))
+            v = math.tanh(v)
+        elif self.kind == "gaussian":
+            if confidence and self.log_std is not None:
+                conf = _normal_cdf_scalar(abs(v) / math.exp(float(self.log_std[0])))
+        elif confidence:  # deterministic (TD3): |action|, as the torch path reports it
+            conf = abs(v)
+        target = min(1.0, max(-1.0, v)) * max_pos
+        if not manifest.allow_short and target < 0:
+            target = 0.0
+        return target, -1, conf
 
     @staticmethod
     def _parse(modules: Any) -> list[tuple[np.ndarray, np.ndarray, str | None]] | None:
@@ -325,6 +416,8 @@ class PolicyRun:
 
     positions: np.ndarray  # (n - 1,)
     confidence: np.ndarray  # (n - 1,)
+    rejected: int = 0
+    """Decisions the strategy's signal check rejected (the target stayed where it was)."""
 
 
 def _act(x: np.ndarray, kind: str | None) -> None:
@@ -334,16 +427,26 @@ def _act(x: np.ndarray, kind: str | None) -> None:
         np.maximum(x, 0.0, out=x)
 
 
-def run_policy(predictor: Predictor, series: MarketSeries, start: int | None = None) -> PolicyRun:
+def run_policy(
+    predictor: Predictor,
+    series: MarketSeries,
+    start: int | None = None,
+    rules: SignalRules | None = None,
+) -> PolicyRun:
     """Act bar by bar over ``series`` with the agent state tracked exactly as the environment
     does. Decisions start at bar ``window - 1`` (earlier bars have no full window): positions
-    before are flat."""
+    before are flat.
+
+    With ``rules`` (the strategy's signal check) a decision execution would reject keeps the
+    previous target, as it does live; the confidence is then computed inline for every decision.
+    """
     m = predictor.manifest
     w = m.window
     n = len(series)
     first = w - 1 if start is None else start
     positions = np.zeros(n - 1)
     confidence = np.zeros(n - 1)
+    rejected = 0
     if n - 1 <= first:
         return PolicyRun(positions, confidence)
     feats = np.ascontiguousarray(series.features, dtype=np.float32)
@@ -362,8 +465,6 @@ def run_policy(predictor: Predictor, series: MarketSeries, start: int | None = N
     state_scale = scale[nf:].tolist()
     opens = series.open.tolist()
     closes = series.close.tolist()
-    max_pos = m.max_position
-    allow_short = m.allow_short
     fast = predictor.numpy_policy()
     position = 0.0
     entry = 0.0
@@ -377,17 +478,27 @@ def run_policy(predictor: Predictor, series: MarketSeries, start: int | None = N
             min(clip, max(-clip, c)),
         )
 
+    def checked(target: float, conf: float) -> float:
+        nonlocal rejected
+        if rules is None:
+            return target
+        approved = rules.apply(target, conf)
+        if approved is None:
+            rejected += 1
+            return position
+        return approved
+
     if fast is None:
         predictor.reset_state()
         for t in range(first, n - 1):
             s = norm_state(agent_state(position, entry, closes[t], held))
             obs = np.concatenate([feat_norm[t - w + 1], np.asarray(s)])[None].astype(np.float32)
             out = predictor.predict_observation(obs)
-            target = float(out.target_position[0])
             confidence[t] = float(out.confidence[0])
+            target = checked(float(out.target_position[0]), confidence[t])
             positions[t] = target
             position, entry, held = _advance(position, entry, held, target, opens[t + 1])
-        return PolicyRun(positions, confidence)
+        return PolicyRun(positions, confidence, rejected)
 
     w1, b1, act1 = fast.layers[0] if fast.layers else fast.head
     z = feat_norm @ w1[:, :nf].T + b1  # the batched part: features through the first layer
@@ -398,19 +509,18 @@ def run_policy(predictor: Predictor, series: MarketSeries, start: int | None = N
     states = np.zeros((n - 1, STATE_SIZE))
     h = np.empty(z.shape[1])
     outputs = np.empty((n - 1, fast.head[0].shape[0]))
-    discrete = m.action_mode == "discrete"
+    inline = rules is not None and rules.needs_confidence
     for t in range(first, n - 1):
         s = norm_state(agent_state(position, entry, closes[t], held))
         svec[0], svec[1], svec[2] = s
         states[t] = svec
         np.dot(ws, svec, out=h)
         h += z[t - w + 1]
+        _act(h, act1)  # with no hidden layers this is the head's own activation (TD3's tanh)
+        x = h
         if head_is_first:
-            _act(h, act1)  # the head's own activation (TD3's tanh) when there are no hidden layers
             out_v = h
         else:
-            _act(h, act1)
-            x = h
             for wk, bk, ak in rest:
                 x = wk @ x
                 x += bk
@@ -419,24 +529,17 @@ def run_policy(predictor: Predictor, series: MarketSeries, start: int | None = N
             out_v += fast.head[1]
             _act(out_v, fast.head[2])
         outputs[t] = out_v
-        if discrete:
-            o0, o1, o2 = out_v.tolist()
-            if not allow_short:
-                o0 = -math.inf
-            a = 0 if o0 >= o1 and o0 >= o2 else (1 if o1 >= o2 else 2)
-            target = DISCRETE_POSITIONS[a] * max_pos
-        else:
-            v = float(out_v[0])
-            v = math.tanh(v) if fast.kind == "squashed" else v
-            target = min(1.0, max(-1.0, v)) * max_pos
-            if not allow_short and target < 0:
-                target = 0.0
+        target, _, conf = fast.decide(out_v, x, m, confidence=inline)
+        confidence[t] = conf
+        target = checked(target, conf)
         positions[t] = target
         position, entry, held = _advance(position, entry, held, target, opens[t + 1])
+    if inline:
+        return PolicyRun(positions, confidence, rejected)
     done = outputs[first:]
-    if discrete:
+    if m.action_mode == "discrete":
         scores = done.copy()
-        if not allow_short:
+        if not m.allow_short:
             scores[:, 0] = -np.inf
         chosen = scores.argmax(axis=1)
         # MaskablePPO's distribution renormalises over the allowed actions (as the torch path
@@ -450,7 +553,7 @@ def run_policy(predictor: Predictor, series: MarketSeries, start: int | None = N
             idx = rows[a : a + 65536]
             obs = np.concatenate([feat_norm[idx - w + 1], states[idx]], axis=1)
             confidence[idx] = predictor.predict_observation(obs.astype(np.float32)).confidence
-    return PolicyRun(positions, confidence)
+    return PolicyRun(positions, confidence, rejected)
 
 
 def _advance(

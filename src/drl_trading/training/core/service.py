@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from drl_trading.common.costs import CostModel
 from drl_trading.common.domain import Symbol, TimeRange
 from drl_trading.common.feature_dataset import load_feature_matrix
 from drl_trading.common.ports import FeatureStore, MarketDataRepository
@@ -476,9 +477,10 @@ class TrainingService:
         return backtest(
             predictor,
             series,
-            cost_rate=(m.fee_bps + m.slippage_bps) / 1e4,
+            costs=CostModel(m.fee_bps, m.slippage_bps),
             periods_per_year=self.periods_per_year,
             random_seeds=self.settings.random_agent_seeds,
+            strategy=self.strategy,
         )
 
     @staticmethod

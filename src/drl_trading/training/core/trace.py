@@ -1,21 +1,17 @@
 """The simulated path of one symbol: the single record that metrics, trades and reports read.
 
-Timing matches the environment (`drl_trading.training.core.env`): the decision taken at the
-close of bar i fills at the open of bar i+1 and is marked at the close of bar i+1, so step i
-spans close[i] -> close[i+1] and is split at the fill into an overnight-style "gap" leg earned by
-the old position and a "bar" leg earned by the new one. Equity evolves as::
+Accounting is the shared cost model of `drl_trading.common.costs`, the one the paper broker and
+the execution service apply: the target decided at the close of bar i is turned into units at
+that close's equity, the order fills at the open of bar i+1 (slippage against the trader, fee on
+the filled notional) and the book is marked at the close of bar i+1::
 
-    equity[i+1] = equity[i] * (1 + position_before[i] * gap_return[i])
-                             * (1 - cost[i])
-                             * (1 + position[i] * bar_return[i])
+    units[i] = units[i-1] + dq[i]          dq[i] = target[i] * equity[i] / close[i] - units[i-1]
+    cash[i]  = cash[i-1] - dq[i] * fill[i] - fee[i]
+    equity[i+1] = cash[i] + units[i] * close[i+1]
 
-    gap_return[i] = open[i+1] / close[i] - 1
-    bar_return[i] = close[i+1] / open[i+1] - 1
-    cost[i]       = |position[i] - position_before[i]| * cost_rate,  position_before[0] = 0
-
-The cost is charged on the equity at the fill, after the gap leg, which is why it sits between
-the two legs. Equity is not floored: a short through a bar that more than doubles the price can
-drive it negative, exactly as the environment would (which terminates on bankruptcy instead).
+``dq[i]`` is zero when the target equals the last one reached (no rebalancing on drift) or when
+the order would be below ``min_order_notional`` (dust). Equity is not floored: a short through a
+bar that more than doubles the price can drive it negative, as a real account would.
 """
 
 from __future__ import annotations
@@ -24,34 +20,44 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from drl_trading.common.costs import (
+    TARGET_TOLERANCE,
+    CostModel,
+    fee,
+    market_fill_price,
+    order_units,
+    settle_units,
+)
+
 __all__ = ["SimulationTrace", "simulate"]
 
 
 @dataclass(frozen=True, slots=True)
 class SimulationTrace:
     """One symbol's simulated path. n steps; step i goes from the close of bar i to the close of
-    bar i+1. The decision taken at the close of bar i fills at the open of bar i+1.
+    bar i+1, and the decision taken at the close of bar i fills at the open of bar i+1.
 
-    Invariant (checked only for shapes, the numbers are the producer's responsibility)::
-
-        equity[i+1] = equity[i] * (1 + position_before[i] * gap_return[i])
-                                * (1 - cost[i]) * (1 + position[i] * bar_return[i])
+    Step i's PnL splits into the part the held units earn from close[i] to the fill
+    (`gap_pnl`), the cost of the fill, and what the new units earn to close[i+1] (`bar_pnl`):
+    ``equity[i+1] - equity[i] = gap_pnl[i] - cost[i] + bar_pnl[i]`` up to rounding.
     """
 
     symbol: str
     times: np.ndarray  # (n+1,) datetime64[us], UTC close times of the equity points
+    open: np.ndarray  # (n+1,) float64, open of each bar (open[i+1] is step i's fill bar)
     close: np.ndarray  # (n+1,) float64, close price at each equity point
     equity: np.ndarray  # (n+1,) float64, equity[0] = initial equity
-    position: np.ndarray  # (n,) float64 in [-1, 1], held after the fill of step i
-    gap_return: np.ndarray  # (n,) open[i+1]/close[i] - 1, earned by position_before[i]
-    bar_return: np.ndarray  # (n,) close[i+1]/open[i+1] - 1, earned by position[i]
-    cost: np.ndarray  # (n,) |position[i] - position_before[i]| * cost_rate
-    cost_rate: float  # fees + slippage as a fraction (bps / 1e4)
+    position: np.ndarray  # (n,) target fraction in [-1, 1] in force after step i's decision
+    units: np.ndarray  # (n,) signed units held after step i's fill
+    cost: np.ndarray  # (n,) fees + slippage paid at step i's fill, in quote currency
+    fees: np.ndarray  # (n,) the fee part of ``cost``
+    costs: CostModel
 
     def __post_init__(self) -> None:
         n = len(self.position)
-        points = {"times": self.times, "close": self.close, "equity": self.equity}
-        steps = {"gap_return": self.gap_return, "bar_return": self.bar_return, "cost": self.cost}
+        points = {"times": self.times, "open": self.open, "close": self.close}
+        points["equity"] = self.equity
+        steps = {"units": self.units, "cost": self.cost, "fees": self.fees}
         for name, arr in points.items():
             if arr.shape != (n + 1,):
                 raise ValueError(f"{self.symbol}: {name} must have shape ({n + 1},), {arr.shape}")
@@ -64,13 +70,30 @@ class SimulationTrace:
         return len(self.position)
 
     @property
+    def initial_equity(self) -> float:
+        return float(self.equity[0])
+
+    @property
     def position_before(self) -> np.ndarray:
-        """The position carried into each step (flat before the first one); it earns the gap."""
-        before = np.empty_like(self.position)
-        if len(before):
-            before[0] = 0.0
-            before[1:] = self.position[:-1]
-        return before
+        """The target in force before each step's decision (flat before the first one)."""
+        return _shift(self.position)
+
+    @property
+    def units_before(self) -> np.ndarray:
+        """The units carried into each step (none before the first); they earn the gap."""
+        return _shift(self.units)
+
+    @property
+    def gap_pnl(self) -> np.ndarray:
+        """What the units held before the fill earn from close[i] to open[i+1]."""
+        pnl: np.ndarray = self.units_before * (self.open[1:] - self.close[:-1])
+        return pnl
+
+    @property
+    def bar_pnl(self) -> np.ndarray:
+        """What the units held after the fill earn from open[i+1] to close[i+1]."""
+        pnl: np.ndarray = self.units * (self.close[1:] - self.open[1:])
+        return pnl
 
     @property
     def step_returns(self) -> np.ndarray:
@@ -80,22 +103,30 @@ class SimulationTrace:
         return ratio
 
 
+def _shift(values: np.ndarray) -> np.ndarray:
+    before = np.empty_like(values)
+    if len(before):
+        before[0] = 0.0
+        before[1:] = values[:-1]
+    return before
+
+
 def simulate(
     symbol: str,
     times: np.ndarray,
     open_: np.ndarray,
     close: np.ndarray,
     positions: np.ndarray,
-    cost_rate: float,
+    costs: CostModel,
     initial_equity: float = 1.0,
 ) -> SimulationTrace:
-    """Replay decided positions over bars 0..n in one vectorised pass.
+    """Replay decided targets over bars 0..n.
 
     ``times``, ``open_`` and ``close`` describe bars 0..n (``times`` are close times);
     ``positions[i]`` is decided at the close of bar i and filled at the open of bar i+1, so it
-    has length n. ``cumprod`` multiplies the per-step factors left to right, starting from the
-    initial equity, so the result is bit-identical to a loop applying the same factors in turn;
-    the environment groups the same terms differently and agrees to rounding (~1e-15 relative).
+    has length n. Only steps whose target differs from the last one reached can trade, so the
+    Python loop runs over those; units and cash between them are filled forward in numpy. The
+    arithmetic of each fill is the paper broker's, operation for operation.
     """
     times_us = np.asarray(times).astype("datetime64[us]")
     open_f = np.asarray(open_, dtype=np.float64)
@@ -111,26 +142,53 @@ def simulate(
         raise ValueError(f"{symbol}: positions must be finite and within [-1, 1]")
     if not (open_f > 0).all() or not (close_f > 0).all():
         raise ValueError(f"{symbol}: prices must be positive")
-    if cost_rate < 0 or not np.isfinite(cost_rate):
-        raise ValueError(f"{symbol}: cost_rate must be a finite non-negative fraction")
+    if not initial_equity > 0:
+        raise ValueError(f"{symbol}: initial_equity must be positive, got {initial_equity}")
 
-    gap = open_f[1:] / close_f[:-1] - 1.0
-    bar = close_f[1:] / open_f[1:] - 1.0
-    before = np.zeros(n, dtype=np.float64)
-    before[1:] = pos[:-1]
-    cost = np.abs(pos - before) * cost_rate
-    factors = np.empty(n + 1, dtype=np.float64)
-    factors[0] = initial_equity
-    factors[1:] = (1.0 + before * gap) * (1.0 - cost) * (1.0 + pos * bar)
-    equity = np.cumprod(factors)
+    # every decision reaches its target (by an order or as dust), so a step can only trade when
+    # its target differs from the previous step's
+    candidates = np.flatnonzero(np.abs(np.diff(pos, prepend=0.0)) > TARGET_TOLERANCE)
+    units_at = np.zeros(n, dtype=np.float64)
+    cash_at = np.full(n, np.nan)
+    cost = np.zeros(n, dtype=np.float64)
+    fees = np.zeros(n, dtype=np.float64)
+    traded = np.zeros(n, dtype=bool)
+    opens: list[float] = open_f.tolist()
+    closes: list[float] = close_f.tolist()
+    targets: list[float] = pos.tolist()
+    fee_bps, slip_bps, dust = costs.fee_bps, costs.slippage_bps, costs.min_order_notional
+    cash, units = float(initial_equity), 0.0
+    for k in candidates.tolist():
+        price = closes[k]
+        dq = order_units(targets[k], cash + units * price, price, units)
+        if dq == 0.0 or abs(dq) * price < dust:
+            continue
+        fill = market_fill_price(opens[k + 1], dq > 0, slip_bps)
+        paid = fee(abs(dq) * fill, fee_bps)
+        cash -= dq * fill + paid
+        units = settle_units(units + dq)
+        units_at[k], cash_at[k], traded[k] = units, cash, True
+        fees[k] = paid
+        cost[k] = paid + abs(dq) * abs(fill - opens[k + 1])
+
+    # forward-fill units and cash from the last fill at or before each step
+    last = np.where(traded, np.arange(n), -1)
+    np.maximum.accumulate(last, out=last)
+    has = last >= 0
+    units_path = np.where(has, units_at[np.maximum(last, 0)], 0.0)
+    cash_path = np.where(has, cash_at[np.maximum(last, 0)], float(initial_equity))
+    equity = np.empty(n + 1, dtype=np.float64)
+    equity[0] = initial_equity
+    equity[1:] = cash_path + units_path * close_f[1:]
     return SimulationTrace(
         symbol=symbol,
         times=times_us,
+        open=open_f.copy(),
         close=close_f.copy(),
         equity=equity,
         position=pos.copy(),
-        gap_return=gap,
-        bar_return=bar,
+        units=units_path,
         cost=cost,
-        cost_rate=float(cost_rate),
+        fees=fees,
+        costs=costs,
     )

@@ -1,0 +1,198 @@
+"""A paper session measured with the backtest's ruler: per-symbol traces, metrics, baselines.
+
+The recorder watches the live 1m bars and, after each base-bar close has gone through all the
+services, what execution holds: the target in force, the units, the symbol's equity and its fees.
+From those points it builds each symbol's `SimulationTrace`, the same record the vectorised
+backtest produces, so the session's report has the backtest's metrics, trades, baselines
+(buy-and-hold, flat, random on the very bars the session saw) and HTML report; a test replays
+history through the services and finds the backtest's positions and PnL.
+
+A symbol's equity is its capital plus its PnL net of fees. With per-symbol capital (the default)
+that is the amount execution sizes on; with a shared pool each symbol is given an equal nominal
+share of the initial cash, so its return is measured on that share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from drl_trading.common.adapter.system_clock import ManualClock
+from drl_trading.common.costs import CostModel
+from drl_trading.common.domain import Bar, Symbol, Timeframe, to_micros
+from drl_trading.execution.core.service import ExecutionService
+from drl_trading.ingest.core.live import LiveBarSource
+from drl_trading.training.core.backtest import BacktestResult, SymbolBacktest, mean_metrics
+from drl_trading.training.core.metrics import (
+    buy_and_hold_positions,
+    compute_metrics,
+    extract_trades,
+    flat_positions,
+    random_positions,
+)
+from drl_trading.training.core.trace import SimulationTrace, simulate
+
+
+class ClockedSource:
+    """Moves the market clock to each bar's close as it is delivered (in a replay "now" is the
+    replayed time, so signal-age and feature-age checks judge by market time) and shows each bar
+    to the observers first."""
+
+    def __init__(
+        self,
+        inner: LiveBarSource,
+        clock: ManualClock,
+        observers: tuple[Callable[[Bar], None], ...] = (),
+    ) -> None:
+        self._inner = inner
+        self._clock = clock
+        self.observers = list(observers)
+
+    def bars(self) -> Iterator[Bar]:
+        for bar in self._inner.bars():
+            self._clock.set(bar.close_time)
+            for observe in self.observers:
+                observe(bar)
+            yield bar
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+@dataclass(slots=True)
+class _Points:
+    times: list[datetime] = field(default_factory=list)
+    open: list[float] = field(default_factory=list)
+    close: list[float] = field(default_factory=list)
+    equity: list[float] = field(default_factory=list)
+    target: list[float] = field(default_factory=list)
+    units: list[float] = field(default_factory=list)
+    fees: list[float] = field(default_factory=list)
+
+
+class SessionRecorder:
+    """Feed it every live bar (`on_bar`) and call `after_processing` once the bus is idle."""
+
+    def __init__(
+        self,
+        execution: ExecutionService,
+        symbols: list[Symbol],
+        base: Timeframe,
+        costs: CostModel,
+        initial_cash: float,
+    ) -> None:
+        self._execution = execution
+        self._base_us = base.micros
+        self.costs = costs
+        capital = execution.capital
+        nominal = initial_cash / max(len(symbols), 1)
+        self.capital = {s: (capital or {}).get(s, nominal) for s in symbols}
+        self._points: dict[Symbol, _Points] = {s: _Points() for s in symbols}
+        self._window_open: dict[Symbol, float] = {}
+        self._closed: list[Bar] = []
+
+    def on_bar(self, bar: Bar) -> None:
+        if bar.symbol not in self._points:
+            return
+        if to_micros(bar.open_time) % self._base_us == 0 or bar.symbol not in self._window_open:
+            self._window_open[bar.symbol] = bar.open
+        if to_micros(bar.close_time) % self._base_us == 0:
+            self._closed.append(bar)
+
+    def after_processing(self) -> None:
+        """Snapshot the symbols whose base bar closed since the last call."""
+        closed, self._closed = self._closed, []
+        positions = self._execution.positions()
+        for bar in closed:
+            pts = self._points[bar.symbol]
+            if pts.times and bar.close_time <= pts.times[-1]:
+                continue  # a duplicate delivery: the point is already taken
+            held = positions.get(bar.symbol)
+            pts.times.append(bar.close_time)
+            pts.open.append(self._window_open.get(bar.symbol, bar.open))
+            pts.close.append(bar.close)
+            pts.equity.append(self.capital[bar.symbol] + self._execution.symbol_pnl(bar.symbol))
+            pts.target.append(self._execution.target(bar.symbol))
+            pts.units.append(held.quantity if held is not None else 0.0)
+            pts.fees.append(held.fees_paid if held is not None else 0.0)
+
+    @property
+    def points(self) -> int:
+        return sum(len(p.times) for p in self._points.values())
+
+    def traces(self) -> dict[Symbol, SimulationTrace]:
+        """One trace per symbol with at least two points (one step).
+
+        Step i's cost is what the prices and units leave unexplained of its equity change
+        (gap and bar legs minus the change), i.e. fees plus slippage, exactly as booked.
+        """
+        out: dict[Symbol, SimulationTrace] = {}
+        for symbol, p in self._points.items():
+            if len(p.times) < 2:
+                continue
+            times = np.array([t.replace(tzinfo=None) for t in p.times], dtype="datetime64[us]")
+            open_ = np.asarray(p.open, dtype=np.float64)
+            close = np.asarray(p.close, dtype=np.float64)
+            equity = np.asarray(p.equity, dtype=np.float64)
+            held = np.asarray(p.units, dtype=np.float64)
+            before, after = held[:-1], held[1:]
+            gap = before * (open_[1:] - close[:-1])
+            bar = after * (close[1:] - open_[1:])
+            cost = gap + bar - np.diff(equity)
+            cost[np.abs(cost) < 1e-9 * np.abs(equity[:-1])] = 0.0  # rounding, not a fill
+            out[symbol] = SimulationTrace(
+                symbol=str(symbol),
+                times=times,
+                open=open_,
+                close=close,
+                equity=equity,
+                position=np.asarray(p.target[:-1], dtype=np.float64),
+                units=after.copy(),
+                cost=cost,
+                fees=np.diff(np.asarray(p.fees, dtype=np.float64)),
+                costs=self.costs,
+            )
+        return out
+
+    def result(
+        self, periods_per_year: float, random_seeds: int = 5, seconds: float = 0.0
+    ) -> BacktestResult:
+        """The session as a backtest result: the model is what execution did; the baselines
+        are simulated on the same bars with the same costs and starting equity."""
+        symbols: list[SymbolBacktest] = []
+        bars = 0
+        for symbol, trace in self.traces().items():
+            n = trace.n_steps
+            bars += n + 1
+            initial = float(trace.equity[0])
+
+            def sim(
+                positions: np.ndarray, t: SimulationTrace = trace, e: float = initial
+            ) -> SimulationTrace:
+                return simulate(t.symbol, t.times, t.open, t.close, positions, self.costs, e)
+
+            bh = sim(buy_and_hold_positions(n))
+            rand = [
+                compute_metrics(sim(random_positions(n, seed)), periods_per_year)
+                for seed in range(random_seeds)
+            ]
+            symbols.append(
+                SymbolBacktest(
+                    symbol=str(symbol),
+                    model=compute_metrics(trace, periods_per_year),
+                    trace=trace,
+                    trades=extract_trades(trace),
+                    baselines={
+                        "buy-and-hold": compute_metrics(bh, periods_per_year),
+                        "flat": compute_metrics(sim(flat_positions(n)), periods_per_year),
+                        f"random ({random_seeds} seeds, mean)": mean_metrics(rand),
+                    },
+                    baseline_traces={"buy-and-hold": bh},
+                    skipped_bars=0,
+                    mean_confidence=None,
+                )
+            )
+        return BacktestResult(symbols, bars, seconds)
