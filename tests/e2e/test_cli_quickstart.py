@@ -17,8 +17,18 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 CLI = str(Path(sys.executable).with_name("drl-trading"))
 
 
+# a 512-step policy's confidences sit near 1/3: under the example strategy's 0.4 minimum it would
+# never trade, and the paper/backtest comparison below would compare two flat books
+STRATEGY = '{"min_confidence": 0.0}'
+
+
 def _run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200", "DRL_TRADING_TRAINING__ENV__N_ENVS": "2"}
+    env = {
+        **os.environ,
+        "COLUMNS": "400",
+        "DRL_TRADING_TRAINING__ENV__N_ENVS": "2",
+        "DRL_TRADING_STRATEGY__PARAMS": STRATEGY,
+    }
     return subprocess.run(
         [CLI, "--home", str(home), *args],
         capture_output=True,
@@ -44,6 +54,23 @@ def test_quickstart_then_train_and_backtest(tmp_path: Path) -> None:
     assert "<svg" in report.read_text()
     metrics = json.loads(Path(re.search(r"metrics:\s+(\S+\.json)", out).group(1)).read_text())  # type: ignore[union-attr]
     assert metrics["model"] == "models:/drl-example/1"
+
+    # the printed next step: paper-trade the test range; its per-symbol metrics are the test
+    # backtest's (one engine: same model, bars, costs and signal check)
+    command = re.search(r"paper-trade the test range: drl-trading (paper .*)", out)
+    assert command is not None, out[-2000:]
+    session = tmp_path / "session.json"
+    paper = _run(home, *command.group(1).split(), "--out", str(session))
+    assert paper.returncode == 0, paper.stderr[-4000:]
+    live = json.loads(session.read_text())
+    assert live["trading_state"] == "active"
+    assert set(metrics["test"]["symbols"]) == set(live["per_symbol"]) == {"BTCUSDT", "ETHUSDT"}
+    for symbol, expected in metrics["test"]["symbols"].items():
+        got = live["per_symbol"][symbol]["model"]
+        assert got["n_steps"] == expected["model"]["n_steps"]
+        assert got["n_trades"] == expected["model"]["n_trades"] > 0
+        for key in ("total_return", "sharpe", "max_drawdown", "fees_paid", "exposure"):
+            assert got[key] == pytest.approx(expected["model"][key], rel=1e-9, abs=1e-12), key
 
     train = _run(
         home, "train", "-s", "BTCUSDT", "--start", "2024-01-01", "--end", "2024-01-16", "-t", "256"

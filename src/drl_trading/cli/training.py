@@ -88,6 +88,17 @@ def print_training_result(result: Any) -> None:
     console.print(f"model:         {result.model.uri}")
     verdict = "[green]yes[/green]" if result.champion else "[yellow]no[/yellow]"
     console.print(f"champion:      {verdict}: {result.gate_reason}")
+    # the same model, range and costs through the online services: the paper session's
+    # per-symbol metrics equal this test backtest's (docs/online.md, "One engine")
+    test = result.splits.test
+    m = result.model
+    model_ref = f"{m.name}@champion" if result.champion else f"{m.name}/{m.version}"
+    symbols = ",".join(s.symbol for s in result.test.symbols)
+    console.print(
+        f"paper-trade the test range: drl-trading paper --model {model_ref} --symbols {symbols} "
+        f"--source replay --start {test.start:%Y-%m-%dT%H:%M} --end {test.end:%Y-%m-%dT%H:%M} "
+        "--fresh"
+    )
 
 
 def _settings_with(
