@@ -41,12 +41,12 @@ from unittest import mock
 from drl_trading.common.adapter.system_clock import ManualClock
 from drl_trading.common.domain import Bar, Symbol, Timeframe, TimeRange
 from drl_trading.common.infrastructure import feature_set_for
+from drl_trading.common.latency import LatencyHistogram
 from drl_trading.common.logs import configure_logging
 from drl_trading.common.settings import AppSettings, load_settings
 from drl_trading.execution.adapter.bus_handlers import ExecutionHandlers
 from drl_trading.execution.core.ports import RecordKind
 from drl_trading.inference.adapter.bus_handlers import InferenceHandlers
-from drl_trading.inference.core.latency import LatencyHistogram
 from drl_trading.ingest.adapter.online_handlers import OnlineIngestHandlers
 from drl_trading.ingest.adapter.replay_source import ReplaySource
 from drl_trading.preprocess.adapter.bus_handlers import PreprocessHandlers
@@ -72,6 +72,7 @@ STAGES: tuple[tuple[str, int], ...] = (
     ("execution.on_prediction", 2),
     ("ingest.on_store_resampled", 2),
     ("market_data.upsert_bars (resampled)", 3),
+    ("after ack: flush staged bar writes", 1),
 )
 _HANDLERS: tuple[tuple[type, str, str], ...] = (
     (PreprocessHandlers, "on_preprocess_requested", "preprocess.on_preprocess_requested"),
@@ -160,6 +161,10 @@ def build_home(home: Path) -> AppSettings:
             "env": {"n_envs": 2},
             "gate": {"min_sharpe": -1e9, "beat_buy_and_hold": False, "max_drawdown": 1.0},
         },
+        # the tiny policy's confidences sit near 1/3: with the example's 0.4 minimum every
+        # signal would be rejected and orders, fills and their commits would go unmeasured
+        strategy={"params": {"min_confidence": 0.0}},
+        execution={"max_daily_loss": 1.0, "max_drawdown": 1.0},
     )
     configure_logging(settings.logging.level, settings.logging.json_output)  # as the CLI does
     if (home / "mlflow" / "mlflow.db").exists():
@@ -237,6 +242,8 @@ def replay(settings: AppSettings, label: str, n_bars: int) -> RunResult:
             probe.add("pump(1): ingest accept + publish", t1 - t0)
             probe.add("run_until_idle()", t2 - t1)
             probe.add("bar close -> ack", t2 - t0)
+            runtime.flush()  # staged market-data writes, after the ack (as `paper` does)
+            probe.add("after ack: flush staged bar writes", time.perf_counter() - t2)
             assert source.last is not None
             close = source.last.close_time
             probe.flush("base" if base.floor(close) == close else "other")

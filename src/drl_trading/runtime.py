@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from drl_trading.common.adapter.memory_bus import InMemoryBus
 from drl_trading.common.domain import Symbol
 from drl_trading.common.infrastructure import build_bus, build_feature_store, build_market_data
+from drl_trading.common.latency import StageLatency
 from drl_trading.common.ports import Clock, FeatureStore, MarketDataRepository
 from drl_trading.common.settings import AppSettings
 from drl_trading.preprocess.adapter.bus_handlers import PreprocessHandlers
@@ -37,6 +38,8 @@ class OnlineComponents:
     ingest: OnlineIngestService
     inference: InferenceComponents
     execution: ExecutionComponents
+    stages: StageLatency
+    """Per-stage latency of the online chain (ingest → preprocess → inference → execution)."""
 
 
 @dataclass
@@ -105,7 +108,7 @@ class EmbeddedRuntime:
         execution = bootstrap_execution(
             settings.execution, strategy.risk_parameters(), clock, settings.home, symbols
         )
-        handlers = ExecutionHandlers(execution.service, strategy)
+        handlers = ExecutionHandlers(execution.service, strategy, StageLatency())
         self.bus.subscribe(Topic.PREDICT_COMPLETED, group=EXECUTION, handler=handlers.on_prediction)
         self.bus.subscribe(
             Topic.PREPROCESS_REQUESTED, group=EXECUTION, handler=handlers.on_bar_request
@@ -128,7 +131,7 @@ class EmbeddedRuntime:
         )
         ingest = OnlineIngestService(history, source, self.market_data, self.bus, clock)
         wire_online_ingest(self.bus, ingest)
-        self.online = OnlineComponents(ingest, inference, execution)
+        self.online = OnlineComponents(ingest, inference, execution, handlers.latency)
         return self.online
 
     def run_until_idle(self, max_messages: int = 1_000_000) -> int:
@@ -139,6 +142,14 @@ class EmbeddedRuntime:
                 break
             handled += n
         return handled
+
+    def flush(self) -> None:
+        """Write what the stores staged (live bars behind `WriteBehindMarketData`): call it when
+        a bar is done, after its order was acknowledged, so persistence stays off the path
+        from bar close to order. Reads and `close` flush by themselves."""
+        flush = getattr(self.market_data, "flush", None)
+        if flush is not None:
+            flush()
 
     def close(self) -> None:
         if self.online is not None:

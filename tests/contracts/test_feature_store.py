@@ -42,13 +42,20 @@ def _entities(symbol: Symbol, times: list[str]) -> pl.DataFrame:
     ).with_columns(pl.col("event_time").cast(TIME_DTYPE))
 
 
-@pytest.fixture(params=["memory", pytest.param("feast", marks=pytest.mark.integration)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("feast", marks=pytest.mark.integration),
+        pytest.param("feast-no-own-reads", marks=pytest.mark.integration),
+    ]
+)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> FeatureStore:
-    s: FeatureStore = (
-        InMemoryFeatureStore()
-        if request.param == "memory"
-        else FeastFeatureStore(tmp_path / "repo", tmp_path / "data")
-    )
+    s: FeatureStore
+    if request.param == "memory":
+        s = InMemoryFeatureStore()
+    else:  # with and without serving this process's own online writes from memory
+        own = request.param == "feast"
+        s = FeastFeatureStore(tmp_path / "repo", tmp_path / "data", read_own_writes=own)
     s.register(VIEW)
     return s
 
@@ -106,3 +113,8 @@ def test_online_latest_vector_per_symbol(store: FeatureStore) -> None:
     assert store.online_features(VIEW, [A])[A].values == (3.0, 4.0)
     with pytest.raises(ValueError, match="columns"):
         store.write_online(VIEW, A, t2, [1.0])
+    if isinstance(store, FeastFeatureStore):
+        # another process (no own writes) reads the same vectors from the online store
+        other = FeastFeatureStore(store.repo_dir, store.data_dir, read_own_writes=False)
+        again = other.online_features(VIEW, [A, B])
+        assert again == store.online_features(VIEW, [A, B])

@@ -96,6 +96,11 @@ def test_paper_command_report(home: AppSettings, tmp_path: Path) -> None:
     assert report["model"] == "drl-example/1"
     assert report["predictions"] == 60
     assert report["latency_ms"]["bar_to_ack"]["count"] == 300
+    # the chain's stamps: every decided signal has each stage's latency
+    stages = report["latency_ms"]["stages"]
+    assert set(stages) == {"ingest", "preprocess", "inference", "execution", "total"}
+    assert all(stages[s]["count"] == 60 for s in stages)
+    assert stages["total"]["p50"] >= stages["inference"]["p50"]
     # the backtest's equity-curve metrics over the session's 5m closes, for the account and
     # per symbol (with the baselines on the same bars), and an HTML report
     assert report["metrics"]["n_steps"] == 29

@@ -25,7 +25,7 @@ from drl_trading.cli.trades import poll_switches
 from drl_trading.common.adapter.system_clock import ManualClock
 from drl_trading.common.costs import CostModel
 from drl_trading.common.domain import Symbol, TimeRange, parse_symbols, to_micros
-from drl_trading.inference.core.latency import LatencyHistogram
+from drl_trading.common.latency import LatencyHistogram
 from drl_trading.runtime import EmbeddedRuntime
 
 PaperSource = Literal["replay", "synthetic-live"]
@@ -148,6 +148,7 @@ def paper(
         )
         clocked.observers.append(recorder.on_bar)
         bars = 0
+        paced = source != "replay" or speed is not None
         base_us = spec.base_timeframe.micros
         curve: list[tuple[datetime, float, float]] = []  # (base close, equity, gross exposure)
         started = time.perf_counter()
@@ -160,6 +161,10 @@ def paper(
                         break
                     runtime.run_until_idle()
                     stage.record(time.perf_counter() - t0)
+                    if paced or bars % 64 == 63:
+                        # the bar's order is acknowledged: persist the staged bars now (live),
+                        # or every 64 bars in a replay as fast as possible
+                        runtime.flush()
                     recorder.after_processing()
                     bars += 1
                     now = clock.now()
@@ -219,7 +224,8 @@ def paper(
             "per_symbol": per_symbol.to_dict()["symbols"],
             "latency_ms": {
                 "bar_to_ack": _ms(stage.snapshot()),
-                **{k: _ms(v) for k, v in inf.latency.items()},
+                "stages": {k: _ms(v) for k, v in online.stages.snapshot().items()},
+                "inference": {k: _ms(v) for k, v in inf.latency.items()},
             },
             "ingest": {
                 k: v for k, v in asdict(online.ingest.stats()).items() if isinstance(v, int)
@@ -365,6 +371,9 @@ def _print_report(report: dict[str, Any]) -> None:
     lat = report["latency_ms"]["bar_to_ack"]
     if lat["count"]:
         t.add_row("bar → ack p50 / p99 / max (ms)", f"{lat['p50']} / {lat['p99']} / {lat['max']}")
+    for name, st in report["latency_ms"]["stages"].items():
+        if st["count"]:
+            t.add_row(f"· {name} p50 / p99 (ms, per decision)", f"{st['p50']} / {st['p99']}")
     console.print(t)
     rows = report.get("per_symbol") or {}
     if rows:

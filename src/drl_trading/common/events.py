@@ -103,6 +103,9 @@ class PreprocessDataRequested(Event):
     bars: list[ResampledBar] | None = None
     """Online mode may carry the new 1m bar(s) so that preprocess need not read them back from
     the store (they are stored before the request is published either way)."""
+    stages: dict[str, float] = Field(default_factory=dict)
+    """Online chain: wall-clock stamps (Unix seconds) of the stages this bar went through so far
+    (see `drl_trading.common.latency.STAGE_CHAIN`)."""
 
     @field_validator("start", "end", "bar_close_time")
     @classmethod
@@ -143,6 +146,9 @@ class PreprocessDataCompleted(Event):
     outputs: list[SymbolOutput]
     bar_close_time: datetime | None = None
     """Online mode: the close time of the base bar whose features were just written."""
+    stages: dict[str, float] = Field(default_factory=dict)
+    """Online chain: wall-clock stamps (Unix seconds) of the stages this bar went through so far
+    (see `drl_trading.common.latency.STAGE_CHAIN`)."""
 
     @property
     def topic(self) -> str:
@@ -170,6 +176,9 @@ class PredictionCompleted(Event):
     model_version: str
     feature_time: datetime
     bar_close_time: datetime
+    stages: dict[str, float] = Field(default_factory=dict)
+    """Online chain: wall-clock stamps (Unix seconds) of the stages this bar went through so far
+    (see `drl_trading.common.latency.STAGE_CHAIN`)."""
 
 
 class ErrorOccurred(Event):

@@ -11,6 +11,7 @@ from drl_trading.common.adapter.feast_feature_store import FeastFeatureStore
 from drl_trading.common.adapter.memory_bus import InMemoryBus
 from drl_trading.common.adapter.memory_feature_store import InMemoryFeatureStore
 from drl_trading.common.adapter.memory_market_data import InMemoryMarketData
+from drl_trading.common.adapter.write_behind_market_data import WriteBehindMarketData
 from drl_trading.common.ports import FeatureStore, MarketDataRepository
 from drl_trading.common.settings import AppSettings
 from drl_trading.strategy.api import Strategy
@@ -30,7 +31,11 @@ def build_bus(settings: AppSettings) -> InMemoryBus:
 def build_market_data(settings: AppSettings) -> MarketDataRepository:
     if settings.market_data.kind == "memory":
         return InMemoryMarketData()
-    return DuckDBMarketData(settings.market_data_path)
+    store = DuckDBMarketData(settings.market_data_path)
+    delay = settings.market_data.write_behind_ms / 1e3
+    if delay <= 0:
+        return store
+    return WriteBehindMarketData(store, max_delay=delay)
 
 
 def build_feature_store(settings: AppSettings) -> FeatureStore:

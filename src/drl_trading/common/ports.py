@@ -53,7 +53,10 @@ class Coverage:
 
 
 class MarketDataRepository(Protocol):
-    """OHLCV storage keyed by (symbol, timeframe, open time); writes are idempotent upserts."""
+    """OHLCV storage keyed by (symbol, timeframe, open time); writes are idempotent upserts.
+
+    A write-behind adapter stages small writes: their `UpsertResult` counts staged rows as
+    inserted, and reads flush first, so a process always reads what it wrote."""
 
     def upsert_bars(
         self, symbol: Symbol, timeframe: Timeframe, bars: pl.DataFrame

@@ -41,6 +41,14 @@ class MarketDataSettings(BaseModel):
     model_config = _FROZEN
     kind: Literal["duckdb", "memory"] = "duckdb"
     path: Path | None = Field(None, description="DuckDB file; default <home>/market.duckdb")
+    write_behind_ms: float = Field(
+        1000.0,
+        ge=0,
+        description=(
+            "Stage small (live) writes and store them when idle or after this long; 0 writes "
+            "each at once. A crash loses at most this much, recovered by the next gap fill."
+        ),
+    )
 
 
 class FeatureStoreSettings(BaseModel):

@@ -40,6 +40,8 @@ class FeastFeatureStore:
         data_dir: Path | str,
         online_store: dict[str, Any] | None = None,
         project: str = PROJECT,
+        *,
+        read_own_writes: bool = True,
     ) -> None:
         # Absolute paths: Feast resolves a relative registry path against repo_path, which would
         # double a relative home folder.
@@ -56,6 +58,11 @@ class FeastFeatureStore:
         self._project = project
         self._store: Any = None
         self._lock = threading.Lock()
+        # vectors this process wrote, served to its own online reads (embedded mode: the only
+        # writer is this process, and the Feast round trip would cost ~0.8 ms per read)
+        self._read_own_writes = read_own_writes
+        self._latest: dict[tuple[str, Symbol], OnlineFeatures] = {}
+        self._tuned = False
 
     # -- Feast objects -------------------------------------------------------------------------
     def feast(self) -> Any:
@@ -226,16 +233,40 @@ class FeastFeatureStore:
             if fv is None:
                 fv = store.get_feature_view(view.name)
                 self._online_views[view.name] = fv
-            store._get_provider().online_write_batch(
+            provider = store._get_provider()
+            if not self._tuned:
+                self._tune_online(provider, store.config)
+            provider.online_write_batch(
                 store.config, fv, [(entity, row, utc(event_time), datetime.now(UTC))], None
             )
         self._online_times[key] = event_time
+        if self._read_own_writes:
+            # what a Feast read returns: event time at whole seconds, values as float
+            stamp = datetime.fromtimestamp(int(utc(event_time).timestamp()), UTC)
+            self._latest[(view.name, symbol)] = OnlineFeatures(
+                stamp, tuple(float(v) for v in values)
+            )
+
+    def _tune_online(self, provider: Any, config: Any) -> None:
+        """SQLite online store: WAL with ``synchronous=NORMAL`` (a commit no longer waits for
+        an fsync; durable against a crash of this process, not of the machine, and the vector is
+        recomputed by the next catch-up anyway): ~1.3 ms → ~0.3 ms per vector."""
+        self._tuned = True
+        if self._online.get("type") != "sqlite":
+            return
+        conn = provider.online_store._get_conn(config)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
 
     def online_features(
         self, view: FeatureViewSpec, symbols: Sequence[Symbol]
     ) -> dict[Symbol, OnlineFeatures]:
         if not symbols:
             return {}
+        if self._read_own_writes:
+            own = {s: self._latest.get((view.name, s)) for s in symbols}
+            if all(v is not None for v in own.values()):
+                return {s: v for s, v in own.items() if v is not None}
         refs = [f"{view.name}:{c}" for c in view.columns]
         with self._lock:
             got = (

@@ -15,6 +15,7 @@ from drl_trading.common.events import (
     PreprocessDataRequested,
     ProcessingMode,
 )
+from drl_trading.common.latency import StageLatency, stamp
 from drl_trading.execution.core.service import ExecutionService
 from drl_trading.strategy.api import Strategy
 
@@ -22,14 +23,20 @@ GROUP = "execution"
 
 
 class ExecutionHandlers:
-    def __init__(self, service: ExecutionService, strategy: Strategy) -> None:
+    def __init__(
+        self, service: ExecutionService, strategy: Strategy, latency: StageLatency | None = None
+    ) -> None:
         self.service = service
         self.strategy = strategy
+        self.latency = latency if latency is not None else StageLatency()
 
     def on_prediction(self, event: Event) -> None:
         if not isinstance(event, PredictionCompleted):
             raise TypeError(f"expected PredictionCompleted, got {type(event).__name__}")
-        self.service.on_signal(event, self.strategy)
+        result = self.service.on_signal(event, self.strategy)
+        if event.stages and not result.duplicate:
+            # the chain ends here: decided, and acknowledged by the broker when it was an order
+            self.latency.record(stamp(event.stages, "execution"))
 
     def on_bar_request(self, event: Event) -> None:
         if not isinstance(event, PreprocessDataRequested):

@@ -38,8 +38,8 @@ from drl_trading.common.agent_state import agent_state
 from drl_trading.common.bars import TIME_DTYPE
 from drl_trading.common.domain import Action, Symbol, utc
 from drl_trading.common.events import PredictionCompleted, PreprocessDataCompleted, ProcessingMode
+from drl_trading.common.latency import LatencyHistogram, LatencySnapshot, stamp
 from drl_trading.common.ports import Clock, FeatureStore, FeatureViewSpec, OnlineFeatures
-from drl_trading.inference.core.latency import LatencyHistogram, LatencySnapshot
 from drl_trading.inference.core.ports import (
     LoadedModel,
     ModelSource,
@@ -341,6 +341,7 @@ class InferenceService:
                 model_version=model.version,
                 feature_time=feature_time,
                 bar_close_time=bar,
+                stages=stamp(event.stages, "inference") if event.stages else {},
             )
             self._remember(symbol, bar, prediction)
             results.append((symbol, prediction))

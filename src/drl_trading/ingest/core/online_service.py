@@ -26,6 +26,7 @@ see `preprocess.core.online`):
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -46,6 +47,7 @@ from drl_trading.common.events import (
     Topic,
     new_id,
 )
+from drl_trading.common.latency import stamp
 from drl_trading.common.ports import Clock, MarketDataRepository, MessageBus, UpsertResult
 from drl_trading.ingest.core.live import LiveBarSource
 from drl_trading.ingest.core.ports import HistoricalDataProvider
@@ -276,6 +278,7 @@ class OnlineIngestService:
 
     def accept(self, bar: Bar) -> None:
         """Judge, store and publish one live bar (``pump`` calls this for each bar it takes)."""
+        received = time.time()
         symbol = bar.symbol
         cursor = self._cursor.get(symbol)
         if cursor is None:
@@ -301,7 +304,7 @@ class OnlineIngestService:
             )
         self._repo.upsert_bars(symbol, M1, frame)
         self._cursor[symbol] = open_time
-        self._publish_online(symbol, bar, open_time)
+        self._publish_online(symbol, bar, open_time, received)
         self._counts.bars_streamed += 1
 
     def on_store_resampled(self, event: StoreResampledDataRequested) -> UpsertResult:
@@ -425,7 +428,9 @@ class OnlineIngestService:
             what = "late correction stored (not republished)"
         log.warning(what, symbol=str(symbol), open_time=open_time.isoformat())
 
-    def _publish_online(self, symbol: Symbol, bar: Bar, open_time: datetime) -> None:
+    def _publish_online(
+        self, symbol: Symbol, bar: Bar, open_time: datetime, received: float
+    ) -> None:
         close_time = open_time + M1.duration
         event = PreprocessDataRequested(
             correlation_id=bar_correlation_id(symbol, open_time),
@@ -445,6 +450,7 @@ class OnlineIngestService:
                     volume=bar.volume,
                 )
             ],
+            stages=stamp({"received": received}, "ingest"),
         )
         self._bus.publish(Topic.PREPROCESS_REQUESTED, event, key=str(symbol))
 

@@ -24,6 +24,7 @@ from drl_trading.common.events import (
     SymbolOutput,
     TimeframeOutput,
 )
+from drl_trading.common.latency import stamp
 from drl_trading.common.ports import FeatureStore, MarketDataRepository
 from drl_trading.preprocess.core.online import ClosedBar, OnlineFeatureEngine, OnlineRow
 from drl_trading.preprocess.core.service import view_for
@@ -208,4 +209,5 @@ class OnlinePreprocessService:
             feature_view=self.view.name,
             outputs=outputs,
             bar_close_time=bar_close_time,
+            stages=stamp(request.stages, "preprocess") if request.stages else {},
         )

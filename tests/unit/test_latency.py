@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from drl_trading.inference.core.latency import LatencyHistogram
+from drl_trading.common.latency import LatencyHistogram
 
 
 def test_percentiles_within_precision_and_never_below_the_true_value() -> None:
@@ -39,3 +39,23 @@ def test_time_context_uses_the_injected_timer() -> None:
     with pytest.raises(RuntimeError), h.time():
         raise RuntimeError("recorded anyway")
     assert h.count == 1 and h.snapshot().max == 0.25
+
+
+def test_stage_latency_follows_the_chain_of_stamps() -> None:
+    from drl_trading.common.latency import StageLatency, stamp
+
+    lat = StageLatency()
+    stages = {"received": 100.0, "ingest": 100.001, "preprocess": 100.003}
+    stages = stamp(stamp(stages, "inference", 100.004), "execution", 100.0045)
+    lat.record(stages)
+    snap = lat.snapshot()
+    assert snap["ingest"].max == pytest.approx(0.001, rel=0.02)
+    assert snap["preprocess"].max == pytest.approx(0.002, rel=0.02)
+    assert snap["inference"].max == pytest.approx(0.001, rel=0.02)
+    assert snap["execution"].max == pytest.approx(0.0005, rel=0.02)
+    assert snap["total"].max == pytest.approx(0.0045, rel=0.02)
+    # a chain without its start (an event from an older producer) records what it can
+    lat.record({"inference": 1.0, "execution": 1.002})
+    assert lat.snapshot()["execution"].count == 2
+    assert lat.snapshot()["total"].count == 1
+    assert stamp({}, "x")["x"] > 0

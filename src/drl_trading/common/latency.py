@@ -8,10 +8,11 @@ memory is fixed by the range: about 2,200 counters for 1 µs..1 h at 1 %.
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -127,3 +128,39 @@ class LatencyHistogram:
             self._count = 0
             self._sum = 0.0
             self._max = 0.0
+
+
+STAGE_CHAIN = ("received", "ingest", "preprocess", "inference", "execution")
+"""Where a live bar's events are stamped (wall clock, Unix seconds, in ``Event.stages``):
+``received`` when ingest took the bar from its source, ``ingest`` when it published the request,
+``preprocess`` when the features were written, ``inference`` when the prediction was published
+and ``execution`` when the signal was decided (the broker's acknowledgement included)."""
+
+
+def stamp(stages: Mapping[str, float], name: str, at: float | None = None) -> dict[str, float]:
+    """``stages`` plus ``name`` at ``at`` (now by default): each service adds its own stamp to
+    what the event it handles carried, so the last event of the chain has them all."""
+    return {**stages, name: time.time() if at is None else at}
+
+
+class StageLatency:
+    """Per-stage histograms of the online chain, recorded where the chain ends (execution).
+
+    Stage ``s`` lasts from the previous stamp to ``s``'s stamp, so it includes the bus hand-over
+    into the stage; ``total`` runs from ``received`` to the last stamp. Stamps are wall-clock
+    times: across processes of one machine they compare, across machines only as well as their
+    clocks agree.
+    """
+
+    def __init__(self) -> None:
+        self.histograms = {name: LatencyHistogram() for name in (*STAGE_CHAIN[1:], "total")}
+
+    def record(self, stages: Mapping[str, float]) -> None:
+        chain = [(name, stages[name]) for name in STAGE_CHAIN if name in stages]
+        for (_, before), (name, after) in itertools.pairwise(chain):
+            self.histograms[name].record(max(after - before, 0.0))
+        if len(chain) > 1 and chain[0][0] == "received":
+            self.histograms["total"].record(max(chain[-1][1] - chain[0][1], 0.0))
+
+    def snapshot(self) -> dict[str, LatencySnapshot]:
+        return {name: h.snapshot() for name, h in self.histograms.items()}

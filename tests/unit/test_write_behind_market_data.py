@@ -1,0 +1,71 @@
+"""Write-behind staging: small writes wait for idle, reads see them, order and last-wins kept."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from drl_trading.common.adapter.memory_market_data import InMemoryMarketData
+from drl_trading.common.adapter.write_behind_market_data import WriteBehindMarketData
+from drl_trading.common.domain import Symbol, Timeframe, parse_time
+from tests.conftest import make_bars
+
+S = Symbol("BTCUSDT")
+M1, M5 = Timeframe.M1, Timeframe.M5
+DAY = (parse_time("2024-01-01"), parse_time("2024-01-02"))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_small_writes_wait_for_flush_and_reads_see_them() -> None:
+    inner, clock = InMemoryMarketData(), Clock()
+    repo = WriteBehindMarketData(inner, max_rows=100, max_delay=1.0, monotonic=clock)
+    bars = make_bars("2024-01-01", 3)
+    for i in range(3):
+        assert repo.upsert_bars(S, M1, bars[i : i + 1]).inserted == 1
+    assert repo.staged_rows == 3
+    assert inner.coverage(S, M1) is None  # nothing written yet
+    assert repo.read_bars(S, M1, *DAY).equals(bars)  # a read flushes first
+    assert repo.staged_rows == 0 and repo.flushes == 1
+    assert inner.read_bars(S, M1, *DAY).equals(bars)
+
+
+def test_a_later_write_of_the_same_bar_wins_and_timeframes_stay_apart() -> None:
+    inner = InMemoryMarketData()
+    repo = WriteBehindMarketData(inner, max_rows=100, max_delay=60.0, monotonic=Clock())
+    bars = make_bars("2024-01-01", 2)
+    corrected = bars[1:2].with_columns(pl.col("close") * 1.01)
+    repo.upsert_bars(S, M1, bars[1:2])
+    repo.upsert_bars(S, M1, bars[0:1])
+    repo.upsert_bars(S, M1, corrected)
+    repo.upsert_bars(S, M5, bars[0:1])
+    result = repo.flush()
+    assert result.written == 3  # two 1m bars, one 5m bar
+    got = inner.read_bars(S, M1, *DAY)
+    assert got["open_time"].to_list() == bars["open_time"].to_list()
+    assert got["close"][1] == corrected["close"][0]
+    assert inner.coverage(S, M5) is not None
+
+
+def test_age_row_limit_and_close_flush() -> None:
+    inner, clock = InMemoryMarketData(), Clock()
+    repo = WriteBehindMarketData(inner, max_rows=5, max_delay=1.0, monotonic=clock)
+    bars = make_bars("2024-01-01", 20)
+    repo.upsert_bars(S, M1, bars[0:1])
+    clock.now = 1.5  # the oldest staged row is now too old: this write flushes both
+    repo.upsert_bars(S, M1, bars[1:2])
+    assert repo.staged_rows == 0 and inner.coverage(S, M1).bars == 2  # type: ignore[union-attr]
+    for i in range(2, 7):  # the fifth staged row reaches max_rows
+        repo.upsert_bars(S, M1, bars[i : i + 1])
+    assert repo.staged_rows == 0
+    repo.upsert_bars(S, M1, bars[7:8])
+    repo.upsert_bars(S, M1, bars[8:20])  # a big frame: staged rows first, then straight through
+    assert repo.staged_rows == 0
+    repo.upsert_bars(S, M1, bars[19:20])
+    repo.close()
+    assert inner.read_bars(S, M1, *DAY).equals(bars)
