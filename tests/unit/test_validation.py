@@ -7,7 +7,10 @@ from datetime import timedelta
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from drl_trading.common.bars import VALUE_COLUMNS
 from drl_trading.common.domain import Symbol, Timeframe, parse_time
 from drl_trading.ingest.core.validation import Rule, find_gaps, validate_bars
 from tests.conftest import make_bars
@@ -123,3 +126,36 @@ def test_no_gaps_in_contiguous_data() -> None:
         )
         == []
     )
+
+
+_VALUES = st.one_of(
+    st.floats(min_value=-5.0, max_value=5.0),
+    st.sampled_from([math.nan, math.inf, -math.inf, 0.0, 1.0]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.tuples(_VALUES, _VALUES, _VALUES, _VALUES, _VALUES),
+    st.sampled_from([0, 1, 30]),  # seconds past the minute: on or off the grid
+    st.sampled_from([None, -1, 0, 1]),  # previous open time, in minutes from this one
+)
+def test_single_row_fast_path_agrees_with_the_batch_rules(
+    values: tuple[float, float, float, float, float], seconds: int, previous: int | None
+) -> None:
+    """A live bar is validated alone in plain Python; it must say what the batch code says."""
+    from drl_trading.ingest.core.validation import _validate_many, _validate_one
+
+    frame = make_bars("2024-01-01", 1).with_columns(
+        pl.col("open_time") + timedelta(seconds=seconds),
+        *(pl.lit(v).alias(c) for v, c in zip(values, VALUE_COLUMNS, strict=True)),
+    )
+    prev = None if previous is None else parse_time("2024-01-01") + timedelta(minutes=previous)
+    one = _validate_one(frame, Timeframe.M1, prev)
+    many = _validate_many(frame, Timeframe.M1, prev)
+    assert one.row_rules == many.row_rules
+    assert one.counts == many.counts
+    assert one.bad_mask.tolist() == many.bad_mask.tolist()
+    assert [[x.describe() for x in e] for e in one.examples.values()] == [
+        [x.describe() for x in e] for e in many.examples.values()
+    ]

@@ -7,15 +7,16 @@ policy, whether a batch with bad rows is rejected or its bad rows quarantined.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 import numpy as np
 import polars as pl
 
 from drl_trading.common.bars import PRICE_COLUMNS, VALUE_COLUMNS
-from drl_trading.common.domain import Symbol, Timeframe, from_micros
+from drl_trading.common.domain import Symbol, Timeframe, from_micros, to_micros
 
 
 class Rule(StrEnum):
@@ -89,6 +90,14 @@ def validate_bars(
     ``previous_open_time`` is the last open time accepted before this batch, so duplicates and
     out-of-order rows are caught across chunk boundaries too.
     """
+    if frame.height == 1:
+        return _validate_one(frame, timeframe, previous_open_time)
+    return _validate_many(frame, timeframe, previous_open_time)
+
+
+def _validate_many(
+    frame: pl.DataFrame, timeframe: Timeframe, previous_open_time: datetime | None
+) -> ValidationReport:
     n = frame.height
     o, h, lo, c, v = (frame[col].cast(pl.Float64).to_numpy() for col in VALUE_COLUMNS)
     times = frame["open_time"].dt.epoch("us").to_numpy().astype(np.int64)
@@ -126,6 +135,52 @@ def validate_bars(
         for i in idx:
             row_rules.setdefault(int(i), []).append(rule)
     return ValidationReport(n, bad, counts, examples, row_rules)
+
+
+def _validate_one(
+    frame: pl.DataFrame, timeframe: Timeframe, previous_open_time: datetime | None
+) -> ValidationReport:
+    """The same rules for a single row (a live bar) in plain Python: numpy and polars set-up
+    would cost ten times the checks."""
+    row = frame.row(0, named=True)
+    o, h, lo, c, v = (float(row[col]) for col in VALUE_COLUMNS)
+    t = _micros_of(row["open_time"])
+    rules: list[Rule] = []
+    if not all(map(math.isfinite, (o, h, lo, c, v))):
+        rules.append(Rule.NON_FINITE)
+    else:
+        if min(o, h, lo, c) <= 0:
+            rules.append(Rule.NON_POSITIVE_PRICE)
+        if h < max(o, c):
+            rules.append(Rule.HIGH_BELOW_OPEN_CLOSE)
+        if lo > min(o, c):
+            rules.append(Rule.LOW_ABOVE_OPEN_CLOSE)
+        if v < 0:
+            rules.append(Rule.NEGATIVE_VOLUME)
+    if t % timeframe.micros != 0:
+        rules.append(Rule.OFF_GRID)
+    if previous_open_time is not None:
+        prev = _micros_of(previous_open_time)
+        if t == prev:
+            rules.append(Rule.DUPLICATE)
+        elif t < prev:
+            rules.append(Rule.OUT_OF_ORDER)
+    arrays = [np.array([x]) for x in (o, h, lo, c, v)]
+    counts = {rule: int(rule in rules) for rule in Rule}
+    examples = {
+        rule: [Violation(rule, 0, from_micros(t), _detail(rule, 0, *arrays))]
+        if rule in rules
+        else []
+        for rule in Rule
+    }
+    return ValidationReport(
+        1, np.array([bool(rules)]), counts, examples, {0: rules} if rules else {}
+    )
+
+
+def _micros_of(ts: datetime) -> int:
+    """Naive times are UTC, as polars reads them."""
+    return to_micros(ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC))
 
 
 def _micros(ts: datetime) -> int:
