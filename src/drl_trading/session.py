@@ -44,16 +44,20 @@ class ClockedSource:
     def __init__(
         self,
         inner: LiveBarSource,
-        clock: ManualClock,
+        clock: ManualClock | None,
         observers: tuple[Callable[[Bar], None], ...] = (),
     ) -> None:
+        """``clock=None`` for a live exchange: services then judge by the wall clock."""
         self._inner = inner
         self._clock = clock
         self.observers = list(observers)
+        self.last: Bar | None = None
 
     def bars(self) -> Iterator[Bar]:
         for bar in self._inner.bars():
-            self._clock.set(bar.close_time)
+            if self._clock is not None:
+                self._clock.set(bar.close_time)
+            self.last = bar
             for observe in self.observers:
                 observe(bar)
             yield bar

@@ -22,13 +22,13 @@ from rich.table import Table
 
 from drl_trading.cli.context import console, err_console, fail, state
 from drl_trading.cli.trades import poll_switches
-from drl_trading.common.adapter.system_clock import ManualClock
+from drl_trading.common.adapter.system_clock import ManualClock, SystemClock
 from drl_trading.common.costs import CostModel
 from drl_trading.common.domain import Symbol, TimeRange, parse_symbols, to_micros
 from drl_trading.common.latency import LatencyHistogram
 from drl_trading.runtime import EmbeddedRuntime
 
-PaperSource = Literal["replay", "synthetic-live"]
+PaperSource = Literal["replay", "synthetic-live", "ccxt-live"]
 
 
 def paper(
@@ -38,7 +38,13 @@ def paper(
         str | None,
         typer.Option("--model", "-m", help="NAME@alias or NAME/version (default: champion)."),
     ] = None,
-    source: Annotated[PaperSource, typer.Option(help="replay or synthetic-live.")] = "replay",
+    source: Annotated[
+        PaperSource,
+        typer.Option(
+            help="replay (stored bars), synthetic-live, or ccxt-live (the exchange of "
+            "ingest.ccxt, polled for closed 1m candles; market time is the wall clock)."
+        ),
+    ] = "replay",
     start: Annotated[str | None, typer.Option(help="Replay start (inclusive), UTC.")] = None,
     end: Annotated[str | None, typer.Option(help="Replay end (exclusive), UTC.")] = None,
     speed: Annotated[
@@ -95,24 +101,40 @@ def paper(
     spec = feature_set_for(settings)
     # a live stream starts on the base grid, so its first base bar is complete
     first_live = rng.start if rng else spec.base_timeframe.floor(datetime.now(UTC))
-    clock = ManualClock(first_live)
+    market_clock = ManualClock(first_live)
+    clock: Any = SystemClock() if source == "ccxt-live" else market_clock
     recorded: list[dict[str, Any]] = []
     stage = LatencyHistogram()
     with EmbeddedRuntime.open(settings) as runtime:
+        from drl_trading.ingest.application.bootstrap import build_provider
+
+        history = None
         if source == "replay":
             assert rng is not None
             inner: Any = ReplaySource(runtime.market_data, syms, rng.start, rng.end, speed=speed)
-        else:
+        elif source == "synthetic-live":
             inner = SyntheticLiveSource(
                 settings.ingest.synthetic.seed, syms, first_live, speed=speed
             )
-        history = None
-        if source == "synthetic-live":
-            from drl_trading.ingest.application.bootstrap import build_provider
-
             history = build_provider(settings, "synthetic")  # fills the warm-up history
+        else:
+            from drl_trading.ingest.adapter.ccxt_live_source import CcxtLiveSource
+            from drl_trading.ingest.adapter.ccxt_provider import CcxtProvider
+
+            c = settings.ingest.ccxt
+            exchange = build_provider(settings, "ccxt")  # gap fill and warm-up history too
+            assert isinstance(exchange, CcxtProvider)
+            history = exchange
+            inner = CcxtLiveSource(
+                exchange,
+                syms,
+                clock,
+                start=first_live,
+                poll_interval=c.poll_interval_s,
+                close_delay=timedelta(seconds=c.close_delay_s),
+            )
         try:
-            clocked = ClockedSource(inner, clock)
+            clocked = ClockedSource(inner, None if source == "ccxt-live" else market_clock)
             online = runtime.enable_online(
                 clocked,
                 model_ref=model,
@@ -167,7 +189,7 @@ def paper(
                         runtime.flush()
                     recorder.after_processing()
                     bars += 1
-                    now = clock.now()
+                    now = clocked.last.close_time if clocked.last else clock.now()
                     if to_micros(now) % base_us == 0:
                         # after the last symbol's bar of a base close (a later bar of the same
                         # minute replaces the earlier snapshot)

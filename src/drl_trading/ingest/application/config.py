@@ -41,6 +41,12 @@ class CcxtSettings(BaseModel):
     rate_limit_ms: int | None = Field(None, ge=0)
     timeout_ms: int = Field(10_000, ge=100)
     max_retries: int = Field(3, ge=0)
+    poll_interval_s: float = Field(
+        2.0, gt=0, description="Live: how often to ask for newly closed 1m candles."
+    )
+    close_delay_s: float = Field(
+        2.0, ge=0, description="Live: a candle is read this long after its close (settled)."
+    )
 
 
 class IngestSettings(BaseModel):
