@@ -45,3 +45,19 @@ def home(tmp_path: Path) -> Path:
 @pytest.fixture
 def settings(home: Path) -> AppSettings:
     return load_settings(home=home)
+
+
+def require_server(name: str, host: str, port: int) -> None:
+    """Skip a test whose server is not running, except in CI (``CI=true``), where a missing
+    server is a failure: the CI script starts the stack (scripts/stack.sh up)."""
+    import os
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return
+    except OSError as exc:
+        message = f"{name} is not reachable at {host}:{port} ({exc}); run: bash scripts/stack.sh up"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)

@@ -55,7 +55,14 @@ class EmbeddedRuntime:
     @classmethod
     def open(cls, settings: AppSettings) -> EmbeddedRuntime:
         settings.home.mkdir(parents=True, exist_ok=True)
+        if settings.bus.kind != "memory":
+            # one process with every service is the embedded mode: its bus is in memory; the
+            # distributed services run one per process (`drl-trading serve`)
+            settings = settings.model_copy(
+                update={"bus": settings.bus.model_copy(update={"kind": "memory"})}
+            )
         bus = build_bus(settings)
+        assert isinstance(bus, InMemoryBus)
         market_data = build_market_data(settings)
         feature_store = build_feature_store(settings)
         preprocess = bootstrap_preprocess(settings, bus, market_data, feature_store)

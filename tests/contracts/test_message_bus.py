@@ -1,9 +1,13 @@
-"""Contract of the message-bus port, run over every adapter (Kafka joins in a later issue)."""
+"""Contract of the message-bus port, over the in-memory bus and Kafka (a real broker, started by
+scripts/stack.sh; each test gets its own namespace of topics and groups)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -18,6 +22,7 @@ from drl_trading.common.events import (
     Topic,
     decode,
 )
+from tests.conftest import require_server
 
 T = Topic.PREPROCESS_REQUESTED
 
@@ -32,20 +37,45 @@ def _event(symbol: str, i: int) -> PreprocessDataRequested:
     )
 
 
-@pytest.fixture(params=["memory"])
-def bus_factory(request: pytest.FixtureRequest) -> Callable[..., InMemoryBus]:
-    def make(**kwargs: object) -> InMemoryBus:
-        return InMemoryBus(**kwargs)  # type: ignore[arg-type]
-
-    return make
+KAFKA = os.environ.get("DRL_TEST_KAFKA", "127.0.0.1:9092")
 
 
-def drain(bus: InMemoryBus) -> None:
-    while bus.poll():
-        pass
+@pytest.fixture(params=["memory", pytest.param("kafka", marks=pytest.mark.integration)])
+def bus_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    made: list[Any] = []
+
+    def make(**kwargs: Any) -> Any:
+        if request.param == "memory":
+            bus: Any = InMemoryBus(**kwargs)
+        else:
+            from drl_trading.common.adapter.kafka_bus import KafkaBus, KafkaOptions
+
+            host, port = KAFKA.rsplit(":", 1)
+            require_server("Kafka", host, int(port))
+            options = KafkaOptions(
+                bootstrap_servers=KAFKA,
+                namespace=f"test-{uuid.uuid4().hex[:10]}.",
+                retry_backoff_s=0.0,
+                **kwargs,
+            )
+            bus = KafkaBus(options)
+        made.append(bus)
+        return bus
+
+    yield make
+    for bus in made:
+        bus.close()
 
 
-def test_per_key_order_is_kept(bus_factory: Callable[..., InMemoryBus]) -> None:
+def drain(bus: Any) -> None:
+    if isinstance(bus, InMemoryBus):
+        while bus.poll():
+            pass
+    else:
+        bus.drain()
+
+
+def test_per_key_order_is_kept(bus_factory: Callable[..., Any]) -> None:
     bus = bus_factory(partitions=3)
     seen: list[str] = []
     bus.subscribe(T, group="g", handler=lambda e: seen.append(e.correlation_id))
@@ -59,7 +89,7 @@ def test_per_key_order_is_kept(bus_factory: Callable[..., InMemoryBus]) -> None:
         assert mine == [f"{sym}-{i}" for i in range(20)]
 
 
-def test_each_group_gets_every_message(bus_factory: Callable[..., InMemoryBus]) -> None:
+def test_each_group_gets_every_message(bus_factory: Callable[..., Any]) -> None:
     bus = bus_factory()
     a: list[Event] = []
     b: list[Event] = []
@@ -73,7 +103,7 @@ def test_each_group_gets_every_message(bus_factory: Callable[..., InMemoryBus]) 
     assert bus.pending() == 0
 
 
-def test_events_round_trip_through_the_wire_format(bus_factory: Callable[..., InMemoryBus]) -> None:
+def test_events_round_trip_through_the_wire_format(bus_factory: Callable[..., Any]) -> None:
     bus = bus_factory()
     got: list[Event] = []
     bus.subscribe(T, group="g", handler=got.append)
@@ -85,7 +115,7 @@ def test_events_round_trip_through_the_wire_format(bus_factory: Callable[..., In
 
 
 def test_transient_failure_is_retried_then_succeeds(
-    bus_factory: Callable[..., InMemoryBus],
+    bus_factory: Callable[..., Any],
 ) -> None:
     bus = bus_factory(max_attempts=3)
     calls: list[str] = []
@@ -103,7 +133,7 @@ def test_transient_failure_is_retried_then_succeeds(
 
 
 def test_poison_message_goes_to_dlq_with_error_event_and_does_not_block(
-    bus_factory: Callable[..., InMemoryBus],
+    bus_factory: Callable[..., Any],
 ) -> None:
     bus = bus_factory(max_attempts=2, partitions=1)
     handled: list[str] = []
@@ -131,7 +161,7 @@ def test_poison_message_goes_to_dlq_with_error_event_and_does_not_block(
     assert error.service == "svc"
 
 
-def test_non_retryable_error_skips_retries(bus_factory: Callable[..., InMemoryBus]) -> None:
+def test_non_retryable_error_skips_retries(bus_factory: Callable[..., Any]) -> None:
     bus = bus_factory(max_attempts=5)
     calls = 0
 
@@ -150,7 +180,7 @@ def test_non_retryable_error_skips_retries(bus_factory: Callable[..., InMemoryBu
     assert len(bus.messages(Topic.dlq(T))) == 1
 
 
-def test_malformed_message_is_dead_lettered(bus_factory: Callable[..., InMemoryBus]) -> None:
+def test_malformed_message_is_dead_lettered(bus_factory: Callable[..., Any]) -> None:
     bus = bus_factory()
     got: list[Event] = []
     bus.subscribe(T, group="g", handler=got.append)
@@ -164,7 +194,7 @@ def test_malformed_message_is_dead_lettered(bus_factory: Callable[..., InMemoryB
     assert all(isinstance(x, DeadLetter) and x.error_type == "EventDecodeError" for x in letters)
 
 
-def test_redelivery_after_rewind_is_at_least_once(bus_factory: Callable[..., InMemoryBus]) -> None:
+def test_redelivery_after_rewind_is_at_least_once(bus_factory: Callable[..., Any]) -> None:
     bus = bus_factory()
     got: list[str] = []
     bus.subscribe(T, group="g", handler=lambda e: got.append(e.correlation_id))
@@ -177,7 +207,7 @@ def test_redelivery_after_rewind_is_at_least_once(bus_factory: Callable[..., InM
 
 
 def test_events_published_by_handlers_are_delivered(
-    bus_factory: Callable[..., InMemoryBus],
+    bus_factory: Callable[..., Any],
 ) -> None:
     bus = bus_factory()
     out: list[str] = []
@@ -188,7 +218,7 @@ def test_events_published_by_handlers_are_delivered(
     assert out == ["AAA-7"]
 
 
-def test_double_subscription_of_a_group_is_refused(bus_factory: Callable[..., InMemoryBus]) -> None:
+def test_double_subscription_of_a_group_is_refused(bus_factory: Callable[..., Any]) -> None:
     bus = bus_factory()
     bus.subscribe(T, group="g", handler=lambda e: None)
     with pytest.raises(ValueError, match="already subscribes"):

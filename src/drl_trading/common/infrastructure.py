@@ -12,7 +12,7 @@ from drl_trading.common.adapter.memory_bus import InMemoryBus
 from drl_trading.common.adapter.memory_feature_store import InMemoryFeatureStore
 from drl_trading.common.adapter.memory_market_data import InMemoryMarketData
 from drl_trading.common.adapter.write_behind_market_data import WriteBehindMarketData
-from drl_trading.common.ports import FeatureStore, MarketDataRepository
+from drl_trading.common.ports import FeatureStore, MarketDataRepository, MessageBus
 from drl_trading.common.settings import AppSettings
 from drl_trading.strategy.api import Strategy
 from drl_trading.strategy.feature_set import FeatureSetSpec
@@ -21,8 +21,27 @@ from drl_trading.strategy.loader import load_strategy
 _STRATEGIES: dict[str, Strategy] = {}
 
 
-def build_bus(settings: AppSettings) -> InMemoryBus:
+def build_bus(settings: AppSettings) -> MessageBus:
     b = settings.bus
+    if b.kind == "kafka":
+        from drl_trading.common.adapter.kafka_bus import KafkaBus, KafkaOptions
+
+        k = b.kafka
+        return KafkaBus(
+            KafkaOptions(
+                bootstrap_servers=k.bootstrap_servers,
+                namespace=k.namespace,
+                partitions=b.partitions,
+                replication_factor=k.replication_factor,
+                max_attempts=b.max_attempts,
+                retry_backoff_s=b.retry_backoff_s,
+                linger_ms=k.linger_ms,
+                fetch_wait_max_ms=k.fetch_wait_max_ms,
+                poll_timeout_s=k.poll_timeout_s,
+                client_id=k.client_id,
+                security=k.security(),
+            )
+        )
     return InMemoryBus(
         partitions=b.partitions, max_attempts=b.max_attempts, retry_backoff_s=b.retry_backoff_s
     )

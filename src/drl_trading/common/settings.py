@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,12 +29,50 @@ _FROZEN = ConfigDict(frozen=True, extra="forbid")
 _YAML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("_YAML_DATA", default=None)
 
 
+class KafkaSettings(BaseModel):
+    """Kafka client settings. Secrets come from the environment
+    (``DRL_TRADING_BUS__KAFKA__SASL_PASSWORD``) or a file (``sasl_password_file``) and are never
+    printed (`config show` masks them)."""
+
+    model_config = _FROZEN
+    bootstrap_servers: str = "127.0.0.1:9092"
+    namespace: str = Field("", description="Prefix of every topic and consumer-group name.")
+    replication_factor: int = Field(1, ge=1, description="For topics created at start.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    sasl_password_file: Path | None = None
+    ssl_ca_location: Path | None = None
+    linger_ms: int = Field(0, ge=0, description="Producer batching delay; 0 sends at once.")
+    fetch_wait_max_ms: int = Field(5, ge=0, description="Broker wait for a fetch to fill.")
+    poll_timeout_s: float = Field(0.05, gt=0, description="Consumer wait per poll.")
+    client_id: str = "drl-trading"
+
+    def security(self) -> dict[str, str]:
+        """librdkafka security settings, secrets resolved (never log the result)."""
+        out: dict[str, str] = {"security.protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            out["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            out["sasl.username"] = self.sasl_username
+        password = self.sasl_password.get_secret_value() if self.sasl_password else None
+        if password is None and self.sasl_password_file is not None:
+            password = self.sasl_password_file.read_text().strip()
+        if password is not None:
+            out["sasl.password"] = password
+        if self.ssl_ca_location is not None:
+            out["ssl.ca.location"] = str(self.ssl_ca_location)
+        return out
+
+
 class BusSettings(BaseModel):
     model_config = _FROZEN
-    kind: Literal["memory"] = "memory"
+    kind: Literal["memory", "kafka"] = "memory"
     partitions: int = Field(4, ge=1, description="Partitions per topic; keys hash onto them.")
     max_attempts: int = Field(3, ge=1, description="Deliveries before a message is dead-lettered.")
     retry_backoff_s: float = Field(0.0, ge=0, description="First retry delay; doubles each time.")
+    kafka: KafkaSettings = KafkaSettings()
 
 
 class MarketDataSettings(BaseModel):

@@ -1,0 +1,371 @@
+"""The message-bus port on Apache Kafka (confluent-kafka / librdkafka).
+
+Semantics are the in-memory bus's, so handlers cannot tell them apart:
+
+* Producers key every message (the symbol), so one key's events stay in one partition, in order.
+* One consumer per group (the service), offsets committed only after the handler succeeded or the
+  message was dead-lettered: at-least-once, with idempotent handlers a crash neither loses nor
+  doubles an effect. A poison message is retried with backoff, then moved to ``dlq.<topic>`` with
+  the error and its original headers, an `ErrorOccurred` goes to ``error.<group>``, and its offset
+  is committed: it never blocks its partition.
+* Topics are created at start (`ensure_topics`, and on first use) with the configured partitions
+  and replication factor; ``namespace`` prefixes every topic and group name, so several
+  deployments (or test runs) can share a cluster.
+* `close` stops consuming, lets the handler in flight finish (handling is synchronous inside
+  `poll`), and flushes the producer; offsets are already committed message by message.
+
+Low-latency defaults: ``linger.ms`` 0 (send at once), ``fetch.wait.max.ms`` 5 and a short poll
+timeout; throughput-minded deployments raise ``linger_ms`` and ``fetch_wait_max_ms``.
+Credentials come from `KafkaSettings` (environment or files) and are never logged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import TopicPartition as _TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from drl_trading.common.events import (
+    DeadLetter,
+    ErrorOccurred,
+    Event,
+    EventDecodeError,
+    Topic,
+    decode,
+    encode,
+    headers_for,
+)
+from drl_trading.common.ports import Handler
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaOptions:
+    """Client settings the adapter needs; `drl_trading.common.settings.KafkaSettings` builds it."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    namespace: str = ""
+    partitions: int = 4
+    replication_factor: int = 1
+    max_attempts: int = 3
+    retry_backoff_s: float = 0.2
+    linger_ms: int = 0
+    fetch_wait_max_ms: int = 5
+    poll_timeout_s: float = 0.05
+    client_id: str = "drl-trading"
+    security: Mapping[str, str] | None = None
+    """librdkafka security settings (security.protocol, sasl.*, ssl.*), secrets included."""
+
+
+class KafkaBus:
+    def __init__(
+        self, options: KafkaOptions, *, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        self.options = options
+        self._sleep = sleep
+        self._common: dict[str, Any] = {
+            "bootstrap.servers": options.bootstrap_servers,
+            "client.id": options.client_id,
+            **dict(options.security or {}),
+        }
+        self._admin = AdminClient(self._common)
+        self._producer = Producer(
+            {
+                **self._common,
+                "linger.ms": options.linger_ms,
+                "enable.idempotence": True,  # no duplicates from the producer's own retries
+                "acks": "all",
+            }
+        )
+        self._consumers: dict[str, Consumer] = {}
+        self._handlers: dict[tuple[str, str], Handler] = {}
+        self._topics: dict[str, list[str]] = {}  # group -> wire topics
+        self._known: set[str] = set()
+        self._closed = False
+        self.stats: dict[str, int] = {}
+
+    # -- names ----------------------------------------------------------------------------------
+    def wire(self, topic: str) -> str:
+        return self.options.namespace + topic
+
+    def _logical(self, wire_topic: str) -> str:
+        ns = self.options.namespace
+        return wire_topic[len(ns) :] if ns and wire_topic.startswith(ns) else wire_topic
+
+    def _group_id(self, group: str) -> str:
+        return self.options.namespace + group
+
+    # -- port -----------------------------------------------------------------------------------
+    def publish(self, topic: str, event: Event, *, key: str) -> None:
+        self._produce(topic, encode(event), key, headers_for(event))
+
+    def publish_raw(
+        self, topic: str, payload: bytes, *, key: str, headers: dict[str, str] | None = None
+    ) -> None:
+        """Put arbitrary bytes on a topic (tests of malformed messages, replays of a DLQ)."""
+        self._produce(topic, payload, key, headers or {})
+
+    def subscribe(self, topic: str, *, group: str, handler: Handler) -> None:
+        if (group, topic) in self._handlers:
+            raise ValueError(f"group {group!r} already subscribes to {topic!r}")
+        self.ensure_topics([topic, Topic.dlq(topic), Topic.error(group)])
+        self._handlers[(group, topic)] = handler
+        self._topics.setdefault(group, []).append(self.wire(topic))
+        consumer = self._consumers.get(group)
+        if consumer is None:
+            consumer = Consumer(
+                {
+                    **self._common,
+                    "group.id": self._group_id(group),
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                    "fetch.wait.max.ms": self.options.fetch_wait_max_ms,
+                    "session.timeout.ms": 10_000,
+                    "heartbeat.interval.ms": 1_000,
+                }
+            )
+            self._consumers[group] = consumer
+        consumer.subscribe(self._topics[group])
+
+    def poll(self, max_messages: int | None = None, timeout: float | None = None) -> int:
+        """Handle what arrives within ``timeout`` (the configured poll timeout by default) on
+        each group's consumer; returns how many messages were handled or dead-lettered."""
+        if self._closed:
+            return 0
+        wait = self.options.poll_timeout_s if timeout is None else timeout
+        done = 0
+        for group, consumer in list(self._consumers.items()):
+            budget = 500 if max_messages is None else max_messages - done
+            if budget <= 0:
+                break
+            for message in consumer.consume(num_messages=budget, timeout=wait):
+                err = message.error()
+                if err is not None:
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        log.warning("kafka consumer error", group=group, error=str(err))
+                    continue
+                self._deliver(group, consumer, message)
+                done += 1
+        return done
+
+    def drain(self, idle_s: float = 0.5, max_s: float = 60.0) -> int:
+        """Poll until every consumer has joined its group and nothing arrived for ``idle_s``
+        (tests, batch tools); returns the messages handled."""
+        done = 0
+        started = last = time.monotonic()
+        while time.monotonic() - started < max_s:
+            n = self.poll(timeout=0.1)
+            now = time.monotonic()
+            if n:
+                done += n
+                last = now
+            if not all(c.assignment() for c in self._consumers.values()):
+                last = now  # still joining: fetching has not started, this is not idleness
+            elif now - last >= idle_s:
+                break
+        return done
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for consumer in self._consumers.values():
+            consumer.close()  # leaves the group at once, so a restarted service takes over
+        self._producer.flush(10)
+
+    # -- administration -------------------------------------------------------------------------
+    def ensure_topics(self, topics: Iterable[str]) -> None:
+        """Create the topics that do not exist yet (idempotent; cached per process)."""
+        wanted = [self.wire(t) for t in topics if self.wire(t) not in self._known]
+        if not wanted:
+            return
+        existing = set(self._admin.list_topics(timeout=10).topics)
+        missing = [t for t in dict.fromkeys(wanted) if t not in existing]
+        if missing:
+            futures = self._admin.create_topics(
+                [
+                    NewTopic(
+                        t,
+                        num_partitions=self.options.partitions,
+                        replication_factor=self.options.replication_factor,
+                    )
+                    for t in missing
+                ],
+                operation_timeout=10,
+            )
+            for name, future in futures.items():
+                try:
+                    future.result()
+                    log.info("kafka topic created", topic=name)
+                except KafkaException as exc:
+                    if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                        raise
+        self._known.update(wanted)
+
+    def messages(self, topic: str, timeout: float = 10.0) -> list[Event]:
+        """Every decodable event on ``topic`` so far, partition by partition (tests, tools)."""
+        wire = self.wire(topic)
+        reader = Consumer(
+            {**self._common, "group.id": f"{wire}.reader", "enable.auto.commit": False}
+        )
+        try:
+            meta = reader.list_topics(wire, timeout=timeout).topics.get(wire)
+            if meta is None or meta.error is not None:
+                return []
+            out: list[Event] = []
+            for p in sorted(meta.partitions):
+                low, high = reader.get_watermark_offsets(_TopicPartition(wire, p), timeout=timeout)
+                if high <= low:
+                    continue
+                reader.assign([_TopicPartition(wire, p, low)])
+                seen = low
+                deadline = time.monotonic() + timeout
+                while seen < high and time.monotonic() < deadline:
+                    message = reader.poll(0.2)
+                    if message is None or message.error() is not None:
+                        continue
+                    seen = (message.offset() or seen) + 1
+                    try:
+                        out.append(decode(message.value() or b""))
+                    except EventDecodeError:
+                        continue
+            return out
+        finally:
+            reader.close()
+
+    def pending(self, group: str | None = None) -> int:
+        """Messages not yet committed (consumer lag), for one group or all of them."""
+        total = 0
+        for g, consumer in self._consumers.items():
+            if group is not None and g != group:
+                continue
+            for wire in self._topics[g]:
+                meta = consumer.list_topics(wire, timeout=10).topics[wire]
+                parts = [_TopicPartition(wire, p) for p in meta.partitions]
+                committed = consumer.committed(parts, timeout=10)
+                for tp in committed:
+                    _, high = consumer.get_watermark_offsets(tp, timeout=10)
+                    total += high - max(tp.offset, 0)
+        return total
+
+    def rewind(self, group: str, topic: str) -> None:
+        """Move a group back to the start of a topic (redelivery, as after a crash)."""
+        consumer = self._consumers[group]
+        wire = self.wire(topic)
+        meta = consumer.list_topics(wire, timeout=10).topics[wire]
+        parts = [_TopicPartition(wire, p, OFFSET_BEGINNING) for p in meta.partitions]
+        assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        for tp in parts:
+            if (tp.topic, tp.partition) in assigned:
+                consumer.seek(tp)
+        low = [
+            _TopicPartition(wire, tp.partition, consumer.get_watermark_offsets(tp, timeout=10)[0])
+            for tp in parts
+        ]
+        consumer.commit(offsets=low, asynchronous=False)
+
+    # -- internals ------------------------------------------------------------------------------
+    def _produce(self, topic: str, payload: bytes, key: str, headers: Mapping[str, str]) -> None:
+        self.ensure_topics([topic])
+        self._producer.produce(
+            self.wire(topic), value=payload, key=key.encode(), headers=list(headers.items())
+        )
+        self._producer.poll(0)  # serve delivery callbacks
+        # one flush per publish keeps the bus's "published means sent" promise; with
+        # linger.ms 0 it returns as soon as the broker acknowledged
+        remaining = self._producer.flush(10)
+        if remaining:
+            raise KafkaException(f"{remaining} message(s) to {topic!r} not acknowledged in 10 s")
+
+    def _deliver(self, group: str, consumer: Consumer, message: Any) -> None:
+        topic = self._logical(message.topic())
+        handler = self._handlers.get((group, topic))
+        payload: bytes = message.value() or b""
+        key = (message.key() or b"").decode("utf-8", errors="replace")
+        headers = {k: (v or b"").decode("utf-8", "replace") for k, v in message.headers() or []}
+        if handler is not None:
+            self._handle(group, topic, handler, payload, key, headers)
+        consumer.commit(message=message, asynchronous=False)
+
+    def _handle(
+        self,
+        group: str,
+        topic: str,
+        handler: Handler,
+        payload: bytes,
+        key: str,
+        headers: dict[str, str],
+    ) -> None:
+        try:
+            event = decode(payload)
+        except EventDecodeError as exc:
+            self._dead_letter(group, topic, payload, key, headers, None, exc, 1)
+            return
+        bound = structlog.contextvars.bound_contextvars(
+            correlation_id=event.correlation_id, topic=topic, consumer=group
+        )
+        with bound:
+            attempts = self.options.max_attempts
+            for attempt in range(1, attempts + 1):
+                try:
+                    handler(event)
+                    self._count(f"handled:{group}:{topic}")
+                    return
+                except Exception as exc:
+                    self._count(f"failed:{group}:{topic}")
+                    log.warning(
+                        "handler failed", attempt=attempt, max_attempts=attempts, error=repr(exc)
+                    )
+                    if attempt == attempts or not getattr(exc, "retryable", True):
+                        self._dead_letter(group, topic, payload, key, headers, event, exc, attempt)
+                        return
+                    if self.options.retry_backoff_s > 0:
+                        self._sleep(self.options.retry_backoff_s * 2 ** (attempt - 1))
+
+    def _dead_letter(
+        self,
+        group: str,
+        topic: str,
+        payload: bytes,
+        key: str,
+        headers: dict[str, str],
+        event: Event | None,
+        exc: Exception,
+        attempts: int,
+    ) -> None:
+        correlation = event.correlation_id if event else headers.get("correlation_id")
+        common = {"correlation_id": correlation} if correlation else {}
+        letter = DeadLetter(
+            service=group,
+            topic=topic,
+            key=key,
+            payload=payload.decode("utf-8", errors="replace"),
+            headers=headers,
+            error_type=type(exc).__name__,
+            message=str(exc),
+            attempts=attempts,
+            **common,
+        )
+        self.publish(Topic.dlq(topic), letter, key=key)
+        error = ErrorOccurred(
+            service=group,
+            topic=topic,
+            failed_event_id=event.event_id if event else headers.get("event_id"),
+            error_type=type(exc).__name__,
+            message=str(exc),
+            attempts=attempts,
+            **common,
+        )
+        self.publish(Topic.error(group), error, key=key)
+        self._count(f"dead_lettered:{topic}")
+        log.error("message dead-lettered", dlq=Topic.dlq(topic), error=str(exc), attempts=attempts)
+
+    def _count(self, name: str) -> None:
+        self.stats[name] = self.stats.get(name, 0) + 1
