@@ -88,7 +88,7 @@ kafka_libs() {
   if [ ! -f "$libs/.complete" ]; then
     command -v mvn >/dev/null || { log "Kafka needs Maven (mvn) to fetch its jars"; return 1; }
     log "fetching Kafka $version jars from Maven Central into $libs"
-    mvn -q -B -f scripts/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory="$libs" >&2
+    mvn -q -B -Dstyle.color=never -f scripts/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory="$libs" >&2
     touch "$libs/.complete"
   fi
   echo "$libs"

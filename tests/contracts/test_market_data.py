@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,14 +15,37 @@ from drl_trading.common.adapter.memory_market_data import InMemoryMarketData
 from drl_trading.common.adapter.write_behind_market_data import WriteBehindMarketData
 from drl_trading.common.domain import Symbol, Timeframe, parse_time
 from drl_trading.common.ports import MarketDataRepository
-from tests.conftest import make_bars
+from tests.conftest import make_bars, require_server
 
 S = Symbol("BTCUSDT")
 
 
-@pytest.fixture(params=["memory", "duckdb", "write-behind"])
+PG_DSN = os.environ.get("DRL_TEST_PG", "postgresql://drl:drl@127.0.0.1:5432/drl")
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        "duckdb",
+        "write-behind",
+        pytest.param("postgres", marks=pytest.mark.integration),
+    ]
+)
 def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MarketDataRepository]:
     store: MarketDataRepository
+    if request.param == "postgres":
+        import psycopg
+
+        from drl_trading.common.adapter.postgres_market_data import PostgresMarketData
+
+        require_server("PostgreSQL", "127.0.0.1", 5432)
+        schema = f"test_{uuid.uuid4().hex[:10]}"  # each test in its own schema
+        store = PostgresMarketData(PG_DSN, schema=schema)
+        yield store
+        store.close()
+        with psycopg.connect(PG_DSN, autocommit=True) as con:
+            con.execute(f"DROP SCHEMA {schema} CASCADE")
+        return
     if request.param == "memory":
         store = InMemoryMarketData()
     elif request.param == "duckdb":

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from drl_trading import __version__
-from drl_trading.cli import config_cmd, features, ingest, paper, preprocess, trades, training
+from drl_trading.cli import config_cmd, db, features, ingest, paper, preprocess, trades, training
 from drl_trading.cli.context import CliState
 
 app = typer.Typer(
@@ -62,6 +62,7 @@ app.command("kill")(trades.kill)
 app.command("resume")(trades.resume)
 app.add_typer(features.features_app, name="features")
 app.add_typer(config_cmd.config_app, name="config")
+app.add_typer(db.db_app, name="db")
 
 
 def main() -> None:

@@ -50,7 +50,14 @@ def build_bus(settings: AppSettings) -> MessageBus:
 def build_market_data(settings: AppSettings) -> MarketDataRepository:
     if settings.market_data.kind == "memory":
         return InMemoryMarketData()
-    store = DuckDBMarketData(settings.market_data_path)
+    store: MarketDataRepository
+    if settings.market_data.kind == "postgres":
+        from drl_trading.common.adapter.postgres_market_data import PostgresMarketData
+
+        pg = settings.postgres
+        store = PostgresMarketData(pg.dsn(), schema=pg.schema_name, migrate=pg.migrate_on_start)
+    else:
+        store = DuckDBMarketData(settings.market_data_path)
     delay = settings.market_data.write_behind_ms / 1e3
     if delay <= 0:
         return store

@@ -75,9 +75,44 @@ class BusSettings(BaseModel):
     kafka: KafkaSettings = KafkaSettings()
 
 
+class PostgresSettings(BaseModel):
+    """The distributed deployment's database (market data; trades and portfolio later). The
+    password comes from ``DRL_TRADING_POSTGRES__PASSWORD`` or ``password_file`` and is masked."""
+
+    model_config = _FROZEN
+    host: str = "127.0.0.1"
+    port: int = 5432
+    user: str = "drl"
+    password: SecretStr = SecretStr("drl")
+    password_file: Path | None = None
+    dbname: str = "drl"
+    schema_name: str = Field("public", description="Schema holding the tables (search_path).")
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    migrate_on_start: bool = Field(True, description="Apply pending migrations when opening.")
+
+    def dsn(self) -> str:
+        """A libpq connection string with the secret resolved (never log it)."""
+        from psycopg.conninfo import make_conninfo
+
+        password = (
+            self.password_file.read_text().strip()
+            if self.password_file is not None
+            else self.password.get_secret_value()
+        )
+        return make_conninfo(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=password,
+            dbname=self.dbname,
+            sslmode=self.sslmode,
+            application_name="drl-trading",
+        )
+
+
 class MarketDataSettings(BaseModel):
     model_config = _FROZEN
-    kind: Literal["duckdb", "memory"] = "duckdb"
+    kind: Literal["duckdb", "memory", "postgres"] = "duckdb"
     path: Path | None = Field(None, description="DuckDB file; default <home>/market.duckdb")
     write_behind_ms: float = Field(
         1000.0,
@@ -131,6 +166,7 @@ class AppSettings(BaseSettings):
     home: Path = Field(Path(".drl-trading"), description="Folder holding all embedded state.")
     bus: BusSettings = BusSettings()
     market_data: MarketDataSettings = MarketDataSettings()
+    postgres: PostgresSettings = PostgresSettings()
     feature_store: FeatureStoreSettings = FeatureStoreSettings()
     logging: LoggingSettings = LoggingSettings()
     ingest: IngestSettings = IngestSettings()

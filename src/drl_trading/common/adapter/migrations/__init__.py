@@ -1,0 +1,1 @@
+"""Versioned PostgreSQL schema migrations (``V<nnn>__<name>.sql``), applied by `postgres_schema`."""

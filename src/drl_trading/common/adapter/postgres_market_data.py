@@ -1,0 +1,178 @@
+"""The market-data repository on PostgreSQL (TimescaleDB when available), through psycopg 3.
+
+Bulk paths use PostgreSQL's binary COPY, built and parsed with numpy rather than row by row: a
+bar is six fixed-size fields (a timestamp and five float8), so a whole frame becomes one
+big-endian record array, and a read comes back as one. Writes go to a temporary staging table by
+COPY, then one ``INSERT ... ON CONFLICT DO UPDATE`` moves them (idempotent upsert; ``xmax = 0``
+tells inserted rows from updated ones). The schema is created by versioned migrations
+(`postgres_schema`), at start when ``migrate`` is true or with ``drl-trading db migrate``.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import numpy as np
+import polars as pl
+import psycopg
+
+from drl_trading.common.adapter.duckdb_market_data import QUARANTINE_SCHEMA
+from drl_trading.common.adapter.postgres_schema import migrate as run_migrations
+from drl_trading.common.bars import BAR_SCHEMA, TIME_DTYPE, conform, empty_bars
+from drl_trading.common.domain import Symbol, Timeframe, to_micros, utc
+from drl_trading.common.ports import Coverage, UpsertResult
+
+_PG_EPOCH_US = to_micros(datetime(2000, 1, 1, tzinfo=UTC))
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+_TRAILER = b"\xff\xff"
+# one binary COPY row: field count, then (length, value) for open_time and five float8
+_FIELDS = ("o", "h", "l", "c", "v")
+_VALUES = ("open", "high", "low", "close", "volume")
+_ROW = np.dtype(
+    [("n", ">i2"), ("lt", ">i4"), ("t", ">i8")]
+    + [pair for f in _FIELDS for pair in ((f"l{f}", ">i4"), (f, ">f8"))]
+)
+_COLUMNS = "open_time, open, high, low, close, volume"
+
+
+class PostgresMarketData:
+    def __init__(self, dsn: str, *, schema: str = "public", migrate: bool = True) -> None:
+        self.schema = schema
+        try:
+            self._con = psycopg.connect(dsn, autocommit=False)
+        except psycopg.OperationalError as exc:
+            raise RuntimeError(f"cannot connect to PostgreSQL: {exc}") from exc
+        if migrate:
+            run_migrations(self._con, schema)
+        self._con.execute(f'SET search_path TO "{schema}", public')
+        self._con.commit()
+        self._lock = threading.Lock()
+
+    def upsert_bars(self, symbol: Symbol, timeframe: Timeframe, bars: pl.DataFrame) -> UpsertResult:
+        if bars.is_empty():
+            return UpsertResult(0, 0)
+        payload = _encode(conform(bars))
+        with self._lock, self._con.transaction():
+            self._con.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS ohlcv_stage (open_time timestamptz, open float8,"
+                " high float8, low float8, close float8, volume float8) ON COMMIT DELETE ROWS"
+            )
+            with self._con.cursor().copy(
+                f"COPY ohlcv_stage ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.write(payload)
+            # a frame may repeat an open time: the last row wins, as consecutive upserts would
+            rows = self._con.execute(
+                f"INSERT INTO ohlcv (symbol, timeframe, {_COLUMNS}) "
+                f"SELECT DISTINCT ON (open_time) %s, %s, {_COLUMNS} FROM "
+                "(SELECT *, row_number() OVER () AS n FROM ohlcv_stage) s "
+                "ORDER BY open_time, n DESC "
+                "ON CONFLICT (symbol, timeframe, open_time) DO UPDATE SET open = excluded.open, "
+                "high = excluded.high, low = excluded.low, close = excluded.close, "
+                "volume = excluded.volume RETURNING (xmax = 0)",
+                [str(symbol), timeframe.value],
+            ).fetchall()
+        inserted = sum(1 for (new,) in rows if new)
+        return UpsertResult(inserted=inserted, updated=len(rows) - inserted)
+
+    def read_bars(
+        self, symbol: Symbol, timeframe: Timeframe, start: datetime, end: datetime
+    ) -> pl.DataFrame:
+        query = (
+            f"COPY (SELECT {_COLUMNS} FROM ohlcv WHERE symbol = {_literal(str(symbol))} "
+            f"AND timeframe = {_literal(timeframe.value)} "
+            f"AND open_time >= '{utc(start).isoformat()}' AND open_time < '{utc(end).isoformat()}'"
+            " ORDER BY open_time) TO STDOUT (FORMAT BINARY)"
+        )
+        buf = bytearray()
+        with self._lock, self._con.transaction(), self._con.cursor().copy(query) as copy:
+            for chunk in copy:
+                buf += chunk
+        return _decode(bytes(buf))
+
+    def coverage(self, symbol: Symbol, timeframe: Timeframe) -> Coverage | None:
+        with self._lock, self._con.transaction():
+            row = self._con.execute(
+                "SELECT min(open_time), max(open_time), count(*) FROM ohlcv "
+                "WHERE symbol = %s AND timeframe = %s",
+                [str(symbol), timeframe.value],
+            ).fetchone()
+        if row is None or not row[2]:
+            return None
+        return Coverage(utc(row[0]), utc(row[1]), int(row[2]))
+
+    def quarantine(
+        self, symbol: Symbol, timeframe: Timeframe, rows: pl.DataFrame, batch_id: str
+    ) -> int:
+        if rows.is_empty():
+            return 0
+        frame = conform(rows)
+        records = [
+            (str(symbol), timeframe.value, t, o, h, lo, c, v, str(rule), str(detail), batch_id)
+            for (t, o, h, lo, c, v), rule, detail in zip(
+                frame.iter_rows(), rows["rule"], rows["detail"], strict=True
+            )
+        ]
+        with self._lock, self._con.transaction(), self._con.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO ohlcv_quarantine (symbol, timeframe, open_time, open, high, low, "
+                "close, volume, rule, detail, batch_id) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                records,
+            )
+        return len(records)
+
+    def read_quarantine(self, symbol: Symbol | None = None) -> pl.DataFrame:
+        sql = (
+            "SELECT symbol, timeframe, open_time, open, high, low, close, volume, rule, detail, "
+            "batch_id, quarantined_at FROM ohlcv_quarantine"
+        )
+        params: list[object] = []
+        if symbol is not None:
+            sql += " WHERE symbol = %s"
+            params.append(str(symbol))
+        with self._lock, self._con.transaction():
+            rows = self._con.execute(sql + " ORDER BY quarantined_at, id", params).fetchall()
+        if not rows:
+            return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+        return pl.DataFrame(rows, schema=QUARANTINE_SCHEMA, orient="row").with_columns(
+            pl.col("open_time").cast(TIME_DTYPE), pl.col("quarantined_at").cast(TIME_DTYPE)
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _encode(frame: pl.DataFrame) -> bytes:
+    """Bars as a binary COPY stream (header, fixed-size records, trailer)."""
+    n = frame.height
+    rec = np.empty(n, dtype=_ROW)
+    rec["n"] = 6
+    rec["lt"] = 8
+    micros = frame["open_time"].dt.epoch("us").to_numpy().astype(np.int64)
+    rec["t"] = micros - _PG_EPOCH_US
+    for name, col in zip(
+        ("o", "h", "l", "c", "v"), ("open", "high", "low", "close", "volume"), strict=True
+    ):
+        rec[f"l{name}"] = 8
+        rec[name] = frame[col].to_numpy().astype(np.float64)
+    return _SIGNATURE + rec.tobytes() + _TRAILER
+
+
+def _decode(payload: bytes) -> pl.DataFrame:
+    body = payload[len(_SIGNATURE) : len(payload) - len(_TRAILER)]
+    if not body:
+        return empty_bars()
+    rec = np.frombuffer(body, dtype=_ROW)
+    micros = rec["t"].astype(np.int64) + _PG_EPOCH_US
+    data = {
+        "open_time": pl.Series(micros).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
+        **{col: rec[name].astype(np.float64) for name, col in zip(_FIELDS, _VALUES, strict=True)},
+    }
+    return pl.DataFrame(data).select(list(BAR_SCHEMA))
