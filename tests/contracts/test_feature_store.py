@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from drl_trading.common.adapter.memory_feature_store import InMemoryFeatureStore
 from drl_trading.common.bars import TIME_DTYPE
 from drl_trading.common.domain import Symbol, Timeframe, parse_time
 from drl_trading.common.ports import FeatureStore, FeatureViewSpec
+from tests.conftest import require_server
 
 VIEW = FeatureViewSpec(
     name="t__000000000001",
@@ -47,11 +49,21 @@ def _entities(symbol: Symbol, times: list[str]) -> pl.DataFrame:
         "memory",
         pytest.param("feast", marks=pytest.mark.integration),
         pytest.param("feast-no-own-reads", marks=pytest.mark.integration),
+        pytest.param("feast-redis", marks=pytest.mark.integration),
     ]
 )
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> FeatureStore:
     s: FeatureStore
-    if request.param == "memory":
+    if request.param == "feast-redis":  # the distributed online store, a project per test
+        require_server("Redis", "127.0.0.1", 6379)
+        s = FeastFeatureStore(
+            tmp_path / "repo",
+            tmp_path / "data",
+            online_store={"type": "redis", "connection_string": "127.0.0.1:6379"},
+            project=f"t{uuid.uuid4().hex[:10]}",
+            read_own_writes=False,
+        )
+    elif request.param == "memory":
         s = InMemoryFeatureStore()
     else:  # with and without serving this process's own online writes from memory
         own = request.param == "feast"
@@ -115,6 +127,12 @@ def test_online_latest_vector_per_symbol(store: FeatureStore) -> None:
         store.write_online(VIEW, A, t2, [1.0])
     if isinstance(store, FeastFeatureStore):
         # another process (no own writes) reads the same vectors from the online store
-        other = FeastFeatureStore(store.repo_dir, store.data_dir, read_own_writes=False)
+        other = FeastFeatureStore(
+            store.repo_dir,
+            store.data_dir,
+            online_store=store.online_store_config,
+            project=store.project,
+            read_own_writes=False,
+        )
         again = other.online_features(VIEW, [A, B])
         assert again == store.online_features(VIEW, [A, B])

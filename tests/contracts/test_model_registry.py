@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
 import types
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import yaml
 from drl_trading.training.adapter.memory_registry import InMemoryRegistry
 from drl_trading.training.adapter.mlflow_registry import MlflowRegistry
 from drl_trading.training.core.ports import ModelRegistry
+from tests.conftest import require_server
 
 MANIFEST = {
     "window": 4,
@@ -55,10 +58,28 @@ def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "mlflow.db"
 
 
-@pytest.fixture(params=["memory", pytest.param("mlflow", marks=pytest.mark.integration)])
+MLFLOW_SERVER = os.environ.get("DRL_TEST_MLFLOW", "http://127.0.0.1:5000")
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("mlflow", marks=pytest.mark.integration),
+        pytest.param("mlflow-server", marks=pytest.mark.integration),
+    ]
+)
 def registry(request: pytest.FixtureRequest, tmp_path: Path) -> ModelRegistry:
     if request.param == "memory":
         return InMemoryRegistry(tmp_path / "registry")
+    if request.param == "mlflow-server":  # the distributed tracking server of the local stack
+        import mlflow
+
+        host, port = MLFLOW_SERVER.rsplit("/", 1)[-1].rsplit(":", 1)
+        require_server("MLflow server", host, int(port))
+        client = mlflow.MlflowClient(MLFLOW_SERVER)
+        for model in client.search_registered_models(filter_string="name = 'policy'"):
+            client.delete_registered_model(model.name)  # versions restart at 1 for each test
+        return MlflowRegistry(MLFLOW_SERVER, experiment=f"test-{uuid.uuid4().hex[:10]}")
     db = tmp_path / "mlflow.db"
     shutil.copy(request.getfixturevalue("migrated_db"), db)
     return MlflowRegistry(f"sqlite:///{db}", artifact_location=(tmp_path / "artifacts").as_uri())

@@ -67,7 +67,13 @@ def build_market_data(settings: AppSettings) -> MarketDataRepository:
 def build_feature_store(settings: AppSettings) -> FeatureStore:
     if settings.feature_store.kind == "memory":
         return InMemoryFeatureStore()
-    return FeastFeatureStore(settings.feast_repo_dir, settings.feature_data_dir)
+    fs = settings.feature_store
+    online = (
+        {"type": "redis", "connection_string": fs.redis_connection_string}
+        if fs.online_store == "redis"
+        else None  # SQLite under the repo folder
+    )
+    return FeastFeatureStore(settings.feast_repo_dir, settings.feature_data_dir, online)
 
 
 def build_strategy(settings: AppSettings) -> Strategy:

@@ -129,7 +129,12 @@ class FeatureStoreSettings(BaseModel):
     kind: Literal["feast", "memory"] = "feast"
     repo_dir: Path | None = Field(None, description="Feast registry; default <home>/feast")
     data_dir: Path | None = Field(None, description="Offline Parquet; default <home>/features")
-    online_store: Literal["sqlite"] = "sqlite"
+    online_store: Literal["sqlite", "redis"] = Field(
+        "sqlite", description="sqlite (embedded, under repo_dir) or redis (distributed)."
+    )
+    redis_connection_string: str = Field(
+        "127.0.0.1:6379", description="Feast's Redis connection string (host:port[,ssl=true...])."
+    )
 
 
 class LoggingSettings(BaseModel):

@@ -64,6 +64,14 @@ class FeastFeatureStore:
         self._latest: dict[tuple[str, Symbol], OnlineFeatures] = {}
         self._tuned = False
 
+    @property
+    def online_store_config(self) -> dict[str, Any]:
+        return dict(self._online)
+
+    @property
+    def project(self) -> str:
+        return self._project
+
     # -- Feast objects -------------------------------------------------------------------------
     def feast(self) -> Any:
         """The underlying ``feast.FeatureStore`` (built on first use: Feast imports slowly)."""
