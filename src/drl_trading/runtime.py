@@ -112,8 +112,14 @@ class EmbeddedRuntime:
         clock = clock or SystemClock()
         strategy = build_strategy(settings)
         spec = feature_set_for(settings)
+        pg = settings.postgres
         execution = bootstrap_execution(
-            settings.execution, strategy.risk_parameters(), clock, settings.home, symbols
+            settings.execution,
+            strategy.risk_parameters(),
+            clock,
+            settings.home,
+            symbols,
+            (pg.dsn(), pg.schema_name) if settings.execution.store == "postgres" else None,
         )
         handlers = ExecutionHandlers(execution.service, strategy, StageLatency())
         self.bus.subscribe(Topic.PREDICT_COMPLETED, group=EXECUTION, handler=handlers.on_prediction)

@@ -7,6 +7,8 @@ in-memory object (which has no life beyond the process).
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -28,6 +30,7 @@ from drl_trading.execution.core.ports import (
     TradeRecord,
     TradingState,
 )
+from tests.conftest import require_server
 
 S = Symbol("BTCUSDT")
 E = Symbol("ETHUSDT")
@@ -36,11 +39,35 @@ T0 = parse_time("2024-01-01T00:00")
 Reopen = Callable[[], ExecutionStore]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+PG_DSN = os.environ.get("DRL_TEST_PG", "postgresql://drl:drl@127.0.0.1:5432/drl")
+
+
+@pytest.fixture(
+    params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.integration)]
+)
 def stores(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[ExecutionStore, Reopen]]:
     opened: list[ExecutionStore] = []
+    if request.param == "postgres":
+        import psycopg
+
+        from drl_trading.execution.adapter.postgres_store import PostgresExecutionStore
+
+        require_server("PostgreSQL", "127.0.0.1", 5432)
+        schema = f"test_{uuid.uuid4().hex[:10]}"
+        opened.append(PostgresExecutionStore(PG_DSN, schema=schema))
+
+        def reopen_pg() -> ExecutionStore:
+            opened[-1].close()
+            opened.append(PostgresExecutionStore(PG_DSN, schema=schema))
+            return opened[-1]
+
+        yield opened[0], reopen_pg
+        opened[-1].close()
+        with psycopg.connect(PG_DSN, autocommit=True) as con:
+            con.execute(f"DROP SCHEMA {schema} CASCADE")
+        return
     if request.param == "memory":
         memory = InMemoryExecutionStore()
         opened.append(memory)

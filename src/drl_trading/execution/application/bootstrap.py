@@ -33,10 +33,12 @@ def bootstrap_execution(
     clock: Clock,
     home: Path,
     symbols: Sequence[Symbol] = (),
+    postgres: tuple[str, str] | None = None,
 ) -> ExecutionComponents:
     """Paper broker plus the configured store; a store holding a portfolio resumes it, so the
     initial cash only matters the first time. With ``capital: per_symbol`` the initial cash is
-    split equally over ``symbols`` (the traded universe; required then)."""
+    split equally over ``symbols`` (the traded universe; required then). ``postgres`` is the
+    (DSN, schema) of the database for ``store: postgres``."""
     capital: dict[Symbol, float] | None = None
     if settings.capital == "per_symbol":
         if not symbols:
@@ -46,6 +48,12 @@ def bootstrap_execution(
     store: ExecutionStore
     if settings.store == "memory":
         store = InMemoryExecutionStore()
+    elif settings.store == "postgres":
+        from drl_trading.execution.adapter.postgres_store import PostgresExecutionStore
+
+        if postgres is None:
+            raise ValueError("execution.store 'postgres' needs the database settings")
+        store = PostgresExecutionStore(postgres[0], schema=postgres[1])
     else:
         store = SQLiteExecutionStore(settings.store_path or home / "execution.sqlite")
     broker = PaperBroker(settings.fee_bps, settings.slippage_bps, settings.initial_cash)

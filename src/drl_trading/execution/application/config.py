@@ -22,8 +22,12 @@ _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 class ExecutionSettings(BaseModel):
     model_config = _FROZEN
-    store: Literal["sqlite", "memory"] = Field(
-        "sqlite", description="Where portfolio, trading state and the trade records are kept."
+    store: Literal["sqlite", "memory", "postgres"] = Field(
+        "sqlite",
+        description=(
+            "Where portfolio, trading state and the trade records are kept (postgres: the "
+            "database of the `postgres` settings, shared with the other services)."
+        ),
     )
     store_path: Path | None = Field(
         None,
