@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 
 from drl_trading import __version__
-from drl_trading.cli import config_cmd, db, features, ingest, paper, preprocess, trades, training
+from drl_trading.cli import (
+    config_cmd,
+    db,
+    features,
+    ingest,
+    paper,
+    preprocess,
+    serve,
+    trades,
+    training,
+)
 from drl_trading.cli.context import CliState
 
 app = typer.Typer(
@@ -60,6 +70,7 @@ app.command("paper")(paper.paper)
 app.command("trades")(trades.trades)
 app.command("kill")(trades.kill)
 app.command("resume")(trades.resume)
+app.command("serve")(serve.serve)
 app.add_typer(features.features_app, name="features")
 app.add_typer(config_cmd.config_app, name="config")
 app.add_typer(db.db_app, name="db")

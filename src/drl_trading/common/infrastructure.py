@@ -73,7 +73,9 @@ def build_feature_store(settings: AppSettings) -> FeatureStore:
         if fs.online_store == "redis"
         else None  # SQLite under the repo folder
     )
-    return FeastFeatureStore(settings.feast_repo_dir, settings.feature_data_dir, online)
+    return FeastFeatureStore(
+        settings.feast_repo_dir, settings.feature_data_dir, online, project=fs.project
+    )
 
 
 def build_strategy(settings: AppSettings) -> Strategy:

@@ -8,6 +8,7 @@ Unknown keys are errors, so a typo in a config file is reported instead of ignor
 from __future__ import annotations
 
 from contextvars import ContextVar
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -135,6 +136,9 @@ class FeatureStoreSettings(BaseModel):
     redis_connection_string: str = Field(
         "127.0.0.1:6379", description="Feast's Redis connection string (host:port[,ssl=true...])."
     )
+    project: str = Field(
+        "drl_trading", description="Feast project: namespaces the online store's keys."
+    )
 
 
 class LoggingSettings(BaseModel):
@@ -160,6 +164,33 @@ class _YamlSource(PydanticBaseSettingsSource):
         return dict(_YAML_DATA.get() or {})
 
 
+class ServeSettings(BaseModel):
+    """`drl-trading serve SERVICE`: one service per process (distributed deployment)."""
+
+    model_config = _FROZEN
+    host: str = Field("127.0.0.1", description="Address of the health/metrics endpoint.")
+    ports: dict[str, int] = Field(
+        default_factory=lambda: {
+            "ingest": 9101,
+            "preprocess": 9102,
+            "training": 9103,
+            "inference": 9104,
+            "execution": 9105,
+        },
+        description="Health/metrics port per service (0 picks a free one).",
+    )
+    clock: Literal["wall", "market"] = Field(
+        "wall",
+        description="market: every process follows the bar times of the events (replays).",
+    )
+    symbols: list[str] = Field(default_factory=lambda: ["BTCUSDT", "ETHUSDT"])
+    source: Literal["replay", "synthetic-live", "ccxt-live"] = "replay"
+    start: datetime | None = Field(None, description="Live/replay start (UTC).")
+    end: datetime | None = Field(None, description="Replay end (exclusive, UTC).")
+    speed: float | None = Field(None, gt=0, description="Replay speed; None: as fast as possible.")
+    warmup_days: float = Field(1.0, gt=0, description="History before start for the catch-up.")
+
+
 class AppSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DRL_TRADING_",
@@ -180,6 +211,7 @@ class AppSettings(BaseSettings):
     training: TrainingSettings = TrainingSettings()
     inference: InferenceSettings = InferenceSettings()
     execution: ExecutionSettings = ExecutionSettings()
+    serve: ServeSettings = ServeSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -216,9 +248,17 @@ class AppSettings(BaseSettings):
         return f"sqlite:///{(self.home / 'mlflow' / 'mlflow.db').resolve()}"
 
     @property
-    def mlflow_artifact_location(self) -> str:
+    def mlflow_artifact_location(self) -> str | None:
+        """None with a tracking server: it stores the artifacts (proxied), where every
+        machine can reach them; a local folder under home with the embedded SQLite store."""
         loc = self.training.registry.artifact_location
-        return loc or (self.home / "mlflow" / "artifacts").resolve().as_uri()
+        if loc:
+            return loc
+        if self.training.registry.tracking_uri and self.training.registry.tracking_uri.startswith(
+            ("http://", "https://")
+        ):
+            return None
+        return (self.home / "mlflow" / "artifacts").resolve().as_uri()
 
 
 class ConfigError(ValueError):

@@ -129,6 +129,8 @@ class KafkaBus:
                     "fetch.wait.max.ms": self.options.fetch_wait_max_ms,
                     "session.timeout.ms": 10_000,
                     "heartbeat.interval.ms": 1_000,
+                    # a topic another service creates later is picked up within a second
+                    "topic.metadata.refresh.interval.ms": 1_000,
                 }
             )
             self._consumers[group] = consumer
@@ -166,7 +168,7 @@ class KafkaBus:
             if n:
                 done += n
                 last = now
-            if not all(c.assignment() for c in self._consumers.values()):
+            if not self.joined():
                 last = now  # still joining: fetching has not started, this is not idleness
             elif now - last >= idle_s:
                 break
@@ -207,6 +209,14 @@ class KafkaBus:
                 except KafkaException as exc:
                     if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                         raise
+            # creation propagates to the brokers' metadata asynchronously: wait until it shows,
+            # so that a consumer subscribing next finds its partitions at once
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                listed = self._admin.list_topics(timeout=10).topics
+                if all(t in listed and not listed[t].error for t in missing):
+                    break
+                time.sleep(0.05)
         self._known.update(wanted)
 
     def messages(self, topic: str, timeout: float = 10.0) -> list[Event]:
@@ -253,6 +263,23 @@ class KafkaBus:
                 for tp in committed:
                     _, high = consumer.get_watermark_offsets(tp, timeout=10)
                     total += high - max(tp.offset, 0)
+        return total
+
+    def joined(self) -> bool:
+        """Every consumer has partitions assigned: the service receives its messages."""
+        return all(c.assignment() for c in self._consumers.values())
+
+    def lag(self, group: str) -> int:
+        """Messages behind the end of the assigned partitions, from the consumer's own state
+        (position and the watermarks of its last fetch): no broker round trip, for metrics."""
+        consumer = self._consumers.get(group)
+        if consumer is None:
+            return 0
+        total = 0
+        for tp in consumer.position(consumer.assignment()):
+            _, high = consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0 and tp.offset >= 0:
+                total += max(high - tp.offset, 0)
         return total
 
     def rewind(self, group: str, topic: str) -> None:

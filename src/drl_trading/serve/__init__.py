@@ -1,0 +1,1 @@
+"""The distributed deployment: each service as its own process (`drl-trading serve SERVICE`)."""

@@ -1,0 +1,236 @@
+"""Composition of each service as a process: the configured adapters, its subscriptions, its loop.
+
+These are the same handlers the embedded runtime wires in one process; here each service gets
+its own bus client (Kafka in the distributed configuration), stores and clock. What crosses
+process boundaries goes through the bus or the shared stores: inference reads the agent's
+position from the execution store (`StorePositions`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from drl_trading.common.adapter.system_clock import ManualClock, SystemClock
+from drl_trading.common.domain import Symbol
+from drl_trading.common.events import Topic
+from drl_trading.common.infrastructure import (
+    build_bus,
+    build_feature_store,
+    build_market_data,
+    build_strategy,
+    feature_set_for,
+)
+from drl_trading.common.ports import Clock
+from drl_trading.common.settings import AppSettings
+from drl_trading.serve.process import InstrumentedBus, Metrics, ServiceProcess
+
+SERVICES = ("ingest", "preprocess", "inference", "execution")
+
+
+def build_service(name: str, settings: AppSettings) -> ServiceProcess:
+    if name not in SERVICES:
+        raise ValueError(
+            f"unknown service {name!r}; one of {', '.join(SERVICES)} (training runs with "
+            "`drl-trading train` against the same stores)"
+        )
+    metrics = Metrics(name)
+    market = settings.serve.clock == "market"
+    start = settings.serve.start or datetime.now(UTC)
+    manual = ManualClock(start) if market else None
+    clock: Clock = manual if manual is not None else SystemClock()
+    raw = build_bus(settings)
+    bus = InstrumentedBus(raw, metrics, manual)
+    builder: Callable[..., ServiceProcess] = {
+        "ingest": _ingest,
+        "preprocess": _preprocess,
+        "inference": _inference,
+        "execution": _execution,
+    }[name]
+    process = builder(settings, bus, metrics, clock, manual)
+    lag = getattr(raw, "lag", None)
+    if lag is not None:
+        group = name
+        process.lag = lambda: int(lag(group))
+    joined = getattr(raw, "joined", None)
+    if joined is not None:  # ready once the consumers have their partitions, and the service is
+        own = process.ready
+        process.ready = lambda: bool(joined()) and own()
+    return process
+
+
+def _symbols(settings: AppSettings) -> list[Symbol]:
+    return [Symbol(s) for s in settings.serve.symbols]
+
+
+def _preprocess(
+    settings: AppSettings,
+    bus: InstrumentedBus,
+    metrics: Metrics,
+    clock: Clock,
+    manual: ManualClock | None,
+) -> ServiceProcess:
+    from drl_trading.preprocess.application.bootstrap import bootstrap_preprocess
+
+    market_data = build_market_data(settings)
+    features = build_feature_store(settings)
+    bootstrap_preprocess(settings, bus, market_data, features)
+    return ServiceProcess("preprocess", bus, metrics, on_close=[market_data.close])
+
+
+def _execution(
+    settings: AppSettings,
+    bus: InstrumentedBus,
+    metrics: Metrics,
+    clock: Clock,
+    manual: ManualClock | None,
+) -> ServiceProcess:
+    from drl_trading.common.latency import StageLatency
+    from drl_trading.execution.adapter.bus_handlers import GROUP, ExecutionHandlers
+    from drl_trading.execution.application.bootstrap import bootstrap_execution
+
+    strategy = build_strategy(settings)
+    pg = settings.postgres
+    database = (pg.dsn(), pg.schema_name) if settings.execution.store == "postgres" else None
+    parts = bootstrap_execution(
+        settings.execution,
+        strategy.risk_parameters(),
+        clock,
+        settings.home,
+        _symbols(settings),
+        database,
+    )
+    handlers = ExecutionHandlers(parts.service, strategy, StageLatency())
+    bus.subscribe(Topic.PREDICT_COMPLETED, group=GROUP, handler=handlers.on_prediction)
+    bus.subscribe(Topic.PREPROCESS_REQUESTED, group=GROUP, handler=handlers.on_bar_request)
+    return ServiceProcess(
+        "execution",
+        bus,
+        metrics,
+        on_close=[parts.close],
+        stages=handlers.latency.snapshot,
+    )
+
+
+def _inference(
+    settings: AppSettings,
+    bus: InstrumentedBus,
+    metrics: Metrics,
+    clock: Clock,
+    manual: ManualClock | None,
+) -> ServiceProcess:
+    from drl_trading.execution.adapter.postgres_store import PostgresExecutionStore
+    from drl_trading.execution.adapter.store_positions import StorePositions
+    from drl_trading.inference.adapter.registry_model_source import RegistryModelSource
+    from drl_trading.inference.application.bootstrap import bootstrap_inference
+    from drl_trading.preprocess.core.service import view_for
+    from drl_trading.training.application.bootstrap import build_registry, model_name_for
+
+    if settings.execution.store != "postgres":
+        raise ValueError(
+            "inference as its own process reads positions from the execution store: set "
+            "execution.store: postgres (configs/distributed.yaml)"
+        )
+    spec = feature_set_for(settings)
+    pg = settings.postgres
+    store = PostgresExecutionStore(pg.dsn(), schema=pg.schema_name)
+    positions = StorePositions(store, spec.base_timeframe, clock)
+    features = build_feature_store(settings)
+    # warm up before declaring ready: the first online read imports Feast and connects to the
+    # online store (about a second), which must not delay the first live bar's decision
+    features.online_features(view_for(spec), _symbols(settings))
+    parts = bootstrap_inference(
+        settings.inference,
+        features,
+        view_for(spec),
+        RegistryModelSource(build_registry(settings)),
+        positions,
+        positions.price,
+        clock,
+        bus,
+        model_name=model_name_for(settings),
+        reload_timer=time.monotonic,
+    )
+    del parts  # subscribed; the service lives in the bus's handlers
+    return ServiceProcess("inference", bus, metrics, on_close=[store.close])
+
+
+def _ingest(
+    settings: AppSettings,
+    bus: InstrumentedBus,
+    metrics: Metrics,
+    clock: Clock,
+    manual: ManualClock | None,
+) -> ServiceProcess:
+    from drl_trading.ingest.adapter.online_handlers import wire_online_ingest
+    from drl_trading.ingest.application.bootstrap import build_provider
+    from drl_trading.ingest.core.online_service import OnlineIngestService, OnlineState
+    from drl_trading.session import ClockedSource
+
+    cfg = settings.serve
+    symbols = _symbols(settings)
+    market_data = build_market_data(settings)
+    spec = feature_set_for(settings)
+    start = spec.base_timeframe.floor(cfg.start or datetime.now(UTC))
+    history: Any = None
+    inner: Any
+    if cfg.source == "replay":
+        from drl_trading.ingest.adapter.replay_source import ReplaySource
+
+        if cfg.end is None:
+            raise ValueError("serve.source replay needs serve.start and serve.end")
+        inner = ReplaySource(market_data, symbols, start, cfg.end, speed=cfg.speed)
+    elif cfg.source == "synthetic-live":
+        from drl_trading.ingest.adapter.synthetic_live_source import SyntheticLiveSource
+
+        inner = SyntheticLiveSource(settings.ingest.synthetic.seed, symbols, start, speed=cfg.speed)
+        history = build_provider(settings, "synthetic")
+    else:
+        from drl_trading.ingest.adapter.ccxt_live_source import CcxtLiveSource
+        from drl_trading.ingest.adapter.ccxt_provider import CcxtProvider
+
+        exchange = build_provider(settings, "ccxt")
+        assert isinstance(exchange, CcxtProvider)
+        history = exchange
+        c = settings.ingest.ccxt
+        inner = CcxtLiveSource(
+            exchange,
+            symbols,
+            clock,
+            start=start,
+            poll_interval=c.poll_interval_s,
+            close_delay=timedelta(seconds=c.close_delay_s),
+        )
+    source = ClockedSource(inner, manual)
+    service = OnlineIngestService(history, source, market_data, bus, clock)
+    wire_online_ingest(bus, service)
+    service.start(symbols, start - timedelta(days=cfg.warmup_days), live_from=start)
+    streamed = metrics_gauge(metrics, "drl_ingest_bars_streamed", "Live bars streamed")
+
+    def tick() -> int:
+        n = service.pump(1) if service.state is OnlineState.STREAMING else 0
+        streamed.set(service.stats().bars_streamed)
+        flush = getattr(market_data, "flush", None)
+        if flush is not None:
+            flush()
+        return n
+
+    def ready() -> bool:
+        return service.state in (OnlineState.STREAMING, OnlineState.STOPPED)
+
+    return ServiceProcess(
+        "ingest",
+        bus,
+        metrics,
+        tick=tick,
+        ready=ready,
+        on_close=[service.stop, market_data.close],
+    )
+
+
+def metrics_gauge(metrics: Metrics, name: str, doc: str) -> Any:
+    from prometheus_client import Gauge
+
+    return Gauge(name, doc, ["service"], registry=metrics.registry).labels(metrics.service)
