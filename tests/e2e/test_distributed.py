@@ -159,6 +159,9 @@ def test_online_workflow_across_processes_equals_embedded(
     procs: dict[str, subprocess.Popen[bytes]] = {}
     ports: dict[str, int] = {}
     try:
+        # a malformed message on every topic a service consumes: each goes to its DLQ with the
+        # decode error, and the stream behind it goes on
+        poison = _poison(trained)
         # consumers first, ingest last (as a deployment rolls out): a bar streamed before its
         # consumers joined would be handled late, and inference skips superseded bars
         for group in (SERVICES[:3], SERVICES[3:]):
@@ -216,6 +219,9 @@ def test_online_workflow_across_processes_equals_embedded(
                 proc.kill()
     for name, proc in procs.items():
         assert proc.returncode == 0, (name, proc.returncode, _tail(logs / f"{name}.log"))
+    letters = _dead_letters(trained, poison)
+    assert set(letters) == set(poison), letters
+    assert all(err == "EventDecodeError" for err in letters.values()), letters
     # structured logs: JSON lines carrying correlation ids
     lines = [json.loads(x) for x in (logs / "execution.log").read_text().splitlines() if x]
     assert any("correlation_id" in x for x in lines)
@@ -241,6 +247,48 @@ def test_online_workflow_across_processes_equals_embedded(
     assert final.keys() == positions.keys()
     for s in final:
         assert final[s] == pytest.approx(positions[s], rel=1e-9, abs=1e-12)
+
+
+def _bus(settings: AppSettings) -> Any:
+    from drl_trading.common.infrastructure import build_bus
+
+    return build_bus(settings)
+
+
+def _poison(settings: AppSettings) -> list[str]:
+    from drl_trading.common.events import Topic
+
+    topics = [
+        Topic.PREPROCESS_REQUESTED,
+        Topic.PREPROCESS_COMPLETED_CATCHUP,
+        Topic.PREPROCESS_COMPLETED_ONLINE,
+        Topic.STORE_RESAMPLED_REQUESTED,
+        Topic.PREDICT_COMPLETED,
+    ]
+    bus = _bus(settings)
+    try:
+        for i, topic in enumerate(topics):
+            payload = b"\xff not an event" if i % 2 else b'{"event_type": "nope"}'
+            bus.publish_raw(str(topic), payload, key="BTCUSDT")
+    finally:
+        bus.close()
+    return [str(t) for t in topics]
+
+
+def _dead_letters(settings: AppSettings, topics: list[str]) -> dict[str, str]:
+    """Topic -> error type of the dead letters that arrived for it."""
+    from drl_trading.common.events import DeadLetter, Topic
+
+    bus = _bus(settings)
+    out: dict[str, str] = {}
+    try:
+        for topic in topics:
+            for letter in bus.messages(Topic.dlq(topic)):
+                if isinstance(letter, DeadLetter):
+                    out[topic] = letter.error_type
+    finally:
+        bus.close()
+    return out
 
 
 def _wait_ready(port: int, name: str, logs: Path, timeout: float = 120.0) -> None:
