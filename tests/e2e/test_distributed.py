@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from drl_trading.common.adapter.system_clock import ManualClock
-from drl_trading.common.domain import Symbol, TimeRange
+from drl_trading.common.domain import Symbol, Timeframe, TimeRange
 from drl_trading.common.settings import AppSettings, load_settings
 from drl_trading.execution.adapter.postgres_store import PostgresExecutionStore
 from drl_trading.execution.core.ports import RecordKind, TradeRecord
@@ -251,6 +251,109 @@ def test_online_workflow_across_processes_equals_embedded(
     assert final.keys() == positions.keys()
     for s in final:
         assert final[s] == pytest.approx(positions[s], rel=1e-9, abs=1e-12)
+
+
+def test_execution_killed_mid_replay_resumes_without_duplicates(
+    trained: AppSettings, config: Path
+) -> None:
+    """kill -9 of execution in the middle of a replay, then a restart: the account resumes from
+    PostgreSQL, Kafka redelivers what was not committed, and no signal places a second order."""
+    env = {**os.environ, "COLUMNS": "200"}
+    logs = config.parent / "fault"
+    logs.mkdir(exist_ok=True)
+    # a second replay over the same day, in its own namespace and schema
+    data = yaml.safe_load(config.read_text())
+    run = uuid.uuid4().hex[:8]
+    data["bus"]["kafka"]["namespace"] = f"fault-{run}."
+    data["postgres"]["schema_name"] = f"fault_{run}"
+    data["feature_store"]["project"] = f"fault_{run}"  # the first replay's vectors are newer
+    fault = logs / "fault.yaml"
+    fault.write_text(yaml.safe_dump(data))
+    settings = _settings(fault)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    ports: dict[str, int] = {}
+
+    def start(name: str) -> None:
+        procs[name] = subprocess.Popen(
+            [CLI, "--config", str(fault), "serve", name, "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=(logs / f"{name}.log").open("ab"),
+            env=env,
+        )
+        out = procs[name].stdout
+        assert out is not None
+        line = out.readline().decode()
+        assert "health and metrics on" in line, (name, _tail(logs / f"{name}.log"))
+        ports[name] = int(line.rsplit(":", 1)[1])
+        _wait_ready(ports[name], name, logs)
+
+    try:
+        # the account and the replayed bars live in the fault schema: copy the bars over
+        with psycopg.connect(DSN, autocommit=True) as con:
+            con.execute(f"CREATE SCHEMA fault_{run}")
+        _copy_bars(trained, settings)
+        for name in SERVICES[:3]:
+            start(name)
+        start("ingest")
+        time.sleep(15)  # some base closes decided
+        procs["execution"].kill()  # kill -9: no shutdown, nothing flushed or committed after
+        procs["execution"].wait(timeout=10)
+        start("execution")
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if _metric(ports["ingest"], "drl_ingest_bars_streamed") == BARS:
+                break
+            time.sleep(0.5)
+        time.sleep(5)
+        records = _records(settings)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        with psycopg.connect(DSN, autocommit=True) as con:
+            con.execute(f"DROP SCHEMA IF EXISTS fault_{run} CASCADE")
+    orders = [r for r in records if r.kind is RecordKind.ORDER]
+    fills = [r for r in records if r.kind is RecordKind.FILL]
+    assert orders, _tail(logs / "execution.log")
+    coids = [r.client_order_id for r in orders]
+    assert len(coids) == len(set(coids)), "a signal placed two orders"
+    signals = [r.signal_id for r in records if r.signal_id and r.kind is not RecordKind.FILL]
+    assert len(signals) == len(set(signals)), "a signal was decided twice"
+    assert len({r.client_order_id for r in fills}) == len(fills), "an order filled twice"
+    # every prediction published reached execution and was decided once, across the kill
+    # (inference skips bars it could only decide late, while execution was down: not traded)
+    from drl_trading.common.events import PredictionCompleted, Topic
+
+    bus = _bus(settings)
+    try:
+        published = {
+            e.event_id
+            for e in bus.messages(Topic.PREDICT_COMPLETED)
+            if isinstance(e, PredictionCompleted)
+        }
+    finally:
+        bus.close()
+    assert published == set(signals), (len(published), len(set(signals)))
+    assert len(published) >= BARS // 5 - 8
+
+
+def _copy_bars(source: AppSettings, target: AppSettings) -> None:
+    from drl_trading.common.adapter.postgres_market_data import PostgresMarketData
+
+    src = PostgresMarketData(source.postgres.dsn(), schema=source.postgres.schema_name)
+    dst = PostgresMarketData(target.postgres.dsn(), schema=target.postgres.schema_name)
+    try:
+        for symbol in SYMBOLS:
+            bars = src.read_bars(symbol, Timeframe.M1, RANGE.start, RANGE.end)
+            dst.upsert_bars(symbol, Timeframe.M1, bars)
+    finally:
+        src.close()
+        dst.close()
 
 
 def _bus(settings: AppSettings) -> Any:

@@ -107,7 +107,11 @@ class InstrumentedBus:
 
         self.inner.subscribe(topic, group=group, handler=wrapped)
 
-    def poll(self, max_messages: int | None = None) -> int:
+    def poll(self, max_messages: int | None = None, *, wait: bool = True) -> int:
+        """``wait=False`` returns at once when nothing is pending (a loop with other work to
+        do); only Kafka's poll waits at all, the in-memory bus never does."""
+        if not wait and hasattr(self.inner, "drain"):
+            return int(self.inner.poll(max_messages, timeout=0.0))  # type: ignore[call-arg]
         return self.inner.poll(max_messages)
 
     def close(self) -> None:
@@ -219,6 +223,7 @@ class ServiceProcess:
     def run(self) -> None:
         log.info("service started", service=self.name)
         next_lag = next_ready = 0.0
+        busy = False  # the tick did work last turn: do not wait on the bus this turn
         try:
             while not self._stop.is_set():
                 self._last_loop = now = time.monotonic()
@@ -229,9 +234,8 @@ class ServiceProcess:
                     self._check_ready()
                     next_ready = now + 0.25
                 self.metrics.loops.labels(self.metrics.service).inc()
-                done = self.bus.poll()
-                if self.tick is not None:
-                    done += self.tick()
+                self.bus.poll(wait=not busy)
+                busy = bool(self.tick()) if self.tick is not None else False
         finally:
             log.info("service stopping", service=self.name)
             self.bus.close()

@@ -8,6 +8,7 @@ position from the execution store (`StorePositions`).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -140,7 +141,8 @@ def _inference(
     features = build_feature_store(settings)
     # warm up before declaring ready: the first online read imports Feast and connects to the
     # online store (about a second), which must not delay the first live bar's decision
-    features.online_features(view_for(spec), _symbols(settings))
+    with contextlib.suppress(LookupError):  # a fresh deployment: no view registered yet
+        features.online_features(view_for(spec), _symbols(settings))
     parts = bootstrap_inference(
         settings.inference,
         features,

@@ -276,12 +276,22 @@ class FeastFeatureStore:
             if all(v is not None for v in own.values()):
                 return {s: v for s, v in own.items() if v is not None}
         refs = [f"{view.name}:{c}" for c in view.columns]
+        from feast.errors import FeatureViewNotFoundException
+
         with self._lock:
-            got = (
-                self.feast()
-                .get_online_features(features=refs, entity_rows=[{ENTITY: str(s)} for s in symbols])
-                .to_dict(include_event_timestamps=True)
-            )
+            try:
+                got = (
+                    self.feast()
+                    .get_online_features(
+                        features=refs, entity_rows=[{ENTITY: str(s)} for s in symbols]
+                    )
+                    .to_dict(include_event_timestamps=True)
+                )
+            except FeatureViewNotFoundException as exc:
+                raise FeatureViewNotFoundError(
+                    f"feature view {view.name!r} is not registered in Feast project "
+                    f"{self._project!r} yet (preprocess registers it): {exc}"
+                ) from None
         out: dict[Symbol, OnlineFeatures] = {}
         first = view.columns[0]
         for i, s in enumerate(symbols):

@@ -147,7 +147,15 @@ class KafkaBus:
             budget = 500 if max_messages is None else max_messages - done
             if budget <= 0:
                 break
-            for message in consumer.consume(num_messages=budget, timeout=wait):
+            # what is already fetched, without waiting; only an empty consumer waits, and then
+            # for the first message alone (consume(n, timeout) would wait for n messages or the
+            # whole timeout: tens of milliseconds on every hop of a quiet stream)
+            messages = consumer.consume(num_messages=budget, timeout=0)
+            if not messages and wait > 0:
+                first = consumer.poll(wait)
+                if first is not None:
+                    messages = [first, *consumer.consume(num_messages=budget - 1, timeout=0)]
+            for message in messages:
                 err = message.error()
                 if err is not None:
                     if err.code() != KafkaError._PARTITION_EOF:
