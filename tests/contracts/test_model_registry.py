@@ -266,8 +266,9 @@ def test_resolve_errors(registry: ModelRegistry, tmp_path: Path) -> None:
         registry.resolve("policy@prod")
     with pytest.raises(LookupError, match=r"model 'policy' has no version '9'"):
         registry.resolve("models:/policy/9")
-    # (a shared tracking server may list other models next to this test's)
-    with pytest.raises(LookupError, match=r"no registered model 'ghost' \(models: (.*, )?policy"):
+    # the message lists the models there are (on a shared tracking server: others too, the
+    # first 20 of them)
+    with pytest.raises(LookupError, match=r"no registered model 'ghost' \(models: \S"):
         registry.resolve("ghost")
     for malformed in ("", "models:/", "policy/abc", "policy@latest", "a:b"):
         with pytest.raises(ValueError, match=r"model|alias"):
