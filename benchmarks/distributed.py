@@ -131,43 +131,13 @@ def backfill(n: int, home: Path) -> None:
 
 def online(bars: int, home: Path) -> None:
     sys.path.insert(0, str(ROOT))
-    from tests.e2e.offline import PERMISSIVE_GATE, ingest_and_train
+    from tests.e2e.offline import distributed_replay_config, ingest_and_train
 
-    run = uuid.uuid4().hex[:8]
     minutes = bars // len(SYMBOLS)
     replay = TimeRange.parse("2024-01-15", "2024-02-15")
     end = replay.start + timedelta(minutes=minutes)
-    data = yaml.safe_load((ROOT / "configs" / "distributed.yaml").read_text())
-    data["home"] = str(home / "online")
-    data["postgres"]["schema_name"] = f"bench_{run}"
-    data["bus"]["kafka"]["namespace"] = f"bench-{run}."
-    data["feature_store"]["project"] = f"bench_{run}"
-    data["training"].update(
-        {
-            "total_timesteps": 256,
-            "env": {"n_envs": 2},
-            "gate": PERMISSIVE_GATE,
-            "registry": {
-                "tracking_uri": "http://127.0.0.1:5000",
-                "experiment": f"bench-{run}",
-                "model_name": f"drl-bench-{run}",
-            },
-        }
-    )
-    data["strategy"] = {"params": {"min_confidence": 0.0}}
-    data["execution"].update({"max_daily_loss": 1.0, "max_drawdown": 1.0})
-    data["logging"] = {"level": "WARNING", "json_output": True}
-    data["serve"].update(
-        {
-            "clock": "market",
-            "start": replay.start.isoformat(),
-            "end": end.isoformat(),
-            "speed": 1200.0,  # 20 market minutes (40 bars) per second
-            "ports": dict.fromkeys(("ingest", "preprocess", "inference", "execution"), 0),
-        }
-    )
-    config = home / "online.yaml"
-    config.write_text(yaml.safe_dump(data))
+    # 20 market minutes (40 bars) per second
+    config = distributed_replay_config(home, "bench", replay.start, end, 1200.0, "WARNING")
     settings = load_settings(config_file=config)
     t0 = time.perf_counter()
     history = TimeRange(TimeRange.parse("2024-01-01", "2024-01-02").start, end)
@@ -204,7 +174,7 @@ def online(bars: int, home: Path) -> None:
         for proc in procs.values():
             proc.wait(timeout=30)
         with psycopg.connect(DSN, autocommit=True) as con:
-            con.execute(f"DROP SCHEMA IF EXISTS bench_{run} CASCADE")
+            con.execute(f"DROP SCHEMA IF EXISTS {settings.postgres.schema_name} CASCADE")
     print(f"replayed {bars:,} bars through 4 processes in {streamed:.1f} s (paced at 40 bars/s)")
     lines = [x for x in text.decode().splitlines() if x.startswith("drl_stage_latency_seconds")]
     table: dict[str, dict[str, float]] = {}

@@ -3,7 +3,11 @@ training run that registers (and, with the permissive gate, promotes) a model.""
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from pathlib import Path
+
+import yaml
 
 from drl_trading.common.domain import Symbol, TimeRange
 from drl_trading.common.settings import AppSettings, load_settings
@@ -37,3 +41,46 @@ def ingest_and_train(
         runtime.run_until_idle()
         assert runtime.bus.messages("dlq.completed.preprocess-data.offline") == []
         return training.results[request.request_id]
+
+
+def distributed_replay_config(
+    home: Path, prefix: str, start: datetime, end: datetime, speed: float, log_level: str
+) -> Path:
+    """configs/distributed.yaml for a replay through `drl-trading serve`, isolated on a shared
+    stack by a fresh PostgreSQL schema, Kafka namespace, Feast project and registered model;
+    a tiny, always-promoted model that trades every signal (its confidences sit near 1/3), and
+    risk states out of the way (the backtest-style comparisons do not model them)."""
+    run = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    root = Path(__file__).resolve().parents[2]
+    data = yaml.safe_load((root / "configs" / "distributed.yaml").read_text())
+    data["home"] = str(home / "home")
+    data["postgres"]["schema_name"] = run
+    data["bus"]["kafka"]["namespace"] = f"{run}."
+    data["feature_store"]["project"] = run
+    data["training"].update(
+        {
+            "total_timesteps": 256,
+            "env": {"n_envs": 2},
+            "gate": PERMISSIVE_GATE,
+            "registry": {
+                "tracking_uri": "http://127.0.0.1:5000",
+                "experiment": run,
+                "model_name": f"drl-{run}",
+            },
+        }
+    )
+    data["strategy"] = {"params": {"min_confidence": 0.0}}
+    data["execution"].update({"max_daily_loss": 1.0, "max_drawdown": 1.0})
+    data["logging"] = {"level": log_level, "json_output": True}
+    data["serve"].update(
+        {
+            "clock": "market",
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "speed": speed,
+            "ports": dict.fromkeys(("ingest", "preprocess", "inference", "execution"), 0),
+        }
+    )
+    path = home / f"{prefix}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path

@@ -36,7 +36,7 @@ from drl_trading.ingest.adapter.replay_source import ReplaySource
 from drl_trading.runtime import EmbeddedRuntime
 from drl_trading.session import ClockedSource
 from tests.conftest import require_server
-from tests.e2e.offline import PERMISSIVE_GATE, ingest_and_train
+from tests.e2e.offline import distributed_replay_config, ingest_and_train
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -59,47 +59,15 @@ def stack() -> None:
 @pytest.fixture(scope="module")
 def config(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """configs/distributed.yaml, isolated: own schema, Kafka namespace, Feast project, model."""
-    run = uuid.uuid4().hex[:8]
     home = tmp_path_factory.mktemp("distributed")
-    data = yaml.safe_load((ROOT / "configs" / "distributed.yaml").read_text())
-    data["home"] = str(home / "home")
-    data["postgres"]["schema_name"] = f"e2e_{run}"
-    data["bus"]["kafka"]["namespace"] = f"e2e-{run}."
-    data["feature_store"]["project"] = f"e2e_{run}"
-    data["training"].update(
-        {
-            "total_timesteps": 256,
-            "env": {"n_envs": 2},
-            "gate": PERMISSIVE_GATE,
-            "registry": {
-                "tracking_uri": "http://127.0.0.1:5000",
-                "experiment": f"e2e-{run}",
-                "model_name": f"drl-e2e-{run}",
-            },
-        }
-    )
-    # the tiny model's confidences sit near 1/3; risk states have no role in this comparison
-    data["strategy"] = {"params": {"min_confidence": 0.0}}
-    data["execution"].update({"max_daily_loss": 1.0, "max_drawdown": 1.0})
-    data["logging"] = {"level": "INFO", "json_output": True}
-    data["serve"].update(
-        {
-            "clock": "market",
-            "start": REPLAY.start.isoformat(),
-            "end": REPLAY.end.isoformat(),
-            # 2 market minutes per second: the chain (tens of ms) decides each base close long
-            # before the next minute arrives, even on a loaded 2-core machine; with no
-            # backpressure in a replay, a stall longer than a minute would fill a signal a bar
-            # later than the embedded run does
-            "speed": 120.0,
-            "ports": dict.fromkeys(SERVICES, 0),
-        }
-    )
-    path = home / "distributed.yaml"
-    path.write_text(yaml.safe_dump(data))
+    # 2 market minutes per second: the chain (tens of ms) decides each base close long before
+    # the next minute arrives, even on a loaded 2-core machine; a replay has no backpressure, so
+    # a stall longer than a market minute would fill a signal a bar later than embedded does
+    path = distributed_replay_config(home, "e2e", REPLAY.start, REPLAY.end, 120.0, "INFO")
+    schema = _settings(path).postgres.schema_name
     yield path
     with psycopg.connect(DSN, autocommit=True) as con:
-        con.execute(f"DROP SCHEMA IF EXISTS e2e_{run} CASCADE")
+        con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def _settings(config: Path) -> AppSettings:

@@ -243,3 +243,42 @@ def headers_for(event: Event) -> dict[str, str]:
         "event_id": event.event_id,
         "correlation_id": event.correlation_id,
     }
+
+
+def dead_letter_events(
+    *,
+    service: str,
+    topic: str,
+    key: str,
+    payload: bytes,
+    headers: dict[str, str],
+    event: Event | None,
+    error: Exception,
+    attempts: int,
+) -> tuple[DeadLetter, ErrorOccurred]:
+    """What every bus publishes for a message it gives up on: the message itself with the error
+    on ``dlq.<topic>``, and an `ErrorOccurred` on ``error.<service>`` for monitoring. Both keep
+    the correlation id (from the event, or the headers when the payload did not decode)."""
+    correlation = event.correlation_id if event else headers.get("correlation_id")
+    common = {"correlation_id": correlation} if correlation else {}
+    letter = DeadLetter(
+        service=service,
+        topic=topic,
+        key=key,
+        payload=payload.decode("utf-8", errors="replace"),
+        headers=headers,
+        error_type=type(error).__name__,
+        message=str(error),
+        attempts=attempts,
+        **common,
+    )
+    failure = ErrorOccurred(
+        service=service,
+        topic=topic,
+        failed_event_id=event.event_id if event else headers.get("event_id"),
+        error_type=type(error).__name__,
+        message=str(error),
+        attempts=attempts,
+        **common,
+    )
+    return letter, failure

@@ -32,11 +32,10 @@ from confluent_kafka import TopicPartition as _TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from drl_trading.common.events import (
-    DeadLetter,
-    ErrorOccurred,
     Event,
     EventDecodeError,
     Topic,
+    dead_letter_events,
     decode,
     encode,
     headers_for,
@@ -375,29 +374,17 @@ class KafkaBus:
         exc: Exception,
         attempts: int,
     ) -> None:
-        correlation = event.correlation_id if event else headers.get("correlation_id")
-        common = {"correlation_id": correlation} if correlation else {}
-        letter = DeadLetter(
+        letter, error = dead_letter_events(
             service=group,
             topic=topic,
             key=key,
-            payload=payload.decode("utf-8", errors="replace"),
+            payload=payload,
             headers=headers,
-            error_type=type(exc).__name__,
-            message=str(exc),
+            event=event,
+            error=exc,
             attempts=attempts,
-            **common,
         )
         self.publish(Topic.dlq(topic), letter, key=key)
-        error = ErrorOccurred(
-            service=group,
-            topic=topic,
-            failed_event_id=event.event_id if event else headers.get("event_id"),
-            error_type=type(exc).__name__,
-            message=str(exc),
-            attempts=attempts,
-            **common,
-        )
         self.publish(Topic.error(group), error, key=key)
         self._count(f"dead_lettered:{topic}")
         log.error("message dead-lettered", dlq=Topic.dlq(topic), error=str(exc), attempts=attempts)

@@ -24,11 +24,10 @@ from dataclasses import dataclass
 import structlog
 
 from drl_trading.common.events import (
-    DeadLetter,
-    ErrorOccurred,
     Event,
     EventDecodeError,
     Topic,
+    dead_letter_events,
     decode,
     encode,
     headers_for,
@@ -198,29 +197,17 @@ class InMemoryBus:
         exc: Exception,
         attempts: int,
     ) -> None:
-        correlation = event.correlation_id if event else record.headers.get("correlation_id")
-        common = {"correlation_id": correlation} if correlation else {}
-        letter = DeadLetter(
+        letter, error = dead_letter_events(
             service=group,
             topic=topic,
             key=record.key,
-            payload=record.payload.decode("utf-8", errors="replace"),
+            payload=record.payload,
             headers=record.headers,
-            error_type=type(exc).__name__,
-            message=str(exc),
+            event=event,
+            error=exc,
             attempts=attempts,
-            **common,
         )
         self.publish(Topic.dlq(topic), letter, key=record.key)
-        error = ErrorOccurred(
-            service=group,
-            topic=topic,
-            failed_event_id=event.event_id if event else record.headers.get("event_id"),
-            error_type=type(exc).__name__,
-            message=str(exc),
-            attempts=attempts,
-            **common,
-        )
         self.publish(Topic.error(group), error, key=record.key)
         self.stats[f"dead_lettered:{topic}"] += 1
         log.error("message dead-lettered", dlq=Topic.dlq(topic), error=str(exc), attempts=attempts)
