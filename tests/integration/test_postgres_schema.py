@@ -71,3 +71,33 @@ def test_db_migrate_command(schema: str, tmp_path: Path) -> None:
     refused = subprocess.run(run, capture_output=True, text=True, env=bad, check=False)
     assert refused.returncode == 1
     assert "cannot connect to PostgreSQL" in refused.stderr
+
+
+def test_market_data_reconnects_after_the_server_dropped_its_connection(schema: str) -> None:
+    """A PostgreSQL restart (here: the server terminating our backend) fails the call in
+    flight with a retryable error; the next call opens a new connection and carries on."""
+    from drl_trading.common.adapter.postgres_market_data import (
+        DatabaseUnavailableError,
+        PostgresMarketData,
+    )
+    from drl_trading.common.domain import Symbol, Timeframe, parse_time
+    from tests.conftest import make_bars
+
+    repo = PostgresMarketData(DSN, schema=schema)
+    symbol = Symbol("BTCUSDT")
+    bars = make_bars("2024-01-01", 10)
+    try:
+        assert repo.upsert_bars(symbol, Timeframe.M1, bars[:5]).inserted == 5
+        backend = repo._con.info.backend_pid  # the server process serving this repository
+        with psycopg.connect(DSN, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [backend])
+        with pytest.raises(DatabaseUnavailableError, match="connection lost") as failed:
+            repo.upsert_bars(symbol, Timeframe.M1, bars[5:])
+        assert getattr(failed.value, "retryable", False)
+        # what a bus does next: the handler again, on a new connection
+        assert repo.upsert_bars(symbol, Timeframe.M1, bars[5:]).inserted == 5
+        day = (parse_time("2024-01-01"), parse_time("2024-01-02"))
+        assert repo.read_bars(symbol, Timeframe.M1, *day).height == 10
+        assert repo.reconnects == 1
+    finally:
+        repo.close()

@@ -11,7 +11,10 @@ tells inserted rows from updated ones). The schema is created by versioned migra
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -36,34 +39,66 @@ _ROW = np.dtype(
 _COLUMNS = "open_time, open, high, low, close, volume"
 
 
+class DatabaseUnavailableError(ConnectionError):
+    """The database connection broke (server restart, network). Retryable: the next call opens
+    a new connection, and upserts are idempotent, so the bus's retry of the handler is safe."""
+
+    retryable = True
+
+
 class PostgresMarketData:
     def __init__(self, dsn: str, *, schema: str = "public", migrate: bool = True) -> None:
         self.schema = schema
-        try:
-            self._con = psycopg.connect(dsn, autocommit=False)
-        except psycopg.OperationalError as exc:
-            raise RuntimeError(f"cannot connect to PostgreSQL: {exc}") from exc
+        self._dsn = dsn
+        self._lock = threading.Lock()
+        self._con = self._connect()
         if migrate:
             run_migrations(self._con, schema)
-        self._con.execute(f'SET search_path TO "{schema}", public')
-        self._con.commit()
-        self._lock = threading.Lock()
+            self._con.commit()
+        self.reconnects = 0
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            con = psycopg.connect(self._dsn, autocommit=False)
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailableError(f"cannot connect to PostgreSQL: {exc}") from exc
+        con.execute(f'SET search_path TO "{self.schema}", public')
+        con.commit()
+        return con
+
+    @contextmanager
+    def _tx(self) -> Iterator[psycopg.Connection[Any]]:
+        """One transaction on a live connection: a connection found broken is replaced first,
+        and one that breaks inside is dropped (the error says so; the next call reconnects)."""
+        with self._lock:
+            if self._con.closed or self._con.broken:
+                self._con = self._connect()
+                self.reconnects += 1
+            try:
+                with self._con.transaction():
+                    yield self._con
+            except psycopg.OperationalError as exc:
+                if self._con.broken or self._con.closed:
+                    raise DatabaseUnavailableError(
+                        f"PostgreSQL connection lost ({exc}); the next call reconnects"
+                    ) from exc
+                raise
 
     def upsert_bars(self, symbol: Symbol, timeframe: Timeframe, bars: pl.DataFrame) -> UpsertResult:
         if bars.is_empty():
             return UpsertResult(0, 0)
         payload = _encode(conform(bars))
-        with self._lock, self._con.transaction():
-            self._con.execute(
+        with self._tx() as con:
+            con.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS ohlcv_stage (open_time timestamptz, open float8,"
                 " high float8, low float8, close float8, volume float8) ON COMMIT DELETE ROWS"
             )
-            with self._con.cursor().copy(
+            with con.cursor().copy(
                 f"COPY ohlcv_stage ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
             ) as copy:
                 copy.write(payload)
             # a frame may repeat an open time: the last row wins, as consecutive upserts would
-            rows = self._con.execute(
+            rows = con.execute(
                 f"INSERT INTO ohlcv (symbol, timeframe, {_COLUMNS}) "
                 f"SELECT DISTINCT ON (open_time) %s, %s, {_COLUMNS} FROM "
                 "(SELECT *, row_number() OVER () AS n FROM ohlcv_stage) s "
@@ -86,14 +121,14 @@ class PostgresMarketData:
             " ORDER BY open_time) TO STDOUT (FORMAT BINARY)"
         )
         buf = bytearray()
-        with self._lock, self._con.transaction(), self._con.cursor().copy(query) as copy:
+        with self._tx() as con, con.cursor().copy(query) as copy:
             for chunk in copy:
                 buf += chunk
         return _decode(bytes(buf))
 
     def coverage(self, symbol: Symbol, timeframe: Timeframe) -> Coverage | None:
-        with self._lock, self._con.transaction():
-            row = self._con.execute(
+        with self._tx() as con:
+            row = con.execute(
                 "SELECT min(open_time), max(open_time), count(*) FROM ohlcv "
                 "WHERE symbol = %s AND timeframe = %s",
                 [str(symbol), timeframe.value],
@@ -114,7 +149,7 @@ class PostgresMarketData:
                 frame.iter_rows(), rows["rule"], rows["detail"], strict=True
             )
         ]
-        with self._lock, self._con.transaction(), self._con.cursor() as cur:
+        with self._tx() as con, con.cursor() as cur:
             cur.executemany(
                 "INSERT INTO ohlcv_quarantine (symbol, timeframe, open_time, open, high, low, "
                 "close, volume, rule, detail, batch_id) "
@@ -132,8 +167,8 @@ class PostgresMarketData:
         if symbol is not None:
             sql += " WHERE symbol = %s"
             params.append(str(symbol))
-        with self._lock, self._con.transaction():
-            rows = self._con.execute(sql + " ORDER BY quarantined_at, id", params).fetchall()
+        with self._tx() as con:
+            rows = con.execute(sql + " ORDER BY quarantined_at, id", params).fetchall()
         if not rows:
             return pl.DataFrame(schema=QUARANTINE_SCHEMA)
         return pl.DataFrame(rows, schema=QUARANTINE_SCHEMA, orient="row").with_columns(
