@@ -28,8 +28,12 @@ class MessageBus(Protocol):
 
     def subscribe(self, topic: str, *, group: str, handler: Handler) -> None: ...
 
-    def poll(self, max_messages: int | None = None) -> int:
-        """Deliver pending messages to handlers; returns how many were handled or dead-lettered."""
+    def poll(self, max_messages: int | None = None, timeout: float | None = None) -> int:
+        """Deliver pending messages to handlers; returns how many were handled or dead-lettered.
+
+        ``timeout``: how long to wait for a first message when none is pending (None: the
+        adapter's default, 0: not at all); a bus that holds every message in memory never
+        waits."""
         ...
 
     def close(self) -> None: ...

@@ -107,12 +107,8 @@ class InstrumentedBus:
 
         self.inner.subscribe(topic, group=group, handler=wrapped)
 
-    def poll(self, max_messages: int | None = None, *, wait: bool = True) -> int:
-        """``wait=False`` returns at once when nothing is pending (a loop with other work to
-        do); only Kafka's poll waits at all, the in-memory bus never does."""
-        if not wait and hasattr(self.inner, "drain"):
-            return int(self.inner.poll(max_messages, timeout=0.0))  # type: ignore[call-arg]
-        return self.inner.poll(max_messages)
+    def poll(self, max_messages: int | None = None, timeout: float | None = None) -> int:
+        return self.inner.poll(max_messages, timeout)
 
     def close(self) -> None:
         self.inner.close()
@@ -223,7 +219,7 @@ class ServiceProcess:
     def run(self) -> None:
         log.info("service started", service=self.name)
         next_lag = next_ready = 0.0
-        busy = False  # the tick did work last turn: do not wait on the bus this turn
+        busy = False
         try:
             while not self._stop.is_set():
                 self._last_loop = now = time.monotonic()
@@ -234,7 +230,8 @@ class ServiceProcess:
                     self._check_ready()
                     next_ready = now + 0.25
                 self.metrics.loops.labels(self.metrics.service).inc()
-                self.bus.poll(wait=not busy)
+                # the tick did work last turn: do not wait on the bus this turn
+                self.bus.poll(timeout=0.0 if busy else None)
                 busy = bool(self.tick()) if self.tick is not None else False
         finally:
             log.info("service stopping", service=self.name)
