@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -45,11 +45,21 @@ class StorePositions:
         self._sleep = sleep
         self.waits = 0
         self.late = 0
+        self._last: tuple[Symbol, datetime, ExecutionService | None] | None = None
 
     def _service(self, symbol: Symbol) -> ExecutionService | None:
         """A read-only view of the account as execution last committed it, once its mark of
-        ``symbol`` reached the current base bar's close (or the wait ran out)."""
+        ``symbol`` reached the current base bar's close (or the wait ran out). Inference asks
+        for the position and then the price of the same bar: the view is loaded (and waited
+        for) once per symbol and bar."""
         due = self._base.floor(self._clock.now())
+        if self._last is not None and self._last[:2] == (symbol, due):
+            return self._last[2]
+        service = self._load(symbol, due)
+        self._last = (symbol, due, service)
+        return service
+
+    def _load(self, symbol: Symbol, due: datetime) -> ExecutionService | None:
         deadline = time.monotonic() + self._wait
         waited = False
         while True:
