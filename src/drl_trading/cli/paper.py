@@ -70,8 +70,6 @@ def paper(
 
     from drl_trading.common.infrastructure import feature_set_for
     from drl_trading.inference.core.service import ModelMismatchError
-    from drl_trading.ingest.adapter.replay_source import ReplaySource
-    from drl_trading.ingest.adapter.synthetic_live_source import SyntheticLiveSource
     from drl_trading.session import ClockedSource, SessionRecorder
     from drl_trading.training.core.metrics import periods_per_year
 
@@ -106,33 +104,18 @@ def paper(
     recorded: list[dict[str, Any]] = []
     stage = LatencyHistogram()
     with EmbeddedRuntime.open(settings) as runtime:
-        from drl_trading.ingest.application.bootstrap import build_provider
+        from drl_trading.ingest.application.bootstrap import build_live_source
 
-        history = None
-        if source == "replay":
-            assert rng is not None
-            inner: Any = ReplaySource(runtime.market_data, syms, rng.start, rng.end, speed=speed)
-        elif source == "synthetic-live":
-            inner = SyntheticLiveSource(
-                settings.ingest.synthetic.seed, syms, first_live, speed=speed
-            )
-            history = build_provider(settings, "synthetic")  # fills the warm-up history
-        else:
-            from drl_trading.ingest.adapter.ccxt_live_source import CcxtLiveSource
-            from drl_trading.ingest.adapter.ccxt_provider import CcxtProvider
-
-            c = settings.ingest.ccxt
-            exchange = build_provider(settings, "ccxt")  # gap fill and warm-up history too
-            assert isinstance(exchange, CcxtProvider)
-            history = exchange
-            inner = CcxtLiveSource(
-                exchange,
-                syms,
-                clock,
-                start=first_live,
-                poll_interval=c.poll_interval_s,
-                close_delay=timedelta(seconds=c.close_delay_s),
-            )
+        inner, history = build_live_source(
+            settings,
+            source,
+            syms,
+            runtime.market_data,
+            clock,
+            first_live,
+            rng.end if source == "replay" and rng else None,
+            speed,
+        )
         try:
             clocked = ClockedSource(inner, None if source == "ccxt-live" else market_clock)
             online = runtime.enable_online(

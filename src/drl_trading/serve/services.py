@@ -167,7 +167,7 @@ def _ingest(
     manual: ManualClock | None,
 ) -> ServiceProcess:
     from drl_trading.ingest.adapter.online_handlers import wire_online_ingest
-    from drl_trading.ingest.application.bootstrap import build_provider
+    from drl_trading.ingest.application.bootstrap import build_live_source
     from drl_trading.ingest.core.online_service import OnlineIngestService, OnlineState
     from drl_trading.session import ClockedSource
 
@@ -176,35 +176,11 @@ def _ingest(
     market_data = build_market_data(settings)
     spec = feature_set_for(settings)
     start = spec.base_timeframe.floor(cfg.start or datetime.now(UTC))
-    history: Any = None
-    inner: Any
-    if cfg.source == "replay":
-        from drl_trading.ingest.adapter.replay_source import ReplaySource
-
-        if cfg.end is None:
-            raise ValueError("serve.source replay needs serve.start and serve.end")
-        inner = ReplaySource(market_data, symbols, start, cfg.end, speed=cfg.speed)
-    elif cfg.source == "synthetic-live":
-        from drl_trading.ingest.adapter.synthetic_live_source import SyntheticLiveSource
-
-        inner = SyntheticLiveSource(settings.ingest.synthetic.seed, symbols, start, speed=cfg.speed)
-        history = build_provider(settings, "synthetic")
-    else:
-        from drl_trading.ingest.adapter.ccxt_live_source import CcxtLiveSource
-        from drl_trading.ingest.adapter.ccxt_provider import CcxtProvider
-
-        exchange = build_provider(settings, "ccxt")
-        assert isinstance(exchange, CcxtProvider)
-        history = exchange
-        c = settings.ingest.ccxt
-        inner = CcxtLiveSource(
-            exchange,
-            symbols,
-            clock,
-            start=start,
-            poll_interval=c.poll_interval_s,
-            close_delay=timedelta(seconds=c.close_delay_s),
-        )
+    if cfg.source == "replay" and cfg.end is None:
+        raise ValueError("serve.source replay needs serve.start and serve.end")
+    inner, history = build_live_source(
+        settings, cfg.source, symbols, market_data, clock, start, cfg.end, cfg.speed
+    )
     source = ClockedSource(inner, manual)
     service = OnlineIngestService(history, source, market_data, bus, clock)
     wire_online_ingest(bus, service)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from drl_trading.common.ports import MarketDataRepository, MessageBus
+from drl_trading.common.domain import Symbol
+from drl_trading.common.ports import Clock, MarketDataRepository, MessageBus
 from drl_trading.common.settings import AppSettings
+from drl_trading.ingest.core.live import LiveBarSource
 from drl_trading.ingest.core.ports import HistoricalDataProvider
 from drl_trading.ingest.core.service import IngestService
 
@@ -54,3 +58,47 @@ def bootstrap_ingest(
     bus: MessageBus,
 ) -> IngestService:
     return IngestService(provider, market_data, bus, policy=settings.ingest.validation.policy)
+
+
+LiveSourceKind = Literal["replay", "synthetic-live", "ccxt-live"]
+
+
+def build_live_source(
+    settings: AppSettings,
+    kind: LiveSourceKind,
+    symbols: Sequence[Symbol],
+    market_data: MarketDataRepository,
+    clock: Clock,
+    start: datetime,
+    end: datetime | None = None,
+    speed: float | None = None,
+) -> tuple[LiveBarSource, HistoricalDataProvider | None]:
+    """The live bar source of ``kind`` from ``start`` and the provider that fills the gap and
+    the warm-up history before it (None: the stored bars, for a replay of them)."""
+    if kind == "replay":
+        from drl_trading.ingest.adapter.replay_source import ReplaySource
+
+        if end is None:
+            raise ValueError("a replay needs an end")
+        return ReplaySource(market_data, symbols, start, end, speed=speed), None
+    if kind == "synthetic-live":
+        from drl_trading.ingest.adapter.synthetic_live_source import SyntheticLiveSource
+
+        seed = settings.ingest.synthetic.seed
+        live = SyntheticLiveSource(seed, symbols, start, speed=speed)
+        return live, build_provider(settings, "synthetic")
+    from drl_trading.ingest.adapter.ccxt_live_source import CcxtLiveSource
+    from drl_trading.ingest.adapter.ccxt_provider import CcxtProvider
+
+    exchange = build_provider(settings, "ccxt")  # gap fill and warm-up from the same exchange
+    assert isinstance(exchange, CcxtProvider)
+    c = settings.ingest.ccxt
+    live_ccxt = CcxtLiveSource(
+        exchange,
+        symbols,
+        clock,
+        start=start,
+        poll_interval=c.poll_interval_s,
+        close_delay=timedelta(seconds=c.close_delay_s),
+    )
+    return live_ccxt, exchange
