@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,6 @@ from drl_trading.ingest.adapter.synthetic_provider import SyntheticProvider
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 ROOT = Path(__file__).resolve().parents[1]
 DSN = os.environ.get("DRL_BENCH_PG", "postgresql://drl:drl@127.0.0.1:5432/drl")
-CLI = str(Path(sys.executable).with_name("drl-trading"))
 SYMBOLS = (Symbol("BTCUSDT"), Symbol("ETHUSDT"))
 
 
@@ -131,7 +129,16 @@ def backfill(n: int, home: Path) -> None:
 
 def online(bars: int, home: Path) -> None:
     sys.path.insert(0, str(ROOT))
-    from tests.e2e.offline import distributed_replay_config, ingest_and_train
+    from tests.e2e.offline import (
+        distributed_replay_config,
+        ingest_and_train,
+        log_tail,
+        metric,
+        service_port,
+        start_service,
+        stop_services,
+        wait_ready,
+    )
 
     minutes = bars // len(SYMBOLS)
     replay = TimeRange.parse("2024-01-15", "2024-02-15")
@@ -149,19 +156,14 @@ def online(bars: int, home: Path) -> None:
     try:
         for group in (("preprocess", "inference", "execution"), ("ingest",)):
             for name in group:
-                procs[name] = subprocess.Popen(
-                    [CLI, "--config", str(config), "serve", name, "--port", "0"],
-                    stdout=subprocess.PIPE,
-                    stderr=(home / f"{name}.log").open("wb"),
-                )
+                procs[name] = start_service(config, name, home)
             for name in group:
-                out = procs[name].stdout
-                assert out is not None
-                ports[name] = int(out.readline().decode().rsplit(":", 1)[1])
+                ports[name] = service_port(procs[name], name, home)
             for name in group:
-                _ready(ports[name])
+                if not wait_ready(ports[name], 180.0):
+                    raise SystemExit(f"{name} never became ready: {log_tail(home / f'{name}.log')}")
         t1 = time.perf_counter()
-        while _metric(ports["ingest"], "drl_ingest_bars_streamed") != bars:
+        while metric(ports["ingest"], "drl_ingest_bars_streamed", timeout=5.0) != bars:
             if time.perf_counter() - t1 > 1800:
                 raise SystemExit("replay did not finish")
             time.sleep(1)
@@ -169,10 +171,7 @@ def online(bars: int, home: Path) -> None:
         time.sleep(3)
         text = urllib.request.urlopen(f"http://127.0.0.1:{ports['execution']}/metrics").read()
     finally:
-        for proc in procs.values():
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            proc.wait(timeout=30)
+        stop_services(procs.values())
         with psycopg.connect(DSN, autocommit=True) as con:
             con.execute(f"DROP SCHEMA IF EXISTS {settings.postgres.schema_name} CASCADE")
     print(f"replayed {bars:,} bars through 4 processes in {streamed:.1f} s (paced at 40 bars/s)")
@@ -192,28 +191,6 @@ def online(bars: int, home: Path) -> None:
     p99 = table.get("total", {}).get("p99", float("inf"))
     verdict = "met" if p99 < 25 else "NOT met"
     print(f"target p99 < 25 ms bar receipt -> order ack across processes: {verdict} ({p99:.2f} ms)")
-
-
-def _ready(port: int) -> None:
-    for _ in range(600):
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"service on port {port} never became ready")
-
-
-def _metric(port: int, name: str) -> float | None:
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
-    except OSError:
-        return None
-    for line in text.decode().splitlines():
-        if line.startswith(name):
-            return float(line.rsplit(" ", 1)[1])
-    return None
 
 
 def main() -> None:

@@ -11,10 +11,7 @@ portfolio must be the same.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -36,12 +33,20 @@ from drl_trading.ingest.adapter.replay_source import ReplaySource
 from drl_trading.runtime import EmbeddedRuntime
 from drl_trading.session import ClockedSource
 from tests.conftest import require_server
-from tests.e2e.offline import distributed_replay_config, ingest_and_train
+from tests.e2e.offline import (
+    distributed_replay_config,
+    ingest_and_train,
+    log_tail,
+    metric,
+    service_port,
+    start_service,
+    stop_services,
+    wait_ready,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = str(Path(sys.executable).with_name("drl-trading"))
 SYMBOLS = (Symbol("BTCUSDT"), Symbol("ETHUSDT"))
 RANGE = TimeRange.parse("2024-01-01", "2024-01-16")
 REPLAY = TimeRange.parse("2024-01-15T00:00", "2024-01-15T02:00")
@@ -81,17 +86,6 @@ def trained(config: Path) -> AppSettings:
     return settings
 
 
-def _metric(port: int, name: str) -> float | None:
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
-    except OSError:
-        return None
-    for line in text.decode().splitlines():
-        if line.startswith(name) and not line.startswith("#"):
-            return float(line.rsplit(" ", 1)[1])
-    return None
-
-
 def _records(settings: AppSettings) -> list[TradeRecord]:
     pg = settings.postgres
     store = PostgresExecutionStore(pg.dsn(), schema=pg.schema_name)
@@ -126,7 +120,6 @@ def _key(r: TradeRecord) -> tuple[Any, ...]:
 def test_online_workflow_across_processes_equals_embedded(
     trained: AppSettings, config: Path
 ) -> None:
-    env = {**os.environ, "COLUMNS": "200"}
     logs = config.parent
     procs: dict[str, subprocess.Popen[bytes]] = {}
     ports: dict[str, int] = {}
@@ -138,31 +131,21 @@ def test_online_workflow_across_processes_equals_embedded(
         # consumers joined would be handled late, and inference skips superseded bars
         for group in (SERVICES[:3], SERVICES[3:]):
             for name in group:
-                log = (logs / f"{name}.log").open("wb")
-                procs[name] = subprocess.Popen(
-                    [CLI, "--config", str(config), "serve", name, "--port", "0"],
-                    stdout=subprocess.PIPE,
-                    stderr=log,
-                    env=env,
-                )
+                procs[name] = start_service(config, name, logs)
             for name in group:
-                proc = procs[name]
-                assert proc.stdout is not None
-                line = proc.stdout.readline().decode()  # "<name>: health and metrics on http:..."
-                assert "health and metrics on" in line, (name, line, _tail(logs / f"{name}.log"))
-                ports[name] = int(line.rsplit(":", 1)[1])
+                ports[name] = service_port(procs[name], name, logs)
             for name in group:
                 _wait_ready(ports[name], name, logs)
         deadline = time.monotonic() + 240
         streamed = None
         while time.monotonic() < deadline:
-            streamed = _metric(ports["ingest"], "drl_ingest_bars_streamed")
+            streamed = metric(ports["ingest"], "drl_ingest_bars_streamed")
             if streamed == BARS:
                 break
             for name, proc in procs.items():
-                assert proc.poll() is None, (name, _tail(logs / f"{name}.log"))
+                assert proc.poll() is None, (name, log_tail(logs / f"{name}.log"))
             time.sleep(0.5)
-        assert streamed == BARS, (streamed, {n: _tail(logs / f"{n}.log") for n in procs})
+        assert streamed == BARS, (streamed, {n: log_tail(logs / f"{n}.log") for n in procs})
         for name in SERVICES:
             ready = urllib.request.urlopen(f"http://127.0.0.1:{ports[name]}/readyz", timeout=2)
             assert ready.status == 200
@@ -172,7 +155,7 @@ def test_online_workflow_across_processes_equals_embedded(
         expected = BARS // 5
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            handled = _metric(
+            handled = metric(
                 ports["execution"],
                 f'drl_events_handled_total{{service="execution",topic="{"completed.predict"}"}}',
             )
@@ -182,15 +165,9 @@ def test_online_workflow_across_processes_equals_embedded(
         time.sleep(1.0)
         distributed = _records(trained)
     finally:
-        for proc in procs.values():
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_services(procs.values())
     for name, proc in procs.items():
-        assert proc.returncode == 0, (name, proc.returncode, _tail(logs / f"{name}.log"))
+        assert proc.returncode == 0, (name, proc.returncode, log_tail(logs / f"{name}.log"))
     letters = _dead_letters(trained, poison)
     assert set(letters) == set(poison), letters
     assert all(err == "EventDecodeError" for err in letters.values()), letters
@@ -226,7 +203,6 @@ def test_execution_killed_mid_replay_resumes_without_duplicates(
 ) -> None:
     """kill -9 of execution in the middle of a replay, then a restart: the account resumes from
     PostgreSQL, Kafka redelivers what was not committed, and no signal places a second order."""
-    env = {**os.environ, "COLUMNS": "200"}
     logs = config.parent / "fault"
     logs.mkdir(exist_ok=True)
     # a second replay over the same day, in its own namespace and schema
@@ -242,17 +218,8 @@ def test_execution_killed_mid_replay_resumes_without_duplicates(
     ports: dict[str, int] = {}
 
     def start(name: str) -> None:
-        procs[name] = subprocess.Popen(
-            [CLI, "--config", str(fault), "serve", name, "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=(logs / f"{name}.log").open("ab"),
-            env=env,
-        )
-        out = procs[name].stdout
-        assert out is not None
-        line = out.readline().decode()
-        assert "health and metrics on" in line, (name, _tail(logs / f"{name}.log"))
-        ports[name] = int(line.rsplit(":", 1)[1])
+        procs[name] = start_service(fault, name, logs)
+        ports[name] = service_port(procs[name], name, logs)
         _wait_ready(ports[name], name, logs)
 
     try:
@@ -269,25 +236,18 @@ def test_execution_killed_mid_replay_resumes_without_duplicates(
         start("execution")
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            if _metric(ports["ingest"], "drl_ingest_bars_streamed") == BARS:
+            if metric(ports["ingest"], "drl_ingest_bars_streamed") == BARS:
                 break
             time.sleep(0.5)
         time.sleep(5)
         records = _records(settings)
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_services(procs.values())
         with psycopg.connect(DSN, autocommit=True) as con:
             con.execute(f"DROP SCHEMA IF EXISTS fault_{run} CASCADE")
     orders = [r for r in records if r.kind is RecordKind.ORDER]
     fills = [r for r in records if r.kind is RecordKind.FILL]
-    assert orders, _tail(logs / "execution.log")
+    assert orders, log_tail(logs / "execution.log")
     coids = [r.client_order_id for r in orders]
     assert len(coids) == len(set(coids)), "a signal placed two orders"
     signals = [r.signal_id for r in records if r.signal_id and r.kind is not RecordKind.FILL]
@@ -367,19 +327,5 @@ def _dead_letters(settings: AppSettings, topics: list[str]) -> dict[str, str]:
 
 
 def _wait_ready(port: int, name: str, logs: Path, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"{name} not ready in {timeout} s:\n{_tail(logs / f'{name}.log')}")
-
-
-def _tail(path: Path, n: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
+    if not wait_ready(port, timeout):
+        raise AssertionError(f"{name} not ready in {timeout} s:\n{log_tail(logs / f'{name}.log')}")
