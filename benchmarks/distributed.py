@@ -12,6 +12,7 @@
    decision (order acknowledged) is read from execution's per-stage histograms (/metrics).
 
     .venv/bin/python benchmarks/distributed.py [--bars N] [--online-bars N] [--skip-online]
+        [--only-online]
 """
 
 from __future__ import annotations
@@ -170,6 +171,23 @@ def online(bars: int, home: Path) -> None:
         streamed = time.perf_counter() - t1
         time.sleep(3)
         text = urllib.request.urlopen(f"http://127.0.0.1:{ports['execution']}/metrics").read()
+        handler_lines = [
+            line
+            for name in ("preprocess", "inference", "execution")
+            for line in urllib.request.urlopen(f"http://127.0.0.1:{ports[name]}/metrics")
+            .read()
+            .decode()
+            .splitlines()
+            if line.startswith(("drl_handler_seconds_sum", "drl_handler_seconds_count"))
+        ]
+        waits = [
+            line
+            for line in urllib.request.urlopen(f"http://127.0.0.1:{ports['inference']}/metrics")
+            .read()
+            .decode()
+            .splitlines()
+            if line.startswith("drl_inference_position_wait_seconds_")
+        ]
     finally:
         stop_services(procs.values())
         with psycopg.connect(DSN, autocommit=True) as con:
@@ -188,6 +206,24 @@ def online(bars: int, home: Path) -> None:
         print(
             f"{stage:<28}{row.get('p50', 0):9.2f}{row.get('p99', 0):9.2f}{row.get('max', 0):9.2f}"
         )
+    print(f"{'handler (ms, mean per event)':<60}{'events':>9}{'mean':>9}")
+    sums: dict[tuple[str, str], list[float]] = {}
+    for line in handler_lines:
+        labels, value = line.rsplit(" ", 1)
+        service = labels.split('service="')[1].split('"')[0]
+        topic = labels.split('topic="')[1].split('"')[0]
+        sums.setdefault((service, topic), [0.0, 0.0])[
+            line.startswith("drl_handler_seconds_count")
+        ] = float(value)
+    for (service, topic), (total, count) in sorted(sums.items()):
+        if count:
+            print(f"{service + ' ' + topic:<60}{count:9.0f}{total / count * 1e3:9.2f}")
+    wait = {x.split("{")[0].rsplit("_", 1)[1]: float(x.rsplit(" ", 1)[1]) for x in waits}
+    if wait.get("count"):
+        print(
+            f"inference waited for execution's mark {wait['count']:.0f} times, "
+            f"mean {wait['sum'] / wait['count'] * 1e3:.2f} ms"
+        )
     p99 = table.get("total", {}).get("p99", float("inf"))
     verdict = "met" if p99 < 25 else "NOT met"
     print(f"target p99 < 25 ms bar receipt -> order ack across processes: {verdict} ({p99:.2f} ms)")
@@ -198,11 +234,14 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=1_000_000)
     parser.add_argument("--online-bars", type=int, default=10_000)
     parser.add_argument("--skip-online", action="store_true")
+    parser.add_argument("--only-online", action="store_true")
     args = parser.parse_args()
     print(f"distributed benchmark on the local stack; {os.cpu_count()} CPUs")
-    postgres(args.bars)
+    if not args.only_online:
+        postgres(args.bars)
     with tempfile.TemporaryDirectory() as tmp:
-        backfill(args.bars, Path(tmp))
+        if not args.only_online:
+            backfill(args.bars, Path(tmp))
         if not args.skip_online:
             online(args.online_bars, Path(tmp))
 

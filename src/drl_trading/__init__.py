@@ -7,3 +7,16 @@ hexagonal layout of the architecture document: `core` (ports + logic, no I/O imp
 """
 
 __version__ = "0.1.0"
+
+import os as _os
+
+# Feast sets PROMETHEUS_MULTIPROC_DIR (to a feast_metrics_* temporary folder) on import, which
+# switches every prometheus_client metric created afterwards to memory-mapped files: an mmap
+# write per update on the services' hot path, and a folder left behind per process. Each service
+# exports its own /metrics, so fix the value class now, before Feast is imported (lazily, later),
+# and drop the variables a parent process that imported Feast passed on. An operator's own
+# multiprocess set-up (any other folder) is kept.
+for _name in ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR"):
+    if "feast_metrics_" in _os.environ.get(_name, ""):
+        del _os.environ[_name]
+import prometheus_client.values as _prometheus_values  # noqa: E402, F401

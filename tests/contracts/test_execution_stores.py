@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from drl_trading.execution.core.ports import (
     Position,
     RecordKind,
     RiskState,
+    SymbolState,
     TradeRecord,
     TradingState,
 )
@@ -232,3 +234,48 @@ def test_a_duplicate_client_order_id_is_refused_and_nothing_is_written(
     # fills and cancellations of an order share its client order id
     store.commit(cp, [fill_record("a", 3)])
     assert store.order("a") == order_record("a")
+
+
+def test_symbol_state_is_the_symbols_part_of_the_last_checkpoint(
+    stores: tuple[ExecutionStore, Reopen],
+) -> None:
+    store, reopen = stores
+    assert store.symbol_state(S) == SymbolState(None, 0.0, None, None)
+    cp = replace(checkpoint(), entries={S: Mark(99.5, T0 + timedelta(minutes=2))})
+    store.commit(cp)
+    store = reopen()
+    assert store.symbol_state(S) == SymbolState(
+        cp.marks[S], 0.5, cp.entries[S], cp.portfolio.positions[S]
+    )
+    assert store.symbol_state(E) == SymbolState(cp.marks[E], -0.25, None, cp.portfolio.positions[E])
+    assert store.symbol_state(Symbol("SOLUSDT")) == SymbolState(None, 0.0, None, None)
+
+
+def test_commits_changing_one_part_at_a_time_load_back_exactly(
+    stores: tuple[ExecutionStore, Reopen],
+) -> None:
+    """A store may write only what changed since its last commit (SQL stores do): every part
+    changed alone, or back, must still load back as committed, also after a restart."""
+    store, reopen = stores
+    base = checkpoint()
+    store.commit(base)
+    later = T0 + timedelta(minutes=9)
+    steps = [
+        replace(base, marks={**base.marks, S: Mark(102.0, later)}),
+        replace(base, targets={S: 0.0}),
+        replace(base, entries={E: Mark(1_990.0, later)}),
+        replace(base, portfolio=replace(base.portfolio, cash=123.0)),
+        replace(base, portfolio=replace(base.portfolio, open_orders=())),
+        replace(base, portfolio=replace(base.portfolio, positions={})),
+        replace(base, risk=replace(base.risk, last_equity=9_300.0)),
+        base,
+        Checkpoint(portfolio=PortfolioSnapshot(cash=1.0), risk=base.risk),
+        base,
+    ]
+    for step in steps:
+        store.commit(step)
+        assert store.load() == step
+    store = reopen()
+    assert store.load() == base
+    store.commit(steps[0])
+    assert store.load() == steps[0]

@@ -4,6 +4,7 @@ scripts/stack.sh; each test gets its own namespace of topics and groups)."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -52,13 +53,14 @@ def bus_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
 
             host, port = KAFKA.rsplit(":", 1)
             require_server("Kafka", host, int(port))
+            sleep = kwargs.pop("sleep", time.sleep)
             options = KafkaOptions(
                 bootstrap_servers=KAFKA,
                 namespace=f"test-{uuid.uuid4().hex[:10]}.",
                 retry_backoff_s=0.0,
                 **kwargs,
             )
-            bus = KafkaBus(options)
+            bus = KafkaBus(options, sleep=sleep)
         made.append(bus)
         return bus
 
@@ -159,6 +161,48 @@ def test_poison_message_goes_to_dlq_with_error_event_and_does_not_block(
     assert isinstance(error, ErrorOccurred)
     assert error.correlation_id == "AAA-0"
     assert error.service == "svc"
+
+
+class DatabaseDownError(ConnectionError):
+    unavailable = True
+
+
+def test_an_unavailable_dependency_is_waited_for_and_never_dead_lettered(
+    bus_factory: Callable[..., Any],
+) -> None:
+    slept: list[float] = []
+    bus = bus_factory(max_attempts=2, sleep=slept.append, unavailable_timeout_s=60.0)
+    calls = 0
+
+    def handler(event: Event) -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= 5:  # more failures than max_attempts: a restart, not a poison message
+            raise DatabaseDownError("database restarting")
+
+    bus.subscribe(T, group="g", handler=handler)
+    bus.publish(T, _event("AAA", 0), key="AAA")
+    drain(bus)
+    assert calls == 6
+    assert bus.messages(Topic.dlq(T)) == []
+    assert len(slept) == 5 and slept == sorted(slept)
+    assert bus.pending() == 0
+
+
+def test_a_dependency_down_too_long_stops_the_consumer_uncommitted(
+    bus_factory: Callable[..., Any],
+) -> None:
+    bus = bus_factory(sleep=lambda s: None, unavailable_timeout_s=1.0)
+
+    def handler(event: Event) -> None:
+        raise DatabaseDownError("database gone")
+
+    bus.subscribe(T, group="g", handler=handler)
+    bus.publish(T, _event("AAA", 0), key="AAA")
+    with pytest.raises(DatabaseDownError):
+        drain(bus)
+    assert bus.messages(Topic.dlq(T)) == []
+    assert bus.pending() == 1  # redelivered to the restarted service
 
 
 def test_non_retryable_error_skips_retries(bus_factory: Callable[..., Any]) -> None:

@@ -86,7 +86,9 @@ def distributed_replay_config(
             "start": start.isoformat(),
             "end": end.isoformat(),
             "speed": speed,
-            "ports": dict.fromkeys(("ingest", "preprocess", "inference", "execution"), 0),
+            "ports": dict.fromkeys(
+                ("ingest", "preprocess", "training", "inference", "execution"), 0
+            ),
         }
     )
     path = home / f"{prefix}.yaml"

@@ -268,3 +268,45 @@ def test_bootstrap_builds_a_paper_service_from_settings(tmp_path: Path) -> None:
         tmp_path,
     )
     assert shared.service.capital is None
+
+
+class FlakyStore(InMemoryExecutionStore):
+    """Fails the next ``fail`` commits, as a database restarting would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail = 0
+
+    def commit(self, checkpoint, records=(), processed_signal_id=None):  # type: ignore[no-untyped-def]
+        if self.fail:
+            self.fail -= 1
+            raise ConnectionError("database restarting")
+        super().commit(checkpoint, records, processed_signal_id)
+
+
+def test_a_failed_commit_is_redone_from_the_committed_state() -> None:
+    """When the store refuses a commit the service's memory (broker included) is ahead of it;
+    the retry of the same bar and signal must give exactly what an undisturbed run gives."""
+    smooth, flaky = Harness(InMemoryExecutionStore()), Harness(FlakyStore())
+    store = flaky.store
+    assert isinstance(store, FlakyStore)
+    for run in (smooth, flaky):
+        run.bar(0, 100)
+    event = smooth.signal(0, 0.5)
+    smooth.service.on_signal(event, STRATEGY)
+    store.fail = 1
+    with pytest.raises(ConnectionError):
+        flaky.service.on_signal(event, STRATEGY)
+    assert len(flaky.broker.open_orders()) == 1  # submitted, not committed
+    flaky.service.on_signal(event, STRATEGY)  # the bus's retry
+    for run in (smooth, flaky):
+        run.bar(1, 101, 102)  # the fill
+    store.fail = 1
+    with pytest.raises(ConnectionError):
+        flaky.bar(2, 103, 104)
+    flaky.bar(2, 103, 104)  # retried: not dropped as a bar already marked
+    smooth.bar(2, 103, 104)
+    assert flaky.store.load() == smooth.store.load()
+    assert flaky.store.records_since(T0) == smooth.store.records_since(T0)
+    assert flaky.broker.positions() == smooth.broker.positions()
+    assert flaky.service.mark(S) == smooth.service.mark(S)

@@ -20,7 +20,7 @@ from drl_trading.common.events import (
 )
 from drl_trading.ingest.adapter.synthetic_provider import SyntheticProvider
 from drl_trading.preprocess.core.online import OnlineRow
-from drl_trading.preprocess.core.online_service import NotWarmedUpError, OnlinePreprocessService
+from drl_trading.preprocess.core.online_service import OnlinePreprocessService
 from drl_trading.preprocess.core.service import PreprocessService
 from drl_trading.strategy.feature_set import default_feature_set
 
@@ -42,12 +42,6 @@ def test_online_rows_equal_offline_rows(market: InMemoryMarketData) -> None:
     store = InMemoryFeatureStore()
     served: list[OnlineRow] = []
     online = OnlinePreprocessService(market, store, spec, on_row=lambda s, r: served.append(r))
-    with pytest.raises(NotWarmedUpError):
-        online.on_bar(
-            PreprocessDataRequested(
-                mode=ProcessingMode.ONLINE, symbols=[SYM], start=LIVE.start, end=LIVE.end
-            )
-        )
     done = online.catch_up(
         PreprocessDataRequested(
             mode=ProcessingMode.CATCHUP, symbols=[SYM], start=LIVE.start, end=LIVE.start
@@ -108,3 +102,56 @@ def test_online_rows_equal_offline_rows(market: InMemoryMarketData) -> None:
     latest = store.online_features(online.view, [SYM])[SYM]
     assert latest.event_time == served[-1].event_time
     assert latest.values == served[-1].values
+
+
+def _online_request(bar: ResampledBar) -> PreprocessDataRequested:
+    return PreprocessDataRequested(
+        catchup_start=LIVE.start,
+        mode=ProcessingMode.ONLINE,
+        symbols=[SYM],
+        start=bar.open_time,
+        end=bar.open_time + timedelta(minutes=1),
+        bar_close_time=bar.open_time + timedelta(minutes=1),
+        bars=[bar],
+    )
+
+
+def test_a_restarted_service_rebuilds_its_state_at_the_first_live_bar(
+    market: InMemoryMarketData,
+) -> None:
+    """Killed mid-stream, preprocess comes back with no state and no catch-up request (ingest
+    sent that to its previous life): from the first bar its consumer group redelivers, it serves
+    the vectors the uninterrupted service serves."""
+    spec = default_feature_set()
+    bars = [
+        ResampledBar(**r)
+        for r in market.read_bars(SYM, Timeframe.M1, LIVE.start, LIVE.end).iter_rows(named=True)
+    ]
+    kill_at = 1_000 + 3  # not on a base-bar boundary: the restart begins mid 5m bar
+    steady_rows: list[OnlineRow] = []
+    steady = OnlinePreprocessService(
+        market, InMemoryFeatureStore(), spec, on_row=lambda s, r: steady_rows.append(r)
+    )
+    steady.catch_up(
+        PreprocessDataRequested(
+            mode=ProcessingMode.CATCHUP, symbols=[SYM], start=LIVE.start, end=LIVE.start
+        )
+    )
+    restarted_rows: list[OnlineRow] = []
+    store = InMemoryFeatureStore()
+    restarted = OnlinePreprocessService(
+        market, store, spec, on_row=lambda s, r: restarted_rows.append(r)
+    )
+    done = []
+    for i, bar in enumerate(bars):
+        steady.on_bar(_online_request(bar))
+        if i >= kill_at:
+            done.append(restarted.on_bar(_online_request(bar))[1])
+    assert restarted.stats.rewarmed == 1
+    want = [r for r in steady_rows if r.event_time > bars[kill_at].open_time]
+    assert [r.event_time for r in restarted_rows] == [r.event_time for r in want]
+    assert len(want) == sum((i + 1) % 5 == 0 for i in range(kill_at, len(bars)))
+    # rebuilt from the session's catch-up origin: the very same arithmetic on the same bars
+    assert [r.values for r in restarted_rows] == [r.values for r in want]
+    assert sum(d is not None for d in done) == len(want)
+    assert store.online_features(restarted.view, [SYM])[SYM].event_time == want[-1].event_time

@@ -69,3 +69,36 @@ def test_age_row_limit_and_close_flush() -> None:
     repo.upsert_bars(S, M1, bars[19:20])
     repo.close()
     assert inner.read_bars(S, M1, *DAY).equals(bars)
+
+
+class FlakyMarketData(InMemoryMarketData):
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    def upsert_bars(self, symbol, timeframe, bars):  # type: ignore[no-untyped-def]
+        if self.down:
+            raise ConnectionError("database restarting")
+        return super().upsert_bars(symbol, timeframe, bars)
+
+
+def test_a_failed_flush_keeps_everything_staged_for_the_next() -> None:
+    inner, clock = FlakyMarketData(), Clock()
+    repo = WriteBehindMarketData(inner, max_rows=100, max_delay=60.0, monotonic=clock)
+    bars = make_bars("2024-01-01", 4)
+    repo.upsert_bars(S, M1, bars[0:2])
+    repo.upsert_bars(S, M5, bars[0:1])
+    inner.down = True
+    try:
+        repo.flush()
+    except ConnectionError:
+        pass
+    else:
+        raise AssertionError("the flush should have failed")
+    assert repo.staged_rows == 3
+    repo.upsert_bars(S, M1, bars[2:4])  # arrives while the database is away
+    inner.down = False
+    repo.flush()
+    assert repo.staged_rows == 0
+    assert inner.read_bars(S, M1, *DAY).equals(bars)
+    assert inner.read_bars(S, M5, *DAY).equals(bars[0:1])

@@ -16,6 +16,7 @@ from drl_trading.cli import (
     paper,
     preprocess,
     serve,
+    submit,
     trades,
     training,
 )
@@ -71,6 +72,7 @@ app.command("trades")(trades.trades)
 app.command("kill")(trades.kill)
 app.command("resume")(trades.resume)
 app.command("serve")(serve.serve)
+app.command("submit-training")(submit.submit_training)
 app.add_typer(features.features_app, name="features")
 app.add_typer(config_cmd.config_app, name="config")
 app.add_typer(db.db_app, name="db")

@@ -13,6 +13,8 @@ from drl_trading.cli.context import console, err_console, fail, state
 from drl_trading.cli.pipeline import print_preprocess_outcome, run_preprocess
 from drl_trading.cli.progress import progress_bar
 from drl_trading.common.domain import Symbol, TimeRange, parse_symbols
+from drl_trading.common.ports import MarketDataRepository, MessageBus
+from drl_trading.common.settings import AppSettings
 from drl_trading.ingest.application.bootstrap import Source, bootstrap_ingest, build_provider
 from drl_trading.ingest.core.service import BatchRejectedError, IngestReport, TrainingDataRequest
 from drl_trading.runtime import EmbeddedRuntime
@@ -61,13 +63,34 @@ def run_ingest(
 ) -> IngestReport:
     """Ingest ``request`` from ``source`` with a progress bar per symbol; errors exit the CLI
     with their message (bad arguments with code 2)."""
-    settings = runtime.settings
+    return run_ingest_with(
+        runtime.settings,
+        runtime.bus,
+        runtime.market_data,
+        source,
+        path,
+        request,
+        request_preprocessing=request_preprocessing,
+    )
+
+
+def run_ingest_with(
+    settings: AppSettings,
+    bus: MessageBus,
+    market_data: MarketDataRepository,
+    source: Source,
+    path: Path | None,
+    request: TrainingDataRequest,
+    *,
+    request_preprocessing: bool,
+) -> IngestReport:
+    """`run_ingest` on given adapters (the distributed submitter has no embedded runtime)."""
     rng = request.range
     try:
         provider = build_provider(settings, source, path)
     except (ValueError, FileNotFoundError) as exc:
         raise fail(str(exc), 2) from None
-    service = bootstrap_ingest(settings, provider, runtime.market_data, runtime.bus)
+    service = bootstrap_ingest(settings, provider, market_data, bus)
     total_minutes = int((rng.end - rng.start).total_seconds() // 60)
     with progress_bar() as bar:
         tasks = {s: bar.add_task(f"ingest {s}", total=total_minutes) for s in request.symbols}

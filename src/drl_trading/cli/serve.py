@@ -11,7 +11,9 @@ from drl_trading.cli.context import console, fail, state
 
 def serve(
     ctx: typer.Context,
-    service: Annotated[str, typer.Argument(help="ingest, preprocess, inference or execution.")],
+    service: Annotated[
+        str, typer.Argument(help="ingest, preprocess, training, inference or execution.")
+    ],
     port: Annotated[
         int | None, typer.Option(help="Health/metrics port (default: serve.ports[SERVICE]).")
     ] = None,

@@ -27,6 +27,8 @@ class Topic:
     PREPROCESS_COMPLETED_ONLINE = "completed.preprocess-data.online"
     STORE_RESAMPLED_REQUESTED = "requested.store-resampled-data"
     PREDICT_COMPLETED = "completed.predict"
+    TRAINING_REQUESTED = "requested.training"
+    TRAINING_COMPLETED = "completed.training"
 
     @staticmethod
     def dlq(topic: str) -> str:
@@ -106,8 +108,12 @@ class PreprocessDataRequested(Event):
     stages: dict[str, float] = Field(default_factory=dict)
     """Online chain: wall-clock stamps (Unix seconds) of the stages this bar went through so far
     (see `drl_trading.common.latency.STAGE_CHAIN`)."""
+    catchup_start: datetime | None = None
+    """Online mode: the start of the session's catch-up request. A preprocess that lost its state
+    (restarted mid-stream) rebuilds it from the same origin, so its indicators are bit-identical
+    to those of the uninterrupted run."""
 
-    @field_validator("start", "end", "bar_close_time")
+    @field_validator("start", "end", "bar_close_time", "catchup_start")
     @classmethod
     def _utc_times(cls, value: datetime | None) -> datetime | None:
         return None if value is None else utc(value)
@@ -181,6 +187,36 @@ class PredictionCompleted(Event):
     (see `drl_trading.common.latency.STAGE_CHAIN`)."""
 
 
+class TrainingRequested(Event):
+    """Train on ``symbols`` over ``[start, end)`` once the offline features of this correlation id
+    are ready (the submitter requests the data with the same correlation id). Consumed by the
+    training worker (`drl-trading serve training`), wherever it runs."""
+
+    event_type: Literal["training.requested"] = "training.requested"
+    symbols: list[Symbol]
+    start: datetime
+    end: datetime
+    total_timesteps: int | None = None
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc_times(cls, value: datetime) -> datetime:
+        return utc(value)
+
+
+class TrainingCompleted(Event):
+    """A training run finished: the registered model, whether it became champion, and its
+    validation and test figures (the run's reports are in MLflow)."""
+
+    event_type: Literal["training.completed"] = "training.completed"
+    model_name: str
+    model_version: str
+    run_id: str
+    champion: bool
+    gate_reason: str
+    metrics: dict[str, float]
+
+
 class ErrorOccurred(Event):
     """Published on ``error.<service>`` when a handler gave up on a message, for monitoring."""
 
@@ -212,6 +248,8 @@ AnyEvent = Annotated[
     | PreprocessDataCompleted
     | StoreResampledDataRequested
     | PredictionCompleted
+    | TrainingRequested
+    | TrainingCompleted
     | ErrorOccurred
     | DeadLetter,
     Field(discriminator="event_type"),

@@ -39,6 +39,8 @@ def build_bus(settings: AppSettings) -> MessageBus:
                 fetch_wait_max_ms=k.fetch_wait_max_ms,
                 poll_timeout_s=k.poll_timeout_s,
                 client_id=k.client_id,
+                max_poll_interval_ms=k.max_poll_interval_ms,
+                message_timeout_ms=k.message_timeout_ms,
                 security=k.security(),
             )
         )
@@ -47,7 +49,9 @@ def build_bus(settings: AppSettings) -> MessageBus:
     )
 
 
-def build_market_data(settings: AppSettings) -> MarketDataRepository:
+def build_market_data(settings: AppSettings, *, write_behind: bool = True) -> MarketDataRepository:
+    """``write_behind=False`` for a process whose events announce its writes (a distributed
+    preprocess or training worker): what it publishes must already be readable by others."""
     if settings.market_data.kind == "memory":
         return InMemoryMarketData()
     store: MarketDataRepository
@@ -59,7 +63,7 @@ def build_market_data(settings: AppSettings) -> MarketDataRepository:
     else:
         store = DuckDBMarketData(settings.market_data_path)
     delay = settings.market_data.write_behind_ms / 1e3
-    if delay <= 0:
+    if delay <= 0 or not write_behind:
         return store
     return WriteBehindMarketData(store, max_delay=delay)
 

@@ -48,6 +48,15 @@ class KafkaSettings(BaseModel):
     linger_ms: int = Field(0, ge=0, description="Producer batching delay; 0 sends at once.")
     fetch_wait_max_ms: int = Field(5, ge=0, description="Broker wait for a fetch to fill.")
     poll_timeout_s: float = Field(0.05, gt=0, description="Consumer wait per poll.")
+    max_poll_interval_ms: int = Field(
+        300_000,
+        ge=10_000,
+        description="Longest handler before the consumer is deemed stuck and leaves its group "
+        "(the training worker, whose handler is a whole run, uses at least 4 hours).",
+    )
+    message_timeout_ms: int = Field(
+        120_000, ge=1_000, description="How long a producer resends (broker restarts)."
+    )
     client_id: str = "drl-trading"
 
     def security(self) -> dict[str, str]:

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
+
 from drl_trading.common.adapter.system_clock import ManualClock, SystemClock
 from drl_trading.common.domain import Symbol
 from drl_trading.common.events import Topic
@@ -28,25 +30,46 @@ from drl_trading.common.ports import Clock
 from drl_trading.common.settings import AppSettings
 from drl_trading.serve.process import InstrumentedBus, Metrics, ServiceProcess
 
-SERVICES = ("ingest", "preprocess", "inference", "execution")
+log = structlog.get_logger(__name__)
+SERVICES = ("ingest", "preprocess", "training", "inference", "execution")
+STREAM_TOPICS = (
+    Topic.PREPROCESS_REQUESTED,
+    Topic.PREPROCESS_COMPLETED_OFFLINE,
+    Topic.PREPROCESS_COMPLETED_CATCHUP,
+    Topic.PREPROCESS_COMPLETED_ONLINE,
+    Topic.STORE_RESAMPLED_REQUESTED,
+    Topic.PREDICT_COMPLETED,
+    Topic.TRAINING_REQUESTED,
+    Topic.TRAINING_COMPLETED,
+)
 
 
 def build_service(name: str, settings: AppSettings) -> ServiceProcess:
     if name not in SERVICES:
-        raise ValueError(
-            f"unknown service {name!r}; one of {', '.join(SERVICES)} (training runs with "
-            "`drl-trading train` against the same stores)"
-        )
+        raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
     metrics = Metrics(name)
     market = settings.serve.clock == "market"
     start = settings.serve.start or datetime.now(UTC)
     manual = ManualClock(start) if market else None
     clock: Clock = manual if manual is not None else SystemClock()
+    if name == "training" and settings.bus.kind == "kafka":
+        # one handler is a whole training run: the consumer must not be deemed stuck
+        kafka = settings.bus.kafka
+        longer = kafka.model_copy(
+            update={"max_poll_interval_ms": max(kafka.max_poll_interval_ms, 4 * 3_600_000)}
+        )
+        settings = settings.model_copy(
+            update={"bus": settings.bus.model_copy(update={"kafka": longer})}
+        )
     raw = build_bus(settings)
+    ensure = getattr(raw, "ensure_topics", None)
+    if ensure is not None:  # learn (or create) every topic now: not on the first live message
+        ensure([*STREAM_TOPICS, *(Topic.dlq(t) for t in STREAM_TOPICS), Topic.error(name)])
     bus = InstrumentedBus(raw, metrics, manual)
     builder: Callable[..., ServiceProcess] = {
         "ingest": _ingest,
         "preprocess": _preprocess,
+        "training": _training,
         "inference": _inference,
         "execution": _execution,
     }[name]
@@ -75,10 +98,36 @@ def _preprocess(
 ) -> ServiceProcess:
     from drl_trading.preprocess.application.bootstrap import bootstrap_preprocess
 
-    market_data = build_market_data(settings)
+    # the completions it publishes announce the resampled bars it wrote: no write-behind
+    market_data = build_market_data(settings, write_behind=False)
     features = build_feature_store(settings)
     bootstrap_preprocess(settings, bus, market_data, features)
     return ServiceProcess("preprocess", bus, metrics, on_close=[market_data.close])
+
+
+def _training(
+    settings: AppSettings,
+    bus: InstrumentedBus,
+    metrics: Metrics,
+    clock: Clock,
+    manual: ManualClock | None,
+) -> ServiceProcess:
+    """The training worker: takes ``requested.training``, trains when the request's offline
+    features are ready, registers on the configured registry, announces ``completed.training``.
+    A run takes minutes inside one handler: the consumer's poll interval is sized for it
+    (``bus.kafka.max_poll_interval_ms``)."""
+    from drl_trading.training.application.bootstrap import bootstrap_training
+
+    market_data = build_market_data(settings, write_behind=False)
+    features = build_feature_store(settings)
+    handlers = bootstrap_training(settings, bus, market_data, features, worker=True)
+    trained = metrics_gauge(metrics, "drl_training_runs", "Training runs finished")
+
+    def tick() -> int:
+        trained.set(len(handlers.results))
+        return 0
+
+    return ServiceProcess("training", bus, metrics, tick=tick, on_close=[market_data.close])
 
 
 def _execution(
@@ -104,6 +153,10 @@ def _execution(
         database,
     )
     handlers = ExecutionHandlers(parts.service, strategy, StageLatency())
+    # the first run of each statement is parsed and planned by the server: do it before the
+    # first live signal rather than during it
+    parts.store.is_processed("warm-up")
+    parts.store.order("warm-up")
     bus.subscribe(Topic.PREDICT_COMPLETED, group=GROUP, handler=handlers.on_prediction)
     bus.subscribe(Topic.PREPROCESS_REQUESTED, group=GROUP, handler=handlers.on_bar_request)
     return ServiceProcess(
@@ -137,7 +190,24 @@ def _inference(
     spec = feature_set_for(settings)
     pg = settings.postgres
     store = PostgresExecutionStore(pg.dsn(), schema=pg.schema_name)
-    positions = StorePositions(store, spec.base_timeframe, clock)
+    from prometheus_client import Histogram
+
+    waited = Histogram(
+        "drl_inference_position_wait_seconds",
+        "Time inference waited for execution to mark the bar it decides on",
+        ["service"],
+        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 3.0),
+        registry=metrics.registry,
+    ).labels(metrics.service)
+    positions = StorePositions(
+        store,
+        spec.base_timeframe,
+        clock,
+        changed=store.wait_for_commit,
+        on_wait=waited.observe,
+    )
+    for symbol in _symbols(settings):  # statements planned before the first live bar
+        store.symbol_state(symbol)
     features = build_feature_store(settings)
     # warm up before declaring ready: the first online read imports Feast and connects to the
     # online store (about a second), which must not delay the first live bar's decision
@@ -192,7 +262,14 @@ def _ingest(
         streamed.set(service.stats().bars_streamed)
         flush = getattr(market_data, "flush", None)
         if flush is not None:
-            flush()
+            try:
+                flush()
+            except Exception as exc:
+                if not getattr(exc, "unavailable", False):
+                    raise
+                # the database restarts: the bars stay staged (already published) and the
+                # next turn writes them; the live stream does not stop for it
+                log.warning("market data write postponed", error=str(exc))
         return n
 
     def ready() -> bool:

@@ -11,8 +11,23 @@ Semantics are the in-memory bus's, so handlers cannot tell them apart:
 * Topics are created at start (`ensure_topics`, and on first use) with the configured partitions
   and replication factor; ``namespace`` prefixes every topic and group name, so several
   deployments (or test runs) can share a cluster.
+* What a handler publishes is sent at once (``linger.ms`` 0) and waited for (the broker's
+  acknowledgement, acks=all) once, after the handler, before its input's offset is committed: a
+  message is never committed before its effects are durable, and a handler that publishes two
+  events does not wait a round trip between them. Offsets are committed asynchronously (a lost
+  commit only means a redelivery, which idempotent handlers absorb); `close` commits the
+  positions synchronously. Outside a handler (ingest's live bars) `publish` returns once the
+  broker acknowledged. A message the broker never acknowledged (``message.timeout.ms``) fails
+  the publish, or the poll that handled its cause, with `KafkaDeliveryError`: the input stays
+  uncommitted and is redelivered to the restarted service.
+* A broker restart is ridden out by librdkafka: producers queue and resend (idempotently),
+  consumers reconnect and resume from the committed offsets.
+* Retries follow `drl_trading.common.retry`: a handler failing because a dependency is
+  unavailable (a database restarting) is retried without dead-lettering, for up to
+  ``unavailable_timeout_s`` (below the consumer's ``max.poll.interval.ms``, so the consumer keeps
+  its partitions); past that `poll` raises and the service stops, uncommitted.
 * `close` stops consuming, lets the handler in flight finish (handling is synchronous inside
-  `poll`), and flushes the producer; offsets are already committed message by message.
+  `poll`), commits and flushes the producer.
 
 Low-latency defaults: ``linger.ms`` 0 (send at once), ``fetch.wait.max.ms`` 5 and a short poll
 timeout; throughput-minded deployments raise ``linger_ms`` and ``fetch_wait_max_ms``.
@@ -41,8 +56,13 @@ from drl_trading.common.events import (
     headers_for,
 )
 from drl_trading.common.ports import Handler
+from drl_trading.common.retry import RetryPolicy, handle_with_retries
 
 log = structlog.get_logger(__name__)
+
+
+class KafkaDeliveryError(KafkaException):
+    """The broker did not acknowledge a published message within ``message.timeout.ms``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +79,11 @@ class KafkaOptions:
     fetch_wait_max_ms: int = 5
     poll_timeout_s: float = 0.05
     client_id: str = "drl-trading"
+    max_poll_interval_ms: int = 300_000
+    message_timeout_ms: int = 120_000
+    """How long the producer keeps resending a message (broker restarts) before it fails."""
+    unavailable_timeout_s: float = 240.0
+    unavailable_backoff_max_s: float = 5.0
     security: Mapping[str, str] | None = None
     """librdkafka security settings (security.protocol, sasl.*, ssl.*), secrets included."""
 
@@ -69,6 +94,14 @@ class KafkaBus:
     ) -> None:
         self.options = options
         self._sleep = sleep
+        self._policy = RetryPolicy(
+            options.max_attempts,
+            options.retry_backoff_s,
+            options.unavailable_timeout_s,
+            options.unavailable_backoff_max_s,
+        )
+        if options.unavailable_timeout_s * 1000 >= options.max_poll_interval_ms:
+            raise ValueError("unavailable_timeout_s must stay below max_poll_interval_ms")
         self._common: dict[str, Any] = {
             "bootstrap.servers": options.bootstrap_servers,
             "client.id": options.client_id,
@@ -81,8 +114,11 @@ class KafkaBus:
                 "linger.ms": options.linger_ms,
                 "enable.idempotence": True,  # no duplicates from the producer's own retries
                 "acks": "all",
+                "message.timeout.ms": options.message_timeout_ms,
             }
         )
+        self._undelivered: list[str] = []
+        self._handling = 0  # handlers running: their publishes are flushed after them
         self._consumers: dict[str, Consumer] = {}
         self._handlers: dict[tuple[str, str], Handler] = {}
         self._topics: dict[str, list[str]] = {}  # group -> wire topics
@@ -128,6 +164,7 @@ class KafkaBus:
                     "fetch.wait.max.ms": self.options.fetch_wait_max_ms,
                     "session.timeout.ms": 10_000,
                     "heartbeat.interval.ms": 1_000,
+                    "max.poll.interval.ms": self.options.max_poll_interval_ms,
                     # a topic another service creates later is picked up within a second
                     "topic.metadata.refresh.interval.ms": 1_000,
                 }
@@ -185,9 +222,15 @@ class KafkaBus:
         if self._closed:
             return
         self._closed = True
-        for consumer in self._consumers.values():
+        self._flush()
+        for group, consumer in self._consumers.items():
+            try:  # asynchronous commits may still be in flight: commit the positions for sure
+                if consumer.assignment():
+                    consumer.commit(asynchronous=False)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError._NO_OFFSET:
+                    log.warning("final offset commit failed", group=group, error=str(exc))
             consumer.close()  # leaves the group at once, so a restarted service takes over
-        self._producer.flush(10)
 
     # -- administration -------------------------------------------------------------------------
     def ensure_topics(self, topics: Iterable[str]) -> None:
@@ -309,14 +352,30 @@ class KafkaBus:
     def _produce(self, topic: str, payload: bytes, key: str, headers: Mapping[str, str]) -> None:
         self.ensure_topics([topic])
         self._producer.produce(
-            self.wire(topic), value=payload, key=key.encode(), headers=list(headers.items())
+            self.wire(topic),
+            value=payload,
+            key=key.encode(),
+            headers=list(headers.items()),
+            on_delivery=self._delivered,
         )
         self._producer.poll(0)  # serve delivery callbacks
-        # one flush per publish keeps the bus's "published means sent" promise; with
-        # linger.ms 0 it returns as soon as the broker acknowledged
-        remaining = self._producer.flush(10)
-        if remaining:
-            raise KafkaException(f"{remaining} message(s) to {topic!r} not acknowledged in 10 s")
+        if not self._handling:
+            self._flush()
+
+    def _delivered(self, err: KafkaError | None, message: Any) -> None:
+        if err is not None:
+            self._undelivered.append(f"{message.topic()}: {err}")
+
+    def _flush(self) -> None:
+        """Wait until the broker acknowledged (or finally refused) everything produced. A broker
+        restart only makes this wait: librdkafka resends until ``message.timeout.ms``."""
+        while self._producer.flush(1.0):
+            log.warning("waiting for the Kafka broker to acknowledge", queued=len(self._producer))
+        if self._undelivered:
+            failed, self._undelivered = self._undelivered, []
+            raise KafkaDeliveryError(
+                f"{len(failed)} message(s) not acknowledged by the broker: {'; '.join(failed[:3])}"
+            )
 
     def _deliver(self, group: str, consumer: Consumer, message: Any) -> None:
         topic = self._logical(message.topic())
@@ -325,8 +384,13 @@ class KafkaBus:
         key = (message.key() or b"").decode("utf-8", errors="replace")
         headers = {k: (v or b"").decode("utf-8", "replace") for k, v in message.headers() or []}
         if handler is not None:
-            self._handle(group, topic, handler, payload, key, headers)
-        consumer.commit(message=message, asynchronous=False)
+            self._handling += 1
+            try:
+                self._handle(group, topic, handler, payload, key, headers)
+            finally:
+                self._handling -= 1
+        self._flush()  # the handler's output is durable before its input is committed
+        consumer.commit(message=message, asynchronous=True)
 
     def _handle(
         self,
@@ -346,22 +410,19 @@ class KafkaBus:
             correlation_id=event.correlation_id, topic=topic, consumer=group
         )
         with bound:
-            attempts = self.options.max_attempts
-            for attempt in range(1, attempts + 1):
-                try:
-                    handler(event)
-                    self._count(f"handled:{group}:{topic}")
-                    return
-                except Exception as exc:
-                    self._count(f"failed:{group}:{topic}")
-                    log.warning(
-                        "handler failed", attempt=attempt, max_attempts=attempts, error=repr(exc)
-                    )
-                    if attempt == attempts or not getattr(exc, "retryable", True):
-                        self._dead_letter(group, topic, payload, key, headers, event, exc, attempt)
-                        return
-                    if self.options.retry_backoff_s > 0:
-                        self._sleep(self.options.retry_backoff_s * 2 ** (attempt - 1))
+            failure = handle_with_retries(
+                handler,
+                event,
+                self._policy,
+                self._sleep,
+                lambda exc: self._count(f"failed:{group}:{topic}"),
+            )
+            if failure is None:
+                self._count(f"handled:{group}:{topic}")
+            else:
+                self._dead_letter(
+                    group, topic, payload, key, headers, event, failure.error, failure.attempts
+                )
 
     def _dead_letter(
         self,

@@ -2,8 +2,8 @@
 offsets committed only after the handler succeeded, bounded retries, then ``dlq.<topic>`` plus an
 ``error.<group>`` event.
 
-An exception whose ``retryable`` attribute is false (a request for data that does not exist, say)
-skips the retries: repeating it cannot succeed.
+Retries follow `drl_trading.common.retry` (the Kafka bus's rules): a ``retryable`` false error
+skips them, an ``unavailable`` dependency is waited for and never dead-lettered.
 
 Messages are stored encoded (the same bytes Kafka would carry), so an event that cannot be
 serialised fails here exactly as it would in distributed mode. Delivery is deterministic: each
@@ -33,6 +33,7 @@ from drl_trading.common.events import (
     headers_for,
 )
 from drl_trading.common.ports import Handler
+from drl_trading.common.retry import RetryPolicy, handle_with_retries
 
 log = structlog.get_logger(__name__)
 
@@ -56,12 +57,12 @@ class InMemoryBus:
         max_attempts: int = 3,
         retry_backoff_s: float = 0.0,
         sleep: Callable[[float], None] = time.sleep,
+        unavailable_timeout_s: float = 240.0,
     ) -> None:
         if partitions < 1 or max_attempts < 1:
             raise ValueError("partitions and max_attempts must be >= 1")
         self._partitions = partitions
-        self._max_attempts = max_attempts
-        self._backoff = retry_backoff_s
+        self._policy = RetryPolicy(max_attempts, retry_backoff_s, unavailable_timeout_s)
         self._sleep = sleep
         self._logs: dict[str, list[list[_Record]]] = {}
         self._handlers: dict[tuple[str, str], Handler] = {}
@@ -170,24 +171,19 @@ class InMemoryBus:
             correlation_id=event.correlation_id, topic=topic, consumer=group
         )
         with bound:
-            for attempt in range(1, self._max_attempts + 1):
-                try:
-                    handler(event)
-                    self.stats[f"handled:{group}:{topic}"] += 1
-                    return
-                except Exception as exc:
-                    self.stats[f"failed:{group}:{topic}"] += 1
-                    log.warning(
-                        "handler failed",
-                        attempt=attempt,
-                        max_attempts=self._max_attempts,
-                        error=repr(exc),
-                    )
-                    if attempt == self._max_attempts or not getattr(exc, "retryable", True):
-                        self._dead_letter(group, topic, record, event, exc, attempts=attempt)
-                        return
-                    if self._backoff > 0:
-                        self._sleep(self._backoff * 2 ** (attempt - 1))
+            failure = handle_with_retries(
+                handler,
+                event,
+                self._policy,
+                self._sleep,
+                lambda exc: self.stats.update([f"failed:{group}:{topic}"]),
+            )
+            if failure is None:
+                self.stats[f"handled:{group}:{topic}"] += 1
+            else:
+                self._dead_letter(
+                    group, topic, record, event, failure.error, attempts=failure.attempts
+                )
 
     def _dead_letter(
         self,

@@ -44,6 +44,9 @@ class DatabaseUnavailableError(ConnectionError):
     a new connection, and upserts are idempotent, so the bus's retry of the handler is safe."""
 
     retryable = True
+    unavailable = (
+        True  # not the message's fault: the bus waits for the database, never dead-letters
+    )
 
 
 class PostgresMarketData:

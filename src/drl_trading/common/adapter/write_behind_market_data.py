@@ -71,18 +71,32 @@ class WriteBehindMarketData:
         if not self._staged:
             return UpsertResult(0, 0)
         staged, self._staged = self._staged, {}
+        since, self._since = self._since, None
         self._rows = 0
-        self._since = None
         inserted = updated = 0
-        for (symbol, timeframe), frames in staged.items():
-            frame = pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
-            if len(frames) > 1:
-                frame = frame.unique("open_time", keep="last", maintain_order=True).sort(
-                    "open_time"
-                )
-            result = self.inner.upsert_bars(symbol, timeframe, frame)
-            inserted += result.inserted
-            updated += result.updated
+        pending = list(staged.items())
+        try:
+            while pending:
+                (symbol, timeframe), frames = pending[0]
+                frame = pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
+                if len(frames) > 1:
+                    frame = frame.unique("open_time", keep="last", maintain_order=True).sort(
+                        "open_time"
+                    )
+                result = self.inner.upsert_bars(symbol, timeframe, frame)
+                pending.pop(0)
+                inserted += result.inserted
+                updated += result.updated
+        except BaseException:
+            # the database is away (a restart): what was not written stays staged, ahead of
+            # what arrives meanwhile, and the next flush writes it; nothing is dropped
+            merged = dict(pending)
+            for key, frames in self._staged.items():
+                merged[key] = merged.get(key, []) + frames
+            self._staged = merged
+            self._rows = sum(f.height for fs in self._staged.values() for f in fs)
+            self._since = since
+            raise
         self.flushes += 1
         return UpsertResult(inserted, updated)
 

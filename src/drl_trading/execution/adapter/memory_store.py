@@ -6,11 +6,12 @@ import copy
 from collections.abc import Sequence
 from datetime import datetime
 
-from drl_trading.common.domain import utc
+from drl_trading.common.domain import Symbol, utc
 from drl_trading.execution.core.ports import (
     Checkpoint,
     DuplicateOrderError,
     RecordKind,
+    SymbolState,
     TradeRecord,
 )
 
@@ -50,6 +51,17 @@ class InMemoryExecutionStore:
                 self._orders[record.client_order_id] = record
         if processed_signal_id is not None:
             self._processed.add(processed_signal_id)
+
+    def symbol_state(self, symbol: Symbol) -> SymbolState:
+        cp = self._checkpoint
+        if cp is None:
+            return SymbolState(None, 0.0, None, None)
+        return SymbolState(
+            cp.marks.get(symbol),
+            cp.targets.get(symbol, 0.0),
+            cp.entries.get(symbol),
+            cp.portfolio.positions.get(symbol),
+        )
 
     def is_processed(self, signal_id: str) -> bool:
         return signal_id in self._processed

@@ -5,18 +5,33 @@ statements, so this adapter only translates the connection: ``?`` placeholders b
 the explicit ``BEGIN``/``COMMIT`` of the SQLite store run on an autocommit psycopg connection.
 Trade records, portfolio and trading state then live in the database that holds the market data,
 where every service (inference reads positions from it) and an operator can reach them.
+
+PostgreSQL specifics: a commit (and a load) is sent as one pipeline, one round trip instead of
+one per statement; each commit sends a ``NOTIFY`` on the schema's channel, which
+`wait_for_commit` (inference, in another process) listens to instead of polling. A broken
+connection (server restart) fails the call with the retryable `DatabaseUnavailableError`, and
+the next call reconnects: the transaction in flight was rolled back by the server, so the store
+holds the last committed checkpoint (the execution service reloads it before going on).
 """
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, ParamSpec, TypeVar
 
 import psycopg
+import structlog
 
+from drl_trading.common.adapter.postgres_market_data import DatabaseUnavailableError
 from drl_trading.common.adapter.postgres_schema import migrate as run_migrations
 from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
+
+log = structlog.get_logger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class _Connection:
@@ -42,19 +57,104 @@ class _Connection:
         self._con.close()
 
 
+def _reconnecting(method: Callable[P, R]) -> Callable[P, R]:
+    """Turn a broken connection into `DatabaseUnavailableError` and reconnect on the next call."""
+
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        store = args[0]
+        assert isinstance(store, PostgresExecutionStore)
+        store._ensure_connected()
+        try:
+            return method(*args, **kwargs)
+        except psycopg.OperationalError as exc:
+            if not store._raw.closed and not store._raw.broken:
+                raise
+            store._broken = True
+            log.warning("execution store connection lost", error=str(exc).strip())
+            raise DatabaseUnavailableError(f"execution store connection lost: {exc}") from exc
+
+    return call
+
+
 class PostgresExecutionStore(SQLiteExecutionStore):
     def __init__(self, dsn: str, *, schema: str = "public", migrate: bool = True) -> None:
+        self._dsn = dsn
+        self.schema = schema
+        self.path = None  # type: ignore[assignment]
+        self._lock = threading.Lock()
+        self._written = None
+        self._listener: psycopg.Connection[Any] | None = None
+        self._broken = False
+        self._raw = self._connect(migrate)
+        self._con = _Connection(self._raw)  # type: ignore[assignment]
+
+    @property
+    def channel(self) -> str:
+        return f"drl_execution_{self.schema}"
+
+    def _connect(self, migrate: bool) -> psycopg.Connection[Any]:
         try:
-            con = psycopg.connect(dsn, autocommit=True)
+            con = psycopg.connect(self._dsn, autocommit=True)
         except psycopg.OperationalError as exc:
-            raise RuntimeError(f"cannot connect to PostgreSQL: {exc}") from exc
+            raise DatabaseUnavailableError(f"cannot connect to PostgreSQL: {exc}") from exc
         if migrate:
             con.autocommit = False
-            run_migrations(con, schema)
+            run_migrations(con, self.schema)
             con.commit()
             con.autocommit = True
-        con.execute(f'SET search_path TO "{schema}", public')
-        self.path = None  # type: ignore[assignment]
-        self.schema = schema
-        self._con = _Connection(con)  # type: ignore[assignment]
-        self._lock = threading.Lock()
+        con.execute(f'SET search_path TO "{self.schema}", public')
+        return con
+
+    def _ensure_connected(self) -> None:
+        if not self._broken:
+            return
+        with self._lock:
+            if not self._broken:
+                return
+            old = self._raw
+            self._raw = self._connect(migrate=False)
+            self._con = _Connection(self._raw)  # type: ignore[assignment]
+            self._broken = False
+            self._written = None  # what the server holds is known again only after a commit
+            old.close()
+            log.info("execution store reconnected")
+
+    def _batch(self) -> AbstractContextManager[object]:
+        return self._raw.pipeline()
+
+    def _notify(self) -> None:
+        self._raw.execute(f'NOTIFY "{self.channel}"')
+
+    def wait_for_commit(self, timeout: float) -> bool:
+        """Block until execution commits a checkpoint (a NOTIFY) or ``timeout`` seconds pass;
+        returns whether one came. The first call starts listening (and returns at once)."""
+        try:
+            if self._listener is None or self._listener.closed or self._listener.broken:
+                self._listener = psycopg.connect(self._dsn, autocommit=True)
+                self._listener.execute(f'LISTEN "{self.channel}"')
+                return True  # a commit may have come before the LISTEN: let the caller look
+            # commits notified while nobody waited are still queued: take them all at once
+            # (one wake-up, not one store read per stale notification)
+            if any(True for _ in self._listener.notifies(timeout=0)):
+                return True
+            return any(True for _ in self._listener.notifies(timeout=timeout, stop_after=1))
+        except psycopg.OperationalError as exc:
+            if self._listener is not None:
+                self._listener.close()
+            self._listener = None
+            raise DatabaseUnavailableError(f"execution store listener lost: {exc}") from exc
+
+    load = _reconnecting(SQLiteExecutionStore.load)
+    commit = _reconnecting(SQLiteExecutionStore.commit)
+    symbol_state = _reconnecting(SQLiteExecutionStore.symbol_state)
+    is_processed = _reconnecting(SQLiteExecutionStore.is_processed)
+    order = _reconnecting(SQLiteExecutionStore.order)
+    records_since = _reconnecting(SQLiteExecutionStore.records_since)
+    counts = _reconnecting(SQLiteExecutionStore.counts)
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        with self._lock:
+            self._raw.close()

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from drl_trading.execution.core.ports import (
     Position,
     RecordKind,
     RiskState,
+    SymbolState,
     TradeRecord,
     TradingState,
 )
@@ -125,49 +127,43 @@ class SQLiteExecutionStore:
         except sqlite3.Error as exc:
             raise RuntimeError(f"cannot open execution store {self.path}: {exc}") from exc
         self._lock = threading.Lock()
+        self._written: Checkpoint | None = None  # what the last successful commit wrote
 
     def load(self) -> Checkpoint | None:
-        with self._lock:
+        with self._lock, self._batch():
             con = self._con
             con.execute("BEGIN")  # one consistent read snapshot
             try:
-                state_rows = con.execute("SELECT * FROM trading_state").fetchall()
-                cash_rows = con.execute("SELECT cash FROM portfolio").fetchall()
+                # every query is sent before any result is read: one round trip on PostgreSQL
+                cursors = [
+                    con.execute(sql)
+                    for sql in (
+                        "SELECT * FROM trading_state",
+                        "SELECT cash FROM portfolio",
+                        "SELECT symbol, quantity, avg_price, realised_pnl, fees_paid FROM positions"
+                        " ORDER BY symbol",
+                        "SELECT client_order_id, symbol, side, quantity, limit_price "
+                        "FROM open_orders ORDER BY position",
+                        "SELECT symbol, price, as_of FROM marks ORDER BY symbol",
+                        "SELECT symbol, price, as_of FROM entries ORDER BY symbol",
+                        "SELECT symbol, target FROM targets ORDER BY symbol",
+                    )
+                ]
+                state_rows, cash_rows, position_rows, order_rows, mark_rows, entry_rows = (
+                    c.fetchall() for c in cursors[:6]
+                )
+                target_rows = cursors[6].fetchall()
                 if not state_rows or not cash_rows:
                     return None
                 (state, reason, since, peak, day_start, last, day, last_signal_id) = state_rows[0]
-                positions = {
-                    Symbol(s): Position(q, a, r, f)
-                    for s, q, a, r, f in con.execute(
-                        "SELECT symbol, quantity, avg_price, realised_pnl, fees_paid FROM positions"
-                        " ORDER BY symbol"
-                    ).fetchall()
-                }
+                positions = {Symbol(s): Position(q, a, r, f) for s, q, a, r, f in position_rows}
                 orders = tuple(
                     Order(coid, Symbol(s), Side(side), q, limit)
-                    for coid, s, side, q, limit in con.execute(
-                        "SELECT client_order_id, symbol, side, quantity, limit_price "
-                        "FROM open_orders ORDER BY position"
-                    ).fetchall()
+                    for coid, s, side, q, limit in order_rows
                 )
-                marks = {
-                    Symbol(s): Mark(p, _time(t))
-                    for s, p, t in con.execute(
-                        "SELECT symbol, price, as_of FROM marks ORDER BY symbol"
-                    ).fetchall()
-                }
-                entries = {
-                    Symbol(s): Mark(p, _time(t))
-                    for s, p, t in con.execute(
-                        "SELECT symbol, price, as_of FROM entries ORDER BY symbol"
-                    ).fetchall()
-                }
-                targets = {
-                    Symbol(s): t
-                    for s, t in con.execute(
-                        "SELECT symbol, target FROM targets ORDER BY symbol"
-                    ).fetchall()
-                }
+                marks = {Symbol(s): Mark(p, _time(t)) for s, p, t in mark_rows}
+                entries = {Symbol(s): Mark(p, _time(t)) for s, p, t in entry_rows}
+                targets = {Symbol(s): t for s, t in target_rows}
                 last_signal = self._record_by_id(last_signal_id) if last_signal_id else None
             finally:
                 if con.in_transaction:
@@ -200,24 +196,54 @@ class SQLiteExecutionStore:
             con = self._con
             known = self._existing_orders([i for i in ids if i is not None])
             check_new_orders(records, known)
-            con.execute("BEGIN IMMEDIATE")
             try:
-                self._write_checkpoint(checkpoint)
-                if records:
-                    con.executemany(
-                        f"INSERT INTO records ({RECORD_COLUMNS}) VALUES ({', '.join('?' * 15)})",
-                        [record_row(r, _micros) for r in records],
-                    )
-                if processed_signal_id is not None:
-                    con.execute(
-                        "INSERT INTO processed_signals VALUES (?, ?) ON CONFLICT DO NOTHING",
-                        (processed_signal_id, _micros(now_utc())),
-                    )
-                con.execute("COMMIT")
+                with self._batch():  # PostgreSQL: the whole transaction in one round trip
+                    con.execute("BEGIN IMMEDIATE")
+                    self._write_checkpoint(checkpoint)
+                    if records:
+                        con.executemany(
+                            f"INSERT INTO records ({RECORD_COLUMNS}) "
+                            f"VALUES ({', '.join('?' * 15)})",
+                            [record_row(r, _micros) for r in records],
+                        )
+                    if processed_signal_id is not None:
+                        con.execute(
+                            "INSERT INTO processed_signals VALUES (?, ?) ON CONFLICT DO NOTHING",
+                            (processed_signal_id, _micros(now_utc())),
+                        )
+                    self._notify()
+                    con.execute("COMMIT")
+                self._written = checkpoint
             except BaseException:
                 if con.in_transaction:  # some errors make SQLite roll back on its own
                     con.execute("ROLLBACK")
                 raise
+
+    def _batch(self) -> AbstractContextManager[object]:
+        """Statements sent together, results read at the end (SQLite: nothing to batch)."""
+        return nullcontext()
+
+    def _notify(self) -> None:
+        """Tell readers in other processes that a checkpoint was committed (SQLite: none)."""
+
+    def symbol_state(self, symbol: Symbol) -> SymbolState:
+        with self._lock:
+            row = self._con.execute(
+                "SELECT m.price, m.as_of, t.target, e.price, e.as_of, p.quantity, p.avg_price, "
+                "p.realised_pnl, p.fees_paid FROM (SELECT CAST(? AS TEXT) AS symbol) AS s "
+                "LEFT JOIN marks AS m ON m.symbol = s.symbol "
+                "LEFT JOIN targets AS t ON t.symbol = s.symbol "
+                "LEFT JOIN entries AS e ON e.symbol = s.symbol "
+                "LEFT JOIN positions AS p ON p.symbol = s.symbol",
+                (str(symbol),),
+            ).fetchone()
+        mark_price, mark_at, target, entry_price, entry_at, q, avg, realised, fees = row
+        return SymbolState(
+            None if mark_at is None else Mark(mark_price, _time(mark_at)),
+            0.0 if target is None else target,
+            None if entry_at is None else Mark(entry_price, _time(entry_at)),
+            None if q is None else Position(q, avg, realised, fees),
+        )
 
     def is_processed(self, signal_id: str) -> bool:
         with self._lock:
@@ -274,75 +300,89 @@ class SQLiteExecutionStore:
         return None if row is None else record_from_row(row, _time)
 
     def _write_checkpoint(self, cp: Checkpoint) -> None:
+        """Rewrite the tables whose part of the checkpoint changed since the last commit of this
+        store (all of them after a start or a failed commit): a bar usually changes only the
+        marks and the risk state, two tables out of seven."""
         con = self._con
-        for table in (
-            "portfolio",
-            "positions",
-            "open_orders",
-            "marks",
-            "targets",
-            "entries",
-            "trading_state",
-        ):
-            con.execute(f"DELETE FROM {table}")
-        con.execute(
-            "INSERT INTO portfolio VALUES (?, ?)", (float(cp.portfolio.cash), _micros(now_utc()))
-        )
-        if cp.portfolio.positions:
-            con.executemany(
-                "INSERT INTO positions VALUES (?, ?, ?, ?, ?)",
-                [
-                    (
-                        str(s),
-                        float(p.quantity),
-                        float(p.avg_price),
-                        float(p.realised_pnl),
-                        float(p.fees_paid),
-                    )
-                    for s, p in cp.portfolio.positions.items()
-                ],
+        last = self._written
+        self._written = None  # until the commit succeeds
+
+        def changed(part: Callable[[Checkpoint], object]) -> bool:
+            return last is None or part(last) != part(cp)
+
+        if changed(lambda c: c.portfolio.cash):
+            con.execute("DELETE FROM portfolio")
+            con.execute(
+                "INSERT INTO portfolio VALUES (?, ?)",
+                (float(cp.portfolio.cash), _micros(now_utc())),
             )
-        if cp.portfolio.open_orders:
-            con.executemany(
-                "INSERT INTO open_orders VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        i,
-                        o.client_order_id,
-                        str(o.symbol),
-                        o.side.value,
-                        float(o.quantity),
-                        None if o.limit_price is None else float(o.limit_price),
-                    )
-                    for i, o in enumerate(cp.portfolio.open_orders)
-                ],
+        if changed(lambda c: c.portfolio.positions):
+            con.execute("DELETE FROM positions")
+            if cp.portfolio.positions:
+                con.executemany(
+                    "INSERT INTO positions VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (
+                            str(s),
+                            float(p.quantity),
+                            float(p.avg_price),
+                            float(p.realised_pnl),
+                            float(p.fees_paid),
+                        )
+                        for s, p in cp.portfolio.positions.items()
+                    ],
+                )
+        if changed(lambda c: c.portfolio.open_orders):
+            con.execute("DELETE FROM open_orders")
+            if cp.portfolio.open_orders:
+                con.executemany(
+                    "INSERT INTO open_orders VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            i,
+                            o.client_order_id,
+                            str(o.symbol),
+                            o.side.value,
+                            float(o.quantity),
+                            None if o.limit_price is None else float(o.limit_price),
+                        )
+                        for i, o in enumerate(cp.portfolio.open_orders)
+                    ],
+                )
+        if changed(lambda c: c.marks):
+            con.execute("DELETE FROM marks")
+            if cp.marks:
+                con.executemany(
+                    "INSERT INTO marks VALUES (?, ?, ?)",
+                    [(str(s), float(m.price), _micros(m.as_of)) for s, m in cp.marks.items()],
+                )
+        if changed(lambda c: c.entries):
+            con.execute("DELETE FROM entries")
+            if cp.entries:
+                con.executemany(
+                    "INSERT INTO entries VALUES (?, ?, ?)",
+                    [(str(s), float(m.price), _micros(m.as_of)) for s, m in cp.entries.items()],
+                )
+        if changed(lambda c: c.targets):
+            con.execute("DELETE FROM targets")
+            if cp.targets:
+                con.executemany(
+                    "INSERT INTO targets VALUES (?, ?)",
+                    [(str(s), float(t)) for s, t in cp.targets.items()],
+                )
+        if changed(lambda c: (c.risk, None if c.last_signal is None else c.last_signal.record_id)):
+            r = cp.risk
+            con.execute("DELETE FROM trading_state")
+            con.execute(
+                "INSERT INTO trading_state VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    r.state.value,
+                    r.reason,
+                    _micros(r.since),
+                    float(r.peak_equity),
+                    float(r.day_start_equity),
+                    float(r.last_equity),
+                    None if r.day is None else r.day.isoformat(),
+                    None if cp.last_signal is None else cp.last_signal.record_id,
+                ),
             )
-        if cp.marks:
-            con.executemany(
-                "INSERT INTO marks VALUES (?, ?, ?)",
-                [(str(s), float(m.price), _micros(m.as_of)) for s, m in cp.marks.items()],
-            )
-        if cp.entries:
-            con.executemany(
-                "INSERT INTO entries VALUES (?, ?, ?)",
-                [(str(s), float(m.price), _micros(m.as_of)) for s, m in cp.entries.items()],
-            )
-        if cp.targets:
-            con.executemany(
-                "INSERT INTO targets VALUES (?, ?)",
-                [(str(s), float(t)) for s, t in cp.targets.items()],
-            )
-        r = cp.risk
-        con.execute(
-            "INSERT INTO trading_state VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                r.state.value,
-                r.reason,
-                _micros(r.since),
-                float(r.peak_equity),
-                float(r.day_start_equity),
-                float(r.last_equity),
-                None if r.day is None else r.day.isoformat(),
-                None if cp.last_signal is None else cp.last_signal.record_id,
-            ),
-        )

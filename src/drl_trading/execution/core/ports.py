@@ -227,6 +227,17 @@ class Broker(Protocol):
     def restore(self, snapshot: PortfolioSnapshot) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class SymbolState:
+    """One symbol's part of the last checkpoint: what another process (inference) needs to know
+    about the agent's position, read without loading the whole account."""
+
+    mark: Mark | None
+    target: float
+    entry: Mark | None
+    position: Position | None
+
+
 class ExecutionStore(Protocol):
     """Durable state and audit trail of the execution service.
 
@@ -247,6 +258,10 @@ class ExecutionStore(Protocol):
     ) -> None:
         """Store all of it or nothing; raises `DuplicateOrderError` (writing nothing) when an ORDER
         record repeats a client order id already stored or repeated within ``records``."""
+        ...
+
+    def symbol_state(self, symbol: Symbol) -> SymbolState:
+        """``symbol``'s mark, target, entry and position as last committed (absent ones empty)."""
         ...
 
     def is_processed(self, signal_id: str) -> bool: ...

@@ -41,6 +41,7 @@ from drl_trading.execution.core.ports import (
     ExecutionStore,
     Mark,
     OrderAck,
+    PortfolioSnapshot,
     Position,
     RecordKind,
     RiskDecision,
@@ -105,6 +106,18 @@ class ExecutionStatus:
     counts: dict[RecordKind, int]
 
 
+def agent_inputs(
+    target: float, entry: Mark | None, position: Position | None, at: datetime, bar: timedelta
+) -> AgentInputs:
+    """The policy's own state at ``at`` from the symbol's target, entry and position (shared by
+    the execution service and by inference reading the execution store from another process)."""
+    if position is None or position.quantity == 0.0 or target == 0.0:
+        return AgentInputs(0.0, 0.0, 0)
+    if entry is None:  # entered before a restart: the average price stands in
+        return AgentInputs(target, position.avg_price, 1)
+    return AgentInputs(target, entry.price, max(int((at - entry.as_of) // bar), 0))
+
+
 class ExecutionService:
     def __init__(
         self,
@@ -115,22 +128,29 @@ class ExecutionService:
         capital: Mapping[Symbol, float] | None = None,
     ) -> None:
         self._broker = broker
+        self._initial_cash = broker.cash
         self._capital = dict(capital) if capital is not None else None
         self._store = store
         self._clock = clock
-        checkpoint = store.load()
+        self._limits = limits
+        self._stale = False
+        self._restore(store.load())
+
+    def _restore(self, checkpoint: Checkpoint | None) -> None:
+        """Take the state of the last commit (at start, and after a commit failed)."""
         if checkpoint is None:
+            self._broker.restore(PortfolioSnapshot(self._initial_cash, {}, ()))
             self._marks: dict[Symbol, Mark] = {}
             self._targets: dict[Symbol, float] = {}
             self._last_signal: TradeRecord | None = None
-            state = initial_risk_state(broker.equity({}), clock.now())
+            state = initial_risk_state(self._broker.equity({}), self._clock.now())
         else:
-            broker.restore(checkpoint.portfolio)
+            self._broker.restore(checkpoint.portfolio)
             self._marks = dict(checkpoint.marks)
             self._targets = dict(checkpoint.targets)
             self._last_signal = checkpoint.last_signal
             state = checkpoint.risk
-        self._risk = RiskEngine(limits, state)
+        self._risk = RiskEngine(self._limits, state)
         # entry of each open position, persisted with the checkpoint (a store written before
         # entries were kept has none: `agent_position` then falls back to the average price)
         self._entries: dict[Symbol, tuple[float, datetime]] = (
@@ -139,11 +159,30 @@ class ExecutionService:
             else {}
         )
 
+    def _commit(
+        self, records: list[TradeRecord] | tuple[()] = (), processed_signal_id: str | None = None
+    ) -> None:
+        """Commit the state; when the store fails, the state in memory (broker included) is
+        ahead of it, so it is reloaded from the store before the next call: the bus's retry of
+        the event then redoes it from the committed state (same client order ids)."""
+        try:
+            self._store.commit(self._checkpoint(), records, processed_signal_id=processed_signal_id)
+        except Exception:
+            self._stale = True
+            raise
+
+    def _refresh(self) -> None:
+        if self._stale:
+            self._restore(self._store.load())
+            self._stale = False
+            log.info("execution state reloaded from the store after a failed commit")
+
     @property
     def limits(self) -> ExecutionLimits:
         return self._risk.limits
 
     def on_signal(self, event: PredictionCompleted, strategy: Strategy) -> SignalResult:
+        self._refresh()
         if self._store.is_processed(event.event_id):
             return SignalResult(duplicate=True)
         now = self._clock.now()
@@ -205,7 +244,7 @@ class ExecutionService:
             if decision.rule == "min_notional":
                 self._targets[symbol] = decision.target_position
         self._last_signal = record
-        self._store.commit(self._checkpoint(), [record], processed_signal_id=event.event_id)
+        self._commit([record], processed_signal_id=event.event_id)
         log.info(
             "signal handled",
             signal_id=event.event_id,
@@ -218,6 +257,7 @@ class ExecutionService:
 
     def on_bar(self, bar: Bar) -> list[Fill]:
         """Fill open orders on ``bar``, mark the book at its close and apply the risk states."""
+        self._refresh()
         mark = self._marks.get(bar.symbol)
         if mark is not None and bar.close_time <= mark.as_of:
             return []
@@ -237,7 +277,7 @@ class ExecutionService:
             self._log_change(change)
             if change.current is TradingState.HALTED:
                 records += self._halt_orders(flatten=True)
-        self._store.commit(self._checkpoint(), records)
+        self._commit(records)
         return fills
 
     def mark(self, symbol: Symbol) -> Mark | None:
@@ -255,31 +295,32 @@ class ExecutionService:
     def agent_position(self, symbol: Symbol, at: datetime, bar: timedelta) -> AgentInputs:
         """The policy's own state at ``at`` (a base bar's close): the last target reached, the
         entry reference price and the base bars since entry (the training env's encoding)."""
-        target = self._targets.get(symbol, 0.0)
         entry = self._entries.get(symbol)
-        position = self._broker.positions().get(symbol)
-        if position is None or position.quantity == 0.0 or target == 0.0:
-            return AgentInputs(0.0, 0.0, 0)
-        if entry is None:  # entered before a restart: the average price stands in
-            return AgentInputs(target, position.avg_price, 1)
-        price, since = entry
-        return AgentInputs(target, price, max(int((at - since) // bar), 0))
+        return agent_inputs(
+            self._targets.get(symbol, 0.0),
+            None if entry is None else Mark(*entry),
+            self._broker.positions().get(symbol),
+            at,
+            bar,
+        )
 
     def kill(self, reason: str = "manual", *, flatten: bool = False) -> StateChange | None:
         """Kill switch: HALTED until `resume`; open orders are cancelled, positions closed only
         with ``flatten`` (an operator may prefer to keep a hedge while investigating)."""
+        self._refresh()
         change = self._risk.kill(reason, self._clock.now())
         records = self._halt_orders(flatten=flatten)
         if change is not None:
             self._log_change(change)
-        self._store.commit(self._checkpoint(), records)
+        self._commit(records)
         return change
 
     def resume(self) -> StateChange | None:
+        self._refresh()
         change = self._risk.resume(self._clock.now())
         if change is not None:
             self._log_change(change)
-        self._store.commit(self._checkpoint())
+        self._commit()
         return change
 
     def status(self) -> ExecutionStatus:

@@ -207,6 +207,11 @@ class OnlineIngestService:
             self._state = OnlineState.IDLE
             raise
         self._counts.gap_fill_rows = sum(r.stored_rows for r in reports)
+        # preprocess reads these bars when the catch-up request arrives: a repository that
+        # stages writes (write-behind) must have written them before the request goes out
+        flush = getattr(self._repo, "flush", None)
+        if flush is not None:
+            flush()
         self._cursor = {s: live - M1.duration for s in syms}
         event = PreprocessDataRequested(
             correlation_id=correlation,
@@ -451,6 +456,7 @@ class OnlineIngestService:
                 )
             ],
             stages=stamp({"received": received}, "ingest"),
+            catchup_start=None if self._session is None else self._session.warmup_from,
         )
         self._bus.publish(Topic.PREPROCESS_REQUESTED, event, key=str(symbol))
 

@@ -2,7 +2,10 @@
 
 Catch-up builds each symbol's `OnlineFeatureEngine` by feeding it the stored 1m history from the
 feature set's look-back before the live start: the same bars and the same arithmetic as the
-offline path, so the state is settled before the first live bar. Each live bar then costs a
+offline path, so the state is settled before the first live bar. A live bar for a symbol without
+state (the process restarted mid-stream: ingest's catch-up went to its previous life) rebuilds it
+the same way from the stored bars before that bar, so a restarted preprocess resumes from where
+its consumer group left off without missing a vector. Each live bar then costs a
 constant amount of work: resamplers, indicators, one online-store write when a base bar closes,
 and events for what closed (``requested.store-resampled-data`` for higher-timeframe bars,
 ``completed.preprocess-data.online`` for a new feature vector).
@@ -13,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+
+import structlog
 
 from drl_trading.common.domain import Symbol, Timeframe, utc
 from drl_trading.common.events import (
@@ -31,12 +36,7 @@ from drl_trading.preprocess.core.service import view_for
 from drl_trading.strategy.feature_set import FeatureSetSpec
 
 RowCallback = Callable[[Symbol, OnlineRow], None]
-
-
-class NotWarmedUpError(LookupError):
-    """A live bar arrived for a symbol that has had no catch-up: its state would be wrong."""
-
-    retryable = False
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -45,6 +45,8 @@ class OnlineStats:
     rows_written: int = 0
     incomplete_rows: int = 0
     skipped_old_bars: int = 0
+    rewarmed: int = 0
+    """Symbols whose state was rebuilt at a live bar (after a restart) rather than by catch-up."""
     resampled_bars: dict[str, int] = field(default_factory=dict)
 
 
@@ -127,9 +129,7 @@ class OnlinePreprocessService:
         for symbol in request.symbols:
             engine = self.engines.get(symbol)
             if engine is None:
-                raise NotWarmedUpError(
-                    f"{symbol}: live bar before catch-up; request catch-up preprocessing first"
-                )
+                engine = self._rewarm(request, symbol)
             for bar in self._new_bars(request, symbol, engine):
                 closed, rows = engine.update(
                     bar.open_time, bar.open, bar.high, bar.low, bar.close, bar.volume
@@ -148,6 +148,32 @@ class OnlinePreprocessService:
                     newest = row.event_time if newest is None else max(newest, row.event_time)
         done = None if newest is None else self._completed(request, [], newest)
         return stores, done
+
+    def _rewarm(self, request: PreprocessDataRequested, symbol: Symbol) -> OnlineFeatureEngine:
+        """State for ``symbol`` from the stored 1m bars before the request's first bar (ingest
+        stores a bar before it publishes it): from the session's catch-up origin, exactly the bars
+        catch-up and the live stream fed the lost state; without it (an older producer), from the
+        look-back before the bar, which indicators with unbounded memory only approximate."""
+        first = min(utc(b.open_time) for b in request.bars) if request.bars else utc(request.start)
+        engine = OnlineFeatureEngine(self.feature_set)
+        origin = request.catchup_start if request.catchup_start is not None else first
+        if request.catchup_start is None:
+            log.warning("no catch-up origin on the request; rebuilding from the look-back only")
+        since = origin - self.feature_set.lookback()
+        bars = self._repo.read_bars(symbol, Timeframe.M1, since, first)
+        for t, o, h, lo, c, v in bars.select(
+            "open_time", "open", "high", "low", "close", "volume"
+        ).iter_rows():
+            engine.update(t, o, h, lo, c, v)
+        self.engines[symbol] = engine
+        self.stats.rewarmed += 1
+        log.info(
+            "online state rebuilt from stored bars",
+            symbol=str(symbol),
+            bars=bars.height,
+            before=first.isoformat(),
+        )
+        return engine
 
     def _new_bars(
         self, request: PreprocessDataRequested, symbol: Symbol, engine: OnlineFeatureEngine

@@ -52,10 +52,16 @@ def bootstrap_training(
     market_data: MarketDataRepository,
     feature_store: FeatureStore,
     registry: ModelRegistry | None = None,
+    *,
+    worker: bool = False,
 ) -> TrainingHandlers:
+    """``worker``: also take ``requested.training`` events and announce ``completed.training``
+    (the distributed worker); otherwise requests come in process through `expect`."""
     service = build_training_service(settings, market_data, feature_store, registry)
-    handlers = TrainingHandlers(service)
+    handlers = TrainingHandlers(service, bus if worker else None)
     bus.subscribe(
         Topic.PREPROCESS_COMPLETED_OFFLINE, group=GROUP, handler=handlers.on_preprocess_completed
     )
+    if worker:
+        bus.subscribe(Topic.TRAINING_REQUESTED, group=GROUP, handler=handlers.on_training_requested)
     return handlers

@@ -1,0 +1,121 @@
+"""The offline workflow across separate processes on the real stack, against the embedded mode.
+
+`drl-trading serve preprocess` and `drl-trading serve training` run as processes over Kafka;
+`drl-trading submit-training` (a third process) asks the worker to train, ingests synthetic
+history into PostgreSQL and requests its features; preprocess writes them to Feast (Parquet
+offline store), the worker trains, registers on the MLflow server and announces the result on
+``completed.training``. The same request trained embedded (one process, in-memory bus and stores)
+on the same data must give the same validation and test figures.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from drl_trading.common.domain import Symbol, TimeRange
+from drl_trading.common.events import TrainingCompleted
+from drl_trading.common.settings import load_settings
+from drl_trading.training.adapter.bus_handlers import completed_event
+from tests.conftest import require_server
+from tests.e2e.offline import (
+    distributed_replay_config,
+    ingest_and_train,
+    log_tail,
+    metric,
+    service_port,
+    start_service,
+    stop_services,
+    wait_ready,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+SYMBOLS = (Symbol("BTCUSDT"), Symbol("ETHUSDT"))
+RANGE = TimeRange.parse("2024-01-01", "2024-01-11")
+DSN = "postgresql://drl:drl@127.0.0.1:5432/drl"
+
+
+def test_offline_workflow_across_processes_equals_embedded(tmp_path: Path) -> None:
+    for name, port in (("PostgreSQL", 5432), ("Redis", 6379), ("Kafka", 9092), ("MLflow", 5000)):
+        require_server(name, "127.0.0.1", port)
+    config = distributed_replay_config(tmp_path, "offline", RANGE.start, RANGE.end, 1.0, "INFO")
+    settings = load_settings(config_file=config)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name in ("preprocess", "training"):
+            procs[name] = start_service(config, name, tmp_path)
+        for name in ("preprocess", "training"):
+            port = service_port(procs[name], name, tmp_path)
+            assert wait_ready(port, 120.0), log_tail(tmp_path / f"{name}.log")
+        cli = str(Path(sys.executable).with_name("drl-trading"))
+        submitted = subprocess.run(
+            [
+                cli,
+                "--config",
+                str(config),
+                "submit-training",
+                "--symbols",
+                ",".join(str(s) for s in SYMBOLS),
+                "--start",
+                RANGE.start.isoformat(),
+                "--end",
+                RANGE.end.isoformat(),
+                "--timeout",
+                "300",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=420,
+        )
+        assert submitted.returncode == 0, (
+            submitted.stdout[-3000:],
+            submitted.stderr[-3000:],
+            log_tail(tmp_path / "training.log"),
+            log_tail(tmp_path / "preprocess.log"),
+        )
+        assert "registered" in submitted.stdout
+        assert metric(port, "drl_training_runs") == 1.0
+        from drl_trading.common.events import Topic
+        from drl_trading.common.infrastructure import build_bus
+
+        bus = build_bus(settings)
+        try:
+            results = [
+                e
+                for e in bus.messages(Topic.TRAINING_COMPLETED)
+                if isinstance(e, TrainingCompleted)
+            ]
+        finally:
+            bus.close()
+    finally:
+        stop_services(procs.values())
+        with psycopg.connect(DSN, autocommit=True) as con:
+            con.execute(f"DROP SCHEMA IF EXISTS {settings.postgres.schema_name} CASCADE")
+    for name, proc in procs.items():
+        assert proc.returncode == 0, (name, proc.returncode, log_tail(tmp_path / f"{name}.log"))
+    assert len(results) == 1
+    distributed = results[0]
+    assert distributed.model_version == "1" and distributed.champion
+
+    # the same request, embedded: in-memory bus, market data and features, its own model name
+    registry = settings.training.registry.model_copy(
+        update={"model_name": f"{settings.training.registry.model_name}-embedded"}
+    )
+    local = settings.model_copy(
+        update={
+            "home": tmp_path / "embedded",
+            "bus": settings.bus.model_copy(update={"kind": "memory"}),
+            "market_data": settings.market_data.model_copy(update={"kind": "memory"}),
+            "feature_store": settings.feature_store.model_copy(update={"kind": "memory"}),
+            "training": settings.training.model_copy(update={"registry": registry}),
+        }
+    )
+    embedded = completed_event(distributed.correlation_id, ingest_and_train(local, SYMBOLS, RANGE))
+    assert embedded.metrics.keys() == distributed.metrics.keys()
+    for key, value in embedded.metrics.items():
+        assert distributed.metrics[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
