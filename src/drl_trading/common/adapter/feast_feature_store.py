@@ -33,6 +33,24 @@ class FeatureViewNotFoundError(LookupError):
     pass
 
 
+class OnlineStoreUnavailableError(ConnectionError):
+    """The online store (Redis) cannot be reached: a restart or a network cut, not a bad message.
+    The bus waits for it instead of dead-lettering (``unavailable``); the Redis client reconnects
+    on the next call."""
+
+    retryable = True
+    unavailable = True
+
+
+def _unreachable(exc: BaseException) -> bool:
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+    except ImportError:  # no Redis client: the SQLite online store
+        return False
+    return isinstance(exc, RedisConnectionError | RedisTimeoutError)
+
+
 class FeastFeatureStore:
     def __init__(
         self,
@@ -244,9 +262,14 @@ class FeastFeatureStore:
             provider = store._get_provider()
             if not self._tuned:
                 self._tune_online(provider, store.config)
-            provider.online_write_batch(
-                store.config, fv, [(entity, row, utc(event_time), datetime.now(UTC))], None
-            )
+            try:
+                provider.online_write_batch(
+                    store.config, fv, [(entity, row, utc(event_time), datetime.now(UTC))], None
+                )
+            except Exception as exc:
+                if _unreachable(exc):
+                    raise OnlineStoreUnavailableError(f"online store unreachable: {exc}") from exc
+                raise
         self._online_times[key] = event_time
         if self._read_own_writes:
             # what a Feast read returns: event time at whole seconds, values as float
@@ -296,7 +319,12 @@ class FeastFeatureStore:
                     f"feature view {view.name!r} is not registered in Feast project "
                     f"{self._project!r} yet (preprocess registers it): {exc}"
                 ) from None
-            rows = store._get_provider().online_read(store.config, fv, keys, list(view.columns))
+            try:
+                rows = store._get_provider().online_read(store.config, fv, keys, list(view.columns))
+            except Exception as exc:
+                if _unreachable(exc):
+                    raise OnlineStoreUnavailableError(f"online store unreachable: {exc}") from exc
+                raise
         out: dict[Symbol, OnlineFeatures] = {}
         for s, (ts, values) in zip(symbols, rows, strict=True):
             if ts is None or not values:
