@@ -5,21 +5,26 @@
 history into PostgreSQL and requests its features; preprocess writes them to Feast (Parquet
 offline store), the worker trains, registers on the MLflow server and announces the result on
 ``completed.training``. The same request trained embedded (one process, in-memory bus and stores)
-on the same data must give the same validation and test figures.
+on the same data must give the same validation and test figures. Then the worker is killed
+(kill -9), a second run is submitted while it is down, and its next life takes that request up
+from Kafka and trains it.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from drl_trading.common.domain import Symbol, TimeRange
-from drl_trading.common.events import TrainingCompleted
-from drl_trading.common.settings import load_settings
+from drl_trading.common.events import Topic, TrainingCompleted
+from drl_trading.common.infrastructure import build_bus
+from drl_trading.common.settings import AppSettings, load_settings
 from drl_trading.training.adapter.bus_handlers import completed_event
 from tests.conftest import require_server
 from tests.e2e.offline import (
@@ -40,6 +45,30 @@ RANGE = TimeRange.parse("2024-01-01", "2024-01-11")
 DSN = "postgresql://drl:drl@127.0.0.1:5432/drl"
 
 
+def _submit(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    cli = str(Path(sys.executable).with_name("drl-trading"))
+    args = [cli, "--config", str(config), "submit-training"]
+    args += ["--symbols", ",".join(str(s) for s in SYMBOLS)]
+    args += ["--start", RANGE.start.isoformat(), "--end", RANGE.end.isoformat()]
+    return subprocess.run(
+        [*args, "--timeout", "300", *extra], capture_output=True, text=True, timeout=420
+    )
+
+
+def _wait_for(settings: AppSettings, topic: str, correlation_id: str, timeout: float) -> bool:
+    """An event of ``correlation_id`` on ``topic`` within ``timeout`` seconds."""
+    bus = build_bus(settings)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(e.correlation_id == correlation_id for e in bus.messages(topic)):
+                return True
+            time.sleep(1.0)
+        return False
+    finally:
+        bus.close()
+
+
 def test_offline_workflow_across_processes_equals_embedded(tmp_path: Path) -> None:
     for name, port in (("PostgreSQL", 5432), ("Redis", 6379), ("Kafka", 9092), ("MLflow", 5000)):
         require_server(name, "127.0.0.1", port)
@@ -52,26 +81,7 @@ def test_offline_workflow_across_processes_equals_embedded(tmp_path: Path) -> No
         for name in ("preprocess", "training"):
             port = service_port(procs[name], name, tmp_path)
             assert wait_ready(port, 120.0), log_tail(tmp_path / f"{name}.log")
-        cli = str(Path(sys.executable).with_name("drl-trading"))
-        submitted = subprocess.run(
-            [
-                cli,
-                "--config",
-                str(config),
-                "submit-training",
-                "--symbols",
-                ",".join(str(s) for s in SYMBOLS),
-                "--start",
-                RANGE.start.isoformat(),
-                "--end",
-                RANGE.end.isoformat(),
-                "--timeout",
-                "300",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=420,
-        )
+        submitted = _submit(config)
         assert submitted.returncode == 0, (
             submitted.stdout[-3000:],
             submitted.stderr[-3000:],
@@ -80,9 +90,23 @@ def test_offline_workflow_across_processes_equals_embedded(tmp_path: Path) -> No
         )
         assert "registered" in submitted.stdout
         assert metric(port, "drl_training_runs") == 1.0
-        from drl_trading.common.events import Topic
-        from drl_trading.common.infrastructure import build_bus
 
+        # the worker dies (kill -9); a run submitted meanwhile gets its features; the worker's
+        # next life reads the request back from Kafka and trains it
+        procs["training"].kill()
+        procs["training"].wait(timeout=10)
+        later = _submit(config, "--no-wait")
+        assert later.returncode == 0, (later.stdout[-3000:], later.stderr[-3000:])
+        found = re.search(r"correlation id ([0-9a-f]{32})", later.stdout)
+        assert found, later.stdout
+        cid = found.group(1)
+        assert _wait_for(settings, Topic.PREPROCESS_COMPLETED_OFFLINE, cid, 180.0)
+        procs["training"] = start_service(config, "training", tmp_path)
+        port = service_port(procs["training"], "training", tmp_path)
+        assert wait_ready(port, 120.0), log_tail(tmp_path / "training.log")
+        assert _wait_for(settings, Topic.TRAINING_COMPLETED, cid, 300.0), log_tail(
+            tmp_path / "training.log"
+        )
         bus = build_bus(settings)
         try:
             results = [
@@ -98,9 +122,10 @@ def test_offline_workflow_across_processes_equals_embedded(tmp_path: Path) -> No
             con.execute(f"DROP SCHEMA IF EXISTS {settings.postgres.schema_name} CASCADE")
     for name, proc in procs.items():
         assert proc.returncode == 0, (name, proc.returncode, log_tail(tmp_path / f"{name}.log"))
-    assert len(results) == 1
-    distributed = results[0]
-    assert distributed.model_version == "1" and distributed.champion
+    assert sorted(r.model_version for r in results) == ["1", "2"]
+    assert [r.correlation_id for r in results if r.model_version == "2"] == [cid]
+    distributed = next(r for r in results if r.model_version == "1")
+    assert distributed.champion
 
     # the same request, embedded: in-memory bus, market data and features, its own model name
     registry = settings.training.registry.model_copy(

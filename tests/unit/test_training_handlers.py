@@ -106,3 +106,19 @@ def test_features_that_arrive_before_their_request_are_kept_for_it() -> None:
     assert service.requests == []
     handlers.on_training_requested(_requested("c2"))
     assert [r.correlation_id for r in service.requests] == ["c2"]
+
+
+def test_a_restarted_worker_takes_up_the_requests_nobody_answered() -> None:
+    bus, _, _, _ = _worker()
+    for cid in ("answered", "failed", "open"):
+        bus.publish(Topic.TRAINING_REQUESTED, _requested(cid), key="BTCUSDT")
+    finished = [
+        SimpleNamespace(correlation_id="answered"),
+        SimpleNamespace(correlation_id="failed"),
+    ]
+    _, fresh, service, _ = _worker()  # the worker's next life
+    assert fresh.resume(bus.messages(Topic.TRAINING_REQUESTED), finished) == 1  # type: ignore[arg-type]
+    assert set(fresh.pending) == {"open"}
+    fresh.on_preprocess_completed(_features("open"))
+    assert [r.correlation_id for r in service.requests] == ["open"]
+    assert fresh.resume(bus.messages(Topic.TRAINING_REQUESTED), finished) == 0  # type: ignore[arg-type]

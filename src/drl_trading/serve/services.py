@@ -121,6 +121,12 @@ def _training(
     market_data = build_market_data(settings, write_behind=False)
     features = build_feature_store(settings)
     handlers = bootstrap_training(settings, bus, market_data, features, worker=True)
+    history = getattr(bus.inner, "messages", None)
+    if history is not None:  # requests a previous life of the worker took but did not finish
+        handlers.resume(
+            history(Topic.TRAINING_REQUESTED),
+            [*history(Topic.TRAINING_COMPLETED), *history(Topic.error("training"))],
+        )
     trained = metrics_gauge(metrics, "drl_training_runs", "Training runs finished")
 
     def tick() -> int:

@@ -11,9 +11,10 @@ topics are consumed independently, so a completion that arrives before its reque
 bounded number of them) and matched when the request comes. A finished run is announced on
 ``completed.training`` when a bus is given.
 
-Pending requests live in the worker's memory: a worker restarted between a request and its
-features does not know the request any more, and says so when the features arrive (submit it
-again); the features stay in the feature store, so a resubmission trains without re-ingesting.
+Pending requests live in the worker's memory, and the bus's log is their durable copy: at start
+the worker reads ``requested.training`` back and takes up every request that has neither a
+``completed.training`` nor an ``error.training`` (`resume`). A run cut short by a crash is redone:
+its features' completion was not committed, so it is delivered again.
 """
 
 from __future__ import annotations
@@ -65,6 +66,21 @@ class TrainingHandlers:
     def expect(self, request: TrainingRequest) -> None:
         """Train ``request`` when preprocessing completes for its correlation id."""
         self.pending[request.correlation_id] = PendingTraining(request)
+
+    def resume(self, requested: list[Event], finished: list[Event]) -> int:
+        """Take up the requests of ``requested`` that no event of ``finished`` (completions and
+        errors of training runs) answered; returns how many are pending again."""
+        done = {e.correlation_id for e in finished}
+        taken = 0
+        for event in requested:
+            cid = event.correlation_id
+            known = cid in done or cid in self.pending or cid in self.results
+            if isinstance(event, TrainingRequested) and not known:
+                self.on_training_requested(event)
+                taken += 1
+        if taken:
+            log.info("training requests taken up again", pending=taken)
+        return taken
 
     def on_training_requested(self, event: Event) -> None:
         if not isinstance(event, TrainingRequested):
