@@ -163,6 +163,10 @@ def test_online_workflow_across_processes_equals_embedded(
                 break
             time.sleep(0.5)
         time.sleep(1.0)
+        decided = metric(
+            ports["execution"], 'drl_stage_seconds_count{service="execution",stage="total"}'
+        )
+        assert decided is not None and decided >= expected
         distributed = _records(trained)
     finally:
         stop_services(procs.values())

@@ -44,7 +44,8 @@ def test_time_context_uses_the_injected_timer() -> None:
 def test_stage_latency_follows_the_chain_of_stamps() -> None:
     from drl_trading.common.latency import StageLatency, stamp
 
-    lat = StageLatency()
+    seen: list[tuple[str, float]] = []
+    lat = StageLatency(lambda stage, seconds: seen.append((stage, seconds)))
     stages = {"received": 100.0, "ingest": 100.001, "preprocess": 100.003}
     stages = stamp(stamp(stages, "inference", 100.004), "execution", 100.0045)
     lat.record(stages)
@@ -54,6 +55,9 @@ def test_stage_latency_follows_the_chain_of_stamps() -> None:
     assert snap["inference"].max == pytest.approx(0.001, rel=0.02)
     assert snap["execution"].max == pytest.approx(0.0005, rel=0.02)
     assert snap["total"].max == pytest.approx(0.0045, rel=0.02)
+    # the observer (a Prometheus histogram in a service) gets the same measurements
+    assert [name for name, _ in seen] == ["ingest", "preprocess", "inference", "execution", "total"]
+    assert dict(seen)["total"] == pytest.approx(0.0045, rel=1e-6)
     # a chain without its start (an event from an older producer) records what it can
     lat.record({"inference": 1.0, "execution": 1.002})
     assert lat.snapshot()["execution"].count == 2

@@ -152,15 +152,24 @@ class StageLatency:
     clocks agree.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, observe: Callable[[str, float], None] | None = None) -> None:
+        """``observe(stage, seconds)`` also gets every measurement (a Prometheus histogram in a
+        service process, which a monitoring system can aggregate across instances)."""
         self.histograms = {name: LatencyHistogram() for name in (*STAGE_CHAIN[1:], "total")}
+        self._observe = observe
 
     def record(self, stages: Mapping[str, float]) -> None:
         chain = [(name, stages[name]) for name in STAGE_CHAIN if name in stages]
-        for (_, before), (name, after) in itertools.pairwise(chain):
-            self.histograms[name].record(max(after - before, 0.0))
+        measured = [
+            (name, max(after - before, 0.0))
+            for (_, before), (name, after) in itertools.pairwise(chain)
+        ]
         if len(chain) > 1 and chain[0][0] == "received":
-            self.histograms["total"].record(max(chain[-1][1] - chain[0][1], 0.0))
+            measured.append(("total", max(chain[-1][1] - chain[0][1], 0.0)))
+        for name, seconds in measured:
+            self.histograms[name].record(seconds)
+            if self._observe is not None:
+                self._observe(name, seconds)
 
     def snapshot(self) -> dict[str, LatencySnapshot]:
         return {name: h.snapshot() for name, h in self.histograms.items()}

@@ -158,7 +158,21 @@ def _execution(
         _symbols(settings),
         database,
     )
-    handlers = ExecutionHandlers(parts.service, strategy, StageLatency())
+    from prometheus_client import Histogram
+
+    stage_seconds = Histogram(
+        "drl_stage_seconds",
+        "Online chain: time of each stage (bus hand-over included) and the total, bar receipt to "
+        "order decision",
+        ["service", "stage"],
+        buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.05, 0.1, 0.25, 1.0),
+        registry=metrics.registry,
+    )
+    handlers = ExecutionHandlers(
+        parts.service,
+        strategy,
+        StageLatency(lambda stage, s: stage_seconds.labels(metrics.service, stage).observe(s)),
+    )
     # the first run of each statement is parsed and planned by the server: do it before the
     # first live signal rather than during it
     parts.store.is_processed("warm-up")
