@@ -115,6 +115,7 @@ def backfill(n: int, home: Path) -> None:
             preprocess_bus.poll(timeout=0.1)
         t2 = time.perf_counter()
     finally:
+        ingest_bus.drop_namespace()
         ingest_bus.close()
         preprocess_bus.close()
         repo.close()
@@ -132,6 +133,7 @@ def online(bars: int, home: Path) -> None:
     sys.path.insert(0, str(ROOT))
     from tests.e2e.offline import (
         distributed_replay_config,
+        drop_kafka_namespace,
         ingest_and_train,
         log_tail,
         metric,
@@ -192,6 +194,7 @@ def online(bars: int, home: Path) -> None:
         stop_services(procs.values())
         with psycopg.connect(DSN, autocommit=True) as con:
             con.execute(f"DROP SCHEMA IF EXISTS {settings.postgres.schema_name} CASCADE")
+        drop_kafka_namespace(settings)
     print(f"replayed {bars:,} bars through 4 processes in {streamed:.1f} s (paced at 40 bars/s)")
     lines = [x for x in text.decode().splitlines() if x.startswith("drl_stage_latency_seconds")]
     table: dict[str, dict[str, float]] = {}

@@ -119,7 +119,11 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 PROPS
-  local java_opts=(-Xms256m -Xmx768m -XX:+UseG1GC -Dorg.slf4j.simpleLogger.defaultLogLevel=warn)
+  # the GC flags of Kafka's own kafka-run-class.sh: G1's default pause target (200 ms) would show
+  # up as tail latency on every hop of the online chain
+  local java_opts=(-Xms256m -Xmx768m -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+    -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent
+    -Dorg.slf4j.simpleLogger.defaultLogLevel=warn)
   if [ ! -f "$dir/data/meta.properties" ]; then
     local id
     id="$(java -cp "$libs/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"

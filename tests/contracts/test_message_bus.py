@@ -66,6 +66,8 @@ def bus_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
 
     yield make
     for bus in made:
+        if request.param == "kafka":
+            bus.drop_namespace()  # the shared broker keeps no test's topics
         bus.close()
 
 
@@ -267,3 +269,19 @@ def test_double_subscription_of_a_group_is_refused(bus_factory: Callable[..., An
     bus.subscribe(T, group="g", handler=lambda e: None)
     with pytest.raises(ValueError, match="already subscribes"):
         bus.subscribe(T, group="g", handler=lambda e: None)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("bus_factory", ["kafka"], indirect=True)  # a broker's notion
+def test_kafka_namespace_topics_can_be_dropped(bus_factory: Callable[..., Any]) -> None:
+    bus = bus_factory()
+    bus.publish(T, _event("AAA", 0), key="AAA")
+    ns = bus.options.namespace
+    assert bus.drop_namespace() >= 1
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        left = [t for t in bus._admin.list_topics(timeout=10).topics if t.startswith(ns)]
+        if not left:
+            break
+        time.sleep(0.2)
+    assert not left

@@ -160,3 +160,15 @@ def log_tail(path: Path, n: int = 30) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
     except OSError:
         return ""
+
+
+def drop_kafka_namespace(settings: AppSettings) -> None:
+    """Delete the topics of a test's (or benchmark's) Kafka namespace from the shared broker."""
+    from drl_trading.common.adapter.kafka_bus import KafkaBus, KafkaOptions
+
+    k = settings.bus.kafka
+    bus = KafkaBus(KafkaOptions(bootstrap_servers=k.bootstrap_servers, namespace=k.namespace))
+    try:
+        bus.drop_namespace()
+    finally:
+        bus.close()

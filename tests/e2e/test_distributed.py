@@ -35,6 +35,7 @@ from drl_trading.session import ClockedSource
 from tests.conftest import require_server
 from tests.e2e.offline import (
     distributed_replay_config,
+    drop_kafka_namespace,
     ingest_and_train,
     log_tail,
     metric,
@@ -73,6 +74,7 @@ def config(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
     yield path
     with psycopg.connect(DSN, autocommit=True) as con:
         con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    drop_kafka_namespace(_settings(path))
 
 
 def _settings(config: Path) -> AppSettings:
@@ -307,6 +309,7 @@ def test_a_fault_mid_replay_loses_nothing_and_doubles_nothing(
         }
     finally:
         bus.close()
+        drop_kafka_namespace(settings)
     # every prediction published reached execution and was decided once, across the fault
     # (inference skips bars it could only decide late, while a service was down: not traded)
     assert published == set(signals), (len(published), len(set(signals)))

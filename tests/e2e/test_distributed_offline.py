@@ -29,6 +29,7 @@ from drl_trading.training.adapter.bus_handlers import completed_event
 from tests.conftest import require_server
 from tests.e2e.offline import (
     distributed_replay_config,
+    drop_kafka_namespace,
     ingest_and_train,
     log_tail,
     metric,
@@ -120,6 +121,7 @@ def test_offline_workflow_across_processes_equals_embedded(tmp_path: Path) -> No
         stop_services(procs.values())
         with psycopg.connect(DSN, autocommit=True) as con:
             con.execute(f"DROP SCHEMA IF EXISTS {settings.postgres.schema_name} CASCADE")
+        drop_kafka_namespace(settings)
     for name, proc in procs.items():
         assert proc.returncode == 0, (name, proc.returncode, log_tail(tmp_path / f"{name}.log"))
     assert sorted(r.model_version for r in results) == ["1", "2"]

@@ -14,9 +14,11 @@ Semantics are the in-memory bus's, so handlers cannot tell them apart:
 * What a handler publishes is sent at once (``linger.ms`` 0) and waited for (the broker's
   acknowledgement, acks=all) once, after the handler, before its input's offset is committed: a
   message is never committed before its effects are durable, and a handler that publishes two
-  events does not wait a round trip between them. Offsets are committed asynchronously (a lost
-  commit only means a redelivery, which idempotent handlers absorb); `close` commits the
-  positions synchronously. Outside a handler (ingest's live bars) `publish` returns once the
+  events does not wait a round trip between them. The handled message's offset is then stored,
+  and librdkafka commits the stored offsets every ``commit_interval_ms`` (100 ms) in the
+  background: one commit request per interval instead of one per message, and a crash redelivers
+  at most that interval's messages, which idempotent handlers absorb; `close` commits
+  synchronously. Outside a handler (ingest's live bars) `publish` returns once the
   broker acknowledged. A message the broker never acknowledged (``message.timeout.ms``) fails
   the publish, or the poll that handled its cause, with `KafkaDeliveryError`: the input stays
   uncommitted and is redelivered to the restarted service.
@@ -82,6 +84,7 @@ class KafkaOptions:
     poll_timeout_s: float = 0.05
     client_id: str = "drl-trading"
     max_poll_interval_ms: int = 300_000
+    commit_interval_ms: int = 100
     message_timeout_ms: int = 120_000
     """How long the producer keeps resending a message (broker restarts) before it fails."""
     unavailable_timeout_s: float = 240.0
@@ -163,7 +166,11 @@ class KafkaBus:
                 {
                     **self._common,
                     "group.id": self._group_id(group),
-                    "enable.auto.commit": False,
+                    # at-least-once: an offset is stored only after its message was handled
+                    # (or dead-lettered); librdkafka commits what is stored, periodically
+                    "enable.auto.commit": True,
+                    "enable.auto.offset.store": False,
+                    "auto.commit.interval.ms": self.options.commit_interval_ms,
                     "auto.offset.reset": "earliest",
                     "fetch.wait.max.ms": self.options.fetch_wait_max_ms,
                     "session.timeout.ms": 10_000,
@@ -228,7 +235,7 @@ class KafkaBus:
         self._closed = True
         self._flush()
         for group, consumer in self._consumers.items():
-            try:  # asynchronous commits may still be in flight: commit the positions for sure
+            try:  # the stored offsets not yet committed by the periodic commit
                 if consumer.assignment():
                     consumer.commit(asynchronous=False)
             except KafkaException as exc:
@@ -272,6 +279,26 @@ class KafkaBus:
                     break
                 time.sleep(0.05)
         self._known.update(wanted)
+
+    def drop_namespace(self) -> int:
+        """Delete every topic of this bus's namespace (tests, benchmarks, a retired deployment):
+        a broker keeping thousands of idle partitions answers metadata requests slower and
+        spends its background work on them. Refuses without a namespace (that would be the
+        whole cluster); returns how many topics were deleted."""
+        ns = self.options.namespace
+        if not ns:
+            raise ValueError("no namespace: refusing to delete every topic of the cluster")
+        names = [t for t in self._admin.list_topics(timeout=10).topics if t.startswith(ns)]
+        if names:
+            for name, future in self._admin.delete_topics(names, operation_timeout=30).items():
+                try:
+                    future.result()
+                except KafkaException as exc:
+                    if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                        raise
+                log.info("kafka topic deleted", topic=name)
+        self._known.clear()
+        return len(names)
 
     def messages(self, topic: str, timeout: float = 10.0) -> list[Event]:
         """Every decodable event on ``topic`` so far, partition by partition (tests, tools)."""
@@ -393,8 +420,8 @@ class KafkaBus:
                 self._handle(group, topic, handler, payload, key, headers)
             finally:
                 self._handling -= 1
-        self._flush()  # the handler's output is durable before its input is committed
-        consumer.commit(message=message, asynchronous=True)
+        self._flush()  # the handler's output is durable before its input can be committed
+        consumer.store_offsets(message=message)
 
     def _handle(
         self,
