@@ -115,9 +115,9 @@ def backfill(n: int, home: Path) -> None:
             preprocess_bus.poll(timeout=0.1)
         t2 = time.perf_counter()
     finally:
-        ingest_bus.drop_namespace()
-        ingest_bus.close()
         preprocess_bus.close()
+        ingest_bus.close()
+        ingest_bus.drop_namespace()  # after the consumers' final commits
         repo.close()
         with psycopg.connect(DSN, autocommit=True) as con:
             con.execute(f"DROP SCHEMA IF EXISTS bench_{run} CASCADE")

@@ -66,9 +66,9 @@ def bus_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
 
     yield make
     for bus in made:
+        bus.close()
         if request.param == "kafka":
             bus.drop_namespace()  # the shared broker keeps no test's topics
-        bus.close()
 
 
 def drain(bus: Any) -> None:
