@@ -149,10 +149,15 @@ class SQLiteExecutionStore:
                         "SELECT symbol, target FROM targets ORDER BY symbol",
                     )
                 ]
-                state_rows, cash_rows, position_rows, order_rows, mark_rows, entry_rows = (
-                    c.fetchall() for c in cursors[:6]
-                )
-                target_rows = cursors[6].fetchall()
+                (
+                    state_rows,
+                    cash_rows,
+                    position_rows,
+                    order_rows,
+                    mark_rows,
+                    entry_rows,
+                    target_rows,
+                ) = [c.fetchall() for c in cursors]
                 if not state_rows or not cash_rows:
                     return None
                 (state, reason, since, peak, day_start, last, day, last_signal_id) = state_rows[0]
@@ -303,78 +308,65 @@ class SQLiteExecutionStore:
         """Rewrite the tables whose part of the checkpoint changed since the last commit of this
         store (all of them after a start or a failed commit): a bar usually changes only the
         marks and the risk state, two tables out of seven."""
-        con = self._con
         last = self._written
         self._written = None  # until the commit succeeds
 
-        def changed(part: Callable[[Checkpoint], object]) -> bool:
-            return last is None or part(last) != part(cp)
+        def replace(
+            table: str, part: Callable[[Checkpoint], object], rows: list[tuple[object, ...]]
+        ) -> None:
+            if last is not None and part(last) == part(cp):
+                return
+            self._con.execute(f"DELETE FROM {table}")
+            if rows:
+                marks = ", ".join("?" * len(rows[0]))
+                self._con.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
 
-        if changed(lambda c: c.portfolio.cash):
-            con.execute("DELETE FROM portfolio")
-            con.execute(
-                "INSERT INTO portfolio VALUES (?, ?)",
-                (float(cp.portfolio.cash), _micros(now_utc())),
-            )
-        if changed(lambda c: c.portfolio.positions):
-            con.execute("DELETE FROM positions")
-            if cp.portfolio.positions:
-                con.executemany(
-                    "INSERT INTO positions VALUES (?, ?, ?, ?, ?)",
-                    [
-                        (
-                            str(s),
-                            float(p.quantity),
-                            float(p.avg_price),
-                            float(p.realised_pnl),
-                            float(p.fees_paid),
-                        )
-                        for s, p in cp.portfolio.positions.items()
-                    ],
+        pf, r = cp.portfolio, cp.risk
+        replace("portfolio", lambda c: c.portfolio.cash, [(float(pf.cash), _micros(now_utc()))])
+        replace(
+            "positions",
+            lambda c: c.portfolio.positions,
+            [
+                (
+                    str(s),
+                    float(p.quantity),
+                    float(p.avg_price),
+                    float(p.realised_pnl),
+                    float(p.fees_paid),
                 )
-        if changed(lambda c: c.portfolio.open_orders):
-            con.execute("DELETE FROM open_orders")
-            if cp.portfolio.open_orders:
-                con.executemany(
-                    "INSERT INTO open_orders VALUES (?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            i,
-                            o.client_order_id,
-                            str(o.symbol),
-                            o.side.value,
-                            float(o.quantity),
-                            None if o.limit_price is None else float(o.limit_price),
-                        )
-                        for i, o in enumerate(cp.portfolio.open_orders)
-                    ],
+                for s, p in pf.positions.items()
+            ],
+        )
+        replace(
+            "open_orders",
+            lambda c: c.portfolio.open_orders,
+            [
+                (
+                    i,
+                    o.client_order_id,
+                    str(o.symbol),
+                    o.side.value,
+                    float(o.quantity),
+                    None if o.limit_price is None else float(o.limit_price),
                 )
-        if changed(lambda c: c.marks):
-            con.execute("DELETE FROM marks")
-            if cp.marks:
-                con.executemany(
-                    "INSERT INTO marks VALUES (?, ?, ?)",
-                    [(str(s), float(m.price), _micros(m.as_of)) for s, m in cp.marks.items()],
-                )
-        if changed(lambda c: c.entries):
-            con.execute("DELETE FROM entries")
-            if cp.entries:
-                con.executemany(
-                    "INSERT INTO entries VALUES (?, ?, ?)",
-                    [(str(s), float(m.price), _micros(m.as_of)) for s, m in cp.entries.items()],
-                )
-        if changed(lambda c: c.targets):
-            con.execute("DELETE FROM targets")
-            if cp.targets:
-                con.executemany(
-                    "INSERT INTO targets VALUES (?, ?)",
-                    [(str(s), float(t)) for s, t in cp.targets.items()],
-                )
-        if changed(lambda c: (c.risk, None if c.last_signal is None else c.last_signal.record_id)):
-            r = cp.risk
-            con.execute("DELETE FROM trading_state")
-            con.execute(
-                "INSERT INTO trading_state VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                for i, o in enumerate(pf.open_orders)
+            ],
+        )
+        replace(
+            "marks",
+            lambda c: c.marks,
+            [(str(s), float(m.price), _micros(m.as_of)) for s, m in cp.marks.items()],
+        )
+        replace(
+            "entries",
+            lambda c: c.entries,
+            [(str(s), float(m.price), _micros(m.as_of)) for s, m in cp.entries.items()],
+        )
+        replace("targets", lambda c: c.targets, [(str(s), float(t)) for s, t in cp.targets.items()])
+        replace(
+            "trading_state",
+            lambda c: (c.risk, None if c.last_signal is None else c.last_signal.record_id),
+            [
                 (
                     r.state.value,
                     r.reason,
@@ -384,5 +376,6 @@ class SQLiteExecutionStore:
                     float(r.last_equity),
                     None if r.day is None else r.day.isoformat(),
                     None if cp.last_signal is None else cp.last_signal.record_id,
-                ),
-            )
+                )
+            ],
+        )
