@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,6 +45,18 @@ STREAM_TOPICS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class _Wiring:
+    """What every service's composition gets: configuration, its bus, metrics and clock
+    (``manual`` when the clock follows the market time of the events)."""
+
+    settings: AppSettings
+    bus: InstrumentedBus
+    metrics: Metrics
+    clock: Clock
+    manual: ManualClock | None
+
+
 def build_service(name: str, settings: AppSettings) -> ServiceProcess:
     if name not in SERVICES:
         raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
@@ -66,14 +79,14 @@ def build_service(name: str, settings: AppSettings) -> ServiceProcess:
     if ensure is not None:  # learn (or create) every topic now: not on the first live message
         ensure([*STREAM_TOPICS, *(Topic.dlq(t) for t in STREAM_TOPICS), Topic.error(name)])
     bus = InstrumentedBus(raw, metrics, manual)
-    builder: Callable[..., ServiceProcess] = {
+    builder: Callable[[_Wiring], ServiceProcess] = {
         "ingest": _ingest,
         "preprocess": _preprocess,
         "training": _training,
         "inference": _inference,
         "execution": _execution,
     }[name]
-    process = builder(settings, bus, metrics, clock, manual)
+    process = builder(_Wiring(settings, bus, metrics, clock, manual))
     lag = getattr(raw, "lag", None)
     if lag is not None:
         group = name
@@ -89,73 +102,55 @@ def _symbols(settings: AppSettings) -> list[Symbol]:
     return [Symbol(s) for s in settings.serve.symbols]
 
 
-def _preprocess(
-    settings: AppSettings,
-    bus: InstrumentedBus,
-    metrics: Metrics,
-    clock: Clock,
-    manual: ManualClock | None,
-) -> ServiceProcess:
+def _preprocess(w: _Wiring) -> ServiceProcess:
     from drl_trading.preprocess.application.bootstrap import bootstrap_preprocess
 
     # the completions it publishes announce the resampled bars it wrote: no write-behind
-    market_data = build_market_data(settings, write_behind=False)
-    features = build_feature_store(settings)
-    bootstrap_preprocess(settings, bus, market_data, features)
-    return ServiceProcess("preprocess", bus, metrics, on_close=[market_data.close])
+    market_data = build_market_data(w.settings, write_behind=False)
+    features = build_feature_store(w.settings)
+    bootstrap_preprocess(w.settings, w.bus, market_data, features)
+    return ServiceProcess("preprocess", w.bus, w.metrics, on_close=[market_data.close])
 
 
-def _training(
-    settings: AppSettings,
-    bus: InstrumentedBus,
-    metrics: Metrics,
-    clock: Clock,
-    manual: ManualClock | None,
-) -> ServiceProcess:
+def _training(w: _Wiring) -> ServiceProcess:
     """The training worker: takes ``requested.training``, trains when the request's offline
     features are ready, registers on the configured registry, announces ``completed.training``.
     A run takes minutes inside one handler: the consumer's poll interval is sized for it
     (``bus.kafka.max_poll_interval_ms``)."""
     from drl_trading.training.application.bootstrap import bootstrap_training
 
-    market_data = build_market_data(settings, write_behind=False)
-    features = build_feature_store(settings)
-    handlers = bootstrap_training(settings, bus, market_data, features, worker=True)
-    history = getattr(bus.inner, "messages", None)
+    market_data = build_market_data(w.settings, write_behind=False)
+    features = build_feature_store(w.settings)
+    handlers = bootstrap_training(w.settings, w.bus, market_data, features, worker=True)
+    history = getattr(w.bus.inner, "messages", None)
     if history is not None:  # requests a previous life of the worker took but did not finish
         handlers.resume(
             history(Topic.TRAINING_REQUESTED),
             [*history(Topic.TRAINING_COMPLETED), *history(Topic.error("training"))],
         )
-    trained = metrics_gauge(metrics, "drl_training_runs", "Training runs finished")
+    trained = metrics_gauge(w.metrics, "drl_training_runs", "Training runs finished")
 
     def tick() -> int:
         trained.set(len(handlers.results))
         return 0
 
-    return ServiceProcess("training", bus, metrics, tick=tick, on_close=[market_data.close])
+    return ServiceProcess("training", w.bus, w.metrics, tick=tick, on_close=[market_data.close])
 
 
-def _execution(
-    settings: AppSettings,
-    bus: InstrumentedBus,
-    metrics: Metrics,
-    clock: Clock,
-    manual: ManualClock | None,
-) -> ServiceProcess:
+def _execution(w: _Wiring) -> ServiceProcess:
     from drl_trading.common.latency import StageLatency
     from drl_trading.execution.adapter.bus_handlers import GROUP, ExecutionHandlers
     from drl_trading.execution.application.bootstrap import bootstrap_execution
 
-    strategy = build_strategy(settings)
-    pg = settings.postgres
-    database = (pg.dsn(), pg.schema_name) if settings.execution.store == "postgres" else None
+    strategy = build_strategy(w.settings)
+    pg = w.settings.postgres
+    database = (pg.dsn(), pg.schema_name) if w.settings.execution.store == "postgres" else None
     parts = bootstrap_execution(
-        settings.execution,
+        w.settings.execution,
         strategy.risk_parameters(),
-        clock,
-        settings.home,
-        _symbols(settings),
+        w.clock,
+        w.settings.home,
+        _symbols(w.settings),
         database,
     )
     from prometheus_client import Histogram
@@ -166,35 +161,29 @@ def _execution(
         "order decision",
         ["service", "stage"],
         buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.05, 0.1, 0.25, 1.0),
-        registry=metrics.registry,
+        registry=w.metrics.registry,
     )
     handlers = ExecutionHandlers(
         parts.service,
         strategy,
-        StageLatency(lambda stage, s: stage_seconds.labels(metrics.service, stage).observe(s)),
+        StageLatency(lambda stage, s: stage_seconds.labels(w.metrics.service, stage).observe(s)),
     )
     # the first run of each statement is parsed and planned by the server: do it before the
     # first live signal rather than during it
     parts.store.is_processed("warm-up")
     parts.store.order("warm-up")
-    bus.subscribe(Topic.PREDICT_COMPLETED, group=GROUP, handler=handlers.on_prediction)
-    bus.subscribe(Topic.PREPROCESS_REQUESTED, group=GROUP, handler=handlers.on_bar_request)
+    w.bus.subscribe(Topic.PREDICT_COMPLETED, group=GROUP, handler=handlers.on_prediction)
+    w.bus.subscribe(Topic.PREPROCESS_REQUESTED, group=GROUP, handler=handlers.on_bar_request)
     return ServiceProcess(
         "execution",
-        bus,
-        metrics,
+        w.bus,
+        w.metrics,
         on_close=[parts.close],
         stages=handlers.latency.snapshot,
     )
 
 
-def _inference(
-    settings: AppSettings,
-    bus: InstrumentedBus,
-    metrics: Metrics,
-    clock: Clock,
-    manual: ManualClock | None,
-) -> ServiceProcess:
+def _inference(w: _Wiring) -> ServiceProcess:
     from drl_trading.execution.adapter.postgres_store import PostgresExecutionStore
     from drl_trading.execution.adapter.store_positions import StorePositions
     from drl_trading.inference.adapter.registry_model_source import RegistryModelSource
@@ -202,13 +191,13 @@ def _inference(
     from drl_trading.preprocess.core.service import view_for
     from drl_trading.training.application.bootstrap import build_registry, model_name_for
 
-    if settings.execution.store != "postgres":
+    if w.settings.execution.store != "postgres":
         raise ValueError(
             "inference as its own process reads positions from the execution store: set "
             "execution.store: postgres (configs/distributed.yaml)"
         )
-    spec = feature_set_for(settings)
-    pg = settings.postgres
+    spec = feature_set_for(w.settings)
+    pg = w.settings.postgres
     store = PostgresExecutionStore(pg.dsn(), schema=pg.schema_name)
     from prometheus_client import Histogram
 
@@ -217,65 +206,59 @@ def _inference(
         "Time inference waited for execution to mark the bar it decides on",
         ["service"],
         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 3.0),
-        registry=metrics.registry,
-    ).labels(metrics.service)
+        registry=w.metrics.registry,
+    ).labels(w.metrics.service)
     positions = StorePositions(
         store,
         spec.base_timeframe,
-        clock,
+        w.clock,
         changed=store.wait_for_commit,
         on_wait=waited.observe,
     )
-    for symbol in _symbols(settings):  # statements planned before the first live bar
+    for symbol in _symbols(w.settings):  # statements planned before the first live bar
         store.symbol_state(symbol)
-    features = build_feature_store(settings)
+    features = build_feature_store(w.settings)
     # warm up before declaring ready: the first online read imports Feast and connects to the
     # online store (about a second), which must not delay the first live bar's decision
     with contextlib.suppress(LookupError):  # a fresh deployment: no view registered yet
-        features.online_features(view_for(spec), _symbols(settings))
+        features.online_features(view_for(spec), _symbols(w.settings))
     parts = bootstrap_inference(
-        settings.inference,
+        w.settings.inference,
         features,
         view_for(spec),
-        RegistryModelSource(build_registry(settings)),
+        RegistryModelSource(build_registry(w.settings)),
         positions,
         positions.price,
-        clock,
-        bus,
-        model_name=model_name_for(settings),
+        w.clock,
+        w.bus,
+        model_name=model_name_for(w.settings),
         reload_timer=time.monotonic,
     )
     del parts  # subscribed; the service lives in the bus's handlers
-    return ServiceProcess("inference", bus, metrics, on_close=[store.close])
+    return ServiceProcess("inference", w.bus, w.metrics, on_close=[store.close])
 
 
-def _ingest(
-    settings: AppSettings,
-    bus: InstrumentedBus,
-    metrics: Metrics,
-    clock: Clock,
-    manual: ManualClock | None,
-) -> ServiceProcess:
+def _ingest(w: _Wiring) -> ServiceProcess:
     from drl_trading.ingest.adapter.online_handlers import wire_online_ingest
     from drl_trading.ingest.application.bootstrap import build_live_source
     from drl_trading.ingest.core.online_service import OnlineIngestService, OnlineState
     from drl_trading.session import ClockedSource
 
-    cfg = settings.serve
-    symbols = _symbols(settings)
-    market_data = build_market_data(settings)
-    spec = feature_set_for(settings)
+    cfg = w.settings.serve
+    symbols = _symbols(w.settings)
+    market_data = build_market_data(w.settings)
+    spec = feature_set_for(w.settings)
     start = spec.base_timeframe.floor(cfg.start or datetime.now(UTC))
     if cfg.source == "replay" and cfg.end is None:
         raise ValueError("serve.source replay needs serve.start and serve.end")
     inner, history = build_live_source(
-        settings, cfg.source, symbols, market_data, clock, start, cfg.end, cfg.speed
+        w.settings, cfg.source, symbols, market_data, w.clock, start, cfg.end, cfg.speed
     )
-    source = ClockedSource(inner, manual)
-    service = OnlineIngestService(history, source, market_data, bus, clock)
-    wire_online_ingest(bus, service)
+    source = ClockedSource(inner, w.manual)
+    service = OnlineIngestService(history, source, market_data, w.bus, w.clock)
+    wire_online_ingest(w.bus, service)
     service.start(symbols, start - timedelta(days=cfg.warmup_days), live_from=start)
-    streamed = metrics_gauge(metrics, "drl_ingest_bars_streamed", "Live bars streamed")
+    streamed = metrics_gauge(w.metrics, "drl_ingest_bars_streamed", "Live bars streamed")
 
     def tick() -> int:
         n = service.pump(1) if service.state is OnlineState.STREAMING else 0
@@ -297,8 +280,8 @@ def _ingest(
 
     return ServiceProcess(
         "ingest",
-        bus,
-        metrics,
+        w.bus,
+        w.metrics,
         tick=tick,
         ready=ready,
         on_close=[service.stop, market_data.close],
