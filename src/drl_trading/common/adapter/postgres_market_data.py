@@ -21,7 +21,7 @@ import polars as pl
 import psycopg
 
 from drl_trading.common.adapter.duckdb_market_data import QUARANTINE_SCHEMA
-from drl_trading.common.adapter.postgres_schema import migrate as run_migrations
+from drl_trading.common.adapter.postgres_schema import DatabaseUnavailableError, connect
 from drl_trading.common.bars import BAR_SCHEMA, TIME_DTYPE, conform, empty_bars
 from drl_trading.common.domain import Symbol, Timeframe, to_micros, utc
 from drl_trading.common.ports import Coverage, UpsertResult
@@ -39,35 +39,16 @@ _ROW = np.dtype(
 _COLUMNS = "open_time, open, high, low, close, volume"
 
 
-class DatabaseUnavailableError(ConnectionError):
-    """The database connection broke (server restart, network). Retryable: the next call opens
-    a new connection, and upserts are idempotent, so the bus's retry of the handler is safe."""
-
-    retryable = True
-    unavailable = (
-        True  # not the message's fault: the bus waits for the database, never dead-letters
-    )
-
-
 class PostgresMarketData:
     def __init__(self, dsn: str, *, schema: str = "public", migrate: bool = True) -> None:
         self.schema = schema
         self._dsn = dsn
         self._lock = threading.Lock()
-        self._con = self._connect()
-        if migrate:
-            run_migrations(self._con, schema)
-            self._con.commit()
+        self._con = connect(dsn, schema, autocommit=False, apply_migrations=migrate)
         self.reconnects = 0
 
     def _connect(self) -> psycopg.Connection[Any]:
-        try:
-            con = psycopg.connect(self._dsn, autocommit=False)
-        except psycopg.OperationalError as exc:
-            raise DatabaseUnavailableError(f"cannot connect to PostgreSQL: {exc}") from exc
-        con.execute(f'SET search_path TO "{self.schema}", public')
-        con.commit()
-        return con
+        return connect(self._dsn, self.schema, autocommit=False, apply_migrations=False)
 
     @contextmanager
     def _tx(self) -> Iterator[psycopg.Connection[Any]]:

@@ -12,6 +12,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import psycopg
 import structlog
@@ -20,6 +21,32 @@ log = structlog.get_logger(__name__)
 
 _FILE = re.compile(r"V(\d{3,})__([a-z0-9_]+)\.sql")
 _LOCK_ID = 0x64726C  # "drl": the advisory lock every migrator takes
+
+
+class DatabaseUnavailableError(ConnectionError):
+    """The database cannot be reached or the connection broke (server restart, network).
+    Retryable: the next call opens a new connection, and the stores' writes are idempotent or
+    atomic, so the bus's retry of the handler is safe."""
+
+    retryable = True
+    unavailable = True  # not the message's fault: the bus waits for the database
+
+
+def connect(
+    dsn: str, schema: str, *, autocommit: bool, apply_migrations: bool
+) -> psycopg.Connection[Any]:
+    """A connection working in ``schema`` (migrated first when asked), for every PostgreSQL
+    store; an unreachable server is a `DatabaseUnavailableError`."""
+    try:
+        con = psycopg.connect(dsn, autocommit=autocommit)
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailableError(f"cannot connect to PostgreSQL: {exc}") from exc
+    if apply_migrations:
+        migrate(con, schema)
+    con.execute(f"SET search_path TO {_ident(schema)}, public")
+    if not autocommit:
+        con.commit()
+    return con
 
 
 @dataclass(frozen=True, slots=True)

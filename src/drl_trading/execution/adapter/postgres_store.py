@@ -25,8 +25,7 @@ from typing import Any, ParamSpec, TypeVar
 import psycopg
 import structlog
 
-from drl_trading.common.adapter.postgres_market_data import DatabaseUnavailableError
-from drl_trading.common.adapter.postgres_schema import migrate as run_migrations
+from drl_trading.common.adapter.postgres_schema import DatabaseUnavailableError, connect
 from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
 
 log = structlog.get_logger(__name__)
@@ -94,17 +93,7 @@ class PostgresExecutionStore(SQLiteExecutionStore):
         return f"drl_execution_{self.schema}"
 
     def _connect(self, migrate: bool) -> psycopg.Connection[Any]:
-        try:
-            con = psycopg.connect(self._dsn, autocommit=True)
-        except psycopg.OperationalError as exc:
-            raise DatabaseUnavailableError(f"cannot connect to PostgreSQL: {exc}") from exc
-        if migrate:
-            con.autocommit = False
-            run_migrations(con, self.schema)
-            con.commit()
-            con.autocommit = True
-        con.execute(f'SET search_path TO "{self.schema}", public')
-        return con
+        return connect(self._dsn, self.schema, autocommit=True, apply_migrations=migrate)
 
     def _ensure_connected(self) -> None:
         if not self._broken:
