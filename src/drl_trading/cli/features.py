@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from drl_trading.cli.context import console, err_console, fail, state
+from drl_trading.cli.options import End, Start
 from drl_trading.common.domain import TimeRange, parse_symbols
 from drl_trading.common.feature_dataset import DatasetError, load_feature_matrix
 from drl_trading.common.infrastructure import feature_set_for
@@ -24,8 +25,8 @@ def export(
     symbol: Annotated[
         str, typer.Option("--symbol", "--symbols", "-s", help="One or more, comma-separated.")
     ],
-    start: Annotated[str, typer.Option(help="Start (inclusive), ISO date or time, UTC.")],
-    end: Annotated[str, typer.Option(help="End (exclusive), ISO date or time, UTC.")],
+    start: Start,
+    end: End,
     out: Annotated[Path, typer.Option(help="Output file (.parquet or .csv).")],
 ) -> None:
     """Write the feature matrix as training sees it (Feast point-in-time reads at bar closes)."""

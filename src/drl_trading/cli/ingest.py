@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from drl_trading.cli.context import console, err_console, fail, state
+from drl_trading.cli.options import End, HistorySource, SourcePath, Start
 from drl_trading.cli.pipeline import print_preprocess_outcome, run_preprocess
 from drl_trading.cli.progress import progress_bar
 from drl_trading.common.domain import Symbol, TimeRange, parse_symbols
@@ -25,13 +26,10 @@ def ingest(
     symbols: Annotated[
         str, typer.Option("--symbols", "-s", help="Comma-separated, e.g. BTCUSDT,ETHUSDT.")
     ],
-    start: Annotated[str, typer.Option(help="Start (inclusive), ISO date or time, UTC.")],
-    end: Annotated[str, typer.Option(help="End (exclusive), ISO date or time, UTC.")],
-    source: Annotated[Source, typer.Option(help="Where bars come from.")] = "synthetic",
-    path: Annotated[
-        Path | None,
-        typer.Option(help="For --source file: CSV/Parquet path; {symbol} is replaced per symbol."),
-    ] = None,
+    start: Start,
+    end: End,
+    source: HistorySource = "synthetic",
+    path: SourcePath = None,
     preprocess: Annotated[
         bool, typer.Option("--preprocess", help="Then resample and compute features via the bus.")
     ] = False,

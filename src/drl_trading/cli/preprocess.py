@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from drl_trading.cli.context import fail, state
+from drl_trading.cli.options import End, Start
 from drl_trading.cli.pipeline import (
     print_preprocess_outcome,
     publish_preprocess_request,
@@ -19,8 +20,8 @@ from drl_trading.runtime import EmbeddedRuntime
 def preprocess(
     ctx: typer.Context,
     symbols: Annotated[str, typer.Option("--symbols", "-s", help="Comma-separated symbols.")],
-    start: Annotated[str, typer.Option(help="Start (inclusive), ISO date or time, UTC.")],
-    end: Annotated[str, typer.Option(help="End (exclusive), ISO date or time, UTC.")],
+    start: Start,
+    end: End,
 ) -> None:
     """Publish requested.preprocess-data for stored bars and run the preprocess service on it."""
     settings = state(ctx).settings()

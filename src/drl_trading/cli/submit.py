@@ -11,13 +11,13 @@ announces ``completed.training``, which this command waits for unless told not t
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from drl_trading.cli.context import console, err_console, fail, state
 from drl_trading.cli.ingest import print_ingest_report, run_ingest_with
+from drl_trading.cli.options import End, HistorySource, SourcePath, Start
 from drl_trading.common.domain import TimeRange, parse_symbols
 from drl_trading.common.events import (
     ErrorOccurred,
@@ -26,20 +26,16 @@ from drl_trading.common.events import (
     TrainingCompleted,
     TrainingRequested,
 )
-from drl_trading.ingest.application.bootstrap import Source
 from drl_trading.ingest.core.service import TrainingDataRequest
 
 
 def submit_training(
     ctx: typer.Context,
     symbols: Annotated[str, typer.Option("--symbols", "-s", help="Comma-separated.")],
-    start: Annotated[str, typer.Option(help="Start (inclusive), ISO date or time, UTC.")],
-    end: Annotated[str, typer.Option(help="End (exclusive), ISO date or time, UTC.")],
-    source: Annotated[Source, typer.Option(help="Where the history comes from.")] = "synthetic",
-    path: Annotated[
-        Path | None,
-        typer.Option(help="For --source file: CSV/Parquet path; {symbol} is replaced per symbol."),
-    ] = None,
+    start: Start,
+    end: End,
+    source: HistorySource = "synthetic",
+    path: SourcePath = None,
     timesteps: Annotated[
         int | None, typer.Option(help="Training timesteps (default: the worker's config).")
     ] = None,

@@ -14,11 +14,11 @@ from rich.table import Table
 
 from drl_trading.cli.context import console, err_console, fail, state
 from drl_trading.cli.ingest import print_ingest_report, run_ingest
+from drl_trading.cli.options import End, HistorySource, SourcePath, Start
 from drl_trading.cli.pipeline import WorkflowObserver, print_preprocess_outcome, run_preprocess
 from drl_trading.cli.progress import progress_bar
 from drl_trading.common.domain import TimeRange, parse_symbols
 from drl_trading.common.settings import AppSettings
-from drl_trading.ingest.application.bootstrap import Source
 from drl_trading.ingest.core.service import TrainingDataRequest
 from drl_trading.runtime import EmbeddedRuntime
 
@@ -134,8 +134,8 @@ Algorithm = Annotated[
 def train(
     ctx: typer.Context,
     symbols: Annotated[str, typer.Option("--symbols", "-s", help="Comma-separated.")],
-    start: Annotated[str, typer.Option(help="Start (inclusive), ISO date or time, UTC.")],
-    end: Annotated[str, typer.Option(help="End (exclusive), ISO date or time, UTC.")],
+    start: Start,
+    end: End,
     timesteps: Timesteps = None,
     algorithm: Algorithm = None,
 ) -> None:
@@ -177,8 +177,8 @@ def backtest(
         str, typer.Option("--model", "-m", help="NAME, NAME@alias, NAME/version or models:/...")
     ],
     symbols: Annotated[str, typer.Option("--symbols", "-s", help="Comma-separated.")],
-    start: Annotated[str, typer.Option(help="Start (inclusive), ISO date or time, UTC.")],
-    end: Annotated[str, typer.Option(help="End (exclusive), ISO date or time, UTC.")],
+    start: Start,
+    end: End,
 ) -> None:
     """Backtest a registered model on any stored range; writes JSON + HTML, logs an MLflow run."""
     from drl_trading.common.costs import CostModel
@@ -274,11 +274,8 @@ def quickstart(
     ),
     start: Annotated[str, typer.Option(help="Start (inclusive), UTC.")] = "2024-01-01",
     end: Annotated[str, typer.Option(help="End (exclusive), UTC.")] = "2024-03-01",
-    source: Annotated[Source, typer.Option(help="Where bars come from.")] = "synthetic",
-    path: Annotated[
-        Path | None,
-        typer.Option(help="For --source file: CSV/Parquet path; {symbol} is replaced per symbol."),
-    ] = None,
+    source: HistorySource = "synthetic",
+    path: SourcePath = None,
     timesteps: Timesteps = 200_000,
     algorithm: Algorithm = None,
 ) -> None:

@@ -1,0 +1,18 @@
+"""Command-line options several commands share, declared once so their names and help agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from drl_trading.ingest.application.bootstrap import Source
+
+Start = Annotated[str, typer.Option(help="Start (inclusive), ISO date or time, UTC.")]
+End = Annotated[str, typer.Option(help="End (exclusive), ISO date or time, UTC.")]
+HistorySource = Annotated[Source, typer.Option(help="Where bars come from.")]
+SourcePath = Annotated[
+    Path | None,
+    typer.Option(help="For --source file: CSV/Parquet path; {symbol} is replaced per symbol."),
+]
