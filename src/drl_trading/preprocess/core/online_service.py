@@ -13,7 +13,7 @@ and events for what closed (``requested.store-resampled-data`` for higher-timefr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -82,16 +82,10 @@ class OnlinePreprocessService:
         for symbol in request.symbols:
             engine = OnlineFeatureEngine(self.feature_set)
             start, end = utc(request.start), utc(request.end)
-            bars = self._repo.read_bars(
-                symbol, Timeframe.M1, start - self.feature_set.lookback(), end
-            )
             last: OnlineRow | None = None
             counts: dict[Timeframe, int] = {}
             warmup = 0
-            for t, o, h, lo, c, v in bars.select(
-                "open_time", "open", "high", "low", "close", "volume"
-            ).iter_rows():
-                closed, rows = engine.update(t, o, h, lo, c, v)
+            for closed, rows in self._feed_stored(engine, symbol, start, end):
                 for b in closed:
                     counts[b.timeframe] = counts.get(b.timeframe, 0) + 1
                 for row in rows:
@@ -159,21 +153,28 @@ class OnlinePreprocessService:
         origin = request.catchup_start if request.catchup_start is not None else first
         if request.catchup_start is None:
             log.warning("no catch-up origin on the request; rebuilding from the look-back only")
-        since = origin - self.feature_set.lookback()
-        bars = self._repo.read_bars(symbol, Timeframe.M1, since, first)
-        for t, o, h, lo, c, v in bars.select(
-            "open_time", "open", "high", "low", "close", "volume"
-        ).iter_rows():
-            engine.update(t, o, h, lo, c, v)
+        fed = sum(1 for _ in self._feed_stored(engine, symbol, origin, first))
         self.engines[symbol] = engine
         self.stats.rewarmed += 1
         log.info(
             "online state rebuilt from stored bars",
             symbol=str(symbol),
-            bars=bars.height,
+            bars=fed,
             before=first.isoformat(),
         )
         return engine
+
+    def _feed_stored(
+        self, engine: OnlineFeatureEngine, symbol: Symbol, origin: datetime, end: datetime
+    ) -> Iterator[tuple[list[ClosedBar], list[OnlineRow]]]:
+        """Feed ``engine`` the stored 1m bars of [origin - look-back, end), yielding what each
+        closed and computed: the one warm-up both catch-up and a rebuild after a restart use."""
+        since = origin - self.feature_set.lookback()
+        bars = self._repo.read_bars(symbol, Timeframe.M1, since, end)
+        for t, o, h, lo, c, v in bars.select(
+            "open_time", "open", "high", "low", "close", "volume"
+        ).iter_rows():
+            yield engine.update(t, o, h, lo, c, v)
 
     def _new_bars(
         self, request: PreprocessDataRequested, symbol: Symbol, engine: OnlineFeatureEngine
