@@ -26,12 +26,12 @@ from drl_trading.ingest.adapter.synthetic_provider import SyntheticProvider
 from drl_trading.ingest.core.validation import validate_bars
 from drl_trading.preprocess.core.features import build_feature_matrix
 from drl_trading.preprocess.core.resample import resample
-from drl_trading.preprocess.core.service import view_for
 from drl_trading.strategy.feature_set import (
     FeatureSetSpec,
     TimeframeFeatures,
     default_feature_set,
 )
+from drl_trading.strategy.feature_view import view_for
 from timing import line, timed
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)

@@ -32,11 +32,11 @@ from pathlib import Path
 import psycopg
 import yaml
 
+from drl_trading.app.settings import load_settings
 from drl_trading.common.adapter.kafka_bus import KafkaBus, KafkaOptions
 from drl_trading.common.adapter.postgres_market_data import PostgresMarketData
 from drl_trading.common.domain import Symbol, Timeframe, TimeRange
 from drl_trading.common.events import Event, PreprocessDataCompleted, Topic
-from drl_trading.common.settings import load_settings
 from drl_trading.ingest.adapter.synthetic_provider import SyntheticProvider
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -78,10 +78,10 @@ def postgres(n: int) -> None:
 
 
 def backfill(n: int, home: Path) -> None:
-    from drl_trading.common.infrastructure import build_feature_store
-    from drl_trading.ingest.application.bootstrap import bootstrap_ingest
+    from drl_trading.app.infrastructure import build_feature_store
+    from drl_trading.app.ingest import bootstrap_ingest
+    from drl_trading.app.preprocess import bootstrap_preprocess
     from drl_trading.ingest.core.service import TrainingDataRequest
-    from drl_trading.preprocess.application.bootstrap import bootstrap_preprocess
 
     run = uuid.uuid4().hex[:8]
     data = yaml.safe_load((ROOT / "configs" / "distributed.yaml").read_text())

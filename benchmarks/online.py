@@ -38,19 +38,19 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+from drl_trading.app.infrastructure import feature_set_for
+from drl_trading.app.runtime import EmbeddedRuntime
+from drl_trading.app.settings import AppSettings, load_settings
 from drl_trading.common.adapter.system_clock import ManualClock
 from drl_trading.common.domain import Bar, Symbol, Timeframe, TimeRange
-from drl_trading.common.infrastructure import feature_set_for
 from drl_trading.common.latency import LatencyHistogram
 from drl_trading.common.logs import configure_logging
-from drl_trading.common.settings import AppSettings, load_settings
 from drl_trading.execution.adapter.bus_handlers import ExecutionHandlers
 from drl_trading.execution.core.ports import RecordKind
 from drl_trading.inference.adapter.bus_handlers import InferenceHandlers
 from drl_trading.ingest.adapter.online_handlers import OnlineIngestHandlers
 from drl_trading.ingest.adapter.replay_source import ReplaySource
 from drl_trading.preprocess.adapter.bus_handlers import PreprocessHandlers
-from drl_trading.runtime import EmbeddedRuntime
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 SYMBOLS = (Symbol("BTCUSDT"), Symbol("ETHUSDT"))
@@ -150,7 +150,7 @@ class RunResult:
 
 def build_home(home: Path) -> AppSettings:
     """The e2e paper fixture's home: synthetic history of both symbols and a tiny champion."""
-    from drl_trading.ingest.application.bootstrap import bootstrap_ingest, build_provider
+    from drl_trading.app.ingest import bootstrap_ingest, build_provider
     from drl_trading.ingest.core.service import TrainingDataRequest
     from drl_trading.training.core.service import TrainingRequest
 

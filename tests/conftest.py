@@ -9,9 +9,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from drl_trading.app.settings import AppSettings, load_settings
 from drl_trading.common.bars import BAR_SCHEMA
 from drl_trading.common.domain import parse_time
-from drl_trading.common.settings import AppSettings, load_settings
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="ibis")
 

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import yaml
 
-from drl_trading.training.adapter.memory_registry import InMemoryRegistry
-from drl_trading.training.adapter.mlflow_registry import MlflowRegistry
-from drl_trading.training.core.ports import ModelRegistry
+from drl_trading.common.adapter.memory_registry import InMemoryRegistry
+from drl_trading.common.adapter.mlflow_registry import MlflowRegistry
+from drl_trading.common.model_registry import ModelRegistry
 from tests.conftest import require_server
 
 MANIFEST = {
@@ -351,9 +351,9 @@ def test_mlflow_version_is_a_pyfunc_model(
     for dist in ("torch==", "stable-baselines3==", "mlflow==", "drl-trading=="):
         assert dist in requirements
 
-    fake = types.ModuleType("drl_trading.training.core.predictor")
+    fake = types.ModuleType("drl_trading.policy.predictor")
     fake.Predictor = _FakePredictor  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "drl_trading.training.core.predictor", fake)
+    monkeypatch.setitem(sys.modules, "drl_trading.policy.predictor", fake)
     loaded = mlflow.pyfunc.load_model(str(model_dir))
     inputs = {s.name: s.shape for s in loaded.metadata.get_input_schema().inputs}
     assert inputs == {"features": (-1, 4, 3), "agent_state": (-1, 3)}
@@ -390,7 +390,5 @@ def test_mlflow_adapter_ignores_process_global_uris(
 
 
 def test_pyfunc_module_imports_without_torch() -> None:
-    code = (
-        "import sys, drl_trading.training.adapter.mlflow_pyfunc; sys.exit('torch' in sys.modules)"
-    )
+    code = "import sys, drl_trading.policy.mlflow_pyfunc; sys.exit('torch' in sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

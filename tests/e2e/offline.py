@@ -17,11 +17,11 @@ from pathlib import Path
 
 import yaml
 
+from drl_trading.app.ingest import bootstrap_ingest, build_provider
+from drl_trading.app.runtime import EmbeddedRuntime
+from drl_trading.app.settings import AppSettings, load_settings
 from drl_trading.common.domain import Symbol, TimeRange
-from drl_trading.common.settings import AppSettings, load_settings
-from drl_trading.ingest.application.bootstrap import bootstrap_ingest, build_provider
 from drl_trading.ingest.core.service import TrainingDataRequest
-from drl_trading.runtime import EmbeddedRuntime
 from drl_trading.training.core.service import TrainingRequest, TrainingResult
 
 # a gate every model passes, so that a tiny run also exercises promotion to champion

@@ -24,14 +24,14 @@ import psycopg
 import pytest
 import yaml
 
+from drl_trading.app.runtime import EmbeddedRuntime
+from drl_trading.app.session import ClockedSource
+from drl_trading.app.settings import AppSettings, load_settings
 from drl_trading.common.adapter.system_clock import ManualClock
 from drl_trading.common.domain import Symbol, Timeframe, TimeRange
-from drl_trading.common.settings import AppSettings, load_settings
 from drl_trading.execution.adapter.postgres_store import PostgresExecutionStore
 from drl_trading.execution.core.ports import RecordKind, TradeRecord
 from drl_trading.ingest.adapter.replay_source import ReplaySource
-from drl_trading.runtime import EmbeddedRuntime
-from drl_trading.session import ClockedSource
 from tests.conftest import require_server
 from tests.e2e.offline import (
     distributed_replay_config,
@@ -350,7 +350,7 @@ def _copy_bars(source: AppSettings, target: AppSettings) -> None:
 
 
 def _bus(settings: AppSettings) -> Any:
-    from drl_trading.common.infrastructure import build_bus
+    from drl_trading.app.infrastructure import build_bus
 
     return build_bus(settings)
 

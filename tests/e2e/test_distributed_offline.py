@@ -21,10 +21,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from drl_trading.app.infrastructure import build_bus
+from drl_trading.app.settings import AppSettings, load_settings
 from drl_trading.common.domain import Symbol, TimeRange
 from drl_trading.common.events import Topic, TrainingCompleted
-from drl_trading.common.infrastructure import build_bus
-from drl_trading.common.settings import AppSettings, load_settings
 from drl_trading.training.adapter.bus_handlers import completed_event
 from tests.conftest import require_server
 from tests.e2e.offline import (

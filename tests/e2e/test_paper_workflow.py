@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from drl_trading.app.runtime import EmbeddedRuntime
+from drl_trading.app.settings import AppSettings
 from drl_trading.common.adapter.system_clock import ManualClock
 from drl_trading.common.domain import Symbol, TimeRange
 from drl_trading.common.events import ProcessingMode, Topic
-from drl_trading.common.settings import AppSettings
 from drl_trading.execution.core.ports import RecordKind
 from drl_trading.ingest.adapter.replay_source import ReplaySource
-from drl_trading.runtime import EmbeddedRuntime
 from tests.e2e.offline import ingest_and_train, tiny_training_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -193,16 +193,16 @@ def test_event_driven_replay_equals_the_vectorised_backtest(home: AppSettings) -
     same model and bars: the same targets, units and equity up to float rounding."""
     import numpy as np
 
+    from drl_trading.app.infrastructure import build_strategy, feature_set_for
+    from drl_trading.app.session import ClockedSource, SessionRecorder
+    from drl_trading.app.training import build_registry
     from drl_trading.common.costs import CostModel
     from drl_trading.common.feature_dataset import load_feature_matrix
-    from drl_trading.common.infrastructure import build_strategy, feature_set_for
-    from drl_trading.preprocess.core.service import view_for
-    from drl_trading.session import ClockedSource, SessionRecorder
+    from drl_trading.evaluation.trace import simulate
+    from drl_trading.policy.predictor import Predictor, run_policy
+    from drl_trading.strategy.feature_view import view_for
     from drl_trading.strategy.signals import signal_rules
-    from drl_trading.training.application.bootstrap import build_registry
     from drl_trading.training.core.dataset import series_from_frame
-    from drl_trading.training.core.predictor import Predictor, run_policy
-    from drl_trading.training.core.trace import simulate
 
     # daily-loss and drawdown states have no counterpart in the backtest: out of the way here
     execution = home.execution.model_copy(

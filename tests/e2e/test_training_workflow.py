@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from drl_trading.app.settings import AppSettings
 from drl_trading.common.domain import Symbol, TimeRange
-from drl_trading.common.settings import AppSettings
 from drl_trading.training.core.service import TrainingResult
 from tests.e2e.offline import ingest_and_train, tiny_training_settings
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from drl_trading.app.runtime import EmbeddedRuntime
+from drl_trading.app.settings import load_settings
 from drl_trading.common.adapter.system_clock import ManualClock
 from drl_trading.common.domain import Symbol, Timeframe
 from drl_trading.common.events import Topic
-from drl_trading.common.settings import load_settings
 from drl_trading.ingest.adapter.ccxt_live_source import CcxtLiveSource
-from drl_trading.runtime import EmbeddedRuntime
 from tests.integration.test_ccxt_provider import (
     BTC,
     N_BARS,

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from drl_trading.app.infrastructure import feature_set_for
+from drl_trading.app.ingest import bootstrap_ingest, build_provider
+from drl_trading.app.runtime import EmbeddedRuntime
+from drl_trading.app.settings import AppSettings
 from drl_trading.common.domain import Symbol, Timeframe, TimeRange
 from drl_trading.common.events import PreprocessDataCompleted, Topic
 from drl_trading.common.feature_dataset import load_feature_matrix
-from drl_trading.common.infrastructure import feature_set_for
-from drl_trading.common.settings import AppSettings
-from drl_trading.ingest.application.bootstrap import bootstrap_ingest, build_provider
 from drl_trading.ingest.core.service import TrainingDataRequest
-from drl_trading.preprocess.core.service import view_for
-from drl_trading.runtime import EmbeddedRuntime
+from drl_trading.strategy.feature_view import view_for
 
 pytestmark = pytest.mark.integration
 

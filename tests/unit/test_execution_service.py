@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from drl_trading.app.execution import bootstrap_execution
 from drl_trading.common.adapter.system_clock import ManualClock
 from drl_trading.common.domain import Action, Bar, Symbol, Timeframe, parse_time
 from drl_trading.common.events import PredictionCompleted
 from drl_trading.execution.adapter.memory_store import InMemoryExecutionStore
 from drl_trading.execution.adapter.paper_broker import PaperBroker
 from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
-from drl_trading.execution.application.bootstrap import bootstrap_execution
-from drl_trading.execution.application.config import ExecutionSettings
+from drl_trading.execution.core.config import ExecutionSettings
 from drl_trading.execution.core.ports import (
     DuplicateOrderError,
     ExecutionStore,

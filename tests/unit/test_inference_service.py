@@ -16,10 +16,12 @@ import numpy as np
 import polars as pl
 import pytest
 
+from drl_trading.app.inference import bootstrap_inference
 from drl_trading.common.adapter.memory_bus import InMemoryBus
 from drl_trading.common.adapter.memory_feature_store import InMemoryFeatureStore
+from drl_trading.common.adapter.memory_registry import InMemoryRegistry
 from drl_trading.common.adapter.system_clock import ManualClock
-from drl_trading.common.agent_state import agent_state
+from drl_trading.common.agent_state import AgentPosition, agent_state
 from drl_trading.common.domain import Action, Symbol, Timeframe
 from drl_trading.common.events import (
     PredictionCompleted,
@@ -30,25 +32,23 @@ from drl_trading.common.events import (
 from drl_trading.common.ports import FeatureViewSpec
 from drl_trading.inference.adapter.bus_handlers import GROUP
 from drl_trading.inference.adapter.registry_model_source import RegistryModelSource
-from drl_trading.inference.application.bootstrap import bootstrap_inference
-from drl_trading.inference.application.config import InferenceSettings
-from drl_trading.inference.core.ports import AgentPosition, LoadedModel
+from drl_trading.inference.core.config import InferenceSettings
+from drl_trading.inference.core.ports import LoadedModel
 from drl_trading.inference.core.service import (
     InferenceService,
     ModelMismatchError,
     SkipReason,
     action_for,
 )
-from drl_trading.strategy.api import RewardContext
-from drl_trading.training.adapter.memory_registry import InMemoryRegistry
-from drl_trading.training.core.algorithms import build_model
-from drl_trading.training.core.env import EnvConfig, MarketSeries, TradingEnv
-from drl_trading.training.core.predictor import (
+from drl_trading.policy.algorithms import build_model
+from drl_trading.policy.predictor import (
     ModelManifest,
     ObsNormalization,
     Predictor,
     write_package,
 )
+from drl_trading.strategy.api import RewardContext
+from drl_trading.training.core.env import EnvConfig, MarketSeries, TradingEnv
 
 N_FEATURES = 4
 WINDOW = 2

@@ -12,7 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from drl_trading.common.costs import TARGET_TOLERANCE, CostModel
-from drl_trading.training.core.metrics import (
+from drl_trading.evaluation.metrics import (
     buy_and_hold_positions,
     compute_metrics,
     extract_trades,
@@ -20,7 +20,7 @@ from drl_trading.training.core.metrics import (
     periods_per_year,
     random_positions,
 )
-from drl_trading.training.core.trace import SimulationTrace, simulate
+from drl_trading.evaluation.trace import SimulationTrace, simulate
 
 T0 = np.datetime64("2024-01-01T00:00", "us")
 HOUR = np.timedelta64(3600, "s")

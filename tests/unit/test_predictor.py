@@ -19,11 +19,8 @@ import numpy as np
 import pytest
 
 from drl_trading.common.agent_state import agent_state
-from drl_trading.strategy.api import RewardContext
-from drl_trading.strategy.signals import SignalRules
-from drl_trading.training.core.algorithms import build_model
-from drl_trading.training.core.env import EnvConfig, MarketSeries, TradingEnv
-from drl_trading.training.core.predictor import (
+from drl_trading.policy.algorithms import build_model
+from drl_trading.policy.predictor import (
     ModelManifest,
     ModelPackageError,
     ObsNormalization,
@@ -31,6 +28,9 @@ from drl_trading.training.core.predictor import (
     run_policy,
     write_package,
 )
+from drl_trading.strategy.api import RewardContext
+from drl_trading.strategy.signals import SignalRules
+from drl_trading.training.core.env import EnvConfig, MarketSeries, TradingEnv
 
 N_BARS = 300
 N_FEATURES = 5
@@ -278,7 +278,7 @@ def test_signal_rules_and_live_decisions_match_the_backtest_loop(
     """What a live run does bar by bar (decide on the window and the agent state, let the
     strategy's check reject or clip, keep the position on a rejection) is what run_policy does
     with the same rules: the same targets, the same confidences."""
-    _, predictor = trained
+    case, predictor = trained
     first = run_policy(predictor, series)
     decided = first.confidence[WINDOW - 1 :]
     threshold = float(np.quantile(decided, 0.3))  # rejects some of the decisions
@@ -303,7 +303,10 @@ def test_signal_rules_and_live_decisions_match_the_backtest_loop(
             position, entry, held = target, float(series.open[t + 1]), 1
         else:
             position, held = target, held + 1
-    np.testing.assert_allclose(got.confidence[WINDOW - 1 :], confidences, rtol=0, atol=1e-9)
+    # torch policies (no numpy fast path: recurrent ones) compute in float32, and a sequence run
+    # at once rounds differently from one step at a time on some CPUs' kernels (6e-8 measured)
+    atol = 1e-9 if case.fast else 1e-6
+    np.testing.assert_allclose(got.confidence[WINDOW - 1 :], confidences, rtol=0, atol=atol)
     # continuous targets differ in the last bits (the backtest sums the first layer in two parts)
     np.testing.assert_allclose(got.positions[WINDOW - 1 :], targets, rtol=1e-12, atol=1e-15)
     assert np.abs(got.positions).max() <= 0.5

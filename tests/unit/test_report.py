@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 import numpy as np
 
 from drl_trading.common.costs import CostModel
-from drl_trading.training.core.metrics import (
+from drl_trading.evaluation.metrics import (
     Trade,
     buy_and_hold_positions,
     compute_metrics,
@@ -17,7 +17,7 @@ from drl_trading.training.core.metrics import (
     periods_per_year,
     random_positions,
 )
-from drl_trading.training.core.report import (
+from drl_trading.evaluation.report import (
     MAX_CHART_POINTS,
     MAX_TRADES_SHOWN,
     BacktestReport,
@@ -26,7 +26,7 @@ from drl_trading.training.core.report import (
     _minmax_indices,
     render_report,
 )
-from drl_trading.training.core.trace import simulate
+from drl_trading.evaluation.trace import simulate
 
 PPY = periods_per_year(1)
 VOID = {"meta", "link", "br", "hr", "img", "input", "col", "area", "base", "wbr", "source"}

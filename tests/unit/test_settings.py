@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from drl_trading.app.infrastructure import feature_set_for
+from drl_trading.app.settings import ConfigError, load_settings
 from drl_trading.common.domain import Timeframe
-from drl_trading.common.infrastructure import feature_set_for
-from drl_trading.common.settings import ConfigError, load_settings
 from drl_trading.ingest.core.validation import ValidationPolicy
 
 

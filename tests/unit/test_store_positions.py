@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 
 from drl_trading.common.adapter.system_clock import ManualClock
+from drl_trading.common.agent_state import AgentPosition
 from drl_trading.common.domain import Timeframe
 from drl_trading.execution.adapter.memory_store import InMemoryExecutionStore
 from drl_trading.execution.adapter.store_positions import StorePositions
-from drl_trading.inference.core.ports import AgentPosition
 from tests.unit.test_execution_service import STRATEGY, T0, Harness, S
 
 

@@ -14,8 +14,8 @@ from drl_trading.common.events import (
     Topic,
     TrainingRequested,
 )
+from drl_trading.common.model_registry import ModelVersion
 from drl_trading.training.adapter.bus_handlers import TrainingHandlers
-from drl_trading.training.core.ports import ModelVersion
 from drl_trading.training.core.service import TrainingRequest
 
 RANGE = TimeRange.parse("2024-01-01", "2024-01-10")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 import yaml
 
+from drl_trading.app.infrastructure import feature_set_for
 from drl_trading.cli.context import console, state
-from drl_trading.common.infrastructure import feature_set_for
 
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 

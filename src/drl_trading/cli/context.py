@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from drl_trading.app.settings import AppSettings, ConfigError, load_settings
 from drl_trading.common.logs import configure_logging
-from drl_trading.common.settings import AppSettings, ConfigError, load_settings
 
 console = Console(stderr=False)
 err_console = Console(stderr=True)

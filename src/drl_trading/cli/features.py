@@ -8,13 +8,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from drl_trading.app.infrastructure import feature_set_for
+from drl_trading.app.runtime import EmbeddedRuntime
 from drl_trading.cli.context import console, err_console, fail, state
 from drl_trading.cli.options import End, Start
 from drl_trading.common.domain import TimeRange, parse_symbols
 from drl_trading.common.feature_dataset import DatasetError, load_feature_matrix
-from drl_trading.common.infrastructure import feature_set_for
-from drl_trading.preprocess.core.service import view_for
-from drl_trading.runtime import EmbeddedRuntime
+from drl_trading.strategy.feature_view import view_for
 
 features_app = typer.Typer(help="Inspect and export stored features.", no_args_is_help=True)
 

@@ -9,16 +9,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from drl_trading.app.ingest import Source, bootstrap_ingest, build_provider
+from drl_trading.app.runtime import EmbeddedRuntime
+from drl_trading.app.settings import AppSettings
 from drl_trading.cli.context import console, err_console, fail, state
 from drl_trading.cli.options import End, HistorySource, SourcePath, Start
 from drl_trading.cli.pipeline import print_preprocess_outcome, run_preprocess
 from drl_trading.cli.progress import progress_bar
 from drl_trading.common.domain import Symbol, TimeRange, parse_symbols
 from drl_trading.common.ports import MarketDataRepository, MessageBus
-from drl_trading.common.settings import AppSettings
-from drl_trading.ingest.application.bootstrap import Source, bootstrap_ingest, build_provider
 from drl_trading.ingest.core.service import BatchRejectedError, IngestReport, TrainingDataRequest
-from drl_trading.runtime import EmbeddedRuntime
 
 
 def ingest(

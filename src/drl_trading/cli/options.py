@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from drl_trading.ingest.application.bootstrap import Source
+from drl_trading.app.ingest import Source
 
 Start = Annotated[str, typer.Option(help="Start (inclusive), ISO date or time, UTC.")]
 End = Annotated[str, typer.Option(help="End (exclusive), ISO date or time, UTC.")]

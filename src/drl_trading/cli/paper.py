@@ -20,13 +20,13 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
+from drl_trading.app.runtime import EmbeddedRuntime
 from drl_trading.cli.context import console, err_console, fail, state
 from drl_trading.cli.trades import poll_switches
 from drl_trading.common.adapter.system_clock import ManualClock, SystemClock
 from drl_trading.common.costs import CostModel
 from drl_trading.common.domain import Symbol, TimeRange, parse_symbols, to_micros
 from drl_trading.common.latency import LatencyHistogram
-from drl_trading.runtime import EmbeddedRuntime
 
 PaperSource = Literal["replay", "synthetic-live", "ccxt-live"]
 
@@ -68,10 +68,10 @@ def paper(
     """Paper-trade a registered model on replayed or synthetic live bars (all services here)."""
     import polars as pl
 
-    from drl_trading.common.infrastructure import feature_set_for
+    from drl_trading.app.infrastructure import feature_set_for
+    from drl_trading.app.session import ClockedSource, SessionRecorder
+    from drl_trading.evaluation.metrics import periods_per_year
     from drl_trading.inference.core.service import ModelMismatchError
-    from drl_trading.session import ClockedSource, SessionRecorder
-    from drl_trading.training.core.metrics import periods_per_year
 
     settings = state(ctx).settings()
     try:
@@ -104,7 +104,7 @@ def paper(
     recorded: list[dict[str, Any]] = []
     stage = LatencyHistogram()
     with EmbeddedRuntime.open(settings) as runtime:
-        from drl_trading.ingest.application.bootstrap import build_live_source
+        from drl_trading.app.ingest import build_live_source
 
         inner, history = build_live_source(
             settings,
@@ -256,8 +256,8 @@ def _session_metrics(curve: list[tuple[datetime, float, float]], ppy: float) -> 
     closes (per-symbol metrics, trades and baselines are under ``per_symbol``)."""
     import numpy as np
 
-    from drl_trading.training.core.metrics import compute_metrics
-    from drl_trading.training.core.trace import SimulationTrace
+    from drl_trading.evaluation.metrics import compute_metrics
+    from drl_trading.evaluation.trace import SimulationTrace
 
     if len(curve) < 2:
         return {}
@@ -297,7 +297,7 @@ def _session_metrics(curve: list[tuple[datetime, float, float]], ppy: float) -> 
 
 
 def _html_report(report: dict[str, Any], result: Any, base_minutes: int) -> str:
-    from drl_trading.training.core.report import BacktestReport, render_report
+    from drl_trading.evaluation.report import BacktestReport, render_report
 
     start = min(s.model.start for s in result.symbols)
     end = max(s.model.end for s in result.symbols)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
+from drl_trading.app.runtime import EmbeddedRuntime
 from drl_trading.cli.context import console, err_console
 from drl_trading.cli.progress import progress_bar
 from drl_trading.common.domain import Symbol
@@ -18,7 +19,6 @@ from drl_trading.common.events import (
     Topic,
 )
 from drl_trading.preprocess.adapter.bus_handlers import GROUP as PREPROCESS_GROUP
-from drl_trading.runtime import EmbeddedRuntime
 
 if TYPE_CHECKING:  # only a type here: ingest and preprocess need not import training
     from drl_trading.training.core.service import TrainingProgress

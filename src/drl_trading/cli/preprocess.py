@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from drl_trading.app.runtime import EmbeddedRuntime
 from drl_trading.cli.context import fail, state
 from drl_trading.cli.options import End, Start
 from drl_trading.cli.pipeline import (
@@ -14,7 +15,6 @@ from drl_trading.cli.pipeline import (
     run_preprocess,
 )
 from drl_trading.common.domain import TimeRange, parse_symbols
-from drl_trading.runtime import EmbeddedRuntime
 
 
 def preprocess(

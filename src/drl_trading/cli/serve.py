@@ -20,7 +20,7 @@ def serve(
 ) -> None:
     """Run one service until SIGTERM/SIGINT: consume its topics, expose /healthz, /readyz and
     /metrics, log JSON with correlation ids (set logging.json_output)."""
-    from drl_trading.serve.services import SERVICES, build_service
+    from drl_trading.app.services import SERVICES, build_service
 
     settings = state(ctx).settings()
     if service not in SERVICES:

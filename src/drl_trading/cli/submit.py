@@ -44,7 +44,7 @@ def submit_training(
 ) -> None:
     """Submit a training run to the distributed deployment (bus.kind kafka): ingest the history,
     request its features, and wait for the training worker's result."""
-    from drl_trading.common.infrastructure import build_bus, build_market_data
+    from drl_trading.app.infrastructure import build_bus, build_market_data
 
     settings = state(ctx).settings()
     if settings.bus.kind != "kafka":

@@ -15,9 +15,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from drl_trading.app.settings import AppSettings
 from drl_trading.cli.context import console, err_console, fail, state
 from drl_trading.common.domain import parse_time
-from drl_trading.common.settings import AppSettings
 from drl_trading.execution.core.ports import ExecutionStore
 
 KILL_FILE = "KILL"
@@ -131,9 +131,9 @@ def _switch(ctx: typer.Context, session: str, name: str, body: str) -> None:
 
 def apply_switch_now(settings: AppSettings, session: str, name: str, body: str) -> str:
     """Apply to the stored account (no process running); RuntimeError if the file is busy."""
+    from drl_trading.app.execution import bootstrap_execution
+    from drl_trading.app.infrastructure import build_strategy
     from drl_trading.common.adapter.system_clock import SystemClock
-    from drl_trading.common.infrastructure import build_strategy
-    from drl_trading.execution.application.bootstrap import bootstrap_execution
 
     path = _store_path(settings, session)
     # kill/resume/flatten size nothing: the account's capital split does not matter here

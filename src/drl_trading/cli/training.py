@@ -12,15 +12,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from drl_trading.app.runtime import EmbeddedRuntime
+from drl_trading.app.settings import AppSettings
 from drl_trading.cli.context import console, err_console, fail, state
 from drl_trading.cli.ingest import print_ingest_report, run_ingest
 from drl_trading.cli.options import End, HistorySource, SourcePath, Start
 from drl_trading.cli.pipeline import WorkflowObserver, print_preprocess_outcome, run_preprocess
 from drl_trading.cli.progress import progress_bar
 from drl_trading.common.domain import TimeRange, parse_symbols
-from drl_trading.common.settings import AppSettings
 from drl_trading.ingest.core.service import TrainingDataRequest
-from drl_trading.runtime import EmbeddedRuntime
 
 METRIC_ROWS: tuple[tuple[str, str, str], ...] = (
     ("total_return", "total return", "pct"),
@@ -112,8 +112,8 @@ def _settings_with(
         update["algorithm"] = training.algorithm.model_copy(update={"name": algorithm})
     if not update:
         return settings
-    from drl_trading.common.settings import ConfigError
-    from drl_trading.training.application.config import TrainingSettings
+    from drl_trading.app.settings import ConfigError
+    from drl_trading.training.core.config import TrainingSettings
 
     try:
         new_training = TrainingSettings.model_validate({**training.model_dump(), **update})
@@ -181,16 +181,16 @@ def backtest(
     end: End,
 ) -> None:
     """Backtest a registered model on any stored range; writes JSON + HTML, logs an MLflow run."""
+    from drl_trading.app.infrastructure import build_strategy
+    from drl_trading.app.training import build_registry
     from drl_trading.common.costs import CostModel
     from drl_trading.common.feature_dataset import DatasetError, load_feature_matrix
-    from drl_trading.common.infrastructure import build_strategy
-    from drl_trading.preprocess.core.service import view_for
+    from drl_trading.evaluation.backtest import backtest as run_backtest
+    from drl_trading.evaluation.metrics import periods_per_year
+    from drl_trading.policy.predictor import ModelPackageError, Predictor
     from drl_trading.strategy.feature_set import FeatureSetSpec
-    from drl_trading.training.application.bootstrap import build_registry
-    from drl_trading.training.core.backtest import backtest as run_backtest
+    from drl_trading.strategy.feature_view import view_for
     from drl_trading.training.core.dataset import series_from_frame
-    from drl_trading.training.core.metrics import periods_per_year
-    from drl_trading.training.core.predictor import ModelPackageError, Predictor
     from drl_trading.training.core.service import write_backtest_files
 
     settings = state(ctx).settings()

@@ -9,6 +9,7 @@ from typing import Protocol
 
 import polars as pl
 
+from drl_trading.common.agent_state import AgentPosition
 from drl_trading.common.domain import Symbol, Timeframe
 from drl_trading.common.events import Event
 
@@ -142,3 +143,19 @@ class FeatureStore(Protocol):
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+class PositionProvider(Protocol):
+    def agent_position(self, symbol: Symbol) -> AgentPosition:
+        """The symbol's position as of the last fill; flat for a symbol never traded."""
+        ...
+
+
+PriceSource = Callable[[Symbol], float]
+"""The latest close of ``symbol`` (the base bar that just closed, i.e. its last 1m close).
+
+The unrealised-return part of the agent state is priced at the close of the bar whose features
+are observed, as in training; the features themselves do not carry prices. Only called while a
+position is open. Raise `LookupError` (or return a non-positive value) when no price is known:
+the symbol is then skipped rather than fed a made-up state.
+"""

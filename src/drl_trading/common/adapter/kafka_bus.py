@@ -71,7 +71,7 @@ class KafkaDeliveryError(KafkaException):
 
 @dataclass(frozen=True, slots=True)
 class KafkaOptions:
-    """Client settings the adapter needs; `drl_trading.common.settings.KafkaSettings` builds it."""
+    """Client settings the adapter needs; `drl_trading.app.settings.KafkaSettings` builds it."""
 
     bootstrap_servers: str = "127.0.0.1:9092"
     namespace: str = ""

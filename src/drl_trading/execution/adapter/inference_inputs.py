@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from drl_trading.common.agent_state import AgentPosition
 from drl_trading.common.domain import Symbol
 from drl_trading.execution.core.service import ExecutionService
-from drl_trading.inference.core.ports import AgentPosition
 
 
 class ExecutionPositions:

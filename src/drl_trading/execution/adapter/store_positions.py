@@ -18,11 +18,11 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from drl_trading.common.agent_state import AgentPosition
 from drl_trading.common.domain import Symbol, Timeframe
 from drl_trading.common.ports import Clock
 from drl_trading.execution.core.ports import ExecutionStore, SymbolState
 from drl_trading.execution.core.service import agent_inputs
-from drl_trading.inference.core.ports import AgentPosition
 
 log = structlog.get_logger(__name__)
 

@@ -11,9 +11,9 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
+from drl_trading.common.model_registry import ModelVersion
 from drl_trading.inference.core.ports import LoadedModel
-from drl_trading.training.core.ports import ModelVersion
-from drl_trading.training.core.predictor import Predictor
+from drl_trading.policy.predictor import Predictor
 
 
 class PackageRegistry(Protocol):

@@ -39,13 +39,15 @@ from drl_trading.common.bars import TIME_DTYPE
 from drl_trading.common.domain import Action, Symbol, utc
 from drl_trading.common.events import PredictionCompleted, PreprocessDataCompleted, ProcessingMode
 from drl_trading.common.latency import LatencyHistogram, LatencySnapshot, stamp
-from drl_trading.common.ports import Clock, FeatureStore, FeatureViewSpec, OnlineFeatures
-from drl_trading.inference.core.ports import (
-    LoadedModel,
-    ModelSource,
+from drl_trading.common.ports import (
+    Clock,
+    FeatureStore,
+    FeatureViewSpec,
+    OnlineFeatures,
     PositionProvider,
     PriceSource,
 )
+from drl_trading.inference.core.ports import LoadedModel, ModelSource
 
 log = structlog.get_logger(__name__)
 

@@ -32,8 +32,8 @@ from drl_trading.common.events import (
 from drl_trading.common.latency import stamp
 from drl_trading.common.ports import FeatureStore, MarketDataRepository
 from drl_trading.preprocess.core.online import ClosedBar, OnlineFeatureEngine, OnlineRow
-from drl_trading.preprocess.core.service import view_for
 from drl_trading.strategy.feature_set import FeatureSetSpec
+from drl_trading.strategy.feature_view import view_for
 
 RowCallback = Callable[[Symbol, OnlineRow], None]
 log = structlog.get_logger(__name__)

@@ -20,10 +20,11 @@ from drl_trading.common.events import (
     SymbolOutput,
     TimeframeOutput,
 )
-from drl_trading.common.ports import FeatureStore, FeatureViewSpec, MarketDataRepository
+from drl_trading.common.ports import FeatureStore, MarketDataRepository
 from drl_trading.preprocess.core.features import EVENT_TIME, build_feature_matrix
 from drl_trading.preprocess.core.resample import resample
 from drl_trading.strategy.feature_set import FeatureSetSpec
+from drl_trading.strategy.feature_view import view_for
 
 log = structlog.get_logger(__name__)
 
@@ -35,17 +36,6 @@ class NoDataError(LookupError):
     """No 1m bars are stored for a symbol in the requested range."""
 
     retryable = False
-
-
-def view_for(spec: FeatureSetSpec) -> FeatureViewSpec:
-    return FeatureViewSpec(
-        name=spec.view_name,
-        feature_set_name=spec.name,
-        feature_set_version=spec.version,
-        base_timeframe=spec.base_timeframe,
-        columns=spec.columns,
-        ttl=spec.base_timeframe.duration * 2,
-    )
 
 
 class PreprocessService:

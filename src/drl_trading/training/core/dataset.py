@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from drl_trading.common.domain import Timeframe, TimeRange
-from drl_trading.training.core.env import MarketSeries
+from drl_trading.common.market_series import MarketSeries
 
 
 class SplitError(ValueError):

@@ -5,7 +5,7 @@ features available at the close of bar t (and earlier) plus the agent's state; t
 then fills at the open of bar t+1 and is marked at the close of bar t+1.
 
 Accounting is the shared cost model (`drl_trading.common.costs`) that the vectorised backtest
-(`drl_trading.training.core.trace.simulate`) and the paper broker follow: a new target becomes
+(`drl_trading.evaluation.trace.simulate`) and the paper broker follow: a new target becomes
 units at the close-t equity, fills at the next open with slippage and fee, and is then held in
 units (no rebalancing while the target stays the same). Equity starts at 1. ``step`` works on
 Python floats (numpy scalar arithmetic is several times slower) and reuses one
@@ -23,47 +23,14 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from drl_trading.common.agent_state import STATE_SIZE, agent_state
+from drl_trading.common.agent_state import DISCRETE_POSITIONS, STATE_SIZE, agent_state
 from drl_trading.common.costs import TARGET_TOLERANCE, CostModel, settle_units
+from drl_trading.common.market_series import MarketSeries
 from drl_trading.strategy.api import RewardContext
 
+__all__ = ["DISCRETE_POSITIONS", "EnvConfig", "MarketSeries", "TradingEnv"]
+
 ActionMode = Literal["discrete", "continuous"]
-DISCRETE_POSITIONS = (-1.0, 0.0, 1.0)
-"""Discrete action i means target position DISCRETE_POSITIONS[i] * max_position."""
-
-
-@dataclass(frozen=True, slots=True)
-class MarketSeries:
-    """Consecutive base bars of one symbol (no gaps): features known at each bar's close."""
-
-    symbol: str
-    times: np.ndarray  # (n,) datetime64[us], close time of each bar
-    features: np.ndarray  # (n, F) float32
-    open: np.ndarray  # (n,) float64
-    close: np.ndarray  # (n,) float64
-
-    def __post_init__(self) -> None:
-        n = len(self.times)
-        if self.features.ndim != 2 or self.features.shape[0] != n:
-            raise ValueError(f"{self.symbol}: features must be (n, F) with n={n}")
-        if len(self.open) != n or len(self.close) != n:
-            raise ValueError(f"{self.symbol}: open/close must have {n} rows")
-        if not np.isfinite(self.features).all():
-            raise ValueError(f"{self.symbol}: features contain NaN or infinite values")
-        if (self.open <= 0).any() or (self.close <= 0).any():
-            raise ValueError(f"{self.symbol}: prices must be positive")
-
-    def __len__(self) -> int:
-        return len(self.times)
-
-    def slice(self, start: int, stop: int) -> MarketSeries:
-        return MarketSeries(
-            self.symbol,
-            self.times[start:stop],
-            self.features[start:stop],
-            self.open[start:stop],
-            self.close[start:stop],
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from drl_trading.training.application.config import GateSettings
-from drl_trading.training.core.backtest import BacktestResult
+from drl_trading.evaluation.backtest import BacktestResult
+from drl_trading.training.core.config import GateSettings
 
 
 @dataclass(frozen=True, slots=True)

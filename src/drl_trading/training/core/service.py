@@ -25,25 +25,25 @@ import numpy as np
 from drl_trading.common.costs import CostModel
 from drl_trading.common.domain import Symbol, TimeRange
 from drl_trading.common.feature_dataset import load_feature_matrix
+from drl_trading.common.model_registry import ModelRegistry, ModelVersion
 from drl_trading.common.ports import FeatureStore, MarketDataRepository
-from drl_trading.preprocess.core.service import view_for
-from drl_trading.strategy.api import Strategy
-from drl_trading.strategy.feature_set import FeatureSetSpec
-from drl_trading.training.application.config import TrainingSettings
-from drl_trading.training.core.algorithms import algorithm_info, build_model
-from drl_trading.training.core.backtest import BacktestResult, backtest
-from drl_trading.training.core.dataset import Splits, fingerprint, make_splits, series_from_frame
-from drl_trading.training.core.env import EnvConfig, MarketSeries, TradingEnv
-from drl_trading.training.core.gate import GateDecision, evaluate_gate
-from drl_trading.training.core.metrics import periods_per_year
-from drl_trading.training.core.ports import ModelRegistry, ModelVersion
-from drl_trading.training.core.predictor import (
+from drl_trading.evaluation.backtest import BacktestResult, backtest
+from drl_trading.evaluation.metrics import periods_per_year
+from drl_trading.evaluation.report import BacktestReport, render_report
+from drl_trading.policy.algorithms import algorithm_info, build_model
+from drl_trading.policy.predictor import (
     ModelManifest,
     ObsNormalization,
     Predictor,
     write_package,
 )
-from drl_trading.training.core.report import BacktestReport, render_report
+from drl_trading.strategy.api import Strategy
+from drl_trading.strategy.feature_set import FeatureSetSpec
+from drl_trading.strategy.feature_view import view_for
+from drl_trading.training.core.config import TrainingSettings
+from drl_trading.training.core.dataset import Splits, fingerprint, make_splits, series_from_frame
+from drl_trading.training.core.env import EnvConfig, MarketSeries, TradingEnv
+from drl_trading.training.core.gate import GateDecision, evaluate_gate
 
 CHAMPION = "champion"
 LIBRARIES = (

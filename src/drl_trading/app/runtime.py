@@ -12,23 +12,23 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from drl_trading.app.infrastructure import build_bus, build_feature_store, build_market_data
+from drl_trading.app.preprocess import bootstrap_preprocess
+from drl_trading.app.settings import AppSettings
 from drl_trading.common.adapter.memory_bus import InMemoryBus
 from drl_trading.common.domain import Symbol
-from drl_trading.common.infrastructure import build_bus, build_feature_store, build_market_data
 from drl_trading.common.latency import StageLatency
 from drl_trading.common.ports import Clock, FeatureStore, MarketDataRepository
-from drl_trading.common.settings import AppSettings
 from drl_trading.preprocess.adapter.bus_handlers import PreprocessHandlers
-from drl_trading.preprocess.application.bootstrap import bootstrap_preprocess
 
 if TYPE_CHECKING:
-    from drl_trading.execution.application.bootstrap import ExecutionComponents
-    from drl_trading.inference.application.bootstrap import InferenceComponents
+    from drl_trading.app.execution import ExecutionComponents
+    from drl_trading.app.inference import InferenceComponents
+    from drl_trading.common.model_registry import ModelRegistry
     from drl_trading.ingest.core.live import LiveBarSource
     from drl_trading.ingest.core.online_service import OnlineIngestService
     from drl_trading.ingest.core.ports import HistoricalDataProvider
     from drl_trading.training.adapter.bus_handlers import TrainingHandlers
-    from drl_trading.training.core.ports import ModelRegistry
 
 
 @dataclass
@@ -71,7 +71,7 @@ class EmbeddedRuntime:
     def enable_training(self, registry: ModelRegistry | None = None) -> TrainingHandlers:
         """Subscribe the training service (imports torch and MLflow, hence not by default)."""
         if self.training is None:
-            from drl_trading.training.application.bootstrap import bootstrap_training
+            from drl_trading.app.training import bootstrap_training
 
             self.training = bootstrap_training(
                 self.settings, self.bus, self.market_data, self.feature_store, registry
@@ -92,19 +92,19 @@ class EmbeddedRuntime:
         workflow of the design, in this process. ``model_ref`` overrides
         ``inference.model_ref`` (``NAME@alias``, ``NAME/version`` or an alias); ``symbols`` is
         the traded universe (execution splits its capital over them by default)."""
+        from drl_trading.app.execution import bootstrap_execution
+        from drl_trading.app.inference import bootstrap_inference
+        from drl_trading.app.infrastructure import build_strategy, feature_set_for
+        from drl_trading.app.training import build_registry, model_name_for
         from drl_trading.common.adapter.system_clock import SystemClock
         from drl_trading.common.events import Topic
-        from drl_trading.common.infrastructure import build_strategy, feature_set_for
         from drl_trading.execution.adapter.bus_handlers import GROUP as EXECUTION
         from drl_trading.execution.adapter.bus_handlers import ExecutionHandlers
         from drl_trading.execution.adapter.inference_inputs import ExecutionPositions
-        from drl_trading.execution.application.bootstrap import bootstrap_execution
         from drl_trading.inference.adapter.registry_model_source import RegistryModelSource
-        from drl_trading.inference.application.bootstrap import bootstrap_inference
         from drl_trading.ingest.adapter.online_handlers import wire_online_ingest
         from drl_trading.ingest.core.online_service import OnlineIngestService
-        from drl_trading.preprocess.core.service import view_for
-        from drl_trading.training.application.bootstrap import build_registry, model_name_for
+        from drl_trading.strategy.feature_view import view_for
 
         if self.online is not None:
             return self.online

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
+from drl_trading.app.settings import AppSettings
 from drl_trading.common.domain import Symbol
 from drl_trading.common.ports import Clock, MarketDataRepository, MessageBus
-from drl_trading.common.settings import AppSettings
 from drl_trading.ingest.core.live import LiveBarSource
 from drl_trading.ingest.core.ports import HistoricalDataProvider
 from drl_trading.ingest.core.service import IngestService

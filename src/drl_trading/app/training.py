@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from drl_trading.app.infrastructure import build_strategy, feature_set_for
+from drl_trading.app.settings import AppSettings
 from drl_trading.common.events import Topic
-from drl_trading.common.infrastructure import build_strategy, feature_set_for
+from drl_trading.common.model_registry import ModelRegistry
 from drl_trading.common.ports import FeatureStore, MarketDataRepository, MessageBus
-from drl_trading.common.settings import AppSettings
 from drl_trading.training.adapter.bus_handlers import GROUP, TrainingHandlers
-from drl_trading.training.core.ports import ModelRegistry
 from drl_trading.training.core.service import TrainingService
 
 
 def build_registry(settings: AppSettings) -> ModelRegistry:
-    from drl_trading.training.adapter.mlflow_registry import MlflowRegistry
+    from drl_trading.common.adapter.mlflow_registry import MlflowRegistry
 
     (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
     return MlflowRegistry(

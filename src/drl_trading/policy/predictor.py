@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from drl_trading.common.agent_state import STATE_NAMES, STATE_SIZE, agent_state
+from drl_trading.common.agent_state import DISCRETE_POSITIONS, STATE_NAMES, STATE_SIZE, agent_state
+from drl_trading.common.market_series import MarketSeries
+from drl_trading.policy.algorithms import algorithm_class
 from drl_trading.strategy.signals import SignalRules
-from drl_trading.training.core.algorithms import algorithm_class
-from drl_trading.training.core.env import DISCRETE_POSITIONS, MarketSeries
 
 MANIFEST_FILE = "manifest.json"
 POLICY_FILE = "policy.zip"

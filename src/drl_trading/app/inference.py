@@ -6,10 +6,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from drl_trading.common.events import Topic
-from drl_trading.common.ports import Clock, FeatureStore, FeatureViewSpec, MessageBus
+from drl_trading.common.ports import (
+    Clock,
+    FeatureStore,
+    FeatureViewSpec,
+    MessageBus,
+    PositionProvider,
+    PriceSource,
+)
 from drl_trading.inference.adapter.bus_handlers import GROUP, InferenceHandlers
-from drl_trading.inference.application.config import InferenceSettings
-from drl_trading.inference.core.ports import ModelSource, PositionProvider, PriceSource
+from drl_trading.inference.core.config import InferenceSettings
+from drl_trading.inference.core.ports import ModelSource
 from drl_trading.inference.core.service import InferenceService
 
 

@@ -47,7 +47,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from drl_trading.training.core.trace import SimulationTrace
+from drl_trading.evaluation.trace import SimulationTrace
 
 __all__ = [
     "PerformanceMetrics",

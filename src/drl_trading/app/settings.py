@@ -20,11 +20,11 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from drl_trading.execution.application.config import ExecutionSettings
-from drl_trading.inference.application.config import InferenceSettings
-from drl_trading.ingest.application.config import IngestSettings
-from drl_trading.preprocess.application.config import PreprocessSettings
-from drl_trading.training.application.config import TrainingSettings
+from drl_trading.execution.core.config import ExecutionSettings
+from drl_trading.inference.core.config import InferenceSettings
+from drl_trading.ingest.core.config import IngestSettings
+from drl_trading.preprocess.core.config import PreprocessSettings
+from drl_trading.training.core.config import TrainingSettings
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 _YAML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("_YAML_DATA", default=None)

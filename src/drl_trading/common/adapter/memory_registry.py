@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from drl_trading.training.core.ports import ExperimentRun, ModelVersion, RunInfo
+from drl_trading.common.model_registry import ExperimentRun, ModelVersion, RunInfo
 
 MODELS_SCHEME = "models:/"
 CHAMPION = "champion"

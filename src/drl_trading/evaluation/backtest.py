@@ -21,10 +21,8 @@ from typing import Any
 import numpy as np
 
 from drl_trading.common.costs import CostModel
-from drl_trading.strategy.api import Strategy
-from drl_trading.strategy.signals import signal_rules
-from drl_trading.training.core.env import MarketSeries
-from drl_trading.training.core.metrics import (
+from drl_trading.common.market_series import MarketSeries
+from drl_trading.evaluation.metrics import (
     PerformanceMetrics,
     Trade,
     buy_and_hold_positions,
@@ -33,9 +31,11 @@ from drl_trading.training.core.metrics import (
     flat_positions,
     random_positions,
 )
-from drl_trading.training.core.predictor import Predictor, run_policy
-from drl_trading.training.core.report import StrategyResult, SymbolSection
-from drl_trading.training.core.trace import SimulationTrace, simulate
+from drl_trading.evaluation.report import StrategyResult, SymbolSection
+from drl_trading.evaluation.trace import SimulationTrace, simulate
+from drl_trading.policy.predictor import Predictor, run_policy
+from drl_trading.strategy.api import Strategy
+from drl_trading.strategy.signals import signal_rules
 
 
 @dataclass(frozen=True)

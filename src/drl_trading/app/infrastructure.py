@@ -6,6 +6,7 @@ the distributed mode builds server-backed ones, and nothing above the ports can 
 
 from __future__ import annotations
 
+from drl_trading.app.settings import AppSettings
 from drl_trading.common.adapter.duckdb_market_data import DuckDBMarketData
 from drl_trading.common.adapter.feast_feature_store import FeastFeatureStore
 from drl_trading.common.adapter.memory_bus import InMemoryBus
@@ -13,7 +14,6 @@ from drl_trading.common.adapter.memory_feature_store import InMemoryFeatureStore
 from drl_trading.common.adapter.memory_market_data import InMemoryMarketData
 from drl_trading.common.adapter.write_behind_market_data import WriteBehindMarketData
 from drl_trading.common.ports import FeatureStore, MarketDataRepository, MessageBus
-from drl_trading.common.settings import AppSettings
 from drl_trading.strategy.api import Strategy
 from drl_trading.strategy.feature_set import FeatureSetSpec
 from drl_trading.strategy.loader import load_strategy

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from drl_trading.app.infrastructure import feature_set_for
+from drl_trading.app.settings import AppSettings
 from drl_trading.common.events import Topic
-from drl_trading.common.infrastructure import feature_set_for
 from drl_trading.common.ports import FeatureStore, MarketDataRepository, MessageBus
-from drl_trading.common.settings import AppSettings
 from drl_trading.preprocess.adapter.bus_handlers import GROUP, PreprocessHandlers
 from drl_trading.preprocess.core.online_service import OnlinePreprocessService
 from drl_trading.preprocess.core.service import PreprocessService

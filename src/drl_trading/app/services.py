@@ -17,19 +17,19 @@ from typing import Any
 
 import structlog
 
-from drl_trading.common.adapter.system_clock import ManualClock, SystemClock
-from drl_trading.common.domain import Symbol
-from drl_trading.common.events import Topic
-from drl_trading.common.infrastructure import (
+from drl_trading.app.infrastructure import (
     build_bus,
     build_feature_store,
     build_market_data,
     build_strategy,
     feature_set_for,
 )
+from drl_trading.app.process import InstrumentedBus, Metrics, ServiceProcess
+from drl_trading.app.settings import AppSettings
+from drl_trading.common.adapter.system_clock import ManualClock, SystemClock
+from drl_trading.common.domain import Symbol
+from drl_trading.common.events import Topic
 from drl_trading.common.ports import Clock
-from drl_trading.common.settings import AppSettings
-from drl_trading.serve.process import InstrumentedBus, Metrics, ServiceProcess
 
 log = structlog.get_logger(__name__)
 SERVICES = ("ingest", "preprocess", "training", "inference", "execution")
@@ -103,7 +103,7 @@ def _symbols(settings: AppSettings) -> list[Symbol]:
 
 
 def _preprocess(w: _Wiring) -> ServiceProcess:
-    from drl_trading.preprocess.application.bootstrap import bootstrap_preprocess
+    from drl_trading.app.preprocess import bootstrap_preprocess
 
     # the completions it publishes announce the resampled bars it wrote: no write-behind
     market_data = build_market_data(w.settings, write_behind=False)
@@ -117,7 +117,7 @@ def _training(w: _Wiring) -> ServiceProcess:
     features are ready, registers on the configured registry, announces ``completed.training``.
     A run takes minutes inside one handler: the consumer's poll interval is sized for it
     (``bus.kafka.max_poll_interval_ms``)."""
-    from drl_trading.training.application.bootstrap import bootstrap_training
+    from drl_trading.app.training import bootstrap_training
 
     market_data = build_market_data(w.settings, write_behind=False)
     features = build_feature_store(w.settings)
@@ -138,9 +138,9 @@ def _training(w: _Wiring) -> ServiceProcess:
 
 
 def _execution(w: _Wiring) -> ServiceProcess:
+    from drl_trading.app.execution import bootstrap_execution
     from drl_trading.common.latency import StageLatency
     from drl_trading.execution.adapter.bus_handlers import GROUP, ExecutionHandlers
-    from drl_trading.execution.application.bootstrap import bootstrap_execution
 
     strategy = build_strategy(w.settings)
     pg = w.settings.postgres
@@ -184,12 +184,12 @@ def _execution(w: _Wiring) -> ServiceProcess:
 
 
 def _inference(w: _Wiring) -> ServiceProcess:
+    from drl_trading.app.inference import bootstrap_inference
+    from drl_trading.app.training import build_registry, model_name_for
     from drl_trading.execution.adapter.postgres_store import PostgresExecutionStore
     from drl_trading.execution.adapter.store_positions import StorePositions
     from drl_trading.inference.adapter.registry_model_source import RegistryModelSource
-    from drl_trading.inference.application.bootstrap import bootstrap_inference
-    from drl_trading.preprocess.core.service import view_for
-    from drl_trading.training.application.bootstrap import build_registry, model_name_for
+    from drl_trading.strategy.feature_view import view_for
 
     if w.settings.execution.store != "postgres":
         raise ValueError(
@@ -239,10 +239,10 @@ def _inference(w: _Wiring) -> ServiceProcess:
 
 
 def _ingest(w: _Wiring) -> ServiceProcess:
+    from drl_trading.app.ingest import build_live_source
+    from drl_trading.app.session import ClockedSource
     from drl_trading.ingest.adapter.online_handlers import wire_online_ingest
-    from drl_trading.ingest.application.bootstrap import build_live_source
     from drl_trading.ingest.core.online_service import OnlineIngestService, OnlineState
-    from drl_trading.session import ClockedSource
 
     cfg = w.settings.serve
     symbols = _symbols(w.settings)

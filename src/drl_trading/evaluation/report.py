@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from drl_trading.training.core.metrics import PerformanceMetrics, Trade
-from drl_trading.training.core.trace import SimulationTrace
+from drl_trading.evaluation.metrics import PerformanceMetrics, Trade
+from drl_trading.evaluation.trace import SimulationTrace
 
 __all__ = [
     "MAX_CHART_POINTS",

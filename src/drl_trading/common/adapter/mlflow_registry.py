@@ -37,7 +37,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature
 from mlflow.types.schema import ColSpec, DataType, Schema, TensorSpec
 
-from drl_trading.training.adapter.memory_registry import (
+from drl_trading.common.adapter.memory_registry import (
     CHAMPION,
     check_package_dir,
     flatten_params,
@@ -49,8 +49,7 @@ from drl_trading.training.adapter.memory_registry import (
     validate_alias,
     validate_model_name,
 )
-from drl_trading.training.adapter.mlflow_pyfunc import MODEL_CODE, PACKAGE_ARTIFACT
-from drl_trading.training.core.ports import ExperimentRun, ModelVersion, RunInfo
+from drl_trading.common.model_registry import ExperimentRun, ModelVersion, RunInfo
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +79,18 @@ _RUNTIME_DISTRIBUTIONS = (
 )
 
 T = TypeVar("T")
+
+PACKAGE_ARTIFACT = "package"
+# The model is logged as code (MLflow's "models from code"), not as a pickled instance: loading
+# then runs these lines instead of unpickling, which MLflow warns about and may refuse
+# (MLFLOW_ALLOW_PICKLE_DESERIALIZATION) in a serving environment.
+MODEL_CODE = """\
+import mlflow.models
+
+from drl_trading.policy.mlflow_pyfunc import DrlPolicyModel
+
+mlflow.models.set_model(DrlPolicyModel())
+"""
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

@@ -11,7 +11,7 @@ from drl_trading.common.ports import Clock
 from drl_trading.execution.adapter.memory_store import InMemoryExecutionStore
 from drl_trading.execution.adapter.paper_broker import PaperBroker
 from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
-from drl_trading.execution.application.config import ExecutionSettings
+from drl_trading.execution.core.config import ExecutionSettings
 from drl_trading.execution.core.ports import ExecutionStore
 from drl_trading.execution.core.service import ExecutionService
 from drl_trading.strategy.api import RiskParameters

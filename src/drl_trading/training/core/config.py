@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from drl_trading.training.core.algorithms import AlgorithmName, resolve_action_mode
+from drl_trading.policy.algorithms import AlgorithmName, resolve_action_mode
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 

@@ -1,1 +1,0 @@
-"""Settings and wiring of the ingest service."""

@@ -1,1 +1,0 @@
-"""The distributed deployment: each service as its own process (`drl-trading serve SERVICE`)."""

@@ -1,1 +1,0 @@
-"""Training service configuration and wiring."""
