@@ -46,7 +46,7 @@ from drl_trading.common.domain import Bar, Symbol, Timeframe, TimeRange
 from drl_trading.common.latency import LatencyHistogram
 from drl_trading.common.logs import configure_logging
 from drl_trading.execution.adapter.bus_handlers import ExecutionHandlers
-from drl_trading.execution.core.ports import RecordKind
+from drl_trading.execution.core.records import RecordKind
 from drl_trading.inference.adapter.bus_handlers import InferenceHandlers
 from drl_trading.ingest.adapter.online_handlers import OnlineIngestHandlers
 from drl_trading.ingest.adapter.replay_source import ReplaySource

@@ -19,10 +19,9 @@ import pytest
 from drl_trading.common.domain import Order, Side, Symbol, parse_time
 from drl_trading.execution.adapter.memory_store import InMemoryExecutionStore
 from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
-from drl_trading.execution.core.ports import (
+from drl_trading.execution.core.ports import DuplicateOrderError, ExecutionStore
+from drl_trading.execution.core.records import (
     Checkpoint,
-    DuplicateOrderError,
-    ExecutionStore,
     Mark,
     PortfolioSnapshot,
     Position,

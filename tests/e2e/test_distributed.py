@@ -30,7 +30,7 @@ from drl_trading.app.settings import AppSettings, load_settings
 from drl_trading.common.adapter.system_clock import ManualClock
 from drl_trading.common.domain import Symbol, Timeframe, TimeRange
 from drl_trading.execution.adapter.postgres_store import PostgresExecutionStore
-from drl_trading.execution.core.ports import RecordKind, TradeRecord
+from drl_trading.execution.core.records import RecordKind, TradeRecord
 from drl_trading.ingest.adapter.replay_source import ReplaySource
 from tests.conftest import require_server
 from tests.e2e.offline import (

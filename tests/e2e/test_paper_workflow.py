@@ -17,7 +17,7 @@ from drl_trading.app.settings import AppSettings
 from drl_trading.common.adapter.system_clock import ManualClock
 from drl_trading.common.domain import Symbol, TimeRange
 from drl_trading.common.events import ProcessingMode, Topic
-from drl_trading.execution.core.ports import RecordKind
+from drl_trading.execution.core.records import RecordKind
 from drl_trading.ingest.adapter.replay_source import ReplaySource
 from tests.e2e.offline import ingest_and_train, tiny_training_settings
 

@@ -9,7 +9,7 @@ import pytest
 from drl_trading.common.domain import Bar, Order, Side, Symbol, Timeframe, parse_time
 from drl_trading.execution.adapter.paper_broker import PaperBroker
 from drl_trading.execution.core.accounting import apply_fill
-from drl_trading.execution.core.ports import Position
+from drl_trading.execution.core.records import Position
 
 S = Symbol("BTCUSDT")
 E = Symbol("ETHUSDT")

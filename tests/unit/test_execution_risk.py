@@ -10,7 +10,7 @@ import pytest
 from drl_trading.common.domain import Action, Symbol, parse_time
 from drl_trading.common.events import PredictionCompleted
 from drl_trading.execution.core.config import ExecutionSettings
-from drl_trading.execution.core.ports import RecordKind, TradingState
+from drl_trading.execution.core.records import RecordKind, TradingState
 from drl_trading.execution.core.risk import (
     BookView,
     ExecutionLimits,

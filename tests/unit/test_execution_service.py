@@ -16,13 +16,8 @@ from drl_trading.execution.adapter.memory_store import InMemoryExecutionStore
 from drl_trading.execution.adapter.paper_broker import PaperBroker
 from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
 from drl_trading.execution.core.config import ExecutionSettings
-from drl_trading.execution.core.ports import (
-    DuplicateOrderError,
-    ExecutionStore,
-    RecordKind,
-    TradeRecord,
-    TradingState,
-)
+from drl_trading.execution.core.ports import DuplicateOrderError, ExecutionStore
+from drl_trading.execution.core.records import RecordKind, TradeRecord, TradingState
 from drl_trading.execution.core.risk import ExecutionLimits
 from drl_trading.execution.core.service import ExecutionService, client_order_id
 from drl_trading.strategy.api import BaseStrategy, RiskParameters

@@ -7,13 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from drl_trading.common.domain import Symbol, utc
-from drl_trading.execution.core.ports import (
-    Checkpoint,
-    DuplicateOrderError,
-    RecordKind,
-    SymbolState,
-    TradeRecord,
-)
+from drl_trading.execution.core.ports import DuplicateOrderError
+from drl_trading.execution.core.records import Checkpoint, RecordKind, SymbolState, TradeRecord
 
 
 def check_new_orders(records: Sequence[TradeRecord], known: set[str]) -> None:

@@ -23,7 +23,7 @@ from drl_trading.execution.core.accounting import (
     market_fill_price,
     signed,
 )
-from drl_trading.execution.core.ports import OrderAck, PortfolioSnapshot, Position
+from drl_trading.execution.core.records import OrderAck, PortfolioSnapshot, Position
 
 
 class PaperBroker:

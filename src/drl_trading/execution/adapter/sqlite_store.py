@@ -20,7 +20,7 @@ from drl_trading.common.domain import Order, Side, Symbol, utc
 from drl_trading.common.events import now_utc
 from drl_trading.execution.adapter.memory_store import check_new_orders
 from drl_trading.execution.adapter.store_rows import RECORD_COLUMNS, record_from_row, record_row
-from drl_trading.execution.core.ports import (
+from drl_trading.execution.core.records import (
     Checkpoint,
     Mark,
     PortfolioSnapshot,

@@ -21,7 +21,8 @@ import structlog
 from drl_trading.common.agent_state import AgentPosition
 from drl_trading.common.domain import Symbol, Timeframe
 from drl_trading.common.ports import Clock
-from drl_trading.execution.core.ports import ExecutionStore, SymbolState
+from drl_trading.execution.core.ports import ExecutionStore
+from drl_trading.execution.core.records import SymbolState
 from drl_trading.execution.core.service import agent_inputs
 
 log = structlog.get_logger(__name__)

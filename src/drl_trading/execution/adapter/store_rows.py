@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from drl_trading.common.domain import Side, Symbol
-from drl_trading.execution.core.ports import RecordKind, TradeRecord
+from drl_trading.execution.core.records import RecordKind, TradeRecord
 
 RECORD_COLUMNS = (
     "record_id, kind, symbol, occurred_at, client_order_id, signal_id, side, quantity, price, fee, "

@@ -12,7 +12,7 @@ import math
 from drl_trading.common import costs
 from drl_trading.common.costs import QUANTITY_EPSILON, fee
 from drl_trading.common.domain import Bar, Order, Side
-from drl_trading.execution.core.ports import Position
+from drl_trading.execution.core.records import Position
 
 __all__ = [
     "QUANTITY_EPSILON",

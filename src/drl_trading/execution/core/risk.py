@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from drl_trading.common.costs import TARGET_TOLERANCE
 from drl_trading.common.domain import Signal, utc
 from drl_trading.common.events import PredictionCompleted
-from drl_trading.execution.core.ports import RecordKind, RiskDecision, RiskState, TradingState
+from drl_trading.execution.core.records import RecordKind, RiskDecision, RiskState, TradingState
 from drl_trading.strategy.api import Strategy
 
 

@@ -35,10 +35,9 @@ from drl_trading.common.domain import Bar, Fill, Order, Side, Symbol, to_micros
 from drl_trading.common.events import PredictionCompleted
 from drl_trading.common.ports import Clock
 from drl_trading.execution.core.accounting import apply_fill, signed
-from drl_trading.execution.core.ports import (
-    Broker,
+from drl_trading.execution.core.ports import Broker, ExecutionStore
+from drl_trading.execution.core.records import (
     Checkpoint,
-    ExecutionStore,
     Mark,
     OrderAck,
     PortfolioSnapshot,
