@@ -199,7 +199,8 @@ def test_event_driven_replay_equals_the_vectorised_backtest(home: AppSettings) -
     from drl_trading.common.costs import CostModel
     from drl_trading.common.feature_dataset import load_feature_matrix
     from drl_trading.evaluation.trace import simulate
-    from drl_trading.policy.predictor import Predictor, run_policy
+    from drl_trading.policy.predictor import Predictor
+    from drl_trading.policy.run import run_policy
     from drl_trading.strategy.feature_view import view_for
     from drl_trading.strategy.signals import signal_rules
     from drl_trading.training.core.dataset import series_from_frame

@@ -41,12 +41,8 @@ from drl_trading.inference.core.service import (
     action_for,
 )
 from drl_trading.policy.algorithms import build_model
-from drl_trading.policy.predictor import (
-    ModelManifest,
-    ObsNormalization,
-    Predictor,
-    write_package,
-)
+from drl_trading.policy.package import ModelManifest, ObsNormalization, write_package
+from drl_trading.policy.predictor import Predictor
 from drl_trading.strategy.api import RewardContext
 from drl_trading.training.core.env import EnvConfig, MarketSeries, TradingEnv
 

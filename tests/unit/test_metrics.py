@@ -12,14 +12,12 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from drl_trading.common.costs import TARGET_TOLERANCE, CostModel
-from drl_trading.evaluation.metrics import (
+from drl_trading.evaluation.baselines import (
     buy_and_hold_positions,
-    compute_metrics,
-    extract_trades,
     flat_positions,
-    periods_per_year,
     random_positions,
 )
+from drl_trading.evaluation.metrics import compute_metrics, extract_trades, periods_per_year
 from drl_trading.evaluation.trace import SimulationTrace, simulate
 
 T0 = np.datetime64("2024-01-01T00:00", "us")

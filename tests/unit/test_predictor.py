@@ -20,14 +20,14 @@ import pytest
 
 from drl_trading.common.agent_state import agent_state
 from drl_trading.policy.algorithms import build_model
-from drl_trading.policy.predictor import (
+from drl_trading.policy.package import (
     ModelManifest,
     ModelPackageError,
     ObsNormalization,
-    Predictor,
-    run_policy,
     write_package,
 )
+from drl_trading.policy.predictor import Predictor
+from drl_trading.policy.run import run_policy
 from drl_trading.strategy.api import RewardContext
 from drl_trading.strategy.signals import SignalRules
 from drl_trading.training.core.env import EnvConfig, MarketSeries, TradingEnv

@@ -8,24 +8,20 @@ from html.parser import HTMLParser
 import numpy as np
 
 from drl_trading.common.costs import CostModel
-from drl_trading.evaluation.metrics import (
-    Trade,
+from drl_trading.evaluation.baselines import (
     buy_and_hold_positions,
-    compute_metrics,
-    extract_trades,
     flat_positions,
-    periods_per_year,
     random_positions,
 )
+from drl_trading.evaluation.charts import MAX_CHART_POINTS, _minmax_indices
+from drl_trading.evaluation.metrics import Trade, compute_metrics, extract_trades, periods_per_year
 from drl_trading.evaluation.report import (
-    MAX_CHART_POINTS,
     MAX_TRADES_SHOWN,
     BacktestReport,
     StrategyResult,
     SymbolSection,
-    _minmax_indices,
-    render_report,
 )
+from drl_trading.evaluation.report_html import render_report
 from drl_trading.evaluation.trace import simulate
 
 PPY = periods_per_year(1)

@@ -24,13 +24,12 @@ from drl_trading.common.adapter.system_clock import ManualClock
 from drl_trading.common.costs import CostModel
 from drl_trading.common.domain import Bar, Symbol, Timeframe, to_micros
 from drl_trading.evaluation.backtest import BacktestResult, SymbolBacktest, mean_metrics
-from drl_trading.evaluation.metrics import (
+from drl_trading.evaluation.baselines import (
     buy_and_hold_positions,
-    compute_metrics,
-    extract_trades,
     flat_positions,
     random_positions,
 )
+from drl_trading.evaluation.metrics import compute_metrics, extract_trades
 from drl_trading.evaluation.trace import SimulationTrace, simulate
 from drl_trading.execution.core.service import ExecutionService
 from drl_trading.ingest.core.live import LiveBarSource

@@ -297,7 +297,8 @@ def _session_metrics(curve: list[tuple[datetime, float, float]], ppy: float) -> 
 
 
 def _html_report(report: dict[str, Any], result: Any, base_minutes: int) -> str:
-    from drl_trading.evaluation.report import BacktestReport, render_report
+    from drl_trading.evaluation.report import BacktestReport
+    from drl_trading.evaluation.report_html import render_report
 
     start = min(s.model.start for s in result.symbols)
     end = max(s.model.end for s in result.symbols)

@@ -187,7 +187,8 @@ def backtest(
     from drl_trading.common.feature_dataset import DatasetError, load_feature_matrix
     from drl_trading.evaluation.backtest import backtest as run_backtest
     from drl_trading.evaluation.metrics import periods_per_year
-    from drl_trading.policy.predictor import ModelPackageError, Predictor
+    from drl_trading.policy.package import ModelPackageError
+    from drl_trading.policy.predictor import Predictor
     from drl_trading.strategy.feature_set import FeatureSetSpec
     from drl_trading.strategy.feature_view import view_for
     from drl_trading.training.core.dataset import series_from_frame

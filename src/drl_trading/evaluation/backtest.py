@@ -22,18 +22,21 @@ import numpy as np
 
 from drl_trading.common.costs import CostModel
 from drl_trading.common.market_series import MarketSeries
-from drl_trading.evaluation.metrics import (
-    PerformanceMetrics,
-    Trade,
+from drl_trading.evaluation.baselines import (
     buy_and_hold_positions,
-    compute_metrics,
-    extract_trades,
     flat_positions,
     random_positions,
 )
+from drl_trading.evaluation.metrics import (
+    PerformanceMetrics,
+    Trade,
+    compute_metrics,
+    extract_trades,
+)
 from drl_trading.evaluation.report import StrategyResult, SymbolSection
 from drl_trading.evaluation.trace import SimulationTrace, simulate
-from drl_trading.policy.predictor import Predictor, run_policy
+from drl_trading.policy.predictor import Predictor
+from drl_trading.policy.run import run_policy
 from drl_trading.strategy.api import Strategy
 from drl_trading.strategy.signals import signal_rules
 

@@ -29,14 +29,11 @@ from drl_trading.common.model_registry import ModelRegistry, ModelVersion
 from drl_trading.common.ports import FeatureStore, MarketDataRepository
 from drl_trading.evaluation.backtest import BacktestResult, backtest
 from drl_trading.evaluation.metrics import periods_per_year
-from drl_trading.evaluation.report import BacktestReport, render_report
+from drl_trading.evaluation.report import BacktestReport
+from drl_trading.evaluation.report_html import render_report
 from drl_trading.policy.algorithms import algorithm_info, build_model
-from drl_trading.policy.predictor import (
-    ModelManifest,
-    ObsNormalization,
-    Predictor,
-    write_package,
-)
+from drl_trading.policy.package import ModelManifest, ObsNormalization, write_package
+from drl_trading.policy.predictor import Predictor
 from drl_trading.strategy.api import Strategy
 from drl_trading.strategy.feature_set import FeatureSetSpec
 from drl_trading.strategy.feature_view import view_for
