@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -130,11 +129,7 @@ def backfill(n: int, home: Path) -> None:
 
 
 def online(bars: int, home: Path) -> None:
-    sys.path.insert(0, str(ROOT))
-    from tests.e2e.offline import (
-        distributed_replay_config,
-        drop_kafka_namespace,
-        ingest_and_train,
+    from drl_trading.testing.service_processes import (
         log_tail,
         metric,
         service_port,
@@ -142,6 +137,8 @@ def online(bars: int, home: Path) -> None:
         stop_services,
         wait_ready,
     )
+    from drl_trading.testing.shared_stack import distributed_replay_config, drop_kafka_namespace
+    from drl_trading.testing.tiny_training import ingest_and_train
 
     minutes = bars // len(SYMBOLS)
     replay = TimeRange.parse("2024-01-15", "2024-02-15")

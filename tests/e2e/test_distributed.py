@@ -25,18 +25,14 @@ import pytest
 import yaml
 
 from drl_trading.app.runtime import EmbeddedRuntime
-from drl_trading.app.session import ClockedSource
 from drl_trading.app.settings import AppSettings, load_settings
 from drl_trading.common.adapter.system_clock import ManualClock
 from drl_trading.common.domain import Symbol, Timeframe, TimeRange
 from drl_trading.execution.adapter.postgres_store import PostgresExecutionStore
 from drl_trading.execution.core.records import RecordKind, TradeRecord
+from drl_trading.ingest.adapter.clocked_source import ClockedSource
 from drl_trading.ingest.adapter.replay_source import ReplaySource
-from tests.conftest import require_server
-from tests.e2e.offline import (
-    distributed_replay_config,
-    drop_kafka_namespace,
-    ingest_and_train,
+from drl_trading.testing.service_processes import (
     log_tail,
     metric,
     service_port,
@@ -44,6 +40,9 @@ from tests.e2e.offline import (
     stop_services,
     wait_ready,
 )
+from drl_trading.testing.shared_stack import distributed_replay_config, drop_kafka_namespace
+from drl_trading.testing.tiny_training import ingest_and_train
+from tests.conftest import require_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

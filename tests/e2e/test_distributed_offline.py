@@ -25,12 +25,7 @@ from drl_trading.app.infrastructure import build_bus
 from drl_trading.app.settings import AppSettings, load_settings
 from drl_trading.common.domain import Symbol, TimeRange
 from drl_trading.common.events import Topic, TrainingCompleted
-from drl_trading.training.adapter.bus_handlers import completed_event
-from tests.conftest import require_server
-from tests.e2e.offline import (
-    distributed_replay_config,
-    drop_kafka_namespace,
-    ingest_and_train,
+from drl_trading.testing.service_processes import (
     log_tail,
     metric,
     service_port,
@@ -38,6 +33,10 @@ from tests.e2e.offline import (
     stop_services,
     wait_ready,
 )
+from drl_trading.testing.shared_stack import distributed_replay_config, drop_kafka_namespace
+from drl_trading.testing.tiny_training import ingest_and_train
+from drl_trading.training.adapter.bus_handlers import completed_event
+from tests.conftest import require_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -19,7 +19,7 @@ from drl_trading.common.domain import Symbol, TimeRange
 from drl_trading.common.events import ProcessingMode, Topic
 from drl_trading.execution.core.records import RecordKind
 from drl_trading.ingest.adapter.replay_source import ReplaySource
-from tests.e2e.offline import ingest_and_train, tiny_training_settings
+from drl_trading.testing.tiny_training import ingest_and_train, tiny_training_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -193,12 +193,12 @@ def test_event_driven_replay_equals_the_vectorised_backtest(home: AppSettings) -
     same model and bars: the same targets, units and equity up to float rounding."""
     import numpy as np
 
-    from drl_trading.app.infrastructure import build_strategy, feature_set_for
-    from drl_trading.app.session import ClockedSource, SessionRecorder
-    from drl_trading.app.training import build_registry
+    from drl_trading.app.infrastructure import build_registry, build_strategy, feature_set_for
     from drl_trading.common.costs import CostModel
     from drl_trading.common.feature_dataset import load_feature_matrix
     from drl_trading.evaluation.trace import simulate
+    from drl_trading.execution.core.session_recorder import SessionRecorder
+    from drl_trading.ingest.adapter.clocked_source import ClockedSource
     from drl_trading.policy.predictor import Predictor
     from drl_trading.policy.run import run_policy
     from drl_trading.strategy.feature_view import view_for

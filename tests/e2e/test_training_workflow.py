@@ -14,8 +14,8 @@ import pytest
 
 from drl_trading.app.settings import AppSettings
 from drl_trading.common.domain import Symbol, TimeRange
+from drl_trading.testing.tiny_training import ingest_and_train, tiny_training_settings
 from drl_trading.training.core.service import TrainingResult
-from tests.e2e.offline import ingest_and_train, tiny_training_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

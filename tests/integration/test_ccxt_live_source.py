@@ -80,11 +80,9 @@ def test_live_source_drives_the_online_workflow(server: FakeBinance, tmp_path: P
         provider, [BTC], clock, start=start, end=t(N_BARS), poll_interval=60.0, sleep=sleep
     )
     with EmbeddedRuntime.open(settings) as runtime:
-        from drl_trading.ingest.adapter.online_handlers import wire_online_ingest
-        from drl_trading.ingest.core.online_service import OnlineIngestService
+        from drl_trading.app.ingest import compose_online_ingest
 
-        ingest = OnlineIngestService(provider, source, runtime.market_data, runtime.bus, clock)
-        wire_online_ingest(runtime.bus, ingest)
+        ingest = compose_online_ingest(runtime.bus, runtime.market_data, source, provider, clock)
         ingest.start([BTC], t(0), live_from=start)
         runtime.run_until_idle()
         streamed = 0

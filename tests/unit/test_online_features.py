@@ -17,20 +17,21 @@ from drl_trading.preprocess.core.online import LateBarError, OnlineFeatureEngine
 from drl_trading.preprocess.core.resample import resample
 from drl_trading.strategy.feature_set import default_feature_set
 
+SYM = Symbol("BTCUSDT")
 REL = 1e-9
 ABS = 1e-12
 
 
 def _bars(start: str, end: str, seed: int = 11) -> pl.DataFrame:
     provider = SyntheticProvider(seed=seed)
-    frames = list(provider.fetch(Symbol("BTCUSDT"), datetime.fromisoformat(start + "T00:00+00:00"),
+    frames = list(provider.fetch(SYM, datetime.fromisoformat(start + "T00:00+00:00"),
                                  datetime.fromisoformat(end + "T00:00+00:00")))  # fmt: skip
     return pl.concat(frames).sort("open_time")
 
 
 def _online(bars: pl.DataFrame) -> tuple[OnlineFeatureEngine, dict, dict]:
     spec = default_feature_set()
-    engine = OnlineFeatureEngine(spec)
+    engine = OnlineFeatureEngine(spec, SYM)
     rows: dict[datetime, tuple[float, ...]] = {}
     closed: dict[Timeframe, list[tuple]] = {}
     for t, o, h, lo, c, v in bars.select(
@@ -38,6 +39,7 @@ def _online(bars: pl.DataFrame) -> tuple[OnlineFeatureEngine, dict, dict]:
     ).iter_rows():
         htf, out = engine.update(t, o, h, lo, c, v)
         for b in htf:
+            assert b.symbol == SYM
             closed.setdefault(b.timeframe, []).append(
                 (b.open_time, b.open, b.high, b.low, b.close, b.volume)
             )
@@ -101,7 +103,7 @@ def test_parity_with_outages_and_a_mid_window_start() -> None:
 
 def test_late_and_duplicate_bars_are_refused() -> None:
     bars = _bars("2024-01-01", "2024-01-02").head(10)
-    engine = OnlineFeatureEngine(default_feature_set())
+    engine = OnlineFeatureEngine(default_feature_set(), SYM)
     rows = bars.rows()
     for r in rows[:5]:
         engine.update(r[0], *r[1:6])

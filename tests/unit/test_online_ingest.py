@@ -11,6 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from drl_trading.app.ingest import compose_online_ingest
 from drl_trading.common.adapter.memory_bus import InMemoryBus
 from drl_trading.common.adapter.memory_market_data import InMemoryMarketData
 from drl_trading.common.adapter.system_clock import ManualClock
@@ -24,7 +25,6 @@ from drl_trading.common.events import (
     StoreResampledDataRequested,
     Topic,
 )
-from drl_trading.ingest.adapter.online_handlers import wire_online_ingest
 from drl_trading.ingest.adapter.replay_source import ReplaySource
 from drl_trading.ingest.adapter.synthetic_live_source import SyntheticLiveSource
 from drl_trading.ingest.adapter.synthetic_provider import SyntheticProvider
@@ -102,10 +102,9 @@ def setup(
     live_bars: list[Bar], provider: FakeProvider | None = None
 ) -> tuple[OnlineIngestService, InMemoryMarketData, InMemoryBus, ListSource]:
     repo, bus, source = InMemoryMarketData(), InMemoryBus(), ListSource(live_bars)
-    service = OnlineIngestService(
-        provider, source, repo, bus, ManualClock(LIVE + 20 * M + timedelta(seconds=30))
+    service = compose_online_ingest(
+        bus, repo, source, provider, ManualClock(LIVE + 20 * M + timedelta(seconds=30))
     )
-    wire_online_ingest(bus, service)
     return service, repo, bus, source
 
 
@@ -405,8 +404,7 @@ def test_synthetic_history_and_live_stream_join_without_a_seam() -> None:
     clock = ManualClock(live_from + timedelta(seconds=30))
     repo, bus = InMemoryMarketData(), InMemoryBus()
     source = SyntheticLiveSource(9, [A], clock=clock)
-    service = OnlineIngestService(SyntheticProvider(seed=9), source, repo, bus, clock)
-    wire_online_ingest(bus, service)
+    service = compose_online_ingest(bus, repo, source, SyntheticProvider(seed=9), clock)
     session = service.start([A], live_from - timedelta(hours=2))
     assert session.live_from == live_from and session.gap_fill_rows == 120
     complete_catchup(bus, service)

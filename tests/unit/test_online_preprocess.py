@@ -104,6 +104,48 @@ def test_online_rows_equal_offline_rows(market: InMemoryMarketData) -> None:
     assert latest.values == served[-1].values
 
 
+def test_offline_and_online_completions_answer_their_request_alike(
+    market: InMemoryMarketData,
+) -> None:
+    """Both services build their completion the same way: it echoes the request and names the
+    feature view; only the online one stamps the latency chain and gives a bar close."""
+    spec = default_feature_set()
+    view = ("feature_set_name", "feature_set_version", "feature_view")
+    offline_req = PreprocessDataRequested(
+        mode=ProcessingMode.OFFLINE,
+        symbols=[SYM],
+        start=LIVE.start,
+        end=LIVE.start + timedelta(hours=2),
+    )
+    catchup_req = PreprocessDataRequested(
+        mode=ProcessingMode.CATCHUP,
+        symbols=[SYM],
+        start=LIVE.start,
+        end=LIVE.start,
+        stages={"received": 1.0},
+    )
+    offline = PreprocessService(market, InMemoryFeatureStore(), spec).preprocess(offline_req)
+    online = OnlinePreprocessService(market, InMemoryFeatureStore(), spec)
+    catchup = online.catch_up(catchup_req)
+    for done, req in ((offline, offline_req), (catchup, catchup_req)):
+        assert done.correlation_id == req.correlation_id
+        assert done.request_event_id == req.event_id
+        assert (done.symbols, done.start, done.end) == (req.symbols, req.start, req.end)
+        assert tuple(getattr(done, f) for f in view) == (spec.name, spec.version, spec.view_name)
+        assert done.mode is req.mode
+        assert done.bar_close_time is None
+    assert offline.stages == {}
+    assert set(catchup.stages) == {"received", "preprocess"}
+    bar = ResampledBar(
+        **market.read_bars(SYM, Timeframe.M1, LIVE.start, LIVE.end).row(4, named=True)
+    )
+    _, live = online.on_bar(_online_request(bar))  # the bar closing the first 5m bar
+    assert live is not None
+    assert live.mode is ProcessingMode.ONLINE
+    assert live.bar_close_time == bar.open_time + timedelta(minutes=1)
+    assert tuple(getattr(live, f) for f in view) == tuple(getattr(catchup, f) for f in view)
+
+
 def _online_request(bar: ResampledBar) -> PreprocessDataRequested:
     return PreprocessDataRequested(
         catchup_start=LIVE.start,

@@ -1,4 +1,6 @@
-"""Composition root of the execution service (embedded adapters; bus handlers plug in here)."""
+"""Composition of the execution service: its store, the paper broker, the risk limits of the
+strategy, and its bus handlers; the embedded runtime and `serve execution` both call
+`compose_execution`, `drl-trading trades` calls `bootstrap_execution` (no bus)."""
 
 from __future__ import annotations
 
@@ -6,8 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from drl_trading.app.infrastructure import build_strategy
+from drl_trading.app.settings import AppSettings
+from drl_trading.app.topology import subscribe
 from drl_trading.common.domain import Symbol
-from drl_trading.common.ports import Clock
+from drl_trading.common.latency import StageLatency
+from drl_trading.common.ports import Clock, MessageBus
+from drl_trading.execution.adapter.bus_handlers import ExecutionHandlers
 from drl_trading.execution.adapter.memory_store import InMemoryExecutionStore
 from drl_trading.execution.adapter.paper_broker import PaperBroker
 from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
@@ -22,6 +29,8 @@ class ExecutionComponents:
     service: ExecutionService
     broker: PaperBroker
     store: ExecutionStore
+    handlers: ExecutionHandlers | None = None
+    """Set when composed onto a bus (`compose_execution`)."""
 
     def close(self) -> None:
         self.store.close()
@@ -59,3 +68,27 @@ def bootstrap_execution(
     broker = PaperBroker(settings.fee_bps, settings.slippage_bps, settings.initial_cash)
     service = ExecutionService(broker, store, settings.limits(risk), clock, capital)
     return ExecutionComponents(service, broker, store)
+
+
+def compose_execution(
+    settings: AppSettings,
+    bus: MessageBus,
+    clock: Clock,
+    symbols: Sequence[Symbol],
+    latency: StageLatency | None = None,
+) -> ExecutionComponents:
+    """The execution service of ``settings`` subscribed to ``bus``: signals in, orders to the
+    broker, the book marked at each 1m bar. ``latency`` records the online chain's stages."""
+    strategy = build_strategy(settings)
+    pg = settings.postgres
+    parts = bootstrap_execution(
+        settings.execution,
+        strategy.risk_parameters(),
+        clock,
+        settings.home,
+        symbols,
+        (pg.dsn(), pg.schema_name) if settings.execution.store == "postgres" else None,
+    )
+    handlers = ExecutionHandlers(parts.service, strategy, latency)
+    subscribe(bus, "execution", handlers)
+    return ExecutionComponents(parts.service, parts.broker, parts.store, handlers)

@@ -1,11 +1,16 @@
-"""Composition root of the inference service."""
+"""Composition of the inference service: the model from the registry, features from the online
+store, positions and prices from execution (in process, or its store across processes)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from drl_trading.common.events import Topic
+from drl_trading.app.infrastructure import build_registry, feature_set_for, model_name_for
+from drl_trading.app.settings import AppSettings
+from drl_trading.app.topology import subscribe
+from drl_trading.common.model_registry import ModelRegistry
 from drl_trading.common.ports import (
     Clock,
     FeatureStore,
@@ -14,10 +19,12 @@ from drl_trading.common.ports import (
     PositionProvider,
     PriceSource,
 )
-from drl_trading.inference.adapter.bus_handlers import GROUP, InferenceHandlers
+from drl_trading.inference.adapter.bus_handlers import InferenceHandlers
+from drl_trading.inference.adapter.registry_model_source import RegistryModelSource
 from drl_trading.inference.core.config import InferenceSettings
 from drl_trading.inference.core.ports import ModelSource
 from drl_trading.inference.core.service import InferenceService
+from drl_trading.strategy.feature_view import view_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +62,36 @@ def bootstrap_inference(
         reload_timer=reload_timer,
     )
     handlers = InferenceHandlers(service, bus)
-    bus.subscribe(
-        Topic.PREPROCESS_COMPLETED_ONLINE, group=GROUP, handler=handlers.on_preprocess_completed
-    )
+    subscribe(bus, "inference", handlers)
     return InferenceComponents(service, handlers)
+
+
+def compose_inference(
+    settings: AppSettings,
+    bus: MessageBus,
+    feature_store: FeatureStore,
+    positions: PositionProvider,
+    prices: PriceSource,
+    clock: Clock,
+    *,
+    model_ref: str | None = None,
+    registry: ModelRegistry | None = None,
+) -> InferenceComponents:
+    """Inference of ``settings`` on ``bus``. ``model_ref`` overrides ``inference.model_ref``
+    (``NAME@alias``, ``NAME/version`` or an alias); ``registry`` defaults to the configured one.
+    The registry is polled for alias moves by wall time, also in fast replays."""
+    cfg = settings.inference
+    if model_ref is not None:
+        cfg = cfg.model_copy(update={"model_ref": model_ref})
+    return bootstrap_inference(
+        cfg,
+        feature_store,
+        view_for(feature_set_for(settings)),
+        RegistryModelSource(registry or build_registry(settings)),
+        positions,
+        prices,
+        clock,
+        bus,
+        model_name=model_name_for(settings),
+        reload_timer=time.monotonic,
+    )

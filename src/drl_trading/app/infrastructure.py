@@ -13,6 +13,7 @@ from drl_trading.common.adapter.memory_bus import InMemoryBus
 from drl_trading.common.adapter.memory_feature_store import InMemoryFeatureStore
 from drl_trading.common.adapter.memory_market_data import InMemoryMarketData
 from drl_trading.common.adapter.write_behind_market_data import WriteBehindMarketData
+from drl_trading.common.model_registry import ModelRegistry
 from drl_trading.common.ports import FeatureStore, MarketDataRepository, MessageBus
 from drl_trading.strategy.api import Strategy
 from drl_trading.strategy.feature_set import FeatureSetSpec
@@ -95,3 +96,20 @@ def feature_set_for(settings: AppSettings) -> FeatureSetSpec:
     """``preprocess.feature_set`` when the config sets one (experiments), else the strategy's:
     preprocessing, training and inference all ask here, so they can never disagree."""
     return settings.preprocess.feature_set or build_strategy(settings).feature_set()
+
+
+def build_registry(settings: AppSettings) -> ModelRegistry:
+    """The MLflow registry of the configuration (embedded SQLite under home, or a server)."""
+    from drl_trading.common.adapter.mlflow_registry import MlflowRegistry
+
+    (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
+    return MlflowRegistry(
+        settings.mlflow_tracking_uri,
+        experiment=settings.training.registry.experiment,
+        artifact_location=settings.mlflow_artifact_location,
+    )
+
+
+def model_name_for(settings: AppSettings) -> str:
+    """The registered model training writes and an alias-only ``inference.model_ref`` means."""
+    return settings.training.registry.model_name or f"drl-{build_strategy(settings).name}"

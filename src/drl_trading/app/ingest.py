@@ -1,4 +1,5 @@
-"""Composition root of the ingest service: provider and service from settings."""
+"""Composition of the ingest service: historical providers and live sources from settings, the
+batch service, and the online service subscribed to its topics."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from pathlib import Path
 from typing import Literal
 
 from drl_trading.app.settings import AppSettings
+from drl_trading.app.topology import subscribe
 from drl_trading.common.domain import Symbol
 from drl_trading.common.ports import Clock, MarketDataRepository, MessageBus
+from drl_trading.ingest.adapter.online_handlers import OnlineIngestHandlers
 from drl_trading.ingest.core.live import LiveBarSource
+from drl_trading.ingest.core.online_service import OnlineIngestService
 from drl_trading.ingest.core.ports import HistoricalDataProvider
 from drl_trading.ingest.core.service import IngestService
 
@@ -58,6 +62,20 @@ def bootstrap_ingest(
     bus: MessageBus,
 ) -> IngestService:
     return IngestService(provider, market_data, bus, policy=settings.ingest.validation.policy)
+
+
+def compose_online_ingest(
+    bus: MessageBus,
+    market_data: MarketDataRepository,
+    source: LiveBarSource,
+    history: HistoricalDataProvider | None,
+    clock: Clock,
+) -> OnlineIngestService:
+    """Online ingest on ``bus``: gap fill from ``history`` (None: the stored bars), catch-up,
+    then the live bars of ``source``; `OnlineIngestService.start` begins the session."""
+    service = OnlineIngestService(history, source, market_data, bus, clock)
+    subscribe(bus, "ingest", OnlineIngestHandlers(service))
+    return service
 
 
 LiveSourceKind = Literal["replay", "synthetic-live", "ccxt-live"]

@@ -1,12 +1,12 @@
-"""Composition root of the preprocess service."""
+"""Composition of the preprocess service (offline batches, the online catch-up and live bars)."""
 
 from __future__ import annotations
 
 from drl_trading.app.infrastructure import feature_set_for
 from drl_trading.app.settings import AppSettings
-from drl_trading.common.events import Topic
+from drl_trading.app.topology import subscribe
 from drl_trading.common.ports import FeatureStore, MarketDataRepository, MessageBus
-from drl_trading.preprocess.adapter.bus_handlers import GROUP, PreprocessHandlers
+from drl_trading.preprocess.adapter.bus_handlers import PreprocessHandlers
 from drl_trading.preprocess.core.online_service import OnlinePreprocessService
 from drl_trading.preprocess.core.service import PreprocessService
 
@@ -23,5 +23,5 @@ def bootstrap_preprocess(
     )
     online = OnlinePreprocessService(market_data, feature_store, feature_set_for(settings))
     handlers = PreprocessHandlers(service, bus, online=online)
-    bus.subscribe(Topic.PREPROCESS_REQUESTED, group=GROUP, handler=handlers.on_preprocess_requested)
+    subscribe(bus, "preprocess", handlers)
     return handlers

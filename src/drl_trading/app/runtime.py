@@ -6,7 +6,6 @@ no message is pending, which is how a CLI command turns "publish a request" into
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -92,59 +91,33 @@ class EmbeddedRuntime:
         workflow of the design, in this process. ``model_ref`` overrides
         ``inference.model_ref`` (``NAME@alias``, ``NAME/version`` or an alias); ``symbols`` is
         the traded universe (execution splits its capital over them by default)."""
-        from drl_trading.app.execution import bootstrap_execution
-        from drl_trading.app.inference import bootstrap_inference
-        from drl_trading.app.infrastructure import build_strategy, feature_set_for
-        from drl_trading.app.training import build_registry, model_name_for
+        from drl_trading.app.execution import compose_execution
+        from drl_trading.app.inference import compose_inference
+        from drl_trading.app.infrastructure import feature_set_for
+        from drl_trading.app.ingest import compose_online_ingest
         from drl_trading.common.adapter.system_clock import SystemClock
-        from drl_trading.common.events import Topic
-        from drl_trading.execution.adapter.bus_handlers import GROUP as EXECUTION
-        from drl_trading.execution.adapter.bus_handlers import ExecutionHandlers
         from drl_trading.execution.adapter.inference_inputs import ExecutionPositions
-        from drl_trading.inference.adapter.registry_model_source import RegistryModelSource
-        from drl_trading.ingest.adapter.online_handlers import wire_online_ingest
-        from drl_trading.ingest.core.online_service import OnlineIngestService
-        from drl_trading.strategy.feature_view import view_for
 
         if self.online is not None:
             return self.online
         settings = self.settings
         clock = clock or SystemClock()
-        strategy = build_strategy(settings)
-        spec = feature_set_for(settings)
-        pg = settings.postgres
-        execution = bootstrap_execution(
-            settings.execution,
-            strategy.risk_parameters(),
-            clock,
-            settings.home,
-            symbols,
-            (pg.dsn(), pg.schema_name) if settings.execution.store == "postgres" else None,
-        )
-        handlers = ExecutionHandlers(execution.service, strategy, StageLatency())
-        self.bus.subscribe(Topic.PREDICT_COMPLETED, group=EXECUTION, handler=handlers.on_prediction)
-        self.bus.subscribe(
-            Topic.PREPROCESS_REQUESTED, group=EXECUTION, handler=handlers.on_bar_request
-        )
-        positions = ExecutionPositions(execution.service, spec.base_timeframe.duration)
-        inference_settings = settings.inference
-        if model_ref is not None:
-            inference_settings = inference_settings.model_copy(update={"model_ref": model_ref})
-        inference = bootstrap_inference(
-            inference_settings,
+        execution = compose_execution(settings, self.bus, clock, symbols, StageLatency())
+        assert execution.handlers is not None
+        base = feature_set_for(settings).base_timeframe
+        positions = ExecutionPositions(execution.service, base.duration)
+        inference = compose_inference(
+            settings,
+            self.bus,
             self.feature_store,
-            view_for(spec),
-            RegistryModelSource(registry or build_registry(settings)),
             positions,
             positions.price,
             clock,
-            self.bus,
-            model_name=model_name_for(settings),
-            reload_timer=time.monotonic,  # registry polls by wall time, also in fast replays
+            model_ref=model_ref,
+            registry=registry,
         )
-        ingest = OnlineIngestService(history, source, self.market_data, self.bus, clock)
-        wire_online_ingest(self.bus, ingest)
-        self.online = OnlineComponents(ingest, inference, execution, handlers.latency)
+        ingest = compose_online_ingest(self.bus, self.market_data, source, history, clock)
+        self.online = OnlineComponents(ingest, inference, execution, execution.handlers.latency)
         return self.online
 
     def run_until_idle(self, max_messages: int = 1_000_000) -> int:

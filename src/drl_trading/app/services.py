@@ -9,7 +9,6 @@ position from the execution store (`StorePositions`).
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,28 +20,19 @@ from drl_trading.app.infrastructure import (
     build_bus,
     build_feature_store,
     build_market_data,
-    build_strategy,
     feature_set_for,
 )
 from drl_trading.app.process import InstrumentedBus, Metrics, ServiceProcess
 from drl_trading.app.settings import AppSettings
+from drl_trading.app.topology import SERVICES, consumed_topics
 from drl_trading.common.adapter.system_clock import ManualClock, SystemClock
 from drl_trading.common.domain import Symbol
 from drl_trading.common.events import Topic
 from drl_trading.common.ports import Clock
 
 log = structlog.get_logger(__name__)
-SERVICES = ("ingest", "preprocess", "training", "inference", "execution")
-STREAM_TOPICS = (
-    Topic.PREPROCESS_REQUESTED,
-    Topic.PREPROCESS_COMPLETED_OFFLINE,
-    Topic.PREPROCESS_COMPLETED_CATCHUP,
-    Topic.PREPROCESS_COMPLETED_ONLINE,
-    Topic.STORE_RESAMPLED_REQUESTED,
-    Topic.PREDICT_COMPLETED,
-    Topic.TRAINING_REQUESTED,
-    Topic.TRAINING_COMPLETED,
-)
+# every consumed topic, and completed.training (submit-training waits on it)
+STREAM_TOPICS = (*consumed_topics(), Topic.TRAINING_COMPLETED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,22 +128,10 @@ def _training(w: _Wiring) -> ServiceProcess:
 
 
 def _execution(w: _Wiring) -> ServiceProcess:
-    from drl_trading.app.execution import bootstrap_execution
-    from drl_trading.common.latency import StageLatency
-    from drl_trading.execution.adapter.bus_handlers import GROUP, ExecutionHandlers
-
-    strategy = build_strategy(w.settings)
-    pg = w.settings.postgres
-    database = (pg.dsn(), pg.schema_name) if w.settings.execution.store == "postgres" else None
-    parts = bootstrap_execution(
-        w.settings.execution,
-        strategy.risk_parameters(),
-        w.clock,
-        w.settings.home,
-        _symbols(w.settings),
-        database,
-    )
     from prometheus_client import Histogram
+
+    from drl_trading.app.execution import compose_execution
+    from drl_trading.common.latency import StageLatency
 
     stage_seconds = Histogram(
         "drl_stage_seconds",
@@ -163,32 +141,27 @@ def _execution(w: _Wiring) -> ServiceProcess:
         buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.05, 0.1, 0.25, 1.0),
         registry=w.metrics.registry,
     )
-    handlers = ExecutionHandlers(
-        parts.service,
-        strategy,
-        StageLatency(lambda stage, s: stage_seconds.labels(w.metrics.service, stage).observe(s)),
+    latency = StageLatency(
+        lambda stage, s: stage_seconds.labels(w.metrics.service, stage).observe(s)
     )
+    parts = compose_execution(w.settings, w.bus, w.clock, _symbols(w.settings), latency)
     # the first run of each statement is parsed and planned by the server: do it before the
     # first live signal rather than during it
     parts.store.is_processed("warm-up")
     parts.store.order("warm-up")
-    w.bus.subscribe(Topic.PREDICT_COMPLETED, group=GROUP, handler=handlers.on_prediction)
-    w.bus.subscribe(Topic.PREPROCESS_REQUESTED, group=GROUP, handler=handlers.on_bar_request)
     return ServiceProcess(
         "execution",
         w.bus,
         w.metrics,
         on_close=[parts.close],
-        stages=handlers.latency.snapshot,
+        stages=latency.snapshot,
     )
 
 
 def _inference(w: _Wiring) -> ServiceProcess:
-    from drl_trading.app.inference import bootstrap_inference
-    from drl_trading.app.training import build_registry, model_name_for
+    from drl_trading.app.inference import compose_inference
     from drl_trading.execution.adapter.postgres_store import PostgresExecutionStore
     from drl_trading.execution.adapter.store_positions import StorePositions
-    from drl_trading.inference.adapter.registry_model_source import RegistryModelSource
     from drl_trading.strategy.feature_view import view_for
 
     if w.settings.execution.store != "postgres":
@@ -222,27 +195,15 @@ def _inference(w: _Wiring) -> ServiceProcess:
     # online store (about a second), which must not delay the first live bar's decision
     with contextlib.suppress(LookupError):  # a fresh deployment: no view registered yet
         features.online_features(view_for(spec), _symbols(w.settings))
-    parts = bootstrap_inference(
-        w.settings.inference,
-        features,
-        view_for(spec),
-        RegistryModelSource(build_registry(w.settings)),
-        positions,
-        positions.price,
-        w.clock,
-        w.bus,
-        model_name=model_name_for(w.settings),
-        reload_timer=time.monotonic,
-    )
-    del parts  # subscribed; the service lives in the bus's handlers
+    # subscribed: the service lives in the bus's handlers
+    compose_inference(w.settings, w.bus, features, positions, positions.price, w.clock)
     return ServiceProcess("inference", w.bus, w.metrics, on_close=[store.close])
 
 
 def _ingest(w: _Wiring) -> ServiceProcess:
-    from drl_trading.app.ingest import build_live_source
-    from drl_trading.app.session import ClockedSource
-    from drl_trading.ingest.adapter.online_handlers import wire_online_ingest
-    from drl_trading.ingest.core.online_service import OnlineIngestService, OnlineState
+    from drl_trading.app.ingest import build_live_source, compose_online_ingest
+    from drl_trading.ingest.adapter.clocked_source import ClockedSource
+    from drl_trading.ingest.core.online_service import OnlineState
 
     cfg = w.settings.serve
     symbols = _symbols(w.settings)
@@ -255,8 +216,7 @@ def _ingest(w: _Wiring) -> ServiceProcess:
         w.settings, cfg.source, symbols, market_data, w.clock, start, cfg.end, cfg.speed
     )
     source = ClockedSource(inner, w.manual)
-    service = OnlineIngestService(history, source, market_data, w.bus, w.clock)
-    wire_online_ingest(w.bus, service)
+    service = compose_online_ingest(w.bus, market_data, source, history, w.clock)
     service.start(symbols, start - timedelta(days=cfg.warmup_days), live_from=start)
     streamed = metrics_gauge(w.metrics, "drl_ingest_bars_streamed", "Live bars streamed")
 

@@ -20,7 +20,8 @@ def serve(
 ) -> None:
     """Run one service until SIGTERM/SIGINT: consume its topics, expose /healthz, /readyz and
     /metrics, log JSON with correlation ids (set logging.json_output)."""
-    from drl_trading.app.services import SERVICES, build_service
+    from drl_trading.app.services import build_service
+    from drl_trading.app.topology import SERVICES
 
     settings = state(ctx).settings()
     if service not in SERVICES:

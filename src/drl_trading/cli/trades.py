@@ -1,8 +1,7 @@
 """`drl-trading trades`, `kill` and `resume`: the paper account's audit trail and kill switch.
 
-A running `paper` process owns its account's store, so `kill` and
-`resume` leave a request file in the account folder that the running process applies within a
-few bars; with no process running they apply to the stored state directly.
+How a request reaches a running session, or the stored account, is
+`drl_trading.app.paper_account`'s.
 """
 
 from __future__ import annotations
@@ -15,25 +14,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from drl_trading.app.settings import AppSettings
+from drl_trading.app.paper_account import (
+    KILL_FILE,
+    RESUME_FILE,
+    account_dir,
+    apply_switch_now,
+    store_path,
+)
 from drl_trading.cli.context import console, err_console, fail, state
 from drl_trading.common.domain import parse_time
 from drl_trading.execution.core.ports import ExecutionStore
 
-KILL_FILE = "KILL"
-RESUME_FILE = "RESUME"
-
 Session = Annotated[str, typer.Option(help="Paper account name (as given to `paper`).")]
-
-
-def account_dir(settings: AppSettings, session: str) -> Path:
-    return settings.home / "paper" / session
-
-
-def _store_path(settings: AppSettings, session: str) -> Path:
-    return settings.execution.store_path or (
-        account_dir(settings, session) / f"execution.{settings.execution.store}"
-    )
 
 
 def trades(
@@ -50,7 +42,7 @@ def trades(
     from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
 
     settings = state(ctx).settings()
-    path = _store_path(settings, session)
+    path = store_path(settings, session)
     if not path.exists():
         raise fail(f"no paper account {session!r} ({path} does not exist); run `paper` first")
     try:
@@ -113,7 +105,7 @@ def resume(ctx: typer.Context, session: Session = "default") -> None:
 def _switch(ctx: typer.Context, session: str, name: str, body: str) -> None:
     settings = state(ctx).settings()
     folder = account_dir(settings, session)
-    if not _store_path(settings, session).exists():
+    if not store_path(settings, session).exists():
         raise fail(f"no paper account {session!r}; run `paper` first")
     try:
         applied = apply_switch_now(settings, session, name, body)
@@ -127,47 +119,3 @@ def _switch(ctx: typer.Context, session: str, name: str, body: str) -> None:
         )
         return
     console.print(applied)
-
-
-def apply_switch_now(settings: AppSettings, session: str, name: str, body: str) -> str:
-    """Apply to the stored account (no process running); RuntimeError if the file is busy."""
-    from drl_trading.app.execution import bootstrap_execution
-    from drl_trading.app.infrastructure import build_strategy
-    from drl_trading.common.adapter.system_clock import SystemClock
-
-    path = _store_path(settings, session)
-    # kill/resume/flatten size nothing: the account's capital split does not matter here
-    exec_settings = settings.execution.model_copy(
-        update={"store_path": path, "store": "sqlite", "capital": "shared"}
-    )
-    parts = bootstrap_execution(
-        exec_settings, build_strategy(settings).risk_parameters(), SystemClock(), settings.home
-    )
-    try:
-        return apply_switch(parts.service, name, body)
-    finally:
-        parts.close()
-
-
-def apply_switch(service: object, name: str, body: str) -> str:
-    from drl_trading.execution.core.service import ExecutionService
-
-    assert isinstance(service, ExecutionService)
-    if name == KILL_FILE:
-        reason, _, flat = body.partition("\n")
-        service.kill(reason or "manual", flatten=flat.strip() == "1")
-    else:
-        service.resume()
-    st = service.status()
-    return f"trading state: {st.state.value} ({st.reason})"
-
-
-def poll_switches(folder: Path, service: object) -> str | None:
-    """Called by a running paper session: apply and remove a pending kill/resume request."""
-    for name in (KILL_FILE, RESUME_FILE):
-        path = folder / name
-        if path.exists():
-            body = path.read_text()
-            path.unlink()
-            return apply_switch(service, name, body)
-    return None

@@ -181,8 +181,7 @@ def backtest(
     end: End,
 ) -> None:
     """Backtest a registered model on any stored range; writes JSON + HTML, logs an MLflow run."""
-    from drl_trading.app.infrastructure import build_strategy
-    from drl_trading.app.training import build_registry
+    from drl_trading.app.infrastructure import build_registry, build_strategy
     from drl_trading.common.costs import CostModel
     from drl_trading.common.feature_dataset import DatasetError, load_feature_matrix
     from drl_trading.evaluation.backtest import backtest as run_backtest

@@ -1,4 +1,5 @@
-"""Bus entry points of online ingest: the catch-up completion and resampled bars to store.
+"""Bus entry points of online ingest: the catch-up completion and resampled bars to store
+(subscribed by `drl_trading.app.topology`).
 
 Both handlers are idempotent (a completion already acted on is ignored, bars are upserted), as the
 bus's at-least-once delivery requires.
@@ -10,9 +11,7 @@ from drl_trading.common.events import (
     Event,
     PreprocessDataCompleted,
     StoreResampledDataRequested,
-    Topic,
 )
-from drl_trading.common.ports import MessageBus
 from drl_trading.ingest.core.online_service import OnlineIngestService
 
 GROUP = "ingest"
@@ -31,16 +30,3 @@ class OnlineIngestHandlers:
         if not isinstance(event, StoreResampledDataRequested):
             raise TypeError(f"expected StoreResampledDataRequested, got {type(event).__name__}")
         self.service.on_store_resampled(event)
-
-    def subscribe(self, bus: MessageBus) -> None:
-        bus.subscribe(
-            Topic.PREPROCESS_COMPLETED_CATCHUP, group=GROUP, handler=self.on_preprocess_completed
-        )
-        bus.subscribe(Topic.STORE_RESAMPLED_REQUESTED, group=GROUP, handler=self.on_store_resampled)
-
-
-def wire_online_ingest(bus: MessageBus, service: OnlineIngestService) -> OnlineIngestHandlers:
-    """Subscribe the ingest group to the topics the online workflow sends it."""
-    handlers = OnlineIngestHandlers(service)
-    handlers.subscribe(bus)
-    return handlers

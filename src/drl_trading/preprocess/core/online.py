@@ -16,26 +16,11 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from drl_trading.common.domain import Timeframe, from_micros, to_micros
+from drl_trading.common.domain import Bar, Symbol, Timeframe, from_micros, to_micros
 from drl_trading.preprocess.core.incremental import IncrementalFeatureSet
 from drl_trading.strategy.feature_set import FeatureSetSpec
 
 _MINUTE_US = 60_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class ClosedBar:
-    timeframe: Timeframe
-    open_time: datetime
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
-
-    @property
-    def close_time(self) -> datetime:
-        return self.open_time + self.timeframe.duration
 
 
 class LateBarError(ValueError):
@@ -44,13 +29,15 @@ class LateBarError(ValueError):
 
 @dataclass
 class IncrementalResampler:
-    """One open window of ``timeframe``; 1m bars go in, the window comes out once it is over.
+    """One open window of ``symbol``'s ``timeframe``; 1m bars go in, the window comes out (a
+    `Bar`) once it is over.
 
     A window is complete when its last minute arrives, or when a later minute shows it is over
     (its last minutes are missing: an outage, aggregated from the minutes that exist, as the batch
     resampler does). The window the stream starts inside is partial and never emitted.
     """
 
+    symbol: Symbol
     timeframe: Timeframe
     _start_us: int | None = None  # open time of the current window
     _first_seen_us: int | None = None
@@ -60,12 +47,10 @@ class IncrementalResampler:
     _c: float = 0.0
     _v: float = 0.0
 
-    def update(
-        self, open_us: int, o: float, h: float, low: float, c: float, v: float
-    ) -> list[ClosedBar]:
+    def update(self, open_us: int, o: float, h: float, low: float, c: float, v: float) -> list[Bar]:
         step = self.timeframe.micros
         window = open_us - open_us % step
-        out: list[ClosedBar] = []
+        out: list[Bar] = []
         if self._first_seen_us is None:
             self._first_seen_us = open_us
         if self._start_us is not None and window != self._start_us:
@@ -82,7 +67,7 @@ class IncrementalResampler:
             out.extend(self._emit())
         return out
 
-    def _emit(self) -> list[ClosedBar]:
+    def _emit(self) -> list[Bar]:
         start = self._start_us
         assert start is not None
         self._start_us = None
@@ -90,8 +75,15 @@ class IncrementalResampler:
         if first is not None and start < first:  # the stream began inside this window
             return []
         return [
-            ClosedBar(
-                self.timeframe, from_micros(start), self._o, self._h, self._l, self._c, self._v
+            Bar(
+                self.symbol,
+                self.timeframe,
+                from_micros(start),
+                self._o,
+                self._h,
+                self._l,
+                self._c,
+                self._v,
             )
         ]
 
@@ -110,9 +102,10 @@ class OnlineRow:
 
 @dataclass
 class OnlineFeatureEngine:
-    """All timeframes and indicators of one symbol."""
+    """All timeframes and indicators of one symbol; the bars it closes carry that symbol."""
 
     spec: FeatureSetSpec
+    symbol: Symbol
     _resamplers: dict[Timeframe, IncrementalResampler] = field(default_factory=dict)
     _features: dict[Timeframe, IncrementalFeatureSet] = field(default_factory=dict)
     _latest: dict[Timeframe, tuple[float, ...]] = field(default_factory=dict)
@@ -122,7 +115,7 @@ class OnlineFeatureEngine:
     def __post_init__(self) -> None:
         for tf in self.spec.all_timeframes:
             if tf is not Timeframe.M1:
-                self._resamplers[tf] = IncrementalResampler(tf)
+                self._resamplers[tf] = IncrementalResampler(self.symbol, tf)
         for tf_spec in self.spec.timeframes:
             fs = IncrementalFeatureSet(tf_spec)
             self._features[tf_spec.timeframe] = fs
@@ -140,7 +133,7 @@ class OnlineFeatureEngine:
 
     def update(
         self, open_time: datetime, o: float, h: float, low: float, c: float, v: float
-    ) -> tuple[list[ClosedBar], list[OnlineRow]]:
+    ) -> tuple[list[Bar], list[OnlineRow]]:
         """Feed one 1m bar. Returns the higher-timeframe bars it closed and the feature rows of
         the base-timeframe bars it closed (usually none or one; complete or still warming up)."""
         open_us = to_micros(open_time)
@@ -150,11 +143,11 @@ class OnlineFeatureEngine:
                 f"{from_micros(self._last_open_us).isoformat()}"
             )
         self._last_open_us = open_us
-        closed: list[ClosedBar] = []
+        closed: list[Bar] = []
         for resampler in self._resamplers.values():  # ascending timeframes
             closed.extend(resampler.update(open_us, o, h, low, c, v))
         if Timeframe.M1 in self.spec.all_timeframes:
-            closed.insert(0, ClosedBar(Timeframe.M1, open_time, o, h, low, c, v))
+            closed.insert(0, Bar(self.symbol, Timeframe.M1, open_time, o, h, low, c, v))
         rows: list[OnlineRow] = []
         base = self.spec.base_timeframe
         # by close time, a base bar after the other bars closing with it: a base row sees exactly

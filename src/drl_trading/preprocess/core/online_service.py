@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from drl_trading.common.domain import Symbol, Timeframe, utc
+from drl_trading.common.domain import Bar, Symbol, Timeframe, utc
 from drl_trading.common.events import (
     PreprocessDataCompleted,
     PreprocessDataRequested,
@@ -31,7 +31,8 @@ from drl_trading.common.events import (
 )
 from drl_trading.common.latency import stamp
 from drl_trading.common.ports import FeatureStore, MarketDataRepository
-from drl_trading.preprocess.core.online import ClosedBar, OnlineFeatureEngine, OnlineRow
+from drl_trading.preprocess.core.completion import preprocess_completed
+from drl_trading.preprocess.core.online import OnlineFeatureEngine, OnlineRow
 from drl_trading.strategy.feature_set import FeatureSetSpec
 from drl_trading.strategy.feature_view import view_for
 
@@ -80,7 +81,7 @@ class OnlinePreprocessService:
         self._register()
         outputs = []
         for symbol in request.symbols:
-            engine = OnlineFeatureEngine(self.feature_set)
+            engine = OnlineFeatureEngine(self.feature_set, symbol)
             start, end = utc(request.start), utc(request.end)
             last: OnlineRow | None = None
             counts: dict[Timeframe, int] = {}
@@ -149,7 +150,7 @@ class OnlinePreprocessService:
         catch-up and the live stream fed the lost state; without it (an older producer), from the
         look-back before the bar, which indicators with unbounded memory only approximate."""
         first = min(utc(b.open_time) for b in request.bars) if request.bars else utc(request.start)
-        engine = OnlineFeatureEngine(self.feature_set)
+        engine = OnlineFeatureEngine(self.feature_set, symbol)
         origin = request.catchup_start if request.catchup_start is not None else first
         if request.catchup_start is None:
             log.warning("no catch-up origin on the request; rebuilding from the look-back only")
@@ -166,7 +167,7 @@ class OnlinePreprocessService:
 
     def _feed_stored(
         self, engine: OnlineFeatureEngine, symbol: Symbol, origin: datetime, end: datetime
-    ) -> Iterator[tuple[list[ClosedBar], list[OnlineRow]]]:
+    ) -> Iterator[tuple[list[Bar], list[OnlineRow]]]:
         """Feed ``engine`` the stored 1m bars of [origin - look-back, end), yielding what each
         closed and computed: the one warm-up both catch-up and a rebuild after a restart use."""
         since = origin - self.feature_set.lookback()
@@ -192,7 +193,7 @@ class OnlinePreprocessService:
         return fresh
 
     def _store_requests(
-        self, request: PreprocessDataRequested, symbol: Symbol, closed: list[ClosedBar]
+        self, request: PreprocessDataRequested, symbol: Symbol, closed: list[Bar]
     ) -> list[StoreResampledDataRequested]:
         by_tf: dict[Timeframe, list[ResampledBar]] = {}
         for b in closed:
@@ -222,19 +223,12 @@ class OnlinePreprocessService:
         outputs: list[SymbolOutput],
         bar_close_time: datetime | None,
     ) -> PreprocessDataCompleted:
-        return PreprocessDataCompleted(
-            correlation_id=request.correlation_id,
-            mode=request.mode
-            if request.mode is not ProcessingMode.OFFLINE
-            else ProcessingMode.ONLINE,
-            request_event_id=request.event_id,
-            symbols=request.symbols,
-            start=request.start,
-            end=request.end,
-            feature_set_name=self.feature_set.name,
-            feature_set_version=self.feature_set.version,
-            feature_view=self.view.name,
-            outputs=outputs,
+        mode = request.mode if request.mode is not ProcessingMode.OFFLINE else ProcessingMode.ONLINE
+        return preprocess_completed(
+            request,
+            self.view,
+            outputs,
+            mode=mode,
             bar_close_time=bar_close_time,
-            stages=stamp(request.stages, "preprocess") if request.stages else {},
+            stages=stamp(request.stages, "preprocess") if request.stages else None,
         )

@@ -21,6 +21,7 @@ from drl_trading.common.events import (
     TimeframeOutput,
 )
 from drl_trading.common.ports import FeatureStore, MarketDataRepository
+from drl_trading.preprocess.core.completion import preprocess_completed
 from drl_trading.preprocess.core.features import EVENT_TIME, build_feature_matrix
 from drl_trading.preprocess.core.resample import resample
 from drl_trading.strategy.feature_set import FeatureSetSpec
@@ -68,18 +69,7 @@ class PreprocessService:
             self._preprocess_symbol(sym, request.start, request.end, on_progress)
             for sym in request.symbols
         ]
-        return PreprocessDataCompleted(
-            correlation_id=request.correlation_id,
-            mode=request.mode,
-            request_event_id=request.event_id,
-            symbols=request.symbols,
-            start=request.start,
-            end=request.end,
-            feature_set_name=self.feature_set.name,
-            feature_set_version=self.feature_set.version,
-            feature_view=self.view.name,
-            outputs=outputs,
-        )
+        return preprocess_completed(request, self.view, outputs, mode=request.mode)
 
     def _preprocess_symbol(
         self,

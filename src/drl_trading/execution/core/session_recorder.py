@@ -14,13 +14,11 @@ share of the initial cash, so its return is measured on that share.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
 
-from drl_trading.common.adapter.system_clock import ManualClock
 from drl_trading.common.costs import CostModel
 from drl_trading.common.domain import Bar, Symbol, Timeframe, to_micros
 from drl_trading.evaluation.backtest import BacktestResult, SymbolBacktest, mean_metrics
@@ -32,37 +30,6 @@ from drl_trading.evaluation.baselines import (
 from drl_trading.evaluation.metrics import compute_metrics, extract_trades
 from drl_trading.evaluation.trace import SimulationTrace, simulate
 from drl_trading.execution.core.service import ExecutionService
-from drl_trading.ingest.core.live import LiveBarSource
-
-
-class ClockedSource:
-    """Moves the market clock to each bar's close as it is delivered (in a replay "now" is the
-    replayed time, so signal-age and feature-age checks judge by market time) and shows each bar
-    to the observers first."""
-
-    def __init__(
-        self,
-        inner: LiveBarSource,
-        clock: ManualClock | None,
-        observers: tuple[Callable[[Bar], None], ...] = (),
-    ) -> None:
-        """``clock=None`` for a live exchange: services then judge by the wall clock."""
-        self._inner = inner
-        self._clock = clock
-        self.observers = list(observers)
-        self.last: Bar | None = None
-
-    def bars(self) -> Iterator[Bar]:
-        for bar in self._inner.bars():
-            if self._clock is not None:
-                self._clock.set(bar.close_time)
-            self.last = bar
-            for observe in self.observers:
-                observe(bar)
-            yield bar
-
-    def close(self) -> None:
-        self._inner.close()
 
 
 @dataclass(slots=True)

@@ -1,0 +1,299 @@
+"""The online session in one process: ingest → preprocess → inference → execution on live bars.
+
+`run_online_session` is what `drl-trading paper` runs (and a live session will): it opens the
+embedded runtime, composes the online services on the account's store, catches up, then pumps
+one live 1m bar at a time through every handler, records what execution held at each base close
+(`SessionRecorder`), applies kill/resume requests left for the account, and ends with the
+session report (JSON + the backtest's HTML report). Display is the caller's: it gets a
+`SessionProgress` every ``progress_every`` bars and a line for each applied request.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from drl_trading.app.infrastructure import feature_set_for
+from drl_trading.app.ingest import LiveSourceKind
+from drl_trading.app.paper_account import account_dir, poll_switches
+from drl_trading.app.runtime import EmbeddedRuntime, OnlineComponents
+from drl_trading.app.settings import AppSettings
+from drl_trading.common.adapter.system_clock import ManualClock, SystemClock
+from drl_trading.common.costs import CostModel
+from drl_trading.common.domain import Symbol, TimeRange, to_micros
+from drl_trading.common.latency import LatencyHistogram, LatencySnapshot
+from drl_trading.common.ports import Clock
+
+
+class SessionStartError(RuntimeError):
+    """The session could not start: no such model, or a model whose features do not match."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRequest:
+    symbols: tuple[Symbol, ...]
+    source: LiveSourceKind = "replay"
+    range: TimeRange | None = None
+    """Replay: the bars to replay (required). Live: ``range.start`` is the first live bar
+    (default: now, floored to the base timeframe)."""
+    speed: float | None = None
+    """Market minutes per wall minute; None: as fast as possible (replay)."""
+    max_bars: int | None = None
+    """Stop after this many 1m bars."""
+    model_ref: str | None = None
+    account: str = "default"
+    fresh: bool = False
+    """Delete the account's state first."""
+    record_features: Path | None = None
+    """Write every served feature vector to this Parquet file."""
+    out: Path | None = None
+    """Report JSON path (default: reports/paper-<session>.json; the HTML beside it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionProgress:
+    bars: int
+    elapsed: float
+    """Wall seconds since streaming began."""
+    bar_to_ack: LatencySnapshot
+    online: OnlineComponents
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOutcome:
+    report: dict[str, Any]
+    json_path: Path
+    html_path: Path | None
+    features_written: int | None = None
+    """Feature vectors written to ``record_features`` (None when not asked)."""
+    notices: list[str] = field(default_factory=list)
+
+
+def run_online_session(
+    settings: AppSettings,
+    request: SessionRequest,
+    *,
+    on_progress: Callable[[SessionProgress], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
+    progress_every: int = 200,
+) -> SessionOutcome:
+    """Runs until the source is exhausted, ``max_bars`` or Ctrl-C (the report then says
+    ``interrupted``). Raises `SessionStartError` when the model cannot serve."""
+    from drl_trading.app.ingest import build_live_source
+    from drl_trading.evaluation.account import account_metrics
+    from drl_trading.evaluation.metrics import periods_per_year
+    from drl_trading.execution.core.session_recorder import SessionRecorder
+    from drl_trading.inference.core.service import ModelMismatchError
+    from drl_trading.ingest.adapter.clocked_source import ClockedSource
+
+    source, rng, syms = request.source, request.range, list(request.symbols)
+    if source == "replay" and rng is None:
+        raise ValueError("a replay needs a start and an end")
+    folder = account_dir(settings, request.account)
+    if request.fresh and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = _on_account_store(settings, folder)
+    spec = feature_set_for(settings)
+    # a live stream starts on the base grid, so its first base bar is complete
+    first_live = rng.start if rng else spec.base_timeframe.floor(datetime.now(UTC))
+    market_clock = ManualClock(first_live)
+    clock: Clock = SystemClock() if source == "ccxt-live" else market_clock
+    recorded: list[dict[str, Any]] = []
+    stage = LatencyHistogram()
+    notices: list[str] = []
+    with EmbeddedRuntime.open(settings) as runtime:
+        inner, history = build_live_source(
+            settings,
+            source,
+            syms,
+            runtime.market_data,
+            clock,
+            first_live,
+            rng.end if source == "replay" and rng else None,
+            request.speed,
+        )
+        try:
+            clocked = ClockedSource(inner, None if source == "ccxt-live" else market_clock)
+            online = runtime.enable_online(
+                clocked, model_ref=request.model_ref, clock=clock, history=history, symbols=syms
+            )
+        except (LookupError, ModelMismatchError) as exc:
+            raise SessionStartError(f"{type(exc).__name__}: {exc}") from None
+        if request.record_features is not None and runtime.preprocess.online is not None:
+            cols = spec.columns
+
+            def keep(symbol: Symbol, row: Any) -> None:
+                recorded.append(
+                    {"symbol": str(symbol), "event_time": row.event_time}
+                    | dict(zip(cols, row.values, strict=True))
+                )
+
+            runtime.preprocess.online.on_row = keep
+        live_from = spec.base_timeframe.floor(first_live)
+        warmup = timedelta(days=1) if source == "replay" else spec.lookback() + timedelta(days=1)
+        run = online.ingest.start(syms, live_from - warmup, live_from=live_from)
+        runtime.run_until_idle()  # gap fill → catch-up → completed.catchup → streaming
+        inference = online.inference.service
+        execution = online.execution.service
+        ex = settings.execution
+        recorder = SessionRecorder(
+            execution,
+            syms,
+            spec.base_timeframe,
+            CostModel(ex.fee_bps, ex.slippage_bps, ex.min_order_notional),
+            ex.initial_cash,
+        )
+        clocked.observers.append(recorder.on_bar)
+        bars = 0
+        paced = source != "replay" or request.speed is not None
+        base_us = spec.base_timeframe.micros
+        curve: list[tuple[datetime, float, float]] = []  # (base close, equity, gross exposure)
+        started = time.perf_counter()
+        interrupted = False
+
+        def progress() -> None:
+            if on_progress is not None:
+                elapsed = time.perf_counter() - started
+                on_progress(SessionProgress(bars, elapsed, stage.snapshot(), online))
+
+        progress()
+        try:
+            while request.max_bars is None or bars < request.max_bars:
+                t0 = time.perf_counter()
+                if online.ingest.pump(1) == 0:
+                    break
+                runtime.run_until_idle()
+                stage.record(time.perf_counter() - t0)
+                if paced or bars % 64 == 63:
+                    # the bar's order is acknowledged: persist the staged bars now (live), or
+                    # every 64 bars in a replay as fast as possible
+                    runtime.flush()
+                recorder.after_processing()
+                bars += 1
+                now = clocked.last.close_time if clocked.last else clock.now()
+                if to_micros(now) % base_us == 0:
+                    # after the last symbol's bar of a base close (a later bar of the same
+                    # minute replaces the earlier snapshot)
+                    st = execution.status()
+                    gross = sum(
+                        abs(p.quantity) * st.marks.get(sym, 0.0) for sym, p in st.positions.items()
+                    )
+                    point = (now, st.equity, gross / st.equity if st.equity else 0.0)
+                    if curve and curve[-1][0] == now:
+                        curve[-1] = point
+                    else:
+                        curve.append(point)
+                if bars % 20 == 0:
+                    switched = poll_switches(folder, execution)
+                    if switched:
+                        notices.append(switched)
+                        if on_notice is not None:
+                            on_notice(switched)
+                if bars % progress_every == 0:
+                    progress()
+        except KeyboardInterrupt:
+            interrupted = True
+        progress()
+        elapsed = time.perf_counter() - started
+        ppy = periods_per_year(spec.base_timeframe.minutes)
+        per_symbol = recorder.result(ppy, settings.training.random_agent_seeds, elapsed)
+        status = execution.status()
+        inf = inference.status()
+        report = {
+            "session": run.correlation_id,
+            "account": request.account,
+            "source": source,
+            "symbols": [str(s) for s in syms],
+            "model": f"{inf.model_name}/{inf.model_version}",
+            "bars": bars,
+            "seconds": round(elapsed, 3),
+            "interrupted": interrupted,
+            "equity": status.equity,
+            "cash": status.cash,
+            "initial_cash": ex.initial_cash,
+            "total_return": status.equity / ex.initial_cash - 1.0,
+            "max_drawdown_seen": status.drawdown,
+            "trading_state": status.state.value,
+            "positions": {
+                str(s): {"quantity": p.quantity, "avg_price": p.avg_price}
+                for s, p in status.positions.items()
+            },
+            "records": {k.value: v for k, v in status.counts.items()},
+            "predictions": inf.predictions,
+            "skips": inf.skips,
+            "capital": {str(k): v for k, v in recorder.capital.items()},
+            "capital_mode": ex.capital,
+            "metrics": account_metrics(curve, ppy),
+            "per_symbol": per_symbol.to_dict()["symbols"],
+            "latency_ms": {
+                "bar_to_ack": _ms(stage.snapshot()),
+                "stages": {k: _ms(v) for k, v in online.stages.snapshot().items()},
+                "inference": {k: _ms(v) for k, v in inf.latency.items()},
+            },
+            "ingest": {
+                k: v for k, v in asdict(online.ingest.stats()).items() if isinstance(v, int)
+            },
+        }
+    path = request.out or settings.reports_dir / f"paper-{run.correlation_id[:12]}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str))
+    html_path = None
+    if per_symbol.symbols:
+        html_path = path.with_suffix(".html")
+        html_path.write_text(_html_report(report, per_symbol, spec.base_timeframe.minutes))
+    written = None
+    if request.record_features is not None:
+        import polars as pl
+
+        pl.DataFrame(recorded).write_parquet(request.record_features)
+        written = len(recorded)
+    return SessionOutcome(report, path, html_path, written, notices)
+
+
+def _on_account_store(settings: AppSettings, folder: Path) -> AppSettings:
+    """The account's execution store lives in its folder unless the configuration names one."""
+    ex = settings.execution
+    if ex.store == "memory" or ex.store_path is not None:
+        return settings
+    path = folder / f"execution.{ex.store}"
+    return settings.model_copy(update={"execution": ex.model_copy(update={"store_path": path})})
+
+
+def _html_report(report: dict[str, Any], result: Any, base_minutes: int) -> str:
+    from drl_trading.evaluation.report import BacktestReport
+    from drl_trading.evaluation.report_html import render_report
+
+    start = min(s.model.start for s in result.symbols)
+    end = max(s.model.end for s in result.symbols)
+    metadata = {
+        "session": report["session"],
+        "account": report["account"],
+        "model": report["model"],
+        "source": report["source"],
+        "capital": ", ".join(f"{k} {v:,.2f}" for k, v in report["capital"].items())
+        + f" ({report['capital_mode']})",
+        "bars (1m)": str(report["bars"]),
+        "decision bars": f"{base_minutes}m closes",
+        "trading state": report["trading_state"],
+    }
+    return render_report(
+        BacktestReport(
+            title=f"Paper session {report['session'][:12]}",
+            subtitle=f"{start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC",
+            metadata=metadata,
+            sections=[s.section() for s in result.symbols],
+        )
+    )
+
+
+def _ms(snap: LatencySnapshot) -> dict[str, float]:
+    return {k: round(getattr(snap, k) * 1e3, 3) for k in ("p50", "p99", "max")} | {
+        "count": snap.count
+    }
