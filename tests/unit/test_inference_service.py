@@ -19,6 +19,7 @@ import pytest
 from drl_trading.app.inference import bootstrap_inference
 from drl_trading.common.adapter.memory_bus import InMemoryBus
 from drl_trading.common.adapter.memory_feature_store import InMemoryFeatureStore
+from drl_trading.common.adapter.memory_positions import InMemoryPositions
 from drl_trading.common.adapter.memory_registry import InMemoryRegistry
 from drl_trading.common.adapter.system_clock import ManualClock
 from drl_trading.common.agent_state import AgentPosition, agent_state
@@ -40,10 +41,10 @@ from drl_trading.inference.core.service import (
     SkipReason,
     action_for,
 )
-from drl_trading.policy.algorithms import build_model
 from drl_trading.policy.package import ModelManifest, ObsNormalization, write_package
 from drl_trading.policy.predictor import Predictor
 from drl_trading.strategy.api import RewardContext
+from drl_trading.training.adapter.sb3_trainer import build_model
 from drl_trading.training.core.env import EnvConfig, MarketSeries, TradingEnv
 
 N_FEATURES = 4
@@ -150,14 +151,6 @@ def _register(registry: InMemoryRegistry, package: Path, champion: bool = True) 
 # -- fakes ----------------------------------------------------------------------------------------
 
 
-class FakePositions:
-    def __init__(self) -> None:
-        self.positions: dict[Symbol, AgentPosition] = {}
-
-    def agent_position(self, symbol: Symbol) -> AgentPosition:
-        return self.positions.get(symbol, AgentPosition.flat())
-
-
 class CountingStore(InMemoryFeatureStore):
     def __init__(self) -> None:
         super().__init__()
@@ -229,7 +222,7 @@ class World:
         self.source = FlakySource(RegistryModelSource(self.registry, tmp_path / "work"))
         self.store = CountingStore()
         self.store.register(VIEW)
-        self.positions = FakePositions()
+        self.positions = InMemoryPositions()
         self.prices: dict[Symbol, float] = {}
         self.clock = ManualClock(T0 + timedelta(seconds=10))
         for symbol in (BTC, ETH):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import polars as pl
 from hypothesis import given, settings
@@ -12,25 +11,15 @@ from hypothesis import strategies as st
 from drl_trading.common.adapter.memory_bus import InMemoryBus
 from drl_trading.common.adapter.memory_market_data import InMemoryMarketData
 from drl_trading.common.domain import Symbol, Timeframe, TimeRange, parse_time
+from drl_trading.ingest.adapter.memory_provider import InMemoryProvider
 from drl_trading.ingest.adapter.synthetic_provider import SyntheticProvider
 from drl_trading.ingest.core.service import IngestService, TrainingDataRequest
 
 S = Symbol("PROP")
 T0 = parse_time("2024-03-01")
 SOURCE = SyntheticProvider(seed=3, chunk_days=1)
-
-
-class ChunkedProvider:
-    """The synthetic bars re-cut into chunks of a given size."""
-
-    name = "chunked"
-
-    def __init__(self, chunk_rows: int) -> None:
-        self.chunk_rows = chunk_rows
-
-    def fetch(self, symbol: Symbol, start: datetime, end: datetime) -> Iterator[pl.DataFrame]:
-        bars = pl.concat(list(SOURCE.fetch(symbol, start, end)))
-        yield from bars.iter_slices(self.chunk_rows)
+BARS = pl.concat(list(SOURCE.fetch(S, T0, T0 + timedelta(minutes=900))))
+"""The synthetic bars every range below lies in, served re-cut into chunks of a given size."""
 
 
 ranges = st.lists(
@@ -50,7 +39,7 @@ def test_any_sequence_of_overlapping_ingests_stores_one_copy(
     for offset, length, chunk in spec:
         start = T0 + timedelta(minutes=offset)
         rng = TimeRange(start, start + timedelta(minutes=length))
-        service = IngestService(ChunkedProvider(chunk), repo, InMemoryBus())
+        service = IngestService(InMemoryProvider({S: BARS}, chunk), repo, InMemoryBus())
         service.ingest_history(TrainingDataRequest((S,), rng), request_preprocessing=False)
         covered.update(range(offset, offset + length))
     stored = repo.read_bars(S, Timeframe.M1, T0, T0 + timedelta(days=1))

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import datetime
-
 import polars as pl
 import pytest
 
@@ -12,6 +9,7 @@ from drl_trading.common.adapter.memory_bus import InMemoryBus
 from drl_trading.common.adapter.memory_market_data import InMemoryMarketData
 from drl_trading.common.domain import Symbol, Timeframe, TimeRange, parse_time
 from drl_trading.common.events import PreprocessDataRequested, ProcessingMode, Topic
+from drl_trading.ingest.adapter.memory_provider import InMemoryProvider
 from drl_trading.ingest.adapter.synthetic_provider import SyntheticProvider
 from drl_trading.ingest.core.service import BatchRejectedError, IngestService, TrainingDataRequest
 from drl_trading.ingest.core.validation import Rule, ValidationPolicy
@@ -21,35 +19,24 @@ S = Symbol("BTCUSDT")
 RANGE = TimeRange.parse("2024-01-01", "2024-01-01T02:00")
 
 
-class ListProvider:
-    """A provider serving prepared chunks, bad rows included."""
-
-    name = "list"
-
-    def __init__(self, chunks: list[pl.DataFrame]) -> None:
-        self.chunks = chunks
-
-    def fetch(self, symbol: Symbol, start: datetime, end: datetime) -> Iterator[pl.DataFrame]:
-        yield from self.chunks
-
-
-def _bad_chunks() -> list[pl.DataFrame]:
+def _bad_bars() -> pl.DataFrame:
     bars = make_bars("2024-01-01", 120)
     vol = bars["volume"].to_list()
     vol[70] = -3.0
-    bars = bars.with_columns(pl.Series("volume", vol))
-    return [bars[:60], bars[60:]]
+    return bars.with_columns(pl.Series("volume", vol))
 
 
 def _service(
-    chunks: list[pl.DataFrame], policy: ValidationPolicy
+    bars: pl.DataFrame, policy: ValidationPolicy
 ) -> tuple[IngestService, InMemoryMarketData, InMemoryBus]:
+    """Ingest over the in-memory provider serving ``bars`` in chunks of 60, bad rows included."""
     repo, bus = InMemoryMarketData(), InMemoryBus()
-    return IngestService(ListProvider(chunks), repo, bus, policy=policy), repo, bus
+    provider = InMemoryProvider({S: bars}, chunk_rows=60)
+    return IngestService(provider, repo, bus, policy=policy), repo, bus
 
 
 def test_reject_policy_names_rule_row_and_what_was_stored() -> None:
-    service, repo, bus = _service(_bad_chunks(), ValidationPolicy.REJECT)
+    service, repo, bus = _service(_bad_bars(), ValidationPolicy.REJECT)
     with pytest.raises(BatchRejectedError) as info:
         service.ingest_history(TrainingDataRequest((S,), RANGE))
     message = str(info.value)
@@ -63,7 +50,7 @@ def test_reject_policy_names_rule_row_and_what_was_stored() -> None:
 
 
 def test_quarantine_policy_stores_good_rows_and_keeps_bad_ones() -> None:
-    service, repo, _ = _service(_bad_chunks(), ValidationPolicy.QUARANTINE)
+    service, repo, _ = _service(_bad_bars(), ValidationPolicy.QUARANTINE)
     report = service.ingest_history(TrainingDataRequest((S,), RANGE))
     sym = report.symbols[0]
     assert sym.fetched_rows == 120
@@ -109,6 +96,6 @@ def test_ingesting_the_same_range_twice_is_idempotent() -> None:
 
 
 def test_no_data_is_reported_as_one_gap() -> None:
-    service, _, _ = _service([], ValidationPolicy.REJECT)
+    service, _, _ = _service(make_bars("2024-01-01", 0), ValidationPolicy.REJECT)
     report = service.ingest_history(TrainingDataRequest((S,), RANGE), request_preprocessing=False)
     assert report.symbols[0].missing_bars == 120

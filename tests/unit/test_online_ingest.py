@@ -25,6 +25,7 @@ from drl_trading.common.events import (
     StoreResampledDataRequested,
     Topic,
 )
+from drl_trading.ingest.adapter.memory_live_source import InMemoryLiveSource
 from drl_trading.ingest.adapter.replay_source import ReplaySource
 from drl_trading.ingest.adapter.synthetic_live_source import SyntheticLiveSource
 from drl_trading.ingest.adapter.synthetic_provider import SyntheticProvider
@@ -53,18 +54,6 @@ class FakeProvider:
         self.calls.append((symbol, start, end))
         n = int((end - start) / M)
         yield make_bars(start, n)
-
-
-class ListSource:
-    def __init__(self, bars: list[Bar]) -> None:
-        self.items = list(bars)
-        self.closed = False
-
-    def bars(self) -> Iterator[Bar]:
-        yield from self.items
-
-    def close(self) -> None:
-        self.closed = True
 
 
 class FakeTime:
@@ -100,8 +89,8 @@ def bar(symbol: Symbol, minute: int, price: float = 100.0, **over: float) -> Bar
 
 def setup(
     live_bars: list[Bar], provider: FakeProvider | None = None
-) -> tuple[OnlineIngestService, InMemoryMarketData, InMemoryBus, ListSource]:
-    repo, bus, source = InMemoryMarketData(), InMemoryBus(), ListSource(live_bars)
+) -> tuple[OnlineIngestService, InMemoryMarketData, InMemoryBus, InMemoryLiveSource]:
+    repo, bus, source = InMemoryMarketData(), InMemoryBus(), InMemoryLiveSource(live_bars)
     service = compose_online_ingest(
         bus, repo, source, provider, ManualClock(LIVE + 20 * M + timedelta(seconds=30))
     )

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 from drl_trading.common.agent_state import agent_state
-from drl_trading.policy.algorithms import build_model
 from drl_trading.policy.package import (
     ModelManifest,
     ModelPackageError,
@@ -30,6 +29,7 @@ from drl_trading.policy.predictor import Predictor
 from drl_trading.policy.run import run_policy
 from drl_trading.strategy.api import RewardContext
 from drl_trading.strategy.signals import SignalRules
+from drl_trading.training.adapter.sb3_trainer import build_model
 from drl_trading.training.core.env import EnvConfig, MarketSeries, TradingEnv
 
 N_BARS = 300
@@ -351,3 +351,126 @@ def test_observation_rejects_wrong_feature_shape(series: MarketSeries) -> None:
 def test_missing_package_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ModelPackageError, match="not a model package"):
         Predictor.load(tmp_path)
+
+
+def _live_inputs(series: MarketSeries, n: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Windows and agent states as the inference service builds them, positions of every sign."""
+    windows, states = [], []
+    for k, t in enumerate(range(WINDOW - 1, WINDOW - 1 + n)):
+        position = (-1.0, 0.0, 0.5, 1.0)[k % 4]
+        windows.append(series.features[t - WINDOW + 1 : t + 1])
+        states.append(agent_state(position, float(series.open[t]), float(series.close[t]), k))
+    return np.asarray(windows, dtype=np.float32), np.asarray(states)
+
+
+def _decisions(predictor: Predictor, windows: np.ndarray, states: np.ndarray) -> list[Any]:
+    predictor.reset_state()
+    return [predictor.decide(w, s[None]) for w, s in zip(windows, states, strict=True)]
+
+
+def test_package_acts_on_its_numpy_layers_and_loads_the_model_when_asked(
+    trained: tuple[Case, Predictor], series: MarketSeries, tmp_path: Path
+) -> None:
+    """MLP packages carry their layers and decide without the SB3 model; the torch path loads it
+    from the bytes read at load time (the folder is gone by then, as in the model source).
+    Recurrent packages have no layers and load the model at once, as before."""
+    import shutil
+
+    from drl_trading.policy.package import NUMPY_POLICY_FILE
+
+    case, predictor = trained
+    pkg = write_package(
+        tmp_path / "pkg", predictor.model, predictor.normalization, predictor.manifest
+    )
+    assert (pkg / NUMPY_POLICY_FILE).exists() == case.fast
+    loaded = Predictor.load(pkg)
+    shutil.rmtree(pkg)
+    assert loaded.model_loaded != case.fast
+    windows, states = _live_inputs(series)
+    assert _decisions(loaded, windows, states) == _decisions(predictor, windows, states)
+    assert loaded.model_loaded != case.fast
+    predictor.reset_state()
+    loaded.reset_state()
+    want = predictor.predict(windows, states)
+    got = loaded.predict(windows, states)
+    assert loaded.model_loaded
+    np.testing.assert_array_equal(got.target_position, want.target_position)
+    np.testing.assert_array_equal(got.action, want.action)
+    np.testing.assert_array_equal(got.confidence, want.confidence)
+
+
+def test_package_without_numpy_layers_still_loads(
+    trained: tuple[Case, Predictor], series: MarketSeries, tmp_path: Path
+) -> None:
+    """A package written before ``policy.npz`` existed: the model is loaded at once and the
+    numpy path is parsed from it, so every decision is the same."""
+    from drl_trading.policy.package import NUMPY_POLICY_FILE
+
+    _, predictor = trained
+    pkg = write_package(
+        tmp_path / "pkg", predictor.model, predictor.normalization, predictor.manifest
+    )
+    (pkg / NUMPY_POLICY_FILE).unlink(missing_ok=True)
+    loaded = Predictor.load(pkg)
+    assert loaded.model_loaded
+    windows, states = _live_inputs(series)
+    assert _decisions(loaded, windows, states) == _decisions(predictor, windows, states)
+    before, after = run_policy(predictor, series), run_policy(loaded, series)
+    np.testing.assert_array_equal(after.positions, before.positions)
+    np.testing.assert_array_equal(after.confidence, before.confidence)
+
+
+def test_package_decides_in_a_fresh_process_without_torch(
+    trained: tuple[Case, Predictor], series: MarketSeries, tmp_path: Path
+) -> None:
+    """The inference process: import the predictor, load the package, decide. Neither torch,
+    SB3, sb3-contrib, gymnasium nor the training package is imported, and the decisions are
+    those of the numpy path built from the torch policy, in agreement with the torch path."""
+    import json
+    import subprocess
+    import sys
+
+    case, predictor = trained
+    if not case.fast:
+        pytest.skip("recurrent policies act through torch")
+    pkg = write_package(
+        tmp_path / "pkg", predictor.model, predictor.normalization, predictor.manifest
+    )
+    windows, states = _live_inputs(series)
+    np.savez(tmp_path / "inputs.npz", windows=windows, states=states)
+    script = """
+import json, sys
+import numpy as np
+from drl_trading.policy.predictor import Predictor
+
+predictor = Predictor.load(sys.argv[1])
+with np.load(sys.argv[2]) as z:
+    decisions = [predictor.decide(w, s[None]) for w, s in zip(z["windows"], z["states"])]
+heavy = ("torch", "stable_baselines3", "sb3_contrib", "gymnasium")
+imported = sorted(
+    m for m in sys.modules if m.split(".")[0] in heavy or m.startswith("drl_trading.training")
+)
+print(json.dumps({"imported": imported, "decisions": decisions}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(pkg), str(tmp_path / "inputs.npz")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["imported"] == []
+    got = [tuple(d) for d in result["decisions"]]
+    assert got == _decisions(predictor, windows, states)
+    torch_out = predictor.predict(windows, states)
+    targets = np.array([d[0] for d in got])
+    confidence = np.array([d[2] for d in got])
+    if case.action_mode == "discrete":
+        np.testing.assert_array_equal([d[1] for d in got], torch_out.action)
+        np.testing.assert_array_equal(targets, torch_out.target_position)
+    else:
+        np.testing.assert_allclose(targets, torch_out.target_position, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(confidence, torch_out.confidence, rtol=0, atol=1e-5)

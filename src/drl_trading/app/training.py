@@ -1,29 +1,23 @@
-"""Composition root of the training service: registry, strategy, service, bus subscription."""
+"""Composition root of the training service: registry, trainer, code revision, report files,
+strategy, service, bus subscription."""
 
 from __future__ import annotations
 
-from drl_trading.app.infrastructure import build_strategy, feature_set_for
+from drl_trading.app.infrastructure import (
+    build_registry,
+    build_strategy,
+    feature_set_for,
+    model_name_for,
+)
 from drl_trading.app.settings import AppSettings
 from drl_trading.common.events import Topic
 from drl_trading.common.model_registry import ModelRegistry
 from drl_trading.common.ports import FeatureStore, MarketDataRepository, MessageBus
 from drl_trading.training.adapter.bus_handlers import GROUP, TrainingHandlers
+from drl_trading.training.adapter.git_revision import GitRevision
+from drl_trading.training.adapter.report_files import ReportFiles
+from drl_trading.training.adapter.sb3_trainer import SB3Trainer
 from drl_trading.training.core.service import TrainingService
-
-
-def build_registry(settings: AppSettings) -> ModelRegistry:
-    from drl_trading.common.adapter.mlflow_registry import MlflowRegistry
-
-    (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
-    return MlflowRegistry(
-        settings.mlflow_tracking_uri,
-        experiment=settings.training.registry.experiment,
-        artifact_location=settings.mlflow_artifact_location,
-    )
-
-
-def model_name_for(settings: AppSettings) -> str:
-    return settings.training.registry.model_name or f"drl-{build_strategy(settings).name}"
 
 
 def build_training_service(
@@ -40,7 +34,11 @@ def build_training_service(
         feature_set_for(settings),
         settings.training,
         model_name=model_name_for(settings),
-        reports_dir=settings.reports_dir,
+        trainer=SB3Trainer(
+            device=settings.training.device, torch_threads=settings.training.torch_threads
+        ),
+        revision=GitRevision(),
+        reports=ReportFiles(settings.reports_dir),
         resolved_config=settings.model_dump(mode="json"),
         strategy_ref=settings.strategy.ref,
     )

@@ -190,8 +190,8 @@ def backtest(
     from drl_trading.policy.predictor import Predictor
     from drl_trading.strategy.feature_set import FeatureSetSpec
     from drl_trading.strategy.feature_view import view_for
+    from drl_trading.training.adapter.report_files import write_backtest_files
     from drl_trading.training.core.dataset import series_from_frame
-    from drl_trading.training.core.service import write_backtest_files
 
     settings = state(ctx).settings()
     # the signal check paper trading applies: the configured strategy's (as `paper` uses it)

@@ -1,7 +1,9 @@
-"""The algorithms training offers, what action space each needs, and how a model is built.
+"""The algorithms training offers, what action space each needs, and where each class lives.
 
-Imports of Stable-Baselines3 and sb3-contrib stay inside functions: importing torch costs about a
-second, and commands that never train (ingest, features) should not pay it.
+Loading a package needs the class of its algorithm; building and fitting a model is training's
+SB3 adapter (`drl_trading.training.adapter.sb3_trainer`). Imports of Stable-Baselines3 and
+sb3-contrib stay inside functions: importing torch costs about a second, and commands that never
+train (ingest, features) should not pay it.
 """
 
 from __future__ import annotations
@@ -69,33 +71,3 @@ def algorithm_class(name: str) -> Any:
     import sb3_contrib
 
     return getattr(sb3_contrib, name)
-
-
-def build_model(
-    name: str,
-    env: Any,
-    *,
-    policy: str | None,
-    hyperparameters: dict[str, Any],
-    net_arch: list[int] | None,
-    seed: int,
-    device: str,
-) -> Any:
-    info = algorithm_info(name)
-    cls = algorithm_class(name)
-    params = dict(hyperparameters)
-    policy_kwargs = dict(params.pop("policy_kwargs", {}) or {})
-    if net_arch is not None:
-        policy_kwargs["net_arch"] = list(net_arch)
-    try:
-        return cls(
-            policy or info.default_policy,
-            env,
-            seed=seed,
-            device=device,
-            verbose=0,
-            policy_kwargs=policy_kwargs or None,
-            **params,
-        )
-    except TypeError as exc:
-        raise AlgorithmError(f"invalid hyperparameters for {name}: {exc}") from exc

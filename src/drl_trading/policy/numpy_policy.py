@@ -1,7 +1,11 @@
 """The forward pass of MLP policies in numpy (float64): what backtests and live decisions run.
 
 A backtest pushes the feature part of the first layer through one batched matmul and only does
-the agent-state part per bar; a live decision is one small matrix-vector product per layer."""
+the agent-state part per bar; a live decision is one small matrix-vector product per layer.
+
+The layers are parsed from the SB3 policy once, when the package is written
+(`drl_trading.policy.package` stores them as ``policy.npz``), so that acting on a package needs
+neither torch nor Stable-Baselines3."""
 
 from __future__ import annotations
 
@@ -12,10 +16,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from drl_trading.common.agent_state import DISCRETE_POSITIONS
-from drl_trading.policy.package import ModelManifest
 
 if TYPE_CHECKING:
-    from drl_trading.policy.predictor import Predictor
+    # only a type here: the package module stores NumpyPolicy, so it imports this one
+    from drl_trading.policy.package import ModelManifest
+
+KINDS = ("logits", "q", "gaussian", "squashed", "deterministic")
+ACTIVATIONS = ("tanh", "relu")
 
 
 def normal_cdf(x: np.ndarray) -> np.ndarray:
@@ -39,6 +46,12 @@ class NumpyPolicy:
     head: tuple[np.ndarray, np.ndarray, str | None]
     log_std: np.ndarray | None = None  # gaussian: state-independent log std
     log_std_head: tuple[np.ndarray, np.ndarray] | None = None  # squashed: log std layer
+
+    @property
+    def obs_size(self) -> int:
+        """The width of the normalised observation the first layer takes."""
+        w = self.layers[0][0] if self.layers else self.head[0]
+        return int(w.shape[1])
 
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The head's output and the last hidden activation for one normalised observation."""
@@ -109,10 +122,13 @@ class NumpyPolicy:
         return out
 
     @classmethod
-    def from_predictor(cls, p: Predictor) -> NumpyPolicy | None:
-        name = p.manifest.algorithm
-        pol = p.policy
-        if p.recurrent:
+    def from_sb3(cls, pol: Any, manifest: ModelManifest) -> NumpyPolicy | None:
+        """The forward pass of the SB3 policy ``pol`` (``model.policy``) of the algorithm the
+        manifest names, or None where numpy cannot represent it (recurrent policies, an
+        actor-critic feature extractor other than flattening, layers other than Linear with an
+        optional Tanh/ReLU)."""
+        name = manifest.algorithm
+        if name == "RecurrentPPO":
             return None
         if name == "DQN":
             seq = cls._parse(pol.q_net.q_net)
@@ -137,7 +153,7 @@ class NumpyPolicy:
         head = cls._parse([pol.action_net])
         if hidden is None or not head:
             return None
-        if p.manifest.action_mode == "discrete":
+        if manifest.action_mode == "discrete":
             return cls("logits", hidden, head[0])
         log_std = pol.log_std.detach().cpu().numpy().astype(np.float64)
         return cls("gaussian", hidden, head[0], log_std=log_std)

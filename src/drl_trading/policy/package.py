@@ -2,8 +2,16 @@
 
 It holds the SB3 policy (``policy.zip``), the observation normalisation statistics
 (``normalization.npz``, applied by `Predictor` rather than by SB3's VecNormalize wrapper so that
-no environment is needed to act) and ``manifest.json`` (algorithm, feature set definition and
-version, window, spaces, strategy, training data and costs)."""
+no environment is needed to act), ``manifest.json`` (algorithm, feature set definition and
+version, window, spaces, strategy, training data and costs) and, for MLP policies, their forward
+pass as numpy arrays (``policy.npz``): a process that only acts reads that file and never
+imports torch, Stable-Baselines3 or gymnasium (about a second and most of a gigabyte of memory).
+Recurrent policies, policies numpy cannot represent and packages written before ``policy.npz``
+existed have no such file and act through ``policy.zip``.
+
+``policy.npz`` is optional, so a build that does not know it still loads the package from
+``policy.zip``: adding it left the package format at 1.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from drl_trading.common.agent_state import STATE_NAMES, STATE_SIZE
+from drl_trading.policy.numpy_policy import ACTIVATIONS, KINDS, NumpyPolicy
 
 MANIFEST_FILE = "manifest.json"
 
@@ -23,6 +32,12 @@ POLICY_FILE = "policy.zip"
 
 
 NORMALIZATION_FILE = "normalization.npz"
+
+
+NUMPY_POLICY_FILE = "policy.npz"
+NUMPY_POLICY_FORMAT = 1
+"""Version of the layout of ``policy.npz``; a newer one than this build knows is refused (the
+package then has to be read by a newer build, as for `PACKAGE_FORMAT`)."""
 
 
 PACKAGE_FORMAT = 1
@@ -99,8 +114,21 @@ class ObsNormalization:
 def write_package(
     dst: Path, model: Any, normalization: ObsNormalization, manifest: ModelManifest
 ) -> Path:
+    """Write ``model`` (an SB3 model), its normalisation and manifest as a package in ``dst``,
+    with the numpy forward pass where `NumpyPolicy` can represent the policy."""
     dst.mkdir(parents=True, exist_ok=True)
     model.save(dst / POLICY_FILE)
+    write_normalization(dst, normalization)
+    fast = NumpyPolicy.from_sb3(model.policy, manifest)
+    if fast is None:
+        (dst / NUMPY_POLICY_FILE).unlink(missing_ok=True)
+    else:
+        write_numpy_policy(dst, fast)
+    (dst / MANIFEST_FILE).write_text(manifest.to_json())
+    return dst
+
+
+def write_normalization(dst: Path, normalization: ObsNormalization) -> None:
     np.savez(
         dst / NORMALIZATION_FILE,
         mean=normalization.mean,
@@ -108,5 +136,96 @@ def write_package(
         clip=np.array(normalization.clip),
         epsilon=np.array(normalization.epsilon),
     )
-    (dst / MANIFEST_FILE).write_text(manifest.to_json())
-    return dst
+
+
+def write_numpy_policy(dst: Path, fast: NumpyPolicy) -> None:
+    np.savez(dst / NUMPY_POLICY_FILE, allow_pickle=False, **numpy_policy_arrays(fast))
+
+
+def read_manifest(package_dir: Path) -> ModelManifest:
+    path = package_dir / MANIFEST_FILE
+    if not path.exists():
+        raise ModelPackageError(f"{package_dir} is not a model package (no {MANIFEST_FILE})")
+    return ModelManifest.from_json(path.read_text())
+
+
+def read_normalization(package_dir: Path) -> ObsNormalization:
+    with np.load(package_dir / NORMALIZATION_FILE) as z:
+        return ObsNormalization(z["mean"], z["var"], float(z["clip"]), float(z["epsilon"]))
+
+
+def read_numpy_policy(package_dir: Path, manifest: ModelManifest) -> NumpyPolicy | None:
+    """The stored numpy forward pass, or None where the package has none; checked against the
+    manifest's observation size and action mode so that a mismatched file fails at load."""
+    path = package_dir / NUMPY_POLICY_FILE
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {key: z[key] for key in z.files}
+    try:
+        fast = numpy_policy_from_arrays(arrays)
+    except KeyError as exc:
+        raise ModelPackageError(f"{path}: array {exc} is missing") from None
+    outputs = 3 if manifest.action_mode == "discrete" else 1
+    if fast.obs_size != manifest.obs_size or fast.head[0].shape[0] != outputs:
+        raise ModelPackageError(
+            f"{path}: the layers take {fast.obs_size} inputs and give {fast.head[0].shape[0]} "
+            f"outputs; the manifest's {manifest.action_mode} policy takes {manifest.obs_size} "
+            f"and gives {outputs}"
+        )
+    return fast
+
+
+def numpy_policy_arrays(fast: NumpyPolicy) -> dict[str, np.ndarray]:
+    """``policy.npz``'s arrays: per layer its weights (out, in), biases (out,) and activation
+    name ("" for none), float64 as `NumpyPolicy` computes."""
+    arrays: dict[str, np.ndarray] = {
+        "format": np.array(NUMPY_POLICY_FORMAT),
+        "kind": np.array(fast.kind),
+        "n_layers": np.array(len(fast.layers)),
+    }
+    for i, (w, b, act) in enumerate([*fast.layers, fast.head]):
+        name = "head" if i == len(fast.layers) else f"layer{i}"
+        arrays[f"{name}_w"] = w
+        arrays[f"{name}_b"] = b
+        arrays[f"{name}_act"] = np.array(act or "")
+    if fast.log_std is not None:
+        arrays["log_std"] = fast.log_std
+    if fast.log_std_head is not None:
+        arrays["log_std_w"], arrays["log_std_b"] = fast.log_std_head
+    return arrays
+
+
+def numpy_policy_from_arrays(arrays: dict[str, np.ndarray]) -> NumpyPolicy:
+    version = int(arrays["format"])
+    if version > NUMPY_POLICY_FORMAT:
+        raise ModelPackageError(
+            f"{NUMPY_POLICY_FILE} format {version} is newer than this build "
+            f"({NUMPY_POLICY_FORMAT}); upgrade drl-trading"
+        )
+    kind = str(arrays["kind"])
+    if kind not in KINDS:
+        raise ModelPackageError(f"{NUMPY_POLICY_FILE}: unknown kind {kind!r}")
+    layers: list[tuple[np.ndarray, np.ndarray, str | None]] = []
+    names = [f"layer{i}" for i in range(int(arrays["n_layers"]))] + ["head"]
+    for name in names:
+        w = np.asarray(arrays[f"{name}_w"], dtype=np.float64)
+        b = np.asarray(arrays[f"{name}_b"], dtype=np.float64)
+        act = str(arrays[f"{name}_act"]) or None
+        if act is not None and act not in ACTIVATIONS:
+            raise ModelPackageError(f"{NUMPY_POLICY_FILE}: {name} has unknown activation {act!r}")
+        inputs = layers[-1][0].shape[0] if layers else None
+        if w.ndim != 2 or b.shape != w.shape[:1] or inputs not in (None, w.shape[1]):
+            raise ModelPackageError(
+                f"{NUMPY_POLICY_FILE}: {name} has weights {w.shape} and biases {b.shape} "
+                f"after a layer of width {inputs}"
+            )
+        layers.append((w, b, act))
+    log_std = np.asarray(arrays["log_std"], dtype=np.float64) if kind == "gaussian" else None
+    log_std_head = None
+    if kind == "squashed":
+        log_std_head = (
+            np.asarray(arrays["log_std_w"], dtype=np.float64),
+            np.asarray(arrays["log_std_b"], dtype=np.float64),
+        )
+    return NumpyPolicy(kind, layers[:-1], layers[-1], log_std=log_std, log_std_head=log_std_head)

@@ -1,19 +1,24 @@
 """A trained policy as inference and backtests use it: package on disk → actions + confidence.
 
-A *model package* is a folder with everything needed to act, independent of the registry that
-stores it: the SB3 policy (``policy.zip``), the observation normalisation statistics
-(``normalization.npz``, applied here rather than by SB3's VecNormalize wrapper so that no
-environment is needed to predict), and ``manifest.json`` (algorithm, feature set definition and
-version, window, spaces, strategy, training data and costs).
+A *model package* (see `drl_trading.policy.package`) is a folder with everything needed to act,
+independent of the registry that stores it.
 
 Two ways to act: `Predictor.predict` runs the SB3 policy in torch (any algorithm, including
 recurrent ones) and is what the registry's pyfunc model calls; `NumpyPolicy` re-implements the
 forward pass of MLP policies in numpy so that a backtest can push the feature part of the first
-layer through one batched matmul and only do the agent-state part per bar.
+layer through one batched matmul and only do the agent-state part per bar, and a live decision
+(`Predictor.decide`) is a few small matrix-vector products.
+
+A package with the numpy layers (``policy.npz``) loads without torch, Stable-Baselines3 or
+gymnasium: the SB3 model is only loaded, from the ``policy.zip`` bytes read at load time, when
+something asks for the torch path (`predict`, `predict_observation`, `model`, `policy`).
 """
 
 from __future__ import annotations
 
+import io
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,15 +26,16 @@ from typing import Any
 import numpy as np
 
 from drl_trading.common.agent_state import DISCRETE_POSITIONS, STATE_SIZE
-from drl_trading.policy.algorithms import algorithm_class
+from drl_trading.policy.algorithms import algorithm_class, algorithm_info
 from drl_trading.policy.numpy_policy import NumpyPolicy, normal_cdf, softmax
 from drl_trading.policy.package import (
-    MANIFEST_FILE,
-    NORMALIZATION_FILE,
     POLICY_FILE,
     ModelManifest,
     ModelPackageError,
     ObsNormalization,
+    read_manifest,
+    read_normalization,
+    read_numpy_policy,
 )
 
 
@@ -46,29 +52,83 @@ class Predictor:
     Confidence: for discrete policies the probability of the chosen action (softmax of Q-values
     for DQN, which are not probabilities but rank the same way); for Gaussian policies the
     probability that a sampled action has the sign of the chosen one.
+
+    Built either from the SB3 ``model`` itself (training, and packages without numpy layers) or
+    from the numpy layers (``fast``) plus ``load_model``, which returns the SB3 model the first
+    time the torch path is needed.
     """
 
-    def __init__(self, manifest: ModelManifest, normalization: ObsNormalization, model: Any):
+    def __init__(
+        self,
+        manifest: ModelManifest,
+        normalization: ObsNormalization,
+        model: Any = None,
+        *,
+        fast: NumpyPolicy | None = None,
+        load_model: Callable[[], Any] | None = None,
+    ) -> None:
+        if model is None and (fast is None or load_model is None):
+            raise ValueError("Predictor needs the SB3 model, or numpy layers and load_model")
         self.manifest = manifest
         self.normalization = normalization
-        self.model = model
-        self.policy = model.policy
-        self.policy.set_training_mode(False)
         self.recurrent = manifest.algorithm == "RecurrentPPO"
         self._lstm_state: Any = None
-        self._fast: NumpyPolicy | None = None
-        self._fast_checked = False
+        self._model: Any = None
+        self._load_model = load_model
+        self._lock = threading.Lock()
+        self._stored = fast
+        self._fast: NumpyPolicy | None = fast
+        self._fast_checked = fast is not None
+        if model is not None:
+            self._set_model(model)
 
     @classmethod
     def load(cls, package_dir: Path) -> Predictor:
+        """Everything is read into memory here, so the folder may be deleted once this returns
+        (the model source downloads each package into a temporary folder)."""
         package_dir = Path(package_dir)
-        if not (package_dir / MANIFEST_FILE).exists():
-            raise ModelPackageError(f"{package_dir} is not a model package (no {MANIFEST_FILE})")
-        manifest = ModelManifest.from_json((package_dir / MANIFEST_FILE).read_text())
-        with np.load(package_dir / NORMALIZATION_FILE) as z:
-            norm = ObsNormalization(z["mean"], z["var"], float(z["clip"]), float(z["epsilon"]))
-        model = algorithm_class(manifest.algorithm).load(package_dir / POLICY_FILE, device="cpu")
-        return cls(manifest, norm, model)
+        manifest = read_manifest(package_dir)
+        algorithm_info(manifest.algorithm)  # an unknown algorithm fails now, not on first use
+        norm = read_normalization(package_dir)
+        fast = read_numpy_policy(package_dir, manifest)
+        if fast is None:
+            model = algorithm_class(manifest.algorithm).load(
+                package_dir / POLICY_FILE, device="cpu"
+            )
+            return cls(manifest, norm, model)
+        policy_zip = (package_dir / POLICY_FILE).read_bytes()
+        algorithm = manifest.algorithm
+
+        def load_model() -> Any:
+            return algorithm_class(algorithm).load(io.BytesIO(policy_zip), device="cpu")
+
+        return cls(manifest, norm, fast=fast, load_model=load_model)
+
+    # -- the SB3 model --------------------------------------------------------------------------
+
+    @property
+    def model(self) -> Any:
+        """The SB3 model, loaded on first use where the package was loaded from numpy layers."""
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    assert self._load_model is not None
+                    self._set_model(self._load_model())
+                    self._load_model = None  # drops the policy.zip bytes
+        return self._model
+
+    @property
+    def policy(self) -> Any:
+        return self.model.policy
+
+    @property
+    def model_loaded(self) -> bool:
+        """Whether the SB3 model (and so torch) is in memory."""
+        return self._model is not None
+
+    def _set_model(self, model: Any) -> None:
+        model.policy.set_training_mode(False)
+        self._model = model
 
     # -- inputs ---------------------------------------------------------------------------------
 
@@ -163,8 +223,11 @@ class Predictor:
     # -- numpy fast path ------------------------------------------------------------------------
 
     def numpy_policy(self) -> NumpyPolicy | None:
-        """The policy's forward pass as numpy arrays, or None where unsupported (recurrent)."""
-        return NumpyPolicy.from_predictor(self)
+        """The policy's forward pass as numpy arrays, or None where unsupported (recurrent): the
+        package's stored layers, else parsed from the SB3 policy (as it is now)."""
+        if self._stored is not None:
+            return self._stored
+        return NumpyPolicy.from_sb3(self.policy, self.manifest)
 
     def decide(self, features: np.ndarray, agent_state: np.ndarray) -> tuple[float, int, float]:
         """One decision (target position, action index or -1, confidence) for a live bar.
@@ -173,7 +236,7 @@ class Predictor:
         ten times faster than torch for one observation), so a live run and the backtest agree
         on every decision, confidence thresholds included; otherwise the torch path.
         """
-        if self._fast is None and not self._fast_checked:
+        if not self._fast_checked:
             self._fast = self.numpy_policy()
             self._fast_checked = True
         fast = self._fast

@@ -1,1 +1,2 @@
-"""Adapters of the training ports: MLflow tracking and registry, and the in-memory fake."""
+"""Adapters of training: the SB3 trainer, the git revision, the report files (each with its
+fake beside it) and the bus entry point."""

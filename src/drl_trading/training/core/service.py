@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import json
 import platform
-import subprocess
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError
@@ -20,27 +17,36 @@ from importlib.metadata import version as pkg_version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from drl_trading.common.costs import CostModel
 from drl_trading.common.domain import Symbol, TimeRange
 from drl_trading.common.feature_dataset import load_feature_matrix
-from drl_trading.common.model_registry import ModelRegistry, ModelVersion
+from drl_trading.common.model_registry import ExperimentRun, ModelRegistry, ModelVersion
 from drl_trading.common.ports import FeatureStore, MarketDataRepository
 from drl_trading.evaluation.backtest import BacktestResult, backtest
 from drl_trading.evaluation.metrics import periods_per_year
-from drl_trading.evaluation.report import BacktestReport
-from drl_trading.evaluation.report_html import render_report
-from drl_trading.policy.algorithms import algorithm_info, build_model
-from drl_trading.policy.package import ModelManifest, ObsNormalization, write_package
+from drl_trading.policy.package import ModelManifest, write_package
 from drl_trading.policy.predictor import Predictor
 from drl_trading.strategy.api import Strategy
 from drl_trading.strategy.feature_set import FeatureSetSpec
 from drl_trading.strategy.feature_view import view_for
+from drl_trading.training.core.backtest_report import backtest_documents
 from drl_trading.training.core.config import TrainingSettings
 from drl_trading.training.core.dataset import Splits, fingerprint, make_splits, series_from_frame
 from drl_trading.training.core.env import EnvConfig, MarketSeries, TradingEnv
-from drl_trading.training.core.gate import GateDecision, evaluate_gate
+from drl_trading.training.core.gate import evaluate_gate
+from drl_trading.training.core.ports import CodeRevision, FitJob, FittedModel, ReportSink, Trainer
+from drl_trading.training.core.progress import ProgressCallback, TrainingCurve, TrainingProgress
+
+__all__ = [
+    "CHAMPION",
+    "ProgressCallback",
+    "TrainingError",
+    "TrainingProgress",
+    "TrainingRequest",
+    "TrainingResult",
+    "TrainingService",
+    "library_versions",
+]
 
 CHAMPION = "champion"
 LIBRARIES = (
@@ -66,22 +72,6 @@ class TrainingRequest:
     range: TimeRange
     correlation_id: str
     total_timesteps: int | None = None
-
-
-@dataclass
-class TrainingProgress:
-    """What the progress callback receives, every few thousand steps."""
-
-    fold: int
-    folds: int
-    timesteps: int
-    total: int
-    mean_episode_reward: float | None
-    mean_episode_equity: float | None
-    steps_per_second: float
-
-
-ProgressCallback = Callable[[TrainingProgress], None]
 
 
 @dataclass(frozen=True)
@@ -113,28 +103,13 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def code_version() -> str:
-    """The git commit of the framework checkout (with ``-dirty``), or the package version."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
-        )
-        if commit.returncode == 0:
-            dirty = subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
-                cwd=here,
-                capture_output=True,
-                text=True,
-                timeout=5,
-            )
-            return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return f"drl-trading {library_versions()['drl-trading']}"
-
-
 class TrainingService:
+    """Trains, registers, gates and backtests one model per `train` call.
+
+    ``trainer`` fits the policies, ``revision`` tells which code trained them (logged with the
+    run) and ``reports`` keeps the test backtest's report.
+    """
+
     def __init__(
         self,
         market_data: MarketDataRepository,
@@ -145,7 +120,9 @@ class TrainingService:
         settings: TrainingSettings,
         *,
         model_name: str,
-        reports_dir: Path,
+        trainer: Trainer,
+        revision: CodeRevision,
+        reports: ReportSink,
         resolved_config: dict[str, Any] | None = None,
         strategy_ref: str = "",
     ) -> None:
@@ -156,7 +133,9 @@ class TrainingService:
         self.feature_set = feature_set
         self.settings = settings
         self.model_name = model_name
-        self.reports_dir = reports_dir
+        self.trainer = trainer
+        self.revision = revision
+        self.reports = reports
         self.resolved_config = resolved_config or {}
         self.strategy_ref = strategy_ref
         self.on_progress: ProgressCallback | None = None
@@ -180,6 +159,13 @@ class TrainingService:
     @property
     def periods_per_year(self) -> float:
         return periods_per_year(self.feature_set.base_timeframe.minutes)
+
+    def code_version(self) -> str:
+        """The commit of the framework's code (with ``-dirty``), or else the package version."""
+        revision = self.revision.revision()
+        if revision is not None:
+            return str(revision)
+        return f"drl-trading {library_versions()['drl-trading']}"
 
     # -- the workflow ---------------------------------------------------------------------------
 
@@ -235,7 +221,7 @@ class TrainingService:
                     "data_fingerprint": fingerprint(frame),
                     "data_rows": frame.height,
                     "missing_feature_rows": sum(dataset.missing_rows.values()),
-                    "code_version": code_version(),
+                    "code_version": self.code_version(),
                     "seed": cfg.seed,
                     "total_timesteps": total,
                     "action_mode": env_cfg.action_mode,
@@ -246,9 +232,7 @@ class TrainingService:
             run.log_dict(json.loads(spec.model_dump_json()), "config/feature_set.json")
 
             fold_metrics: list[dict[str, float]] = []
-            model: Any = None
-            norm: ObsNormalization | None = None
-            train_seconds = 0.0
+            fitted: FittedModel | None = None
             validation: BacktestResult | None = None
             for k, fold in enumerate(splits.folds):
                 train_series = series_from_frame(frame, columns, base, fold.train)
@@ -258,11 +242,9 @@ class TrainingService:
                         f"fold {k}: no usable bars in train {fold.train} or validation "
                         f"{fold.validation}"
                     )
-                model, norm, train_seconds = self._fit(
-                    train_series, env_cfg, total, k, len(splits.folds), run
-                )
+                fitted = self._fit(train_series, env_cfg, total, k, len(splits.folds), run)
                 manifest = self._manifest(request, splits, env_cfg, frame.height, view.name)
-                predictor = Predictor(manifest, norm, model)
+                predictor = Predictor(manifest, fitted.normalization, fitted.model)
                 validation = self._backtest(predictor, val_series)
                 summary = {
                     "sharpe": validation.mean("model", "sharpe"),
@@ -272,9 +254,9 @@ class TrainingService:
                 fold_metrics.append(summary)
                 prefix = f"fold{k}." if len(splits.folds) > 1 else ""
                 run.log_metrics({f"{prefix}validation.{m}": v for m, v in summary.items()})
-            assert model is not None
-            assert norm is not None
+            assert fitted is not None
             assert validation is not None
+            train_seconds = fitted.seconds
             rate = total / train_seconds if train_seconds > 0 else 0.0
             run.log_metrics(
                 {
@@ -286,7 +268,9 @@ class TrainingService:
             self._log_backtest(run, "validation", validation)
 
             with tempfile.TemporaryDirectory() as tmp:
-                package = write_package(Path(tmp) / "package", model, norm, manifest)
+                package = write_package(
+                    Path(tmp) / "package", fitted.model, fitted.normalization, manifest
+                )
                 version = self.registry.register_model(run, self.model_name, package)
             champion_sharpe = self._champion_validation_sharpe()
             decision = evaluate_gate(cfg.gate, validation, champion_sharpe)
@@ -310,8 +294,7 @@ class TrainingService:
                 raise TrainingError(f"no usable bars in the test range {splits.test}")
             test = self._backtest(registered, test_series)
             self._log_backtest(run, "test", test)
-            report_path, metrics_path = write_backtest_files(
-                self.reports_dir,
+            documents = backtest_documents(
                 test,
                 version,
                 title=f"Backtest of {version.uri} on the test range",
@@ -325,6 +308,7 @@ class TrainingService:
                 validation=validation,
                 gate=decision,
             )
+            report_path, metrics_path = self.reports.write(documents)
             run.log_artifact(report_path, "backtest")
             run.log_artifact(metrics_path, "backtest")
             return TrainingResult(
@@ -363,72 +347,25 @@ class TrainingService:
         total: int,
         fold: int,
         folds: int,
-        run: Any,
-    ) -> tuple[Any, ObsNormalization, float]:
-        """Train one model; returns it, its observation statistics and the seconds `learn`
-        took (model construction and imports excluded, so steps/s measures training)."""
-        import torch
-        from stable_baselines3.common.monitor import Monitor
-        from stable_baselines3.common.utils import set_random_seed
-        from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
-
+        run: ExperimentRun,
+    ) -> FittedModel:
+        """Train one model of fold ``fold`` on ``series`` for ``total`` steps."""
         cfg = self.settings
-        if cfg.torch_threads:
-            torch.set_num_threads(cfg.torch_threads)
-        set_random_seed(cfg.seed)
         reward = self.strategy.reward
 
-        def make(i: int) -> Callable[[], Any]:
-            def _init() -> Any:
-                env = TradingEnv(series, reward, env_cfg)
-                env.reset(seed=cfg.seed + i)
-                return Monitor(env, info_keywords=("equity",))
+        def make_env() -> TradingEnv:
+            return TradingEnv(series, reward, env_cfg)
 
-            return _init
-
-        venv: Any = DummyVecEnv([make(i) for i in range(cfg.env.n_envs)])
-        venv.seed(cfg.seed)
-        gamma = float(cfg.algorithm.hyperparameters.get("gamma", 0.99))
-        if cfg.normalize_observations or cfg.normalize_reward:
-            venv = VecNormalize(
-                venv,
-                norm_obs=cfg.normalize_observations,
-                norm_reward=cfg.normalize_reward,
-                clip_obs=10.0,
-                gamma=gamma,
-            )
-        hyper = dict(cfg.algorithm.hyperparameters)
-        if algorithm_info(cfg.algorithm.name).on_policy and "n_steps" not in hyper:
-            # one rollout is n_steps x n_envs; keep short runs from training on a single
-            # 8192-step rollout they never asked for
-            default = 5 if cfg.algorithm.name == "A2C" else 2048
-            hyper["n_steps"] = max(5, min(default, total // cfg.env.n_envs))
-            if cfg.algorithm.name != "A2C" and "batch_size" not in hyper:
-                hyper["batch_size"] = min(64, hyper["n_steps"] * cfg.env.n_envs)
-        model = build_model(
-            cfg.algorithm.name,
-            venv,
-            policy=cfg.algorithm.policy,
-            hyperparameters=hyper,
-            net_arch=cfg.algorithm.net_arch,
+        job = FitJob(
+            make_env=make_env,
+            n_envs=cfg.env.n_envs,
+            algorithm=cfg.algorithm,
+            total_timesteps=total,
             seed=cfg.seed,
-            device=cfg.device,
+            normalize_observations=cfg.normalize_observations,
+            normalize_reward=cfg.normalize_reward,
         )
-        callback = _progress_callback_class()(self.on_progress, run, fold, folds, total)
-        started = time.perf_counter()
-        model.learn(total_timesteps=total, callback=callback, progress_bar=False)
-        seconds = time.perf_counter() - started
-        size = env_cfg.window * len(env_cfg.feature_names) + 3
-        if isinstance(venv, VecNormalize) and cfg.normalize_observations:
-            norm = ObsNormalization(
-                np.asarray(venv.obs_rms.mean, dtype=np.float64),  # type: ignore[attr-defined]
-                np.asarray(venv.obs_rms.var, dtype=np.float64),  # type: ignore[attr-defined]
-                float(venv.clip_obs),
-                float(venv.epsilon),
-            )
-        else:
-            norm = ObsNormalization.identity(size)
-        return model, norm, seconds
+        return self.trainer.fit(job, TrainingCurve(self.on_progress, run, fold, folds))
 
     def _manifest(
         self,
@@ -481,7 +418,7 @@ class TrainingService:
         )
 
     @staticmethod
-    def _log_backtest(run: Any, part: str, result: BacktestResult) -> None:
+    def _log_backtest(run: ExperimentRun, part: str, result: BacktestResult) -> None:
         metrics: dict[str, float] = {}
         for name in ("model", "buy-and-hold"):
             for attr in ("sharpe", "total_return", "max_drawdown", "n_trades", "sortino"):
@@ -493,117 +430,3 @@ class TrainingService:
                     metrics[f"{part}.{s.symbol}.{attr}"] = float(value)
         run.log_metrics(metrics)
         run.log_dict(result.to_dict(), f"backtest/{part}_metrics.json")
-
-
-def write_backtest_files(
-    reports_dir: Path,
-    result: BacktestResult,
-    version: ModelVersion,
-    *,
-    title: str,
-    extra: dict[str, str],
-    stem: str,
-    manifest: ModelManifest,
-    validation: BacktestResult | None = None,
-    gate: GateDecision | None = None,
-) -> tuple[Path, Path]:
-    """The JSON metrics file and the HTML report of one backtest, under ``reports_dir``."""
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    start = min(s.model.start for s in result.symbols)
-    end = max(s.model.end for s in result.symbols)
-    metadata = {
-        "model": version.uri,
-        "run id": version.run_id,
-        "algorithm": manifest.algorithm,
-        "strategy": f"{manifest.strategy.get('name')} {manifest.strategy.get('version')}",
-        "feature set": f"{manifest.feature_set.get('name')} v{manifest.feature_set_version}",
-        "costs": f"fee {manifest.fee_bps} bps + slippage {manifest.slippage_bps} bps per unit",
-        "bars": str(result.bars),
-        **extra,
-    }
-    report = BacktestReport(
-        title=title,
-        subtitle=f"{start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC",
-        metadata=metadata,
-        sections=[s.section() for s in result.symbols],
-    )
-    html_path = reports_dir / f"{stem}.html"
-    json_path = reports_dir / f"{stem}.json"
-    html_path.write_text(render_report(report))
-    payload = {
-        "model": version.uri,
-        "run_id": version.run_id,
-        "metadata": metadata,
-        "test" if validation is not None else "backtest": result.to_dict(),
-    }
-    if validation is not None:
-        payload["validation"] = validation.to_dict()
-    if gate is not None:
-        payload["gate"] = {"promoted": gate.promote, "reason": gate.reason}
-    json_path.write_text(json.dumps(payload, indent=2, default=str))
-    return html_path, json_path
-
-
-def _progress_callback_class() -> type:
-    """The SB3 callback class, built on first use so that importing this module does not import
-    torch."""
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    class SB3Progress(BaseCallback):  # type: ignore[misc]
-        def __init__(
-            self,
-            on_progress: ProgressCallback | None,
-            run: Any,
-            fold: int,
-            folds: int,
-            total: int,
-        ) -> None:
-            super().__init__(verbose=0)
-            self.on_progress_cb = on_progress
-            self.run = run
-            self.fold = fold
-            self.folds = folds
-            self.total = total
-            self.rewards: list[float] = []
-            self.equities: list[float] = []
-            self.started = time.perf_counter()
-            self.every = max(1, min(2048, total // 50))
-            self.last = 0
-            self.logged = 0
-
-        def _on_step(self) -> bool:
-            for info in self.locals.get("infos", []):
-                ep = info.get("episode")
-                if ep is not None:
-                    self.rewards.append(float(ep["r"]))
-                    self.equities.append(float(info.get("equity", np.nan)))
-            if self.num_timesteps - self.last >= self.every:
-                self.last = self.num_timesteps
-                self._report()
-            return True
-
-        def _on_training_end(self) -> None:
-            self._report()
-
-        def _report(self) -> None:
-            recent_r = self.rewards[-20:]
-            recent_e = self.equities[-20:]
-            mean_r = float(np.mean(recent_r)) if recent_r else None
-            mean_e = float(np.nanmean(recent_e)) if recent_e else None
-            elapsed = time.perf_counter() - self.started
-            rate = self.num_timesteps / elapsed if elapsed > 0 else 0.0
-            if self.on_progress_cb is not None:
-                self.on_progress_cb(
-                    TrainingProgress(
-                        self.fold, self.folds, self.num_timesteps, self.total, mean_r, mean_e, rate
-                    )
-                )
-            if mean_r is not None and len(self.rewards) > self.logged:
-                self.logged = len(self.rewards)
-                prefix = f"fold{self.fold}." if self.folds > 1 else ""
-                metrics = {f"{prefix}train.episode_reward": mean_r}
-                if mean_e is not None and np.isfinite(mean_e):
-                    metrics[f"{prefix}train.episode_equity"] = mean_e
-                self.run.log_metrics(metrics, step=int(self.num_timesteps))
-
-    return SB3Progress

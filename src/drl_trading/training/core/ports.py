@@ -1,0 +1,124 @@
+"""The ports the training service owns: the trainer that fits a policy, the probe of the code's
+revision, and the sink that keeps backtest reports.
+
+The service decides what to train, on which data, with which seed and how to judge the result;
+these ports do what needs a deep-learning library, a version-control tool or a file system, so
+the service can be read (and its decisions tested) without any of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
+
+from drl_trading.policy.package import ObsNormalization
+from drl_trading.training.core.config import AlgorithmSettings
+from drl_trading.training.core.env import TradingEnv
+
+# -- the trainer ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FitJob:
+    """One model to fit: the environment it learns in and how it learns.
+
+    ``make_env`` builds one fresh environment; a trainer that steps several in parallel calls it
+    ``n_envs`` times and seeds environment ``i`` with ``seed + i``.
+    """
+
+    make_env: Callable[[], TradingEnv]
+    n_envs: int
+    algorithm: AlgorithmSettings
+    total_timesteps: int
+    """Environment steps to learn for, summed over the ``n_envs`` environments."""
+    seed: int
+    """Seeds the library's global generators, the model and the environments."""
+    normalize_observations: bool
+    """Learn running observation statistics and train on standardised observations."""
+    normalize_reward: bool
+    """Scale rewards by the running standard deviation of the discounted return."""
+
+
+@dataclass(frozen=True, slots=True)
+class FitProgress:
+    """Where a fit stands, reported every few thousand steps and once at its end."""
+
+    timesteps: int
+    total: int
+    mean_episode_reward: float | None
+    """Mean return of the last 20 finished episodes; None before the first one finishes."""
+    mean_episode_equity: float | None
+    """Mean final equity (a multiple of the starting equity 1) of those episodes."""
+    steps_per_second: float
+    episodes: int
+    """Episodes finished so far, over all environments."""
+
+
+FitProgressHook = Callable[[FitProgress], None]
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    """What a package is written from: the model, the observation statistics it was trained
+    with (identity when observations were not normalised), and how long learning took."""
+
+    model: Any
+    """The library's model object; `drl_trading.policy` saves it and predicts with it."""
+    normalization: ObsNormalization
+    seconds: float
+    """Wall-clock seconds of learning alone (model construction and imports excluded), so that
+    ``total_timesteps / seconds`` measures training speed."""
+
+
+class Trainer(Protocol):
+    def fit(self, job: FitJob, on_progress: FitProgressHook) -> FittedModel:
+        """Fit one model for ``job``; ``on_progress`` is called during and at the end of it."""
+        ...
+
+
+# -- the code's revision -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """The version-control state of the framework's code a run was trained with."""
+
+    commit: str
+    dirty: bool
+    """Tracked files differ from ``commit``: the run cannot be reproduced from the commit."""
+
+    def __str__(self) -> str:
+        return self.commit + ("-dirty" if self.dirty else "")
+
+
+class CodeRevision(Protocol):
+    def revision(self) -> Revision | None:
+        """The current revision, or None when it cannot be known (not a checkout, no tool)."""
+        ...
+
+
+# -- backtest reports ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReportDocuments:
+    """One backtest's report, rendered: a self-contained HTML page and its figures as JSON."""
+
+    stem: str
+    """Name of the report without extension, unique per model version and backtest."""
+    html: str
+    metrics_json: str
+
+
+class ReportPaths(NamedTuple):
+    html: Path
+    metrics: Path
+
+
+class ReportSink(Protocol):
+    def write(self, documents: ReportDocuments) -> ReportPaths:
+        """Keep ``documents`` (replacing any report of the same stem); returns where they are,
+        so that they can be logged as artifacts of the run."""
+        ...
