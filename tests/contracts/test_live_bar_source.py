@@ -1,5 +1,6 @@
 """Contract of the live-bar-source port, over the in-memory fake, the replay of stored history,
-the synthetic market and ccxt polling the local fake Binance of the integration tests.
+the market-clocked wrapper of a replay, the synthetic market and ccxt polling the local fake
+Binance of the integration tests.
 
 Each case builds its source twice: ``stream``, which hands out `Case.expected` as fast as it is
 consumed (ending after it where the source is bounded), and ``waiting``, which hands out a first
@@ -22,6 +23,7 @@ from drl_trading.common.adapter.system_clock import ManualClock
 from drl_trading.common.bars import frame_to_bars
 from drl_trading.common.domain import Bar, Symbol, Timeframe, parse_time
 from drl_trading.ingest.adapter.ccxt_live_source import CcxtLiveSource
+from drl_trading.ingest.adapter.clocked_source import ClockedSource
 from drl_trading.ingest.adapter.memory_live_source import InMemoryLiveSource
 from drl_trading.ingest.adapter.replay_source import ReplaySource
 from drl_trading.ingest.adapter.synthetic_live_source import SyntheticLiveSource
@@ -77,15 +79,16 @@ def make_case(name: str, request: pytest.FixtureRequest) -> Case:
             lambda: InMemoryLiveSource(bars, hold_open=True),
             bounded=True,
         )
-    if name == "replay":
+    if name in ("replay", "clocked"):
         repo = InMemoryMarketData()
         bars = two_symbols()
         for s in (A, B):
             repo.upsert_bars(s, Timeframe.M1, make_bars(T0, N, price=100.0 if s == A else 50.0))
         end = T0 + N * M
 
-        def replay(speed: float | None) -> ReplaySource:
-            return ReplaySource(repo, [B, A], T0, end, speed=speed, window=timedelta(minutes=5))
+        def replay(speed: float | None) -> LiveBarSource:
+            source = ReplaySource(repo, [B, A], T0, end, speed=speed, window=timedelta(minutes=5))
+            return source if name == "replay" else ClockedSource(source, ManualClock(T0))
 
         return Case(bars, lambda: replay(None), lambda: replay(CRAWL), bounded=True)
     if name == "synthetic":
@@ -120,7 +123,13 @@ def make_case(name: str, request: pytest.FixtureRequest) -> Case:
     return Case(expected, stream, waiting, bounded=True)
 
 
-SOURCES = ["memory", "replay", "synthetic", pytest.param("ccxt", marks=pytest.mark.integration)]
+SOURCES = [
+    "memory",
+    "replay",
+    "clocked",
+    "synthetic",
+    pytest.param("ccxt", marks=pytest.mark.integration),
+]
 
 
 @pytest.fixture(params=SOURCES)
@@ -179,3 +188,17 @@ def test_close_from_another_thread_ends_a_waiting_stream(case: Case) -> None:
     consumer.join(timeout=30)
     assert not consumer.is_alive(), "bars() still running after close()"
     assert got and got == case.expected[: len(got)]
+
+
+def test_the_clocked_source_moves_the_market_clock_and_shows_each_bar_first() -> None:
+    """What the wrapper adds to the contract: "now" is the close of the bar just handed out, and
+    observers have seen it before the consumer does."""
+    bars = two_symbols()
+    clock = ManualClock(T0)
+    seen: list[Bar] = []
+    source = ClockedSource(InMemoryLiveSource(bars), clock, observers=(seen.append,))
+    for i, b in enumerate(source.bars()):
+        assert clock.now() == b.close_time
+        assert seen[-1] is b and len(seen) == i + 1
+        assert source.last is b
+    assert seen == bars

@@ -23,20 +23,25 @@ def _lint(src: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_contracts_hold_on_the_tree() -> None:
-    result = _lint(ROOT / "src")
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_a_service_importing_another_breaks_a_contract_naming_the_import(tmp_path: Path) -> None:
+def _planted(tmp_path: Path, module: str, line: str) -> Path:
+    """A copy of the package with ``line`` as the module ``module`` (dotted, under drl_trading)."""
     src = tmp_path / "src"
     shutil.copytree(
         ROOT / "src" / "drl_trading",
         src / "drl_trading",
         ignore=shutil.ignore_patterns("__pycache__"),
     )
-    planted = src / "drl_trading" / "inference" / "core" / "planted.py"
-    planted.write_text("from drl_trading.training.core import env\n")
+    (src / "drl_trading" / (module.replace(".", "/") + ".py")).write_text(line + "\n")
+    return src
+
+
+def test_the_contracts_hold_on_the_tree() -> None:
+    result = _lint(ROOT / "src")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_service_importing_another_breaks_a_contract_naming_the_import(tmp_path: Path) -> None:
+    src = _planted(tmp_path, "inference.core.planted", "from drl_trading.training.core import env")
     result = _lint(src)
     assert result.returncode != 0
     assert "drl_trading.inference.core.planted -> drl_trading.training.core.env (l.1)" in " ".join(
@@ -45,15 +50,8 @@ def test_a_service_importing_another_breaks_a_contract_naming_the_import(tmp_pat
 
 
 def test_a_core_importing_its_adapter_breaks_a_contract(tmp_path: Path) -> None:
-    src = tmp_path / "src"
-    shutil.copytree(
-        ROOT / "src" / "drl_trading",
-        src / "drl_trading",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-    planted = src / "drl_trading" / "execution" / "core" / "planted.py"
-    planted.write_text("from drl_trading.execution.adapter import paper_broker\n")
-    result = _lint(src)
+    planted = "from drl_trading.execution.adapter import paper_broker"
+    result = _lint(_planted(tmp_path, "execution.core.planted", planted))
     assert result.returncode != 0
     report = " ".join(result.stdout.split())
     assert (

@@ -142,7 +142,7 @@ def _manifest(case: Case, cfg: EnvConfig) -> ModelManifest:
 
 
 def _train(case: Case, series: MarketSeries) -> Predictor:
-    """As `TrainingService._fit` does: DummyVecEnv + VecNormalize, stats taken from obs_rms."""
+    """As `SB3Trainer.fit` does: DummyVecEnv + VecNormalize, stats taken from obs_rms."""
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     cfg = _env_config(case, episode_bars=64)

@@ -190,7 +190,8 @@ def backtest(
     from drl_trading.policy.predictor import Predictor
     from drl_trading.strategy.feature_set import FeatureSetSpec
     from drl_trading.strategy.feature_view import view_for
-    from drl_trading.training.adapter.report_files import write_backtest_files
+    from drl_trading.training.adapter.report_files import ReportFiles
+    from drl_trading.training.core.backtest_report import backtest_documents
     from drl_trading.training.core.dataset import series_from_frame
 
     settings = state(ctx).settings()
@@ -235,8 +236,7 @@ def backtest(
         strategy=strategy,
     )
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    html, js = write_backtest_files(
-        settings.reports_dir,
+    documents = backtest_documents(
         result,
         version,
         title=f"Backtest of {version.uri}",
@@ -244,6 +244,7 @@ def backtest(
         stem=f"{version.name}-v{version.version}-backtest-{stamp}",
         manifest=m,
     )
+    html, js = ReportFiles(settings.reports_dir).write(documents)
     with registry.start_run(
         f"backtest-{version.name}-v{version.version}",
         {"kind": "backtest", "model_uri": version.uri, "symbols": ",".join(syms)},

@@ -17,7 +17,7 @@ from drl_trading.policy.predictor import Predictor
 
 
 class PackageRegistry(Protocol):
-    """The two calls of `training.core.ports.ModelRegistry` that serving needs; any registry
+    """The two calls of `common.model_registry.ModelRegistry` that serving needs; any registry
     adapter satisfies it, and inference never starts runs or registers models."""
 
     def resolve(self, model_ref: str) -> ModelVersion: ...
