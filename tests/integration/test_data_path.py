@@ -76,7 +76,7 @@ def test_preprocessing_twice_rewrites_the_same_rows(settings: AppSettings) -> No
 
 
 def test_preprocess_without_data_ends_in_dlq_with_clear_error(settings: AppSettings) -> None:
-    from drl_trading.cli.pipeline import publish_preprocess_request
+    from drl_trading.app.offline_workflow import publish_preprocess_request
 
     with EmbeddedRuntime.open(settings) as rt:
         publish_preprocess_request(rt, [Symbol("NODATA")], RANGE.start, RANGE.end)

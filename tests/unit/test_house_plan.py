@@ -79,3 +79,11 @@ def test_the_inference_process_imports_no_training_stack() -> None:
     assert out.stdout.strip() == str(
         ["drl_trading.training", "drl_trading.training.core", "drl_trading.training.core.config"]
     )
+
+
+def test_models_registered_before_the_move_still_find_their_pyfunc() -> None:
+    """A registered version's logged model code imports the pyfunc by the path it had then."""
+    from drl_trading.policy.mlflow_pyfunc import DrlPolicyModel
+    from drl_trading.training.adapter.mlflow_pyfunc import DrlPolicyModel as Registered
+
+    assert Registered is DrlPolicyModel

@@ -9,12 +9,9 @@ import typer
 from rich.table import Table
 
 from drl_trading.app.infrastructure import feature_set_for
-from drl_trading.app.runtime import EmbeddedRuntime
 from drl_trading.cli.context import console, err_console, fail, state
 from drl_trading.cli.options import End, Start
 from drl_trading.common.domain import TimeRange, parse_symbols
-from drl_trading.common.feature_dataset import DatasetError, load_feature_matrix
-from drl_trading.strategy.feature_view import view_for
 
 features_app = typer.Typer(help="Inspect and export stored features.", no_args_is_help=True)
 
@@ -30,35 +27,28 @@ def export(
     out: Annotated[Path, typer.Option(help="Output file (.parquet or .csv).")],
 ) -> None:
     """Write the feature matrix as training sees it (Feast point-in-time reads at bar closes)."""
+    from drl_trading.app.feature_export import export_features
+    from drl_trading.app.offline_workflow import WorkflowError
+
     settings = state(ctx).settings()
     try:
         syms = parse_symbols(symbol)
         rng = TimeRange.parse(start, end)
     except ValueError as exc:
         raise fail(str(exc), 2) from None
-    spec = feature_set_for(settings)
-    with EmbeddedRuntime.open(settings) as runtime:
-        try:
-            result = load_feature_matrix(
-                runtime.market_data, runtime.feature_store, view_for(spec), syms, rng
-            )
-        except (DatasetError, LookupError) as exc:
-            raise fail(str(exc)) from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frame = result.frame
-    if out.suffix == ".csv":
-        frame.write_csv(out)
-    else:
-        frame.write_parquet(out)
-    for sym, missing in result.missing_rows.items():
+    try:
+        written = export_features(settings, syms, rng, out)
+    except WorkflowError as exc:
+        raise fail(str(exc)) from None
+    for sym, missing in written.missing_rows.items():
         if missing:
             err_console.print(
                 f"[yellow]{sym}: {missing} base bars had no feature row yet (warm-up) and were "
                 "left out[/yellow]"
             )
     console.print(
-        f"wrote {frame.height} rows x {len(frame.columns)} columns "
-        f"({len(spec.columns)} features, view {spec.view_name}) to {out}"
+        f"wrote {written.rows} rows x {written.columns} columns "
+        f"({written.features} features, view {written.view}) to {out}"
     )
 
 

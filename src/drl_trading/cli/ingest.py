@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from drl_trading.app.ingest import Source, bootstrap_ingest, build_provider
-from drl_trading.app.runtime import EmbeddedRuntime
-from drl_trading.app.settings import AppSettings
+from drl_trading.app.offline_workflow import (
+    IngestProgress,
+    OfflineWorkflow,
+    SourceError,
+    WorkflowError,
+)
 from drl_trading.cli.context import console, err_console, fail, state
 from drl_trading.cli.options import End, HistorySource, SourcePath, Start
 from drl_trading.cli.pipeline import print_preprocess_outcome, run_preprocess
-from drl_trading.cli.progress import progress_bar
-from drl_trading.common.domain import Symbol, TimeRange, parse_symbols
-from drl_trading.common.ports import MarketDataRepository, MessageBus
-from drl_trading.ingest.core.service import BatchRejectedError, IngestReport, TrainingDataRequest
+from drl_trading.cli.progress import LazyProgress, ingest_bars
+from drl_trading.common.domain import TimeRange, parse_symbols
+from drl_trading.ingest.core.service import IngestReport, TrainingDataRequest
 
 
 def ingest(
@@ -42,72 +43,29 @@ def ingest(
     except ValueError as exc:
         raise fail(str(exc), 2) from None
     request = TrainingDataRequest(tuple(syms), rng)
-    with EmbeddedRuntime.open(settings) as runtime:
-        report = run_ingest(runtime, source, path, request, request_preprocessing=preprocess)
+    with OfflineWorkflow.open(settings) as workflow:
+        report = ingest_with_progress(
+            lambda on_progress: workflow.ingest(
+                source, path, request, request_preprocessing=preprocess, on_progress=on_progress
+            )
+        )
         print_ingest_report(report)
         if preprocess:
-            observer = run_preprocess(runtime, request.request_id)
-            if not print_preprocess_outcome(observer):
+            outcome = run_preprocess(workflow, request.request_id)
+            if not print_preprocess_outcome(outcome):
                 raise typer.Exit(1)
 
 
-def run_ingest(
-    runtime: EmbeddedRuntime,
-    source: Source,
-    path: Path | None,
-    request: TrainingDataRequest,
-    *,
-    request_preprocessing: bool,
-) -> IngestReport:
-    """Ingest ``request`` from ``source`` with a progress bar per symbol; errors exit the CLI
-    with their message (bad arguments with code 2)."""
-    return run_ingest_with(
-        runtime.settings,
-        runtime.bus,
-        runtime.market_data,
-        source,
-        path,
-        request,
-        request_preprocessing=request_preprocessing,
-    )
-
-
-def run_ingest_with(
-    settings: AppSettings,
-    bus: MessageBus,
-    market_data: MarketDataRepository,
-    source: Source,
-    path: Path | None,
-    request: TrainingDataRequest,
-    *,
-    request_preprocessing: bool,
-) -> IngestReport:
-    """`run_ingest` on given adapters (the distributed submitter has no embedded runtime)."""
-    rng = request.range
-    try:
-        provider = build_provider(settings, source, path)
-    except (ValueError, FileNotFoundError) as exc:
-        raise fail(str(exc), 2) from None
-    service = bootstrap_ingest(settings, provider, market_data, bus)
-    total_minutes = int((rng.end - rng.start).total_seconds() // 60)
-    with progress_bar() as bar:
-        tasks = {s: bar.add_task(f"ingest {s}", total=total_minutes) for s in request.symbols}
-
-        def on_progress(symbol: Symbol, last: datetime, rows: int) -> None:
-            done = int((last - rng.start).total_seconds() // 60) + 1
-            bar.update(tasks[symbol], completed=min(done, total_minutes))
-
+def ingest_with_progress(step: Callable[[IngestProgress], IngestReport]) -> IngestReport:
+    """Run an ingest ``step`` with a progress bar per symbol; its errors exit the CLI with
+    their message (a source the arguments cannot build with code 2)."""
+    with LazyProgress() as bars:
         try:
-            report = service.ingest_history(
-                request, request_preprocessing=request_preprocessing, on_progress=on_progress
-            )
-        except BatchRejectedError as exc:
+            return step(ingest_bars(bars))
+        except SourceError as exc:
+            raise fail(str(exc), 2) from None
+        except WorkflowError as exc:
             raise fail(str(exc)) from None
-        except (FileNotFoundError, LookupError, ValueError, KeyError) as exc:
-            raise fail(f"{type(exc).__name__}: {exc}") from None
-        for task in tasks.values():
-            bar.update(task, completed=total_minutes)
-    return report
 
 
 def print_ingest_report(report: IngestReport) -> None:

@@ -6,14 +6,10 @@ from typing import Annotated
 
 import typer
 
-from drl_trading.app.runtime import EmbeddedRuntime
+from drl_trading.app.offline_workflow import OfflineWorkflow
 from drl_trading.cli.context import fail, state
 from drl_trading.cli.options import End, Start
-from drl_trading.cli.pipeline import (
-    print_preprocess_outcome,
-    publish_preprocess_request,
-    run_preprocess,
-)
+from drl_trading.cli.pipeline import print_preprocess_outcome, run_preprocess
 from drl_trading.common.domain import TimeRange, parse_symbols
 
 
@@ -30,8 +26,8 @@ def preprocess(
         rng = TimeRange.parse(start, end)
     except ValueError as exc:
         raise fail(str(exc), 2) from None
-    with EmbeddedRuntime.open(settings) as runtime:
-        event = publish_preprocess_request(runtime, syms, rng.start, rng.end)
-        observer = run_preprocess(runtime, event.correlation_id)
-        if not print_preprocess_outcome(observer):
+    with OfflineWorkflow.open(settings) as workflow:
+        correlation_id = workflow.request_preprocessing(syms, rng)
+        outcome = run_preprocess(workflow, correlation_id)
+        if not print_preprocess_outcome(outcome):
             raise typer.Exit(1)

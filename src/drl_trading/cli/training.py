@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import math
-import tempfile
 import time
-from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from drl_trading.app.runtime import EmbeddedRuntime
+from drl_trading.app.offline_workflow import OfflineWorkflow, WorkflowError
 from drl_trading.app.settings import AppSettings
 from drl_trading.cli.context import console, err_console, fail, state
-from drl_trading.cli.ingest import print_ingest_report, run_ingest
+from drl_trading.cli.ingest import ingest_with_progress, print_ingest_report
 from drl_trading.cli.options import End, HistorySource, SourcePath, Start
-from drl_trading.cli.pipeline import WorkflowObserver, print_preprocess_outcome, run_preprocess
-from drl_trading.cli.progress import progress_bar
+from drl_trading.cli.pipeline import print_preprocess_outcome, run_preprocess
+from drl_trading.cli.progress import progress_bar, train_bar
 from drl_trading.common.domain import TimeRange, parse_symbols
 from drl_trading.ingest.core.service import TrainingDataRequest
 
@@ -140,34 +137,18 @@ def train(
     algorithm: Algorithm = None,
 ) -> None:
     """Train on stored features, register the model, gate it, and backtest it on the test split."""
-    from drl_trading.common.events import new_id
-    from drl_trading.training.core.service import TrainingRequest
-
     try:
         settings = _settings_with(state(ctx).settings(), timesteps, algorithm)
         syms = parse_symbols(symbols)
         rng = TimeRange.parse(start, end)
     except ValueError as exc:
         raise fail(str(exc), 2) from None
-    with EmbeddedRuntime.open(settings) as runtime:
-        training = runtime.enable_training()
-        request = TrainingRequest(tuple(syms), rng, correlation_id=new_id())
-        with progress_bar() as bar:
-            task = bar.add_task("train", total=settings.training.total_timesteps)
-
-            def on_progress(p: Any) -> None:
-                reward = "-" if p.mean_episode_reward is None else f"{p.mean_episode_reward:.2f}"
-                bar.update(
-                    task,
-                    completed=p.timesteps,
-                    description=f"train: reward {reward}, {p.steps_per_second:,.0f} steps/s",
-                )
-
-            training.service.on_progress = on_progress
-            try:
-                result = training.service.train(request)
-            except (LookupError, ValueError, RuntimeError) as exc:
-                raise fail(f"{type(exc).__name__}: {exc}") from None
+    with OfflineWorkflow.open(settings, training=True) as workflow, progress_bar() as bar:
+        on_progress = train_bar(bar, settings.training.total_timesteps)
+        try:
+            result = workflow.train(syms, rng, on_progress=on_progress)
+        except WorkflowError as exc:
+            raise fail(str(exc)) from None
     print_training_result(result)
 
 
@@ -181,91 +162,24 @@ def backtest(
     end: End,
 ) -> None:
     """Backtest a registered model on any stored range; writes JSON + HTML, logs an MLflow run."""
-    from drl_trading.app.infrastructure import build_registry, build_strategy
-    from drl_trading.common.costs import CostModel
-    from drl_trading.common.feature_dataset import DatasetError, load_feature_matrix
-    from drl_trading.evaluation.backtest import backtest as run_backtest
-    from drl_trading.evaluation.metrics import periods_per_year
-    from drl_trading.policy.package import ModelPackageError
-    from drl_trading.policy.predictor import Predictor
-    from drl_trading.strategy.feature_set import FeatureSetSpec
-    from drl_trading.strategy.feature_view import view_for
-    from drl_trading.training.adapter.report_files import ReportFiles
-    from drl_trading.training.core.backtest_report import backtest_documents
-    from drl_trading.training.core.dataset import series_from_frame
+    from drl_trading.app.model_backtest import BacktestError, backtest_model
 
     settings = state(ctx).settings()
-    # the signal check paper trading applies: the configured strategy's (as `paper` uses it)
-    strategy = build_strategy(settings)
     try:
         syms = parse_symbols(symbols)
         rng = TimeRange.parse(start, end)
     except ValueError as exc:
         raise fail(str(exc), 2) from None
-    registry = build_registry(settings)
     try:
-        version = registry.resolve(model)
-    except LookupError as exc:
+        done = backtest_model(settings, model, syms, rng)
+    except BacktestError as exc:
         raise fail(str(exc)) from None
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            predictor = Predictor.load(registry.download_package(version, Path(tmp)))
-        except ModelPackageError as exc:
-            raise fail(str(exc)) from None
-    m = predictor.manifest
-    spec = FeatureSetSpec.model_validate(m.feature_set)
-    if spec.version != m.feature_set_version:
-        raise fail(f"{version.uri}: feature set definition does not hash to its recorded version")
-    with EmbeddedRuntime.open(settings) as runtime:
-        try:
-            data = load_feature_matrix(
-                runtime.market_data, runtime.feature_store, view_for(spec), syms, rng
-            )
-        except (DatasetError, LookupError) as exc:
-            raise fail(
-                f"{exc} (the model needs feature set {spec.name} v{spec.version}; preprocess "
-                "the range with that feature set first)"
-            ) from None
-    series = series_from_frame(data.frame, spec.columns, spec.base_timeframe)
-    result = run_backtest(
-        predictor,
-        series,
-        costs=CostModel(m.fee_bps, m.slippage_bps),
-        periods_per_year=periods_per_year(spec.base_timeframe.minutes),
-        random_seeds=settings.training.random_agent_seeds,
-        strategy=strategy,
-    )
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    documents = backtest_documents(
-        result,
-        version,
-        title=f"Backtest of {version.uri}",
-        extra={"symbols": ",".join(syms)},
-        stem=f"{version.name}-v{version.version}-backtest-{stamp}",
-        manifest=m,
-    )
-    html, js = ReportFiles(settings.reports_dir).write(documents)
-    with registry.start_run(
-        f"backtest-{version.name}-v{version.version}",
-        {"kind": "backtest", "model_uri": version.uri, "symbols": ",".join(syms)},
-    ) as run:
-        run.log_params({"model": version.uri, "range": f"{rng.start}..{rng.end}"})
-        run.log_metrics(
-            {
-                f"{s.symbol}.{k}": float(v)
-                for s in result.symbols
-                for k, v in s.model.to_dict().items()
-                if isinstance(v, int | float) and not isinstance(v, bool)
-            }
-        )
-        run.log_artifact(html, "backtest")
-        run.log_artifact(js, "backtest")
-        run_id = run.run_id
-    print_backtest(result, f"backtest {version.uri}")
+    result = done.result
+    print_backtest(result, f"backtest {done.version.uri}")
     console.print(f"{result.bars:,} bars in {result.seconds:.2f} s")
-    console.print(f"report:        {html}")
-    console.print(f"metrics:       {js}")
-    console.print(f"MLflow run id: {run_id}")
+    console.print(f"report:        {done.html_path}")
+    console.print(f"metrics:       {done.json_path}")
+    console.print(f"MLflow run id: {done.run_id}")
 
 
 def quickstart(
@@ -282,8 +196,6 @@ def quickstart(
 ) -> None:
     """The whole offline workflow through the bus: ingest → preprocess → train → register →
     backtest, on synthetic data unless told otherwise."""
-    from drl_trading.training.core.service import TrainingRequest
-
     started = time.perf_counter()
     try:
         settings = _settings_with(state(ctx).settings(), timesteps, algorithm)
@@ -291,18 +203,22 @@ def quickstart(
         rng = TimeRange.parse(start, end)
     except ValueError as exc:
         raise fail(str(exc), 2) from None
-    data_request = TrainingDataRequest(tuple(syms), rng)
-    with EmbeddedRuntime.open(settings) as runtime:
-        training = runtime.enable_training()
+    request = TrainingDataRequest(tuple(syms), rng)
+    cid = request.request_id
+    with OfflineWorkflow.open(settings, training=True) as workflow:
         # the training service asks ingest for its data; the correlation id ties the events
-        training.expect(TrainingRequest(tuple(syms), rng, data_request.request_id))
-        report = run_ingest(runtime, source, path, data_request, request_preprocessing=True)
+        workflow.expect_training(syms, rng, cid)
+        report = ingest_with_progress(
+            lambda on_progress: workflow.ingest(
+                source, path, request, request_preprocessing=True, on_progress=on_progress
+            )
+        )
         print_ingest_report(report)
-        observer: WorkflowObserver = run_preprocess(runtime, data_request.request_id)
-        preprocessed = print_preprocess_outcome(observer)
-        result = training.results.get(data_request.request_id)
+        outcome = run_preprocess(workflow, cid)
+        preprocessed = print_preprocess_outcome(outcome)
+        result = workflow.training_result(cid)
         if not preprocessed or result is None:
-            if not observer.errors:
+            if not outcome.errors:
                 err_console.print("[red]the workflow ended without a trained model[/red]")
             raise typer.Exit(1)
     print_training_result(result)

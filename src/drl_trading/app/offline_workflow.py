@@ -1,0 +1,276 @@
+"""The offline workflow in one process: ingest → preprocess → train, through the embedded bus.
+
+What `drl-trading ingest`, `preprocess`, `train` and `quickstart` run. `OfflineWorkflow` holds
+the embedded runtime of one command; its steps publish the requests, pump the bus until it is
+idle, and collect what came back for the request's correlation id on the completion and error
+topics (`WorkflowObserver`, consumer group ``cli``: a waiter for results, not a service).
+Display is the caller's: every step takes progress callbacks and returns what happened; a step
+that cannot run raises `WorkflowError` with the message for the user.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from drl_trading.app.ingest import Source, bootstrap_ingest, build_provider
+from drl_trading.app.runtime import EmbeddedRuntime
+from drl_trading.app.settings import AppSettings
+from drl_trading.common.domain import Symbol, TimeRange
+from drl_trading.common.events import (
+    ErrorOccurred,
+    Event,
+    PreprocessDataCompleted,
+    PreprocessDataRequested,
+    ProcessingMode,
+    Topic,
+)
+from drl_trading.common.ports import MarketDataRepository, MessageBus
+from drl_trading.ingest.core.service import BatchRejectedError, IngestReport, TrainingDataRequest
+from drl_trading.preprocess.adapter.bus_handlers import GROUP as PREPROCESS_GROUP
+
+if TYPE_CHECKING:  # only types here: ingest and preprocess need not import training (torch)
+    from drl_trading.training.core.service import TrainingProgress, TrainingResult
+
+OBSERVER = "cli"
+"""The consumer group of the waiters for results (the CLI's commands)."""
+
+PREPROCESS_STEPS = ("read", "resample", "features", "store")
+"""The steps the preprocess service reports per symbol, in order."""
+
+IngestProgress = Callable[[Symbol, int, int], None]
+"""``(symbol, minutes ingested, minutes requested)``: 0 for every symbol before the first bar,
+then as bars are stored, and the total for every symbol once all are stored."""
+
+PreprocessProgress = Callable[[Symbol, str], None]
+"""``(symbol, step)`` at the end of each of `PREPROCESS_STEPS`."""
+
+TrainProgress = Callable[["TrainingProgress"], None]
+
+
+class WorkflowError(Exception):
+    """A step of the offline workflow could not run; the message is the user's."""
+
+
+class SourceError(WorkflowError):
+    """The history source cannot be built from the arguments given (a usage error)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowOutcome:
+    """What came back on the completion and error topics for one correlation id."""
+
+    correlation_id: str
+    completed: list[PreprocessDataCompleted]
+    errors: list[ErrorOccurred]
+
+    @property
+    def succeeded(self) -> bool:
+        """Preprocessing completed and no service reported an error."""
+        return not self.errors and bool(self.completed)
+
+
+class WorkflowObserver:
+    """Collects the offline completions and the preprocess and training errors on ``bus``, by
+    correlation id (subscribed once per bus, as group `OBSERVER`)."""
+
+    def __init__(self, bus: MessageBus) -> None:
+        self._completed: dict[str, list[PreprocessDataCompleted]] = defaultdict(list)
+        self._errors: dict[str, list[ErrorOccurred]] = defaultdict(list)
+        bus.subscribe(Topic.PREPROCESS_COMPLETED_OFFLINE, group=OBSERVER, handler=self._on_done)
+        bus.subscribe(Topic.error(PREPROCESS_GROUP), group=OBSERVER, handler=self._on_error)
+        bus.subscribe(Topic.error("training"), group=OBSERVER, handler=self._on_error)
+
+    def outcome(self, correlation_id: str) -> WorkflowOutcome:
+        return WorkflowOutcome(
+            correlation_id,
+            list(self._completed.get(correlation_id, ())),
+            list(self._errors.get(correlation_id, ())),
+        )
+
+    def _on_done(self, event: Event) -> None:
+        if isinstance(event, PreprocessDataCompleted):
+            self._completed[event.correlation_id].append(event)
+
+    def _on_error(self, event: Event) -> None:
+        if isinstance(event, ErrorOccurred):
+            self._errors[event.correlation_id].append(event)
+
+
+def ingest_history(
+    settings: AppSettings,
+    bus: MessageBus,
+    market_data: MarketDataRepository,
+    source: Source,
+    path: Path | None,
+    request: TrainingDataRequest,
+    *,
+    request_preprocessing: bool,
+    on_progress: IngestProgress | None = None,
+) -> IngestReport:
+    """Ingest ``request`` from ``source`` into ``market_data`` (then request its preprocessing
+    on ``bus`` when asked). Raises `SourceError` for a source the arguments cannot build and
+    `WorkflowError` for a rejected batch or a failed fetch."""
+    try:
+        provider = build_provider(settings, source, path)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SourceError(str(exc)) from None
+    service = bootstrap_ingest(settings, provider, market_data, bus)
+    rng = request.range
+    total = int((rng.end - rng.start).total_seconds() // 60)
+    report_progress = None
+    if on_progress is not None:
+        for symbol in request.symbols:
+            on_progress(symbol, 0, total)
+
+        def report_progress(symbol: Symbol, last: datetime, rows: int) -> None:
+            done = int((last - rng.start).total_seconds() // 60) + 1
+            on_progress(symbol, min(done, total), total)
+
+    try:
+        report = service.ingest_history(
+            request, request_preprocessing=request_preprocessing, on_progress=report_progress
+        )
+    except BatchRejectedError as exc:
+        raise WorkflowError(str(exc)) from None
+    except (FileNotFoundError, LookupError, ValueError, KeyError) as exc:
+        raise WorkflowError(f"{type(exc).__name__}: {exc}") from None
+    if on_progress is not None:
+        for symbol in request.symbols:
+            on_progress(symbol, total, total)
+    return report
+
+
+def publish_preprocess_request(
+    runtime: EmbeddedRuntime, symbols: Sequence[Symbol], start: datetime, end: datetime
+) -> PreprocessDataRequested:
+    """Publish an offline ``requested.preprocess-data`` for stored bars (pumped by the caller)."""
+    event = PreprocessDataRequested(
+        mode=ProcessingMode.OFFLINE, symbols=list(symbols), start=start, end=end
+    )
+    runtime.bus.publish(Topic.PREPROCESS_REQUESTED, event, key=str(symbols[0]))
+    return event
+
+
+class OfflineWorkflow:
+    """The embedded runtime of one offline command and the steps run on it."""
+
+    def __init__(self, runtime: EmbeddedRuntime) -> None:
+        self.runtime = runtime
+        self._observer: WorkflowObserver | None = None
+
+    @classmethod
+    def open(cls, settings: AppSettings, *, training: bool = False) -> OfflineWorkflow:
+        """``training``: subscribe the training service too (imports torch and MLflow)."""
+        runtime = EmbeddedRuntime.open(settings)
+        try:
+            if training:
+                runtime.enable_training()
+        except BaseException:
+            runtime.close()
+            raise
+        return cls(runtime)
+
+    def ingest(
+        self,
+        source: Source,
+        path: Path | None,
+        request: TrainingDataRequest,
+        *,
+        request_preprocessing: bool,
+        on_progress: IngestProgress | None = None,
+    ) -> IngestReport:
+        """`ingest_history` into the runtime's stores and bus."""
+        rt = self.runtime
+        return ingest_history(
+            rt.settings,
+            rt.bus,
+            rt.market_data,
+            source,
+            path,
+            request,
+            request_preprocessing=request_preprocessing,
+            on_progress=on_progress,
+        )
+
+    def request_preprocessing(self, symbols: Sequence[Symbol], rng: TimeRange) -> str:
+        """Ask for the features of stored bars; returns the request's correlation id."""
+        return publish_preprocess_request(self.runtime, symbols, rng.start, rng.end).correlation_id
+
+    def expect_training(
+        self, symbols: Sequence[Symbol], rng: TimeRange, correlation_id: str
+    ) -> None:
+        """Train on ``symbols`` over ``rng`` once preprocessing of ``correlation_id`` completes
+        (the training service's data request, answered through the bus)."""
+        from drl_trading.training.core.service import TrainingRequest
+
+        handlers = self.runtime.enable_training()
+        handlers.expect(TrainingRequest(tuple(symbols), rng, correlation_id))
+
+    def run(
+        self,
+        correlation_id: str,
+        *,
+        on_preprocess: PreprocessProgress | None = None,
+        on_train: TrainProgress | None = None,
+    ) -> WorkflowOutcome:
+        """Pump the bus (the request must already be on it) until idle; returns what came back
+        for ``correlation_id``. ``on_train`` reports an expected training run's progress."""
+        runtime = self.runtime
+        if self._observer is None:  # the in-memory bus hands a new group what it already holds
+            self._observer = WorkflowObserver(runtime.bus)
+        training = runtime.training
+        runtime.preprocess.on_progress = on_preprocess
+        if training is not None:
+            training.service.on_progress = on_train
+        try:
+            runtime.run_until_idle()
+        finally:
+            runtime.preprocess.on_progress = None
+            if training is not None:
+                training.service.on_progress = None
+        return self._observer.outcome(correlation_id)
+
+    def training_result(self, correlation_id: str) -> TrainingResult | None:
+        """The result of the expected training run of ``correlation_id``, once trained."""
+        training = self.runtime.training
+        return None if training is None else training.results.get(correlation_id)
+
+    def train(
+        self,
+        symbols: Sequence[Symbol],
+        rng: TimeRange,
+        *,
+        on_progress: TrainProgress | None = None,
+    ) -> TrainingResult:
+        """Train on the stored features of ``symbols`` over ``rng`` now, register the model,
+        gate it and backtest it on the test split. `WorkflowError` names what was missing."""
+        from drl_trading.common.events import new_id
+        from drl_trading.training.core.service import TrainingRequest
+
+        training = self.runtime.enable_training()
+        request = TrainingRequest(tuple(symbols), rng, correlation_id=new_id())
+        training.service.on_progress = on_progress
+        try:
+            return training.service.train(request)
+        except (LookupError, ValueError, RuntimeError) as exc:
+            raise WorkflowError(f"{type(exc).__name__}: {exc}") from None
+
+    def close(self) -> None:
+        self.runtime.close()
+
+    def __enter__(self) -> OfflineWorkflow:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
