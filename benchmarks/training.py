@@ -29,13 +29,14 @@ from unittest import mock
 import numpy as np
 from drl_trading_example_strategy import ExampleStrategy
 
+from drl_trading.common.market_series import MarketSeries
 from drl_trading.evaluation.backtest import backtest
 from drl_trading.policy.package import ModelManifest, ObsNormalization
 from drl_trading.policy.predictor import Predictor
 from drl_trading.policy.run import run_policy
 from drl_trading.strategy import default_feature_set
 from drl_trading.training.adapter.sb3_trainer import build_model
-from drl_trading.training.core.env import ActionMode, EnvConfig, MarketSeries, TradingEnv
+from drl_trading.training.core.env import ActionMode, EnvConfig, TradingEnv
 from timing import line as _line
 from timing import timed
 

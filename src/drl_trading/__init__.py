@@ -1,12 +1,13 @@
 """drl-trading: from raw OHLCV to a trained, registered, backtested DRL policy, and live trading.
 
-The package is organised as one shared kernel (`common`), the strategy SDK (`strategy`) and one
-subpackage per service (`ingest`, `preprocess`, `training`, `inference`, `execution`), each in the
-hexagonal layout of the architecture document: `core` (ports + logic, no I/O imports), `adapter`
-(one module per technology) and `application` (settings + bootstrap).
+The package plan (docs/architecture.md, checked by import-linter): the kernel (`common`), the
+strategy SDK (`strategy`), the shared `policy` and `evaluation` packages, one subpackage per
+service (`ingest`, `preprocess`, `training`, `inference`, `execution`), each a `core` (settings,
+ports and logic, no I/O) and its `adapter`s (one module per technology), the composition (`app`)
+and the command line (`cli`).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 import os as _os
 

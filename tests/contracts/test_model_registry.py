@@ -21,6 +21,7 @@ import yaml
 from drl_trading.common.adapter.memory_registry import InMemoryRegistry
 from drl_trading.common.adapter.mlflow_registry import MlflowRegistry
 from drl_trading.common.model_registry import ModelRegistry
+from drl_trading.policy.mlflow_pyfunc import MODEL_CODE
 from tests.conftest import require_server
 
 MANIFEST = {
@@ -53,6 +54,7 @@ def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"sqlite:///{root}/mlflow.db",
         experiment="template",
         artifact_location=(root / "artifacts").as_uri(),
+        model_code=MODEL_CODE,
     )
     assert template.experiment_id
     return root / "mlflow.db"
@@ -79,10 +81,16 @@ def registry(request: pytest.FixtureRequest, tmp_path: Path) -> ModelRegistry:
         client = mlflow.MlflowClient(MLFLOW_SERVER)
         for model in client.search_registered_models(filter_string="name = 'policy'"):
             client.delete_registered_model(model.name)  # versions restart at 1 for each test
-        return MlflowRegistry(MLFLOW_SERVER, experiment=f"test-{uuid.uuid4().hex[:10]}")
+        return MlflowRegistry(
+            MLFLOW_SERVER, experiment=f"test-{uuid.uuid4().hex[:10]}", model_code=MODEL_CODE
+        )
     db = tmp_path / "mlflow.db"
     shutil.copy(request.getfixturevalue("migrated_db"), db)
-    return MlflowRegistry(f"sqlite:///{db}", artifact_location=(tmp_path / "artifacts").as_uri())
+    return MlflowRegistry(
+        f"sqlite:///{db}",
+        artifact_location=(tmp_path / "artifacts").as_uri(),
+        model_code=MODEL_CODE,
+    )
 
 
 @dataclass
@@ -328,7 +336,11 @@ class _FakePredictor:
 def mlflow_registry(migrated_db: Path, tmp_path: Path) -> MlflowRegistry:
     db = tmp_path / "mlflow.db"
     shutil.copy(migrated_db, db)
-    return MlflowRegistry(f"sqlite:///{db}", artifact_location=(tmp_path / "artifacts").as_uri())
+    return MlflowRegistry(
+        f"sqlite:///{db}",
+        artifact_location=(tmp_path / "artifacts").as_uri(),
+        model_code=MODEL_CODE,
+    )
 
 
 @pytest.mark.integration
@@ -392,3 +404,69 @@ def test_mlflow_adapter_ignores_process_global_uris(
 def test_pyfunc_module_imports_without_torch() -> None:
     code = "import sys, drl_trading.policy.mlflow_pyfunc; sys.exit('torch' in sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_mlflow_registry_needs_model_code_that_compiles() -> None:
+    """Refused when the registry is built, not when a training run registers its model."""
+    with pytest.raises(ValueError, match="model_code is empty"):
+        MlflowRegistry("sqlite:///unused.db", model_code=" \n")
+    with pytest.raises(ValueError, match="model_code is not valid Python"):
+        MlflowRegistry("sqlite:///unused.db", model_code="import (")
+
+
+@pytest.mark.integration
+def test_mlflow_version_runs_the_model_code_it_was_given(
+    mlflow_registry: MlflowRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The adapter logs the code it is handed (the composition hands it the policy package's);
+    it names no model class of its own."""
+    import mlflow
+
+    marker = tmp_path / "built"
+    code = (
+        "import pathlib\n"
+        "import mlflow.models\n"
+        "from drl_trading.policy.mlflow_pyfunc import DrlPolicyModel\n"
+        f"pathlib.Path({str(marker)!r}).write_text('yes')\n"
+        "mlflow.models.set_model(DrlPolicyModel())\n"
+    )
+    registry = MlflowRegistry(
+        mlflow_registry.tracking_uri,
+        artifact_location=mlflow_registry.artifact_location,
+        model_code=code,
+    )
+    with registry.start_run("train", {}) as run:
+        mv = registry.register_model(run, "policy", make_package(tmp_path))
+    registry.download_package(mv, tmp_path / "dl")
+    fake = types.ModuleType("drl_trading.policy.predictor")
+    fake.Predictor = _FakePredictor  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "drl_trading.policy.predictor", fake)
+    marker.unlink(missing_ok=True)  # saving may have run the code too
+    mlflow.pyfunc.load_model(str(tmp_path / "dl" / "model"))
+    assert marker.read_text() == "yes"
+
+
+def test_build_registry_hands_the_adapter_the_policy_pyfunc(tmp_path: Path) -> None:
+    from drl_trading.app.infrastructure import build_registry
+    from drl_trading.app.settings import load_settings
+
+    registry = build_registry(load_settings(home=tmp_path / "home"))
+    assert isinstance(registry, MlflowRegistry)
+    assert registry.model_code == MODEL_CODE
+    assert "from drl_trading.policy.mlflow_pyfunc import DrlPolicyModel" in MODEL_CODE
+
+
+def test_registered_models_pin_this_source_trees_version() -> None:
+    """A model pins the drl-trading it was registered with; the module paths its code imports
+    exist from that version on, so the pin must be the version of this tree (pyproject.toml),
+    which ``drl-trading --version`` prints too (an environment installed from an older tree
+    fails here: reinstall it)."""
+    import tomllib
+
+    import drl_trading
+    from drl_trading.common.adapter.mlflow_registry import pip_requirements
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    project_version = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"]
+    assert drl_trading.__version__ == project_version
+    assert f"drl-trading=={project_version}" in pip_requirements()

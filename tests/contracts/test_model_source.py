@@ -26,6 +26,7 @@ from drl_trading.common.model_registry import ModelRegistry
 from drl_trading.inference.adapter.memory_model_source import InMemoryModelSource
 from drl_trading.inference.adapter.registry_model_source import RegistryModelSource
 from drl_trading.inference.core.ports import ModelSource
+from drl_trading.policy.mlflow_pyfunc import MODEL_CODE
 from drl_trading.policy.package import ModelManifest, ObsNormalization, write_package
 from drl_trading.policy.predictor import Predictor
 from tests.conftest import require_server
@@ -143,7 +144,9 @@ def shelf(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shelf]:
         db = tmp_path / "mlflow.db"
         shutil.copy(request.getfixturevalue("migrated_db"), db)
         registry = MlflowRegistry(
-            f"sqlite:///{db}", artifact_location=(tmp_path / "artifacts").as_uri()
+            f"sqlite:///{db}",
+            artifact_location=(tmp_path / "artifacts").as_uri(),
+            model_code=MODEL_CODE,
         )
         yield _registry_shelf(registry, model, work)
     else:
@@ -151,7 +154,9 @@ def shelf(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shelf]:
 
         host, port = MLFLOW_SERVER.rsplit("/", 1)[-1].rsplit(":", 1)
         require_server("MLflow server", host, int(port))
-        server = MlflowRegistry(MLFLOW_SERVER, experiment=f"test-{uuid.uuid4().hex[:10]}")
+        server = MlflowRegistry(
+            MLFLOW_SERVER, experiment=f"test-{uuid.uuid4().hex[:10]}", model_code=MODEL_CODE
+        )
         yield _registry_shelf(server, model, work)
         client = mlflow.MlflowClient(MLFLOW_SERVER)
         if client.search_registered_models(filter_string=f"name = '{model}'"):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from drl_trading.training.adapter.memory_reports import MemoryReports
+from drl_trading.training.adapter.memory_reports import InMemoryReports
 from drl_trading.training.adapter.report_files import ReportFiles
 from drl_trading.training.core.ports import ReportDocuments, ReportSink
 
@@ -21,7 +21,7 @@ Sink = tuple[ReportSink, Callable[[Path], str]]
 def sink(request: pytest.FixtureRequest, tmp_path: Path) -> Sink:
     if request.param == "files":
         return ReportFiles(tmp_path / "home" / "reports"), lambda p: p.read_text()
-    memory = MemoryReports(tmp_path / "reports")
+    memory = InMemoryReports(tmp_path / "reports")
     return memory, lambda p: memory.files[p]
 
 

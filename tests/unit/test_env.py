@@ -10,9 +10,10 @@ from gymnasium.utils.env_checker import check_env
 
 from drl_trading.common.agent_state import agent_state
 from drl_trading.common.costs import CostModel
+from drl_trading.common.market_series import MarketSeries
 from drl_trading.evaluation.trace import simulate
 from drl_trading.strategy.api import RewardContext
-from drl_trading.training.core.env import EnvConfig, MarketSeries, TradingEnv
+from drl_trading.training.core.env import EnvConfig, TradingEnv
 
 SHORT, FLAT, LONG = 0, 1, 2
 

@@ -30,8 +30,8 @@ from drl_trading.common.events import (
     ProcessingMode,
     Topic,
 )
+from drl_trading.common.market_series import MarketSeries
 from drl_trading.common.ports import FeatureViewSpec
-from drl_trading.inference.adapter.bus_handlers import GROUP
 from drl_trading.inference.adapter.registry_model_source import RegistryModelSource
 from drl_trading.inference.core.config import InferenceSettings
 from drl_trading.inference.core.ports import LoadedModel
@@ -45,7 +45,7 @@ from drl_trading.policy.package import ModelManifest, ObsNormalization, write_pa
 from drl_trading.policy.predictor import Predictor
 from drl_trading.strategy.api import RewardContext
 from drl_trading.training.adapter.sb3_trainer import build_model
-from drl_trading.training.core.env import EnvConfig, MarketSeries, TradingEnv
+from drl_trading.training.core.env import EnvConfig, TradingEnv
 
 N_FEATURES = 4
 WINDOW = 2
@@ -460,7 +460,7 @@ def test_handler_publishes_predictions_on_completed_predict(world: World) -> Non
     assert {p.symbol for p in published if isinstance(p, PredictionCompleted)} == {BTC, ETH}
     assert all(p.correlation_id == event.correlation_id for p in published)
 
-    bus.rewind(GROUP, Topic.PREPROCESS_COMPLETED_ONLINE)  # redelivery after a crash
+    bus.rewind("inference", Topic.PREPROCESS_COMPLETED_ONLINE)  # redelivery after a crash
     bus.poll()
     again = bus.messages(Topic.PREDICT_COMPLETED)
     assert sorted(p.event_id for p in again) == sorted(2 * [p.event_id for p in published])

@@ -28,6 +28,7 @@ from drl_trading.policy.package import (
     write_normalization,
     write_numpy_policy,
 )
+from tests.unit.test_policy_package import stand_in_policy_zip
 
 SYM = Symbol("BTCUSDT")
 RANGE = TimeRange.parse("2024-01-01", "2024-01-16")
@@ -73,7 +74,7 @@ def _register(registry: ModelRegistry, tmp: Path, manifest: ModelManifest) -> st
     head = (rng.normal(0.0, 1.0, (3, obs)), rng.normal(0.0, 0.1, 3), None)
     dst = tmp / f"package-{manifest.feature_set_version[:8]}"
     dst.mkdir(parents=True)
-    (dst / POLICY_FILE).write_bytes(b"not a zip")
+    (dst / POLICY_FILE).write_bytes(stand_in_policy_zip())
     write_normalization(dst, ObsNormalization.identity(obs))
     write_numpy_policy(dst, NumpyPolicy("logits", [], head))
     (dst / MANIFEST_FILE).write_text(manifest.to_json())

@@ -8,9 +8,11 @@ The comparison of stored layers with real torch policies of every algorithm is i
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -94,13 +96,30 @@ def _normalization(seed: int = 1) -> ObsNormalization:
     return ObsNormalization(rng.normal(0.0, 2.0, OBS), rng.uniform(0.5, 4.0, OBS), clip=10.0)
 
 
-def _package(dst: Path, manifest: ModelManifest, fast: NumpyPolicy) -> Path:
-    """A package as `write_package` lays it out; ``policy.zip`` is not a real SB3 model, so any
-    attempt to load it fails the test."""
+def stand_in_policy_zip(entries: dict[str, bytes] | None = None) -> bytes:
+    """A ``policy.zip`` with the entries of an SB3 save (so it passes the check at load) but no
+    model in them, so any attempt to take the torch path fails; ``entries`` replaces them.
+    Stored uncompressed, so that a test can damage a known byte."""
+    if entries is None:
+        entries = {
+            "data": json.dumps({"policy_class": "a stand-in: no model"}).encode(),
+            "policy.pth": b"not a state dict: the torch path must not be taken",
+        }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, payload in entries.items():
+            archive.writestr(name, payload)
+    return buffer.getvalue()
+
+
+def _package(dst: Path, manifest: ModelManifest, fast: NumpyPolicy | None) -> Path:
+    """A package as `write_package` lays it out; ``policy.zip`` is a stand-in, not a real SB3
+    model, so any attempt to load it fails the test. ``fast`` None: no numpy layers."""
     dst.mkdir(parents=True)
-    (dst / POLICY_FILE).write_bytes(b"not a zip: the torch path must not be taken")
+    (dst / POLICY_FILE).write_bytes(stand_in_policy_zip())
     write_normalization(dst, _normalization())
-    write_numpy_policy(dst, fast)
+    if fast is not None:
+        write_numpy_policy(dst, fast)
     (dst / MANIFEST_FILE).write_text(manifest.to_json())
     return dst
 
@@ -234,8 +253,14 @@ def test_the_model_is_loaded_once_when_the_torch_path_needs_it() -> None:
     assert predictor.model is loads[0]
     assert predictor.model_loaded and len(loads) == 1
     assert predictor.policy.training is False
-    with pytest.raises(ValueError, match="needs the SB3 model"):
+    with pytest.raises(
+        ModelPackageError,
+        match="needs the SB3 model, or numpy layers and load_model: got model=none, "
+        "fast=given, load_model=none for a PPO package",
+    ):
         Predictor(_manifest(algorithm, mode), _normalization(), fast=fast)
+    with pytest.raises(ValueError, match="needs the SB3 model"):  # callers catching ValueError
+        Predictor(_manifest(algorithm, mode), _normalization(), load_model=load_model)
 
 
 def test_layers_that_do_not_fit_the_manifest_are_refused(tmp_path: Path) -> None:
@@ -266,3 +291,97 @@ def test_damaged_or_newer_layer_files_are_refused(tmp_path: Path) -> None:
     np.savez(package / NUMPY_POLICY_FILE, **stored)
     with pytest.raises(ModelPackageError, match="'log_std' is missing"):
         Predictor.load(package)
+
+
+def _damaged_policy_zips() -> dict[str, tuple[bytes | None, str]]:
+    """``policy.zip`` contents (None: no file) and the message each is refused with."""
+    good = stand_in_policy_zip()
+    payload = b"not a state dict: the torch path must not be taken"
+    flipped = bytearray(good)
+    at = good.index(payload)
+    flipped[at] ^= 0xFF
+    return {
+        "truncated": (good[: len(good) // 2], r"policy\.zip is not a readable zip"),
+        "not-a-zip": (b"not a zip", r"policy\.zip is not a readable zip"),
+        "no-policy-pth": (
+            stand_in_policy_zip({"data": b"{}"}),
+            r"policy\.zip is not an SB3 save: it lacks policy\.pth \(has: data\)",
+        ),
+        "foreign": (
+            stand_in_policy_zip({"notes.txt": b"hello"}),
+            r"it lacks data, policy\.pth \(has: notes\.txt\)",
+        ),
+        "bad-checksum": (bytes(flipped), r"policy\.zip is damaged: entry policy\.pth fails"),
+        "data-not-json": (
+            stand_in_policy_zip({"data": b"\x80 pickle?", "policy.pth": payload}),
+            r"policy\.zip: entry data is not JSON",
+        ),
+        "missing": (None, r"policy\.zip: the SB3 policy file is missing"),
+    }
+
+
+DAMAGED = _damaged_policy_zips()
+
+
+def _damaged_package(dst: Path, case: str, *, layers: bool) -> Path:
+    algorithm, mode, fast = CASES[0]
+    package = _package(dst, _manifest(algorithm, mode), fast if layers else None)
+    content = DAMAGED[case][0]
+    if content is None:
+        (package / POLICY_FILE).unlink()
+    else:
+        (package / POLICY_FILE).write_bytes(content)
+    return package
+
+
+@pytest.mark.parametrize("layers", [True, False], ids=["with-layers", "without-layers"])
+@pytest.mark.parametrize("case", list(DAMAGED))
+def test_a_damaged_or_foreign_policy_zip_fails_at_load(
+    case: str, layers: bool, tmp_path: Path
+) -> None:
+    """With the numpy layers the SB3 model is loaded only for the torch path, so ``policy.zip``
+    is checked at load: a package that cannot act through torch fails now, not on first use."""
+    package = _damaged_package(tmp_path / "pkg", case, layers=layers)
+    with pytest.raises(ModelPackageError, match=DAMAGED[case][1]):
+        Predictor.load(package)
+
+
+def test_a_damaged_policy_zip_is_refused_without_importing_torch(tmp_path: Path) -> None:
+    packages = {
+        f"{case}-{'layers' if layers else 'zip-only'}": str(
+            _damaged_package(tmp_path / f"{case}-{layers}", case, layers=layers)
+        )
+        for case in ("truncated", "no-policy-pth")
+        for layers in (True, False)
+    }
+    script = f"""
+import json, sys
+from drl_trading.policy.package import ModelPackageError
+from drl_trading.policy.predictor import Predictor
+
+errors = {{}}
+for name, path in json.loads(sys.argv[1]).items():
+    try:
+        Predictor.load(path)
+    except ModelPackageError as exc:
+        errors[name] = str(exc)
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})
+print(json.dumps({{"errors": errors, "heavy": heavy}}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(packages)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    assert result["heavy"] == []
+    assert sorted(result["errors"]) == sorted(packages)
+    for name, message in result["errors"].items():
+        assert packages[name] in message
+        assert ("not a readable zip" if name.startswith("truncated") else "lacks policy.pth") in (
+            message
+        )

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from drl_trading.common.agent_state import agent_state
+from drl_trading.common.market_series import MarketSeries
 from drl_trading.policy.package import (
     ModelManifest,
     ModelPackageError,
@@ -30,7 +31,7 @@ from drl_trading.policy.run import run_policy
 from drl_trading.strategy.api import RewardContext
 from drl_trading.strategy.signals import SignalRules
 from drl_trading.training.adapter.sb3_trainer import build_model
-from drl_trading.training.core.env import EnvConfig, MarketSeries, TradingEnv
+from drl_trading.training.core.env import EnvConfig, TradingEnv
 
 N_BARS = 300
 N_FEATURES = 5

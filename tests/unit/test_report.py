@@ -15,13 +15,8 @@ from drl_trading.evaluation.baselines import (
 )
 from drl_trading.evaluation.charts import MAX_CHART_POINTS, _minmax_indices
 from drl_trading.evaluation.metrics import Trade, compute_metrics, extract_trades, periods_per_year
-from drl_trading.evaluation.report import (
-    MAX_TRADES_SHOWN,
-    BacktestReport,
-    StrategyResult,
-    SymbolSection,
-)
-from drl_trading.evaluation.report_html import render_report
+from drl_trading.evaluation.report import BacktestReport, StrategyResult, SymbolSection
+from drl_trading.evaluation.report_html import MAX_TRADES_SHOWN, render_report
 from drl_trading.evaluation.trace import simulate
 
 PPY = periods_per_year(1)

@@ -13,7 +13,7 @@ from drl_trading.common.adapter.memory_market_data import InMemoryMarketData
 from drl_trading.common.adapter.memory_registry import InMemoryRegistry
 from drl_trading.strategy import BaseStrategy, default_feature_set
 from drl_trading.training.adapter.fixed_revision import FixedRevision
-from drl_trading.training.adapter.memory_reports import MemoryReports
+from drl_trading.training.adapter.memory_reports import InMemoryReports
 from drl_trading.training.adapter.sb3_trainer import SB3Trainer
 from drl_trading.training.core.config import TrainingSettings
 from drl_trading.training.core.ports import Revision
@@ -33,7 +33,7 @@ def service(revision: Revision | None, tmp_path: Path) -> TrainingService:
         model_name="drl-base",
         trainer=SB3Trainer(),
         revision=FixedRevision(revision),
-        reports=MemoryReports(),
+        reports=InMemoryReports(),
     )
 
 

@@ -1,6 +1,7 @@
 """Composition of the execution service: its store, the paper broker, the risk limits of the
 strategy, and its bus handlers; the embedded runtime and `serve execution` both call
-`compose_execution`, `drl-trading trades` calls `bootstrap_execution` (no bus)."""
+`compose_execution`; `kill`/`resume` on a stored account call `bootstrap_execution` (no bus,
+`app/paper_account.py`)."""
 
 from __future__ import annotations
 

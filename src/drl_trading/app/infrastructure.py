@@ -1,4 +1,5 @@
-"""Builds the shared adapters (bus, market-data repository, feature store) from settings.
+"""Builds the shared adapters (bus, market data, feature store, model registry) and the strategy
+from settings.
 
 These are the swap points of the two deployments: the embedded default builds in-process ones,
 the distributed mode builds server-backed ones, and nothing above the ports can tell.
@@ -101,12 +102,14 @@ def feature_set_for(settings: AppSettings) -> FeatureSetSpec:
 def build_registry(settings: AppSettings) -> ModelRegistry:
     """The MLflow registry of the configuration (embedded SQLite under home, or a server)."""
     from drl_trading.common.adapter.mlflow_registry import MlflowRegistry
+    from drl_trading.policy.mlflow_pyfunc import MODEL_CODE
 
     (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
     return MlflowRegistry(
         settings.mlflow_tracking_uri,
         experiment=settings.training.registry.experiment,
         artifact_location=settings.mlflow_artifact_location,
+        model_code=MODEL_CODE,
     )
 
 

@@ -32,10 +32,10 @@ from drl_trading.common.events import (
 )
 from drl_trading.common.ports import MarketDataRepository, MessageBus
 from drl_trading.ingest.core.service import BatchRejectedError, IngestReport, TrainingDataRequest
-from drl_trading.preprocess.adapter.bus_handlers import GROUP as PREPROCESS_GROUP
 
 if TYPE_CHECKING:  # only types here: ingest and preprocess need not import training (torch)
-    from drl_trading.training.core.service import TrainingProgress, TrainingResult
+    from drl_trading.training.core.progress import TrainingProgress
+    from drl_trading.training.core.service import TrainingResult
 
 OBSERVER = "cli"
 """The consumer group of the waiters for results (the CLI's commands)."""
@@ -83,7 +83,7 @@ class WorkflowObserver:
         self._completed: dict[str, list[PreprocessDataCompleted]] = defaultdict(list)
         self._errors: dict[str, list[ErrorOccurred]] = defaultdict(list)
         bus.subscribe(Topic.PREPROCESS_COMPLETED_OFFLINE, group=OBSERVER, handler=self._on_done)
-        bus.subscribe(Topic.error(PREPROCESS_GROUP), group=OBSERVER, handler=self._on_error)
+        bus.subscribe(Topic.error("preprocess"), group=OBSERVER, handler=self._on_error)
         bus.subscribe(Topic.error("training"), group=OBSERVER, handler=self._on_error)
 
     def outcome(self, correlation_id: str) -> WorkflowOutcome:

@@ -21,7 +21,7 @@ from typing import Any
 
 from drl_trading.app.infrastructure import feature_set_for
 from drl_trading.app.ingest import LiveSourceKind
-from drl_trading.app.paper_account import account_dir, poll_switches
+from drl_trading.app.paper_account import account_dir, poll_switches, store_path
 from drl_trading.app.runtime import EmbeddedRuntime, OnlineComponents
 from drl_trading.app.settings import AppSettings
 from drl_trading.common.adapter.system_clock import ManualClock, SystemClock
@@ -99,7 +99,7 @@ def run_online_session(
     if request.fresh and folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    settings = _on_account_store(settings, folder)
+    settings = _on_account_store(settings, request.account)
     spec = feature_set_for(settings)
     # a live stream starts on the base grid, so its first base bar is complete
     first_live = rng.start if rng else spec.base_timeframe.floor(datetime.now(UTC))
@@ -257,12 +257,12 @@ def run_online_session(
     return SessionOutcome(report, path, html_path, written, notices)
 
 
-def _on_account_store(settings: AppSettings, folder: Path) -> AppSettings:
+def _on_account_store(settings: AppSettings, account: str) -> AppSettings:
     """The account's execution store lives in its folder unless the configuration names one."""
     ex = settings.execution
     if ex.store == "memory" or ex.store_path is not None:
         return settings
-    path = folder / f"execution.{ex.store}"
+    path = store_path(settings, account)
     return settings.model_copy(update={"execution": ex.model_copy(update={"store_path": path})})
 
 

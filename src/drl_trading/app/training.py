@@ -10,10 +10,10 @@ from drl_trading.app.infrastructure import (
     model_name_for,
 )
 from drl_trading.app.settings import AppSettings
-from drl_trading.common.events import Topic
+from drl_trading.app.topology import subscribe
 from drl_trading.common.model_registry import ModelRegistry
 from drl_trading.common.ports import FeatureStore, MarketDataRepository, MessageBus
-from drl_trading.training.adapter.bus_handlers import GROUP, TrainingHandlers
+from drl_trading.training.adapter.bus_handlers import TrainingHandlers
 from drl_trading.training.adapter.git_revision import GitRevision
 from drl_trading.training.adapter.report_files import ReportFiles
 from drl_trading.training.adapter.sb3_trainer import SB3Trainer
@@ -57,9 +57,5 @@ def bootstrap_training(
     (the distributed worker); otherwise requests come in process through `expect`."""
     service = build_training_service(settings, market_data, feature_store, registry)
     handlers = TrainingHandlers(service, bus if worker else None)
-    bus.subscribe(
-        Topic.PREPROCESS_COMPLETED_OFFLINE, group=GROUP, handler=handlers.on_preprocess_completed
-    )
-    if worker:
-        bus.subscribe(Topic.TRAINING_REQUESTED, group=GROUP, handler=handlers.on_training_requested)
+    subscribe(bus, "training", handlers, worker=worker)
     return handlers

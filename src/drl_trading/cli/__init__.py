@@ -1,1 +1,1 @@
-"""The `drl-trading` command line: parses arguments and calls bootstrap and runtime code."""
+"""The `drl-trading` command line: parses arguments, calls `drl_trading.app`, prints."""

@@ -26,7 +26,7 @@ from drl_trading.cli.context import err_console
 from drl_trading.common.domain import Symbol
 
 if TYPE_CHECKING:  # only a type here: ingest and preprocess need not import training
-    from drl_trading.training.core.service import TrainingProgress
+    from drl_trading.training.core.progress import TrainingProgress
 
 
 def progress_bar() -> Progress:

@@ -1,8 +1,9 @@
-"""The agent's own state as the policy observes it: the same three numbers in training and live.
+"""The agent's positions and its own state as the policy observes it, the same in training and live.
 
-Training computes them inside the environment, the live inference service from the positions
-execution reports; both call `agent_state` so that a model never sees a state encoded differently
-from the one it was trained on.
+Training computes the state inside the environment, the live inference service from the positions
+execution reports (`AgentPosition`); both call `agent_state` so that a model never sees a state
+encoded differently from the one it was trained on. `DISCRETE_POSITIONS` is what a discrete
+action means, for the environment, the policy and the backtest alike.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from dataclasses import dataclass
 
 DISCRETE_POSITIONS = (-1.0, 0.0, 1.0)
 """Discrete action i means target position DISCRETE_POSITIONS[i] * max_position."""
-
 
 STATE_SIZE = 3
 STATE_NAMES = ("position", "unrealised_return", "time_in_position")

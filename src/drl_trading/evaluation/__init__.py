@@ -1,0 +1,1 @@
+"""How a policy is measured: simulation, metrics, baselines, backtest and the report."""

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from drl_trading.evaluation.metrics import PerformanceMetrics, Trade
 from drl_trading.evaluation.trace import SimulationTrace
 
-MAX_TRADES_SHOWN = 200
-
 
 @dataclass(frozen=True, slots=True)
 class StrategyResult:

@@ -1,10 +1,8 @@
-"""The backtest report: one self-contained HTML file (inline CSS and SVG, no scripts, no URLs).
+"""The backtest report as one self-contained HTML file (inline CSS and SVG, no scripts, no URLs).
 
 A single file is what survives being attached to an MLflow run, mailed or opened years later
-offline, so nothing is fetched: charts are hand-built SVG. Series are reduced to at most
-`MAX_CHART_POINTS` points per line by keeping each bucket's minimum and maximum in time order,
-so a flash crash or a spike in equity stays visible however long the backtest; a million-step
-trace renders in well under a second. Every piece of caller text goes through `html.escape`.
+offline, so nothing is fetched; the charts are `charts`' SVG. Every piece of caller text goes
+through `html.escape`.
 """
 
 from __future__ import annotations
@@ -15,9 +13,12 @@ from datetime import UTC, datetime
 
 from drl_trading.evaluation.charts import escape, symbol_charts
 from drl_trading.evaluation.metrics import PerformanceMetrics, Trade
-from drl_trading.evaluation.report import MAX_TRADES_SHOWN, BacktestReport, SymbolSection
+from drl_trading.evaluation.report import BacktestReport, SymbolSection
 
 _DASH = "–"
+
+MAX_TRADES_SHOWN = 200
+"""Trades listed per symbol; the rest are counted (the metrics count them all)."""
 
 
 def _finite_or_mark(x: float) -> str | None:

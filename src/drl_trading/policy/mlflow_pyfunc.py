@@ -3,7 +3,9 @@ can load ``models:/NAME@champion`` and act with it, without knowing about model 
 
 The pyfunc only wraps the package: it carries the package folder as its ``package`` artifact and
 delegates to `Predictor`, which is imported when the model is loaded (not when it is logged), so
-logging needs neither torch nor a loadable policy.
+logging needs neither torch nor a loadable policy. `MODEL_CODE` is what the MLflow registry
+adapter logs for it (the composition hands it over: the kernel adapter cannot import this
+package).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
-from drl_trading.common.adapter.mlflow_registry import PACKAGE_ARTIFACT
+from drl_trading.common.model_registry import PACKAGE_ARTIFACT
 
 if TYPE_CHECKING:
     # Only for the type checker. MLflow reads ``predict``'s annotations to infer a signature and
@@ -27,6 +29,19 @@ if TYPE_CHECKING:
     PolicyInput = Mapping[str, NDArray[Any]]
 
 OUTPUT_COLUMNS = ("target_position", "action", "confidence")
+
+MODEL_CODE = """\
+import mlflow.models
+
+from drl_trading.policy.mlflow_pyfunc import DrlPolicyModel
+
+mlflow.models.set_model(DrlPolicyModel())
+"""
+"""The pyfunc as MLflow logs it, "models from code": loading a version runs these lines instead of
+unpickling an instance, which MLflow warns about and may refuse
+(MLFLOW_ALLOW_PICKLE_DESERIALIZATION) in a serving environment. Versions logged with it import
+this module, so it stays importable at this path (`drl_trading.training.adapter.mlflow_pyfunc`
+keeps the path that drl-trading 0.1.0 logged)."""
 
 
 class _PolicyOutput(Protocol):

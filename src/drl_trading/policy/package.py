@@ -15,7 +15,10 @@ existed have no such file and act through ``policy.zip``.
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,9 @@ MANIFEST_FILE = "manifest.json"
 
 
 POLICY_FILE = "policy.zip"
+POLICY_ZIP_ENTRIES = ("data", "policy.pth")
+"""What every SB3 save holds and loading needs: the class parameters (JSON) and the policy's
+state dict; optimiser states and system information vary by algorithm and are not required."""
 
 
 NORMALIZATION_FILE = "normalization.npz"
@@ -152,6 +158,37 @@ def read_manifest(package_dir: Path) -> ModelManifest:
 def read_normalization(package_dir: Path) -> ObsNormalization:
     with np.load(package_dir / NORMALIZATION_FILE) as z:
         return ObsNormalization(z["mean"], z["var"], float(z["clip"]), float(z["epsilon"]))
+
+
+def read_policy_zip(package_dir: Path) -> bytes:
+    """The bytes of ``policy.zip``, checked without torch to be an SB3 save: a readable zip
+    (every entry's checksum) with `POLICY_ZIP_ENTRIES` and JSON class parameters. A package that
+    acts on its numpy layers loads the SB3 model from these bytes only when the torch path is
+    asked for, so a damaged or foreign file must fail here, at load."""
+    path = package_dir / POLICY_FILE
+    if not path.is_file():
+        raise ModelPackageError(f"{path}: the SB3 policy file is missing")
+    raw = path.read_bytes()
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            names = archive.namelist()
+            missing = [entry for entry in POLICY_ZIP_ENTRIES if entry not in names]
+            if missing:
+                raise ModelPackageError(
+                    f"{path} is not an SB3 save: it lacks {', '.join(missing)} "
+                    f"(has: {', '.join(names[:10]) or 'nothing'})"
+                )
+            damaged = archive.testzip()
+            if damaged is not None:
+                raise ModelPackageError(f"{path} is damaged: entry {damaged} fails its checksum")
+            data = json.loads(archive.read("data"))
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise ModelPackageError(f"{path} is not a readable zip ({exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelPackageError(f"{path}: entry data is not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelPackageError(f"{path}: entry data is not a JSON object")
+    return raw
 
 
 def read_numpy_policy(package_dir: Path, manifest: ModelManifest) -> NumpyPolicy | None:

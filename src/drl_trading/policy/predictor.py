@@ -11,7 +11,9 @@ layer through one batched matmul and only do the agent-state part per bar, and a
 
 A package with the numpy layers (``policy.npz``) loads without torch, Stable-Baselines3 or
 gymnasium: the SB3 model is only loaded, from the ``policy.zip`` bytes read at load time, when
-something asks for the torch path (`predict`, `predict_observation`, `model`, `policy`).
+something asks for the torch path (`predict`, `predict_observation`, `model`, `policy`). Those
+bytes are checked at load to be an SB3 save (`read_policy_zip`), so a damaged or foreign file
+fails there, not on the first use of the torch path.
 """
 
 from __future__ import annotations
@@ -29,14 +31,18 @@ from drl_trading.common.agent_state import DISCRETE_POSITIONS, STATE_SIZE
 from drl_trading.policy.algorithms import algorithm_class, algorithm_info
 from drl_trading.policy.numpy_policy import NumpyPolicy, normal_cdf, softmax
 from drl_trading.policy.package import (
-    POLICY_FILE,
     ModelManifest,
     ModelPackageError,
     ObsNormalization,
     read_manifest,
     read_normalization,
     read_numpy_policy,
+    read_policy_zip,
 )
+
+
+def _given(value: object) -> str:
+    return "none" if value is None else "given"
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,11 @@ class Predictor:
         load_model: Callable[[], Any] | None = None,
     ) -> None:
         if model is None and (fast is None or load_model is None):
-            raise ValueError("Predictor needs the SB3 model, or numpy layers and load_model")
+            raise ModelPackageError(
+                "Predictor needs the SB3 model, or numpy layers and load_model: got "
+                f"model={_given(model)}, fast={_given(fast)}, load_model={_given(load_model)} "
+                f"for a {manifest.algorithm} package"
+            )
         self.manifest = manifest
         self.normalization = normalization
         self.recurrent = manifest.algorithm == "RecurrentPPO"
@@ -91,13 +101,11 @@ class Predictor:
         algorithm_info(manifest.algorithm)  # an unknown algorithm fails now, not on first use
         norm = read_normalization(package_dir)
         fast = read_numpy_policy(package_dir, manifest)
-        if fast is None:
-            model = algorithm_class(manifest.algorithm).load(
-                package_dir / POLICY_FILE, device="cpu"
-            )
-            return cls(manifest, norm, model)
-        policy_zip = (package_dir / POLICY_FILE).read_bytes()
+        policy_zip = read_policy_zip(package_dir)
         algorithm = manifest.algorithm
+        if fast is None:
+            model = algorithm_class(algorithm).load(io.BytesIO(policy_zip), device="cpu")
+            return cls(manifest, norm, model)
 
         def load_model() -> Any:
             return algorithm_class(algorithm).load(io.BytesIO(policy_zip), device="cpu")
@@ -144,7 +152,10 @@ class Predictor:
                 f"got {features.shape}"
             )
         if features.shape[0] != state.shape[0]:
-            raise ModelPackageError("features and agent_state batch sizes differ")
+            raise ModelPackageError(
+                f"features and agent_state batch sizes differ: {features.shape[0]} windows, "
+                f"{state.shape[0]} agent states"
+            )
         obs = np.concatenate([features.reshape(features.shape[0], -1), state], axis=1)
         return self.normalization.apply(obs)
 

@@ -1,158 +1,40 @@
-"""Model-registry fake for unit tests, and the rules both registry adapters share.
+"""Model-registry fake for unit tests.
 
 The fake keeps runs and versions in memory and copies files under a root folder, so tests see
-the same folder round trip as with MLflow without its start-up cost. The model-reference
-grammar, the name/alias rules and the parameter flattening live here (this module has no
-dependencies) and the MLflow adapter imports them, so the fake cannot drift from it: code that
-passes against the fake fails the same way, with the same messages, against MLflow.
+the same folder round trip as with MLflow without its start-up cost. The reference grammar, the
+name/alias rules and the parameter flattening are the port's (`drl_trading.common.model_registry`),
+shared with the MLflow adapter, so the fake cannot drift from it.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import re
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from drl_trading.common.model_registry import ExperimentRun, ModelVersion, RunInfo
-
-MODELS_SCHEME = "models:/"
-CHAMPION = "champion"
-MANIFEST_FILE = "manifest.json"
-# MLflow rejects longer parameter values; the fake truncates alike so tests see what MLflow keeps.
-MAX_PARAM_VALUE_LENGTH = 6000
-_ALIAS_RE = re.compile(r"^[\w\-]+$")
-_VERSION_ALIAS_RE = re.compile(r"^[vV]\d+$")
-
-
-# --- rules shared with the MLflow adapter -------------------------------------------------------
-
-
-def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested configs become dotted keys because tracking backends only store flat strings."""
-    flat: dict[str, str] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_params(value, prefix=f"{name}."))
-        else:
-            flat[name] = str(value)[:MAX_PARAM_VALUE_LENGTH]
-    return flat
-
-
-def validate_model_name(name: str) -> None:
-    """MLflow's rule: the name is embedded in ``models:/NAME/...`` URIs."""
-    if not name.strip():
-        raise ValueError("model name must not be empty")
-    if "/" in name or ":" in name:
-        raise ValueError(f"invalid model name {name!r}: names cannot contain '/' or ':'")
-
-
-def validate_alias(alias: str) -> None:
-    """MLflow's rule: aliases must not be confusable with versions or the ``latest`` keyword."""
-    if not _ALIAS_RE.match(alias):
-        raise ValueError(f"invalid alias {alias!r}: use letters, digits, '_' and '-' (non-empty)")
-    if alias.lower() == "latest" or _VERSION_ALIAS_RE.match(alias):
-        raise ValueError(f"alias {alias!r} is reserved")
-
-
-@dataclass(frozen=True, slots=True)
-class ModelRef:
-    name: str
-    version: str | None = None
-    alias: str | None = None
-
-
-def parse_model_ref(model_ref: str) -> ModelRef:
-    """``NAME``, ``NAME@alias``, ``NAME/3``, each optionally prefixed with ``models:/``."""
-    text = model_ref.strip()
-    body = text.removeprefix(MODELS_SCHEME)
-    if "@" in body:
-        name, _, alias = body.rpartition("@")
-        validate_model_name(name)
-        validate_alias(alias)
-        return ModelRef(name=name, alias=alias)
-    if "/" in body:
-        name, _, version = body.partition("/")
-        validate_model_name(name)
-        if not version.isdigit():
-            raise ValueError(
-                f"invalid model reference {model_ref!r}: expected NAME/<version number>"
-            )
-        return ModelRef(name=name, version=str(int(version)))
-    validate_model_name(body)
-    return ModelRef(name=body)
-
-
-def versions_text(versions: Iterable[str]) -> str:
-    ordered = sorted(versions, key=int)
-    return ", ".join(ordered) if ordered else "none"
-
-
-def missing_version_error(name: str, version: str, versions: Iterable[str]) -> LookupError:
-    return LookupError(
-        f"model {name!r} has no version {version!r} (versions: {versions_text(versions)})"
-    )
-
-
-def unknown_model_error(name: str, known: Sequence[str]) -> LookupError:
-    shown = ", ".join(sorted(known)[:20]) or "none"
-    more = f" and {len(known) - 20} more" if len(known) > 20 else ""
-    return LookupError(f"no registered model {name!r} (models: {shown}{more})")
-
-
-def select_version(
-    ref: ModelRef, versions: Mapping[str, str], aliases: Mapping[str, str]
-) -> ModelVersion:
-    """Resolves ``ref`` against one model's ``versions`` (version → run id) and ``aliases``
-    (alias → version); a bare name means the champion, else the latest version."""
-    if ref.alias is not None:
-        version = aliases.get(ref.alias)
-        if version is None:
-            alias_list = ", ".join(sorted(aliases)) or "none"
-            raise LookupError(
-                f"model {ref.name!r} has no alias {ref.alias!r} "
-                f"(aliases: {alias_list}; versions: {versions_text(versions)})"
-            )
-    elif ref.version is not None:
-        version = ref.version
-    elif CHAMPION in aliases:
-        version = aliases[CHAMPION]
-    elif versions:
-        version = max(versions, key=int)
-    else:
-        raise LookupError(f"model {ref.name!r} has no versions")
-    if version not in versions:
-        raise missing_version_error(ref.name, version, versions)
-    return ModelVersion(name=ref.name, version=version, run_id=versions[version])
-
-
-def check_package_dir(package_dir: Path) -> dict[str, Any]:
-    """A package without its manifest cannot be loaded later, so refuse it at registration."""
-    manifest_path = package_dir / MANIFEST_FILE
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"{package_dir} is not a model package: no {MANIFEST_FILE}")
-    manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
-    return manifest
-
-
-def safe_relative(artifact_path: str) -> PurePosixPath:
-    """Artifact names are relative paths inside the run; escaping the run folder is a bug."""
-    rel = PurePosixPath(artifact_path)
-    if rel.is_absolute() or ".." in rel.parts or not rel.parts:
-        raise ValueError(f"invalid artifact path {artifact_path!r}: must be relative, no '..'")
-    return rel
-
-
-# --- the fake -----------------------------------------------------------------------------------
+from drl_trading.common.model_registry import (
+    PACKAGE_ARTIFACT,
+    ExperimentRun,
+    ModelVersion,
+    RunInfo,
+    check_package_dir,
+    flatten_params,
+    missing_version_error,
+    parse_model_ref,
+    safe_relative,
+    select_version,
+    unknown_model_error,
+    validate_alias,
+    validate_model_name,
+)
 
 
 @dataclass
@@ -286,7 +168,7 @@ class InMemoryRegistry:
         model = self._model(version.name)
         if version.version not in model.versions:
             raise missing_version_error(version.name, version.version, model.versions)
-        target = dst / "package"
+        target = dst / PACKAGE_ARTIFACT
         shutil.copytree(self._package_path(version.name, version.version), target)
         return target
 
@@ -305,4 +187,4 @@ class InMemoryRegistry:
         return model
 
     def _package_path(self, name: str, version: str) -> Path:
-        return self.root / "models" / name / version / "package"
+        return self.root / "models" / name / version / PACKAGE_ARTIFACT

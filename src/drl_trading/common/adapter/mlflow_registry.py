@@ -8,9 +8,11 @@ pyfunc model is done by hand for the same reason (``mlflow.pyfunc.log_model`` ne
 tracking URI and an active run): create a LoggedModel, save the pyfunc locally, upload it to the
 LoggedModel, link it to the run, register it.
 
-A model version is an MLflow pyfunc (`DrlPolicyModel`) whose ``package`` artifact is the model
+A model version is an MLflow pyfunc whose ``package`` artifact (`PACKAGE_ARTIFACT`) is the model
 package folder, so that MLflow tooling can load and serve it while this project gets the folder
-back unchanged from `download_package`.
+back unchanged from `download_package`. The pyfunc is logged as code (MLflow's "models from
+code"): the composition passes that code in (`drl_trading.policy.mlflow_pyfunc.MODEL_CODE`),
+because the class it builds belongs to the policy package, above this kernel adapter.
 """
 
 from __future__ import annotations
@@ -37,8 +39,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature
 from mlflow.types.schema import ColSpec, DataType, Schema, TensorSpec
 
-from drl_trading.common.adapter.memory_registry import (
-    CHAMPION,
+from drl_trading.common.model_registry import (
+    PACKAGE_ARTIFACT,
+    ExperimentRun,
+    ModelVersion,
+    RunInfo,
     check_package_dir,
     flatten_params,
     missing_version_error,
@@ -49,11 +54,10 @@ from drl_trading.common.adapter.memory_registry import (
     validate_alias,
     validate_model_name,
 )
-from drl_trading.common.model_registry import ExperimentRun, ModelVersion, RunInfo
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["CHAMPION", "MlflowRegistry", "MlflowRun", "pip_requirements", "policy_signature"]
+__all__ = ["MlflowRegistry", "MlflowRun", "pip_requirements", "policy_signature"]
 
 # MLflow's request limits (mlflow.utils.validation): entities per LogBatch call.
 _MAX_PARAMS_TAGS_PER_BATCH = 100
@@ -79,18 +83,6 @@ _RUNTIME_DISTRIBUTIONS = (
 )
 
 T = TypeVar("T")
-
-PACKAGE_ARTIFACT = "package"
-# The model is logged as code (MLflow's "models from code"), not as a pickled instance: loading
-# then runs these lines instead of unpickling, which MLflow warns about and may refuse
-# (MLFLOW_ALLOW_PICKLE_DESERIALIZATION) in a serving environment.
-MODEL_CODE = """\
-import mlflow.models
-
-from drl_trading.policy.mlflow_pyfunc import DrlPolicyModel
-
-mlflow.models.set_model(DrlPolicyModel())
-"""
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -210,13 +202,27 @@ class MlflowRun:
 
 
 class MlflowRegistry:
+    """``model_code`` is the Python source MLflow runs to build the pyfunc whenever a registered
+    version is loaded (it must call ``mlflow.models.set_model``). It is required, and compiled
+    here, so that a registry unable to register fails when it is built rather than at the end
+    of a training run."""
+
     def __init__(
         self,
         tracking_uri: str,
         experiment: str = "drl-trading",
         artifact_location: str | None = None,
         registry_uri: str | None = None,
+        *,
+        model_code: str,
     ) -> None:
+        if not model_code.strip():
+            raise ValueError("model_code is empty: it must build the pyfunc with set_model")
+        try:
+            compile(model_code, "<model code>", "exec")
+        except SyntaxError as exc:
+            raise ValueError(f"model_code is not valid Python: {exc}") from None
+        self.model_code = model_code
         self.tracking_uri = tracking_uri
         # Explicit, so MLFLOW_REGISTRY_URI or mlflow.set_registry_uri() elsewhere cannot redirect.
         self.registry_uri = registry_uri or tracking_uri
@@ -316,7 +322,7 @@ class MlflowRegistry:
             with tempfile.TemporaryDirectory(prefix="drl-model-") as tmp:
                 local = Path(tmp) / "model"
                 code = Path(tmp) / "drl_policy_model.py"
-                code.write_text(MODEL_CODE, encoding="utf-8")
+                code.write_text(self.model_code, encoding="utf-8")
                 signature = policy_signature(manifest)
                 mlflow.pyfunc.save_model(
                     path=str(local),

@@ -19,8 +19,6 @@ from drl_trading.common.latency import StageLatency, stamp
 from drl_trading.execution.core.service import ExecutionService
 from drl_trading.strategy.api import Strategy
 
-GROUP = "execution"
-
 
 class ExecutionHandlers:
     def __init__(

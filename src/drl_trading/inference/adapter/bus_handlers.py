@@ -11,8 +11,6 @@ from drl_trading.common.events import Event, PreprocessDataCompleted, Processing
 from drl_trading.common.ports import MessageBus
 from drl_trading.inference.core.service import InferenceService
 
-GROUP = "inference"
-
 
 class InferenceHandlers:
     def __init__(self, service: InferenceService, bus: MessageBus) -> None:

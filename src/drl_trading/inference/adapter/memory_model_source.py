@@ -8,7 +8,7 @@ inference would see from a registry, without packages on disk.
 
 from __future__ import annotations
 
-from drl_trading.common.adapter.memory_registry import (
+from drl_trading.common.model_registry import (
     parse_model_ref,
     select_version,
     unknown_model_error,

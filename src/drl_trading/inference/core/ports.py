@@ -1,9 +1,8 @@
 """Ports of the inference service: where models come from (positions and prices: the kernel's
 `PositionProvider` and `PriceSource`, which execution implements).
 
-The model registry, the execution side's book and the market price feed are all outside
-inference; the core only sees these Protocols, so tests drive it with fakes and the registry
-technology (MLflow, the in-memory fake) is an adapter choice.
+The model registry is outside inference; the core only sees `ModelSource`, so tests drive it
+with a fake and the registry technology (MLflow, the in-memory fake) is an adapter choice.
 """
 
 from __future__ import annotations

@@ -14,8 +14,6 @@ from drl_trading.common.events import (
 )
 from drl_trading.ingest.core.online_service import OnlineIngestService
 
-GROUP = "ingest"
-
 
 class OnlineIngestHandlers:
     def __init__(self, service: OnlineIngestService) -> None:

@@ -11,8 +11,6 @@ from drl_trading.common.ports import MessageBus
 from drl_trading.preprocess.core.online_service import OnlinePreprocessService
 from drl_trading.preprocess.core.service import PreprocessService, ProgressCallback
 
-GROUP = "preprocess"
-
 
 class PreprocessHandlers:
     def __init__(

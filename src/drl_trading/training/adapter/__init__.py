@@ -1,2 +1,2 @@
-"""Adapters of training: the SB3 trainer, the git revision, the report files (each with its
-fake beside it) and the bus entry point."""
+"""Adapters of training: the SB3 trainer, the git revision and the report files (the last two
+with a fake beside them; a trainer fake would have to be SB3 itself) and the bus entry point."""

@@ -36,7 +36,6 @@ from drl_trading.common.events import (
 from drl_trading.common.ports import MessageBus
 from drl_trading.training.core.service import TrainingRequest, TrainingResult, TrainingService
 
-GROUP = "training"
 log = structlog.get_logger(__name__)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from drl_trading.training.core.ports import ReportDocuments, ReportPaths
 
 
-class MemoryReports:
+class InMemoryReports:
     def __init__(self, root: Path = Path("memory-reports")) -> None:
         self.root = root
         self.files: dict[Path, str] = {}

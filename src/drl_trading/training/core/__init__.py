@@ -1,1 +1,2 @@
-"""Training core: environment, splits, training and backtest logic, independent of adapters."""
+"""Training core: environment, splits, the training run and its gate, behind the trainer, revision
+and report ports (no adapter, no torch)."""

@@ -28,8 +28,6 @@ from drl_trading.common.costs import TARGET_TOLERANCE, CostModel, settle_units
 from drl_trading.common.market_series import MarketSeries
 from drl_trading.strategy.api import RewardContext
 
-__all__ = ["DISCRETE_POSITIONS", "EnvConfig", "MarketSeries", "TradingEnv"]
-
 ActionMode = Literal["discrete", "continuous"]
 
 

@@ -20,7 +20,13 @@ from typing import Any
 from drl_trading.common.costs import CostModel
 from drl_trading.common.domain import Symbol, TimeRange
 from drl_trading.common.feature_dataset import load_feature_matrix
-from drl_trading.common.model_registry import ExperimentRun, ModelRegistry, ModelVersion
+from drl_trading.common.market_series import MarketSeries
+from drl_trading.common.model_registry import (
+    CHAMPION,
+    ExperimentRun,
+    ModelRegistry,
+    ModelVersion,
+)
 from drl_trading.common.ports import FeatureStore, MarketDataRepository
 from drl_trading.evaluation.backtest import BacktestResult, backtest
 from drl_trading.evaluation.metrics import periods_per_year
@@ -32,23 +38,19 @@ from drl_trading.strategy.feature_view import view_for
 from drl_trading.training.core.backtest_report import backtest_documents
 from drl_trading.training.core.config import TrainingSettings
 from drl_trading.training.core.dataset import Splits, fingerprint, make_splits, series_from_frame
-from drl_trading.training.core.env import EnvConfig, MarketSeries, TradingEnv
+from drl_trading.training.core.env import EnvConfig, TradingEnv
 from drl_trading.training.core.gate import evaluate_gate
 from drl_trading.training.core.ports import CodeRevision, FitJob, FittedModel, ReportSink, Trainer
-from drl_trading.training.core.progress import ProgressCallback, TrainingCurve, TrainingProgress
+from drl_trading.training.core.progress import ProgressCallback, TrainingCurve
 
 __all__ = [
-    "CHAMPION",
-    "ProgressCallback",
     "TrainingError",
-    "TrainingProgress",
     "TrainingRequest",
     "TrainingResult",
     "TrainingService",
     "library_versions",
 ]
 
-CHAMPION = "champion"
 LIBRARIES = (
     "drl-trading",
     "torch",
