@@ -15,6 +15,8 @@ from drl_trading.common.model_registry import ModelRegistry
 from drl_trading.common.ports import FeatureStore, MarketDataRepository, MessageBus
 from drl_trading.training.adapter.bus_handlers import TrainingHandlers
 from drl_trading.training.adapter.git_revision import GitRevision
+from drl_trading.training.adapter.installed_versions import InstalledVersions
+from drl_trading.training.adapter.registry_packages import RegistryPackages
 from drl_trading.training.adapter.report_files import ReportFiles
 from drl_trading.training.adapter.sb3_trainer import SB3Trainer
 from drl_trading.training.core.service import TrainingService
@@ -26,10 +28,11 @@ def build_training_service(
     feature_store: FeatureStore,
     registry: ModelRegistry | None = None,
 ) -> TrainingService:
+    registry = registry or build_registry(settings)
     return TrainingService(
         market_data,
         feature_store,
-        registry or build_registry(settings),
+        registry,
         build_strategy(settings),
         feature_set_for(settings),
         settings.training,
@@ -39,6 +42,8 @@ def build_training_service(
         ),
         revision=GitRevision(),
         reports=ReportFiles(settings.reports_dir),
+        packages=RegistryPackages(registry),
+        libraries=InstalledVersions(),
         resolved_config=settings.model_dump(mode="json"),
         strategy_ref=settings.strategy.ref,
     )

@@ -1,5 +1,6 @@
-"""The ports the training service owns: the trainer that fits a policy, the probe of the code's
-revision, and the sink that keeps backtest reports.
+"""The ports the training service owns: the trainer that fits a policy, where a fitted policy
+becomes a registered package and comes back as a predictor, the probes of the code's revision and
+the installed libraries, and the sink that keeps backtest reports.
 
 The service decides what to train, on which data, with which seed and how to judge the result;
 these ports do what needs a deep-learning library, a version-control tool or a file system, so
@@ -13,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from drl_trading.policy.package import ObsNormalization
+from drl_trading.common.model_registry import ExperimentRun, ModelVersion
+from drl_trading.policy.package import ModelManifest, ObsNormalization
+from drl_trading.policy.predictor import Predictor
 from drl_trading.training.core.config import AlgorithmSettings
 from drl_trading.training.core.env import TradingEnv
 
@@ -96,6 +99,35 @@ class Revision:
 class CodeRevision(Protocol):
     def revision(self) -> Revision | None:
         """The current revision, or None when it cannot be known (not a checkout, no tool)."""
+        ...
+
+
+class LibraryVersions(Protocol):
+    def versions(self, names: tuple[str, ...]) -> dict[str, str]:
+        """``python`` and each distribution of ``names`` with its installed version ("not
+        installed" for a missing one): what a registered model records to be rebuilt."""
+        ...
+
+
+# -- model packages ------------------------------------------------------------------------------
+
+
+class ModelPackages(Protocol):
+    """A fitted policy becomes a model version here, and a version comes back as a predictor.
+
+    The package folder (policy, normalisation, manifest: `policy.package`) is written and read by
+    the adapter, so that the service does no file I/O; loading back what was registered is how
+    the test backtest runs the model exactly as inference will.
+    """
+
+    def register(
+        self, run: ExperimentRun, name: str, fitted: FittedModel, manifest: ModelManifest
+    ) -> ModelVersion:
+        """Writes the package of ``fitted`` and registers it as a new version of ``name``."""
+        ...
+
+    def load(self, version: ModelVersion) -> Predictor:
+        """The predictor of a registered version, as the registry hands it out."""
         ...
 
 

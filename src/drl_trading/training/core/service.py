@@ -8,12 +8,8 @@ library versions, training curves, validation and test metrics, the report.
 from __future__ import annotations
 
 import json
-import platform
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as pkg_version
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +26,7 @@ from drl_trading.common.model_registry import (
 from drl_trading.common.ports import FeatureStore, MarketDataRepository
 from drl_trading.evaluation.backtest import BacktestResult, backtest
 from drl_trading.evaluation.metrics import periods_per_year
-from drl_trading.policy.package import ModelManifest, write_package
+from drl_trading.policy.package import ModelManifest
 from drl_trading.policy.predictor import Predictor
 from drl_trading.strategy.api import Strategy
 from drl_trading.strategy.feature_set import FeatureSetSpec
@@ -40,7 +36,15 @@ from drl_trading.training.core.config import TrainingSettings
 from drl_trading.training.core.dataset import Splits, fingerprint, make_splits, series_from_frame
 from drl_trading.training.core.env import EnvConfig, TradingEnv
 from drl_trading.training.core.gate import evaluate_gate
-from drl_trading.training.core.ports import CodeRevision, FitJob, FittedModel, ReportSink, Trainer
+from drl_trading.training.core.ports import (
+    CodeRevision,
+    FitJob,
+    FittedModel,
+    LibraryVersions,
+    ModelPackages,
+    ReportSink,
+    Trainer,
+)
 from drl_trading.training.core.progress import ProgressCallback, TrainingCurve
 
 __all__ = [
@@ -48,7 +52,6 @@ __all__ = [
     "TrainingRequest",
     "TrainingResult",
     "TrainingService",
-    "library_versions",
 ]
 
 LIBRARIES = (
@@ -95,16 +98,6 @@ class TrainingResult:
     fold_validation: list[dict[str, float]] = field(default_factory=list)
 
 
-def library_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            out[name] = pkg_version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
 class TrainingService:
     """Trains, registers, gates and backtests one model per `train` call.
 
@@ -125,6 +118,8 @@ class TrainingService:
         trainer: Trainer,
         revision: CodeRevision,
         reports: ReportSink,
+        packages: ModelPackages,
+        libraries: LibraryVersions,
         resolved_config: dict[str, Any] | None = None,
         strategy_ref: str = "",
     ) -> None:
@@ -138,6 +133,8 @@ class TrainingService:
         self.trainer = trainer
         self.revision = revision
         self.reports = reports
+        self.packages = packages
+        self.libraries = libraries
         self.resolved_config = resolved_config or {}
         self.strategy_ref = strategy_ref
         self.on_progress: ProgressCallback | None = None
@@ -167,7 +164,7 @@ class TrainingService:
         revision = self.revision.revision()
         if revision is not None:
             return str(revision)
-        return f"drl-trading {library_versions()['drl-trading']}"
+        return f"drl-trading {self.libraries.versions(('drl-trading',))['drl-trading']}"
 
     # -- the workflow ---------------------------------------------------------------------------
 
@@ -227,7 +224,7 @@ class TrainingService:
                     "seed": cfg.seed,
                     "total_timesteps": total,
                     "action_mode": env_cfg.action_mode,
-                    "libraries": library_versions(),
+                    "libraries": self.libraries.versions(LIBRARIES),
                 }
             )
             run.log_dict(self.resolved_config, "config/resolved.yaml")
@@ -269,11 +266,7 @@ class TrainingService:
             )
             self._log_backtest(run, "validation", validation)
 
-            with tempfile.TemporaryDirectory() as tmp:
-                package = write_package(
-                    Path(tmp) / "package", fitted.model, fitted.normalization, manifest
-                )
-                version = self.registry.register_model(run, self.model_name, package)
+            version = self.packages.register(run, self.model_name, fitted, manifest)
             champion_sharpe = self._champion_validation_sharpe()
             decision = evaluate_gate(cfg.gate, validation, champion_sharpe)
             if decision.promote:
@@ -289,8 +282,7 @@ class TrainingService:
             run.log_metrics({"validation.gate_passed": float(decision.promote)})
 
             # the test backtest runs the model as registered, loaded back from the registry
-            with tempfile.TemporaryDirectory() as tmp:
-                registered = Predictor.load(self.registry.download_package(version, Path(tmp)))
+            registered = self.packages.load(version)
             test_series = series_from_frame(frame, columns, base, splits.test)
             if not test_series:
                 raise TrainingError(f"no usable bars in the test range {splits.test}")
