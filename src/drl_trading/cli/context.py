@@ -6,13 +6,39 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 
 from drl_trading.app.settings import AppSettings, ConfigError, load_settings
 from drl_trading.common.logs import configure_logging
 
-console = Console(stderr=False)
-err_console = Console(stderr=True)
+PIPE_WIDTH = 10_000
+"""Columns of a console that is not a terminal (a pipe, a file): no table is cut to fit, no line
+is wrapped, since nobody resizes a file and its reader may be a program."""
+
+
+class CliConsole(Console):
+    """A rich console as wide as its terminal, or `PIPE_WIDTH` wide when it writes to none.
+
+    Rich sizes a console without a terminal at ``$COLUMNS`` or 80 columns and then ellipsizes
+    table cells (a timestamp becomes ``2024-01-07…``) and wraps long lines; output sent to a file
+    must hold every character. The stream is asked at each print, as `Console` does (a test
+    runner swaps ``sys.stdout``).
+    """
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        if self.is_terminal:
+            return size
+        return ConsoleDimensions(max(size.width, PIPE_WIDTH), size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self.width, self.height = new_size
+
+
+console = CliConsole(stderr=False)
+err_console = CliConsole(stderr=True)
 
 
 @dataclass

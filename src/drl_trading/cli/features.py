@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,9 @@ from rich.table import Table
 from drl_trading.app.infrastructure import feature_set_for
 from drl_trading.cli.context import console, err_console, fail, state
 from drl_trading.cli.options import End, Start
+from drl_trading.cli.output import FormatOption, OutputFormat, write_rows
 from drl_trading.common.domain import TimeRange, parse_symbols
+from drl_trading.strategy.feature_set import TIME_ENCODING_COLUMNS, FeatureSetSpec
 
 features_app = typer.Typer(help="Inspect and export stored features.", no_args_is_help=True)
 
@@ -53,9 +56,12 @@ def export(
 
 
 @features_app.command("info")
-def info(ctx: typer.Context) -> None:
+def info(ctx: typer.Context, fmt: FormatOption = OutputFormat.TABLE) -> None:
     """Show the configured feature set: version, timeframes and columns."""
     spec = feature_set_for(state(ctx).settings())
+    if fmt is not OutputFormat.TABLE:
+        write_rows(fmt, INFO_COLUMNS, info_rows(spec), sys.stdout)
+        return
     console.print(
         f"feature set [bold]{spec.name}[/bold] version {spec.version}, base timeframe "
         f"{spec.base_timeframe.value}, look-back {spec.lookback()}"
@@ -64,5 +70,21 @@ def info(ctx: typer.Context) -> None:
     for tf in spec.timeframes:
         table.add_row(tf.timeframe.value, ", ".join(c.split("__")[0] for c in tf.columns()))
     if spec.time_encodings:
-        table.add_row("calendar", "tod_sin, tod_cos, dow_sin, dow_cos")
+        table.add_row("calendar", ", ".join(TIME_ENCODING_COLUMNS))
     console.print(table)
+
+
+INFO_COLUMNS = ("feature_set", "version", "timeframe", "feature", "column")
+"""One CSV/JSON row per column of the feature matrix, in the matrix's order."""
+
+
+def info_rows(spec: FeatureSetSpec) -> list[tuple[str, ...]]:
+    head = (spec.name, spec.version)
+    rows: list[tuple[str, ...]] = [
+        (*head, tf.timeframe.value, c.split("__")[0], c)
+        for tf in spec.timeframes
+        for c in tf.columns()
+    ]
+    if spec.time_encodings:
+        rows += [(*head, "calendar", c, c) for c in TIME_ENCODING_COLUMNS]
+    return rows

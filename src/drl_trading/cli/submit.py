@@ -15,6 +15,7 @@ from drl_trading.cli.ingest import ingest_with_progress, print_ingest_report
 from drl_trading.cli.options import End, HistorySource, SourcePath, Start
 from drl_trading.common.domain import TimeRange, parse_symbols
 from drl_trading.common.events import ErrorOccurred
+from drl_trading.evaluation.report_html import yes_no
 from drl_trading.ingest.core.service import TrainingDataRequest
 
 
@@ -62,7 +63,7 @@ def submit_training(
         raise typer.Exit(1)
     console.print(
         f"registered {got.model_name} version {got.model_version} (run {got.run_id}); "
-        f"champion: {got.champion} ({got.gate_reason})"
+        f"champion: {yes_no(got.champion)} ({got.gate_reason})"
     )
     for name, value in got.metrics.items():
         console.print(f"  {name}: {value:.4f}")

@@ -6,8 +6,7 @@ How a request reaches a running session, or the stored account, is
 
 from __future__ import annotations
 
-import csv
-from datetime import datetime
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -22,10 +21,17 @@ from drl_trading.app.paper_account import (
     store_path,
 )
 from drl_trading.cli.context import console, err_console, fail, state
+from drl_trading.cli.output import FormatOption, OutputFormat, table_cell, write_rows
 from drl_trading.common.domain import parse_time
 from drl_trading.execution.core.ports import ExecutionStore
+from drl_trading.execution.core.records import RecordKind, TradeRecord
 
 Session = Annotated[str, typer.Option(help="Paper account name (as given to `paper`).")]
+
+COLUMNS = ("at", "kind", "symbol", "side", "quantity", "price", "fee", "realised_pnl",
+           "model_version", "risk_check", "reason", "client_order_id", "signal_id")  # fmt: skip
+"""The columns of CSV and JSON; the table shows the first ten."""
+TABLE_COLUMNS = COLUMNS[:10]
 
 
 def trades(
@@ -33,22 +39,30 @@ def trades(
     since: Annotated[str, typer.Option(help="Records at or after this UTC time.")] = "1970-01-01",
     session: Session = "default",
     kind: Annotated[
-        str | None, typer.Option(help="Only these kinds: order, fill, rejection, skip, cancel.")
+        list[str] | None,
+        typer.Option(
+            help="Only this kind: order, fill, rejection, skip or cancel; repeat the option (or "
+            "separate with commas) for several."
+        ),
     ] = None,
-    limit: Annotated[int, typer.Option(help="Rows shown (the CSV gets all).")] = 50,
+    limit: Annotated[
+        int, typer.Option(help="Table rows shown, the newest (csv, json and --csv get all).")
+    ] = 50,
+    fmt: FormatOption = OutputFormat.TABLE,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write all rows as CSV.")] = None,
 ) -> None:
     """List the paper account's orders, fills, rejections and skips (newest last)."""
     from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
 
     settings = state(ctx).settings()
+    try:
+        start = parse_time(since)
+        wanted = parse_kinds(kind or [])
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
     path = store_path(settings, session)
     if not path.exists():
         raise fail(f"no paper account {session!r} ({path} does not exist); run `paper` first")
-    try:
-        start = parse_time(since)
-    except ValueError as exc:
-        raise fail(str(exc), 2) from None
     try:
         store: ExecutionStore = SQLiteExecutionStore(path)
     except Exception as exc:  # e.g. a locked or corrupt file
@@ -57,34 +71,48 @@ def trades(
         records = store.records_since(start)
     finally:
         store.close()
-    if kind:
-        wanted = {k.strip() for k in kind.split(",")}
-        records = [r for r in records if r.kind.value in wanted]
-    columns = ("at", "kind", "symbol", "side", "quantity", "price", "fee", "realised_pnl",
-               "model_version", "risk_check", "reason", "client_order_id", "signal_id")  # fmt: skip
+    if wanted:
+        records = [r for r in records if r.kind in wanted]
     if csv_out is not None:
         with csv_out.open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(columns)
-            for r in records:
-                w.writerow([_cell(getattr(r, c)) for c in columns])
-        console.print(f"{len(records)} records written to {csv_out}")
+            write_rows(
+                OutputFormat.CSV, COLUMNS, _rows(records, COLUMNS), fh, lineterminator="\r\n"
+            )
+        # the note must not mix with rows on stdout
+        notes = console if fmt is OutputFormat.TABLE else err_console
+        notes.print(f"{len(records)} records written to {csv_out}")
+    if fmt is not OutputFormat.TABLE:
+        write_rows(fmt, COLUMNS, _rows(records, COLUMNS), sys.stdout)
+        return
     table = Table(title=f"paper account {session}: {len(records)} records since {start}")
-    for c in columns[:10]:
+    for c in TABLE_COLUMNS:
         table.add_column(c)
-    for r in records[-limit:]:
-        table.add_row(*[_cell(getattr(r, c)) for c in columns[:10]])
+    for row in _rows(records[-limit:], TABLE_COLUMNS):
+        table.add_row(*[table_cell(v) for v in row])
     console.print(table)
 
 
-def _cell(v: object) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, datetime):
-        return v.isoformat()
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return str(getattr(v, "value", v))
+def parse_kinds(values: list[str]) -> set[RecordKind]:
+    """The record kinds named by repeated ``--kind`` options, each possibly a comma-separated
+    list; empty for all. ValueError names an unknown kind and the valid ones."""
+    wanted: set[RecordKind] = set()
+    for value in values:
+        for name in value.split(","):
+            name = name.strip().lower()
+            if not name:
+                continue
+            try:
+                wanted.add(RecordKind(name))
+            except ValueError:
+                valid = ", ".join(k.value for k in RecordKind)
+                raise ValueError(
+                    f"unknown kind {name!r} for --kind; the kinds are {valid}"
+                ) from None
+    return wanted
+
+
+def _rows(records: list[TradeRecord], columns: tuple[str, ...]) -> list[list[object]]:
+    return [[getattr(r, c) for c in columns] for r in records]
 
 
 def kill(

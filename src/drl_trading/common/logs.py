@@ -12,6 +12,12 @@ import structlog
 NOISY_LIBRARIES = ("mlflow", "alembic", "feast", "urllib3", "git")
 
 
+def _stderr_now(*_args: object) -> structlog.PrintLogger:
+    """A logger on the stderr of the moment: a stream captured at configuration time may be
+    closed later (a test runner's capture, a redirected CLI invocation)."""
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure_logging(level: str = "WARNING", json_output: bool = False) -> None:
     numeric = getattr(logging, level.upper(), logging.WARNING)
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(message)s", force=True)
@@ -37,6 +43,6 @@ def configure_logging(level: str = "WARNING", json_output: bool = False) -> None
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_now,
         cache_logger_on_first_use=False,
     )

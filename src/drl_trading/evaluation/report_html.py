@@ -21,6 +21,12 @@ MAX_TRADES_SHOWN = 200
 """Trades listed per symbol; the rest are counted (the metrics count them all)."""
 
 
+def yes_no(flag: bool) -> str:
+    """A flag as a person reads it (a report, a table): ``yes`` or ``no``, never ``True``/``False``.
+    Documents for programs (the metrics JSON) keep the boolean."""
+    return "yes" if flag else "no"
+
+
 def _finite_or_mark(x: float) -> str | None:
     if math.isnan(x):
         return _DASH

@@ -12,7 +12,7 @@ from typing import Any
 from drl_trading.common.model_registry import ModelVersion
 from drl_trading.evaluation.backtest import BacktestResult
 from drl_trading.evaluation.report import BacktestReport
-from drl_trading.evaluation.report_html import render_report
+from drl_trading.evaluation.report_html import render_report, yes_no
 from drl_trading.policy.package import ModelManifest
 from drl_trading.training.core.gate import GateDecision
 from drl_trading.training.core.ports import ReportDocuments
@@ -33,7 +33,8 @@ def backtest_documents(
 
     ``extra`` adds lines to the report's metadata. With ``validation`` the result is the test
     part of a training run and the JSON holds both parts (keys ``test`` and ``validation``),
-    otherwise the result alone (key ``backtest``); ``gate`` adds the promotion decision.
+    otherwise the result alone (key ``backtest``); ``gate`` adds the promotion decision: a
+    "champion" line in words for the reader, a boolean (``gate.promoted``) in the JSON.
     """
     start = min(s.model.start for s in result.symbols)
     end = max(s.model.end for s in result.symbols)
@@ -45,6 +46,7 @@ def backtest_documents(
         "feature set": f"{manifest.feature_set.get('name')} v{manifest.feature_set_version}",
         "costs": f"fee {manifest.fee_bps} bps + slippage {manifest.slippage_bps} bps per unit",
         "bars": str(result.bars),
+        **({"champion": f"{yes_no(gate.promote)} ({gate.reason})"} if gate is not None else {}),
         **extra,
     }
     report = BacktestReport(

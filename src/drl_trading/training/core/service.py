@@ -294,7 +294,6 @@ class TrainingService:
                 title=f"Backtest of {version.uri} on the test range",
                 extra={
                     "run id": run.run_id,
-                    "champion": f"{decision.promote} ({decision.reason})",
                     "validation Sharpe (mean)": f"{validation.mean('model', 'sharpe'):.2f}",
                 },
                 stem=f"{self.model_name}-v{version.version}-test",
