@@ -118,7 +118,80 @@ def test_file_source_with_quarantine(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert "negative_volume=1" in r.stderr
-    assert "rule negative_volume: row 30" in r.stderr
+    assert "rule negative_volume: data row 31 " in r.stderr  # line 32, under the header
+
+
+def _table_row(stdout: str, symbol: str) -> dict[str, str]:
+    """The ingest report's row of ``symbol``, by column name."""
+    lines = [line for line in stdout.splitlines() if "│" in line or "┃" in line]
+    header = [c.strip() for c in lines[0].strip("┃ ").split("┃")]
+    row = next(line for line in lines if line.strip("│ ").startswith(symbol))
+    return dict(zip(header, (c.strip() for c in row.strip("│ ").split("│")), strict=True))
+
+
+def test_ingesting_the_same_range_twice_reports_nothing_new(tmp_path: Path) -> None:
+    """The user's case: the second identical ingest reports 0 new, 0 updated."""
+    args = ["ingest", "--source", "synthetic", "--symbols", "BTCUSDT"]
+    args += ["--start", "2024-01-01", "--end", "2024-01-09"]
+    first = run(tmp_path / "h1", *args)
+    second = run(tmp_path / "h1", *args)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert _table_row(first.stdout, "BTCUSDT") == {
+        "symbol": "BTCUSDT",
+        "fetched": "11520",
+        "stored": "11520",
+        "new": "11520",
+        "updated": "0",
+        "unchanged": "0",
+        "quarantined": "0",
+        "gaps": "0",
+        "missing": "0",
+    }
+    again = _table_row(second.stdout, "BTCUSDT")
+    assert (again["stored"], again["new"], again["updated"], again["unchanged"]) == (
+        "11520",
+        "0",
+        "0",
+        "11520",
+    )
+
+
+def _quarantine_config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("ingest:\n  validation:\n    policy: quarantine\n")
+    return cfg
+
+
+def test_every_row_quarantined_fails_naming_symbol_count_and_rule(tmp_path: Path) -> None:
+    csv = tmp_path / "bars.csv"
+    lines = ["open_time,open,high,low,close,volume"]
+    for i in range(180):  # every timestamp at :30 s, off the 1m grid
+        lines.append(f"2024-01-01T{i // 60:02d}:{i % 60:02d}:30Z,100,101,99,100.5,10")
+    csv.write_text("\n".join(lines) + "\n")
+    r = run(
+        tmp_path / "home",
+        "--config",
+        str(_quarantine_config(tmp_path)),
+        "ingest",
+        "--source",
+        "file",
+        "--path",
+        str(csv),
+        "--symbols",
+        "TEST",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-01-01T03:00",
+        "--preprocess",
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    assert "TEST: every row quarantined, nothing stored: off_grid=180" in r.stderr  # the warning
+    assert "error: TEST: all 180 fetched rows were quarantined (off_grid=180)" in r.stderr
+    assert "rule off_grid: data row 1 " in r.stderr
+    assert _table_row(r.stdout, "TEST")["quarantined"] == "180"
+    assert "core__" not in r.stdout  # nothing was preprocessed
 
 
 def test_help_on_every_command(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""FileProvider: CSV/Parquet/Binance layouts, timestamp units, filtering, chunking, errors."""
+"""FileProvider: CSV/Parquet/Binance layouts, timestamp units, filtering, chunking, errors, and
+row numbers that validation shares."""
 
 from __future__ import annotations
 
@@ -11,10 +12,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from drl_trading.common.adapter.memory_bus import InMemoryBus
+from drl_trading.common.adapter.memory_market_data import InMemoryMarketData
 from drl_trading.common.bars import BAR_SCHEMA
-from drl_trading.common.domain import Symbol, to_micros
+from drl_trading.common.domain import Symbol, TimeRange, to_micros
 from drl_trading.ingest.adapter.file_provider import FileProvider
-from drl_trading.ingest.core.ports import HistoricalDataProvider
+from drl_trading.ingest.core.ports import SOURCE_ROW, HistoricalDataProvider, RowNumberedProvider
+from drl_trading.ingest.core.service import BatchRejectedError, IngestService, TrainingDataRequest
+from drl_trading.ingest.core.validation import ValidationPolicy
 
 BTC = Symbol("BTCUSDT")
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -289,3 +294,56 @@ def test_invalid_arguments() -> None:
         FileProvider("x.csv", chunk_rows=0)
     with pytest.raises(ValueError, match="layout"):
         FileProvider("x.csv", layout="mt4")  # type: ignore[arg-type]
+
+
+def test_numbered_fetch_gives_each_bar_its_data_row(tmp_path: Path) -> None:
+    """Data row N is line N + 1 under a header; a blank line is a data row with no bar; a range
+    read out of the middle keeps the file's numbers, across chunks."""
+    lines = ["open_time,open,high,low,close,volume"]
+    for i, t in enumerate(_times(8)):
+        lines.append(f"{t:%Y-%m-%dT%H:%M:%S}Z,{','.join(map(str, _bar_values(i)))}")
+    lines.insert(4, "")  # line 5, data row 4
+    provider = FileProvider(_write(tmp_path / "bars.csv", lines), chunk_rows=2)
+    chunks = list(provider.fetch_numbered(BTC, T0 + 2 * MINUTE, END))
+    assert [c.height for c in chunks] == [2, 2, 2]
+    got = pl.concat(chunks)
+    assert got[SOURCE_ROW].to_list() == [3, 5, 6, 7, 8, 9]
+    assert got.drop(SOURCE_ROW).equals(pl.concat(list(provider.fetch(BTC, T0 + 2 * MINUTE, END))))
+    assert isinstance(provider, RowNumberedProvider)
+
+    parquet = tmp_path / "bars.parquet"
+    _expected(4).write_parquet(parquet)
+    rows = pl.concat(list(FileProvider(parquet).fetch_numbered(BTC, T0 + MINUTE, END)))
+    assert rows[SOURCE_ROW].to_list() == [2, 3, 4]
+
+
+def _lines_with_row_101(volume: str) -> list[str]:
+    """A CSV with a header and 180 bars; data row 101 (line 102) has ``volume``."""
+    lines = ["open_time,open,high,low,close,volume"]
+    for i, t in enumerate(_times(180)):
+        lines.append(f"{t:%Y-%m-%dT%H:%M:%S}Z,100,101,99,100.5,{volume if i == 100 else 10}")
+    return lines
+
+
+@pytest.mark.parametrize("start", [T0, T0 + 40 * MINUTE], ids=["whole-file", "from-line-42"])
+def test_the_reader_and_validation_name_a_bad_line_by_the_same_row(
+    tmp_path: Path, start: datetime
+) -> None:
+    unreadable = _write(tmp_path / "text.csv", _lines_with_row_101("abc"))
+    with pytest.raises(ValueError, match=r"'abc' as a number in data row 101 \(line 102\)"):
+        list(FileProvider(unreadable).fetch(BTC, start, END))
+
+    invalid = FileProvider(_write(tmp_path / "neg.csv", _lines_with_row_101("-1")), chunk_rows=30)
+    repo, bus = InMemoryMarketData(), InMemoryBus()
+    rng = TimeRange(start, T0 + 180 * MINUTE)
+    rejecting = IngestService(invalid, repo, bus, policy=ValidationPolicy.REJECT)
+    with pytest.raises(BatchRejectedError, match=r"rule negative_volume: data row 101 \("):
+        rejecting.ingest_history(TrainingDataRequest((BTC,), rng), request_preprocessing=False)
+    quarantining = IngestService(invalid, repo, bus, policy=ValidationPolicy.QUARANTINE)
+    report = quarantining.ingest_history(
+        TrainingDataRequest((BTC,), rng), request_preprocessing=False
+    )
+    (example,) = report.symbols[0].examples
+    assert example.row == 101
+    assert example.describe().startswith("rule negative_volume: data row 101 (")
+    assert repo.read_quarantine(BTC)["detail"].to_list() == ["negative_volume (data row 101)"]

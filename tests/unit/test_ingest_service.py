@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import polars as pl
 import pytest
 
@@ -11,7 +13,12 @@ from drl_trading.common.domain import Symbol, Timeframe, TimeRange, parse_time
 from drl_trading.common.events import PreprocessDataRequested, ProcessingMode, Topic
 from drl_trading.ingest.adapter.memory_provider import InMemoryProvider
 from drl_trading.ingest.adapter.synthetic_provider import SyntheticProvider
-from drl_trading.ingest.core.service import BatchRejectedError, IngestService, TrainingDataRequest
+from drl_trading.ingest.core.service import (
+    BatchRejectedError,
+    IngestService,
+    SymbolIngestReport,
+    TrainingDataRequest,
+)
 from drl_trading.ingest.core.validation import Rule, ValidationPolicy
 from tests.conftest import make_bars
 
@@ -40,7 +47,7 @@ def test_reject_policy_names_rule_row_and_what_was_stored() -> None:
     with pytest.raises(BatchRejectedError) as info:
         service.ingest_history(TrainingDataRequest((S,), RANGE))
     message = str(info.value)
-    assert "rule negative_volume: row 10" in message
+    assert "rule negative_volume: data row 71 " in message  # 1-based over the fetched rows
     assert "2024-01-01T01:10:00+00:00" in message
     assert "bars before 2024-01-01T01:00:00+00:00 were valid and are stored" in message
     cov = repo.coverage(S, Timeframe.M1)
@@ -60,6 +67,9 @@ def test_quarantine_policy_stores_good_rows_and_keeps_bad_ones() -> None:
     q = repo.read_quarantine(S)
     assert q.height == 1
     assert q["rule"][0] == "negative_volume"
+    assert q["detail"][0] == "negative_volume (data row 71)"
+    assert [v.row for v in sym.examples] == [71]
+    assert not sym.nothing_stored
     assert q["volume"][0] == -3.0
     # nothing lost: stored + quarantined == fetched
     assert repo.coverage(S, Timeframe.M1).bars + q.height == 120  # type: ignore[union-attr]
@@ -82,6 +92,11 @@ def test_ingest_publishes_preprocess_request_with_correlation_id() -> None:
     assert report.stored_rows == 240
 
 
+def _counts(rep: SymbolIngestReport) -> tuple[int, int, int, int]:
+    """Stored, new, updated, unchanged."""
+    return rep.stored_rows, rep.inserted_rows, rep.updated_rows, rep.unchanged_rows
+
+
 def test_ingesting_the_same_range_twice_is_idempotent() -> None:
     repo, bus = InMemoryMarketData(), InMemoryBus()
     service = IngestService(SyntheticProvider(), repo, bus)
@@ -89,10 +104,41 @@ def test_ingesting_the_same_range_twice_is_idempotent() -> None:
     before = repo.read_bars(S, Timeframe.M1, RANGE.start, RANGE.end)
     second = service.ingest_history(TrainingDataRequest((S,), RANGE))
     after = repo.read_bars(S, Timeframe.M1, RANGE.start, RANGE.end)
-    assert first.symbols[0].inserted_rows == 120
-    assert second.symbols[0].inserted_rows == 0
-    assert second.symbols[0].updated_rows == 120
+    assert _counts(first.symbols[0]) == (120, 120, 0, 0)
+    assert _counts(second.symbols[0]) == (120, 0, 0, 120)  # nothing changed: not new, not updated
     assert after.equals(before)
+
+
+def test_a_changed_source_row_is_reported_as_updated() -> None:
+    bars = make_bars("2024-01-01", 120)
+    service, repo, _ = _service(bars, ValidationPolicy.REJECT)
+    service.ingest_history(TrainingDataRequest((S,), RANGE), request_preprocessing=False)
+    revised = bars.with_columns(
+        pl.when(pl.int_range(pl.len()) == 90)
+        .then(pl.col("close") + 0.01)
+        .otherwise(pl.col("close"))
+        .alias("close")
+    )
+    provider = InMemoryProvider({S: revised}, chunk_rows=60)
+    again = IngestService(provider, repo, InMemoryBus()).ingest_history(
+        TrainingDataRequest((S,), RANGE), request_preprocessing=False
+    )
+    assert _counts(again.symbols[0]) == (120, 0, 1, 119)
+
+
+def test_every_row_quarantined_is_reported_as_nothing_stored() -> None:
+    bars = make_bars("2024-01-01", 120).with_columns(pl.col("open_time") + timedelta(seconds=30))
+    service, repo, bus = _service(bars, ValidationPolicy.QUARANTINE)
+    report = service.ingest_history(TrainingDataRequest((S,), RANGE), request_preprocessing=False)
+    sym = report.symbols[0]
+    assert (sym.fetched_rows, sym.quarantined_rows, sym.stored_rows) == (120, 120, 0)
+    assert sym.nothing_stored
+    assert report.nothing_stored == [sym]
+    assert sym.violations() == "off_grid=120"
+    assert repo.coverage(S, Timeframe.M1) is None
+    event = service.request_preprocessing(TrainingDataRequest((S,), RANGE, request_id="r-1"))
+    assert bus.messages(Topic.PREPROCESS_REQUESTED) == [event]
+    assert event.correlation_id == "r-1"
 
 
 def test_no_data_is_reported_as_one_gap() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given, settings
@@ -47,10 +48,10 @@ def test_value_rules(rule: Rule, change: dict[str, float], text: str) -> None:
     v = report.first_violation()
     assert v is not None
     assert v.rule is rule
-    assert v.row == 4
+    assert v.row == 5  # the fifth data row, 1-based
     assert v.open_time == parse_time("2024-01-01T00:04")
     assert text in v.describe()
-    assert f"rule {rule.value}: row 4" in v.describe()
+    assert f"rule {rule.value}: data row 5 " in v.describe()
 
 
 def test_off_grid_timestamp() -> None:
@@ -60,7 +61,7 @@ def test_off_grid_timestamp() -> None:
     bars = bars.with_columns(pl.Series("open_time", times, dtype=bars.schema["open_time"]))
     report = validate_bars(bars, Timeframe.M1)
     assert report.counts[Rule.OFF_GRID] == 1
-    assert report.examples[Rule.OFF_GRID][0].row == 2
+    assert report.examples[Rule.OFF_GRID][0].row == 3
 
 
 def test_duplicates_and_out_of_order_rows() -> None:
@@ -68,9 +69,9 @@ def test_duplicates_and_out_of_order_rows() -> None:
     shuffled = pl.concat([bars[:3], bars[1:2], bars[4:], bars[3:4]])  # rows: 0 1 2 1 4 5 3
     report = validate_bars(shuffled, Timeframe.M1)
     assert report.counts[Rule.DUPLICATE] == 1
-    assert report.examples[Rule.DUPLICATE][0].row == 3
+    assert report.examples[Rule.DUPLICATE][0].row == 4
     assert report.counts[Rule.OUT_OF_ORDER] == 1
-    assert report.examples[Rule.OUT_OF_ORDER][0].row == 6
+    assert report.examples[Rule.OUT_OF_ORDER][0].row == 7
     assert report.bad_rows == 2
 
 
@@ -81,6 +82,22 @@ def test_duplicate_of_previous_batch_is_caught() -> None:
     report = validate_bars(bars[2:], Timeframe.M1, previous_open_time=bars["open_time"][4])
     assert report.counts[Rule.OUT_OF_ORDER] == 2
     assert report.counts[Rule.DUPLICATE] == 1
+
+
+@pytest.mark.parametrize("n", [1, 6], ids=["one-row", "batch"])
+def test_rows_are_named_by_the_data_rows_given(n: int) -> None:
+    """A caller that knows where the rows came from (a file's data rows, or positions across
+    chunks) passes their numbers; the report and its row positions keep them apart."""
+    bars = _set(make_bars("2024-01-01", n), n - 1, volume=-1.0)
+    numbers = [101 + 2 * i for i in range(n)]  # e.g. a range read out of a longer file
+    report = validate_bars(bars, Timeframe.M1, row_numbers=numbers)
+    v = report.first_violation()
+    assert v is not None and v.row == numbers[-1]
+    assert f"data row {numbers[-1]} " in v.describe()
+    assert list(report.row_rules) == [n - 1]  # positions, for selecting the rows
+    assert report.row_numbers.tolist() == numbers
+    with pytest.raises(ValueError, match="row_numbers has 2 numbers for a batch of"):
+        validate_bars(bars, Timeframe.M1, row_numbers=[1, 2])
 
 
 def test_valid_batch_is_ok_and_summary_says_so() -> None:
@@ -151,8 +168,9 @@ def test_single_row_fast_path_agrees_with_the_batch_rules(
         *(pl.lit(v).alias(c) for v, c in zip(values, VALUE_COLUMNS, strict=True)),
     )
     prev = None if previous is None else parse_time("2024-01-01") + timedelta(minutes=previous)
-    one = _validate_one(frame, Timeframe.M1, prev)
-    many = _validate_many(frame, Timeframe.M1, prev)
+    numbers = np.array([7])
+    one = _validate_one(frame, Timeframe.M1, prev, numbers)
+    many = _validate_many(frame, Timeframe.M1, prev, numbers)
     assert one.row_rules == many.row_rules
     assert one.counts == many.counts
     assert one.bad_mask.tolist() == many.bad_mask.tolist()

@@ -61,6 +61,28 @@ class SourceError(WorkflowError):
     """The history source cannot be built from the arguments given (a usage error)."""
 
 
+class NothingStoredError(WorkflowError):
+    """Every row fetched for some symbols was quarantined, so none of their bars is stored.
+
+    A run that stores nothing for a symbol it was asked for has failed, whatever the policy: its
+    preprocessing (and training) could only fail further on. The other symbols' rows are stored;
+    ``report`` says what happened to each."""
+
+    def __init__(self, report: IngestReport) -> None:
+        self.report = report
+        parts = []
+        for s in report.nothing_stored:
+            first = s.examples[0].describe() if s.examples else "?"
+            parts.append(
+                f"{s.symbol}: all {s.quarantined_rows} fetched rows were quarantined "
+                f"({s.violations()}), nothing stored; first: {first}"
+            )
+        super().__init__(
+            "; ".join(parts) + ". Fix the source (the rows are kept in the quarantine table) "
+            "and ingest again"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class WorkflowOutcome:
     """What came back on the completion and error topics for one correlation id."""
@@ -114,8 +136,9 @@ def ingest_history(
     on_progress: IngestProgress | None = None,
 ) -> IngestReport:
     """Ingest ``request`` from ``source`` into ``market_data`` (then request its preprocessing
-    on ``bus`` when asked). Raises `SourceError` for a source the arguments cannot build and
-    `WorkflowError` for a rejected batch or a failed fetch."""
+    on ``bus`` when asked). Raises `SourceError` for a source the arguments cannot build,
+    `NothingStoredError` when every row of a symbol was quarantined (no preprocessing is then
+    requested) and `WorkflowError` for a rejected batch or a failed fetch."""
     try:
         provider = build_provider(settings, source, path)
     except (ValueError, FileNotFoundError) as exc:
@@ -134,7 +157,7 @@ def ingest_history(
 
     try:
         report = service.ingest_history(
-            request, request_preprocessing=request_preprocessing, on_progress=report_progress
+            request, request_preprocessing=False, on_progress=report_progress
         )
     except BatchRejectedError as exc:
         raise WorkflowError(str(exc)) from None
@@ -143,6 +166,10 @@ def ingest_history(
     if on_progress is not None:
         for symbol in request.symbols:
             on_progress(symbol, total, total)
+    if report.nothing_stored:
+        raise NothingStoredError(report)
+    if request_preprocessing:
+        report.preprocess_event_id = service.request_preprocessing(request).event_id
     return report
 
 

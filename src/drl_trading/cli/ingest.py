@@ -10,6 +10,7 @@ from rich.table import Table
 
 from drl_trading.app.offline_workflow import (
     IngestProgress,
+    NothingStoredError,
     OfflineWorkflow,
     SourceError,
     WorkflowError,
@@ -58,19 +59,35 @@ def ingest(
 
 def ingest_with_progress(step: Callable[[IngestProgress], IngestReport]) -> IngestReport:
     """Run an ingest ``step`` with a progress bar per symbol; its errors exit the CLI with
-    their message (a source the arguments cannot build with code 2)."""
+    their message (a source the arguments cannot build with code 2; a symbol of which nothing
+    was stored with code 1, after the report)."""
     with LazyProgress() as bars:
         try:
             return step(ingest_bars(bars))
         except SourceError as exc:
             raise fail(str(exc), 2) from None
+        except NothingStoredError as exc:
+            nothing_stored = exc
         except WorkflowError as exc:
             raise fail(str(exc)) from None
+    print_ingest_report(nothing_stored.report)
+    raise fail(str(nothing_stored)) from None
 
 
 def print_ingest_report(report: IngestReport) -> None:
     table = Table(title=f"ingest from {report.source}: {report.range.start} .. {report.range.end}")
-    for col in ("symbol", "fetched", "stored", "new", "updated", "quarantined", "gaps", "missing"):
+    columns = (
+        "symbol",
+        "fetched",
+        "stored",
+        "new",
+        "updated",
+        "unchanged",
+        "quarantined",
+        "gaps",
+        "missing",
+    )
+    for col in columns:
         table.add_column(col, justify="right" if col != "symbol" else "left")
     for s in report.symbols:
         table.add_row(
@@ -79,6 +96,7 @@ def print_ingest_report(report: IngestReport) -> None:
             str(s.stored_rows),
             str(s.inserted_rows),
             str(s.updated_rows),
+            str(s.unchanged_rows),
             str(s.quarantined_rows),
             str(len(s.gaps)),
             str(s.missing_bars),
@@ -86,8 +104,12 @@ def print_ingest_report(report: IngestReport) -> None:
     console.print(table)
     for s in report.symbols:
         if s.violation_counts:
-            counts = ", ".join(f"{r.value}={n}" for r, n in s.violation_counts.items())
-            err_console.print(f"[yellow]{s.symbol}: invalid rows quarantined:[/yellow] {counts}")
+            what = (
+                "every row quarantined, nothing stored"
+                if s.nothing_stored
+                else "invalid rows quarantined"
+            )
+            err_console.print(f"[yellow]{s.symbol}: {what}:[/yellow] {s.violations()}")
             for v in s.examples[:5]:
                 err_console.print(f"  {v.describe()}")
         for gap in s.gaps[:5]:

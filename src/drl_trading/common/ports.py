@@ -42,12 +42,22 @@ class MessageBus(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class UpsertResult:
+    """How the rows of one upsert (distinct open times) met the store: new keys, existing keys
+    whose values changed, and existing keys whose values were already equal (not rewritten)."""
+
     inserted: int
     updated: int
+    unchanged: int = 0
 
     @property
     def written(self) -> int:
+        """Rows whose stored values this upsert changed (new or updated)."""
         return self.inserted + self.updated
+
+    @property
+    def stored(self) -> int:
+        """Rows of the upsert now held in the store, changed or not."""
+        return self.inserted + self.updated + self.unchanged
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +70,11 @@ class Coverage:
 class MarketDataRepository(Protocol):
     """OHLCV storage keyed by (symbol, timeframe, open time); writes are idempotent upserts.
 
-    A write-behind adapter stages small writes: their `UpsertResult` counts staged rows as
-    inserted, and reads flush first, so a process always reads what it wrote."""
+    An upsert's `UpsertResult` counts each distinct open time once: a row whose values equal the
+    stored ones is unchanged, neither inserted nor updated, so repeating an upsert reports 0 new
+    and 0 updated; within one frame the last row of an open time wins. A write-behind adapter
+    stages small writes and counts them against what is stored or staged; reads flush first, so
+    a process always reads what it wrote."""
 
     def upsert_bars(
         self, symbol: Symbol, timeframe: Timeframe, bars: pl.DataFrame

@@ -7,6 +7,7 @@ Upserts go through Arrow: a million-row batch is one UPDATE of changed rows plus
 
 from __future__ import annotations
 
+import math
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -73,6 +74,20 @@ def _naive(ts: datetime) -> datetime:
     return utc(ts).replace(tzinfo=None)
 
 
+def _count(row: tuple[object, ...] | None) -> int:
+    """The row count a DuckDB INSERT or UPDATE returns."""
+    return 0 if row is None else int(row[0])  # type: ignore[call-overload]
+
+
+def _same_values(stored: tuple[object, ...], incoming: tuple[object, ...]) -> bool:
+    """Exact equality, NaN equal to NaN, as the batch path's ``IS DISTINCT FROM`` has it."""
+    return all(
+        a == b
+        or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+        for a, b in zip(stored, incoming, strict=True)
+    )
+
+
 class DuckDBMarketData:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -91,7 +106,10 @@ class DuckDBMarketData:
     def upsert_bars(self, symbol: Symbol, timeframe: Timeframe, bars: pl.DataFrame) -> UpsertResult:
         if bars.is_empty():
             return UpsertResult(0, 0)
-        frame = conform(bars).with_columns(
+        frame = conform(bars)
+        if frame["open_time"].n_unique() < frame.height:  # the last row of an open time wins
+            frame = frame.unique("open_time", keep="last", maintain_order=True)
+        frame = frame.with_columns(
             pl.col("open_time").dt.replace_time_zone(None),
             pl.lit(str(symbol)).alias("symbol"),
             pl.lit(timeframe.value).alias("timeframe"),
@@ -101,30 +119,30 @@ class DuckDBMarketData:
         with self._lock:
             con = self._con
             con.register("incoming", frame.to_arrow())
-            (existing,) = con.execute(
-                "SELECT count(*) FROM bars b JOIN incoming i USING (symbol, timeframe, open_time)"
-            ).fetchall()
-            updated = int(existing[0])
             # UPDATE only rows whose values changed, then INSERT the new keys: far faster in
-            # DuckDB than INSERT OR REPLACE, which rewrites every conflicting index entry.
+            # DuckDB than INSERT OR REPLACE, which rewrites every conflicting index entry. Each
+            # statement returns the rows it changed; the rest of the frame was already stored.
             con.execute("BEGIN")
             try:
-                con.execute(_UPDATE_CHANGED)
-                con.execute(
-                    "INSERT INTO bars SELECT symbol, timeframe, open_time, open, high, low, close,"
-                    " volume FROM incoming ON CONFLICT DO NOTHING"
+                updated = _count(con.execute(_UPDATE_CHANGED).fetchone())
+                inserted = _count(
+                    con.execute(
+                        "INSERT INTO bars SELECT symbol, timeframe, open_time, open, high, low,"
+                        " close, volume FROM incoming ON CONFLICT DO NOTHING"
+                    ).fetchone()
                 )
                 con.execute("COMMIT")
             except Exception:
                 con.execute("ROLLBACK")
                 raise
-            con.unregister("incoming")
-        return UpsertResult(inserted=frame.height - updated, updated=updated)
+            finally:
+                con.unregister("incoming")
+        return UpsertResult(inserted, updated, frame.height - inserted - updated)
 
     def _upsert_small(self, frame: pl.DataFrame) -> UpsertResult:
         """Live bars arrive one at a time: parameterised statements cost a fraction of a
         millisecond where registering a frame and joining it costs several."""
-        inserted = updated = 0
+        inserted = updated = unchanged = 0
         rows = frame.select(
             "symbol", "timeframe", "open_time", "open", "high", "low", "close", "volume"
         ).rows()
@@ -144,7 +162,7 @@ class DuckDBMarketData:
                             [sym, tf, t, o, h, lo, c, v],
                         )
                         inserted += 1
-                    elif tuple(got) != (o, h, lo, c, v):
+                    elif not _same_values(got, (o, h, lo, c, v)):
                         con.execute(
                             "UPDATE bars SET open = ?, high = ?, low = ?, close = ?, volume = ? "
                             "WHERE symbol = ? AND timeframe = ? AND open_time = ?",
@@ -152,12 +170,12 @@ class DuckDBMarketData:
                         )
                         updated += 1
                     else:
-                        updated += 1  # same key: counted as updated, like the batch path
+                        unchanged += 1
                 con.execute("COMMIT")
             except Exception:
                 con.execute("ROLLBACK")
                 raise
-        return UpsertResult(inserted=inserted, updated=updated)
+        return UpsertResult(inserted, updated, unchanged)
 
     def read_bars(
         self, symbol: Symbol, timeframe: Timeframe, start: datetime, end: datetime

@@ -7,10 +7,29 @@ from datetime import datetime
 import polars as pl
 
 from drl_trading.common.adapter.duckdb_market_data import QUARANTINE_SCHEMA
-from drl_trading.common.bars import conform, empty_bars
+from drl_trading.common.bars import VALUE_COLUMNS, conform, empty_bars
 from drl_trading.common.domain import Symbol, Timeframe, utc
 from drl_trading.common.events import now_utc
 from drl_trading.common.ports import Coverage, UpsertResult
+
+
+def split_by_change(
+    incoming: pl.DataFrame, current: pl.DataFrame
+) -> tuple[pl.DataFrame, UpsertResult]:
+    """Compare ``incoming`` bars (distinct open times) with ``current`` (stored bars, distinct
+    open times, any range): the rows to write, i.e. new ones and those with a value that differs,
+    in ``incoming``'s order, and the counts. Values compare exactly, NaN equal to NaN, as
+    DuckDB's and PostgreSQL's ``IS DISTINCT FROM`` do."""
+    joined = incoming.join(
+        current, on="open_time", how="left", suffix="_stored", maintain_order="left"
+    )
+    existed = pl.col("open_stored").is_not_null()
+    same = existed & pl.all_horizontal(pl.col(c) == pl.col(f"{c}_stored") for c in VALUE_COLUMNS)
+    flags = joined.select(existed.alias("existed"), same.alias("same"))
+    inserted = int((~flags["existed"]).sum())
+    unchanged = int(flags["same"].sum())
+    changed = incoming.filter(~flags["same"])
+    return changed, UpsertResult(inserted, incoming.height - inserted - unchanged, unchanged)
 
 
 class InMemoryMarketData:
@@ -24,14 +43,14 @@ class InMemoryMarketData:
         incoming = conform(bars).unique("open_time", keep="last", maintain_order=True)
         key = (str(symbol), timeframe.value)
         current = self._bars.get(key, empty_bars())
-        updated = current.join(incoming.select("open_time"), on="open_time", how="semi").height
-        merged = (
-            pl.concat([current, incoming])
-            .unique("open_time", keep="last", maintain_order=True)
-            .sort("open_time")
-        )
-        self._bars[key] = merged
-        return UpsertResult(inserted=incoming.height - updated, updated=updated)
+        changed, result = split_by_change(incoming, current)
+        if not changed.is_empty():
+            self._bars[key] = (
+                pl.concat([current, changed])
+                .unique("open_time", keep="last", maintain_order=True)
+                .sort("open_time")
+            )
+        return result
 
     def read_bars(
         self, symbol: Symbol, timeframe: Timeframe, start: datetime, end: datetime

@@ -4,8 +4,9 @@ Bulk paths use PostgreSQL's binary COPY, built and parsed with numpy rather than
 bar is six fixed-size fields (a timestamp and five float8), so a whole frame becomes one
 big-endian record array, and a read comes back as one. Writes go to a temporary staging table by
 COPY, then one ``INSERT ... ON CONFLICT DO UPDATE`` moves them (idempotent upsert; ``xmax = 0``
-tells inserted rows from updated ones). The schema is created by versioned migrations
-(`postgres_schema`), at start when ``migrate`` is true or with ``drl-trading db migrate``.
+tells inserted rows from updated ones, and a stored row with equal values is not rewritten, so
+it counts as unchanged). The schema is created by versioned migrations (`postgres_schema`), at
+start when ``migrate`` is true or with ``drl-trading db migrate``.
 """
 
 from __future__ import annotations
@@ -71,7 +72,9 @@ class PostgresMarketData:
     def upsert_bars(self, symbol: Symbol, timeframe: Timeframe, bars: pl.DataFrame) -> UpsertResult:
         if bars.is_empty():
             return UpsertResult(0, 0)
-        payload = _encode(conform(bars))
+        frame = conform(bars)
+        distinct = frame["open_time"].n_unique()
+        payload = _encode(frame)
         with self._tx() as con:
             con.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS ohlcv_stage (open_time timestamptz, open float8,"
@@ -81,7 +84,8 @@ class PostgresMarketData:
                 f"COPY ohlcv_stage ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
             ) as copy:
                 copy.write(payload)
-            # a frame may repeat an open time: the last row wins, as consecutive upserts would
+            # a frame may repeat an open time: the last row wins, as consecutive upserts would;
+            # a stored row whose values are equal is left alone and not returned (unchanged)
             rows = con.execute(
                 f"INSERT INTO ohlcv (symbol, timeframe, {_COLUMNS}) "
                 f"SELECT DISTINCT ON (open_time) %s, %s, {_COLUMNS} FROM "
@@ -89,11 +93,15 @@ class PostgresMarketData:
                 "ORDER BY open_time, n DESC "
                 "ON CONFLICT (symbol, timeframe, open_time) DO UPDATE SET open = excluded.open, "
                 "high = excluded.high, low = excluded.low, close = excluded.close, "
-                "volume = excluded.volume RETURNING (xmax = 0)",
+                "volume = excluded.volume "
+                "WHERE (ohlcv.open, ohlcv.high, ohlcv.low, ohlcv.close, ohlcv.volume) "
+                "IS DISTINCT FROM (excluded.open, excluded.high, excluded.low, excluded.close, "
+                "excluded.volume) RETURNING (xmax = 0)",
                 [str(symbol), timeframe.value],
             ).fetchall()
         inserted = sum(1 for (new,) in rows if new)
-        return UpsertResult(inserted=inserted, updated=len(rows) - inserted)
+        updated = len(rows) - inserted
+        return UpsertResult(inserted, updated, distinct - inserted - updated)
 
     def read_bars(
         self, symbol: Symbol, timeframe: Timeframe, start: datetime, end: datetime

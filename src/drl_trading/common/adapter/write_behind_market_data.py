@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import polars as pl
 
-from drl_trading.common.domain import Symbol, Timeframe
+from drl_trading.common.adapter.memory_market_data import split_by_change
+from drl_trading.common.bars import BAR_SCHEMA, conform, empty_bars
+from drl_trading.common.domain import Symbol, Timeframe, utc
 from drl_trading.common.ports import Coverage, MarketDataRepository, UpsertResult
 
 
@@ -42,6 +44,7 @@ class WriteBehindMarketData:
         self._staged: dict[tuple[Symbol, Timeframe], list[pl.DataFrame]] = {}
         self._rows = 0
         self._since: float | None = None
+        self._last: dict[tuple[Symbol, Timeframe], datetime | None] = {}
         self.flushes = 0
 
     @property
@@ -49,21 +52,75 @@ class WriteBehindMarketData:
         return self._rows
 
     def upsert_bars(self, symbol: Symbol, timeframe: Timeframe, bars: pl.DataFrame) -> UpsertResult:
-        """Staged rows count as inserted: the store's own insert/update split is only known at
-        the flush."""
+        """Stage a small write, counted against what is stored or staged, as the store counts.
+
+        A live bar after the last bar known for its series is new without a look-up (that last
+        open time is read from the store once per series, then kept up to date), so the hot path
+        stays free of I/O; a row at or before it is compared with the staged row of its open time
+        or else with the stored one (one range read). Rows equal to those are unchanged and not
+        staged. The counts assume this process is the only writer of the series beyond the last
+        bar it saw, which holds for the one ingest process of a deployment."""
+        key = (symbol, timeframe)
         if bars.height >= self.max_rows:
             self.flush()
-            return self.inner.upsert_bars(symbol, timeframe, bars)
+            result = self.inner.upsert_bars(symbol, timeframe, bars)
+            self._advance(key, bars)
+            return result
         if bars.is_empty():
             return UpsertResult(0, 0)
-        self._staged.setdefault((symbol, timeframe), []).append(bars)
-        self._rows += bars.height
+        incoming = _distinct(bars)
+        known = self._known_last(key)
+        if known is None or incoming["open_time"].min() > known:  # type: ignore[operator]
+            changed, result = incoming, UpsertResult(incoming.height, 0)
+        else:
+            changed, result = split_by_change(incoming, self._current(key, incoming))
+        self._advance(key, incoming)
+        if changed.is_empty():
+            return result
+        self._staged.setdefault(key, []).append(changed)
+        self._rows += changed.height
         now = self._monotonic()
         if self._since is None:
             self._since = now
         if self._rows >= self.max_rows or now - self._since >= self.max_delay:
             self.flush()
-        return UpsertResult(bars.height, 0)
+        return result
+
+    def _known_last(self, key: tuple[Symbol, Timeframe]) -> datetime | None:
+        """The last open time stored or staged for the series (the store is asked once)."""
+        if key not in self._last:
+            cov = self.inner.coverage(*key)
+            self._last[key] = None if cov is None else cov.last_open_time
+        return self._last[key]
+
+    def _advance(self, key: tuple[Symbol, Timeframe], bars: pl.DataFrame) -> None:
+        """Note the last open time of a write; a series not looked up yet stays unknown (the
+        store may hold later bars)."""
+        if key not in self._last or bars.is_empty():
+            return
+        last = utc(bars["open_time"].max())  # type: ignore[arg-type]
+        known = self._last[key]
+        self._last[key] = last if known is None else max(known, last)
+
+    def _current(self, key: tuple[Symbol, Timeframe], incoming: pl.DataFrame) -> pl.DataFrame:
+        """The bars of ``incoming``'s open times as they stand: staged, else stored."""
+        times = incoming.select("open_time")
+        frames = self._staged.get(key, [])
+        staged = (
+            pl.concat(frames, how="vertical_relaxed")
+            .unique("open_time", keep="last", maintain_order=True)
+            .join(times, on="open_time", how="semi")
+            if frames
+            else empty_bars()
+        )
+        todo = times.join(staged, on="open_time", how="anti")
+        if todo.is_empty():
+            return staged
+        first: datetime = todo["open_time"].min()  # type: ignore[assignment]
+        last: datetime = todo["open_time"].max()  # type: ignore[assignment]
+        stored = self.inner.read_bars(*key, first, last + timedelta(microseconds=1))
+        stored = stored.join(todo, on="open_time", how="semi")
+        return pl.concat([stored, staged]) if not staged.is_empty() else stored
 
     def flush(self) -> UpsertResult:
         """Write everything staged: one upsert per (symbol, timeframe); a later row for the same
@@ -73,7 +130,7 @@ class WriteBehindMarketData:
         staged, self._staged = self._staged, {}
         since, self._since = self._since, None
         self._rows = 0
-        inserted = updated = 0
+        inserted = updated = unchanged = 0
         pending = list(staged.items())
         try:
             while pending:
@@ -87,6 +144,7 @@ class WriteBehindMarketData:
                 pending.pop(0)
                 inserted += result.inserted
                 updated += result.updated
+                unchanged += result.unchanged
         except BaseException:
             # the database is away (a restart): what was not written stays staged, ahead of
             # what arrives meanwhile, and the next flush writes it; nothing is dropped
@@ -98,7 +156,7 @@ class WriteBehindMarketData:
             self._since = since
             raise
         self.flushes += 1
-        return UpsertResult(inserted, updated)
+        return UpsertResult(inserted, updated, unchanged)
 
     def read_bars(
         self, symbol: Symbol, timeframe: Timeframe, start: datetime, end: datetime
@@ -123,3 +181,14 @@ class WriteBehindMarketData:
             self.flush()
         finally:
             self.inner.close()
+
+
+_SCHEMA = pl.Schema(BAR_SCHEMA)
+
+
+def _distinct(bars: pl.DataFrame) -> pl.DataFrame:
+    """``bars`` in the bar schema, the last row of each open time; a live bar (one row in the
+    schema already) as it is, since conforming costs ~0.1 ms."""
+    if bars.height == 1 and bars.schema == _SCHEMA:
+        return bars
+    return conform(bars).unique("open_time", keep="last", maintain_order=True)

@@ -9,6 +9,11 @@ provider that quietly "fixes" data hides exactly the problems validation exists 
 cannot read (a timestamp it cannot parse, text in a price column) is an error naming the file, the
 data row and the raw value, so the file can be fixed rather than guessed at.
 
+A *data row* is 1-based and excludes the header: data row N is line N + 1 of a CSV with a header
+(line N without one; a blank line counts as a data row that holds no bar), row N of a Parquet
+file. `fetch_numbered` hands ingest the data row of every bar, so validation's reports and the
+quarantine name a bad line by the same number as this provider's errors.
+
 Numeric timestamps are read by magnitude, value by value, when the unit is ``auto``: Binance moved
 its spot files from milliseconds to microseconds in 2025, so one concatenated file may hold both.
 """
@@ -29,6 +34,7 @@ import polars as pl
 
 from drl_trading.common.bars import VALUE_COLUMNS, conform
 from drl_trading.common.domain import Symbol, to_micros, utc
+from drl_trading.ingest.core.ports import SOURCE_ROW
 
 Layout = Literal["auto", "generic", "binance"]
 TimestampUnit = Literal["auto", "s", "ms", "us", "ns", "iso"]
@@ -145,13 +151,20 @@ class FileProvider:
 
     def fetch(self, symbol: Symbol, start: datetime, end: datetime) -> Iterator[pl.DataFrame]:
         """Read the whole file now (so a bad file fails at the call) and yield its chunks."""
-        bars = self.read(symbol, start, end)
-        return (
-            bars.slice(offset, self.chunk_rows) for offset in range(0, bars.height, self.chunk_rows)
-        )
+        return self._chunks(self.read(symbol, start, end))
+
+    def fetch_numbered(
+        self, symbol: Symbol, start: datetime, end: datetime
+    ) -> Iterator[pl.DataFrame]:
+        """`fetch`'s chunks with each bar's data row in the file (column `SOURCE_ROW`)."""
+        return self._chunks(self.read_numbered(symbol, start, end))
 
     def read(self, symbol: Symbol, start: datetime, end: datetime) -> pl.DataFrame:
         """All rows of ``symbol``'s file with ``start <= open_time < end``, in file order."""
+        return self.read_numbered(symbol, start, end).drop(SOURCE_ROW)
+
+    def read_numbered(self, symbol: Symbol, start: datetime, end: datetime) -> pl.DataFrame:
+        """`read`'s rows and, in column `SOURCE_ROW` (Int64), the data row each came from."""
         path = self.resolve(symbol)
         if not path.is_file():
             pattern = f" (from pattern {self.path!r})" if "{symbol}" in self.path else ""
@@ -166,7 +179,12 @@ class FileProvider:
         out = frame.select(
             pl.col("open_time").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
         ).with_columns(values)
-        return conform(out)
+        return conform(out).with_columns(frame[_ROW].cast(pl.Int64).alias(SOURCE_ROW))
+
+    def _chunks(self, bars: pl.DataFrame) -> Iterator[pl.DataFrame]:
+        return (
+            bars.slice(offset, self.chunk_rows) for offset in range(0, bars.height, self.chunk_rows)
+        )
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -335,7 +335,7 @@ class OnlineIngestService:
             )
             frame = frame.filter(~pl.Series(check.bad_mask))
         result = self._repo.upsert_bars(event.symbol, event.timeframe, frame)
-        self._counts.resampled_bars_stored += result.written
+        self._counts.resampled_bars_stored += result.stored
         return result
 
     def stats(self) -> OnlineIngestStats:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import polars as pl
 
 from drl_trading.common.domain import Symbol
+
+SOURCE_ROW = "source_row"
+"""The column `RowNumberedProvider.fetch_numbered` adds to the bar columns (Int64)."""
 
 
 class HistoricalDataProvider(Protocol):
@@ -22,3 +25,18 @@ class HistoricalDataProvider(Protocol):
     name: str
 
     def fetch(self, symbol: Symbol, start: datetime, end: datetime) -> Iterator[pl.DataFrame]: ...
+
+
+@runtime_checkable
+class RowNumberedProvider(HistoricalDataProvider, Protocol):
+    """A provider whose source has rows of its own, such as a file.
+
+    ``fetch_numbered`` yields what ``fetch`` yields plus a `SOURCE_ROW` column: each bar's data
+    row in the source (1-based, header excluded), the number the provider's own errors use, so
+    that validation names a bad row as the provider would. Ingest numbers the rows of any other
+    provider by their position among the rows fetched for the symbol (1-based).
+    """
+
+    def fetch_numbered(
+        self, symbol: Symbol, start: datetime, end: datetime
+    ) -> Iterator[pl.DataFrame]: ...

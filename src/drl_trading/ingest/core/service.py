@@ -1,7 +1,9 @@
 """The ingest workflow: fetch -> validate -> store 1m -> report -> request preprocessing.
 
 Storage is chunk by chunk (bounded memory on long ranges) and idempotent (an upsert keyed by
-symbol, timeframe and open time), so re-running an interrupted or repeated ingest is always safe.
+symbol, timeframe and open time), so re-running an interrupted or repeated ingest is always safe;
+the report tells new, updated and unchanged rows apart, so a repeat reports 0 new and 0 updated.
+Bad rows are named by their data row (1-based; see `ingest.core.validation`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
 import polars as pl
 import structlog
 
@@ -21,7 +24,7 @@ from drl_trading.common.events import (
     new_id,
 )
 from drl_trading.common.ports import MarketDataRepository, MessageBus
-from drl_trading.ingest.core.ports import HistoricalDataProvider
+from drl_trading.ingest.core.ports import SOURCE_ROW, HistoricalDataProvider, RowNumberedProvider
 from drl_trading.ingest.core.validation import (
     Gap,
     Rule,
@@ -30,6 +33,7 @@ from drl_trading.ingest.core.validation import (
     Violation,
     find_gaps,
     validate_bars,
+    where,
 )
 
 log = structlog.get_logger(__name__)
@@ -76,11 +80,16 @@ class BatchRejectedError(Exception):
 
 @dataclass
 class SymbolIngestReport:
+    """What ingest did with one symbol's rows: ``stored_rows`` (valid rows now in the store) is
+    ``inserted_rows`` (new open times) + ``updated_rows`` (a value changed) + ``unchanged_rows``
+    (already stored as they are); fetched = stored + quarantined."""
+
     symbol: Symbol
     fetched_rows: int = 0
     stored_rows: int = 0
     inserted_rows: int = 0
     updated_rows: int = 0
+    unchanged_rows: int = 0
     quarantined_rows: int = 0
     violation_counts: dict[Rule, int] = field(default_factory=dict)
     examples: list[Violation] = field(default_factory=list)
@@ -91,6 +100,15 @@ class SymbolIngestReport:
     @property
     def missing_bars(self) -> int:
         return sum(g.missing_bars for g in self.gaps)
+
+    @property
+    def nothing_stored(self) -> bool:
+        """Rows were fetched and every one was quarantined: no bar of the range is stored."""
+        return self.quarantined_rows > 0 and self.stored_rows == 0
+
+    def violations(self) -> str:
+        """The rules broken and how often, e.g. ``off_grid=180``."""
+        return ", ".join(f"{rule.value}={n}" for rule, n in self.violation_counts.items())
 
 
 @dataclass
@@ -104,6 +122,11 @@ class IngestReport:
     @property
     def stored_rows(self) -> int:
         return sum(s.stored_rows for s in self.symbols)
+
+    @property
+    def nothing_stored(self) -> list[SymbolIngestReport]:
+        """The symbols whose every fetched row was quarantined (see `SymbolIngestReport`)."""
+        return [s for s in self.symbols if s.nothing_stored]
 
 
 class IngestService:
@@ -131,17 +154,24 @@ class IngestService:
         for symbol in request.symbols:
             report.symbols.append(self._ingest_symbol(symbol, request, on_progress))
         if request_preprocessing:
-            event = PreprocessDataRequested(
-                correlation_id=request.request_id,
-                mode=mode,
-                symbols=list(request.symbols),
-                timeframe=Timeframe.M1,
-                start=request.range.start,
-                end=request.range.end,
-            )
-            self._bus.publish(Topic.PREPROCESS_REQUESTED, event, key=str(request.symbols[0]))
-            report.preprocess_event_id = event.event_id
+            report.preprocess_event_id = self.request_preprocessing(request, mode).event_id
         return report
+
+    def request_preprocessing(
+        self, request: TrainingDataRequest, mode: ProcessingMode = ProcessingMode.OFFLINE
+    ) -> PreprocessDataRequested:
+        """Publish the preprocessing request of ``request``'s stored bars (correlation id: the
+        request's id); `ingest_history` does this itself unless told not to."""
+        event = PreprocessDataRequested(
+            correlation_id=request.request_id,
+            mode=mode,
+            symbols=list(request.symbols),
+            timeframe=Timeframe.M1,
+            start=request.range.start,
+            end=request.range.end,
+        )
+        self._bus.publish(Topic.PREPROCESS_REQUESTED, event, key=str(request.symbols[0]))
+        return event
 
     def _ingest_symbol(
         self, symbol: Symbol, request: TrainingDataRequest, on_progress: ProgressCallback | None
@@ -150,11 +180,23 @@ class IngestService:
         last_time: datetime | None = None
         stored_times: list[pl.Series] = []
         rng = request.range
-        for chunk in self._provider.fetch(symbol, rng.start, rng.end):
+        provider = self._provider
+        if isinstance(provider, RowNumberedProvider):
+            chunks, numbered = provider.fetch_numbered(symbol, rng.start, rng.end), True
+        else:
+            chunks, numbered = provider.fetch(symbol, rng.start, rng.end), False
+        for chunk in chunks:
             if chunk.is_empty():
                 continue
+            if numbered:  # the source's own row numbers, as its errors give them
+                rows = chunk[SOURCE_ROW].to_numpy()
+                chunk = chunk.drop(SOURCE_ROW)
+            else:  # data rows are positions among the rows fetched for the symbol
+                rows = np.arange(rep.fetched_rows + 1, rep.fetched_rows + chunk.height + 1)
             rep.fetched_rows += chunk.height
-            check = validate_bars(chunk, Timeframe.M1, previous_open_time=last_time)
+            check = validate_bars(
+                chunk, Timeframe.M1, previous_open_time=last_time, row_numbers=rows
+            )
             if not check.ok:
                 for rule, n in check.counts.items():
                     if n:
@@ -171,9 +213,10 @@ class IngestService:
                 if chunk.is_empty():
                     continue
             result = self._repo.upsert_bars(symbol, Timeframe.M1, chunk)
-            rep.stored_rows += result.written
+            rep.stored_rows += result.stored
             rep.inserted_rows += result.inserted
             rep.updated_rows += result.updated
+            rep.unchanged_rows += result.unchanged
             times = chunk["open_time"]
             stored_times.append(times)
             chunk_last: datetime = times.max()  # type: ignore[assignment]
@@ -192,6 +235,13 @@ class IngestService:
             rep.gaps = [
                 Gap(symbol, rng.start, rng.end, int((rng.end - rng.start).total_seconds() // 60))
             ]
+        if rep.nothing_stored:
+            log.warning(
+                "every fetched row quarantined; nothing stored",
+                symbol=str(symbol),
+                rows=rep.quarantined_rows,
+                violations=rep.violations(),
+            )
         if rep.gaps:
             log.warning(
                 "gaps in ingested data",
@@ -206,13 +256,13 @@ class IngestService:
         self, symbol: Symbol, chunk: pl.DataFrame, check: ValidationReport, batch_id: str
     ) -> int:
         idx = sorted(check.row_rules)
+        details = [
+            f"{','.join(r.value for r in check.row_rules[i])} ({where(int(check.row_numbers[i]))})"
+            for i in idx
+        ]
         rows = chunk[idx].with_columns(
             pl.Series("rule", [check.row_rules[i][0].value for i in idx], dtype=pl.String),
-            pl.Series(
-                "detail",
-                [",".join(r.value for r in check.row_rules[i]) for i in idx],
-                dtype=pl.String,
-            ),
+            pl.Series("detail", details, dtype=pl.String),
         )
         n = self._repo.quarantine(symbol, Timeframe.M1, rows, batch_id)
         log.warning("rows quarantined", symbol=str(symbol), rows=n, summary=check.summary())

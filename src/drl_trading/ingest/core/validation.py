@@ -3,11 +3,17 @@
 Every rule has a stable name that appears in errors, reports and the quarantine table. A row may
 break several rules; it is reported under each. Nothing is dropped here: the caller decides, by
 policy, whether a batch with bad rows is rejected or its bad rows quarantined.
+
+Messages name a row by its *data row*: 1-based, header excluded, the number the source itself
+uses (a file's data row, so the file provider's parse errors and validation name the same line
+the same way), else the row's position among all rows fetched for the symbol. The caller passes
+those numbers (``row_numbers``); without them a batch's rows are 1, 2, ... .
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -37,7 +43,7 @@ class ValidationPolicy(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Violation:
-    """One bad row: its position in the batch, its open time and what is wrong with it."""
+    """One bad row: its data row (1-based, see the module), its open time and what is wrong."""
 
     rule: Rule
     row: int
@@ -46,7 +52,12 @@ class Violation:
 
     def describe(self) -> str:
         when = self.open_time.isoformat() if self.open_time else "?"
-        return f"rule {self.rule.value}: row {self.row} ({when}): {self.detail}"
+        return f"rule {self.rule.value}: {where(self.row)} ({when}): {self.detail}"
+
+
+def where(row: int) -> str:
+    """How every message names a row: ``data row N``."""
+    return f"data row {row}"
 
 
 MAX_EXAMPLES = 5
@@ -59,6 +70,9 @@ class ValidationReport:
     counts: dict[Rule, int]
     examples: dict[Rule, list[Violation]]
     row_rules: dict[int, list[Rule]] = field(repr=False)
+    """The rules each bad row breaks, by its 0-based position in the batch (to select rows)."""
+    row_numbers: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
+    """The data row of each position of the batch, as messages name it."""
 
     @property
     def bad_rows(self) -> int:
@@ -84,19 +98,32 @@ def validate_bars(
     timeframe: Timeframe,
     *,
     previous_open_time: datetime | None = None,
+    row_numbers: Sequence[int] | np.ndarray | None = None,
 ) -> ValidationReport:
     """Check every rule on a batch in provider order.
 
     ``previous_open_time`` is the last open time accepted before this batch, so duplicates and
-    out-of-order rows are caught across chunk boundaries too.
+    out-of-order rows are caught across chunk boundaries too. ``row_numbers``: the data row of
+    each row of the batch, for messages (default 1..n).
     """
-    if frame.height == 1:
-        return _validate_one(frame, timeframe, previous_open_time)
-    return _validate_many(frame, timeframe, previous_open_time)
+    n = frame.height
+    numbers = (
+        np.arange(1, n + 1, dtype=np.int64)
+        if row_numbers is None
+        else np.asarray(row_numbers, dtype=np.int64)
+    )
+    if numbers.shape != (n,):
+        raise ValueError(f"row_numbers has {numbers.size} numbers for a batch of {n} rows")
+    if n == 1:
+        return _validate_one(frame, timeframe, previous_open_time, numbers)
+    return _validate_many(frame, timeframe, previous_open_time, numbers)
 
 
 def _validate_many(
-    frame: pl.DataFrame, timeframe: Timeframe, previous_open_time: datetime | None
+    frame: pl.DataFrame,
+    timeframe: Timeframe,
+    previous_open_time: datetime | None,
+    numbers: np.ndarray,
 ) -> ValidationReport:
     n = frame.height
     o, h, lo, c, v = (frame[col].cast(pl.Float64).to_numpy() for col in VALUE_COLUMNS)
@@ -129,16 +156,24 @@ def _validate_many(
         counts[rule] = int(idx.size)
         bad |= mask
         examples[rule] = [
-            Violation(rule, int(i), from_micros(int(times[i])), _detail(rule, i, o, h, lo, c, v))
+            Violation(
+                rule,
+                int(numbers[i]),
+                from_micros(int(times[i])),
+                _detail(rule, i, o, h, lo, c, v),
+            )
             for i in idx[:MAX_EXAMPLES]
         ]
         for i in idx:
             row_rules.setdefault(int(i), []).append(rule)
-    return ValidationReport(n, bad, counts, examples, row_rules)
+    return ValidationReport(n, bad, counts, examples, row_rules, numbers)
 
 
 def _validate_one(
-    frame: pl.DataFrame, timeframe: Timeframe, previous_open_time: datetime | None
+    frame: pl.DataFrame,
+    timeframe: Timeframe,
+    previous_open_time: datetime | None,
+    numbers: np.ndarray,
 ) -> ValidationReport:
     """The same rules for a single row (a live bar) in plain Python: numpy and polars set-up
     would cost ten times the checks."""
@@ -167,14 +202,15 @@ def _validate_one(
             rules.append(Rule.OUT_OF_ORDER)
     arrays = [np.array([x]) for x in (o, h, lo, c, v)]
     counts = {rule: int(rule in rules) for rule in Rule}
+    number = int(numbers[0])
     examples = {
-        rule: [Violation(rule, 0, from_micros(t), _detail(rule, 0, *arrays))]
+        rule: [Violation(rule, number, from_micros(t), _detail(rule, 0, *arrays))]
         if rule in rules
         else []
         for rule in Rule
     }
     return ValidationReport(
-        1, np.array([bool(rules)]), counts, examples, {0: rules} if rules else {}
+        1, np.array([bool(rules)]), counts, examples, {0: rules} if rules else {}, numbers
     )
 
 
