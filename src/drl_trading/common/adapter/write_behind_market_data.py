@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import polars as pl
@@ -26,6 +27,24 @@ from drl_trading.common.adapter.memory_market_data import split_by_change
 from drl_trading.common.bars import BAR_SCHEMA, conform, empty_bars
 from drl_trading.common.domain import Symbol, Timeframe, utc
 from drl_trading.common.ports import Coverage, MarketDataRepository, UpsertResult
+
+READ_AHEAD = timedelta(days=1)
+"""How far past a bar the stored bars are read at once when one must be compared (1,440 1m
+bars): a replay then reads once a day instead of once a bar."""
+
+
+@dataclass(slots=True)
+class _Window:
+    """Stored (and since staged) bar values of one series in [start, end), by open time."""
+
+    start: datetime
+    end: datetime
+    rows: dict[datetime, tuple[float, ...]]
+
+
+def _same(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    """Values equal exactly, NaN equal to NaN (as the stores' IS DISTINCT FROM)."""
+    return all(x == y or (x != x and y != y) for x, y in zip(a, b, strict=True))
 
 
 class WriteBehindMarketData:
@@ -45,6 +64,7 @@ class WriteBehindMarketData:
         self._rows = 0
         self._since: float | None = None
         self._last: dict[tuple[Symbol, Timeframe], datetime | None] = {}
+        self._window: dict[tuple[Symbol, Timeframe], _Window] = {}
         self.flushes = 0
 
     @property
@@ -65,6 +85,7 @@ class WriteBehindMarketData:
             self.flush()
             result = self.inner.upsert_bars(symbol, timeframe, bars)
             self._advance(key, bars)
+            self._window.pop(key, None)
             return result
         if bars.is_empty():
             return UpsertResult(0, 0)
@@ -72,8 +93,12 @@ class WriteBehindMarketData:
         known = self._known_last(key)
         if known is None or incoming["open_time"].min() > known:  # type: ignore[operator]
             changed, result = incoming, UpsertResult(incoming.height, 0)
+            self._note(key, incoming)
+        elif incoming.height == 1:
+            changed, result = self._compare_one(key, incoming)
         else:
             changed, result = split_by_change(incoming, self._current(key, incoming))
+            self._window.pop(key, None)  # counted against the store: the window may be stale
         self._advance(key, incoming)
         if changed.is_empty():
             return result
@@ -85,6 +110,42 @@ class WriteBehindMarketData:
         if self._rows >= self.max_rows or now - self._since >= self.max_delay:
             self.flush()
         return result
+
+    def _compare_one(
+        self, key: tuple[Symbol, Timeframe], bar: pl.DataFrame
+    ) -> tuple[pl.DataFrame, UpsertResult]:
+        """One bar at or before the last known one (a replay re-writes stored bars; an exchange
+        corrects one): compared in plain Python with the read-ahead window of the series, which
+        is read once per `READ_AHEAD`, with the staged rows of its range laid over it."""
+        row = bar.row(0)
+        at: datetime = row[0]
+        values: tuple[float, ...] = row[1:]
+        window = self._window.get(key)
+        if window is None or not window.start <= at < window.end:
+            until = at + READ_AHEAD
+            rows = {r[0]: r[1:] for r in self.inner.read_bars(*key, at, until).iter_rows()}
+            for frame in self._staged.get(key, []):  # staged rows are newer than stored ones
+                for r in frame.iter_rows():
+                    if at <= r[0] < until:
+                        rows[r[0]] = r[1:]
+            window = _Window(at, until, rows)
+            self._window[key] = window
+        current = window.rows.get(at)
+        if current is not None and _same(current, values):
+            return bar.clear(), UpsertResult(0, 0, 1)
+        window.rows[at] = values
+        if current is None:
+            return bar, UpsertResult(1, 0)
+        return bar, UpsertResult(0, 1)
+
+    def _note(self, key: tuple[Symbol, Timeframe], bars: pl.DataFrame) -> None:
+        """New bars inside a read-ahead window join it (a later correction compares with them)."""
+        window = self._window.get(key)
+        if window is None:
+            return
+        for r in bars.iter_rows():
+            if window.start <= r[0] < window.end:
+                window.rows[r[0]] = r[1:]
 
     def _known_last(self, key: tuple[Symbol, Timeframe]) -> datetime | None:
         """The last open time stored or staged for the series (the store is asked once)."""
