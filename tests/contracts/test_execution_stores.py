@@ -1,8 +1,9 @@
-"""Contract of the execution store, over the in-memory fake and the embedded SQLite
-stores.
+"""Contract of the execution store, over the in-memory fake, the embedded SQLite store and
+PostgreSQL.
 
 ``reopen`` stands for a process restart: a new SQLite store over the same file, or the same
-in-memory object (which has no life beyond the process).
+in-memory object (which has no life beyond the process). ``another`` opens a second handle on
+the same account, as another process (a `kill` command beside a running session) does.
 """
 
 from __future__ import annotations
@@ -19,14 +20,22 @@ import pytest
 from drl_trading.common.domain import Order, Side, Symbol, parse_time
 from drl_trading.execution.adapter.memory_store import InMemoryExecutionStore
 from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
-from drl_trading.execution.core.ports import DuplicateOrderError, ExecutionStore
+from drl_trading.execution.core.ports import (
+    ConcurrentCommitError,
+    DuplicateOrderError,
+    ExecutionStore,
+)
 from drl_trading.execution.core.records import (
+    AppliedControl,
     Checkpoint,
+    ControlKind,
+    ControlRequest,
     Mark,
     PortfolioSnapshot,
     Position,
     RecordKind,
     RiskState,
+    SessionBeat,
     SymbolState,
     TradeRecord,
     TradingState,
@@ -41,14 +50,13 @@ Reopen = Callable[[], ExecutionStore]
 
 
 PG_DSN = os.environ.get("DRL_TEST_PG", "postgresql://drl:drl@127.0.0.1:5432/drl")
+ADAPTERS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.integration)]
 
 
-@pytest.fixture(
-    params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.integration)]
-)
-def stores(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[tuple[ExecutionStore, Reopen]]:
+@pytest.fixture(params=ADAPTERS)
+def accounts(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Reopen]]:
+    """The adapter's name and an opener of a new handle on one account (the memory store: the
+    same object, its only handle); every handle opened is closed at the end."""
     opened: list[ExecutionStore] = []
     if request.param == "postgres":
         import psycopg
@@ -57,37 +65,46 @@ def stores(
 
         require_server("PostgreSQL", "127.0.0.1", 5432)
         schema = f"test_{uuid.uuid4().hex[:10]}"
-        opened.append(PostgresExecutionStore(PG_DSN, schema=schema))
 
-        def reopen_pg() -> ExecutionStore:
-            opened[-1].close()
+        def open_pg() -> ExecutionStore:
             opened.append(PostgresExecutionStore(PG_DSN, schema=schema))
             return opened[-1]
 
-        yield opened[0], reopen_pg
-        opened[-1].close()
+        yield "postgres", open_pg
+        for store in opened:
+            store.close()
         with psycopg.connect(PG_DSN, autocommit=True) as con:
             con.execute(f"DROP SCHEMA {schema} CASCADE")
         return
     if request.param == "memory":
         memory = InMemoryExecutionStore()
-        opened.append(memory)
+        yield "memory", lambda: memory
+        return
+    path = tmp_path / "execution.sqlite"
 
-        def reopen() -> ExecutionStore:
-            return memory
+    def open_sqlite() -> ExecutionStore:
+        opened.append(SQLiteExecutionStore(path))
+        return opened[-1]
 
-    else:
-        kind = SQLiteExecutionStore
-        path = tmp_path / f"execution.{request.param}"
-        opened.append(kind(path))
+    yield "sqlite", open_sqlite
+    for store in opened:
+        store.close()
 
-        def reopen() -> ExecutionStore:
-            opened[-1].close()
-            opened.append(kind(path))
-            return opened[-1]
 
-    yield opened[0], reopen
-    opened[-1].close()
+@pytest.fixture
+def stores(accounts: tuple[str, Reopen]) -> tuple[ExecutionStore, Reopen]:
+    """A store and ``reopen``, which closes it and opens the account again (a restart)."""
+    _, another = accounts
+    current = [another()]
+
+    def reopen() -> ExecutionStore:
+        fresh = another()
+        if fresh is not current[-1]:
+            current[-1].close()
+        current.append(fresh)
+        return fresh
+
+    return current[0], reopen
 
 
 def order_record(coid: str, minute: int = 0, signal: str = "sig") -> TradeRecord:
@@ -278,3 +295,125 @@ def test_commits_changing_one_part_at_a_time_load_back_exactly(
     assert store.load() == base
     store.commit(steps[0])
     assert store.load() == steps[0]
+
+
+def test_control_requests_are_pending_until_a_commit_applies_them(
+    stores: tuple[ExecutionStore, Reopen],
+) -> None:
+    store, reopen = stores
+    asked = T0 + timedelta(days=800)  # the operator's wall clock, far from the account's
+    kill = store.request_control(ControlKind.KILL, asked, reason="stop now", flatten=True)
+    resume = store.request_control(ControlKind.RESUME, asked + timedelta(seconds=1))
+    assert kill == ControlRequest(kill.control_id, ControlKind.KILL, asked, "stop now", True)
+    assert resume.control_id > kill.control_id and not resume.flatten
+    assert store.pending_controls() == [kill, resume]
+    assert store.control(kill.control_id) == kill and store.control(10_000) is None
+    store.commit(checkpoint(), [order_record("a")])
+    at = T0 + timedelta(minutes=3)  # the account's market time
+    cancel = fill_record("a", 3)
+    store.commit(
+        checkpoint(),
+        [cancel],
+        applied_controls=[AppliedControl(kill.control_id, at, "session-1", "halted")],
+    )
+    store = reopen()
+    assert store.pending_controls() == [resume]
+    applied = store.control(kill.control_id)
+    assert applied == replace(
+        kill, applied_at=at, applied_by="session-1", outcome="halted", records_before=1
+    )
+    assert applied is not None and not applied.pending and applied.applied_at == at
+    # the records after the control: this commit's first
+    assert store.records_since(T0)[applied.records_before or 0 :] == [cancel]
+    # an acknowledgement of a control already applied changes nothing
+    store.commit(
+        checkpoint(),
+        applied_controls=[AppliedControl(kill.control_id, at + timedelta(hours=1), "late", "x")],
+    )
+    assert store.control(kill.control_id) == applied
+
+
+def test_a_refused_commit_applies_no_control(stores: tuple[ExecutionStore, Reopen]) -> None:
+    store, _ = stores
+    store.commit(checkpoint(), [order_record("a")])
+    kill = store.request_control(ControlKind.KILL, T0)
+    with pytest.raises(DuplicateOrderError):
+        store.commit(
+            checkpoint(),
+            [order_record("a", 1)],
+            applied_controls=[AppliedControl(kill.control_id, T0, "s", "halted")],
+        )
+    assert store.pending_controls() == [kill]
+
+
+def test_heartbeats_tell_the_live_session(stores: tuple[ExecutionStore, Reopen]) -> None:
+    store, reopen = stores
+    assert store.live_session(T0) is None
+    store.beat("old", T0)
+    store.beat("new", T0 + timedelta(seconds=5))
+    store.beat("new", T0 + timedelta(seconds=9))
+    store = reopen()
+    assert store.live_session(T0) == SessionBeat("new", T0 + timedelta(seconds=9))
+    assert store.live_session(T0 + timedelta(seconds=10)) is None
+    store.end_session("new")
+    assert store.live_session(T0) == SessionBeat("old", T0)
+    store.end_session("never-beat")
+    # heartbeats and requests are not commits: the checkpoint stays as committed
+    store.commit(checkpoint())
+    store.beat("new", T0)
+    store.request_control(ControlKind.RESUME, T0)
+    assert store.load() == checkpoint()
+
+
+def test_a_commit_over_another_handles_commit_is_refused(accounts: tuple[str, Reopen]) -> None:
+    """The session loaded the account, then another process (a `kill` applied to the stored
+    account) committed: the session's next commit must not overwrite it."""
+    name, another = accounts
+    if name == "memory":
+        pytest.skip("an in-memory store has one handle: no other process reaches it")
+    session, operator = another(), another()
+    base = checkpoint()
+    session.commit(base)
+    assert session.load() == base and operator.load() == base
+    kill = session.request_control(ControlKind.KILL, T0)  # no commit: changes no generation
+    session.beat("session-1", T0)
+    halted = replace(base, risk=replace(base.risk, state=TradingState.HALTED, reason="kill"))
+    operator.commit(
+        halted,
+        [fill_record("x", 1)],
+        applied_controls=[AppliedControl(kill.control_id, T0, "operator", "halted")],
+    )
+    with pytest.raises(ConcurrentCommitError):
+        session.commit(base, [order_record("a")], processed_signal_id="s1")
+    # nothing of the refused commit was written, and the store still works
+    assert session.load() == halted
+    assert not session.is_processed("s1") and not session.has_order("a")
+    assert session.pending_controls() == []
+    session.commit(halted, [order_record("a")], processed_signal_id="s1")  # after the reload
+    assert operator.load() == halted and operator.has_order("a")
+    # a handle that never loaded commits on what it saw when it opened
+    late = another()
+    operator.commit(base)
+    with pytest.raises(ConcurrentCommitError):
+        late.commit(halted)
+
+
+def test_a_request_from_another_handle_is_seen_as_pending(accounts: tuple[str, Reopen]) -> None:
+    """PostgreSQL reads the pending requests only when one was announced: a request made after
+    the session started looking must still reach it."""
+    _, another = accounts
+    session, operator = another(), another()
+    session.commit(checkpoint())
+    assert session.load() == checkpoint()  # a read leaves no transaction open behind it:
+    session.beat("session", T0)  # the heartbeat is seen at once
+    assert operator.live_session(T0) == SessionBeat("session", T0)
+    assert session.pending_controls() == []
+    assert session.pending_controls() == []
+    kill = operator.request_control(ControlKind.KILL, T0, reason="x")
+    assert session.pending_controls() == [kill]
+    assert session.pending_controls() == [kill]  # still pending: seen again
+    session.commit(
+        checkpoint(), applied_controls=[AppliedControl(kill.control_id, T0, "session", "halted")]
+    )
+    assert session.pending_controls() == []
+    assert operator.pending_controls() == []

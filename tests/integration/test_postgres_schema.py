@@ -43,10 +43,17 @@ def test_migrations_apply_in_order_once(schema: str) -> None:
                 [schema],
             ).fetchall()
         }
-    assert [m.version for m in first] == [m.version for m in available()] == [1, 2, 3]
+    assert [m.version for m in first] == [m.version for m in available()] == [1, 2, 3, 4]
     assert again == []
-    assert [v for (v,) in versions] == [1, 2, 3]
-    assert {"ohlcv", "ohlcv_quarantine", "schema_migrations", "records", "positions"} <= tables
+    assert [v for (v,) in versions] == [1, 2, 3, 4]
+    assert {
+        "ohlcv",
+        "ohlcv_quarantine",
+        "schema_migrations",
+        "records",
+        "positions",
+        "controls",
+    } <= tables
 
 
 def test_an_edited_migration_is_refused(schema: str) -> None:

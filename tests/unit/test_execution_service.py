@@ -10,14 +10,24 @@ import pytest
 
 from drl_trading.app.execution import bootstrap_execution
 from drl_trading.common.adapter.system_clock import ManualClock
-from drl_trading.common.domain import Action, Bar, Symbol, Timeframe, parse_time
+from drl_trading.common.domain import Action, Bar, Symbol, Timeframe, parse_time, to_micros
 from drl_trading.common.events import PredictionCompleted
 from drl_trading.execution.adapter.memory_store import InMemoryExecutionStore
 from drl_trading.execution.adapter.paper_broker import PaperBroker
 from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
 from drl_trading.execution.core.config import ExecutionSettings
-from drl_trading.execution.core.ports import DuplicateOrderError, ExecutionStore
-from drl_trading.execution.core.records import RecordKind, TradeRecord, TradingState
+from drl_trading.execution.core.ports import (
+    ConcurrentCommitError,
+    DuplicateOrderError,
+    ExecutionStore,
+)
+from drl_trading.execution.core.records import (
+    ControlKind,
+    ControlRequest,
+    RecordKind,
+    TradeRecord,
+    TradingState,
+)
 from drl_trading.execution.core.risk import ExecutionLimits
 from drl_trading.execution.core.service import ExecutionService, client_order_id
 from drl_trading.strategy.api import BaseStrategy, RiskParameters
@@ -272,11 +282,11 @@ class FlakyStore(InMemoryExecutionStore):
         super().__init__()
         self.fail = 0
 
-    def commit(self, checkpoint, records=(), processed_signal_id=None):  # type: ignore[no-untyped-def]
+    def commit(self, checkpoint, records=(), processed_signal_id=None, applied_controls=()):  # type: ignore[no-untyped-def]
         if self.fail:
             self.fail -= 1
             raise ConnectionError("database restarting")
-        super().commit(checkpoint, records, processed_signal_id)
+        super().commit(checkpoint, records, processed_signal_id, applied_controls)
 
 
 def test_a_failed_commit_is_redone_from_the_committed_state() -> None:
@@ -305,3 +315,83 @@ def test_a_failed_commit_is_redone_from_the_committed_state() -> None:
     assert flaky.store.records_since(T0) == smooth.store.records_since(T0)
     assert flaky.broker.positions() == smooth.broker.positions()
     assert flaky.service.mark(S) == smooth.service.mark(S)
+
+
+WALL = parse_time("2026-05-01T12:00")
+"""The operator's wall clock when asking: years after the account's market time."""
+
+
+def test_a_kill_requested_from_another_process_stops_the_next_signal(h: Harness) -> None:
+    h.bar(0, 100)
+    h.service.on_signal(h.signal(0, 0.5), STRATEGY)
+    seen: list[ControlRequest] = []
+    h.service.attach("session-1", seen.append)
+    kill = h.store.request_control(ControlKind.KILL, WALL, reason="stop now")
+    result = h.service.on_signal(h.signal(0, 0.8), STRATEGY)
+    assert result.record is not None and result.record.risk_check == "halted"
+    assert h.broker.open_orders() == []  # the kill cancelled the open order
+    assert h.kinds() == [RecordKind.ORDER, RecordKind.CANCEL, RecordKind.REJECTION]
+    acked = h.store.control(kill.control_id)
+    assert acked is not None and seen == [acked]
+    assert acked.applied_by == "session-1" and acked.applied_at == h.clock.now()
+    assert acked.records_before == 1  # the ORDER came before it, the CANCEL after
+    assert acked.outcome == "trading state: halted (kill switch: stop now)"
+    cp = h.store.load()
+    assert cp is not None and cp.risk.state is TradingState.HALTED
+    assert h.store.pending_controls() == []
+
+
+def test_a_kill_is_applied_before_the_bar_and_flattens_at_the_market_time(h: Harness) -> None:
+    h.bar(0, 100)
+    h.service.on_signal(h.signal(0, 0.5), STRATEGY)
+    h.bar(1, 100)  # filled: 50 units held
+    kill = h.store.request_control(ControlKind.KILL, WALL, reason="x", flatten=True)
+    h.clock.set(bar(2, 100).close_time)
+    h.service.on_bar(bar(2, 100))  # the flatten order placed before this bar fills on it
+    assert h.broker.positions()[S].is_flat
+    acked = h.store.control(kill.control_id)
+    assert acked is not None and acked.applied_at == bar(2, 100).close_time
+    records = h.store.records_since(T0)
+    flatten = [r for r in records if r.kind is RecordKind.ORDER and r.risk_check == "halt_flatten"]
+    assert len(flatten) == 1
+    assert flatten[0].at == acked.applied_at  # the account's time, not the operator's
+    assert flatten[0].client_order_id is not None
+    assert str(to_micros(acked.applied_at)) in flatten[0].client_order_id
+
+
+def test_a_resumed_account_trades_again(h: Harness) -> None:
+    h.bar(0, 100)
+    h.store.request_control(ControlKind.KILL, WALL, reason="x")
+    assert [c.kind for c in h.service.apply_controls()] == [ControlKind.KILL]
+    assert h.service.apply_controls() == []  # nothing pending any more
+    rejected = h.service.on_signal(h.signal(0, 0.5), STRATEGY)
+    assert rejected.record is not None and rejected.record.risk_check == "halted"
+    resume = h.store.request_control(ControlKind.RESUME, WALL)
+    (applied,) = h.service.apply_controls()
+    assert applied.control_id == resume.control_id and "active" in applied.outcome
+    again = h.service.on_signal(h.signal(0, 0.5), STRATEGY)
+    assert again.record is not None and again.record.kind is RecordKind.ORDER
+
+
+def test_a_kill_applied_by_another_process_is_never_overwritten(tmp_path: Path) -> None:
+    """The session loaded the account; another process applied a kill to the stored account
+    (it saw no heartbeat): the session's next commit is refused, and its retry of the event
+    decides on the halted state."""
+    path = tmp_path / "execution.sqlite"
+    session = Harness(SQLiteExecutionStore(path))
+    session.bar(0, 100)
+    operator = Harness(SQLiteExecutionStore(path))
+    operator.clock.set(session.clock.now())
+    operator.store.request_control(ControlKind.KILL, WALL, reason="x")
+    operator.service.apply_controls()
+    event = session.signal(0, 0.5)
+    with pytest.raises(ConcurrentCommitError):
+        session.service.on_signal(event, STRATEGY)
+    retried = session.service.on_signal(event, STRATEGY)  # the bus's retry
+    assert retried.record is not None and retried.record.risk_check == "halted"
+    assert session.broker.open_orders() == []
+    cp = operator.store.load()
+    assert cp is not None and cp.risk.state is TradingState.HALTED
+    assert operator.store.counts()[RecordKind.ORDER] == 0
+    session.store.close()
+    operator.store.close()

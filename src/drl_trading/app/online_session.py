@@ -3,9 +3,11 @@
 `run_online_session` is what `drl-trading paper` runs (and a live session will): it opens the
 embedded runtime, composes the online services on the account's store, catches up, then pumps
 one live 1m bar at a time through every handler, records what execution held at each base close
-(`SessionRecorder`), applies kill/resume requests left for the account, and ends with the
-session report (JSON + the backtest's HTML report). Display is the caller's: it gets a
-`SessionProgress` every ``progress_every`` bars and a line for each applied request.
+(`SessionRecorder`), and ends with the session report (JSON + the backtest's HTML report).
+While it runs it beats a heartbeat into the account's store and its execution service applies
+the kill/resume requests left there (`app.paper_account`) before its next signal or bar, and
+between bars. Display is the caller's: it gets a `SessionProgress` every ``progress_every``
+bars and a line for each applied request.
 """
 
 from __future__ import annotations
@@ -14,14 +16,17 @@ import json
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from drl_trading.app.infrastructure import feature_set_for
 from drl_trading.app.ingest import LiveSourceKind
-from drl_trading.app.paper_account import account_dir, poll_switches, store_path
+from drl_trading.app.paper_account import SessionHeartbeat, account_dir, store_path
 from drl_trading.app.runtime import EmbeddedRuntime, OnlineComponents
 from drl_trading.app.settings import AppSettings
 from drl_trading.common.adapter.system_clock import ManualClock, SystemClock
@@ -29,6 +34,10 @@ from drl_trading.common.costs import CostModel
 from drl_trading.common.domain import Symbol, TimeRange, to_micros
 from drl_trading.common.latency import LatencyHistogram, LatencySnapshot
 from drl_trading.common.ports import Clock
+from drl_trading.execution.core.records import ControlRequest
+from drl_trading.execution.core.service import ExecutionService
+
+log = structlog.get_logger(__name__)
 
 
 class SessionStartError(RuntimeError):
@@ -108,7 +117,8 @@ def run_online_session(
     recorded: list[dict[str, Any]] = []
     stage = LatencyHistogram()
     notices: list[str] = []
-    with EmbeddedRuntime.open(settings) as runtime:
+    # the heartbeat (entered on ``beats``) stops before the runtime closes the account's store
+    with EmbeddedRuntime.open(settings) as runtime, ExitStack() as beats:
         inner, history = build_live_source(
             settings,
             source,
@@ -139,9 +149,23 @@ def run_online_session(
         live_from = spec.base_timeframe.floor(first_live)
         warmup = timedelta(days=1) if source == "replay" else spec.lookback() + timedelta(days=1)
         run = online.ingest.start(syms, live_from - warmup, live_from=live_from)
-        runtime.run_until_idle()  # gap fill → catch-up → completed.catchup → streaming
+        session_id = run.correlation_id[:12]
         inference = online.inference.service
         execution = online.execution.service
+
+        def applied(control: ControlRequest) -> None:
+            at = control.applied_at or clock.now()
+            line = (
+                f"{control.kind.value} request #{control.control_id} applied at "
+                f"{at:%Y-%m-%d %H:%M:%S} UTC (session {session_id}): {control.outcome}"
+            )
+            notices.append(line)
+            if on_notice is not None:
+                on_notice(line)
+
+        execution.attach(session_id, applied)
+        beats.enter_context(SessionHeartbeat(online.execution.store, session_id))
+        runtime.run_until_idle()  # gap fill → catch-up → completed.catchup → streaming
         ex = settings.execution
         recorder = SessionRecorder(
             execution,
@@ -190,12 +214,7 @@ def run_online_session(
                         curve[-1] = point
                     else:
                         curve.append(point)
-                if bars % 20 == 0:
-                    switched = poll_switches(folder, execution)
-                    if switched:
-                        notices.append(switched)
-                        if on_notice is not None:
-                            on_notice(switched)
+                _apply_controls(execution)
                 if bars % progress_every == 0:
                     progress()
         except KeyboardInterrupt:
@@ -255,6 +274,16 @@ def run_online_session(
         pl.DataFrame(recorded).write_parquet(request.record_features)
         written = len(recorded)
     return SessionOutcome(report, path, html_path, written, notices)
+
+
+def _apply_controls(execution: ExecutionService) -> None:
+    """Between bars, apply the pending kill/resume requests (those of a bar that reached no
+    service too). A failure here stops nothing: the service applies them before its next
+    signal or bar, where the bus retries what fails."""
+    try:
+        execution.apply_controls()
+    except Exception as exc:
+        log.warning("control requests not applied between bars", error=repr(exc))
 
 
 def _on_account_store(settings: AppSettings, account: str) -> AppSettings:

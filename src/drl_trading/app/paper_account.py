@@ -1,19 +1,45 @@
-"""A paper account: its folder under home, its execution store, and its kill/resume requests.
+"""A paper account: its folder under home, its execution store, and the kill/resume requests
+that reach the session running on it.
 
-A running session owns its account's store, so `kill` and `resume` leave a request file in the
-account folder that the session applies within a few bars (`poll_switches`); with no session
-running they apply to the stored state directly (`apply_switch_now`).
+A kill or resume is a `ControlRequest` written to the account's execution store, the one
+durable place that both a running session and the `kill` command reach, in the embedded mode
+(a SQLite file in the account folder) and in the distributed one (PostgreSQL). A session on the
+account beats a heartbeat into the same store (`SessionHeartbeat`) and applies pending requests
+before its next signal or bar (`ExecutionService.apply_controls`); `control_account` then waits
+for that acknowledgement. With no live session the request is applied to the stored account at
+once, at the account's market time (its last bar's close: a replayed 2024 account stays in 2024).
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import structlog
+
 from drl_trading.app.settings import AppSettings
+from drl_trading.execution.core.ports import ConcurrentCommitError, ExecutionStore
+from drl_trading.execution.core.records import ControlKind, ControlRequest, SessionBeat
 from drl_trading.execution.core.service import ExecutionService
 
-KILL_FILE = "KILL"
-RESUME_FILE = "RESUME"
+log = structlog.get_logger(__name__)
+
+HEARTBEAT_EVERY_S = 1.0
+"""How often a running session beats (wall seconds)."""
+HEARTBEAT_STALE_AFTER = timedelta(seconds=10)
+"""A session whose last beat is older is taken for gone (crashed or stopped uncleanly)."""
+STORED_ACCOUNT = "the stored account"
+"""``applied_by`` of a request applied by `control_account` itself (no session was running)."""
+
+
+class AccountNotFoundError(LookupError):
+    """No paper account of that name, or none another process can reach (an in-memory store):
+    nothing to kill or resume."""
 
 
 def account_dir(settings: AppSettings, session: str) -> Path:
@@ -26,43 +52,149 @@ def store_path(settings: AppSettings, session: str) -> Path:
     )
 
 
-def apply_switch_now(settings: AppSettings, session: str, name: str, body: str) -> str:
-    """Apply to the stored account (no process running); RuntimeError if the file is busy."""
+def process_session_id(service: str) -> str:
+    """A session id for a service process: ``execution@host:pid``."""
+    return f"{service}@{socket.gethostname()}:{os.getpid()}"
+
+
+class SessionHeartbeat:
+    """Beats ``session_id`` into the account's store from a daemon thread every
+    `HEARTBEAT_EVERY_S`, so that `kill` knows a session runs, and waits for its
+    acknowledgement, even while the session is busy (catch-up) or waits for the next live bar.
+    A beat the store refuses (a database restarting) is logged and the next one tried. Use as a
+    context manager: leaving it stops the thread and removes the session's heartbeat.
+    """
+
+    def __init__(
+        self, store: ExecutionStore, session_id: str, every_s: float = HEARTBEAT_EVERY_S
+    ) -> None:
+        self.store = store
+        self.session_id = session_id
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="session-heartbeat", daemon=True)
+
+    def start(self) -> SessionHeartbeat:
+        self._beat()  # alive before the first interval passes
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        try:
+            self.store.end_session(self.session_id)
+        except Exception as exc:  # the store is going away too: the beat just goes stale
+            log.warning("session heartbeat not removed", error=repr(exc))
+
+    def __enter__(self) -> SessionHeartbeat:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self._beat()
+
+    def _beat(self) -> None:
+        try:
+            self.store.beat(self.session_id, datetime.now(UTC))
+        except Exception as exc:
+            log.warning("session heartbeat failed", session=self.session_id, error=repr(exc))
+
+
+@dataclass(frozen=True, slots=True)
+class ControlOutcome:
+    """What became of a kill or resume: ``request`` as it stands now, and the live session
+    found when it was made (None: no session ran, so it was applied to the stored account)."""
+
+    request: ControlRequest
+    session: SessionBeat | None
+
+    @property
+    def acknowledged(self) -> bool:
+        """Applied by the running session (its state is HALTED/ACTIVE now, durably)."""
+        return not self.request.pending and self.request.applied_by != STORED_ACCOUNT
+
+    @property
+    def applied_to_store(self) -> bool:
+        return self.request.applied_by == STORED_ACCOUNT
+
+
+def control_account(
+    settings: AppSettings,
+    account: str,
+    kind: ControlKind,
+    *,
+    reason: str = "",
+    flatten: bool = False,
+    wait_s: float = 15.0,
+    poll_s: float = 0.1,
+) -> ControlOutcome:
+    """Ask ``account`` for a kill or resume; returns once a running session acknowledged it,
+    ``wait_s`` wall seconds passed without (the request stays pending: the session applies it
+    before its next event), or, with no live session, once it is applied to the stored account.
+    Raises `AccountNotFoundError` for an account that was never run."""
     from drl_trading.app.execution import bootstrap_execution
     from drl_trading.app.infrastructure import build_strategy
-    from drl_trading.common.adapter.system_clock import SystemClock
 
-    path = store_path(settings, session)
+    ex = settings.execution
+    if ex.store == "memory":
+        raise AccountNotFoundError(
+            "execution.store is 'memory': a session's account lives in its own process only, "
+            "no other process can reach it"
+        )
+    postgres = None
+    if ex.store == "postgres":
+        postgres = (settings.postgres.dsn(), settings.postgres.schema_name)
+    elif not store_path(settings, account).exists():
+        raise AccountNotFoundError(
+            f"no paper account {account!r} ({store_path(settings, account)} does not exist); "
+            "run `paper` first"
+        )
+    clock = AccountClock()
     # kill/resume/flatten size nothing: the account's capital split does not matter here
-    exec_settings = settings.execution.model_copy(
-        update={"store_path": path, "store": "sqlite", "capital": "shared"}
+    exec_settings = ex.model_copy(
+        update={"store_path": store_path(settings, account), "capital": "shared"}
     )
-    parts = bootstrap_execution(
-        exec_settings, build_strategy(settings).risk_parameters(), SystemClock(), settings.home
-    )
+    risk = build_strategy(settings).risk_parameters()
+    parts = bootstrap_execution(exec_settings, risk, clock, settings.home, postgres=postgres)
+    clock.service = parts.service
+    store = parts.store
     try:
-        return apply_switch(parts.service, name, body)
+        asked = datetime.now(UTC)
+        request = store.request_control(kind, asked, reason=reason, flatten=flatten)
+        live = store.live_session(asked - HEARTBEAT_STALE_AFTER)
+        if live is None:
+            parts.service.attach(STORED_ACCOUNT)
+            for _ in range(5):  # a session starting meanwhile may commit first: reload, redo
+                try:
+                    parts.service.apply_controls()
+                    break
+                except ConcurrentCommitError:
+                    continue
+        else:
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline:
+                now = store.control(request.control_id)
+                if now is not None and not now.pending:
+                    break
+                time.sleep(poll_s)
+        return ControlOutcome(store.control(request.control_id) or request, live)
     finally:
         parts.close()
 
 
-def apply_switch(service: ExecutionService, name: str, body: str) -> str:
-    """``name`` is `KILL_FILE` (body: reason, newline, 1 to flatten) or `RESUME_FILE`."""
-    if name == KILL_FILE:
-        reason, _, flat = body.partition("\n")
-        service.kill(reason or "manual", flatten=flat.strip() == "1")
-    else:
-        service.resume()
-    st = service.status()
-    return f"trading state: {st.state.value} ({st.reason})"
+class AccountClock:
+    """The clock of an account no session runs: the close of the last bar its service holds
+    (reloaded state included), so that a kill's flatten orders carry the account's market time,
+    not the operator's wall clock; the wall clock before the account saw any bar."""
 
+    def __init__(self) -> None:
+        self.service: ExecutionService | None = None
 
-def poll_switches(folder: Path, service: ExecutionService) -> str | None:
-    """Called by a running session: apply and remove a pending kill/resume request."""
-    for name in (KILL_FILE, RESUME_FILE):
-        path = folder / name
-        if path.exists():
-            body = path.read_text()
-            path.unlink()
-            return apply_switch(service, name, body)
-    return None
+    def now(self) -> datetime:
+        seen = None if self.service is None else self.service.market_time()
+        return seen if seen is not None else datetime.now(UTC)

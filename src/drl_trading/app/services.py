@@ -131,6 +131,7 @@ def _execution(w: _Wiring) -> ServiceProcess:
     from prometheus_client import Histogram
 
     from drl_trading.app.execution import compose_execution
+    from drl_trading.app.paper_account import SessionHeartbeat, process_session_id
     from drl_trading.common.latency import StageLatency
 
     stage_seconds = Histogram(
@@ -149,11 +150,25 @@ def _execution(w: _Wiring) -> ServiceProcess:
     # first live signal rather than during it
     parts.store.is_processed("warm-up")
     parts.store.order("warm-up")
+    session_id = process_session_id("execution")
+    parts.service.attach(session_id)
+    # `kill` from any process: this process says it runs the account, and applies the requests
+    # at every loop turn (and before every signal and bar), so an idle stream acknowledges too
+    heartbeat = SessionHeartbeat(parts.store, session_id).start()
+
+    def tick() -> int:
+        try:
+            return len(parts.service.apply_controls())
+        except Exception as exc:  # applied before the next event then, where the bus retries
+            log.warning("control requests not applied", error=repr(exc))
+            return 0
+
     return ServiceProcess(
         "execution",
         w.bus,
         w.metrics,
-        on_close=[parts.close],
+        tick=tick,
+        on_close=[heartbeat.stop, parts.close],
         stages=latency.snapshot,
     )
 

@@ -13,18 +13,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from drl_trading.app.paper_account import (
-    KILL_FILE,
-    RESUME_FILE,
-    account_dir,
-    apply_switch_now,
-    store_path,
-)
+from drl_trading.app.paper_account import AccountNotFoundError, control_account, store_path
 from drl_trading.cli.context import console, err_console, fail, state
 from drl_trading.cli.output import FormatOption, OutputFormat, table_cell, write_rows
 from drl_trading.common.domain import parse_time
 from drl_trading.execution.core.ports import ExecutionStore
-from drl_trading.execution.core.records import RecordKind, TradeRecord
+from drl_trading.execution.core.records import ControlKind, RecordKind, TradeRecord
 
 Session = Annotated[str, typer.Option(help="Paper account name (as given to `paper`).")]
 
@@ -115,35 +109,57 @@ def _rows(records: list[TradeRecord], columns: tuple[str, ...]) -> list[list[obj
     return [[getattr(r, c) for c in columns] for r in records]
 
 
+Wait = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        min=0,
+        help="Seconds to wait for a running session's acknowledgement (exit 1 without one).",
+    ),
+]
+
+
 def kill(
     ctx: typer.Context,
     session: Session = "default",
     reason: Annotated[str, typer.Option(help="Recorded with the state change.")] = "manual",
     flatten: Annotated[bool, typer.Option(help="Also close every position.")] = False,
+    wait: Wait = 15.0,
 ) -> None:
-    """Kill switch: HALTED (no orders at all) until `resume`."""
-    _switch(ctx, session, KILL_FILE, f"{reason}\n{int(flatten)}")
+    """Kill switch: HALTED (no orders at all) until `resume`; reaches a running session."""
+    _switch(ctx, session, ControlKind.KILL, reason, flatten, wait)
 
 
-def resume(ctx: typer.Context, session: Session = "default") -> None:
+def resume(ctx: typer.Context, session: Session = "default", wait: Wait = 15.0) -> None:
     """Leave HALTED: trading resumes (REDUCING if the day's loss is still over the limit)."""
-    _switch(ctx, session, RESUME_FILE, "")
+    _switch(ctx, session, ControlKind.RESUME, "", False, wait)
 
 
-def _switch(ctx: typer.Context, session: str, name: str, body: str) -> None:
+def _switch(
+    ctx: typer.Context, session: str, kind: ControlKind, reason: str, flatten: bool, wait: float
+) -> None:
     settings = state(ctx).settings()
-    folder = account_dir(settings, session)
-    if not store_path(settings, session).exists():
-        raise fail(f"no paper account {session!r}; run `paper` first")
     try:
-        applied = apply_switch_now(settings, session, name, body)
-    except RuntimeError:
-        applied = None
-    if applied is None:
-        (folder / name).write_text(body)
-        err_console.print(
-            f"[yellow]a paper session holds the account; it will apply {name.lower()} within a "
-            "few bars[/yellow]"
+        outcome = control_account(
+            settings, session, kind, reason=reason, flatten=flatten, wait_s=wait
         )
-        return
-    console.print(applied)
+    except AccountNotFoundError as exc:
+        raise fail(str(exc)) from None
+    c, live = outcome.request, outcome.session
+    at = "" if c.applied_at is None else f"{c.applied_at:%Y-%m-%d %H:%M:%S} UTC"
+    if outcome.acknowledged:
+        console.print(
+            f"{kind.value} acknowledged by the running session {c.applied_by} at {at} "
+            f"(market time): {c.outcome}"
+        )
+    elif outcome.applied_to_store:
+        console.print(
+            f"no session is running on account {session!r}: {kind.value} applied to the stored "
+            f"account at {at} (its market time): {c.outcome}"
+        )
+    else:
+        who = "the running session" if live is None else f"the running session {live.session_id}"
+        raise fail(
+            f"{who} did not acknowledge {kind.value} request #{c.control_id} within {wait:g} s; "
+            "it stays pending and is applied before the session's next signal or bar"
+        )

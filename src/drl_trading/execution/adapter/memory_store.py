@@ -1,14 +1,28 @@
-"""Execution store in process memory: the fake for unit tests and throwaway paper runs."""
+"""Execution store in process memory: the fake for unit tests and throwaway paper runs.
+
+No other process can reach it, so it has one handle and never raises `ConcurrentCommitError`;
+control requests and heartbeats then only come from the same process (tests).
+"""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from drl_trading.common.domain import Symbol, utc
 from drl_trading.execution.core.ports import DuplicateOrderError
-from drl_trading.execution.core.records import Checkpoint, RecordKind, SymbolState, TradeRecord
+from drl_trading.execution.core.records import (
+    AppliedControl,
+    Checkpoint,
+    ControlKind,
+    ControlRequest,
+    RecordKind,
+    SessionBeat,
+    SymbolState,
+    TradeRecord,
+)
 
 
 def check_new_orders(records: Sequence[TradeRecord], known: set[str]) -> None:
@@ -28,6 +42,8 @@ class InMemoryExecutionStore:
         self._records: list[TradeRecord] = []
         self._orders: dict[str, TradeRecord] = {}
         self._processed: set[str] = set()
+        self._controls: dict[int, ControlRequest] = {}
+        self._beats: dict[str, SessionBeat] = {}
 
     def load(self) -> Checkpoint | None:
         return copy.deepcopy(self._checkpoint)
@@ -37,8 +53,19 @@ class InMemoryExecutionStore:
         checkpoint: Checkpoint,
         records: Sequence[TradeRecord] = (),
         processed_signal_id: str | None = None,
+        applied_controls: Sequence[AppliedControl] = (),
     ) -> None:
         check_new_orders(records, set(self._orders))
+        for applied in applied_controls:
+            known = self._controls.get(applied.control_id)
+            if known is not None and known.pending:
+                self._controls[applied.control_id] = replace(
+                    known,
+                    applied_at=applied.at,
+                    applied_by=applied.by,
+                    outcome=applied.outcome,
+                    records_before=len(self._records),
+                )
         self._checkpoint = copy.deepcopy(checkpoint)
         for record in records:
             self._records.append(record)
@@ -76,6 +103,29 @@ class InMemoryExecutionStore:
         for record in self._records:
             out[record.kind] += 1
         return out
+
+    def request_control(
+        self, kind: ControlKind, requested_at: datetime, *, reason: str = "", flatten: bool = False
+    ) -> ControlRequest:
+        request = ControlRequest(len(self._controls) + 1, kind, requested_at, reason, flatten)
+        self._controls[request.control_id] = request
+        return request
+
+    def pending_controls(self) -> list[ControlRequest]:
+        return [c for c in self._controls.values() if c.pending]
+
+    def control(self, control_id: int) -> ControlRequest | None:
+        return self._controls.get(control_id)
+
+    def beat(self, session_id: str, at: datetime) -> None:
+        self._beats[session_id] = SessionBeat(session_id, utc(at))
+
+    def end_session(self, session_id: str) -> None:
+        self._beats.pop(session_id, None)
+
+    def live_session(self, since: datetime) -> SessionBeat | None:
+        fresh = [b for b in self._beats.values() if b.at >= utc(since)]
+        return max(fresh, key=lambda b: b.at, default=None)
 
     def close(self) -> None:
         """Nothing to release."""

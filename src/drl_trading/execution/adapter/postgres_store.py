@@ -8,7 +8,11 @@ where every service (inference reads positions from it) and an operator can reac
 
 PostgreSQL specifics: a commit (and a load) is sent as one pipeline, one round trip instead of
 one per statement; each commit sends a ``NOTIFY`` on the schema's channel, which
-`wait_for_commit` (inference, in another process) listens to instead of polling. A broken
+`wait_for_commit` (inference, in another process) listens to instead of polling. A control
+request (`request_control`) notifies the schema's control channel in its transaction, so
+`pending_controls`, which the execution service asks before every event, reads the database
+only when a request was announced (or the last read found one pending): no round trip on the
+hot path. A broken
 connection (server restart) fails the call with the retryable `DatabaseUnavailableError`, and
 the next call reconnects: the transaction in flight was rolled back by the server, so the store
 holds the last committed checkpoint (the execution service reloads it before going on).
@@ -27,6 +31,7 @@ import structlog
 
 from drl_trading.common.adapter.postgres_schema import DatabaseUnavailableError, connect
 from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
+from drl_trading.execution.core.records import ControlRequest
 
 log = structlog.get_logger(__name__)
 P = ParamSpec("P")
@@ -84,13 +89,20 @@ class PostgresExecutionStore(SQLiteExecutionStore):
         self._lock = threading.Lock()
         self._written = None
         self._listener: psycopg.Connection[Any] | None = None
+        self._control_listener: psycopg.Connection[Any] | None = None
+        self._none_pending = False  # the last read of the pending controls found none
         self._broken = False
         self._raw = self._connect(migrate)
         self._con = _Connection(self._raw)  # type: ignore[assignment]
+        self._generation = self._read_generation()
 
     @property
     def channel(self) -> str:
         return f"drl_execution_{self.schema}"
+
+    @property
+    def control_channel(self) -> str:
+        return f"drl_execution_control_{self.schema}"
 
     def _connect(self, migrate: bool) -> psycopg.Connection[Any]:
         return connect(self._dsn, self.schema, autocommit=True, apply_migrations=migrate)
@@ -114,6 +126,38 @@ class PostgresExecutionStore(SQLiteExecutionStore):
 
     def _notify(self) -> None:
         self._raw.execute(f'NOTIFY "{self.channel}"')
+
+    def _notify_control(self) -> None:
+        self._raw.execute(f'NOTIFY "{self.control_channel}"')
+
+    def pending_controls(self) -> list[ControlRequest]:
+        if self._quiet():
+            return []
+        pending = self._read_pending()
+        self._none_pending = not pending  # while one is pending, read again at every call
+        return pending
+
+    def _quiet(self) -> bool:
+        """No request can be pending: the last read found none and no request was announced
+        since (the control listener has been listening all along)."""
+        listener = self._control_listener
+        try:
+            if listener is None or listener.closed or listener.broken:
+                self._none_pending = False  # requests made before the LISTEN: read them
+                self._control_listener = psycopg.connect(self._dsn, autocommit=True)
+                self._control_listener.execute(f'LISTEN "{self.control_channel}"')
+                return False
+            if any(True for _ in listener.notifies(timeout=0)):
+                self._none_pending = False  # until a read succeeds and finds none
+                return False
+            return self._none_pending
+        except psycopg.OperationalError as exc:
+            log.warning("execution control listener lost", error=str(exc).strip())
+            if self._control_listener is not None:
+                self._control_listener.close()
+            self._control_listener = None
+            self._none_pending = False
+            return False
 
     def wait_for_commit(self, timeout: float) -> bool:
         """Block until execution commits a checkpoint (a NOTIFY) or ``timeout`` seconds pass;
@@ -141,9 +185,17 @@ class PostgresExecutionStore(SQLiteExecutionStore):
     order = _reconnecting(SQLiteExecutionStore.order)
     records_since = _reconnecting(SQLiteExecutionStore.records_since)
     counts = _reconnecting(SQLiteExecutionStore.counts)
+    request_control = _reconnecting(SQLiteExecutionStore.request_control)
+    _read_pending = _reconnecting(SQLiteExecutionStore.pending_controls)
+    control = _reconnecting(SQLiteExecutionStore.control)
+    beat = _reconnecting(SQLiteExecutionStore.beat)
+    end_session = _reconnecting(SQLiteExecutionStore.end_session)
+    live_session = _reconnecting(SQLiteExecutionStore.live_session)
 
     def close(self) -> None:
         if self._listener is not None:
             self._listener.close()
+        if self._control_listener is not None:
+            self._control_listener.close()
         with self._lock:
             self._raw.close()

@@ -15,18 +15,24 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from drl_trading.common.domain import Order, Side, Symbol, utc
 from drl_trading.common.events import now_utc
 from drl_trading.execution.adapter.memory_store import check_new_orders
 from drl_trading.execution.adapter.store_rows import RECORD_COLUMNS, record_from_row, record_row
+from drl_trading.execution.core.ports import ConcurrentCommitError
 from drl_trading.execution.core.records import (
+    AppliedControl,
     Checkpoint,
+    ControlKind,
+    ControlRequest,
     Mark,
     PortfolioSnapshot,
     Position,
     RecordKind,
     RiskState,
+    SessionBeat,
     SymbolState,
     TradeRecord,
     TradingState,
@@ -88,7 +94,37 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE INDEX IF NOT EXISTS records_client_order_id ON records (client_order_id);
 CREATE INDEX IF NOT EXISTS records_at ON records (occurred_at);
+CREATE TABLE IF NOT EXISTS checkpoint_version (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    generation INTEGER NOT NULL
+);
+INSERT INTO checkpoint_version VALUES (1, 0) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS stale_commit_guard (
+    generation INTEGER,
+    CONSTRAINT commit_over_a_newer_checkpoint CHECK (generation IS NULL)
+);
+CREATE TABLE IF NOT EXISTS controls (
+    control_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    requested_at INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    flatten INTEGER NOT NULL,
+    applied_at INTEGER,
+    applied_by TEXT,
+    outcome TEXT NOT NULL DEFAULT '',
+    records_before INTEGER
+);
+CREATE TABLE IF NOT EXISTS sessions (session_id TEXT PRIMARY KEY, beat_at INTEGER NOT NULL);
 """
+
+_CONTROL_COLUMNS = (
+    "control_id, kind, requested_at, reason, flatten, applied_at, applied_by, outcome, "
+    "records_before"
+)
+_GUARD = "commit_over_a_newer_checkpoint"
+"""The CHECK constraint a commit trips when the stored checkpoint generation is not the one the
+committing handle expects: one statement, the same on SQLite and PostgreSQL, that aborts the
+transaction (inside PostgreSQL's pipeline too, where a Python check would cost a round trip)."""
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -111,7 +147,27 @@ def _time_or_none(micros: int | None) -> datetime | None:
     return None if micros is None else _time(micros)
 
 
+def _control(row: tuple[Any, ...]) -> ControlRequest:
+    cid, kind, requested, reason, flatten, applied, by, outcome, before = row
+    return ControlRequest(
+        control_id=int(cid),
+        kind=ControlKind(kind),
+        requested_at=_time(requested),
+        reason=reason,
+        flatten=bool(flatten),
+        applied_at=_time_or_none(applied),
+        applied_by=by,
+        outcome=outcome,
+        records_before=None if before is None else int(before),
+    )
+
+
 class SQLiteExecutionStore:
+    """Every commit bumps the checkpoint generation and checks, in the same transaction, that
+    the stored one is the generation this handle last loaded or committed: a second writer (a
+    `kill` applied to the stored account while a session was starting) makes the other's next
+    commit fail with `ConcurrentCommitError` instead of being overwritten by it."""
+
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,51 +184,68 @@ class SQLiteExecutionStore:
             raise RuntimeError(f"cannot open execution store {self.path}: {exc}") from exc
         self._lock = threading.Lock()
         self._written: Checkpoint | None = None  # what the last successful commit wrote
+        self._generation = self._read_generation()
+
+    def _read_generation(self) -> int:
+        """The stored checkpoint's generation (commits since the store was created)."""
+        with self._lock:
+            row = self._con.execute("SELECT generation FROM checkpoint_version").fetchone()
+        return int(row[0])
 
     def load(self) -> Checkpoint | None:
-        with self._lock, self._batch():
+        with self._lock:
             con = self._con
-            con.execute("BEGIN")  # one consistent read snapshot
             try:
-                # every query is sent before any result is read: one round trip on PostgreSQL
-                cursors = [
-                    con.execute(sql)
-                    for sql in (
-                        "SELECT * FROM trading_state",
-                        "SELECT cash FROM portfolio",
-                        "SELECT symbol, quantity, avg_price, realised_pnl, fees_paid FROM positions"
-                        " ORDER BY symbol",
-                        "SELECT client_order_id, symbol, side, quantity, limit_price "
-                        "FROM open_orders ORDER BY position",
-                        "SELECT symbol, price, as_of FROM marks ORDER BY symbol",
-                        "SELECT symbol, price, as_of FROM entries ORDER BY symbol",
-                        "SELECT symbol, target FROM targets ORDER BY symbol",
-                    )
-                ]
-                (
-                    state_rows,
-                    cash_rows,
-                    position_rows,
-                    order_rows,
-                    mark_rows,
-                    entry_rows,
-                    target_rows,
-                ) = [c.fetchall() for c in cursors]
-                if not state_rows or not cash_rows:
-                    return None
-                (state, reason, since, peak, day_start, last, day, last_signal_id) = state_rows[0]
-                positions = {Symbol(s): Position(q, a, r, f) for s, q, a, r, f in position_rows}
-                orders = tuple(
-                    Order(coid, Symbol(s), Side(side), q, limit)
-                    for coid, s, side, q, limit in order_rows
-                )
-                marks = {Symbol(s): Mark(p, _time(t)) for s, p, t in mark_rows}
-                entries = {Symbol(s): Mark(p, _time(t)) for s, p, t in entry_rows}
-                targets = {Symbol(s): t for s, t in target_rows}
-                last_signal = self._record_by_id(last_signal_id) if last_signal_id else None
-            finally:
-                if con.in_transaction:
+                with self._batch():
+                    con.execute("BEGIN")  # one consistent read snapshot
+                    # every query is sent before any result is read: one round trip on PostgreSQL
+                    cursors = [
+                        con.execute(sql)
+                        for sql in (
+                            "SELECT * FROM trading_state",
+                            "SELECT cash FROM portfolio",
+                            "SELECT symbol, quantity, avg_price, realised_pnl, fees_paid "
+                            "FROM positions ORDER BY symbol",
+                            "SELECT client_order_id, symbol, side, quantity, limit_price "
+                            "FROM open_orders ORDER BY position",
+                            "SELECT symbol, price, as_of FROM marks ORDER BY symbol",
+                            "SELECT symbol, price, as_of FROM entries ORDER BY symbol",
+                            "SELECT symbol, target FROM targets ORDER BY symbol",
+                            "SELECT generation FROM checkpoint_version",
+                        )
+                    ]
+                    (
+                        state_rows,
+                        cash_rows,
+                        position_rows,
+                        order_rows,
+                        mark_rows,
+                        entry_rows,
+                        target_rows,
+                        generation_rows,
+                    ) = [c.fetchall() for c in cursors]
+                    last_signal_id = state_rows[0][7] if state_rows else None
+                    last_signal = self._record_by_id(last_signal_id) if last_signal_id else None
+                    # unconditionally: inside PostgreSQL's pipeline the connection reports no
+                    # transaction between syncs, and one left open would hide every later
+                    # write of this connection (heartbeats, requests) until the next commit
                     con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+            # the tables may hold another writer's commit: rewrite them all next time
+            self._generation, self._written = int(generation_rows[0][0]), None
+        if not state_rows or not cash_rows:
+            return None
+        (state, reason, since, peak, day_start, last, day, _) = state_rows[0]
+        positions = {Symbol(s): Position(q, a, r, f) for s, q, a, r, f in position_rows}
+        orders = tuple(
+            Order(coid, Symbol(s), Side(side), q, limit) for coid, s, side, q, limit in order_rows
+        )
+        marks = {Symbol(s): Mark(p, _time(t)) for s, p, t in mark_rows}
+        entries = {Symbol(s): Mark(p, _time(t)) for s, p, t in entry_rows}
+        targets = {Symbol(s): t for s, t in target_rows}
         return Checkpoint(
             portfolio=PortfolioSnapshot(cash_rows[0][0], positions, orders),
             risk=RiskState(
@@ -195,15 +268,35 @@ class SQLiteExecutionStore:
         checkpoint: Checkpoint,
         records: Sequence[TradeRecord] = (),
         processed_signal_id: str | None = None,
+        applied_controls: Sequence[AppliedControl] = (),
     ) -> None:
         ids = [r.client_order_id for r in records if r.kind is RecordKind.ORDER]
         with self._lock:
             con = self._con
             known = self._existing_orders([i for i in ids if i is not None])
             check_new_orders(records, known)
+            generation = self._generation + 1
             try:
                 with self._batch():  # PostgreSQL: the whole transaction in one round trip
                     con.execute("BEGIN IMMEDIATE")
+                    # bump first: on PostgreSQL the row lock orders concurrent committers, so
+                    # the second one sees the first one's generation in its guard
+                    con.execute("UPDATE checkpoint_version SET generation = generation + 1")
+                    con.execute(
+                        "INSERT INTO stale_commit_guard (generation) SELECT generation "
+                        "FROM checkpoint_version WHERE generation <> ?",
+                        (generation,),
+                    )
+                    if applied_controls:
+                        con.executemany(
+                            "UPDATE controls SET applied_at = ?, applied_by = ?, outcome = ?, "
+                            "records_before = (SELECT count(*) FROM records) "
+                            "WHERE control_id = ? AND applied_at IS NULL",
+                            [
+                                (_micros(a.at), a.by, a.outcome, a.control_id)
+                                for a in applied_controls
+                            ],
+                        )
                     self._write_checkpoint(checkpoint)
                     if records:
                         con.executemany(
@@ -218,10 +311,12 @@ class SQLiteExecutionStore:
                         )
                     self._notify()
                     con.execute("COMMIT")
-                self._written = checkpoint
-            except BaseException:
+                self._written, self._generation = checkpoint, generation
+            except BaseException as exc:
                 if con.in_transaction:  # some errors make SQLite roll back on its own
                     con.execute("ROLLBACK")
+                if _GUARD in str(exc):
+                    raise ConcurrentCommitError() from exc
                 raise
 
     def _batch(self) -> AbstractContextManager[object]:
@@ -283,6 +378,65 @@ class SQLiteExecutionStore:
         out = dict.fromkeys(RecordKind, 0)
         out.update({RecordKind(kind): int(n) for kind, n in rows})
         return out
+
+    def request_control(
+        self, kind: ControlKind, requested_at: datetime, *, reason: str = "", flatten: bool = False
+    ) -> ControlRequest:
+        with self._lock:
+            con = self._con
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                rows = con.execute(
+                    "INSERT INTO controls (kind, requested_at, reason, flatten) "
+                    "VALUES (?, ?, ?, ?) RETURNING control_id",
+                    (kind.value, _micros(requested_at), reason, int(flatten)),
+                ).fetchall()
+                self._notify_control()
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+        return ControlRequest(int(rows[0][0]), kind, requested_at, reason, flatten)
+
+    def pending_controls(self) -> list[ControlRequest]:
+        with self._lock:
+            rows = self._con.execute(
+                f"SELECT {_CONTROL_COLUMNS} FROM controls WHERE applied_at IS NULL "
+                "ORDER BY control_id"
+            ).fetchall()
+        return [_control(r) for r in rows]
+
+    def control(self, control_id: int) -> ControlRequest | None:
+        with self._lock:
+            row = self._con.execute(
+                f"SELECT {_CONTROL_COLUMNS} FROM controls WHERE control_id = ?", (control_id,)
+            ).fetchone()
+        return None if row is None else _control(row)
+
+    def beat(self, session_id: str, at: datetime) -> None:
+        with self._lock:
+            self._con.execute(
+                "INSERT INTO sessions VALUES (?, ?) "
+                "ON CONFLICT (session_id) DO UPDATE SET beat_at = excluded.beat_at",
+                (session_id, _micros(at)),
+            )
+
+    def end_session(self, session_id: str) -> None:
+        with self._lock:
+            self._con.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))
+
+    def live_session(self, since: datetime) -> SessionBeat | None:
+        with self._lock:
+            row = self._con.execute(
+                "SELECT session_id, beat_at FROM sessions WHERE beat_at >= ? "
+                "ORDER BY beat_at DESC LIMIT 1",
+                (_micros(since),),
+            ).fetchone()
+        return None if row is None else SessionBeat(row[0], _time(row[1]))
+
+    def _notify_control(self) -> None:
+        """Tell a running session that a control request is pending (SQLite: it looks)."""
 
     def close(self) -> None:
         with self._lock:

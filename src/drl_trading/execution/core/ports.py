@@ -10,11 +10,15 @@ from typing import Protocol
 
 from drl_trading.common.domain import Bar, Fill, Order, Symbol
 from drl_trading.execution.core.records import (
+    AppliedControl,
     Checkpoint,
+    ControlKind,
+    ControlRequest,
     OrderAck,
     PortfolioSnapshot,
     Position,
     RecordKind,
+    SessionBeat,
     SymbolState,
     TradeRecord,
 )
@@ -28,6 +32,21 @@ class DuplicateOrderError(Exception):
         super().__init__(
             f"client order id {client_order_id!r} is already recorded; an order is placed at "
             "most once per signal"
+        )
+
+
+class ConcurrentCommitError(Exception):
+    """A store refused a commit because another handle (another process) committed the account
+    since this one last loaded or committed it: the caller's state is stale and must be
+    reloaded (the execution service does; the bus then retries the event on the stored state).
+    This is what keeps a kill applied to a stored account from being overwritten by a session
+    that loaded the account before it."""
+
+    retryable = True
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the account was committed by another process since this one loaded it; reload it"
         )
 
 
@@ -66,11 +85,18 @@ class Broker(Protocol):
 
 
 class ExecutionStore(Protocol):
-    """Durable state and audit trail of the execution service.
+    """Durable state and audit trail of the execution service, and the account's control channel.
 
-    ``commit`` is one atomic unit (checkpoint, new records, the processed signal id): a crash can
-    never leave an order recorded without its signal marked processed, which is what makes a
-    redelivered signal safe to drop.
+    ``commit`` is one atomic unit (checkpoint, new records, the processed signal id, the
+    acknowledgement of the control requests it applied): a crash can never leave an order
+    recorded without its signal marked processed, which is what makes a redelivered signal safe
+    to drop, nor a kill acknowledged without the HALTED state it produced.
+
+    Kill and resume requests (`request_control`) and the heartbeats of a running session
+    (`beat`) live here because the store is the one durable place that both the session and
+    an operator's command in another process reach (a SQLite file embedded, PostgreSQL
+    distributed). Neither changes the checkpoint, so neither conflicts with the session's
+    commits.
     """
 
     def load(self) -> Checkpoint | None:
@@ -82,9 +108,38 @@ class ExecutionStore(Protocol):
         checkpoint: Checkpoint,
         records: Sequence[TradeRecord] = (),
         processed_signal_id: str | None = None,
+        applied_controls: Sequence[AppliedControl] = (),
     ) -> None:
         """Store all of it or nothing; raises `DuplicateOrderError` (writing nothing) when an ORDER
-        record repeats a client order id already stored or repeated within ``records``."""
+        record repeats a client order id already stored or repeated within ``records``, and
+        `ConcurrentCommitError` (writing nothing) when another handle committed since this one
+        last loaded or committed (a store shared by no other process never raises it).
+        ``applied_controls`` marks those requests applied, with ``records_before`` counted
+        before this commit's records."""
+        ...
+
+    def request_control(
+        self, kind: ControlKind, requested_at: datetime, *, reason: str = "", flatten: bool = False
+    ) -> ControlRequest:
+        """Record a pending kill or resume; returns it with its id (increasing)."""
+        ...
+
+    def pending_controls(self) -> list[ControlRequest]:
+        """The requests not applied yet, oldest first."""
+        ...
+
+    def control(self, control_id: int) -> ControlRequest | None: ...
+
+    def beat(self, session_id: str, at: datetime) -> None:
+        """A running session's sign of life at ``at`` (wall clock)."""
+        ...
+
+    def end_session(self, session_id: str) -> None:
+        """The session stopped: forget its heartbeat."""
+        ...
+
+    def live_session(self, since: datetime) -> SessionBeat | None:
+        """The session with the latest heartbeat at or after ``since``, if any."""
         ...
 
     def symbol_state(self, symbol: Symbol) -> SymbolState:

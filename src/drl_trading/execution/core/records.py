@@ -191,3 +191,62 @@ class SymbolState:
     target: float
     entry: Mark | None
     position: Position | None
+
+
+class ControlKind(StrEnum):
+    """What an operator can ask of an account from another process: the kill switch (HALTED,
+    open orders cancelled, positions closed with ``flatten``) and the manual resume."""
+
+    KILL = "kill"
+    RESUME = "resume"
+
+
+@dataclass(frozen=True, slots=True)
+class ControlRequest:
+    """A kill or resume asked for the account, kept in its execution store (the one place both
+    a running session and the `kill` command reach, embedded or distributed).
+
+    ``requested_at`` is the wall clock of the asking process; ``applied_at`` is the clock of the
+    service that applied it (market time in a replay), None while pending. ``applied_by`` names
+    that service's session. ``records_before`` is how many trade records the account held when
+    it was applied: ``records_since(epoch)[records_before:]`` are the records after it (a kill's
+    CANCEL and flatten ORDER records first).
+    """
+
+    control_id: int
+    kind: ControlKind
+    requested_at: datetime
+    reason: str = ""
+    flatten: bool = False
+    applied_at: datetime | None = None
+    applied_by: str | None = None
+    outcome: str = ""
+    """The trading state after it was applied, e.g. ``trading state: halted (kill switch: x)``."""
+    records_before: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "requested_at", utc(self.requested_at))
+        if self.applied_at is not None:
+            object.__setattr__(self, "applied_at", utc(self.applied_at))
+
+    @property
+    def pending(self) -> bool:
+        return self.applied_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedControl:
+    """The acknowledgement of a `ControlRequest`, committed with the state it produced."""
+
+    control_id: int
+    at: datetime
+    by: str
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionBeat:
+    """The last sign of life of a session running on the account (wall clock)."""
+
+    session_id: str
+    at: datetime

@@ -20,12 +20,21 @@ compared with the backtest symbol by symbol.
 
 Drawdown halt flattens the book (cancel open orders, market-close every position), as
 `RiskParameters.max_drawdown` promises; the manual kill switch cancels open orders and flattens
-only when asked. One service instance owns a store: there is no cross-process locking.
+only when asked.
+
+Kill and resume reach a running service from another process through its store: `kill` leaves
+a `ControlRequest` there and the service applies every pending one before it acts on any signal
+or bar (and whenever its runner calls `apply_controls`), at its own clock (market time in a
+replay), committing the new trading state with the request's acknowledgement in one
+transaction. So no order follows an acknowledged kill, and the halt is in the stored state the
+moment the acknowledgement is. One service instance runs an account; should another process
+commit the account meanwhile (a kill applied to a store it believed idle), the store refuses the
+service's next commit (`ConcurrentCommitError`) and the service reloads the stored state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -37,7 +46,10 @@ from drl_trading.common.ports import Clock
 from drl_trading.execution.core.accounting import apply_fill, signed
 from drl_trading.execution.core.ports import Broker, ExecutionStore
 from drl_trading.execution.core.records import (
+    AppliedControl,
     Checkpoint,
+    ControlKind,
+    ControlRequest,
     Mark,
     OrderAck,
     PortfolioSnapshot,
@@ -133,7 +145,18 @@ class ExecutionService:
         self._clock = clock
         self._limits = limits
         self._stale = False
+        self.session_id = "execution"
+        """Who acknowledges the control requests this service applies (`attach`)."""
+        self._on_control: Callable[[ControlRequest], None] | None = None
         self._restore(store.load())
+
+    def attach(
+        self, session_id: str, on_control: Callable[[ControlRequest], None] | None = None
+    ) -> None:
+        """Name the session running this service (its acknowledgements carry it) and, with
+        ``on_control``, be told of every control request applied (display)."""
+        self.session_id = session_id
+        self._on_control = on_control
 
     def _restore(self, checkpoint: Checkpoint | None) -> None:
         """Take the state of the last commit (at start, and after a commit failed)."""
@@ -159,13 +182,21 @@ class ExecutionService:
         )
 
     def _commit(
-        self, records: list[TradeRecord] | tuple[()] = (), processed_signal_id: str | None = None
+        self,
+        records: list[TradeRecord] | tuple[()] = (),
+        processed_signal_id: str | None = None,
+        applied_controls: Sequence[AppliedControl] = (),
     ) -> None:
         """Commit the state; when the store fails, the state in memory (broker included) is
         ahead of it, so it is reloaded from the store before the next call: the bus's retry of
         the event then redoes it from the committed state (same client order ids)."""
         try:
-            self._store.commit(self._checkpoint(), records, processed_signal_id=processed_signal_id)
+            self._store.commit(
+                self._checkpoint(),
+                records,
+                processed_signal_id=processed_signal_id,
+                applied_controls=applied_controls,
+            )
         except Exception:
             self._stale = True
             raise
@@ -180,8 +211,45 @@ class ExecutionService:
     def limits(self) -> ExecutionLimits:
         return self._risk.limits
 
-    def on_signal(self, event: PredictionCompleted, strategy: Strategy) -> SignalResult:
+    def apply_controls(self) -> list[ControlRequest]:
+        """Apply the pending kill/resume requests of the store, oldest first, at this service's
+        clock, and commit the resulting state with their acknowledgement (one transaction);
+        returns them as applied (empty when none was pending)."""
         self._refresh()
+        pending = self._store.pending_controls()
+        if not pending:
+            return []
+        records: list[TradeRecord] = []
+        applied: list[AppliedControl] = []
+        for request in pending:
+            now = self._clock.now()
+            if request.kind is ControlKind.KILL:
+                change = self._risk.kill(request.reason or "manual", now)
+                records += self._halt_orders(flatten=request.flatten)
+            else:
+                change = self._risk.resume(now)
+            if change is not None:
+                self._log_change(change)
+            st = self._risk.state
+            outcome = f"trading state: {st.state.value} ({st.reason})"
+            applied.append(AppliedControl(request.control_id, now, self.session_id, outcome))
+        self._commit(records, applied_controls=applied)
+        done = [self._store.control(a.control_id) for a in applied]
+        out = [c for c in done if c is not None]
+        for c in out:
+            log.warning(
+                "control request applied",
+                control_id=c.control_id,
+                kind=c.kind.value,
+                session=c.applied_by,
+                outcome=c.outcome,
+            )
+            if self._on_control is not None:
+                self._on_control(c)
+        return out
+
+    def on_signal(self, event: PredictionCompleted, strategy: Strategy) -> SignalResult:
+        self.apply_controls()  # a kill asked before this signal stops it
         if self._store.is_processed(event.event_id):
             return SignalResult(duplicate=True)
         now = self._clock.now()
@@ -256,7 +324,7 @@ class ExecutionService:
 
     def on_bar(self, bar: Bar) -> list[Fill]:
         """Fill open orders on ``bar``, mark the book at its close and apply the risk states."""
-        self._refresh()
+        self.apply_controls()
         mark = self._marks.get(bar.symbol)
         if mark is not None and bar.close_time <= mark.as_of:
             return []
@@ -278,6 +346,10 @@ class ExecutionService:
                 records += self._halt_orders(flatten=True)
         self._commit(records)
         return fills
+
+    def market_time(self) -> datetime | None:
+        """The close of the last bar the account saw (any symbol); None before any."""
+        return max((m.as_of for m in self._marks.values()), default=None)
 
     def mark(self, symbol: Symbol) -> Mark | None:
         """The last close seen for ``symbol`` and its time."""
