@@ -20,6 +20,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from drl_trading.common.redaction import MASK, is_secret_key, mask_mapping, mask_secrets
 from drl_trading.execution.core.config import ExecutionSettings
 from drl_trading.inference.core.config import InferenceSettings
 from drl_trading.ingest.core.config import IngestSettings
@@ -233,6 +234,14 @@ class AppSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, env_settings, _YamlSource(settings_cls)
 
+    def masked_dump(self) -> dict[str, Any]:
+        """The settings as JSON-compatible data for display and recording (`config show`,
+        MLflow params, reports): ``SecretStr`` fields and credentials inside URIs and connection
+        strings (Redis ``password=``, ``user:password@``...) masked. Clients get the real values
+        from the model itself, never from this."""
+        masked: dict[str, Any] = mask_mapping(self.model_dump(mode="json"))
+        return masked
+
     @property
     def market_data_path(self) -> Path:
         return self.market_data.path or self.home / "market.duckdb"
@@ -292,10 +301,19 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> AppSetti
     except ValidationError as exc:
         where = f" in {config_file}" if config_file else ""
         lines = [
-            f"  {'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-            + (f" (got {err['input']!r})" if err.get("type") != "missing" else "")
+            mask_secrets(
+                f"  {'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+                + (f" (got {_shown_input(err)})" if err.get("type") != "missing" else "")
+            )
             for err in exc.errors()
         ]
         raise ConfigError(f"invalid configuration{where}:\n" + "\n".join(lines)) from None
     finally:
         _YAML_DATA.reset(token)
+
+
+def _shown_input(err: Any) -> str:
+    """The offending value as an error message shows it: masked under a secret-named key."""
+    if any(isinstance(part, str) and is_secret_key(part) for part in err["loc"]):
+        return repr(MASK)
+    return repr(mask_mapping(err["input"]))

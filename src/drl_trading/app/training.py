@@ -44,7 +44,7 @@ def build_training_service(
         reports=ReportFiles(settings.reports_dir),
         packages=RegistryPackages(registry),
         libraries=InstalledVersions(),
-        resolved_config=settings.model_dump(mode="json"),
+        resolved_config=settings.masked_dump(),
         strategy_ref=settings.strategy.ref,
     )
 

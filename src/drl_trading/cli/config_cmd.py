@@ -13,8 +13,9 @@ config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True
 
 @config_app.command("show")
 def show(ctx: typer.Context) -> None:
-    """Print the resolved configuration (defaults, YAML file and environment merged)."""
+    """Print the resolved configuration (defaults, YAML file and environment merged), secrets
+    and credentials inside URIs and connection strings masked."""
     settings = state(ctx).settings()
-    console.print(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False), end="")
+    console.print(yaml.safe_dump(settings.masked_dump(), sort_keys=False), end="")
     fs = feature_set_for(settings)
     console.print(f"# feature set {fs.name} version {fs.version} ({len(fs.columns)} features)")

@@ -6,10 +6,25 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
+from drl_trading.common.redaction import mask_secrets
+
 NOISY_LIBRARIES = ("mlflow", "alembic", "feast", "urllib3", "git")
+
+
+def _mask_secrets(
+    _logger: object, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Credentials inside any string of a log line (a library's error quoting a connection
+    string or URI) are masked before it is written."""
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = mask_secrets(value)
+    return event
 
 
 def _stderr_now(*_args: object) -> structlog.PrintLogger:
@@ -40,6 +55,7 @@ def configure_logging(level: str = "WARNING", json_output: bool = False) -> None
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _mask_secrets,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
