@@ -9,6 +9,7 @@ the same account, as another process (a `kill` command beside a running session)
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -410,7 +411,12 @@ def test_a_request_from_another_handle_is_seen_as_pending(accounts: tuple[str, R
     assert session.pending_controls() == []
     assert session.pending_controls() == []
     kill = operator.request_control(ControlKind.KILL, T0, reason="x")
-    assert session.pending_controls() == [kill]
+    # another process's request is seen once its notification arrived (PostgreSQL; at once on
+    # SQLite, which reads at every call)
+    deadline = time.monotonic() + 10.0
+    while session.pending_controls() != [kill]:
+        assert time.monotonic() < deadline, "the request never reached the session"
+        time.sleep(0.01)
     assert session.pending_controls() == [kill]  # still pending: seen again
     session.commit(
         checkpoint(), applied_controls=[AppliedControl(kill.control_id, T0, "session", "halted")]

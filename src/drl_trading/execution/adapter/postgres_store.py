@@ -12,7 +12,8 @@ one per statement; each commit sends a ``NOTIFY`` on the schema's channel, which
 request (`request_control`) notifies the schema's control channel in its transaction, so
 `pending_controls`, which the execution service asks before every event, reads the database
 only when a request was announced (or the last read found one pending): no round trip on the
-hot path. A broken
+hot path. Another process's request is therefore seen once its notification has arrived
+(milliseconds after its commit), at the latest at the event after that. A broken
 connection (server restart) fails the call with the retryable `DatabaseUnavailableError`, and
 the next call reconnects: the transaction in flight was rolled back by the server, so the store
 holds the last committed checkpoint (the execution service reloads it before going on).
@@ -129,6 +130,7 @@ class PostgresExecutionStore(SQLiteExecutionStore):
 
     def _notify_control(self) -> None:
         self._raw.execute(f'NOTIFY "{self.control_channel}"')
+        self._none_pending = False  # this handle's own request is pending for it at once
 
     def pending_controls(self) -> list[ControlRequest]:
         if self._quiet():
