@@ -98,12 +98,10 @@ def test_file_source_with_quarantine(tmp_path: Path) -> None:
         vol = -1 if i == 30 else 10 + i % 3
         lines.append(f"2024-01-01T{i // 60:02d}:{i % 60:02d}:00Z,100,101,99,100.5,{vol}")
     csv.write_text("\n".join(lines) + "\n")
-    env_cfg = tmp_path / "c.yaml"
-    env_cfg.write_text("ingest:\n  validation:\n    policy: quarantine\n")
     r = run(
         tmp_path / "home",
         "--config",
-        str(env_cfg),
+        str(_quarantine_config(tmp_path)),
         "ingest",
         "--source",
         "file",
