@@ -165,6 +165,32 @@ def test_coverage_reports_first_last_count(repo: MarketDataRepository) -> None:
     assert c.bars == 30
 
 
+def test_coverages_list_every_symbol_of_a_timeframe_within_a_range(
+    repo: MarketDataRepository,
+) -> None:
+    eth = Symbol("ETHUSDT")
+    repo.upsert_bars(S, Timeframe.M1, make_bars("2024-01-01T05:00", 30))  # 05:00..05:29
+    repo.upsert_bars(eth, Timeframe.M1, make_bars("2024-01-01T05:20", 20))  # 05:20..05:39
+    repo.upsert_bars(Symbol("XRPUSDT"), Timeframe.M5, make_bars("2024-01-01", 3, step_minutes=5))
+    every = repo.coverages(Timeframe.M1)
+    assert list(every) == [S, eth]
+    assert every[eth].first_open_time == parse_time("2024-01-01T05:20")
+    assert every[eth].last_open_time == parse_time("2024-01-01T05:39")
+    assert (every[S].bars, every[eth].bars) == (30, 20)
+    # half-open like read_bars; a symbol with no bar in the range is absent
+    within = repo.coverages(
+        Timeframe.M1, parse_time("2024-01-01T05:25"), parse_time("2024-01-01T05:30")
+    )
+    assert {s: c.bars for s, c in within.items()} == {S: 5, eth: 5}
+    assert within[S].first_open_time == parse_time("2024-01-01T05:25")
+    assert within[S].last_open_time == parse_time("2024-01-01T05:29")
+    after = repo.coverages(Timeframe.M1, start=parse_time("2024-01-01T05:30"))
+    assert {s: c.bars for s, c in after.items()} == {eth: 10}
+    before = repo.coverages(Timeframe.M1, end=parse_time("2024-01-01T05:20"))
+    assert {s: c.bars for s, c in before.items()} == {S: 20}
+    assert repo.coverages(Timeframe.H1) == {}
+
+
 def test_quarantine_keeps_rows_with_their_rule(repo: MarketDataRepository) -> None:
     rows = make_bars("2024-01-01", 2).with_columns(
         pl.Series("rule", ["negative_volume", "off_grid"]),

@@ -21,6 +21,7 @@ import pytest
 
 from drl_trading.common.bars import BAR_SCHEMA
 from drl_trading.common.domain import Symbol
+from drl_trading.common.errors import ExchangeUnreachableError
 from drl_trading.ingest.adapter.ccxt_provider import CcxtProvider
 
 pytestmark = pytest.mark.integration
@@ -274,8 +275,9 @@ def test_retries_back_off_exponentially_then_give_up(server: FakeBinance) -> Non
     provider = make_provider(server, sleep=sleeps, max_retries=2)
     server.klines_failures = [503, 503, 503]
 
-    with pytest.raises(ccxt.ExchangeNotAvailable):
+    with pytest.raises(ExchangeUnreachableError, match="cannot reach exchange binance") as info:
         list(provider.fetch(BTC, t(0), t(10)))
+    assert isinstance(info.value.__cause__, ccxt.ExchangeNotAvailable)
     assert sleeps == [0.5, 1.0]
     assert server.count("/api/v3/klines") == 3
 

@@ -71,4 +71,4 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_example_config_is_valid_and_matches_the_defaults() -> None:
     example = Path(__file__).parents[2] / "configs" / "example.yaml"
     loaded = load_settings(example)
-    assert loaded.preprocess.feature_set.version == feature_set_for(load_settings()).version
+    assert feature_set_for(loaded).version == feature_set_for(load_settings()).version

@@ -10,7 +10,7 @@ from typing import Literal
 
 from drl_trading.app.settings import AppSettings
 from drl_trading.app.topology import subscribe
-from drl_trading.common.domain import Symbol
+from drl_trading.common.domain import Symbol, Timeframe
 from drl_trading.common.ports import Clock, MarketDataRepository, MessageBus
 from drl_trading.ingest.adapter.online_handlers import OnlineIngestHandlers
 from drl_trading.ingest.core.live import LiveBarSource
@@ -53,6 +53,15 @@ def build_provider(
             max_retries=c.max_retries,
         )
     raise ValueError(f"unknown source {source!r}; use synthetic, file or ccxt")
+
+
+def stored_minutes(
+    market_data: MarketDataRepository, symbols: Sequence[Symbol], start: datetime, end: datetime
+) -> dict[Symbol, int]:
+    """How many 1m bars of ``symbols`` are stored in ``[start, end)``, read back from the
+    store (after its staged writes are flushed): what an interrupted ingest reports, so that
+    the figure is what a rerun will find and not what the progress bar last showed."""
+    return {s: market_data.read_bars(s, Timeframe.M1, start, end).height for s in symbols}
 
 
 def bootstrap_ingest(

@@ -3,12 +3,18 @@
 The model is resolved in the registry and its package loaded; its feature set must hash to the
 version it recorded, and that feature set's matrix is read from the stores (preprocessed with
 it beforehand). The backtest applies the configured strategy's signal check, as paper trading
-does, and the model's own costs; the report is written as HTML + JSON under ``reports/`` and an
-MLflow run (kind ``backtest``) logs its per-symbol metrics and both files.
+does, and the model's own costs unless overridden (``fee_bps``/``slippage_bps``: a cost stress
+test, recorded in the report and the run's params); the report is written as HTML + JSON under
+``reports/`` and an MLflow run (kind ``backtest``) logs its per-symbol metrics and both files.
+
+A range that overlaps the model's train or validation range is in-sample: the result carries a
+warning naming both ranges and the overlap (`drl_trading.evaluation.training_overlap`), as do
+the reports; a model that records no ranges gets a warning that the check could not be made.
 """
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +29,7 @@ from drl_trading.common.domain import Symbol, TimeRange
 from drl_trading.common.feature_dataset import DatasetError
 from drl_trading.common.model_registry import ModelRegistry, ModelVersion
 from drl_trading.evaluation.backtest import BacktestResult
+from drl_trading.evaluation.training_overlap import OverlapCheck, check_overlap
 from drl_trading.policy.predictor import Predictor
 from drl_trading.strategy.feature_set import FeatureSetSpec
 
@@ -40,6 +47,13 @@ class ModelBacktest:
     json_path: Path
     run_id: str
     """The MLflow run that logged the backtest."""
+    overlap: OverlapCheck
+    """The range against the model's train and validation ranges."""
+
+    @property
+    def warnings(self) -> list[str]:
+        """What to tell the user before the figures (also in both reports)."""
+        return self.overlap.warnings()
 
 
 def backtest_model(
@@ -49,10 +63,15 @@ def backtest_model(
     rng: TimeRange,
     *,
     registry: ModelRegistry | None = None,
+    fee_bps: float | None = None,
+    slippage_bps: float | None = None,
 ) -> ModelBacktest:
     """Backtest ``model_ref`` (``NAME``, ``NAME@alias``, ``NAME/version`` or ``models:/...``) on
     ``symbols`` over ``rng``; raises `BacktestError` with the message for the user.
-    ``registry``: the configured one unless given."""
+    ``registry``: the configured one unless given. ``fee_bps`` / ``slippage_bps`` (basis points
+    of the filled notional, >= 0) replace the model's own for this backtest only."""
+    _check_bps("--fee-bps", fee_bps)
+    _check_bps("--slippage-bps", slippage_bps)
     from drl_trading.evaluation.backtest import backtest
     from drl_trading.evaluation.metrics import periods_per_year
     from drl_trading.training.adapter.report_files import ReportFiles
@@ -76,27 +95,62 @@ def backtest_model(
             f"{exc} (the model needs feature set {spec.name} v{spec.version}; preprocess "
             "the range with that feature set first)"
         ) from None
+    overridden = fee_bps is not None or slippage_bps is not None
+    costs = CostModel(
+        m.fee_bps if fee_bps is None else fee_bps,
+        m.slippage_bps if slippage_bps is None else slippage_bps,
+    )
     result = backtest(
         predictor,
         series_from_frame(data.frame, spec.columns, spec.base_timeframe),
-        costs=CostModel(m.fee_bps, m.slippage_bps),
+        costs=costs,
         periods_per_year=periods_per_year(spec.base_timeframe.minutes),
         random_seeds=settings.training.random_agent_seeds,
         strategy=strategy,
+        costs_overridden=overridden,
     )
+    overlap = check_overlap(m.training, [str(s) for s in symbols], rng)
     names = ",".join(symbols)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    extra = {"symbols": names}
+    if overridden:
+        extra["costs"] = (
+            f"fee {costs.fee_bps:g} bps + slippage {costs.slippage_bps:g} bps per unit "
+            f"(overridden; the model's: fee {m.fee_bps:g} bps + slippage {m.slippage_bps:g} bps)"
+        )
     documents = backtest_documents(
         result,
         version,
         title=f"Backtest of {version.uri}",
-        extra={"symbols": names},
-        stem=f"{version.name}-v{version.version}-backtest-{stamp}",
+        extra=extra,
+        stem=_free_stem(
+            settings.reports_dir, f"{version.name}-v{version.version}-backtest-{stamp}"
+        ),
         manifest=m,
+        warnings=overlap.warnings(),
+        details={"range_overlap": overlap.to_dict()},
     )
     html, js = ReportFiles(settings.reports_dir).write(documents)
-    run_id = _log_run(registry, version, result, names, rng, html, js)
-    return ModelBacktest(result, version, html, js, run_id)
+    run_id = _log_run(registry, version, result, names, rng, html, js, overlap)
+    return ModelBacktest(result, version, html, js, run_id, overlap)
+
+
+def _free_stem(folder: Path, stem: str) -> str:
+    """``stem``, or ``stem-2``, ``stem-3`` ... when a report of that name exists (two backtests of
+    one model in the same second must not overwrite each other's report)."""
+    candidate, k = stem, 1
+    while (folder / f"{candidate}.json").exists() or (folder / f"{candidate}.html").exists():
+        k += 1
+        candidate = f"{stem}-{k}"
+    return candidate
+
+
+def _check_bps(option: str, value: float | None) -> None:
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise BacktestError(
+            f"{option} must be a finite number of basis points >= 0, got {value} "
+            "(e.g. 10 for 0.1% of the traded notional)"
+        )
 
 
 def _load_model(registry: ModelRegistry, model_ref: str) -> tuple[ModelVersion, Predictor]:
@@ -121,13 +175,29 @@ def _log_run(
     rng: TimeRange,
     html: Path,
     js: Path,
+    overlap: OverlapCheck,
 ) -> str:
-    """Log the backtest as an MLflow run; returns its id."""
+    """Log the backtest as an MLflow run; returns its id. Params record the costs paid
+    (``fee_bps``, ``slippage_bps``, ``costs_overridden``) and ``range_overlap`` (the model's
+    parts the range overlaps, ``none`` or ``unchecked``)."""
     with registry.start_run(
         f"backtest-{version.name}-v{version.version}",
         {"kind": "backtest", "model_uri": version.uri, "symbols": symbols},
     ) as run:
-        run.log_params({"model": version.uri, "range": f"{rng.start}..{rng.end}"})
+        costs = result.costs
+        run.log_params(
+            {
+                "model": version.uri,
+                "range": f"{rng.start}..{rng.end}",
+                **(
+                    {"fee_bps": costs.fee_bps, "slippage_bps": costs.slippage_bps}
+                    if costs is not None
+                    else {}
+                ),
+                "costs_overridden": str(result.costs_overridden).lower(),
+                "range_overlap": overlap.summary,
+            }
+        )
         run.log_metrics(
             {
                 f"{s.symbol}.{k}": float(v)

@@ -4,6 +4,10 @@
 embedded runtime, composes the online services on the account's store, catches up, then pumps
 one live 1m bar at a time through every handler, records what execution held at each base close
 (`SessionRecorder`), and ends with the session report (JSON + the backtest's HTML report).
+Before any of it, `app.session_range` checks that a replay has stored bars for every symbol and
+where the account stands: a session on an account that already traded past its start continues
+from the account's last bar, and its report covers the continuation only (return, fees and
+record counts from the account's state when the session started).
 While it runs it beats a heartbeat into the account's store and its execution service applies
 the kill/resume requests left there (`app.paper_account`) before its next signal or bar, and
 between bars. Display is the caller's: it gets a `SessionProgress` every ``progress_every``
@@ -26,8 +30,14 @@ import structlog
 
 from drl_trading.app.infrastructure import feature_set_for
 from drl_trading.app.ingest import LiveSourceKind
-from drl_trading.app.paper_account import SessionHeartbeat, account_dir, store_path
+from drl_trading.app.paper_account import (
+    SessionHeartbeat,
+    account_dir,
+    account_market_time,
+    store_path,
+)
 from drl_trading.app.runtime import EmbeddedRuntime, OnlineComponents
+from drl_trading.app.session_range import SessionStartError, plan_session, stream_start
 from drl_trading.app.settings import AppSettings
 from drl_trading.common.adapter.system_clock import ManualClock, SystemClock
 from drl_trading.common.costs import CostModel
@@ -35,13 +45,9 @@ from drl_trading.common.domain import Symbol, TimeRange, to_micros
 from drl_trading.common.latency import LatencyHistogram, LatencySnapshot
 from drl_trading.common.ports import Clock
 from drl_trading.execution.core.records import ControlRequest
-from drl_trading.execution.core.service import ExecutionService
+from drl_trading.execution.core.service import ExecutionService, ExecutionStatus
 
 log = structlog.get_logger(__name__)
-
-
-class SessionStartError(RuntimeError):
-    """The session could not start: no such model, or a model whose features do not match."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +64,7 @@ class SessionRequest:
     model_ref: str | None = None
     account: str = "default"
     fresh: bool = False
-    """Delete the account's state first."""
+    """Delete the account's state first (after the checks, so a refused session keeps it)."""
     record_features: Path | None = None
     """Write every served feature vector to this Parquet file."""
     out: Path | None = None
@@ -93,7 +99,9 @@ def run_online_session(
     progress_every: int = 200,
 ) -> SessionOutcome:
     """Runs until the source is exhausted, ``max_bars`` or Ctrl-C (the report then says
-    ``interrupted``). Raises `SessionStartError` when the model cannot serve."""
+    ``interrupted``). Raises `SessionStartError` (before the model is loaded) when a replayed
+    symbol has no stored bars in the range or the account already traded the whole range, and
+    when the model cannot serve."""
     from drl_trading.app.ingest import build_live_source
     from drl_trading.evaluation.account import account_metrics
     from drl_trading.evaluation.metrics import periods_per_year
@@ -104,21 +112,41 @@ def run_online_session(
     source, rng, syms = request.source, request.range, list(request.symbols)
     if source == "replay" and rng is None:
         raise ValueError("a replay needs a start and an end")
+    if request.max_bars is not None and request.max_bars < 1:
+        raise ValueError(f"max_bars must be at least 1, got {request.max_bars}")
     folder = account_dir(settings, request.account)
-    if request.fresh and folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     settings = _on_account_store(settings, request.account)
     spec = feature_set_for(settings)
     # a live stream starts on the base grid, so its first base bar is complete
-    first_live = rng.start if rng else spec.base_timeframe.floor(datetime.now(UTC))
-    market_clock = ManualClock(first_live)
-    clock: Clock = SystemClock() if source == "ccxt-live" else market_clock
+    requested = rng.start if rng else spec.base_timeframe.floor(datetime.now(UTC))
     recorded: list[dict[str, Any]] = []
     stage = LatencyHistogram()
     notices: list[str] = []
+
+    def notice(line: str) -> None:
+        notices.append(line)
+        if on_notice is not None:
+            on_notice(line)
+
     # the heartbeat (entered on ``beats``) stops before the runtime closes the account's store
     with EmbeddedRuntime.open(settings) as runtime, ExitStack() as beats:
+        plan = plan_session(
+            syms,
+            source,
+            requested,
+            rng.end if source == "replay" and rng else None,
+            account=request.account,
+            account_time=None if request.fresh else account_market_time(settings, request.account),
+            bars=runtime.market_data,
+        )
+        if request.fresh and folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for line in plan.notices:
+            notice(line)
+        first_live = stream_start(plan, spec.base_timeframe)
+        market_clock = ManualClock(first_live)
+        clock: Clock = SystemClock() if source == "ccxt-live" else market_clock
         inner, history = build_live_source(
             settings,
             source,
@@ -155,17 +183,18 @@ def run_online_session(
 
         def applied(control: ControlRequest) -> None:
             at = control.applied_at or clock.now()
-            line = (
+            notice(
                 f"{control.kind.value} request #{control.control_id} applied at "
                 f"{at:%Y-%m-%d %H:%M:%S} UTC (session {session_id}): {control.outcome}"
             )
-            notices.append(line)
-            if on_notice is not None:
-                on_notice(line)
 
         execution.attach(session_id, applied)
         beats.enter_context(SessionHeartbeat(online.execution.store, session_id))
         runtime.run_until_idle()  # gap fill → catch-up → completed.catchup → streaming
+        # the account as the session found it: the report's figures are measured from here
+        opening = execution.status()
+        opening_fees = sum(p.fees_paid for p in opening.positions.values())
+        marked = {s: m.as_of for s in syms if (m := execution.mark(s)) is not None}
         ex = settings.execution
         recorder = SessionRecorder(
             execution,
@@ -179,6 +208,12 @@ def run_online_session(
         paced = source != "replay" or request.speed is not None
         base_us = spec.base_timeframe.micros
         curve: list[tuple[datetime, float, float]] = []  # (base close, equity, gross exposure)
+        account_time = execution.market_time()
+        if account_time is not None:
+            # a continued account: its curves start from its state at its last bar, so that
+            # what it held then (fills of its last orders, price moves) counts in the session
+            recorder.start_from_account()
+            curve.append((account_time, opening.equity, _gross(opening)))
         started = time.perf_counter()
         interrupted = False
 
@@ -200,16 +235,15 @@ def run_online_session(
                     # every 64 bars in a replay as fast as possible
                     runtime.flush()
                 recorder.after_processing()
-                bars += 1
-                now = clocked.last.close_time if clocked.last else clock.now()
+                last = clocked.last
+                if last is None or last.close_time > marked.get(last.symbol, last.open_time):
+                    bars += 1  # a bar new to the account (a continuation re-streams up to 4)
+                now = last.close_time if last else clock.now()
                 if to_micros(now) % base_us == 0:
                     # after the last symbol's bar of a base close (a later bar of the same
                     # minute replaces the earlier snapshot)
                     st = execution.status()
-                    gross = sum(
-                        abs(p.quantity) * st.marks.get(sym, 0.0) for sym, p in st.positions.items()
-                    )
-                    point = (now, st.equity, gross / st.equity if st.equity else 0.0)
+                    point = (now, st.equity, _gross(st))
                     if curve and curve[-1][0] == now:
                         curve[-1] = point
                     else:
@@ -222,9 +256,15 @@ def run_online_session(
         progress()
         elapsed = time.perf_counter() - started
         ppy = periods_per_year(spec.base_timeframe.minutes)
-        per_symbol = recorder.result(ppy, settings.training.random_agent_seeds, elapsed)
         status = execution.status()
+        # stopped inside a base bar: the curves end where the account does
+        recorder.finish()
+        closing = execution.market_time()
+        if closing is not None and curve and closing > curve[-1][0]:
+            curve.append((closing, status.equity, _gross(status)))
+        per_symbol = recorder.result(ppy, settings.training.random_agent_seeds, elapsed)
         inf = inference.status()
+        start_equity = opening.equity
         report = {
             "session": run.correlation_id,
             "account": request.account,
@@ -234,17 +274,23 @@ def run_online_session(
             "bars": bars,
             "seconds": round(elapsed, 3),
             "interrupted": interrupted,
+            "continued_from": plan.continued_from,
+            "first_bar": plan.first_bar,
+            "start_equity": start_equity,
             "equity": status.equity,
             "cash": status.cash,
             "initial_cash": ex.initial_cash,
-            "total_return": status.equity / ex.initial_cash - 1.0,
+            "total_return": status.equity / start_equity - 1.0 if start_equity else 0.0,
+            "account_return": status.equity / ex.initial_cash - 1.0,
+            "fees_paid": sum(p.fees_paid for p in status.positions.values()) - opening_fees,
             "max_drawdown_seen": status.drawdown,
             "trading_state": status.state.value,
             "positions": {
                 str(s): {"quantity": p.quantity, "avg_price": p.avg_price}
                 for s, p in status.positions.items()
             },
-            "records": {k.value: v for k, v in status.counts.items()},
+            "records": {k.value: v - opening.counts.get(k, 0) for k, v in status.counts.items()},
+            "account_records": {k.value: v for k, v in status.counts.items()},
             "predictions": inf.predictions,
             "skips": inf.skips,
             "capital": {str(k): v for k, v in recorder.capital.items()},
@@ -274,6 +320,12 @@ def run_online_session(
         pl.DataFrame(recorded).write_parquet(request.record_features)
         written = len(recorded)
     return SessionOutcome(report, path, html_path, written, notices)
+
+
+def _gross(status: ExecutionStatus) -> float:
+    """Gross exposure as a fraction of equity (0.0 for an account without equity)."""
+    gross = sum(abs(p.quantity) * status.marks.get(s, 0.0) for s, p in status.positions.items())
+    return gross / status.equity if status.equity else 0.0
 
 
 def _apply_controls(execution: ExecutionService) -> None:

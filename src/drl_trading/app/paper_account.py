@@ -52,6 +52,35 @@ def store_path(settings: AppSettings, session: str) -> Path:
     )
 
 
+def account_market_time(settings: AppSettings, account: str) -> datetime | None:
+    """The close (UTC) of the last bar ``account`` processed, any symbol: where a new session
+    on it continues (`app.session_range`). None for an account never run, or an in-memory
+    store (each session's account lives in its own process only)."""
+    ex = settings.execution
+    store: ExecutionStore
+    if ex.store == "memory":
+        return None
+    if ex.store == "postgres":
+        from drl_trading.execution.adapter.postgres_store import PostgresExecutionStore
+
+        pg = settings.postgres
+        store = PostgresExecutionStore(pg.dsn(), schema=pg.schema_name)
+    else:
+        from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
+
+        path = store_path(settings, account)
+        if not path.exists():
+            return None
+        store = SQLiteExecutionStore(path)
+    try:
+        checkpoint = store.load()
+    finally:
+        store.close()
+    if checkpoint is None:
+        return None
+    return max((m.as_of for m in checkpoint.marks.values()), default=None)
+
+
 def process_session_id(service: str) -> str:
     """A session id for a service process: ``execution@host:pid``."""
     return f"{service}@{socket.gethostname()}:{os.getpid()}"

@@ -2,24 +2,38 @@
 
 Precedence, highest first: values passed by the CLI, environment variables (nested keys joined by
 ``__``, e.g. ``DRL_TRADING_INGEST__VALIDATION__POLICY=quarantine``), the YAML file, defaults.
-Unknown keys are errors, so a typo in a config file is reported instead of ignored.
+Unknown keys are errors, so a typo in a config file is reported instead of ignored; an environment
+variable can only be warned about (`warn_unknown_environment_variables`), since the environment
+also holds variables meant for other programs.
 """
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import structlog
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
+from drl_trading.app.settings_tree import (
+    SettingNode,
+    UnknownVariable,
+    unknown_variables,
+    variable_name,
+    walk,
+)
 from drl_trading.common.redaction import MASK, is_secret_key, mask_mapping, mask_secrets
 from drl_trading.execution.core.config import ExecutionSettings
 from drl_trading.inference.core.config import InferenceSettings
@@ -29,6 +43,12 @@ from drl_trading.training.core.config import TrainingSettings
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 _YAML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("_YAML_DATA", default=None)
+ENV_PREFIX = "DRL_TRADING_"
+ENV_DELIMITER = "__"
+"""Nested keys in variable names: ``DRL_TRADING_INGEST__VALIDATION__POLICY``."""
+CLI_VARIABLES = ("DRL_TRADING_HOME", "DRL_TRADING_CONFIG")
+"""``DRL_TRADING_*`` variables the CLI reads itself (`drl_trading.cli.app`: ``--home`` and
+``--config``); ``DRL_TRADING_HOME`` is also the ``home`` setting."""
 
 
 class KafkaSettings(BaseModel):
@@ -37,15 +57,21 @@ class KafkaSettings(BaseModel):
     printed (`config show` masks them)."""
 
     model_config = _FROZEN
-    bootstrap_servers: str = "127.0.0.1:9092"
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Brokers, host:port[,host:port].")
     namespace: str = Field("", description="Prefix of every topic and consumer-group name.")
     replication_factor: int = Field(1, ge=1, description="For topics created at start.")
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    sasl_password_file: Path | None = None
-    ssl_ca_location: Path | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How clients talk to the brokers."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism, with a SASL_* security_protocol."
+    )
+    sasl_username: str | None = Field(None, description="SASL user.")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (masked).")
+    sasl_password_file: Path | None = Field(
+        None, description="File holding the SASL password, read when sasl_password is unset."
+    )
+    ssl_ca_location: Path | None = Field(None, description="CA certificate file for SSL.")
     linger_ms: int = Field(0, ge=0, description="Producer batching delay; 0 sends at once.")
     fetch_wait_max_ms: int = Field(5, ge=0, description="Broker wait for a fetch to fill.")
     poll_timeout_s: float = Field(0.05, gt=0, description="Consumer wait per poll.")
@@ -58,7 +84,7 @@ class KafkaSettings(BaseModel):
     message_timeout_ms: int = Field(
         120_000, ge=1_000, description="How long a producer resends (broker restarts)."
     )
-    client_id: str = "drl-trading"
+    client_id: str = Field("drl-trading", description="Client id the brokers log.")
 
     def security(self) -> dict[str, str]:
         """librdkafka security settings, secrets resolved (never log the result)."""
@@ -79,7 +105,9 @@ class KafkaSettings(BaseModel):
 
 class BusSettings(BaseModel):
     model_config = _FROZEN
-    kind: Literal["memory", "kafka"] = "memory"
+    kind: Literal["memory", "kafka"] = Field(
+        "memory", description="memory: in-process (embedded); kafka: the distributed bus."
+    )
     partitions: int = Field(4, ge=1, description="Partitions per topic; keys hash onto them.")
     max_attempts: int = Field(3, ge=1, description="Deliveries before a message is dead-lettered.")
     retry_backoff_s: float = Field(0.0, ge=0, description="First retry delay; doubles each time.")
@@ -91,14 +119,20 @@ class PostgresSettings(BaseModel):
     password comes from ``DRL_TRADING_POSTGRES__PASSWORD`` or ``password_file`` and is masked."""
 
     model_config = _FROZEN
-    host: str = "127.0.0.1"
-    port: int = 5432
-    user: str = "drl"
-    password: SecretStr = SecretStr("drl")
-    password_file: Path | None = None
-    dbname: str = "drl"
+    host: str = Field("127.0.0.1", description="Server host.")
+    port: int = Field(5432, description="Server port.")
+    user: str = Field("drl", description="Database user.")
+    password: SecretStr = Field(
+        SecretStr("drl"), description="Database password (masked; the local stack's by default)."
+    )
+    password_file: Path | None = Field(
+        None, description="File holding the password; read instead of password when set."
+    )
+    dbname: str = Field("drl", description="Database name.")
     schema_name: str = Field("public", description="Schema holding the tables (search_path).")
-    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        "prefer", description="libpq TLS mode."
+    )
     migrate_on_start: bool = Field(True, description="Apply pending migrations when opening.")
 
     def dsn(self) -> str:
@@ -123,7 +157,10 @@ class PostgresSettings(BaseModel):
 
 class MarketDataSettings(BaseModel):
     model_config = _FROZEN
-    kind: Literal["duckdb", "memory", "postgres"] = "duckdb"
+    kind: Literal["duckdb", "memory", "postgres"] = Field(
+        "duckdb",
+        description="duckdb: a file under home (embedded); memory: tests; postgres: distributed.",
+    )
     path: Path | None = Field(None, description="DuckDB file; default <home>/market.duckdb")
     write_behind_ms: float = Field(
         1000.0,
@@ -137,7 +174,9 @@ class MarketDataSettings(BaseModel):
 
 class FeatureStoreSettings(BaseModel):
     model_config = _FROZEN
-    kind: Literal["feast", "memory"] = "feast"
+    kind: Literal["feast", "memory"] = Field(
+        "feast", description="feast: Parquet offline store and an online store; memory: tests."
+    )
     repo_dir: Path | None = Field(None, description="Feast registry; default <home>/feast")
     data_dir: Path | None = Field(None, description="Offline Parquet; default <home>/features")
     online_store: Literal["sqlite", "redis"] = Field(
@@ -153,7 +192,9 @@ class FeatureStoreSettings(BaseModel):
 
 class LoggingSettings(BaseModel):
     model_config = _FROZEN
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "WARNING", description="Lowest level logged (--log-level overrides it)."
+    )
     json_output: bool = Field(False, description="One JSON object per line instead of text.")
 
 
@@ -193,18 +234,28 @@ class ServeSettings(BaseModel):
         "wall",
         description="market: every process follows the bar times of the events (replays).",
     )
-    symbols: list[str] = Field(default_factory=lambda: ["BTCUSDT", "ETHUSDT"])
-    source: Literal["replay", "synthetic-live", "ccxt-live"] = "replay"
+    symbols: list[str] = Field(
+        default_factory=lambda: ["BTCUSDT", "ETHUSDT"],
+        description="Symbols `serve ingest` streams.",
+    )
+    source: Literal["replay", "synthetic-live", "ccxt-live"] = Field(
+        "replay", description="Where `serve ingest` takes live bars from."
+    )
     start: datetime | None = Field(None, description="Live/replay start (UTC).")
     end: datetime | None = Field(None, description="Replay end (exclusive, UTC).")
     speed: float | None = Field(None, gt=0, description="Replay speed; None: as fast as possible.")
     warmup_days: float = Field(1.0, gt=0, description="History before start for the catch-up.")
 
+    def port(self, service: str, flag: int | None = None) -> int:
+        """The health/metrics port of ``service``: ``--port`` when given (``flag``), else
+        ``serve.ports`` (environment, file, default); 0 (a free port) for a service not in it."""
+        return flag if flag is not None else self.ports.get(service, 0)
+
 
 class AppSettings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="DRL_TRADING_",
-        env_nested_delimiter="__",
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
         extra="forbid",
         frozen=True,
     )
@@ -288,8 +339,17 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> AppSetti
     if config_file is not None:
         if not config_file.exists():
             raise ConfigError(f"config file {config_file} does not exist")
+        if config_file.is_dir():
+            raise ConfigError(
+                f"--config {config_file} is a directory; name a YAML file (e.g. "
+                "configs/example.yaml)"
+            )
         try:
             loaded = yaml.safe_load(config_file.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(
+                f"config file {config_file} cannot be read: {exc.strerror or exc}"
+            ) from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {config_file} is not valid YAML: {exc}") from exc
         if not isinstance(loaded, dict):
@@ -308,6 +368,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> AppSetti
             for err in exc.errors()
         ]
         raise ConfigError(f"invalid configuration{where}:\n" + "\n".join(lines)) from None
+    except SettingsError as exc:
+        raise ConfigError(_environment_error(exc, os.environ)) from None
     finally:
         _YAML_DATA.reset(token)
 
@@ -317,3 +379,81 @@ def _shown_input(err: Any) -> str:
     if any(isinstance(part, str) and is_secret_key(part) for part in err["loc"]):
         return repr(MASK)
     return repr(mask_mapping(err["input"]))
+
+
+def setting_nodes() -> tuple[SettingNode, ...]:
+    """Every key of `AppSettings` (sections, their keys at any depth) with its default."""
+    return tuple(walk(AppSettings))
+
+
+def setting_variables() -> tuple[str, ...]:
+    """Every environment variable that names a setting (a dict-typed one, e.g.
+    ``DRL_TRADING_STRATEGY__PARAMS``, also takes ``__<ANY_KEY>``), and those the CLI reads."""
+    names = {variable_name(n.path, ENV_PREFIX, ENV_DELIMITER) for n in setting_nodes()}
+    return tuple(sorted(names | set(CLI_VARIABLES)))
+
+
+def unknown_environment_variables(
+    environ: Mapping[str, str] | None = None,
+) -> tuple[UnknownVariable, ...]:
+    """The ``DRL_TRADING_*`` variables of ``environ`` (default: this process's) that name no
+    setting, so pydantic-settings ignores them, each with the closest valid name."""
+    return unknown_variables(
+        os.environ if environ is None else environ,
+        setting_nodes(),
+        prefix=ENV_PREFIX,
+        delimiter=ENV_DELIMITER,
+        also_known=CLI_VARIABLES,
+        hint="`drl-trading config show` lists every setting (variable: DRL_TRADING_ + its keys "
+        "joined by __, e.g. DRL_TRADING_INGEST__VALIDATION__POLICY)",
+    )
+
+
+def warn_unknown_environment_variables(
+    environ: Mapping[str, str] | None = None,
+) -> tuple[UnknownVariable, ...]:
+    """Log a warning (on stderr, shown at the default level) for each unknown ``DRL_TRADING_*``
+    variable; call once per process, after logging is configured. Returns what it warned of."""
+    found = unknown_environment_variables(environ)
+    log = structlog.get_logger(__name__)
+    for unknown in found:
+        log.warning(unknown.message(), variable=unknown.name, closest=unknown.closest)
+    return found
+
+
+def _environment_error(exc: SettingsError, environ: Mapping[str, str]) -> str:
+    """pydantic-settings names only the top-level field when an environment value meant for a
+    section, a dict or a list is no JSON; name the variable and how to write it."""
+    complex_nodes = {
+        variable_name(n.path, ENV_PREFIX, ENV_DELIMITER): n for n in setting_nodes() if n.takes_json
+    }
+    lines: list[str] = []
+    for name, value in sorted(environ.items()):
+        node = complex_nodes.get(name.upper())
+        if node is None or _is_json(value):
+            continue
+        shown = MASK if any(is_secret_key(p) for p in node.path) else mask_secrets(value)
+        if node.kind == "section":
+            how = (
+                f"{node.dotted} is a section: set its keys one by one "
+                f"({name.upper()}{ENV_DELIMITER}<KEY>) or give a JSON object"
+            )
+        elif node.kind == "mapping":
+            how = (
+                f"{node.dotted} is a mapping: set {name.upper()}{ENV_DELIMITER}<KEY> per key "
+                "or give a JSON object"
+            )
+        else:
+            how = f'{node.dotted} is a list: give it as JSON, e.g. \'["a", "b"]\''
+        lines.append(f"  {name}: {how} (got {shown!r})")
+    if not lines:
+        return f"invalid configuration in the environment: {exc}"
+    return "invalid configuration in the environment:\n" + "\n".join(lines)
+
+
+def _is_json(value: str) -> bool:
+    try:
+        json.loads(value)
+    except ValueError:
+        return False
+    return True

@@ -8,8 +8,13 @@ from pathlib import Path
 import typer
 from rich.console import Console, ConsoleDimensions
 
-from drl_trading.app.settings import AppSettings, ConfigError, load_settings
-from drl_trading.common.logs import configure_logging
+from drl_trading.app.settings import (
+    AppSettings,
+    ConfigError,
+    load_settings,
+    warn_unknown_environment_variables,
+)
+from drl_trading.common.logs import configure_logging, home_log_file
 
 PIPE_WIDTH = 10_000
 """Columns of a console that is not a terminal (a pipe, a file): no table is cut to fit, no line
@@ -53,17 +58,20 @@ class CliState:
             overrides: dict[str, object] = {}
             if self.home is not None:
                 overrides["home"] = self.home
+            if self.log_level:
+                # validated and merged like any other source (flag > environment > file)
+                overrides["logging"] = {"level": self.log_level.upper()}
             try:
                 settings = load_settings(self.config, **overrides)
             except ConfigError as exc:
                 err_console.print(f"[red]error:[/red] {exc}")
                 raise typer.Exit(2) from None
-            if self.log_level:
-                level = self.log_level.upper()
-                settings = settings.model_copy(
-                    update={"logging": settings.logging.model_copy(update={"level": level})}
-                )
-            configure_logging(settings.logging.level, settings.logging.json_output)
+            configure_logging(
+                settings.logging.level,
+                settings.logging.json_output,
+                log_file=home_log_file(settings.home),
+            )
+            warn_unknown_environment_variables()
             self._settings = settings
         return self._settings
 

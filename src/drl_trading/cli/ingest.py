@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from drl_trading.app.ingest import stored_minutes
 from drl_trading.app.offline_workflow import (
     IngestProgress,
     NothingStoredError,
@@ -20,6 +21,8 @@ from drl_trading.cli.options import End, HistorySource, SourcePath, Start
 from drl_trading.cli.pipeline import print_preprocess_outcome, run_preprocess
 from drl_trading.cli.progress import LazyProgress, ingest_bars
 from drl_trading.common.domain import TimeRange, parse_symbols
+from drl_trading.common.errors import CommandInterruptedError
+from drl_trading.common.ports import MarketDataRepository
 from drl_trading.ingest.core.service import IngestReport, TrainingDataRequest
 
 
@@ -45,11 +48,15 @@ def ingest(
         raise fail(str(exc), 2) from None
     request = TrainingDataRequest(tuple(syms), rng)
     with OfflineWorkflow.open(settings) as workflow:
-        report = ingest_with_progress(
-            lambda on_progress: workflow.ingest(
-                source, path, request, request_preprocessing=preprocess, on_progress=on_progress
+        try:
+            report = ingest_with_progress(
+                lambda on_progress: workflow.ingest(
+                    source, path, request, request_preprocessing=preprocess, on_progress=on_progress
+                )
             )
-        )
+            workflow.runtime.flush()  # the report says "stored": so it is, before it is shown
+        except KeyboardInterrupt as exc:
+            raise interrupted_ingest(workflow.runtime.market_data, request) from exc
         print_ingest_report(report)
         if preprocess:
             outcome = run_preprocess(workflow, request.request_id)
@@ -72,6 +79,23 @@ def ingest_with_progress(step: Callable[[IngestProgress], IngestReport]) -> Inge
             raise fail(str(exc)) from None
     print_ingest_report(nothing_stored.report)
     raise fail(str(nothing_stored)) from None
+
+
+def interrupted_ingest(
+    market_data: MarketDataRepository, request: TrainingDataRequest
+) -> CommandInterruptedError:
+    """The Ctrl-C of an ingest, with the bars of the range stored now (read back from the
+    store, so a bar the progress showed but the store never committed is not counted; each
+    chunk is one transaction, so none is half there) and what a rerun does."""
+    rng = request.range
+    expected = int((rng.end - rng.start).total_seconds() // 60)
+    stored = stored_minutes(market_data, request.symbols, rng.start, rng.end)
+    counts = ", ".join(f"{s} {n:,} of {expected:,}" for s, n in stored.items())
+    return CommandInterruptedError(
+        f"interrupted (Ctrl-C): 1m bars stored in {rng.start:%Y-%m-%d %H:%M} .. "
+        f"{rng.end:%Y-%m-%d %H:%M}: {counts}; rerun the same command to continue (ingest "
+        "upserts: what is stored is kept, nothing is stored twice)"
+    )
 
 
 def print_ingest_report(report: IngestReport) -> None:

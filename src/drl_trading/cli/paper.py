@@ -4,6 +4,9 @@ Replay (stored bars, as fast as possible or at a speed multiple) or a synthetic 
 through the same handlers the distributed services run: ingest → preprocess (online) → inference
 → execution (`drl_trading.app.online_session`). A live table shows progress; at the end (replay
 exhausted, ``--max-bars`` or Ctrl-C) the session is summarised and written as JSON and HTML.
+A replay with no stored bars for a symbol or range, or over a range the account has already
+traded, stops before anything starts (exit 1, the message names what is stored, ``--fresh`` and
+``--session``); a session that received no bar says so and exits 1 (130 when interrupted).
 """
 
 from __future__ import annotations
@@ -24,12 +27,23 @@ if TYPE_CHECKING:
 PaperSource = Literal["replay", "synthetic-live", "ccxt-live"]
 
 
+def _positive_speed(value: float | None) -> float | None:
+    """``--speed`` is a multiple of real time: zero or less would never advance the replay."""
+    if value is not None and not value > 0:
+        raise typer.BadParameter(
+            f"must be > 0 (got {value:g}); leave it out to replay as fast as possible"
+        )
+    return value
+
+
 def paper(
     ctx: typer.Context,
     symbols: Annotated[str, typer.Option("--symbols", "-s", help="Comma-separated.")],
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help="NAME@alias or NAME/version (default: champion)."),
+        typer.Option(
+            "--model", "-m", help="NAME@alias or NAME/version (default: inference.model_ref)."
+        ),
     ] = None,
     source: Annotated[
         PaperSource,
@@ -41,7 +55,11 @@ def paper(
     start: Annotated[str | None, typer.Option(help="Replay start (inclusive), UTC.")] = None,
     end: Annotated[str | None, typer.Option(help="Replay end (exclusive), UTC.")] = None,
     speed: Annotated[
-        float | None, typer.Option(help="Market minutes per 60 s of wall time; default: max.")
+        float | None,
+        typer.Option(
+            help="Market minutes per 60 s of wall time (> 0); default: max.",
+            callback=_positive_speed,
+        ),
     ] = None,
     max_bars: Annotated[int | None, typer.Option(help="Stop after this many 1m bars.")] = None,
     record_features: Annotated[
@@ -52,18 +70,18 @@ def paper(
     ] = None,
     session: Annotated[
         str,
-        typer.Option(help="Paper account name: its portfolio and records persist across runs."),
+        typer.Option(
+            help="Paper account name: its portfolio and records persist across runs, and a "
+            "rerun continues from its last bar."
+        ),
     ] = "default",
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Start the paper account over (deletes its state).")
     ] = False,
 ) -> None:
     """Paper-trade a registered model on replayed or synthetic live bars (all services here)."""
-    from drl_trading.app.online_session import (
-        SessionRequest,
-        SessionStartError,
-        run_online_session,
-    )
+    from drl_trading.app.online_session import SessionRequest, run_online_session
+    from drl_trading.app.session_range import SessionStartError
 
     settings = state(ctx).settings()
     try:
@@ -74,6 +92,8 @@ def paper(
             rng: TimeRange | None = TimeRange.parse(start, end)
         else:
             rng = TimeRange.parse(start, "2100-01-01") if start else None
+        if max_bars is not None and max_bars < 1:
+            raise ValueError(f"--max-bars must be at least 1, got {max_bars}")
     except ValueError as exc:
         raise fail(str(exc), 2) from None
     request = SessionRequest(
@@ -106,6 +126,13 @@ def paper(
     console.print(f"session report: {outcome.json_path}")
     if outcome.html_path is not None:
         console.print(f"HTML report: {outcome.html_path}")
+    if outcome.report["bars"] == 0:
+        interrupted = outcome.report["interrupted"]
+        raise fail(
+            f"the session received no bar from its {source} source "
+            f"({'interrupted first' if interrupted else 'it ended first'}): nothing was traded",
+            130 if interrupted else 1,
+        )
 
 
 class _LiveStatus:
@@ -164,12 +191,18 @@ def _print_report(report: dict[str, Any]) -> None:
     t.add_column("")
     t.add_column("value", justify="right")
     t.add_row("bars", str(report["bars"]))
+    if report.get("continued_from"):
+        t.add_row("continued from", f"{report['continued_from']:%Y-%m-%d %H:%M} UTC")
     t.add_row("equity", f"{report['equity']:,.2f}")
     t.add_row("total return", f"{report['total_return']:.2%}")
+    if report.get("continued_from"):
+        t.add_row("account return (since its start)", f"{report['account_return']:.2%}")
+    t.add_row("fees paid", f"{report['fees_paid']:,.2f}")
     t.add_row("trading state", report["trading_state"])
     for key, label in (("sharpe", "Sharpe"), ("max_drawdown", "max drawdown")):
         value = report["metrics"].get(key)
         if value is not None:
+            label += _annualised_note(report["metrics"], key)
             t.add_row(label, f"{value:.2%}" if key == "max_drawdown" else f"{value:.2f}")
     t.add_row("predictions", str(report["predictions"]))
     for kind, n in report["records"].items():
@@ -192,9 +225,21 @@ def _print_report(report: dict[str, Any]) -> None:
                 sym,
                 f"{m['total_return']:.2%}",
                 f"{bh['total_return']:.2%}",
-                f"{m['sharpe']:.2f}",
+                f"{m['sharpe']:.2f}{_annualised_note(r, 'sharpe')}",
                 f"{m['max_drawdown']:.2%}",
                 str(m["n_trades"]),
                 f"{m['fees_paid']:.3%}",
             )
         console.print(per)
+
+
+def _annualised_note(block: dict[str, Any], key: str) -> str:
+    """`` (annualised from X days)`` where the report's ``annualisation`` block marks ``key``
+    as extrapolated from a range shorter than `MIN_ANNUALISED_DAYS`; reports written before
+    the block existed get no mark."""
+    ann = block.get("annualisation")
+    if not ann or key not in ann.get("extrapolated", ()):
+        return ""
+    from drl_trading.evaluation.annualisation import Annualisation
+
+    return f" ({Annualisation(ann['span_days'], ann['min_days']).note})"

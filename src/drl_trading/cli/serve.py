@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from drl_trading.cli.context import console, fail, state
+from drl_trading.common.errors import OperatorError
 
 
 def serve(
@@ -28,9 +29,11 @@ def serve(
         raise fail(f"unknown service {service!r}; one of {', '.join(SERVICES)}", 2)
     try:
         process = build_service(service, settings)
+    except OperatorError:
+        raise  # its own line and exit code, from the CLI's guard (`drl_trading.cli.errors`)
     except (ValueError, RuntimeError, LookupError) as exc:
         raise fail(f"{service}: {exc}") from None
-    chosen = port if port is not None else settings.serve.ports.get(service, 0)
+    chosen = settings.serve.port(service, port)
     bound = process.serve_http(chosen, settings.serve.host)
     console.print(f"{service}: health and metrics on http://{settings.serve.host}:{bound}")
     process.install_signal_handlers()

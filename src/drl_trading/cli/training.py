@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -17,7 +17,11 @@ from drl_trading.cli.options import End, HistorySource, SourcePath, Start
 from drl_trading.cli.pipeline import print_preprocess_outcome, run_preprocess
 from drl_trading.cli.progress import progress_bar, train_bar
 from drl_trading.common.domain import TimeRange, parse_symbols
+from drl_trading.evaluation.annualisation import Annualisation, annualisation
 from drl_trading.ingest.core.service import TrainingDataRequest
+
+if TYPE_CHECKING:
+    from drl_trading.evaluation.backtest import BacktestResult
 
 METRIC_ROWS: tuple[tuple[str, str, str], ...] = (
     ("total_return", "total return", "pct"),
@@ -38,7 +42,11 @@ METRIC_ROWS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _fmt(value: Any, kind: str) -> str:
+def _fmt(value: Any, kind: str, attr: str = "", ann: Annualisation | None = None) -> str:
+    """``value`` as a table cell; with ``ann`` (the range's annualisation) an annualised figure
+    ``attr`` over a short range is omitted (`annualisation`: CAGR, Calmar)."""
+    if ann is not None and ann.omitted(attr):
+        return ann.omitted_text
     if value is None:
         return "-"
     v = float(value)
@@ -53,16 +61,28 @@ def _fmt(value: Any, kind: str) -> str:
     return f"{v:.2f}"
 
 
-def print_backtest(result: Any, title: str) -> None:
+def _label(label: str, attr: str, ann: Annualisation) -> str:
+    if not ann.extrapolated(attr):
+        return label
+    return f"{label.removesuffix(' (ann.)')} ({ann.note})"
+
+
+def print_backtest(result: BacktestResult, title: str) -> None:
+    """One table per symbol, after the costs line. Over a range shorter than
+    `MIN_ANNUALISED_DAYS` CAGR and Calmar read "n/a" and volatility, Sharpe and Sortino are
+    labelled with the days they were annualised from."""
+    if result.costs_text is not None:
+        console.print(result.costs_text)
     for sym in result.symbols:
+        ann = annualisation(sym.model)
         table = Table(title=f"{title}: {sym.symbol} ({sym.model.n_steps} bars)")
         table.add_column("metric")
         table.add_column("model", style="bold")
         for name in sym.baselines:
             table.add_column(name, justify="right")
         for attr, label, kind in METRIC_ROWS:
-            row = [label, _fmt(getattr(sym.model, attr), kind)]
-            row += [_fmt(getattr(b, attr), kind) for b in sym.baselines.values()]
+            row = [_label(label, attr, ann), _fmt(getattr(sym.model, attr), kind, attr, ann)]
+            row += [_fmt(getattr(b, attr), kind, attr, ann) for b in sym.baselines.values()]
             table.add_row(*row)
         console.print(table)
         if sym.skipped_bars:
@@ -70,6 +90,13 @@ def print_backtest(result: Any, title: str) -> None:
                 f"[yellow]{sym.symbol}: {sym.skipped_bars} bars outside the longest gap-free "
                 "run were not backtested[/yellow]"
             )
+
+
+def _gate_note(validation: BacktestResult) -> str:
+    """The gate reads validation Sharpe; say so where it was annualised from a short range."""
+    short = [annualisation(s.model) for s in validation.symbols]
+    short = [a for a in short if a.extrapolated("sharpe")]
+    return f" (validation Sharpe {min(short, key=lambda a: a.span_days).note})" if short else ""
 
 
 def print_training_result(result: Any) -> None:
@@ -84,7 +111,7 @@ def print_training_result(result: Any) -> None:
     console.print(f"MLflow run id: {result.run_id}")
     console.print(f"model:         {result.model.uri}")
     verdict = "[green]yes[/green]" if result.champion else "[yellow]no[/yellow]"
-    console.print(f"champion:      {verdict}: {result.gate_reason}")
+    console.print(f"champion:      {verdict}: {result.gate_reason}{_gate_note(result.validation)}")
     # the same model, range and costs through the online services: the paper session's
     # per-symbol metrics equal this test backtest's (docs/online.md, "One engine")
     test = result.splits.test
@@ -101,30 +128,45 @@ def print_training_result(result: Any) -> None:
 def _settings_with(
     settings: AppSettings, timesteps: int | None, algorithm: str | None
 ) -> AppSettings:
+    """``settings`` with the values of ``--timesteps`` and ``--algorithm`` where given: a flag
+    beats the environment, which beats the file, which beats the default (`load_settings`), so
+    a flag left out never masks ``training.total_timesteps`` or ``training.algorithm.name``."""
     training = settings.training
     update: dict[str, Any] = {}
     if timesteps is not None:
         update["total_timesteps"] = timesteps
     if algorithm is not None:
-        update["algorithm"] = training.algorithm.model_copy(update={"name": algorithm})
+        update["algorithm"] = {**training.algorithm.model_dump(), "name": algorithm}
     if not update:
         return settings
+    from pydantic import ValidationError
+
     from drl_trading.app.settings import ConfigError
     from drl_trading.training.core.config import TrainingSettings
 
     try:
         new_training = TrainingSettings.model_validate({**training.model_dump(), **update})
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    except ValidationError as exc:
+        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        raise ConfigError(f"invalid --timesteps/--algorithm: {problems}") from None
     return settings.model_copy(update={"training": new_training})
 
 
 Timesteps = Annotated[
-    int | None, typer.Option("--timesteps", "-t", min=1, help="Environment steps to train for.")
+    int | None,
+    typer.Option(
+        "--timesteps",
+        "-t",
+        min=1,
+        help="Environment steps to train for (default: training.total_timesteps).",
+    ),
 ]
 Algorithm = Annotated[
     str | None,
-    typer.Option(help="PPO, A2C, DQN, SAC, TD3, RecurrentPPO or MaskablePPO (default: config)."),
+    typer.Option(
+        help="PPO, A2C, DQN, SAC, TD3, RecurrentPPO or MaskablePPO "
+        "(default: training.algorithm.name)."
+    ),
 ]
 
 
@@ -160,8 +202,25 @@ def backtest(
     symbols: Annotated[str, typer.Option("--symbols", "-s", help="Comma-separated.")],
     start: Start,
     end: End,
+    fee_bps: Annotated[
+        float | None,
+        typer.Option(
+            "--fee-bps",
+            min=0.0,
+            help="Fee in bps of the traded notional for this backtest (default: the model's).",
+        ),
+    ] = None,
+    slippage_bps: Annotated[
+        float | None,
+        typer.Option(
+            "--slippage-bps",
+            min=0.0,
+            help="Slippage in bps against each fill for this backtest (default: the model's).",
+        ),
+    ] = None,
 ) -> None:
-    """Backtest a registered model on any stored range; writes JSON + HTML, logs an MLflow run."""
+    """Backtest a registered model on any stored range; writes JSON + HTML, logs an MLflow run.
+    Warns when the range overlaps the model's training or validation range."""
     from drl_trading.app.model_backtest import BacktestError, backtest_model
 
     settings = state(ctx).settings()
@@ -171,10 +230,14 @@ def backtest(
     except ValueError as exc:
         raise fail(str(exc), 2) from None
     try:
-        done = backtest_model(settings, model, syms, rng)
+        done = backtest_model(
+            settings, model, syms, rng, fee_bps=fee_bps, slippage_bps=slippage_bps
+        )
     except BacktestError as exc:
         raise fail(str(exc)) from None
     result = done.result
+    for line in done.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {line}")
     print_backtest(result, f"backtest {done.version.uri}")
     console.print(f"{result.bars:,} bars in {result.seconds:.2f} s")
     console.print(f"report:        {done.html_path}")
@@ -191,7 +254,7 @@ def quickstart(
     end: Annotated[str, typer.Option(help="End (exclusive), UTC.")] = "2024-03-01",
     source: HistorySource = "synthetic",
     path: SourcePath = None,
-    timesteps: Timesteps = 200_000,
+    timesteps: Timesteps = None,
     algorithm: Algorithm = None,
 ) -> None:
     """The whole offline workflow through the bus: ingest → preprocess → train → register →

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+from drl_trading.common.errors import UsageError
+
 MODELS_SCHEME = "models:/"
 CHAMPION = "champion"
 """The alias of the version inference serves; a bare model name resolves to it."""
@@ -139,24 +141,39 @@ class ModelRef:
     alias: str | None = None
 
 
+class InvalidModelReferenceError(UsageError, ValueError):
+    """A model reference outside the grammar of `parse_model_ref`; names the reference, what
+    is wrong and the accepted forms."""
+
+    def __init__(self, model_ref: str, problem: str) -> None:
+        self.model_ref = model_ref
+        self.problem = problem
+        super().__init__(
+            f"invalid model reference {model_ref!r}: {problem}; use NAME, NAME@alias, "
+            "NAME/<version number> (e.g. drl-example/3) or models:/NAME/<version>"
+        )
+
+
 def parse_model_ref(model_ref: str) -> ModelRef:
-    """``NAME``, ``NAME@alias``, ``NAME/3``, each optionally prefixed with ``models:/``."""
+    """``NAME``, ``NAME@alias``, ``NAME/3``, each optionally prefixed with ``models:/``;
+    `InvalidModelReferenceError` (a ValueError) otherwise."""
     text = model_ref.strip()
     body = text.removeprefix(MODELS_SCHEME)
-    if "@" in body:
-        name, _, alias = body.rpartition("@")
-        validate_model_name(name)
-        validate_alias(alias)
-        return ModelRef(name=name, alias=alias)
-    if "/" in body:
-        name, _, version = body.partition("/")
-        validate_model_name(name)
-        if not version.isdigit():
-            raise ValueError(
-                f"invalid model reference {model_ref!r}: expected NAME/<version number>"
-            )
-        return ModelRef(name=name, version=str(int(version)))
-    validate_model_name(body)
+    try:
+        if "@" in body:
+            name, _, alias = body.rpartition("@")
+            validate_model_name(name)
+            validate_alias(alias)
+            return ModelRef(name=name, alias=alias)
+        if "/" in body:
+            name, _, version = body.partition("/")
+            validate_model_name(name)
+            if not version.isdigit():
+                raise ValueError(f"version {version!r} is not a number")
+            return ModelRef(name=name, version=str(int(version)))
+        validate_model_name(body)
+    except ValueError as exc:
+        raise InvalidModelReferenceError(model_ref, str(exc)) from None
     return ModelRef(name=body)
 
 

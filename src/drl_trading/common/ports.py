@@ -88,6 +88,15 @@ class MarketDataRepository(Protocol):
 
     def coverage(self, symbol: Symbol, timeframe: Timeframe) -> Coverage | None: ...
 
+    def coverages(
+        self, timeframe: Timeframe, start: datetime | None = None, end: datetime | None = None
+    ) -> dict[Symbol, Coverage]:
+        """Every symbol with stored ``timeframe`` bars and its coverage, by symbol name; with
+        ``start``/``end`` only the bars with ``start <= open_time < end`` count (a symbol with
+        none there is absent). What a session checks before it starts, and names when a symbol
+        or range has no bars."""
+        ...
+
     def quarantine(
         self, symbol: Symbol, timeframe: Timeframe, rows: pl.DataFrame, batch_id: str
     ) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from drl_trading.common.costs import CostModel
+from drl_trading.evaluation.annualisation import annualisation
 from drl_trading.evaluation.metrics import compute_metrics
 from drl_trading.evaluation.trace import SimulationTrace
 
@@ -34,7 +35,8 @@ ACCOUNT_METRICS = (
 
 def account_metrics(curve: list[tuple[datetime, float, float]], ppy: float) -> dict[str, Any]:
     """``curve``: (base close time UTC, equity in quote currency, gross exposure as a fraction
-    of equity) per base close; ``ppy`` base bars per year. Empty below two points."""
+    of equity) per base close; ``ppy`` base bars per year. Empty below two points.
+    ``annualisation`` says whether the curve is too short for its annualised figures."""
     if len(curve) < 2:
         return {}
     times = np.array([t.replace(tzinfo=None) for t, _, _ in curve], dtype="datetime64[us]")
@@ -54,5 +56,8 @@ def account_metrics(curve: list[tuple[datetime, float, float]], ppy: float) -> d
         fees=np.zeros(n),
         costs=CostModel(0.0, 0.0),
     )
-    m = compute_metrics(trace, ppy).to_dict()
-    return {k: m[k] for k in ACCOUNT_METRICS if k in m}
+    metrics = compute_metrics(trace, ppy)
+    m = metrics.to_dict()
+    return {k: m[k] for k in ACCOUNT_METRICS if k in m} | {
+        "annualisation": annualisation(metrics).to_dict()
+    }

@@ -6,7 +6,7 @@ With a strategy, its signal check is applied to every decision as execution appl
 rejected signal keeps the position), so the backtest trades what a paper session would. The
 baselines answer "is the model worth anything": buy-and-hold (the market), always flat (zero,
 the cost of doing nothing), and a random agent over several seeds (what trading at random
-costs with these fees).
+costs with these fees; its seeds are combined on their mean equity curve, see `baselines`).
 
 A symbol's bars can have holes (missing data); each run of consecutive bars is a series, and a
 symbol is backtested on its longest one (the others are reported as skipped).
@@ -15,17 +15,19 @@ symbol is backtested on its longest one (the others are reported as skipped).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from drl_trading.common.costs import CostModel
 from drl_trading.common.market_series import MarketSeries
+from drl_trading.evaluation.annualisation import annualisation
 from drl_trading.evaluation.baselines import (
     buy_and_hold_positions,
     flat_positions,
-    random_positions,
+    random_baseline,
+    random_baseline_name,
 )
 from drl_trading.evaluation.metrics import (
     PerformanceMetrics,
@@ -71,6 +73,18 @@ class BacktestResult:
     symbols: list[SymbolBacktest]
     bars: int
     seconds: float
+    costs: CostModel | None = None
+    """The cost model every strategy of the backtest paid; None where not known."""
+    costs_overridden: bool = False
+    """True when ``costs`` replace the model's own (a cost stress test)."""
+
+    @property
+    def costs_text(self) -> str | None:
+        """The costs as tables and reports state them; None where not known."""
+        if self.costs is None:
+            return None
+        line = f"costs: fee {self.costs.fee_bps:g} bps, slippage {self.costs.slippage_bps:g} bps"
+        return line + (" (overridden)" if self.costs_overridden else "")
 
     @property
     def bars_per_second(self) -> float:
@@ -84,13 +98,17 @@ class BacktestResult:
         return float(np.mean(values)) if values else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """JSON-safe. Per symbol, ``annualisation`` says whether the range is too short for its
+        annualised figures (`drl_trading.evaluation.annualisation`); the figures stay raw.
+        ``costs`` (fee and slippage in bps, ``overridden``) appears where the costs are known."""
+        out: dict[str, Any] = {
             "bars": self.bars,
             "seconds": round(self.seconds, 4),
             "symbols": {
                 s.symbol: {
                     "model": s.model.to_dict(),
                     "baselines": {k: v.to_dict() for k, v in s.baselines.items()},
+                    "annualisation": annualisation(s.model).to_dict(),
                     "skipped_bars": s.skipped_bars,
                     "mean_confidence": s.mean_confidence,
                     "rejected_signals": s.rejected_signals,
@@ -98,6 +116,13 @@ class BacktestResult:
                 for s in self.symbols
             },
         }
+        if self.costs is not None:
+            out["costs"] = {
+                "fee_bps": self.costs.fee_bps,
+                "slippage_bps": self.costs.slippage_bps,
+                "overridden": self.costs_overridden,
+            }
+        return out
 
 
 def longest_per_symbol(series: list[MarketSeries]) -> dict[str, tuple[MarketSeries, int]]:
@@ -111,22 +136,6 @@ def longest_per_symbol(series: list[MarketSeries]) -> dict[str, tuple[MarketSeri
     return out
 
 
-def mean_metrics(items: list[PerformanceMetrics]) -> PerformanceMetrics:
-    """Field-wise mean (ints rounded) of several runs, e.g. the random agent's seeds."""
-    first = items[0]
-    values: dict[str, Any] = {}
-    for f in fields(first):
-        vals = [getattr(m, f.name) for m in items]
-        if isinstance(vals[0], bool) or not isinstance(vals[0], int | float):
-            values[f.name] = vals[0]
-        elif isinstance(vals[0], int):
-            values[f.name] = round(float(np.mean(vals)))
-        else:
-            finite = [v for v in vals if np.isfinite(v)]
-            values[f.name] = float(np.mean(finite)) if finite else vals[0]
-    return type(first)(**values)
-
-
 def backtest(
     predictor: Predictor,
     series: list[MarketSeries],
@@ -136,8 +145,10 @@ def backtest(
     random_seeds: int = 5,
     strategy: Strategy | None = None,
     initial_equity: float = 1.0,
+    costs_overridden: bool = False,
 ) -> BacktestResult:
-    """``initial_equity`` matters only with a minimum order notional (dust is in currency)."""
+    """``initial_equity`` matters only with a minimum order notional (dust is in currency).
+    ``costs_overridden``: ``costs`` are not the model's own (recorded in the result)."""
     started = time.perf_counter()
     out: list[SymbolBacktest] = []
     bars = 0
@@ -155,14 +166,12 @@ def backtest(
         n = len(s) - 1
         bh = sim(buy_and_hold_positions(n))
         flat = sim(flat_positions(n))
-        rand = [
-            compute_metrics(sim(random_positions(n, seed)), periods_per_year)
-            for seed in range(random_seeds)
-        ]
+        rand, _ = random_baseline(sim, n, random_seeds, periods_per_year)
+        random_name = random_baseline_name(random_seeds)
         baselines = {
             "buy-and-hold": compute_metrics(bh, periods_per_year),
             "flat": compute_metrics(flat, periods_per_year),
-            f"random ({random_seeds} seeds, mean)": mean_metrics(rand),
+            random_name: rand,
         }
         decided = run.confidence[predictor.manifest.window - 1 :]
         out.append(
@@ -178,4 +187,4 @@ def backtest(
                 rejected_signals=run.rejected,
             )
         )
-    return BacktestResult(out, bars, time.perf_counter() - started)
+    return BacktestResult(out, bars, time.perf_counter() - started, costs, costs_overridden)

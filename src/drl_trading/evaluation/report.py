@@ -14,7 +14,7 @@ from drl_trading.evaluation.trace import SimulationTrace
 class StrategyResult:
     name: str  # "model", "buy-and-hold", "flat", "random (5 seeds, mean)" ...
     metrics: PerformanceMetrics
-    trace: SimulationTrace | None  # None for aggregated baselines
+    trace: SimulationTrace | None  # None where not kept (the random seeds' mean curve)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,3 +31,6 @@ class BacktestReport:
     subtitle: str  # e.g. model URI, range
     metadata: dict[str, str]  # shown as a key/value table
     sections: list[SymbolSection]
+    warnings: tuple[str, ...] = ()
+    """What the reader must know before reading the figures (e.g. a range the model trained
+    on), shown first."""

@@ -8,7 +8,10 @@ Upserts go through Arrow: a million-row batch is one UPDATE of changed rows plus
 from __future__ import annotations
 
 import math
+import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import polars as pl
 
 from drl_trading.common.bars import BAR_SCHEMA, TIME_DTYPE, conform, empty_bars
 from drl_trading.common.domain import Symbol, Timeframe, utc
+from drl_trading.common.errors import HomeInUseError
 from drl_trading.common.events import now_utc
 from drl_trading.common.ports import Coverage, UpsertResult
 
@@ -74,6 +78,40 @@ def _naive(ts: datetime) -> datetime:
     return utc(ts).replace(tzinfo=None)
 
 
+def _lock_holder(message: str) -> str:
+    """The holder DuckDB names in its lock error ("... is held in /usr/bin/python (PID 42)")."""
+    found = re.search(r"PID (\d+)", message)
+    return f"PID {found.group(1)}" if found else ""
+
+
+_INTERRUPT_SIGNS = ("Query interrupted", "KeyboardInterrupt")
+"""How DuckDB's errors show a Ctrl-C: a query it interrupted, or Python's KeyboardInterrupt
+met while it read a registered frame (an InvalidInputException quoting it)."""
+
+
+@contextmanager
+def _interrupts_as_keyboard_interrupt() -> Iterator[None]:
+    """DuckDB answers a Ctrl-C during a query with ``RuntimeError("Query interrupted")`` (or
+    another error quoting it) and swallows the KeyboardInterrupt; it is raised again as what it
+    was, so that callers unwind as on any Ctrl-C (the CLI exits 130) instead of reporting a
+    failure. The statement (and its transaction) is rolled back by then."""
+    try:
+        yield
+    except (RuntimeError, duckdb.Error) as exc:
+        if isinstance(exc, duckdb.InterruptException) or any(
+            sign in str(exc) for sign in _INTERRUPT_SIGNS
+        ):
+            raise KeyboardInterrupt from exc
+        raise
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction; a statement that failed (or was interrupted) inside
+    COMMIT may have ended it already, and the error that brought us here matters more."""
+    with suppress(duckdb.Error, RuntimeError):
+        con.execute("ROLLBACK")
+
+
 def _count(row: tuple[object, ...] | None) -> int:
     """The row count a DuckDB INSERT or UPDATE returns."""
     return 0 if row is None else int(row[0])  # type: ignore[call-overload]
@@ -95,11 +133,9 @@ class DuckDBMarketData:
         try:
             self._con = duckdb.connect(str(self.path))
         except duckdb.IOException as exc:
-            raise RuntimeError(
-                f"cannot open market-data store {self.path}: {exc}. DuckDB allows one writing "
-                "process per file; stop the other drl-trading process or use the distributed "
-                "PostgreSQL store"
-            ) from exc
+            if "lock" in str(exc).lower():
+                raise HomeInUseError(self.path, _lock_holder(str(exc))) from exc
+            raise
         self._con.execute(_DDL)
         self._lock = threading.Lock()
 
@@ -116,7 +152,7 @@ class DuckDBMarketData:
         )
         if frame.height <= _SMALL_BATCH:
             return self._upsert_small(frame)
-        with self._lock:
+        with self._lock, _interrupts_as_keyboard_interrupt():
             con = self._con
             con.register("incoming", frame.to_arrow())
             # UPDATE only rows whose values changed, then INSERT the new keys: far faster in
@@ -132,8 +168,8 @@ class DuckDBMarketData:
                     ).fetchone()
                 )
                 con.execute("COMMIT")
-            except Exception:
-                con.execute("ROLLBACK")
+            except BaseException:  # a Ctrl-C between statements too: nothing half-written
+                _rollback(con)
                 raise
             finally:
                 con.unregister("incoming")
@@ -146,7 +182,7 @@ class DuckDBMarketData:
         rows = frame.select(
             "symbol", "timeframe", "open_time", "open", "high", "low", "close", "volume"
         ).rows()
-        with self._lock:
+        with self._lock, _interrupts_as_keyboard_interrupt():
             con = self._con
             con.execute("BEGIN")
             try:
@@ -172,15 +208,15 @@ class DuckDBMarketData:
                     else:
                         unchanged += 1
                 con.execute("COMMIT")
-            except Exception:
-                con.execute("ROLLBACK")
+            except BaseException:
+                _rollback(con)
                 raise
         return UpsertResult(inserted, updated, unchanged)
 
     def read_bars(
         self, symbol: Symbol, timeframe: Timeframe, start: datetime, end: datetime
     ) -> pl.DataFrame:
-        with self._lock:
+        with self._lock, _interrupts_as_keyboard_interrupt():
             table = self._con.sql(
                 "SELECT open_time, open, high, low, close, volume FROM bars "
                 "WHERE symbol = ? AND timeframe = ? AND open_time >= ? AND open_time < ? "
@@ -194,7 +230,7 @@ class DuckDBMarketData:
         return conform(frame)
 
     def coverage(self, symbol: Symbol, timeframe: Timeframe) -> Coverage | None:
-        with self._lock:
+        with self._lock, _interrupts_as_keyboard_interrupt():
             (row,) = self._con.execute(
                 "SELECT min(open_time), max(open_time), count(*) FROM bars "
                 "WHERE symbol = ? AND timeframe = ?",
@@ -203,6 +239,24 @@ class DuckDBMarketData:
         if not row[2]:
             return None
         return Coverage(utc(row[0]), utc(row[1]), int(row[2]))
+
+    def coverages(
+        self, timeframe: Timeframe, start: datetime | None = None, end: datetime | None = None
+    ) -> dict[Symbol, Coverage]:
+        where, params = "timeframe = ?", list[object]([timeframe.value])
+        if start is not None:
+            where += " AND open_time >= ?"
+            params.append(_naive(start))
+        if end is not None:
+            where += " AND open_time < ?"
+            params.append(_naive(end))
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT symbol, min(open_time), max(open_time), count(*) FROM bars "
+                f"WHERE {where} GROUP BY symbol ORDER BY symbol",
+                params,
+            ).fetchall()
+        return {Symbol(r[0]): Coverage(utc(r[1]), utc(r[2]), int(r[3])) for r in rows}
 
     def quarantine(
         self, symbol: Symbol, timeframe: Timeframe, rows: pl.DataFrame, batch_id: str
@@ -218,7 +272,7 @@ class DuckDBMarketData:
             pl.lit(batch_id).alias("batch_id"),
             pl.lit(_naive(now_utc())).alias("quarantined_at"),
         )
-        with self._lock:
+        with self._lock, _interrupts_as_keyboard_interrupt():
             self._con.register("q", frame.select(list(QUARANTINE_SCHEMA)).to_arrow())
             self._con.execute("INSERT INTO quarantine SELECT * FROM q")
             self._con.unregister("q")
@@ -230,7 +284,7 @@ class DuckDBMarketData:
         if symbol is not None:
             sql += " WHERE symbol = ?"
             params.append(str(symbol))
-        with self._lock:
+        with self._lock, _interrupts_as_keyboard_interrupt():
             table = self._con.sql(sql + " ORDER BY quarantined_at, open_time", params=params)
             frame = pl.from_arrow(table.to_arrow_table())
         assert isinstance(frame, pl.DataFrame)

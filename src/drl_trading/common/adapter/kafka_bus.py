@@ -40,6 +40,7 @@ Credentials come from `KafkaSettings` (environment or files) and are never logge
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka import TopicPartition as _TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from drl_trading.common.errors import BusConnectionError
 from drl_trading.common.events import (
     Event,
     EventDecodeError,
@@ -67,6 +69,45 @@ log = structlog.get_logger(__name__)
 
 class KafkaDeliveryError(KafkaException):
     """The broker did not acknowledge a published message within ``message.timeout.ms``."""
+
+
+_AUTH_ERRORS = frozenset({KafkaError._AUTHENTICATION, KafkaError._SSL})
+"""Client-side errors that no wait cures: the credentials or the TLS set-up must change."""
+_CLIENT_LOG = logging.getLogger("drl_trading.kafka.librdkafka")
+
+
+class ClientLog:
+    """librdkafka's own log and error callbacks (``logger`` and ``error_cb``), served by the
+    clients' polls: its lines go to the log file at DEBUG instead of the console (a failing
+    connection repeats one line per client and retry, hundreds of them), and the last error is
+    kept so that a failure can be summarised on one line."""
+
+    def __init__(self) -> None:
+        self.last_error: KafkaError | None = None
+
+    def log(self, level: int, fmt: str, *args: object) -> None:
+        _CLIENT_LOG.debug(fmt, *args)
+
+    def on_error(self, error: KafkaError) -> None:
+        _CLIENT_LOG.debug("client error: %s", error)
+        if error.code() == KafkaError._ALL_BROKERS_DOWN and self.last_error is not None:
+            return  # the cause (refused, unresolved, authentication) says more
+        self.last_error = error
+
+    @property
+    def authentication_failed(self) -> bool:
+        return self.last_error is not None and self.last_error.code() in _AUTH_ERRORS
+
+    def reason(self, fallback: KafkaException | None) -> str:
+        """The most telling error seen: the client's own (authentication, transport) over the
+        request's (which only says that metadata could not be fetched)."""
+        error = self.last_error
+        if error is None and fallback is not None and fallback.args:
+            first = fallback.args[0]
+            error = first if isinstance(first, KafkaError) else None
+        if error is None:
+            return "no answer" if fallback is None else str(fallback)
+        return str(error.str())
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +132,9 @@ class KafkaOptions:
     unavailable_backoff_max_s: float = 5.0
     security: Mapping[str, str] | None = None
     """librdkafka security settings (security.protocol, sasl.*, ssl.*), secrets included."""
+    connect_timeout_s: float = 10.0
+    """How long the first metadata request waits for the brokers (seconds) before
+    `BusConnectionError`; refused credentials fail at once."""
 
 
 class KafkaBus:
@@ -107,11 +151,14 @@ class KafkaBus:
         )
         if options.unavailable_timeout_s * 1000 >= options.max_poll_interval_ms:
             raise ValueError("unavailable_timeout_s must stay below max_poll_interval_ms")
+        self._client_log = ClientLog()
         self._common: dict[str, Any] = {
             "bootstrap.servers": options.bootstrap_servers,
             "client.id": options.client_id,
             # small messages must not wait for Nagle's algorithm (with delayed ACKs, up to 40 ms)
             "socket.nagle.disable": True,
+            "logger": self._client_log,
+            "error_cb": self._client_log.on_error,
             **dict(options.security or {}),
         }
         self._admin = AdminClient(self._common)
@@ -249,7 +296,7 @@ class KafkaBus:
         wanted = [self.wire(t) for t in topics if self.wire(t) not in self._known]
         if not wanted:
             return
-        existing = set(self._admin.list_topics(timeout=10).topics)
+        existing = set(self._cluster_topics())
         missing = [t for t in dict.fromkeys(wanted) if t not in existing]
         if missing:
             futures = self._admin.create_topics(
@@ -279,6 +326,31 @@ class KafkaBus:
                     break
                 time.sleep(0.05)
         self._known.update(wanted)
+
+    def _cluster_topics(self) -> dict[str, Any]:
+        """The cluster's topics (metadata), or `BusConnectionError` naming the brokers and the
+        cause: at once when the brokers refuse the credentials or the TLS handshake, after
+        ``connect_timeout_s`` when they do not answer. Asked in short slices so that the
+        clients' error callbacks are served between them."""
+        deadline = time.monotonic() + self.options.connect_timeout_s
+        self._client_log.last_error = None  # a past error says nothing about the brokers now
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                topics: dict[str, Any] = self._admin.list_topics(
+                    timeout=max(min(remaining, 0.5), 0.05)
+                ).topics
+                return topics
+            except KafkaException as exc:
+                failure = exc
+            self._admin.poll(0)  # serve the error and log callbacks of the failed attempt
+            self._producer.poll(0)
+            if self._client_log.authentication_failed or time.monotonic() >= deadline:
+                raise BusConnectionError(
+                    self.options.bootstrap_servers,
+                    self._client_log.reason(failure),
+                    authentication=self._client_log.authentication_failed,
+                ) from failure
 
     def drop_namespace(self) -> int:
         """Delete every topic of this bus's namespace (tests, benchmarks, a retired deployment):

@@ -66,6 +66,23 @@ class InMemoryMarketData:
             return None
         return Coverage(frame["open_time"][0], frame["open_time"][-1], frame.height)
 
+    def coverages(
+        self, timeframe: Timeframe, start: datetime | None = None, end: datetime | None = None
+    ) -> dict[Symbol, Coverage]:
+        out: dict[Symbol, Coverage] = {}
+        for (symbol, tf), frame in sorted(self._bars.items()):
+            if tf != timeframe.value:
+                continue
+            if start is not None:
+                frame = frame.filter(pl.col("open_time") >= utc(start))
+            if end is not None:
+                frame = frame.filter(pl.col("open_time") < utc(end))
+            if not frame.is_empty():
+                out[Symbol(symbol)] = Coverage(
+                    frame["open_time"][0], frame["open_time"][-1], frame.height
+                )
+        return out
+
     def quarantine(
         self, symbol: Symbol, timeframe: Timeframe, rows: pl.DataFrame, batch_id: str
     ) -> int:

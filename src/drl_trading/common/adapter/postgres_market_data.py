@@ -129,6 +129,24 @@ class PostgresMarketData:
             return None
         return Coverage(utc(row[0]), utc(row[1]), int(row[2]))
 
+    def coverages(
+        self, timeframe: Timeframe, start: datetime | None = None, end: datetime | None = None
+    ) -> dict[Symbol, Coverage]:
+        where, params = "timeframe = %s", list[object]([timeframe.value])
+        if start is not None:
+            where += " AND open_time >= %s"
+            params.append(utc(start))
+        if end is not None:
+            where += " AND open_time < %s"
+            params.append(utc(end))
+        with self._tx() as con:
+            rows = con.execute(
+                "SELECT symbol, min(open_time), max(open_time), count(*) FROM ohlcv "
+                f"WHERE {where} GROUP BY symbol ORDER BY symbol",
+                params,
+            ).fetchall()
+        return {Symbol(r[0]): Coverage(utc(r[1]), utc(r[2]), int(r[3])) for r in rows}
+
     def quarantine(
         self, symbol: Symbol, timeframe: Timeframe, rows: pl.DataFrame, batch_id: str
     ) -> int:

@@ -229,6 +229,12 @@ class WriteBehindMarketData:
         self.flush()
         return self.inner.coverage(symbol, timeframe)
 
+    def coverages(
+        self, timeframe: Timeframe, start: datetime | None = None, end: datetime | None = None
+    ) -> dict[Symbol, Coverage]:
+        self.flush()
+        return self.inner.coverages(timeframe, start, end)
+
     def quarantine(
         self, symbol: Symbol, timeframe: Timeframe, rows: pl.DataFrame, batch_id: str
     ) -> int:

@@ -21,14 +21,16 @@ import numpy as np
 
 from drl_trading.common.costs import CostModel
 from drl_trading.common.domain import Bar, Symbol, Timeframe, to_micros
-from drl_trading.evaluation.backtest import BacktestResult, SymbolBacktest, mean_metrics
+from drl_trading.evaluation.backtest import BacktestResult, SymbolBacktest
 from drl_trading.evaluation.baselines import (
     buy_and_hold_positions,
     flat_positions,
-    random_positions,
+    random_baseline,
+    random_baseline_name,
 )
 from drl_trading.evaluation.metrics import compute_metrics, extract_trades
 from drl_trading.evaluation.trace import SimulationTrace, simulate
+from drl_trading.execution.core.records import Position
 from drl_trading.execution.core.service import ExecutionService
 
 
@@ -44,7 +46,11 @@ class _Points:
 
 
 class SessionRecorder:
-    """Feed it every live bar (`on_bar`) and call `after_processing` once the bus is idle."""
+    """Feed it every live bar (`on_bar`) and call `after_processing` once the bus is idle.
+
+    Only bars the execution service took (its mark for the symbol is at the bar's close) make
+    points: a bar it ignored, e.g. one before the account's last in a replay of a range the
+    account already traded, would measure price moves against an unchanged book."""
 
     def __init__(
         self,
@@ -64,9 +70,38 @@ class SessionRecorder:
         self._window_open: dict[Symbol, float] = {}
         self._closed: list[Bar] = []
 
+    def start_from_account(self) -> None:
+        """Take each symbol's first point from the account as the session found it: at its
+        last mark, with what it held then (call once, before the first bar). An account that
+        continues may hold positions and orders from its last session, which move its equity
+        (fills, prices) before the first base close; without this point the session's traces
+        would miss them. A symbol the account never marked starts at its first base close."""
+        positions = self._execution.positions()
+        for symbol, pts in self._points.items():
+            mark = self._execution.mark(symbol)
+            if mark is not None and not pts.times:
+                # a first point's open is never used
+                self._take(symbol, mark.as_of, mark.price, mark.price, positions)
+
+    def finish(self) -> None:
+        """Take each symbol's last point at its last mark when the session stopped inside a
+        base bar (``max_bars``, Ctrl-C), so the traces end where the account does: a later
+        session that continues the account starts from that very point."""
+        positions = self._execution.positions()
+        for symbol, pts in self._points.items():
+            mark = self._execution.mark(symbol)
+            window_open = self._window_open.get(symbol)
+            if mark is None or window_open is None or not pts.times:
+                continue
+            if mark.as_of > pts.times[-1]:
+                self._take(symbol, mark.as_of, window_open, mark.price, positions)
+
     def on_bar(self, bar: Bar) -> None:
         if bar.symbol not in self._points:
             return
+        taken = self._points[bar.symbol].times
+        if taken and bar.close_time <= taken[-1]:
+            return  # before the symbol's last point: the account took it already
         if to_micros(bar.open_time) % self._base_us == 0 or bar.symbol not in self._window_open:
             self._window_open[bar.symbol] = bar.open
         if to_micros(bar.close_time) % self._base_us == 0:
@@ -80,14 +115,32 @@ class SessionRecorder:
             pts = self._points[bar.symbol]
             if pts.times and bar.close_time <= pts.times[-1]:
                 continue  # a duplicate delivery: the point is already taken
-            held = positions.get(bar.symbol)
-            pts.times.append(bar.close_time)
-            pts.open.append(self._window_open.get(bar.symbol, bar.open))
-            pts.close.append(bar.close)
-            pts.equity.append(self.capital[bar.symbol] + self._execution.symbol_pnl(bar.symbol))
-            pts.target.append(self._execution.target(bar.symbol))
-            pts.units.append(held.quantity if held is not None else 0.0)
-            pts.fees.append(held.fees_paid if held is not None else 0.0)
+            mark = self._execution.mark(bar.symbol)
+            if mark is None or mark.as_of != bar.close_time:
+                # the account did not take this bar (not newer than its last, or invalid):
+                # its prices would otherwise be booked against a book that never moved
+                continue
+            window_open = self._window_open.get(bar.symbol, bar.open)
+            self._take(bar.symbol, bar.close_time, window_open, bar.close, positions)
+
+    def _take(
+        self,
+        symbol: Symbol,
+        at: datetime,
+        open_: float,
+        close: float,
+        positions: dict[Symbol, Position],
+    ) -> None:
+        """One point: the window's open and close, and what execution holds for ``symbol``."""
+        pts = self._points[symbol]
+        held = positions.get(symbol)
+        pts.times.append(at)
+        pts.open.append(open_)
+        pts.close.append(close)
+        pts.equity.append(self.capital[symbol] + self._execution.symbol_pnl(symbol))
+        pts.target.append(self._execution.target(symbol))
+        pts.units.append(held.quantity if held is not None else 0.0)
+        pts.fees.append(held.fees_paid if held is not None else 0.0)
 
     @property
     def points(self) -> int:
@@ -145,10 +198,7 @@ class SessionRecorder:
                 return simulate(t.symbol, t.times, t.open, t.close, positions, self.costs, e)
 
             bh = sim(buy_and_hold_positions(n))
-            rand = [
-                compute_metrics(sim(random_positions(n, seed)), periods_per_year)
-                for seed in range(random_seeds)
-            ]
+            rand, _ = random_baseline(sim, n, random_seeds, periods_per_year)
             symbols.append(
                 SymbolBacktest(
                     symbol=str(symbol),
@@ -158,11 +208,11 @@ class SessionRecorder:
                     baselines={
                         "buy-and-hold": compute_metrics(bh, periods_per_year),
                         "flat": compute_metrics(sim(flat_positions(n)), periods_per_year),
-                        f"random ({random_seeds} seeds, mean)": mean_metrics(rand),
+                        random_baseline_name(random_seeds): rand,
                     },
                     baseline_traces={"buy-and-hold": bh},
                     skipped_bars=0,
                     mean_confidence=None,
                 )
             )
-        return BacktestResult(symbols, bars, seconds)
+        return BacktestResult(symbols, bars, seconds, self.costs)

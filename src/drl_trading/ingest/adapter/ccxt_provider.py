@@ -16,6 +16,7 @@ patching ccxt. The exchange client is built on the first ``fetch``: constructing
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -28,6 +29,7 @@ import structlog
 
 from drl_trading.common.bars import VALUE_COLUMNS, conform
 from drl_trading.common.domain import Symbol, from_micros, to_micros
+from drl_trading.common.errors import ExchangeRequestError, ExchangeUnreachableError
 
 log = structlog.get_logger(__name__)
 
@@ -211,14 +213,18 @@ class CcxtProvider:
         return exchange
 
     def _call(self, what: str, method: Callable[..., Any], *args: Any) -> Any:
-        """``method(*args)``, retried with exponential backoff on transient ccxt errors."""
+        """``method(*args)``, retried with exponential backoff on transient ccxt errors; past
+        the retries `ExchangeUnreachableError`, and `ExchangeRequestError` for a request the
+        exchange refused (both name the exchange; the ccxt error is their cause)."""
         attempt = 0
         while True:
             try:
                 return method(*args)
             except _RETRYABLE as exc:
                 if attempt >= self.max_retries:
-                    raise
+                    raise ExchangeUnreachableError(
+                        self.exchange_id, self._url_of(exc), _root_reason(exc)
+                    ) from exc
                 delay = FIRST_BACKOFF_S * 2**attempt
                 attempt += 1
                 log.warning(
@@ -230,9 +236,42 @@ class CcxtProvider:
                     error=f"{type(exc).__name__}: {exc}",
                 )
                 self._sleep(delay)
+            except ccxt.ExchangeError as exc:
+                raise ExchangeRequestError(self.exchange_id, _first_line(str(exc))) from exc
+
+    def _url_of(self, exc: BaseException) -> str:
+        """The URL ccxt names in its error (``binance GET https://... ``), else the base."""
+        found = _URL_RE.search(str(exc))
+        if found:
+            return found.group(0)
+        return self.base_url or f"the {self.exchange_id} API"
 
     def _label(self, exchange: Any) -> str:
         return str(getattr(exchange, "id", None) or self.exchange_id)
+
+
+_URL_RE = re.compile(r"https?://[^\s'\"]+")
+_CONNECTION_PREFIX_RE = re.compile(r"^\w*Connection(Pool)?\([^)]*\):\s*")
+
+
+def _first_line(text: str, limit: int = 300) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _root_reason(exc: BaseException) -> str:
+    """The innermost cause of a chained network error (DNS failure, refused connection,
+    timeout), without the connection object's repr: what the user can act on."""
+    seen: set[int] = set()
+    inner: BaseException = exc
+    while id(inner) not in seen:
+        seen.add(id(inner))
+        nxt = inner.__cause__ or inner.__context__ or getattr(inner, "reason", None)
+        if not isinstance(nxt, BaseException):
+            break
+        inner = nxt
+    text = _first_line(str(inner)) or type(inner).__name__
+    return _CONNECTION_PREFIX_RE.sub("", text)
 
 
 def _parse_base_url(base_url: str) -> SplitResult:

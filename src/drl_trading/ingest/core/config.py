@@ -22,25 +22,35 @@ class ValidationSettings(BaseModel):
 
 class SyntheticSettings(BaseModel):
     model_config = _FROZEN
-    seed: int = 7
-    chunk_days: int = Field(7, ge=1)
+    seed: int = Field(7, description="Seed of the generated bars (same seed, same bars).")
+    chunk_days: int = Field(7, ge=1, description="Days of bars generated and stored per batch.")
 
 
 class FileSettings(BaseModel):
     model_config = _FROZEN
-    layout: Literal["auto", "generic", "binance"] = "auto"
-    timestamp_unit: Literal["auto", "s", "ms", "us", "ns", "iso"] = "auto"
-    chunk_rows: int = Field(200_000, ge=1)
+    layout: Literal["auto", "generic", "binance"] = Field(
+        "auto", description="Columns: generic OHLCV names or Binance's kline layout; auto detects."
+    )
+    timestamp_unit: Literal["auto", "s", "ms", "us", "ns", "iso"] = Field(
+        "auto", description="Unit of numeric timestamps, or iso strings; auto detects."
+    )
+    chunk_rows: int = Field(200_000, ge=1, description="Rows read, validated and stored per batch.")
 
 
 class CcxtSettings(BaseModel):
     model_config = _FROZEN
-    exchange: str = "binance"
+    exchange: str = Field("binance", description="ccxt exchange id.")
     base_url: str | None = Field(None, description="Override the exchange's API host.")
-    page_limit: int = Field(1000, ge=1)
-    rate_limit_ms: int | None = Field(None, ge=0)
-    timeout_ms: int = Field(10_000, ge=100)
-    max_retries: int = Field(3, ge=0)
+    page_limit: int = Field(1000, ge=1, description="Candles asked for per request.")
+    rate_limit_ms: int | None = Field(
+        None,
+        ge=0,
+        description="Least time between requests (ccxt rateLimit); None: the exchange's.",
+    )
+    timeout_ms: int = Field(10_000, ge=100, description="Per-request timeout.")
+    max_retries: int = Field(
+        3, ge=0, description="Retries of a transient failure, with exponential backoff."
+    )
     poll_interval_s: float = Field(
         2.0, gt=0, description="Live: how often to ask for newly closed 1m candles."
     )

@@ -7,6 +7,7 @@ Rendering is pure (strings from the backtest's figures); where the documents go 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from drl_trading.common.model_registry import ModelVersion
@@ -28,6 +29,8 @@ def backtest_documents(
     manifest: ModelManifest,
     validation: BacktestResult | None = None,
     gate: GateDecision | None = None,
+    warnings: Sequence[str] = (),
+    details: Mapping[str, Any] | None = None,
 ) -> ReportDocuments:
     """The report of ``result``, a backtest of ``version``.
 
@@ -35,6 +38,8 @@ def backtest_documents(
     part of a training run and the JSON holds both parts (keys ``test`` and ``validation``),
     otherwise the result alone (key ``backtest``); ``gate`` adds the promotion decision: a
     "champion" line in words for the reader, a boolean (``gate.promoted``) in the JSON.
+    ``warnings`` head the HTML report and are the JSON's ``warnings`` list (always present);
+    ``details`` add top-level JSON keys (e.g. a backtest's ``range_overlap``).
     """
     start = min(s.model.start for s in result.symbols)
     end = max(s.model.end for s in result.symbols)
@@ -54,11 +59,14 @@ def backtest_documents(
         subtitle=f"{start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC",
         metadata=metadata,
         sections=[s.section() for s in result.symbols],
+        warnings=tuple(warnings),
     )
     payload: dict[str, Any] = {
         "model": version.uri,
         "run_id": version.run_id,
         "metadata": metadata,
+        "warnings": list(warnings),
+        **(details or {}),
         "test" if validation is not None else "backtest": result.to_dict(),
     }
     if validation is not None:

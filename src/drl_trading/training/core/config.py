@@ -15,8 +15,12 @@ _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 class SplitSettings(BaseModel):
     model_config = _FROZEN
-    validation_fraction: float = Field(0.15, gt=0, lt=1)
-    test_fraction: float = Field(0.15, gt=0, lt=1)
+    validation_fraction: float = Field(
+        0.15, gt=0, lt=1, description="Share of the range for validation (the gate), by time."
+    )
+    test_fraction: float = Field(
+        0.15, gt=0, lt=1, description="Share of the range for the test backtest (the last part)."
+    )
     embargo: timedelta = Field(timedelta(hours=12), description="Unused gap between parts.")
     walk_forward_folds: int = Field(
         1, ge=1, description="Train one model per expanding fold; the last fold's is registered."
@@ -37,7 +41,7 @@ class EnvSettings(BaseModel):
 
 class AlgorithmSettings(BaseModel):
     model_config = _FROZEN
-    name: AlgorithmName = "PPO"
+    name: AlgorithmName = Field("PPO", description="Algorithm (--algorithm overrides it).")
     policy: str | None = Field(None, description="SB3 policy; default MlpPolicy / MlpLstmPolicy.")
     hyperparameters: dict[str, Any] = Field(
         default_factory=dict, description="Passed to the SB3 constructor (n_steps, gamma, ...)."
@@ -63,14 +67,19 @@ class RegistrySettings(BaseModel):
         None, description="MLflow tracking URI; default sqlite under <home>/mlflow."
     )
     artifact_location: str | None = Field(None, description="Default <home>/mlflow/artifacts.")
-    experiment: str = "drl-trading"
+    experiment: str = Field("drl-trading", description="MLflow experiment of the runs.")
     model_name: str | None = Field(None, description="Registered model; default drl-<strategy>.")
 
 
 class TrainingSettings(BaseModel):
     model_config = _FROZEN
-    total_timesteps: int = Field(100_000, ge=1)
-    seed: int = 42
+    total_timesteps: int = Field(
+        200_000,
+        ge=1,
+        description="Environment steps to train for, summed over the n_envs environments "
+        "(--timesteps of train and quickstart overrides it).",
+    )
+    seed: int = Field(42, description="Seeds numpy, torch, the model and the environments.")
     device: str = Field("cpu", description="torch device; MLP policies are fastest on CPU.")
     torch_threads: int | None = Field(
         1,
@@ -78,8 +87,12 @@ class TrainingSettings(BaseModel):
         description="torch intra-op threads; 1 is fastest for small MLPs (2 threads made PPO "
         "updates 13x slower on a busy 2-core machine); None keeps torch's default.",
     )
-    normalize_observations: bool = True
-    normalize_reward: bool = True
+    normalize_observations: bool = Field(
+        True, description="Running mean/std normalisation of observations (VecNormalize)."
+    )
+    normalize_reward: bool = Field(
+        True, description="Scale rewards by a running estimate of the return's std (VecNormalize)."
+    )
     random_agent_seeds: int = Field(5, ge=1, description="Seeds of the random baseline.")
     split: SplitSettings = SplitSettings()
     env: EnvSettings = EnvSettings()

@@ -1,0 +1,111 @@
+"""Errors meant for the person who ran a command, shared by every layer.
+
+An adapter that meets a failure the user can act on (a store another process holds, an exchange
+or broker that cannot be reached, a malformed argument) raises one of these with a message that
+names the problem and what to do; the CLI prints that message on one line, writes the traceback
+to its log file only, and exits with the error's `OperatorError.exit_code`. They live in the
+kernel so that adapters raise them and the CLI catches them without importing any adapter.
+Anything else that escapes a command is an internal error (a bug): the CLI says so and where
+its traceback was written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+EXIT_FAILURE = 1
+"""A command that could not do its work: the environment (a store in use, a server down) or
+the data (nothing stored), or an internal error."""
+EXIT_USAGE = 2
+"""Arguments or configuration the command cannot run with; nothing was done."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (128 + SIGINT, the shells' convention)."""
+
+
+class OperatorError(Exception):
+    """A failure whose message is complete for the user: the problem and what to do."""
+
+    exit_code: ClassVar[int] = EXIT_FAILURE
+
+
+class UsageError(OperatorError):
+    """An argument or setting the command cannot work with."""
+
+    exit_code: ClassVar[int] = EXIT_USAGE
+
+
+class UnavailableError(OperatorError):
+    """Something outside this process that the command needs cannot be used now; rerunning
+    once it is back (or free) works."""
+
+
+class HomeInUseError(UnavailableError):
+    """An embedded store of the home is held by another process (DuckDB allows one writing
+    process per file)."""
+
+    def __init__(self, path: Path, detail: str = "") -> None:
+        self.path = path
+        self.detail = detail
+        held = f" ({detail})" if detail else ""
+        super().__init__(
+            f"{path} is in use by another drl-trading process{held}; wait for it to finish "
+            "(or stop it), use another --home, or run the distributed stack (PostgreSQL store, "
+            "docs/distributed.md) to share the data between processes"
+        )
+
+
+class ServiceUnreachableError(UnavailableError):
+    """A server or exchange the command talks to did not answer or refused the connection."""
+
+
+class ExchangeUnreachableError(ServiceUnreachableError):
+    """The exchange's API could not be reached (DNS, refused connection, timeouts, outage)."""
+
+    def __init__(self, exchange: str, url: str, reason: str) -> None:
+        self.exchange = exchange
+        self.url = url
+        self.reason = reason
+        super().__init__(
+            f"cannot reach exchange {exchange} at {url}: {reason}; check the network "
+            "connection (and any proxy), ingest.ccxt.base_url and that the exchange is up, then "
+            "rerun"
+        )
+
+
+class ExchangeRequestError(OperatorError):
+    """The exchange answered, refusing the request (unknown market, bad parameters, a
+    restriction on this client)."""
+
+    def __init__(self, exchange: str, reason: str) -> None:
+        self.exchange = exchange
+        self.reason = reason
+        super().__init__(
+            f"exchange {exchange} refused the request: {reason}; check the symbol, the range "
+            "and ingest.ccxt settings"
+        )
+
+
+class BusConnectionError(ServiceUnreachableError):
+    """The message bus' brokers could not be reached, or refused this client's credentials."""
+
+    def __init__(self, brokers: str, reason: str, *, authentication: bool) -> None:
+        self.brokers = brokers
+        self.reason = reason
+        self.authentication = authentication
+        check = (
+            "check bus.kafka.security_protocol, sasl_mechanism, sasl_username and the password "
+            "(DRL_TRADING_BUS__KAFKA__SASL_PASSWORD or sasl_password_file) against the broker's "
+            "listener"
+            if authentication
+            else "check bus.kafka.bootstrap_servers, security_protocol and that the broker runs "
+            "(bash scripts/stack.sh status)"
+        )
+        what = "authentication failed" if authentication else "connection failed"
+        super().__init__(f"Kafka broker {brokers}: {what}: {reason}; {check}")
+
+
+class CommandInterruptedError(OperatorError):
+    """Ctrl-C, reported with what had been done and what a rerun does."""
+
+    exit_code: ClassVar[int] = EXIT_INTERRUPTED
