@@ -107,9 +107,9 @@ class Interactive:
         wait_until(seen, timeout, pattern)
         return found[0]
 
-    def interrupt(self, timeout: float = 120) -> tuple[int, str, str]:
-        """Ctrl-C; the exit code, stdout and stderr (control codes removed)."""
-        self.process.send_signal(signal.SIGINT)
+    def interrupt(self, timeout: float = 120, signum: int = signal.SIGINT) -> tuple[int, str, str]:
+        """Ctrl-C (or ``signum``); the exit code, stdout and stderr (control codes removed)."""
+        self.process.send_signal(signum)
         assert self.process.stdout is not None
         out = self.process.stdout.read()
         code = self.process.wait(timeout)
@@ -229,6 +229,29 @@ def test_ctrl_c_during_an_ingest_then_a_rerun_continues(home: Path, tmp_path: Pa
     straight = tmp_path / "straight"
     assert run_cli(straight, *ingest, timeout=600).returncode == 0
     assert _stored(home) == _stored(straight)
+
+
+def test_sigterm_during_an_ingest_stops_it_like_ctrl_c(home: Path) -> None:
+    """``docker stop`` / ``kill PID``: the open chunk rolled back, what is stored reported and
+    true, exit 143 (Python's default would die mid-write without a word)."""
+    ingest = ["ingest", "-s", "BTCUSDT", "--start", "2023-01-01", "--end", "2024-01-01"]
+    running = Interactive(home, *ingest)
+    running.wait_for(r"ingest BTCUSDT[^\n/]*?\b[1-9]\d*/525600", timeout=240)
+    code, out, err = running.interrupt(signum=signal.SIGTERM)
+    assert "Traceback" not in out + err, err
+    assert code == 143, err
+    line = " ".join(err.split())
+    found = re.search(r"interrupted \(SIGTERM\): .*BTCUSDT ([\d,]+) of 525,600", line)
+    assert found, line
+    assert "rerun the same command to continue" in line
+    stored = DuckDBMarketData(home / "market.duckdb")
+    try:
+        held = stored.read_bars(
+            Symbol("BTCUSDT"), Timeframe.M1, parse_time("2023-01-01"), parse_time("2024-01-01")
+        ).height
+    finally:
+        stored.close()
+    assert held == int(found[1].replace(",", ""))
 
 
 def test_ctrl_c_during_training_exits_130_with_one_line(home: Path) -> None:

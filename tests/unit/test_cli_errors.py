@@ -20,12 +20,14 @@ from drl_trading.cli.errors import DEFAULT_INTERRUPT_HINT, GuardedGroup, describ
 from drl_trading.common.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     BusConnectionError,
     CommandInterruptedError,
     ExchangeUnreachableError,
     HomeInUseError,
     OperatorError,
+    Terminated,
     UsageError,
 )
 from drl_trading.common.logs import (
@@ -55,6 +57,9 @@ def test_each_kind_of_failure_has_its_code_and_one_line() -> None:
     assert ctrl_c.message.startswith("interrupted (Ctrl-C): ")
     assert "rerun the same command to continue" in ctrl_c.message
     assert describe(KeyboardInterrupt(), "unknown").message.endswith(DEFAULT_INTERRUPT_HINT)
+    sigterm = describe(Terminated(), "ingest")
+    assert sigterm.exit_code == EXIT_TERMINATED == 143
+    assert sigterm.message.startswith("interrupted (SIGTERM): ")
     in_use = describe(HomeInUseError(Path("/h/market.duckdb"), "PID 7"))
     assert in_use.exit_code == EXIT_FAILURE and not in_use.internal
     assert "/h/market.duckdb is in use by another drl-trading process (PID 7)" in in_use.message
@@ -259,3 +264,25 @@ def test_tracebacks_reach_the_file_at_any_level(tmp_path: Path) -> None:
     text = log_file.read_text()
     assert "below ERROR" not in text
     assert "interrupted" in text and "KeyboardInterrupt" in text
+
+
+def test_sigterm_raises_terminated_where_it_arrives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The handler the CLI installs turns SIGTERM into a KeyboardInterrupt (so commands stop as
+    on Ctrl-C), and leaves a handling someone else chose alone."""
+    import os
+    import signal
+
+    from drl_trading.cli.app import install_sigterm_handler
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        install_sigterm_handler()
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        install_sigterm_handler()
+        with pytest.raises(Terminated):  # noqa: PT012 - the handler runs at the next statement
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.sigtimedwait([], 0)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -6,10 +6,12 @@ escapes a command into a message with `describe` and an exit code:
 
 * 0 done; 1 the command could not do its work (the environment: a store another process holds,
   a server or exchange that cannot be reached; or an internal error); 2 arguments or
-  configuration it cannot run with (typer's own usage errors use 2 as well); 130 Ctrl-C.
+  configuration it cannot run with (typer's own usage errors use 2 as well); 130 Ctrl-C;
+  143 SIGTERM (`drl_trading.common.errors.Terminated`, stopped the way Ctrl-C stops).
 * `OperatorError` (the kernel's errors that adapters raise, `drl_trading.common.errors`) and
   `ConfigError`: their message, their code.
-* Ctrl-C: ``interrupted (Ctrl-C)`` and what a rerun of that command does.
+* Ctrl-C or SIGTERM: ``interrupted (Ctrl-C)`` (``(SIGTERM)``) and what a rerun of that command
+  does.
 * Anything else is a bug: ``internal error: <type>: <message> (traceback written to <file>)``.
 
 typer's exits and usage errors pass through untouched (they already print one line).
@@ -31,8 +33,11 @@ from drl_trading.app.settings import ConfigError
 from drl_trading.common.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     OperatorError,
+    Terminated,
+    interrupt_name,
 )
 from drl_trading.common.logs import fallback_log_file, log_traceback
 from drl_trading.common.redaction import mask_secrets
@@ -74,7 +79,8 @@ def describe(exc: BaseException, command: str | None = None) -> Failure:
     """The `Failure` of ``exc`` raised by ``command`` (the top-level command name)."""
     if isinstance(exc, KeyboardInterrupt):
         hint = INTERRUPT_HINTS.get(command or "", DEFAULT_INTERRUPT_HINT)
-        return Failure(f"interrupted (Ctrl-C): {hint}", EXIT_INTERRUPTED, logging.WARNING)
+        code = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+        return Failure(f"interrupted ({interrupt_name(exc)}): {hint}", code, logging.WARNING)
     if isinstance(exc, OperatorError):
         return Failure(str(exc), exc.exit_code, logging.WARNING)
     if isinstance(exc, ConfigError):
@@ -119,7 +125,7 @@ def report(exc: BaseException, command: str | None = None) -> int:
             message += f" (traceback written to {written}: the home's log was not available)"
         else:
             message += f" (traceback written to {written})"
-    if failure.exit_code == EXIT_INTERRUPTED:
+    if failure.exit_code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
         err_console.print(f"[yellow]{escape(message)}[/yellow]", soft_wrap=True)
     elif failure.internal:  # the message starts with "internal error: "
         label, _, rest = message.partition(": ")

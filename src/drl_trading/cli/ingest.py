@@ -21,7 +21,12 @@ from drl_trading.cli.options import End, HistorySource, SourcePath, Start
 from drl_trading.cli.pipeline import print_preprocess_outcome, run_preprocess
 from drl_trading.cli.progress import LazyProgress, ingest_bars
 from drl_trading.common.domain import TimeRange, parse_symbols
-from drl_trading.common.errors import CommandInterruptedError
+from drl_trading.common.errors import (
+    CommandInterruptedError,
+    CommandTerminatedError,
+    Terminated,
+    interrupt_name,
+)
 from drl_trading.common.ports import MarketDataRepository
 from drl_trading.ingest.core.service import IngestReport, TrainingDataRequest
 
@@ -56,7 +61,7 @@ def ingest(
             )
             workflow.runtime.flush()  # the report says "stored": so it is, before it is shown
         except KeyboardInterrupt as exc:
-            raise interrupted_ingest(workflow.runtime.market_data, request) from exc
+            raise interrupted_ingest(workflow.runtime.market_data, request, exc) from exc
         print_ingest_report(report)
         if preprocess:
             outcome = run_preprocess(workflow, request.request_id)
@@ -82,7 +87,9 @@ def ingest_with_progress(step: Callable[[IngestProgress], IngestReport]) -> Inge
 
 
 def interrupted_ingest(
-    market_data: MarketDataRepository, request: TrainingDataRequest
+    market_data: MarketDataRepository,
+    request: TrainingDataRequest,
+    interrupt: BaseException | None = None,
 ) -> CommandInterruptedError:
     """The Ctrl-C of an ingest, with the bars of the range stored now (read back from the
     store, so a bar the progress showed but the store never committed is not counted; each
@@ -91,8 +98,11 @@ def interrupted_ingest(
     expected = int((rng.end - rng.start).total_seconds() // 60)
     stored = stored_minutes(market_data, request.symbols, rng.start, rng.end)
     counts = ", ".join(f"{s} {n:,} of {expected:,}" for s, n in stored.items())
-    return CommandInterruptedError(
-        f"interrupted (Ctrl-C): 1m bars stored in {rng.start:%Y-%m-%d %H:%M} .. "
+    terminated = isinstance(interrupt, Terminated)
+    error = CommandTerminatedError if terminated else CommandInterruptedError
+    how = interrupt_name(interrupt) if interrupt else "Ctrl-C"
+    return error(
+        f"interrupted ({how}): 1m bars stored in {rng.start:%Y-%m-%d %H:%M} .. "
         f"{rng.end:%Y-%m-%d %H:%M}: {counts}; rerun the same command to continue (ingest "
         "upserts: what is stored is kept, nothing is stored twice)"
     )

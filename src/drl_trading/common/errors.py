@@ -11,6 +11,7 @@ its traceback was written.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import ClassVar
 
@@ -21,6 +22,38 @@ EXIT_USAGE = 2
 """Arguments or configuration the command cannot run with; nothing was done."""
 EXIT_INTERRUPTED = 130
 """Ctrl-C (128 + SIGINT, the shells' convention)."""
+EXIT_TERMINATED = 143
+"""SIGTERM (128 + 15): ``docker stop``, systemd, ``kill PID``."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Python raises a Ctrl-C's KeyboardInterrupt (the CLI installs the
+    handler), so that every command stops on ``docker stop`` or ``kill PID`` the way it stops on
+    Ctrl-C: the open transaction rolled back, a paper session's report written, one line and
+    exit 143 instead of dying mid-write."""
+
+
+_terminated = threading.Event()
+"""Set once SIGTERM arrived in this process (signals are process-wide, so is this record)."""
+
+
+def note_terminated() -> Terminated:
+    """Record that SIGTERM arrived and return the `Terminated` to raise. A library that turns
+    the interrupt into its own error (DuckDB: ``RuntimeError("Query interrupted")``) loses which
+    signal it was; `pending_interrupt` recovers it from this record."""
+    _terminated.set()
+    return Terminated("SIGTERM")
+
+
+def pending_interrupt() -> KeyboardInterrupt:
+    """The interrupt to raise again where a library swallowed one: `Terminated` once SIGTERM
+    arrived, else a Ctrl-C's KeyboardInterrupt."""
+    return Terminated("SIGTERM") if _terminated.is_set() else KeyboardInterrupt()
+
+
+def interrupt_name(exc: BaseException) -> str:
+    """How the user stopped the command, for its message: ``SIGTERM`` or ``Ctrl-C``."""
+    return "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
 
 
 class OperatorError(Exception):
@@ -109,3 +142,9 @@ class CommandInterruptedError(OperatorError):
     """Ctrl-C, reported with what had been done and what a rerun does."""
 
     exit_code: ClassVar[int] = EXIT_INTERRUPTED
+
+
+class CommandTerminatedError(CommandInterruptedError):
+    """SIGTERM, reported like a Ctrl-C (`CommandInterruptedError`) with its own exit code."""
+
+    exit_code: ClassVar[int] = EXIT_TERMINATED

@@ -20,7 +20,7 @@ import polars as pl
 
 from drl_trading.common.bars import BAR_SCHEMA, TIME_DTYPE, conform, empty_bars
 from drl_trading.common.domain import Symbol, Timeframe, utc
-from drl_trading.common.errors import HomeInUseError
+from drl_trading.common.errors import HomeInUseError, pending_interrupt
 from drl_trading.common.events import now_utc
 from drl_trading.common.ports import Coverage, UpsertResult
 
@@ -94,14 +94,15 @@ def _interrupts_as_keyboard_interrupt() -> Iterator[None]:
     """DuckDB answers a Ctrl-C during a query with ``RuntimeError("Query interrupted")`` (or
     another error quoting it) and swallows the KeyboardInterrupt; it is raised again as what it
     was, so that callers unwind as on any Ctrl-C (the CLI exits 130) instead of reporting a
-    failure. The statement (and its transaction) is rolled back by then."""
+    failure (`Terminated` when it was SIGTERM). The statement (and its transaction) is rolled
+    back by then."""
     try:
         yield
     except (RuntimeError, duckdb.Error) as exc:
         if isinstance(exc, duckdb.InterruptException) or any(
             sign in str(exc) for sign in _INTERRUPT_SIGNS
         ):
-            raise KeyboardInterrupt from exc
+            raise pending_interrupt() from exc
         raise
 
 
