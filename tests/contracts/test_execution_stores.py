@@ -22,6 +22,7 @@ from drl_trading.common.domain import Order, Side, Symbol, parse_time
 from drl_trading.execution.adapter.memory_store import InMemoryExecutionStore
 from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
 from drl_trading.execution.core.ports import (
+    AccountInUseError,
     ConcurrentCommitError,
     DuplicateOrderError,
     ExecutionStore,
@@ -423,3 +424,58 @@ def test_a_request_from_another_handle_is_seen_as_pending(accounts: tuple[str, R
     )
     assert session.pending_controls() == []
     assert operator.pending_controls() == []
+
+
+def test_reset_account_deletes_the_whole_account_unless_a_session_runs(
+    stores: tuple[ExecutionStore, Reopen],
+) -> None:
+    """``paper --fresh``: checkpoint, records, processed ids, requests and heartbeats go; a
+    session beating since ``live_since`` keeps the account as it is."""
+    store, reopen = stores
+    order = order_record("a")
+    cp = checkpoint(last=order)
+    store.commit(cp, [order, fill_record("a", 1)], processed_signal_id="sig")
+    kill = store.request_control(ControlKind.KILL, T0, reason="stop")
+    running = SessionBeat("running", T0 + timedelta(seconds=30))
+    store.beat(running.session_id, running.at)
+    with pytest.raises(AccountInUseError, match="running") as refused:
+        store.reset_account(T0 + timedelta(seconds=20))
+    assert refused.value.session == running
+    assert store.load() == cp and store.pending_controls() == [kill]  # nothing deleted
+    assert store.records_since(T0) == [order, fill_record("a", 1)]
+
+    store.reset_account(T0 + timedelta(seconds=31))  # its heartbeat is stale by then
+    for restarted in (False, True):
+        if restarted:
+            store = reopen()
+        assert store.load() is None
+        assert store.records_since(T0) == [] and store.counts() == dict.fromkeys(RecordKind, 0)
+        assert not store.is_processed("sig") and not store.has_order("a")
+        assert store.pending_controls() == [] and store.control(kill.control_id) is None
+        assert store.live_session(T0) is None
+        assert store.symbol_state(S) == SymbolState(None, 0.0, None, None)
+    # an account like new: the same client order id again, request ids still increasing
+    store.commit(checkpoint(), [order])
+    assert store.load() == checkpoint() and store.order("a") == order
+    assert store.request_control(ControlKind.RESUME, T0).control_id > kill.control_id
+
+
+def test_reset_account_sees_other_handles(accounts: tuple[str, Reopen]) -> None:
+    """Another process's session refuses the reset; a handle that loaded the old account
+    cannot commit over the reset one (it reloads the empty account first)."""
+    name, another = accounts
+    if name == "memory":
+        pytest.skip("an in-memory store has one handle: no other process reaches it")
+    fresh, session = another(), another()
+    session.commit(checkpoint())
+    session.beat("session-1", T0 + timedelta(seconds=5))
+    with pytest.raises(AccountInUseError):
+        fresh.reset_account(T0)
+    session.end_session("session-1")
+    assert session.load() == checkpoint()
+    fresh.reset_account(T0)
+    with pytest.raises(ConcurrentCommitError):
+        session.commit(checkpoint(cash=1.0), [order_record("b")])
+    assert session.load() is None and not session.has_order("b")
+    session.commit(checkpoint(cash=1.0))
+    assert fresh.load() == checkpoint(cash=1.0)

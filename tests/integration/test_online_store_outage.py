@@ -11,11 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from drl_trading.common.adapter.feast_feature_store import (
-    FeastFeatureStore,
-    OnlineStoreUnavailableError,
-)
+from drl_trading.common.adapter.feast_feature_store import FeastFeatureStore
 from drl_trading.common.domain import Symbol, Timeframe, parse_time
+from drl_trading.common.errors import OnlineStoreConnectionError
 from drl_trading.common.ports import FeatureViewSpec
 from tests.conftest import require_server
 
@@ -77,10 +75,10 @@ def test_an_unreachable_online_store_is_reported_unavailable_then_recovers(
         store.write_online(VIEW, S, t1, [1.0])
         server.terminate()
         server.wait(timeout=10)
-        with pytest.raises(OnlineStoreUnavailableError) as failed:
+        with pytest.raises(OnlineStoreConnectionError) as failed:
             store.write_online(VIEW, S, t2, [2.0])
         assert failed.value.unavailable and failed.value.retryable
-        with pytest.raises(OnlineStoreUnavailableError):
+        with pytest.raises(OnlineStoreConnectionError):
             store.online_features(VIEW, [S])
         server = _redis(port, tmp_path)  # back, empty (no persistence), as after a restart
         store.write_online(VIEW, S, t2, [2.0])

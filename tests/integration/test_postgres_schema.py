@@ -77,17 +77,15 @@ def test_db_migrate_command(schema: str, tmp_path: Path) -> None:
     bad = {**env, "DRL_TRADING_POSTGRES__PORT": "1"}
     refused = subprocess.run(run, capture_output=True, text=True, env=bad, check=False)
     assert refused.returncode == 1
-    assert "cannot connect to PostgreSQL" in refused.stderr
+    assert "PostgreSQL server 127.0.0.1:1 is unreachable" in refused.stderr
 
 
 def test_market_data_reconnects_after_the_server_dropped_its_connection(schema: str) -> None:
     """A PostgreSQL restart (here: the server terminating our backend) fails the call in
     flight with a retryable error; the next call opens a new connection and carries on."""
-    from drl_trading.common.adapter.postgres_market_data import (
-        DatabaseUnavailableError,
-        PostgresMarketData,
-    )
+    from drl_trading.common.adapter.postgres_market_data import PostgresMarketData
     from drl_trading.common.domain import Symbol, Timeframe, parse_time
+    from drl_trading.common.errors import DatabaseConnectionError
     from tests.conftest import make_bars
 
     repo = PostgresMarketData(DSN, schema=schema)
@@ -98,7 +96,7 @@ def test_market_data_reconnects_after_the_server_dropped_its_connection(schema: 
         backend = repo._con.info.backend_pid  # the server process serving this repository
         with psycopg.connect(DSN, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", [backend])
-        with pytest.raises(DatabaseUnavailableError, match="connection lost") as failed:
+        with pytest.raises(DatabaseConnectionError, match="connection lost") as failed:
             repo.upsert_bars(symbol, Timeframe.M1, bars[5:])
         assert getattr(failed.value, "retryable", False)
         # what a bus does next: the handler again, on a new connection

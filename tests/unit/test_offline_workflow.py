@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from drl_trading.app.infrastructure import feature_set_for
 from drl_trading.app.offline_workflow import (
     PREPROCESS_STEPS,
     OfflineWorkflow,
@@ -42,10 +43,14 @@ def test_ingest_reports_minutes_per_symbol_from_zero_to_the_whole_range(
             request_preprocessing=False,
             on_progress=lambda s, done, total: seen.append((s, done, total)),
         )
+    # the feature set's warm-up (its look-back) is fetched before the range, and counted
+    warmup = int(feature_set_for(settings).lookback().total_seconds() // 60)
+    total = MINUTES + warmup
     assert [s.symbol for s in report.symbols] == list(SYMS)
-    assert all(s.stored_rows == MINUTES for s in report.symbols)
-    assert seen[:2] == [(SYMS[0], 0, MINUTES), (SYMS[1], 0, MINUTES)]
-    assert seen[-2:] == [(SYMS[0], MINUTES, MINUTES), (SYMS[1], MINUTES, MINUTES)]
+    assert all(s.stored_rows == total and s.warmup_rows == warmup for s in report.symbols)
+    assert all(s.gaps == [] for s in report.symbols)
+    assert seen[:2] == [(SYMS[0], 0, total), (SYMS[1], 0, total)]
+    assert seen[-2:] == [(SYMS[0], total, total), (SYMS[1], total, total)]
     for sym in SYMS:
         done = [d for s, d, total in seen if s == sym]
         assert done == sorted(done)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from drl_trading.app.infrastructure import feature_set_for
 from drl_trading.app.offline_workflow import SourceError
 from drl_trading.app.settings import AppSettings, load_settings
 from drl_trading.app.training_submission import TrainingSubmission
@@ -81,7 +82,9 @@ def test_the_worker_is_told_before_the_features_are_requested(settings: AppSetti
     assert features.correlation_id == request.request_id
     assert asked.created_at <= features.created_at
     assert [s.symbol for s in report.symbols] == list(SYMS)
-    assert seen[-1] == (SYMS[1], MINUTES, MINUTES)
+    # progress counts the features' warm-up fetched before the range too
+    warmup_minutes = int(feature_set_for(settings).lookback().total_seconds() // 60)
+    assert seen[-1] == (SYMS[1], MINUTES + warmup_minutes, MINUTES + warmup_minutes)
 
 
 def test_wait_returns_the_answer_of_its_own_correlation_id(settings: AppSettings) -> None:

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from drl_trading.app.infrastructure import feature_set_for
 from drl_trading.app.ingest import Source, bootstrap_ingest, build_provider
 from drl_trading.app.runtime import EmbeddedRuntime
 from drl_trading.app.settings import AppSettings
-from drl_trading.common.domain import Symbol, TimeRange
+from drl_trading.common.domain import Symbol, TimeRange, parse_time
 from drl_trading.common.events import (
     ErrorOccurred,
     Event,
@@ -31,6 +32,7 @@ from drl_trading.common.events import (
     Topic,
 )
 from drl_trading.common.ports import MarketDataRepository, MessageBus
+from drl_trading.ingest.adapter.file_provider import FileProvider, NoBarsInRangeError
 from drl_trading.ingest.core.service import BatchRejectedError, IngestReport, TrainingDataRequest
 
 if TYPE_CHECKING:  # only types here: ingest and preprocess need not import training (torch)
@@ -124,6 +126,63 @@ class WorkflowObserver:
             self._errors[event.correlation_id].append(event)
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryRange:
+    """The range a command ingests, and what it took from the file (None: nothing)."""
+
+    range: TimeRange
+    note: str | None = None
+    """For the user, e.g. ``using the file's range 2024-05-01 00:00..2024-05-21 00:00 UTC``."""
+
+
+def history_range(
+    settings: AppSettings,
+    source: Source,
+    path: Path | None,
+    symbols: Sequence[Symbol],
+    start: str | None,
+    end: str | None,
+) -> HistoryRange:
+    """``start``/``end`` as given (ISO, UTC); for ``--source file`` what is left out comes from
+    the files' own range: the earliest first bar of ``symbols``' files to the latest last bar
+    plus one bar. Other sources hold no range of their own, so both are then needed. Raises
+    ValueError for an unparsable time, `SourceError` for a missing bound or path and
+    `WorkflowError` for a file that cannot be read."""
+    if start is not None and end is not None:
+        return HistoryRange(TimeRange.parse(start, end))
+    if source != "file":
+        missing = [f"--{n}" for n, v in (("start", start), ("end", end)) if v is None]
+        raise SourceError(
+            f"{' and '.join(missing)} {'are' if len(missing) > 1 else 'is'} needed for --source "
+            f"{source} (only --source file can take the range from its file)"
+        )
+    lo = parse_time(start) if start is not None else None
+    hi = parse_time(end) if end is not None else None
+    try:
+        provider = build_provider(settings, source, path)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SourceError(str(exc)) from None
+    assert isinstance(provider, FileProvider)
+    try:
+        spans = [provider.span(symbol) for symbol in symbols]
+    except FileNotFoundError as exc:
+        raise SourceError(str(exc)) from None
+    except ValueError as exc:
+        raise WorkflowError(str(exc)) from None
+    held = TimeRange(min(s.start for s in spans), max(s.end for s in spans))
+    first = held.start if lo is None else lo
+    last = held.end if hi is None else hi
+    if last <= first:
+        given = f"--start {start}" if start is not None else f"--end {end}"
+        raise SourceError(f"{given} leaves nothing of the file's range {held}")
+    rng = TimeRange(first, last)
+    what = "range" if lo is None and hi is None else "start" if lo is None else "end"
+    shown = {"range": str(rng), "start": f"{rng.start:%Y-%m-%d %H:%M} UTC"}.get(
+        what, f"{rng.end:%Y-%m-%d %H:%M} UTC"
+    )
+    return HistoryRange(rng, f"using the file's {what} {shown}")
+
+
 def ingest_history(
     settings: AppSettings,
     bus: MessageBus,
@@ -143,16 +202,22 @@ def ingest_history(
         provider = build_provider(settings, source, path)
     except (ValueError, FileNotFoundError) as exc:
         raise SourceError(str(exc)) from None
+    if isinstance(provider, FileProvider):
+        _check_file_range(provider, request)
     service = bootstrap_ingest(settings, provider, market_data, bus)
+    # the features' warm-up comes too, so that no requested feature row is lost to it (a file
+    # holding less gives what it has; preprocessing then says what that costs)
+    request = replace(request, warmup=max(request.warmup, feature_set_for(settings).lookback()))
     rng = request.range
-    total = int((rng.end - rng.start).total_seconds() // 60)
+    begin = request.fetch_from
+    total = int((rng.end - begin).total_seconds() // 60)
     report_progress = None
     if on_progress is not None:
         for symbol in request.symbols:
             on_progress(symbol, 0, total)
 
         def report_progress(symbol: Symbol, last: datetime, rows: int) -> None:
-            done = int((last - rng.start).total_seconds() // 60) + 1
+            done = int((last - begin).total_seconds() // 60) + 1
             on_progress(symbol, min(done, total), total)
 
     try:
@@ -171,6 +236,19 @@ def ingest_history(
     if request_preprocessing:
         report.preprocess_event_id = service.request_preprocessing(request).event_id
     return report
+
+
+def _check_file_range(provider: FileProvider, request: TrainingDataRequest) -> None:
+    """A requested range that holds none of a symbol's file is a usage error naming the file's
+    own range (`SourceError`); a file that cannot be read fails as its fetch would."""
+    rng = request.range
+    try:
+        for symbol in request.symbols:
+            provider.check_range(symbol, rng.start, rng.end)
+    except NoBarsInRangeError as exc:
+        raise SourceError(str(exc)) from None
+    except (FileNotFoundError, ValueError) as exc:
+        raise WorkflowError(f"{type(exc).__name__}: {exc}") from None
 
 
 def publish_preprocess_request(

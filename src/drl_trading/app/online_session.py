@@ -17,7 +17,6 @@ bars and a line for each applied request.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -34,6 +33,7 @@ from drl_trading.app.paper_account import (
     SessionHeartbeat,
     account_dir,
     account_market_time,
+    start_account_over,
     store_path,
 )
 from drl_trading.app.runtime import EmbeddedRuntime, OnlineComponents
@@ -64,7 +64,9 @@ class SessionRequest:
     model_ref: str | None = None
     account: str = "default"
     fresh: bool = False
-    """Delete the account's state first (after the checks, so a refused session keeps it)."""
+    """Start the account over: its state deleted in its store once every start check passed
+    (stored bars, the model), so a refused session keeps it; refused while another session
+    runs on the account (`app.paper_account.start_account_over`)."""
     record_features: Path | None = None
     """Write every served feature vector to this Parquet file."""
     out: Path | None = None
@@ -100,8 +102,9 @@ def run_online_session(
 ) -> SessionOutcome:
     """Runs until the source is exhausted, ``max_bars`` or Ctrl-C (the report then says
     ``interrupted``). Raises `SessionStartError` (before the model is loaded) when a replayed
-    symbol has no stored bars in the range or the account already traded the whole range, and
-    when the model cannot serve."""
+    symbol has no stored bars in the range or the account already traded the whole range,
+    when the model cannot serve, and for ``fresh`` while another session runs on the account
+    (nothing deleted then)."""
     from drl_trading.app.ingest import build_live_source
     from drl_trading.evaluation.account import account_metrics
     from drl_trading.evaluation.metrics import periods_per_year
@@ -139,8 +142,6 @@ def run_online_session(
             account_time=None if request.fresh else account_market_time(settings, request.account),
             bars=runtime.market_data,
         )
-        if request.fresh and folder.exists():
-            shutil.rmtree(folder)
         folder.mkdir(parents=True, exist_ok=True)
         for line in plan.notices:
             notice(line)
@@ -164,6 +165,8 @@ def run_online_session(
             )
         except (LookupError, ModelMismatchError) as exc:
             raise SessionStartError(f"{type(exc).__name__}: {exc}") from None
+        if request.fresh:  # every start check passed: only now is the account started over
+            start_account_over(online.execution.service, settings, request.account)
         if request.record_features is not None and runtime.preprocess.online is not None:
             cols = spec.columns
 
@@ -175,7 +178,11 @@ def run_online_session(
 
             runtime.preprocess.online.on_row = keep
         live_from = spec.base_timeframe.floor(first_live)
-        warmup = timedelta(days=1) if source == "replay" else spec.lookback() + timedelta(days=1)
+        # the catch-up feeds the stored bars from this origin minus the feature set's look-back,
+        # so every indicator has settled (`SEED_WEIGHT_TOLERANCE`) by the first live bar, as it
+        # had in training; a live source first fetches that look-back (the replayed bars are
+        # stored already)
+        warmup = timedelta(days=1) if source == "replay" else spec.lookback()
         run = online.ingest.start(syms, live_from - warmup, live_from=live_from)
         session_id = run.correlation_id[:12]
         inference = online.inference.service

@@ -8,6 +8,8 @@ account beats a heartbeat into the same store (`SessionHeartbeat`) and applies p
 before its next signal or bar (`ExecutionService.apply_controls`); `control_account` then waits
 for that acknowledgement. With no live session the request is applied to the stored account at
 once, at the account's market time (its last bar's close: a replayed 2024 account stays in 2024).
+The same heartbeat keeps ``paper --fresh`` (`start_account_over`) from deleting the state of an
+account a session runs on.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from pathlib import Path
 
 import structlog
 
+from drl_trading.app.session_range import SessionStartError
 from drl_trading.app.settings import AppSettings
+from drl_trading.execution.core.ports import AccountInUseError as StoreAccountInUseError
 from drl_trading.execution.core.ports import ConcurrentCommitError, ExecutionStore
 from drl_trading.execution.core.records import ControlKind, ControlRequest, SessionBeat
 from drl_trading.execution.core.service import ExecutionService
@@ -79,6 +83,43 @@ def account_market_time(settings: AppSettings, account: str) -> datetime | None:
     if checkpoint is None:
         return None
     return max((m.as_of for m in checkpoint.marks.values()), default=None)
+
+
+def account_location(settings: AppSettings, account: str) -> str:
+    """Where ``account``'s state is kept, for messages: the SQLite file, or the PostgreSQL
+    server and schema (which holds one account: every ``--session`` on it shares it)."""
+    ex = settings.execution
+    if ex.store == "postgres":
+        pg = settings.postgres
+        return f"PostgreSQL {pg.host}:{pg.port}, schema {pg.schema_name!r}"
+    if ex.store == "memory":
+        return "the session's memory"
+    return str(store_path(settings, account))
+
+
+def start_account_over(service: ExecutionService, settings: AppSettings, account: str) -> None:
+    """``paper --fresh``: delete ``account``'s portfolio, trading state, records and control
+    requests in whichever store holds it, through the session's own execution service, which
+    then runs on the empty account. The session calls it once every start check passed
+    (stored bars, the model), so a refused session keeps its account. Raises
+    `AccountInUseError` (a `SessionStartError`; nothing deleted) while another session beats on
+    the account: its state is never deleted under a running session."""
+    try:
+        service.start_over(datetime.now(UTC) - HEARTBEAT_STALE_AFTER)
+    except StoreAccountInUseError as exc:
+        age = max((datetime.now(UTC) - exc.session.at).total_seconds(), 0.0)
+        raise AccountInUseError(
+            f"paper account {account!r} ({account_location(settings, account)}) is in use: "
+            f"session {exc.session.session_id} runs on it (last heartbeat {age:.0f} s ago); "
+            "--fresh deletes nothing under a running session: stop it first (Ctrl-C or "
+            "SIGTERM where it runs; one that died counts as gone "
+            f"{HEARTBEAT_STALE_AFTER.total_seconds():.0f} s after its last heartbeat), or "
+            "start another account with --session NAME"
+        ) from exc
+
+
+class AccountInUseError(SessionStartError):
+    """``--fresh`` on an account a session runs on: refused, the account left as it is."""
 
 
 def process_session_id(service: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -232,7 +232,10 @@ def _ingest(w: _Wiring) -> ServiceProcess:
     )
     source = ClockedSource(inner, w.manual)
     service = compose_online_ingest(w.bus, market_data, source, history, w.clock)
-    service.start(symbols, start - timedelta(days=cfg.warmup_days), live_from=start)
+    # the feature set's look-back: a live source fetches it, and the catch-up feeds it so that
+    # every indicator has settled by the first live bar (and a restarted preprocess rebuilds
+    # from the same origin, carried on every live bar)
+    service.start(symbols, start - spec.lookback(), live_from=start)
     streamed = metrics_gauge(w.metrics, "drl_ingest_bars_streamed", "Live bars streamed")
 
     def tick() -> int:

@@ -244,7 +244,6 @@ class ServeSettings(BaseModel):
     start: datetime | None = Field(None, description="Live/replay start (UTC).")
     end: datetime | None = Field(None, description="Replay end (exclusive, UTC).")
     speed: float | None = Field(None, gt=0, description="Replay speed; None: as fast as possible.")
-    warmup_days: float = Field(1.0, gt=0, description="History before start for the catch-up.")
 
     def port(self, service: str, flag: int | None = None) -> int:
         """The health/metrics port of ``service``: ``--port`` when given (``flag``), else

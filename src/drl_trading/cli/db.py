@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from drl_trading.cli.context import console, fail, state
+from drl_trading.cli.context import console, state
 
 db_app = typer.Typer(help="The PostgreSQL database (distributed deployment).", no_args_is_help=True)
 
@@ -13,17 +13,13 @@ db_app = typer.Typer(help="The PostgreSQL database (distributed deployment).", n
 def migrate(ctx: typer.Context) -> None:
     """Apply the pending schema migrations to ``postgres`` (idempotent; services do it at start
     unless ``postgres.migrate_on_start`` is false)."""
-    import psycopg
-
-    from drl_trading.common.adapter.postgres_schema import available
+    from drl_trading.common.adapter.postgres_schema import available, open_connection
     from drl_trading.common.adapter.postgres_schema import migrate as run
 
     pg = state(ctx).settings().postgres
-    try:
-        with psycopg.connect(pg.dsn()) as con:
-            applied = run(con, pg.schema_name)
-    except psycopg.OperationalError as exc:
-        raise fail(f"cannot connect to PostgreSQL at {pg.host}:{pg.port}: {exc}") from None
+    # a server down or refusing: `DatabaseConnectionError`, reported by the CLI's guard
+    with open_connection(pg.dsn(), autocommit=False) as con:
+        applied = run(con, pg.schema_name)
     latest = available()[-1]
     for m in applied:
         console.print(f"applied V{m.version:03d}__{m.name}")

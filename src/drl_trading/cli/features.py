@@ -14,7 +14,11 @@ from drl_trading.cli.context import console, err_console, fail, state
 from drl_trading.cli.options import End, Start
 from drl_trading.cli.output import FormatOption, OutputFormat, write_rows
 from drl_trading.common.domain import TimeRange, parse_symbols
-from drl_trading.strategy.feature_set import TIME_ENCODING_COLUMNS, FeatureSetSpec
+from drl_trading.strategy.feature_set import (
+    SEED_WEIGHT_TOLERANCE,
+    TIME_ENCODING_COLUMNS,
+    FeatureSetSpec,
+)
 
 features_app = typer.Typer(help="Inspect and export stored features.", no_args_is_help=True)
 
@@ -64,13 +68,18 @@ def info(ctx: typer.Context, fmt: FormatOption = OutputFormat.TABLE) -> None:
         return
     console.print(
         f"feature set [bold]{spec.name}[/bold] version {spec.version}, base timeframe "
-        f"{spec.base_timeframe.value}, look-back {spec.lookback()}"
+        f"{spec.base_timeframe.value}, look-back {spec.lookback()} (history before a start for "
+        f"every indicator's seed to weigh below {SEED_WEIGHT_TOLERANCE:g})"
     )
-    table = Table("timeframe", "features")
+    table = Table("timeframe", "warm-up (bars)", "features")
     for tf in spec.timeframes:
-        table.add_row(tf.timeframe.value, ", ".join(c.split("__")[0] for c in tf.columns()))
+        table.add_row(
+            tf.timeframe.value,
+            f"{tf.warmup_bars()} ({tf.lookback()})",
+            ", ".join(c.split("__")[0] for c in tf.columns()),
+        )
     if spec.time_encodings:
-        table.add_row("calendar", ", ".join(TIME_ENCODING_COLUMNS))
+        table.add_row("calendar", "0", ", ".join(TIME_ENCODING_COLUMNS))
     console.print(table)
 
 

@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from drl_trading.app.ingest import stored_minutes
+from drl_trading.app.ingest import Source, stored_minutes
 from drl_trading.app.offline_workflow import (
     IngestProgress,
     NothingStoredError,
     OfflineWorkflow,
     SourceError,
     WorkflowError,
+    history_range,
 )
+from drl_trading.app.settings import AppSettings
 from drl_trading.cli.context import console, err_console, fail, state
-from drl_trading.cli.options import End, HistorySource, SourcePath, Start
+from drl_trading.cli.options import FileEnd, FileStart, HistorySource, SourcePath
 from drl_trading.cli.pipeline import print_preprocess_outcome, run_preprocess
 from drl_trading.cli.progress import LazyProgress, ingest_bars
-from drl_trading.common.domain import TimeRange, parse_symbols
+from drl_trading.common.domain import Symbol, TimeRange, parse_symbols
 from drl_trading.common.errors import (
     CommandInterruptedError,
     CommandTerminatedError,
@@ -36,21 +39,22 @@ def ingest(
     symbols: Annotated[
         str, typer.Option("--symbols", "-s", help="Comma-separated, e.g. BTCUSDT,ETHUSDT.")
     ],
-    start: Start,
-    end: End,
+    start: FileStart = None,
+    end: FileEnd = None,
     source: HistorySource = "synthetic",
     path: SourcePath = None,
     preprocess: Annotated[
         bool, typer.Option("--preprocess", help="Then resample and compute features via the bus.")
     ] = False,
 ) -> None:
-    """Fetch 1m OHLCV bars, validate them, store them idempotently, and report bad rows and gaps."""
+    """Fetch 1m OHLCV bars, validate them, store them idempotently, and report bad rows and gaps.
+    --start and --end are needed, except for --source file: left out, they are the file's."""
     settings = state(ctx).settings()
     try:
         syms = parse_symbols(symbols)
-        rng = TimeRange.parse(start, end)
     except ValueError as exc:
         raise fail(str(exc), 2) from None
+    rng = resolve_range(settings, source, path, syms, start, end)
     request = TrainingDataRequest(tuple(syms), rng)
     with OfflineWorkflow.open(settings) as workflow:
         try:
@@ -67,6 +71,27 @@ def ingest(
             outcome = run_preprocess(workflow, request.request_id)
             if not print_preprocess_outcome(outcome):
                 raise typer.Exit(1)
+
+
+def resolve_range(
+    settings: AppSettings,
+    source: Source,
+    path: Path | None,
+    symbols: list[Symbol],
+    start: str | None,
+    end: str | None,
+) -> TimeRange:
+    """The range to ingest (`history_range`), saying on stderr what came from the file; its
+    errors exit the CLI (code 2 for arguments, 1 for a file that cannot be read)."""
+    try:
+        chosen = history_range(settings, source, path, symbols, start, end)
+    except (ValueError, SourceError) as exc:
+        raise fail(str(exc), 2) from None
+    except WorkflowError as exc:
+        raise fail(str(exc)) from None
+    if chosen.note is not None:
+        err_console.print(chosen.note)
+    return chosen.range
 
 
 def ingest_with_progress(step: Callable[[IngestProgress], IngestReport]) -> IngestReport:
@@ -109,11 +134,12 @@ def interrupted_ingest(
 
 
 def print_ingest_report(report: IngestReport) -> None:
-    table = Table(title=f"ingest from {report.source}: {report.range.start} .. {report.range.end}")
+    table = Table(title=f"ingest from {report.source}: {report.range}")
     columns = (
         "symbol",
         "fetched",
         "stored",
+        "warm-up",
         "new",
         "updated",
         "unchanged",
@@ -128,6 +154,7 @@ def print_ingest_report(report: IngestReport) -> None:
             str(s.symbol),
             str(s.fetched_rows),
             str(s.stored_rows),
+            str(s.warmup_rows),
             str(s.inserted_rows),
             str(s.updated_rows),
             str(s.unchanged_rows),

@@ -11,6 +11,22 @@ from drl_trading.app.ingest import Source
 
 Start = Annotated[str, typer.Option(help="Start (inclusive), ISO date or time, UTC.")]
 End = Annotated[str, typer.Option(help="End (exclusive), ISO date or time, UTC.")]
+FileStart = Annotated[
+    str | None,
+    typer.Option(
+        "--start",
+        help="Start (inclusive), ISO date or time, UTC; for --source file default the file's "
+        "first bar.",
+    ),
+]
+FileEnd = Annotated[
+    str | None,
+    typer.Option(
+        "--end",
+        help="End (exclusive), ISO date or time, UTC; for --source file default the file's "
+        "last bar + 1 bar.",
+    ),
+]
 HistorySource = Annotated[Source, typer.Option(help="Where bars come from.")]
 SourcePath = Annotated[
     Path | None,

@@ -40,4 +40,7 @@ def print_preprocess_outcome(outcome: WorkflowOutcome) -> bool:
                 bars,
             )
         console.print(table)
+        for out in done.outputs:
+            if out.warmup_note is not None:
+                err_console.print(f"[yellow]{out.warmup_note}[/yellow]")
     return outcome.succeeded

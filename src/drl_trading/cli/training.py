@@ -12,7 +12,7 @@ from rich.table import Table
 from drl_trading.app.offline_workflow import OfflineWorkflow, WorkflowError
 from drl_trading.app.settings import AppSettings
 from drl_trading.cli.context import console, err_console, fail, state
-from drl_trading.cli.ingest import ingest_with_progress, print_ingest_report
+from drl_trading.cli.ingest import ingest_with_progress, print_ingest_report, resolve_range
 from drl_trading.cli.options import End, HistorySource, SourcePath, Start
 from drl_trading.cli.pipeline import print_preprocess_outcome, run_preprocess
 from drl_trading.cli.progress import progress_bar, train_bar
@@ -152,6 +152,9 @@ def _settings_with(
     return settings.model_copy(update={"training": new_training})
 
 
+QUICKSTART_RANGE = ("2024-01-01", "2024-03-01")
+"""`quickstart`'s range where none is given and the source has none of its own."""
+
 Timesteps = Annotated[
     int | None,
     typer.Option(
@@ -250,8 +253,20 @@ def quickstart(
     symbols: Annotated[str, typer.Option("--symbols", "-s", help="Comma-separated.")] = (
         "BTCUSDT,ETHUSDT"
     ),
-    start: Annotated[str, typer.Option(help="Start (inclusive), UTC.")] = "2024-01-01",
-    end: Annotated[str, typer.Option(help="End (exclusive), UTC.")] = "2024-03-01",
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Start (inclusive), UTC; default {QUICKSTART_RANGE[0]}, for --source file "
+            "the file's first bar."
+        ),
+    ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option(
+            help=f"End (exclusive), UTC; default {QUICKSTART_RANGE[1]}, for --source file the "
+            "file's last bar + 1 bar."
+        ),
+    ] = None,
     source: HistorySource = "synthetic",
     path: SourcePath = None,
     timesteps: Timesteps = None,
@@ -263,9 +278,12 @@ def quickstart(
     try:
         settings = _settings_with(state(ctx).settings(), timesteps, algorithm)
         syms = parse_symbols(symbols)
-        rng = TimeRange.parse(start, end)
     except ValueError as exc:
         raise fail(str(exc), 2) from None
+    if source != "file":  # a file has a range of its own; the other sources get the default one
+        start = QUICKSTART_RANGE[0] if start is None else start
+        end = QUICKSTART_RANGE[1] if end is None else end
+    rng = resolve_range(settings, source, path, syms, start, end)
     request = TrainingDataRequest(tuple(syms), rng)
     cid = request.request_id
     with OfflineWorkflow.open(settings, training=True) as workflow:

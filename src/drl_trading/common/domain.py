@@ -165,6 +165,13 @@ class TimeRange:
     def parse(cls, start: str | datetime, end: str | datetime) -> TimeRange:
         return cls(parse_time(start), parse_time(end))
 
+    def __str__(self) -> str:
+        """For messages: ``2024-01-10 00:00..2024-01-30 00:00 UTC`` (seconds only if any)."""
+        fmt = "%Y-%m-%d %H:%M"
+        if any(t.second or t.microsecond for t in (self.start, self.end)):
+            fmt += ":%S"
+        return f"{self.start:{fmt}}..{self.end:{fmt}} UTC"
+
 
 @dataclass(frozen=True, slots=True)
 class Bar:

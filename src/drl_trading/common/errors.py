@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
+
+from drl_trading.common.redaction import mask_secrets
 
 EXIT_FAILURE = 1
 """A command that could not do its work: the environment (a store in use, a server down) or
@@ -136,6 +138,86 @@ class BusConnectionError(ServiceUnreachableError):
         )
         what = "authentication failed" if authentication else "connection failed"
         super().__init__(f"Kafka broker {brokers}: {what}: {reason}; {check}")
+
+
+ServerProblem = Literal["unreachable", "credentials", "refused"]
+"""How a server failed a client: it did not answer (down, wrong host or port, a network cut),
+refused this client's credentials, or answered refusing the connection for another reason (a
+database that does not exist, too many connections)."""
+
+_PROBLEM_WORDS: dict[str, str] = {
+    "unreachable": "is unreachable",
+    "credentials": "refused the credentials",
+    "refused": "refused the connection",
+}
+STACK_STATUS = "bash scripts/stack.sh status"
+"""The command that tells which servers of the local stack run (docs/distributed.md)."""
+
+
+class ServerConnectionError(ServiceUnreachableError):
+    """A server of the distributed deployment (PostgreSQL, the Redis online store, the MLflow
+    tracking server) did not answer or refused this client. Its one line names the server by
+    address (``host:port``, or the URI with its password masked), the problem and the settings
+    to check. ``retryable`` and ``unavailable`` are true: a bus handler that meets it waits for
+    the server (`drl_trading.common.retry`) instead of dead-lettering good messages."""
+
+    retryable: ClassVar[bool] = True
+    unavailable: ClassVar[bool] = True
+    server: ClassVar[str] = "server"
+    """What the server is, as the message names it."""
+    unreachable_check: ClassVar[str] = "its address in the settings"
+    """The settings to check when it does not answer (after that it runs: `STACK_STATUS`)."""
+    credentials_check: ClassVar[str] = "the credentials in the settings"
+    """The settings to check when it refuses the credentials."""
+
+    def __init__(self, address: str, reason: str, problem: ServerProblem = "unreachable") -> None:
+        self.address = mask_secrets(address)
+        self.reason = mask_secrets(" ".join(reason.split())).rstrip(".")
+        self.problem = problem
+        if problem == "credentials":
+            check = self.credentials_check
+        elif problem == "refused":
+            check = self.unreachable_check
+        else:
+            check = f"that it runs ({STACK_STATUS}) and {self.unreachable_check}"
+        super().__init__(
+            f"{self.server} {self.address} {_PROBLEM_WORDS[problem]}: {self.reason}; check {check}"
+        )
+
+
+class DatabaseConnectionError(ServerConnectionError):
+    """The PostgreSQL server (market data, execution store) cannot be used: not answering,
+    refusing the credentials, or the connection lost mid-call (the next call reconnects)."""
+
+    server: ClassVar[str] = "PostgreSQL server"
+    unreachable_check: ClassVar[str] = "postgres.host, postgres.port and postgres.dbname"
+    credentials_check: ClassVar[str] = (
+        "postgres.user and the password (DRL_TRADING_POSTGRES__PASSWORD, postgres.password or "
+        "postgres.password_file)"
+    )
+
+
+class OnlineStoreConnectionError(ServerConnectionError):
+    """The Redis online store of the feature store cannot be used."""
+
+    server: ClassVar[str] = "Redis online store"
+    unreachable_check: ClassVar[str] = (
+        "feature_store.redis_connection_string (host:port) and feature_store.online_store"
+    )
+    credentials_check: ClassVar[str] = (
+        "the password and username options of feature_store.redis_connection_string"
+    )
+
+
+class TrackingServerConnectionError(ServerConnectionError):
+    """The MLflow tracking server (model registry, experiment runs) cannot be used."""
+
+    server: ClassVar[str] = "MLflow tracking server"
+    unreachable_check: ClassVar[str] = "training.registry.tracking_uri"
+    credentials_check: ClassVar[str] = (
+        "the user:password@ of training.registry.tracking_uri (or MLFLOW_TRACKING_USERNAME, "
+        "MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_TOKEN)"
+    )
 
 
 class CommandInterruptedError(OperatorError):

@@ -135,6 +135,9 @@ class SymbolOutput(BaseModel):
     first_feature_time: datetime | None
     last_feature_time: datetime | None
     timeframes: list[TimeframeOutput]
+    warmup_note: str | None = None
+    """For the user when the stored history held less than the feature set's warm-up before the
+    start: rows dropped and rows whose values depend on where that history starts."""
 
 
 class PreprocessDataCompleted(Event):

@@ -23,9 +23,29 @@ from drl_trading.common.domain import Timeframe
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
-# How many periods an exponentially smoothed indicator is given before its first stored value, so
-# that the value no longer depends on where the history started (weight of the seed < 1e-3).
-EMA_SETTLE_FACTOR = 4
+SEED_WEIGHT_TOLERANCE = 1e-12
+"""Largest weight an exponentially smoothed indicator's seed may keep in a settled value.
+
+An EMA with smoothing ``a`` weighs its seed (the SMA it starts from) by ``(1 - a)^k`` after ``k``
+further bars, so its value depends on where the history started until that weight is negligible.
+Below 1e-12, two computations started at different bars agree to about 1e-12 of the indicator's
+scale, which keeps the 1e-9 training/serving parity (served features equal to the features a model
+was trained on, whatever either history's start) with three orders of magnitude to spare. Each
+indicator's `warmup_bars` is derived from this and its own recursion; see docs/data-path.md.
+"""
+
+
+def settle_bars(alpha: float, tolerance: float = SEED_WEIGHT_TOLERANCE) -> int:
+    """Bars after its seed for an exponential smoothing with weight ``alpha`` on the newest value
+    (EMA: ``2 / (period + 1)``; Wilder: ``1 / period``) until the seed weighs less than
+    ``tolerance``: the least ``n`` with ``(1 - alpha)^n <= tolerance``."""
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"smoothing weight must be in (0, 1), got {alpha}")
+    return math.ceil(math.log(tolerance) / math.log1p(-alpha))
+
+
+def _ema_alpha(period: int) -> float:
+    return 2.0 / (period + 1)
 
 
 class LogReturns(BaseModel):
@@ -45,7 +65,8 @@ class LogReturns(BaseModel):
     def columns(self) -> list[str]:
         return [f"logret_{h}" for h in self.horizons]
 
-    def lookback(self) -> int:
+    def warmup_bars(self) -> int:
+        """Bars up to and including the first value; exact from then on (no memory)."""
         return max(self.horizons) + 1
 
 
@@ -59,8 +80,10 @@ class RSI(BaseModel):
     def columns(self) -> list[str]:
         return [f"rsi_{self.period}"]
 
-    def lookback(self) -> int:
-        return EMA_SETTLE_FACTOR * self.period + 1
+    def warmup_bars(self) -> int:
+        """The first value needs ``period + 1`` closes (``period`` changes averaged as the seed);
+        Wilder's smoothing (``1/period``) then forgets the seed after `settle_bars` more."""
+        return self.period + 1 + settle_bars(1.0 / self.period)
 
 
 class MACD(BaseModel):
@@ -82,8 +105,14 @@ class MACD(BaseModel):
         p = f"{self.fast}_{self.slow}_{self.signal}"
         return [f"macd_{p}", f"macd_signal_{p}", f"macd_hist_{p}"]
 
-    def lookback(self) -> int:
-        return EMA_SETTLE_FACTOR * self.slow + self.signal
+    def warmup_bars(self) -> int:
+        """Both line EMAs are seeded on the bar the slow SMA seed (``slow`` closes) ends, and the
+        slow one forgets its seed last; the signal EMA of the line then needs its own seed
+        (``signal`` line values) and settling on top: the chained EMAs add up."""
+        line = self.slow + max(
+            settle_bars(_ema_alpha(self.slow)), settle_bars(_ema_alpha(self.fast))
+        )
+        return line + self.signal - 1 + settle_bars(_ema_alpha(self.signal))
 
 
 class Bollinger(BaseModel):
@@ -98,7 +127,8 @@ class Bollinger(BaseModel):
         p = f"{self.period}_{_num(self.num_std)}"
         return [f"bb_pctb_{p}", f"bb_width_{p}"]
 
-    def lookback(self) -> int:
+    def warmup_bars(self) -> int:
+        """One full window; exact from then on."""
         return self.period
 
 
@@ -112,8 +142,10 @@ class ATR(BaseModel):
     def columns(self) -> list[str]:
         return [f"atr_norm_{self.period}"]
 
-    def lookback(self) -> int:
-        return EMA_SETTLE_FACTOR * self.period + 1
+    def warmup_bars(self) -> int:
+        """The first true range needs a previous close, the seed is the SMA of ``period`` true
+        ranges, then Wilder's smoothing (``1/period``) forgets it after `settle_bars` more."""
+        return self.period + 1 + settle_bars(1.0 / self.period)
 
 
 class EMADistance(BaseModel):
@@ -126,8 +158,9 @@ class EMADistance(BaseModel):
     def columns(self) -> list[str]:
         return [f"ema_dist_{self.period}"]
 
-    def lookback(self) -> int:
-        return EMA_SETTLE_FACTOR * self.period
+    def warmup_bars(self) -> int:
+        """The SMA seed of ``period`` closes, then `settle_bars` of the EMA (``2/(period+1)``)."""
+        return self.period + settle_bars(_ema_alpha(self.period))
 
 
 class RealizedVolatility(BaseModel):
@@ -140,7 +173,8 @@ class RealizedVolatility(BaseModel):
     def columns(self) -> list[str]:
         return [f"rv_{self.window}"]
 
-    def lookback(self) -> int:
+    def warmup_bars(self) -> int:
+        """``window`` one-bar returns, the first of which needs a previous close; exact."""
         return self.window + 1
 
 
@@ -154,7 +188,8 @@ class VolumeZScore(BaseModel):
     def columns(self) -> list[str]:
         return [f"vol_z_{self.window}"]
 
-    def lookback(self) -> int:
+    def warmup_bars(self) -> int:
+        """One full window; exact from then on."""
         return self.window
 
 
@@ -174,9 +209,17 @@ class TimeframeFeatures(BaseModel):
     def columns(self) -> list[str]:
         return [f"{c}__{self.timeframe.value}" for ind in self.indicators for c in ind.columns()]
 
+    def warmup_bars(self) -> int:
+        """Bars of this timeframe until every indicator's value is settled: the largest
+        indicator's `warmup_bars` (each is the count up to and including its first settled
+        value, from the first bar of a series)."""
+        return max((ind.warmup_bars() for ind in self.indicators), default=0)
+
     def lookback(self) -> timedelta:
-        bars = max((ind.lookback() for ind in self.indicators), default=0)
-        return self.timeframe.duration * (bars + 1)
+        """History before a base bar's open for this timeframe's values there to be settled:
+        the warm-up bars, plus one for the window a read starts inside (partial, left out) and
+        one for the window still open at the base bar (its features come from closed bars)."""
+        return self.timeframe.duration * (self.warmup_bars() + 2)
 
 
 def _num(x: float) -> str:
@@ -234,10 +277,19 @@ class FeatureSetSpec(BaseModel):
         tfs = {self.base_timeframe, *(t.timeframe for t in self.timeframes)}
         return sorted(tfs, key=lambda t: t.minutes)
 
+    def settle_time(self) -> timedelta:
+        """History a base row needs before it for every value to be settled (the largest
+        `TimeframeFeatures.lookback`); a row with less is computed from the first bar read and
+        matches another computation only if that started on the same bar."""
+        return max((t.lookback() for t in self.timeframes), default=timedelta(0))
+
     def lookback(self) -> timedelta:
-        """History read before a requested start so that the first stored rows are settled."""
-        need = max((t.lookback() for t in self.timeframes), default=timedelta(0))
-        minutes = math.ceil(need.total_seconds() / 60)
+        """History before a requested start for the first rows to be settled (every timeframe's
+        `TimeframeFeatures.lookback`), rounded up to whole days: what ingest fetches before a
+        requested start, what preprocessing reads before it, and what the online catch-up feeds
+        before a session's first bar, so that both paths give the same values to 1e-9 whatever
+        their histories' starts (`SEED_WEIGHT_TOLERANCE`)."""
+        minutes = math.ceil(self.settle_time().total_seconds() / 60)
         day = 1440
         return timedelta(minutes=math.ceil(minutes / day) * day)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from drl_trading.app.ingest import bootstrap_ingest, build_provider
+from drl_trading.app.offline_workflow import ingest_history
 from drl_trading.app.runtime import EmbeddedRuntime
 from drl_trading.app.settings import AppSettings, load_settings
 from drl_trading.common.domain import Symbol, TimeRange
@@ -28,16 +28,22 @@ def tiny_training_settings(home: Path, timesteps: int) -> AppSettings:
 def ingest_and_train(
     settings: AppSettings, symbols: tuple[Symbol, ...], rng: TimeRange
 ) -> TrainingResult:
-    """Ingest synthetic 1m bars of ``symbols`` over ``rng``, preprocess them and train on them,
-    all on one embedded runtime; the training result (registered, champion or not)."""
+    """Ingest synthetic 1m bars of ``symbols`` over ``rng`` (with the features' warm-up before
+    it, as every command does), preprocess them and train on them, all on one embedded runtime;
+    the training result (registered, champion or not)."""
     request = TrainingDataRequest(symbols, rng)
     with EmbeddedRuntime.open(settings) as runtime:
         training = runtime.enable_training()
         training.expect(TrainingRequest(symbols, rng, request.request_id))
-        ingest = bootstrap_ingest(
-            settings, build_provider(settings, "synthetic"), runtime.market_data, runtime.bus
+        ingest_history(
+            settings,
+            runtime.bus,
+            runtime.market_data,
+            "synthetic",
+            None,
+            request,
+            request_preprocessing=True,
         )
-        ingest.ingest_history(request)
         runtime.run_until_idle()
         assert runtime.bus.messages("dlq.completed.preprocess-data.offline") == []
         return training.results[request.request_id]

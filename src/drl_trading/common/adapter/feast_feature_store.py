@@ -5,10 +5,15 @@ Layout under ``data_dir``: one folder per feature view (``<set>__<version>``), o
 symbol. A write merges by ``event_time`` into the symbol's file and replaces it atomically, so
 re-running preprocessing never duplicates rows and a crash never leaves a half-written file.
 Timestamps are stored with microsecond precision, which is what Feast's joins accept.
+
+A Redis online store that is down or refuses the credentials is an `OnlineStoreConnectionError`
+(kernel, ``unavailable``: a bus waits for it), at construction (one PING) and at every online
+read or write afterwards; the Redis client reconnects on the next call.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import warnings
@@ -21,6 +26,7 @@ import polars as pl
 
 from drl_trading.common.bars import TIME_DTYPE
 from drl_trading.common.domain import Symbol, utc
+from drl_trading.common.errors import OnlineStoreConnectionError
 from drl_trading.common.ports import FeatureViewSpec, OnlineFeatures
 
 PROJECT = "drl_trading"
@@ -33,22 +39,48 @@ class FeatureViewNotFoundError(LookupError):
     pass
 
 
-class OnlineStoreUnavailableError(ConnectionError):
-    """The online store (Redis) cannot be reached: a restart or a network cut, not a bad message.
-    The bus waits for it instead of dead-lettering (``unavailable``); the Redis client reconnects
-    on the next call."""
-
-    retryable = True
-    unavailable = True
+REDIS_PROBE_TIMEOUT_S = 5.0
+"""Connect and reply timeout (seconds) of the PING a Redis online store gets when the store is
+built: a Redis that does not answer fails the command at start, within this time, instead of
+the first online write waiting out the bus's retries."""
 
 
-def _unreachable(exc: BaseException) -> bool:
+def redis_address(connection_string: str) -> str:
+    """The first ``host:port`` of a Feast Redis connection string
+    (``host:port[,host:port...][,key=value...]``), for messages: never its ``password=``."""
+    nodes = [part.strip() for part in connection_string.split(",") if "=" not in part]
+    return nodes[0] if nodes and nodes[0] else "localhost:6379"
+
+
+def online_store_error(address: str, exc: BaseException) -> OnlineStoreConnectionError | None:
+    """The `OnlineStoreConnectionError` of a Redis client error that says the server is down or
+    refused this client's credentials; None for any other error (and without the Redis client:
+    the SQLite online store)."""
     try:
+        from redis.exceptions import AuthenticationError
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
-    except ImportError:  # no Redis client: the SQLite online store
-        return False
-    return isinstance(exc, RedisConnectionError | RedisTimeoutError)
+    except ImportError:
+        return None
+    if isinstance(exc, AuthenticationError):
+        return OnlineStoreConnectionError(address, str(exc), "credentials")
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        return OnlineStoreConnectionError(address, str(exc) or type(exc).__name__)
+    return None
+
+
+def _redis_params(connection_string: str) -> dict[str, Any]:
+    """The ``key=value`` options of a Feast Redis connection string, values JSON-decoded where
+    they parse (``ssl=true`` → True, ``db=1`` → 1), as Feast passes them to ``redis.Redis``."""
+    params: dict[str, Any] = {}
+    for part in connection_string.split(","):
+        if "=" in part:
+            key, value = part.split("=", 1)
+            try:
+                params[key.strip()] = json.loads(value)
+            except json.JSONDecodeError:
+                params[key.strip()] = value
+    return params
 
 
 class FeastFeatureStore:
@@ -81,6 +113,36 @@ class FeastFeatureStore:
         self._read_own_writes = read_own_writes
         self._latest: dict[tuple[str, Symbol], OnlineFeatures] = {}
         self._tuned = False
+        self._online_address = redis_address(str(self._online.get("connection_string", "")))
+        self._check_online_store()
+
+    def _check_online_store(self) -> None:
+        """A Redis online store is PINGed once here (within `REDIS_PROBE_TIMEOUT_S`): one that
+        is down or refuses the credentials fails the command or service at start with an
+        `OnlineStoreConnectionError`, as an unreachable database does, rather than its first
+        online write waiting for it (a bus waits for a dependency that is down). Feast's own
+        client connects lazily, at the first online read or write."""
+        if self._online.get("type") != "redis" or self._online.get("redis_type", "redis") != (
+            "redis"
+        ):
+            return  # SQLite; a cluster or sentinel deployment is left to Feast's client
+        import redis
+
+        connection = str(self._online.get("connection_string", "localhost:6379"))
+        host, _, port = self._online_address.rpartition(":")
+        params = _redis_params(connection)
+        params.setdefault("socket_connect_timeout", REDIS_PROBE_TIMEOUT_S)
+        params.setdefault("socket_timeout", REDIS_PROBE_TIMEOUT_S)
+        client = redis.Redis(host=host or "localhost", port=int(port or 6379), **params)
+        try:
+            client.ping()
+        except Exception as exc:
+            error = online_store_error(self._online_address, exc)
+            if error is not None:
+                raise error from exc
+            raise
+        finally:
+            client.close()
 
     @property
     def online_store_config(self) -> dict[str, Any]:
@@ -162,7 +224,13 @@ class FeastFeatureStore:
         self._view_dir(view).mkdir(parents=True, exist_ok=True)
         entity, fv = self._feast_view(view)
         with self._lock:
-            self.feast().apply([entity, fv])
+            try:
+                self.feast().apply([entity, fv])  # may reach the online store (Redis)
+            except Exception as exc:
+                error = online_store_error(self._online_address, exc)
+                if error is not None:
+                    raise error from exc
+                raise
 
     def write_offline(self, view: FeatureViewSpec, symbol: Symbol, frame: pl.DataFrame) -> int:
         if frame.is_empty():
@@ -267,8 +335,9 @@ class FeastFeatureStore:
                     store.config, fv, [(entity, row, utc(event_time), datetime.now(UTC))], None
                 )
             except Exception as exc:
-                if _unreachable(exc):
-                    raise OnlineStoreUnavailableError(f"online store unreachable: {exc}") from exc
+                error = online_store_error(self._online_address, exc)
+                if error is not None:
+                    raise error from exc
                 raise
         self._online_times[key] = event_time
         if self._read_own_writes:
@@ -322,8 +391,9 @@ class FeastFeatureStore:
             try:
                 rows = store._get_provider().online_read(store.config, fv, keys, list(view.columns))
             except Exception as exc:
-                if _unreachable(exc):
-                    raise OnlineStoreUnavailableError(f"online store unreachable: {exc}") from exc
+                error = online_store_error(self._online_address, exc)
+                if error is not None:
+                    raise error from exc
                 raise
         out: dict[Symbol, OnlineFeatures] = {}
         for s, (ts, values) in zip(symbols, rows, strict=True):

@@ -18,6 +18,7 @@ because the class it builds belongs to the policy package, above this kernel ada
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -39,6 +40,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature
 from mlflow.types.schema import ColSpec, DataType, Schema, TensorSpec
 
+from drl_trading.common.errors import TrackingServerConnectionError
 from drl_trading.common.model_registry import (
     PACKAGE_ARTIFACT,
     ExperimentRun,
@@ -83,6 +85,60 @@ _RUNTIME_DISTRIBUTIONS = (
 )
 
 T = TypeVar("T")
+
+
+TRACKING_PROBE_TIMEOUT_S = 3.0
+"""Connect and read timeout (seconds) of each attempt of the tracking server check."""
+TRACKING_PROBE_RETRIES = 2
+"""Retries of the check after its first attempt (0.5 s, then 1 s apart)."""
+TRACKING_PROBE_BOUND_S = 20.0
+"""At most this long (seconds) passes before a tracking server that does not answer is
+reported: (1 + retries) attempts of a connect and a read timeout each, plus the pauses. MLflow's
+own requests (``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` 7, ``MLFLOW_HTTP_REQUEST_TIMEOUT`` 120 s)
+would retry for minutes; they still apply to a server lost after the check."""
+_UNREACHABLE_STATUS = (502, 503, 504)
+"""Statuses of a proxy whose tracking server behind it does not answer."""
+_HTTP_REASONS = (
+    re.compile(r"Failed to establish a new connection: (?:\[Errno -?\d+\] )?([^'\"()]+)"),
+    re.compile(r"(Read timed out|Connect timeout|timed out)"),
+    re.compile(r"(certificate verify failed[^'\"()]*)"),
+    re.compile(r"(Connection (?:refused|reset by peer|aborted))"),
+)
+
+
+def check_tracking_server(tracking_uri: str, experiment: str) -> None:
+    """Ask the tracking server at ``tracking_uri`` for ``experiment`` (any answer but a refusal
+    will do: a missing experiment is created later), with MLflow's credentials (the URI's
+    ``user:password@``, ``MLFLOW_TRACKING_USERNAME``...) and bounded retries
+    (`TRACKING_PROBE_BOUND_S`). Raises `TrackingServerConnectionError` naming the server (its
+    password masked) when it does not answer or refuses the credentials."""
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    try:
+        response = http_request(  # type: ignore[no-untyped-call]
+            get_default_host_creds(tracking_uri),  # type: ignore[no-untyped-call]
+            "/api/2.0/mlflow/experiments/get-by-name",
+            "GET",
+            max_retries=TRACKING_PROBE_RETRIES,
+            backoff_factor=0.5,
+            backoff_jitter=0.0,
+            timeout=TRACKING_PROBE_TIMEOUT_S,
+            raise_on_status=False,
+            params={"experiment_name": experiment},
+        )
+    except MlflowException as exc:
+        text = str(exc)
+        found = (m for pattern in _HTTP_REASONS if (m := pattern.search(text)))
+        reason = next((m[1].strip() for m in found), text[:300])
+        raise TrackingServerConnectionError(tracking_uri, reason) from exc
+    status = int(response.status_code)
+    if status in (401, 403):
+        raise TrackingServerConnectionError(
+            tracking_uri, f"HTTP {status} {response.reason}", "credentials"
+        )
+    if status in _UNREACHABLE_STATUS:
+        raise TrackingServerConnectionError(tracking_uri, f"HTTP {status} {response.reason}")
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -205,7 +261,9 @@ class MlflowRegistry:
     """``model_code`` is the Python source MLflow runs to build the pyfunc whenever a registered
     version is loaded (it must call ``mlflow.models.set_model``). It is required, and compiled
     here, so that a registry unable to register fails when it is built rather than at the end
-    of a training run."""
+    of a training run. For the same reason a tracking server (an ``http(s)://`` URI) is checked
+    when the registry is built: one that does not answer or refuses the credentials is a
+    `TrackingServerConnectionError` within `TRACKING_PROBE_BOUND_S`."""
 
     def __init__(
         self,
@@ -229,10 +287,15 @@ class MlflowRegistry:
         self.experiment = experiment
         self.artifact_location = artifact_location
         self.client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=self.registry_uri)
+        if tracking_uri.startswith(("http://", "https://")):
+            # a server down or refusing the credentials fails here, within a bounded time, not
+            # at the first request after MLflow's own retries (minutes)
+            check_tracking_server(tracking_uri, experiment)
 
     @cached_property
     def experiment_id(self) -> str:
-        """Created on first use, so that building a registry costs no store round trip."""
+        """Created on first use, so that building a registry creates nothing (a tracking
+        server is only asked whether it answers, `check_tracking_server`)."""
         exp = self.client.get_experiment_by_name(self.experiment)
         if exp is None:
             try:

@@ -22,7 +22,7 @@ import polars as pl
 import psycopg
 
 from drl_trading.common.adapter.duckdb_market_data import QUARANTINE_SCHEMA
-from drl_trading.common.adapter.postgres_schema import DatabaseUnavailableError, connect
+from drl_trading.common.adapter.postgres_schema import connect, connection_error
 from drl_trading.common.bars import BAR_SCHEMA, TIME_DTYPE, conform, empty_bars
 from drl_trading.common.domain import Symbol, Timeframe, to_micros, utc
 from drl_trading.common.ports import Coverage, UpsertResult
@@ -64,9 +64,7 @@ class PostgresMarketData:
                     yield self._con
             except psycopg.OperationalError as exc:
                 if self._con.broken or self._con.closed:
-                    raise DatabaseUnavailableError(
-                        f"PostgreSQL connection lost ({exc}); the next call reconnects"
-                    ) from exc
+                    raise connection_error(self._dsn, exc, lost=True) from exc
                 raise
 
     def upsert_bars(self, symbol: Symbol, timeframe: Timeframe, bars: pl.DataFrame) -> UpsertResult:

@@ -16,6 +16,9 @@ from typing import Any
 
 import psycopg
 import structlog
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from drl_trading.common.errors import DatabaseConnectionError
 
 log = structlog.get_logger(__name__)
 
@@ -23,24 +26,71 @@ _FILE = re.compile(r"V(\d{3,})__([a-z0-9_]+)\.sql")
 _LOCK_ID = 0x64726C  # "drl": the advisory lock every migrator takes
 
 
-class DatabaseUnavailableError(ConnectionError):
-    """The database cannot be reached or the connection broke (server restart, network).
-    Retryable: the next call opens a new connection, and the stores' writes are idempotent or
-    atomic, so the bus's retry of the handler is safe."""
+CONNECT_TIMEOUT_S = 10
+"""libpq's ``connect_timeout`` (seconds) where the DSN sets none: a server that does not answer
+(a host down, dropped packets) fails the connection after this long instead of after the
+operating system's TCP timeout (minutes)."""
 
-    retryable = True
-    unavailable = True  # not the message's fault: the bus waits for the database
+_CREDENTIALS = (
+    "password authentication failed",
+    "authentication failed",
+    "no password supplied",
+    "fe_sendauth",
+    "pg_hba.conf",
+    'role "',  # role "x" does not exist
+)
+"""Phrases of libpq's messages for a server that refused the credentials (libpq gives a failed
+connection no SQLSTATE, so its message is all there is)."""
+_ATTEMPT = re.compile(r"^(?:connection failed: )?connection to server (?:at|on) .*? failed: ")
+_SEVERITY = re.compile(r"^(?:FATAL|ERROR):\s+")
+
+
+def server_address(dsn: str) -> str:
+    """``host:port`` of a libpq DSN, for messages (never its password)."""
+    info = conninfo_to_dict(dsn)
+    host = info.get("host") or info.get("hostaddr") or "localhost"
+    return f"{host}:{info.get('port') or 5432}"
+
+
+def connection_error(dsn: str, exc: BaseException, lost: bool = False) -> DatabaseConnectionError:
+    """The `DatabaseConnectionError` of a failed connection to ``dsn`` (or one ``lost``
+    mid-call), naming the server, what failed (unreachable, credentials, refused) and why."""
+    lines: list[str] = []
+    for raw in str(exc).splitlines():
+        line = _SEVERITY.sub("", _ATTEMPT.sub("", raw.strip()))
+        if line and not line.startswith("Is the server running") and line not in lines:
+            lines.append(line)
+    reason = "; ".join(lines) or type(exc).__name__
+    address = server_address(dsn)
+    if lost:
+        return DatabaseConnectionError(
+            address, f"connection lost ({reason}); the next call reconnects"
+        )
+    lowered = reason.lower()
+    if any(phrase in lowered for phrase in _CREDENTIALS):
+        return DatabaseConnectionError(address, reason, "credentials")
+    if "FATAL:" in str(exc):  # the server answered, refusing (no such database, too many)
+        return DatabaseConnectionError(address, reason, "refused")
+    return DatabaseConnectionError(address, reason)
+
+
+def open_connection(dsn: str, *, autocommit: bool) -> psycopg.Connection[Any]:
+    """A psycopg connection to ``dsn`` (`CONNECT_TIMEOUT_S` unless the DSN sets one); a server
+    that does not answer or refuses it is a `DatabaseConnectionError` naming the server."""
+    if "connect_timeout" not in conninfo_to_dict(dsn):
+        dsn = make_conninfo(dsn, connect_timeout=CONNECT_TIMEOUT_S)
+    try:
+        return psycopg.connect(dsn, autocommit=autocommit)
+    except psycopg.OperationalError as exc:
+        raise connection_error(dsn, exc) from exc
 
 
 def connect(
     dsn: str, schema: str, *, autocommit: bool, apply_migrations: bool
 ) -> psycopg.Connection[Any]:
     """A connection working in ``schema`` (migrated first when asked), for every PostgreSQL
-    store; an unreachable server is a `DatabaseUnavailableError`."""
-    try:
-        con = psycopg.connect(dsn, autocommit=autocommit)
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailableError(f"cannot connect to PostgreSQL: {exc}") from exc
+    store; an unreachable or refusing server is a `DatabaseConnectionError`."""
+    con = open_connection(dsn, autocommit=autocommit)
     if apply_migrations:
         migrate(con, schema)
     con.execute(f"SET search_path TO {_ident(schema)}, public")

@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from drl_trading.common.domain import Symbol, utc
-from drl_trading.execution.core.ports import DuplicateOrderError
+from drl_trading.execution.core.ports import AccountInUseError, DuplicateOrderError
 from drl_trading.execution.core.records import (
     AppliedControl,
     Checkpoint,
@@ -43,7 +43,19 @@ class InMemoryExecutionStore:
         self._orders: dict[str, TradeRecord] = {}
         self._processed: set[str] = set()
         self._controls: dict[int, ControlRequest] = {}
+        self._last_control_id = 0  # ids keep increasing across `reset_account`
         self._beats: dict[str, SessionBeat] = {}
+
+    def reset_account(self, live_since: datetime) -> None:
+        live = self.live_session(live_since)
+        if live is not None:
+            raise AccountInUseError(live)
+        self._checkpoint = None
+        self._records.clear()
+        self._orders.clear()
+        self._processed.clear()
+        self._controls.clear()
+        self._beats.clear()
 
     def load(self) -> Checkpoint | None:
         return copy.deepcopy(self._checkpoint)
@@ -107,7 +119,8 @@ class InMemoryExecutionStore:
     def request_control(
         self, kind: ControlKind, requested_at: datetime, *, reason: str = "", flatten: bool = False
     ) -> ControlRequest:
-        request = ControlRequest(len(self._controls) + 1, kind, requested_at, reason, flatten)
+        self._last_control_id += 1
+        request = ControlRequest(self._last_control_id, kind, requested_at, reason, flatten)
         self._controls[request.control_id] = request
         return request
 

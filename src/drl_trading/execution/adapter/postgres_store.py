@@ -14,7 +14,7 @@ request (`request_control`) notifies the schema's control channel in its transac
 only when a request was announced (or the last read found one pending): no round trip on the
 hot path. Another process's request is therefore seen once its notification has arrived
 (milliseconds after its commit), at the latest at the event after that. A broken
-connection (server restart) fails the call with the retryable `DatabaseUnavailableError`, and
+connection (server restart) fails the call with the retryable `DatabaseConnectionError`, and
 the next call reconnects: the transaction in flight was rolled back by the server, so the store
 holds the last committed checkpoint (the execution service reloads it before going on).
 """
@@ -30,7 +30,8 @@ from typing import Any, ParamSpec, TypeVar
 import psycopg
 import structlog
 
-from drl_trading.common.adapter.postgres_schema import DatabaseUnavailableError, connect
+from drl_trading.common.adapter.postgres_schema import connect, connection_error, open_connection
+from drl_trading.common.errors import DatabaseConnectionError
 from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
 from drl_trading.execution.core.records import ControlRequest
 
@@ -63,7 +64,7 @@ class _Connection:
 
 
 def _reconnecting(method: Callable[P, R]) -> Callable[P, R]:
-    """Turn a broken connection into `DatabaseUnavailableError` and reconnect on the next call."""
+    """Turn a broken connection into `DatabaseConnectionError` and reconnect on the next call."""
 
     @functools.wraps(method)
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -77,7 +78,7 @@ def _reconnecting(method: Callable[P, R]) -> Callable[P, R]:
                 raise
             store._broken = True
             log.warning("execution store connection lost", error=str(exc).strip())
-            raise DatabaseUnavailableError(f"execution store connection lost: {exc}") from exc
+            raise connection_error(store._dsn, exc, lost=True) from exc
 
     return call
 
@@ -125,6 +126,10 @@ class PostgresExecutionStore(SQLiteExecutionStore):
     def _batch(self) -> AbstractContextManager[object]:
         return self._raw.pipeline()
 
+    def _lock_sessions(self) -> None:
+        # a heartbeat (INSERT ... ON CONFLICT UPDATE) waits until the reset's transaction ends
+        self._raw.execute("LOCK TABLE sessions IN SHARE ROW EXCLUSIVE MODE")
+
     def _notify(self) -> None:
         self._raw.execute(f'NOTIFY "{self.channel}"')
 
@@ -146,14 +151,14 @@ class PostgresExecutionStore(SQLiteExecutionStore):
         try:
             if listener is None or listener.closed or listener.broken:
                 self._none_pending = False  # requests made before the LISTEN: read them
-                self._control_listener = psycopg.connect(self._dsn, autocommit=True)
+                self._control_listener = open_connection(self._dsn, autocommit=True)
                 self._control_listener.execute(f'LISTEN "{self.control_channel}"')
                 return False
             if any(True for _ in listener.notifies(timeout=0)):
                 self._none_pending = False  # until a read succeeds and finds none
                 return False
             return self._none_pending
-        except psycopg.OperationalError as exc:
+        except (psycopg.OperationalError, DatabaseConnectionError) as exc:
             log.warning("execution control listener lost", error=str(exc).strip())
             if self._control_listener is not None:
                 self._control_listener.close()
@@ -166,7 +171,7 @@ class PostgresExecutionStore(SQLiteExecutionStore):
         returns whether one came. The first call starts listening (and returns at once)."""
         try:
             if self._listener is None or self._listener.closed or self._listener.broken:
-                self._listener = psycopg.connect(self._dsn, autocommit=True)
+                self._listener = open_connection(self._dsn, autocommit=True)
                 self._listener.execute(f'LISTEN "{self.channel}"')
                 return True  # a commit may have come before the LISTEN: let the caller look
             # commits notified while nobody waited are still queued: take them all at once
@@ -178,7 +183,7 @@ class PostgresExecutionStore(SQLiteExecutionStore):
             if self._listener is not None:
                 self._listener.close()
             self._listener = None
-            raise DatabaseUnavailableError(f"execution store listener lost: {exc}") from exc
+            raise connection_error(self._dsn, exc, lost=True) from exc
 
     load = _reconnecting(SQLiteExecutionStore.load)
     commit = _reconnecting(SQLiteExecutionStore.commit)
@@ -193,6 +198,7 @@ class PostgresExecutionStore(SQLiteExecutionStore):
     beat = _reconnecting(SQLiteExecutionStore.beat)
     end_session = _reconnecting(SQLiteExecutionStore.end_session)
     live_session = _reconnecting(SQLiteExecutionStore.live_session)
+    reset_account = _reconnecting(SQLiteExecutionStore.reset_account)
 
     def close(self) -> None:
         if self._listener is not None:

@@ -21,7 +21,7 @@ from drl_trading.common.domain import Order, Side, Symbol, utc
 from drl_trading.common.events import now_utc
 from drl_trading.execution.adapter.memory_store import check_new_orders
 from drl_trading.execution.adapter.store_rows import RECORD_COLUMNS, record_from_row, record_row
-from drl_trading.execution.core.ports import ConcurrentCommitError
+from drl_trading.execution.core.ports import AccountInUseError, ConcurrentCommitError
 from drl_trading.execution.core.records import (
     AppliedControl,
     Checkpoint,
@@ -125,6 +125,23 @@ _GUARD = "commit_over_a_newer_checkpoint"
 """The CHECK constraint a commit trips when the stored checkpoint generation is not the one the
 committing handle expects: one statement, the same on SQLite and PostgreSQL, that aborts the
 transaction (inside PostgreSQL's pipeline too, where a Python check would cost a round trip)."""
+
+
+_ACCOUNT_TABLES = (
+    "portfolio",
+    "positions",
+    "open_orders",
+    "marks",
+    "targets",
+    "entries",
+    "trading_state",
+    "processed_signals",
+    "records",
+    "controls",
+    "sessions",
+)
+"""Every table holding the account's state: what `reset_account` empties (the checkpoint
+generation is bumped instead)."""
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -318,6 +335,36 @@ class SQLiteExecutionStore:
                 if _GUARD in str(exc):
                     raise ConcurrentCommitError() from exc
                 raise
+
+    def reset_account(self, live_since: datetime) -> None:
+        with self._lock:
+            con = self._con
+            try:
+                con.execute("BEGIN IMMEDIATE")  # SQLite: the write lock, beats wait for it
+                self._lock_sessions()
+                live = con.execute(
+                    "SELECT session_id, beat_at FROM sessions WHERE beat_at >= ? "
+                    "ORDER BY beat_at DESC LIMIT 1",
+                    (_micros(live_since),),
+                ).fetchone()
+                if live is not None:
+                    raise AccountInUseError(SessionBeat(live[0], _time(live[1])))
+                for table in _ACCOUNT_TABLES:
+                    con.execute(f"DELETE FROM {table}")
+                rows = con.execute(
+                    "UPDATE checkpoint_version SET generation = generation + 1 RETURNING generation"
+                ).fetchall()
+                self._notify()
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+            self._generation, self._written = int(rows[0][0]), None
+
+    def _lock_sessions(self) -> None:
+        """Keep sessions from beating until the transaction ends (SQLite: BEGIN IMMEDIATE
+        already holds the database's write lock)."""
 
     def _batch(self) -> AbstractContextManager[object]:
         """Statements sent together, results read at the end (SQLite: nothing to batch)."""

@@ -50,6 +50,19 @@ class ConcurrentCommitError(Exception):
         )
 
 
+class AccountInUseError(Exception):
+    """A store refused to start the account over (`ExecutionStore.reset_account`): a session
+    beats on it, and deleting its state under it would leave that session trading an account
+    that no longer exists. Nothing was deleted."""
+
+    def __init__(self, session: SessionBeat) -> None:
+        self.session = session
+        super().__init__(
+            f"a session ({session.session_id}) is running on the account (heartbeat at "
+            f"{session.at:%Y-%m-%d %H:%M:%S} UTC)"
+        )
+
+
 class Broker(Protocol):
     """Where orders go: the paper broker in embedded mode, an exchange adapter live.
 
@@ -140,6 +153,16 @@ class ExecutionStore(Protocol):
 
     def live_session(self, since: datetime) -> SessionBeat | None:
         """The session with the latest heartbeat at or after ``since``, if any."""
+        ...
+
+    def reset_account(self, live_since: datetime) -> None:
+        """Start the account over (``paper --fresh``): delete its checkpoint (portfolio, open
+        orders, marks, targets, entries, trading state), its records, processed signal ids,
+        control requests and heartbeats, in one transaction, and count it as a commit (another
+        handle's next commit is refused with `ConcurrentCommitError`, so a session that
+        loaded the old account reloads the empty one). Raises `AccountInUseError`, deleting
+        nothing, when a session beat at or after ``live_since`` (UTC): checked in the same
+        transaction, so no session can start beating between the check and the delete."""
         ...
 
     def symbol_state(self, symbol: Symbol) -> SymbolState:

@@ -207,6 +207,15 @@ class ExecutionService:
             self._stale = False
             log.info("execution state reloaded from the store after a failed commit")
 
+    def start_over(self, live_since: datetime) -> None:
+        """Start the account over (``paper --fresh``): its state deleted in the store
+        (`ExecutionStore.reset_account`), this service on the empty account (initial cash, no
+        position, ACTIVE at its clock's time). Raises `AccountInUseError`, changing nothing,
+        when a session beat on the account at or after ``live_since``."""
+        self._store.reset_account(live_since)
+        self._restore(self._store.load())
+        self._stale = False
+
     @property
     def limits(self) -> ExecutionLimits:
         return self._risk.limits

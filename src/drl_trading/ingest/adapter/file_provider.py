@@ -16,24 +16,32 @@ quarantine name a bad line by the same number as this provider's errors.
 
 Numeric timestamps are read by magnitude, value by value, when the unit is ``auto``: Binance moved
 its spot files from milliseconds to microseconds in 2025, so one concatenated file may hold both.
+ISO timestamps with an offset (``+02:00``, ``Z``) are converted to UTC; naive ones are taken as
+UTC already. Without a named time column, a column pandas wrote for its index (the unnamed first
+column of ``to_csv``, ``Unnamed: 0`` once re-read, ``__index_level_0__`` or ``index`` in Parquet)
+is the time column when its first value is a timestamp.
+
+A file holds a finite range of its own: `span` gives it, so a command can default to it, and
+`check_range` names it when a requested range holds none of the file's bars.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import math
 import re
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Literal
 
 import polars as pl
 
 from drl_trading.common.bars import VALUE_COLUMNS, conform
-from drl_trading.common.domain import Symbol, to_micros, utc
+from drl_trading.common.domain import Symbol, Timeframe, TimeRange, from_micros, to_micros, utc
 from drl_trading.ingest.core.ports import SOURCE_ROW
 
 Layout = Literal["auto", "generic", "binance"]
@@ -54,7 +62,8 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "volume": ("volume", "vol", "v"),
 }
 _WANTED = (
-    "a time column (open_time, timestamp, time, date, datetime, ts or 'open time'), "
+    "a time column (open_time, timestamp, time, date, datetime, ts or 'open time', or pandas' "
+    "unnamed index column holding timestamps), "
     "open (open/o), high (high/h), low (low/l), close (close/c) and volume (volume/vol/v), "
     "matched case-insensitively"
 )
@@ -72,6 +81,11 @@ BINANCE_KLINE_COLUMNS = (
     "taker_buy_quote_volume",
     "ignore",
 )
+# Names pandas gives its index column: empty (`to_csv`), "Unnamed: 0" (a re-read `to_csv`),
+# "__index_level_0__" (Parquet), "index"/"level_0" (`reset_index`); lower-cased and stripped.
+_INDEX_NAME = re.compile(r"^(?:|unnamed: ?\d+|__index_level_\d+__|index|level_0)$")
+# A number this large is an epoch timestamp (after 2001-09-09 in seconds), not a row counter.
+_EPOCH_MIN = 1e9
 # Names that mark a first line as a header (the futures files say count/quote_volume/...).
 _HEADER_NAMES = frozenset(
     {a for names in _ALIASES.values() for a in names}
@@ -96,6 +110,20 @@ _AUTO_BOUNDS = ((1e11, "s"), (1e14, "ms"), (1e17, "us"))
 _INT_FACTOR = {"s": 1_000_000, "ms": 1_000, "us": 1}
 _FLOAT_FACTOR = {"s": 1e6, "ms": 1e3, "us": 1.0, "ns": 1e-3}
 _ISO_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%:z"
+
+
+class NoBarsInRangeError(ValueError):
+    """A requested range holds none of the bars of a file that has bars elsewhere."""
+
+    def __init__(self, label: str, symbol: Symbol, requested: TimeRange, held: TimeRange) -> None:
+        self.symbol = symbol
+        self.requested = requested
+        self.held = held
+        super().__init__(
+            f"{label}: no {symbol} bars in the requested range {requested}; the file holds "
+            f"{held}: ask for a range inside it (--start {held.start:%Y-%m-%dT%H:%M} --end "
+            f"{held.end:%Y-%m-%dT%H:%M}), or leave --start/--end out to use the file's range"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +172,9 @@ class FileProvider:
         self.layout = layout
         self.timestamp_unit = timestamp_unit
         self.chunk_rows = chunk_rows
+        # the last file read and its open times, keyed by (path, size, mtime): `span`,
+        # `check_range` and `fetch` of one command read a file once
+        self._last: tuple[tuple[Path, int, int], _Table, pl.Series] | None = None
 
     def resolve(self, symbol: Symbol) -> Path:
         """The file holding ``symbol``'s bars."""
@@ -163,15 +194,31 @@ class FileProvider:
         """All rows of ``symbol``'s file with ``start <= open_time < end``, in file order."""
         return self.read_numbered(symbol, start, end).drop(SOURCE_ROW)
 
+    def span(self, symbol: Symbol, timeframe: Timeframe = Timeframe.M1) -> TimeRange:
+        """The range ``symbol``'s file holds: its earliest open time to its latest plus one bar
+        of ``timeframe`` (end exclusive, like every range), whatever the rows' order. Raises
+        ValueError for a file without bars."""
+        table, micros = self._table(symbol)
+        if micros.is_empty():
+            raise ValueError(f"{table.label}: the file holds no bars (a header only)")
+        first, last = micros.min(), micros.max()
+        assert isinstance(first, int)
+        assert isinstance(last, int)
+        return TimeRange(from_micros(first), from_micros(last) + timeframe.duration)
+
+    def check_range(self, symbol: Symbol, start: datetime, end: datetime) -> None:
+        """Raise `NoBarsInRangeError` (naming the file's own range) when ``[start, end)`` holds
+        none of the bars of ``symbol``'s file; `fetch` itself yields nothing then, as every
+        provider does for a range without bars."""
+        table, micros = self._table(symbol)
+        lo, hi = to_micros(utc(start)), to_micros(utc(end))
+        if micros.is_empty() or hi <= lo or bool(((micros >= lo) & (micros < hi)).any()):
+            return
+        raise NoBarsInRangeError(table.label, symbol, TimeRange(start, end), self.span(symbol))
+
     def read_numbered(self, symbol: Symbol, start: datetime, end: datetime) -> pl.DataFrame:
         """`read`'s rows and, in column `SOURCE_ROW` (Int64), the data row each came from."""
-        path = self.resolve(symbol)
-        if not path.is_file():
-            pattern = f" (from pattern {self.path!r})" if "{symbol}" in self.path else ""
-            what = "is a directory, not a file" if path.is_dir() else "not found"
-            raise FileNotFoundError(f"bar file for {symbol} {what}: {path}{pattern}")
-        table = self._load(path)
-        micros = self._timestamps(table)
+        table, micros = self._table(symbol)
         lo, hi = to_micros(utc(start)), to_micros(utc(end))
         keep = (micros >= lo) & (micros < hi)
         frame = table.frame.with_columns(micros.alias("open_time")).filter(keep)
@@ -180,6 +227,23 @@ class FileProvider:
             pl.col("open_time").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
         ).with_columns(values)
         return conform(out).with_columns(frame[_ROW].cast(pl.Int64).alias(SOURCE_ROW))
+
+    def _table(self, symbol: Symbol) -> tuple[_Table, pl.Series]:
+        """``symbol``'s file, read (or reused while unchanged), and its open times (Int64 UTC
+        epoch microseconds)."""
+        path = self.resolve(symbol)
+        if not path.is_file():
+            pattern = f" (from pattern {self.path!r})" if "{symbol}" in self.path else ""
+            what = "is a directory, not a file" if path.is_dir() else "not found"
+            raise FileNotFoundError(f"bar file for {symbol} {what}: {path}{pattern}")
+        stat = path.stat()
+        key = (path.resolve(), stat.st_size, stat.st_mtime_ns)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1], self._last[2]
+        table = self._load(path)
+        micros = self._timestamps(table)
+        self._last = (key, table, micros)
+        return table, micros
 
     def _chunks(self, bars: pl.DataFrame) -> Iterator[pl.DataFrame]:
         return (
@@ -242,9 +306,12 @@ class FileProvider:
                 src, has_header=False, n_rows=1, separator=sep, infer_schema=False
             ).row(0)
             header = _looks_like_header(cells)
+            raw_names: list[str] = []
             if header:
-                names = pl.read_csv(src, n_rows=0, separator=sep, infer_schema=False).columns
-                sources = self._by_name(names, label)
+                head = pl.read_csv(src, n_rows=1, separator=sep, infer_schema=False)
+                sample = head.row(0, named=True) if head.height else {}
+                raw_names = head.columns
+                sources = self._by_name(raw_names, label, sample)
                 raw = pl.read_csv(
                     src, separator=sep, infer_schema=False, columns=list(sources.values())
                 ).select(pl.col(sources[t]).alias(t) for t in _TARGETS)
@@ -263,23 +330,30 @@ class FileProvider:
         raw = raw.with_row_index(_ROW, offset=1)
         # Blank lines come back as all-null rows; they hold no bar, so they are not rows at all.
         raw = raw.filter(~pl.all_horizontal(pl.col(list(_TARGETS)).is_null()))
-        columns = _display(sources) if header else sources
+        columns = _display(sources, raw_names) if header else sources
         return _Table(raw, label, columns, 1 if header else 0)
 
     def _read_parquet(self, source: bytes | Path, label: str) -> _Table:
         src: io.BytesIO | str = io.BytesIO(source) if isinstance(source, bytes) else str(source)
         try:
-            names = list(pl.read_parquet_schema(src))
-            sources = self._by_name(names, label)
+            head = pl.read_parquet(src, n_rows=1)
+            names = head.columns
+            sample = head.row(0, named=True) if head.height else {}
+            sources = self._by_name(names, label, sample)
             if isinstance(src, io.BytesIO):
                 src.seek(0)
             raw = pl.read_parquet(src, columns=list(sources.values()))
         except pl.exceptions.PolarsError as exc:
             raise ValueError(f"{label}: cannot read as Parquet: {exc}") from exc
         raw = raw.select(pl.col(sources[t]).alias(t) for t in _TARGETS)
-        return _Table(raw.with_row_index(_ROW, offset=1), label, _display(sources), None)
+        return _Table(raw.with_row_index(_ROW, offset=1), label, _display(sources, names), None)
 
-    def _by_name(self, names: Sequence[str], label: str) -> dict[str, str]:
+    def _by_name(
+        self, names: Sequence[str], label: str, sample: dict[str, object]
+    ) -> dict[str, str]:
+        """The file's column of each target, by header name; the time column may be pandas'
+        index column instead (``sample``: the first data row, to tell timestamps from a row
+        counter)."""
         normalised: dict[str, str] = {}
         for n in names:
             normalised.setdefault(_normalise(n), n)
@@ -288,11 +362,19 @@ class FileProvider:
             match = next((normalised[a] for a in aliases if a in normalised), None)
             if match is not None:
                 found[target] = match
+        index = [n for n in names if _INDEX_NAME.match(n.strip().lower())]
+        if "open_time" not in found and index:
+            # without a data row there is nothing to misread: the index column is the time
+            timed = next((n for n in index if not sample or _holds_time(sample.get(n))), None)
+            if timed is not None:
+                found["open_time"] = timed
         missing = [t for t in _TARGETS if t not in found]
         if missing:
+            held = ", ".join(f"column {_shown(n, names)} holds {sample.get(n)!r}" for n in index)
+            unnamed = f" ({held}, not a timestamp)" if index and "open_time" in missing else ""
             raise ValueError(
                 f"{label}: no column for {', '.join(missing)}; the file has columns "
-                f"{list(names)}; needed: {_WANTED}"
+                f"{list(names)}{unnamed}; needed: {_WANTED}"
             )
         return found
 
@@ -472,8 +554,30 @@ def _sniff_separator(line: str) -> str:
     return best if counts[best] > 0 else ","
 
 
-def _display(sources: dict[str, str]) -> dict[str, str]:
-    return {target: repr(name) for target, name in sources.items()}
+def _display(sources: dict[str, str], names: Sequence[str]) -> dict[str, str]:
+    return {target: _shown(name, names) for target, name in sources.items()}
+
+
+def _shown(name: str, names: Sequence[str]) -> str:
+    """How messages name a column: its header, or its position where the header is empty."""
+    if name.strip():
+        return repr(name)
+    return f"{list(names).index(name) + 1} (unnamed)"
+
+
+def _holds_time(value: object) -> bool:
+    """Whether a first data row's cell is a timestamp: a date or time, an ISO date string, or
+    an epoch number too large for a row counter."""
+    if isinstance(value, datetime | date):
+        return True
+    if isinstance(value, str):
+        text = value.strip()
+        if _DATE_LIKE.match(text):
+            return True
+        return bool(_NUMBER.match(text)) and abs(float(text)) >= _EPOCH_MIN
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return math.isfinite(value) and abs(value) >= _EPOCH_MIN
+    return False
 
 
 def _normalise(name: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -49,6 +49,15 @@ class TrainingDataRequest:
     symbols: tuple[Symbol, ...]
     range: TimeRange
     request_id: str = field(default_factory=new_id)
+    warmup: timedelta = timedelta(0)
+    """History fetched and stored before ``range.start`` as well: the feature set's look-back, so
+    that the first requested feature rows have settled indicators (none is lost to warm-up).
+    Outside the range's gap report: a source that holds less (a file) simply has less."""
+
+    @property
+    def fetch_from(self) -> datetime:
+        """The first minute asked of the provider."""
+        return self.range.start - self.warmup
 
 
 class BatchRejectedError(Exception):
@@ -96,6 +105,8 @@ class SymbolIngestReport:
     gaps: list[Gap] = field(default_factory=list)
     first_open_time: datetime | None = None
     last_open_time: datetime | None = None
+    warmup_rows: int = 0
+    """Of ``stored_rows``, the bars before the range's start (the features' warm-up history)."""
 
     @property
     def missing_bars(self) -> int:
@@ -181,10 +192,11 @@ class IngestService:
         stored_times: list[pl.Series] = []
         rng = request.range
         provider = self._provider
+        begin = request.fetch_from
         if isinstance(provider, RowNumberedProvider):
-            chunks, numbered = provider.fetch_numbered(symbol, rng.start, rng.end), True
+            chunks, numbered = provider.fetch_numbered(symbol, begin, rng.end), True
         else:
-            chunks, numbered = provider.fetch(symbol, rng.start, rng.end), False
+            chunks, numbered = provider.fetch(symbol, begin, rng.end), False
         for chunk in chunks:
             if chunk.is_empty():
                 continue
@@ -218,7 +230,9 @@ class IngestService:
             rep.updated_rows += result.updated
             rep.unchanged_rows += result.unchanged
             times = chunk["open_time"]
-            stored_times.append(times)
+            before = times < rng.start
+            rep.warmup_rows += int(before.sum())
+            stored_times.append(times.filter(~before))  # gaps: of the requested range only
             chunk_last: datetime = times.max()  # type: ignore[assignment]
             last_time = chunk_last if last_time is None else max(last_time, chunk_last)
             if rep.first_open_time is None:

@@ -1,8 +1,10 @@
 """Online preprocessing: catch-up from history, then one 1m bar at a time.
 
 Catch-up builds each symbol's `OnlineFeatureEngine` by feeding it the stored 1m history from the
-feature set's look-back before the live start: the same bars and the same arithmetic as the
-offline path, so the state is settled before the first live bar. A live bar for a symbol without
+feature set's look-back before the request's start: the same arithmetic as the offline path, and
+enough history for every indicator's seed to weigh less than `SEED_WEIGHT_TOLERANCE` by the first
+live bar, so the served values equal the offline ones to 1e-9 wherever either history started
+(where the store holds less, both start from its first bar). A live bar for a symbol without
 state (the process restarted mid-stream: ingest's catch-up went to its previous life) rebuilds it
 the same way from the stored bars before that bar, so a restarted preprocess resumes from where
 its consumer group left off without missing a vector. Each live bar then costs a
@@ -148,12 +150,13 @@ class OnlinePreprocessService:
         """State for ``symbol`` from the stored 1m bars before the request's first bar (ingest
         stores a bar before it publishes it): from the session's catch-up origin, exactly the bars
         catch-up and the live stream fed the lost state; without it (an older producer), from the
-        look-back before the bar, which indicators with unbounded memory only approximate."""
+        look-back before the bar, which settles every indicator as well (to 1e-12 of its seed)
+        when the store holds that history."""
         first = min(utc(b.open_time) for b in request.bars) if request.bars else utc(request.start)
         engine = OnlineFeatureEngine(self.feature_set, symbol)
         origin = request.catchup_start if request.catchup_start is not None else first
         if request.catchup_start is None:
-            log.warning("no catch-up origin on the request; rebuilding from the look-back only")
+            log.info("no catch-up origin on the request; rebuilding from the look-back")
         fed = sum(1 for _ in self._feed_stored(engine, symbol, origin, first))
         self.engines[symbol] = engine
         self.stats.rewarmed += 1
@@ -172,6 +175,14 @@ class OnlinePreprocessService:
         closed and computed: the one warm-up both catch-up and a rebuild after a restart use."""
         since = origin - self.feature_set.lookback()
         bars = self._repo.read_bars(symbol, Timeframe.M1, since, end)
+        if bars.height and bars["open_time"][0] > end - self.feature_set.settle_time():
+            log.warning(
+                "online state built on less than the feature set's warm-up",
+                symbol=str(symbol),
+                first_stored=bars["open_time"][0].isoformat(),
+                needed_from=(end - self.feature_set.settle_time()).isoformat(),
+                note="values match the offline features computed on the same stored history",
+            )
         for t, o, h, lo, c, v in bars.select(
             "open_time", "open", "high", "low", "close", "volume"
         ).iter_rows():

@@ -22,7 +22,7 @@ from drl_trading.common.market_series import MarketSeries
 
 
 class SplitError(ValueError):
-    pass
+    """The split settings cannot cut the range; the message says what they need."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +59,10 @@ def _floor(t: datetime, step: timedelta) -> datetime:
     return epoch + ((t - epoch) // step) * step
 
 
+MIN_TRAIN_FRACTION = 0.1
+"""The least share of the range the training part keeps (of fold 0, the shortest)."""
+
+
 def make_splits(
     rng: TimeRange,
     base: Timeframe,
@@ -66,31 +70,107 @@ def make_splits(
     test_fraction: float,
     embargo: timedelta,
     folds: int = 1,
+    *,
+    min_bars: int = 2,
+    what: str | None = None,
 ) -> Splits:
-    """Cut ``rng`` by fractions of its length (boundaries on the base-bar grid)."""
+    """Cut ``rng`` by fractions of its length (boundaries on the base-bar grid). Every part
+    (each fold's training and validation, the test) spans at least ``min_bars`` base bars and
+    training at least `MIN_TRAIN_FRACTION` of ``rng``; a shorter ``rng`` is a `SplitError`
+    giving its length and the least length these settings need. ``what`` names ``rng`` in
+    that message (default: "the range ...")."""
     if not 0 < validation_fraction < 1 or not 0 < test_fraction < 1:
         raise SplitError("validation and test fractions must be in (0, 1)")
-    if validation_fraction * folds + test_fraction >= 0.9:
+    if validation_fraction * folds + test_fraction >= 1 - MIN_TRAIN_FRACTION:
         raise SplitError("validation x folds + test must leave at least 10% for training")
     if folds < 1:
         raise SplitError("folds must be >= 1")
+    if min_bars < 1:
+        raise SplitError("min_bars must be >= 1")
     total = rng.end - rng.start
     step = base.duration
+    least = step * min_bars
     test_start = _floor(rng.end - total * test_fraction, step)
     val_len = total * validation_fraction
     out: list[Fold] = []
+    short = rng.end - test_start < least
     for k in range(folds):
         # fold k's validation ends where fold k+1's starts; the last ends an embargo before test
         val_end = _floor(test_start - embargo - val_len * (folds - 1 - k), step)
         val_start = _floor(val_end - val_len, step)
         train_end = val_start - embargo
-        if train_end - rng.start < total * 0.1 or val_end <= val_start:
-            raise SplitError(
-                f"range {rng.start.isoformat()}..{rng.end.isoformat()} is too short for "
-                f"{folds} fold(s) with embargo {embargo}: give a longer range or smaller fractions"
-            )
+        train = train_end - rng.start
+        if train < max(total * MIN_TRAIN_FRACTION, least) or val_end - val_start < least:
+            short = True
+            break
         out.append(Fold(TimeRange(rng.start, train_end), TimeRange(val_start, val_end)))
+    if short:
+        need = split_length_needed(
+            base, validation_fraction, test_fraction, embargo, folds, min_bars
+        )
+        folded = f" x {folds} folds" if folds > 1 else ""
+        raise SplitError(
+            f"too little data for the splits: {what or f'the range {rng}'}, {length(total)}; "
+            f"the splits (training.split) need at least {length(need)}: validation "
+            f"{validation_fraction:.0%}{folded} and test {test_fraction:.0%} of it, an embargo "
+            f"of {length(embargo)} between the parts, and training at least "
+            f"{MIN_TRAIN_FRACTION:.0%} of it; every part at least {min_bars} {base.value} bars. "
+            "Ingest a longer range, or lower training.split.validation_fraction, "
+            "test_fraction or embargo"
+        )
     return Splits(tuple(out), TimeRange(test_start, rng.end), embargo)
+
+
+def length(span: timedelta) -> str:
+    """``span`` for messages: ``1 day 16 h 25 min``, ``12 h``, ``0 min``."""
+    seconds = int(span.total_seconds())
+    days, rest = divmod(seconds, 86_400)
+    parts = [f"{days} day{'s' if days != 1 else ''}"] if days else []
+    for value, unit in ((rest // 3600, "h"), (rest % 3600 // 60, "min"), (rest % 60, "s")):
+        if value:
+            parts.append(f"{value} {unit}")
+    return " ".join(parts) or "0 min"
+
+
+def split_length_needed(
+    base: Timeframe,
+    validation_fraction: float,
+    test_fraction: float,
+    embargo: timedelta,
+    folds: int = 1,
+    min_bars: int = 2,
+) -> timedelta:
+    """The least range length `make_splits` cuts with these settings, on the base-bar grid.
+
+    Fold 0's training part is the shortest: ``T * (1 - test - folds * validation) - 2 *
+    embargo``, which must reach ``min_bars`` bars and `MIN_TRAIN_FRACTION` of ``T``; the test
+    and each validation part must reach ``min_bars`` bars. Three boundaries (test start, fold
+    0's validation end and start) are floored to the grid, each taking up to a bar from
+    training."""
+    step = base.duration
+    least = step * min_bars
+    floors = 3 * step
+    train_share = 1 - test_fraction - folds * validation_fraction
+    need = max(
+        least / test_fraction,
+        least / validation_fraction,
+        (2 * embargo + least + floors) / train_share,
+        (2 * embargo + floors) / (train_share - MIN_TRAIN_FRACTION),
+    )
+    return -((-need) // step) * step
+
+
+def stored_range(frame: pl.DataFrame, base: Timeframe, requested: TimeRange) -> TimeRange:
+    """The part of ``requested`` the feature rows of ``frame`` cover (column
+    ``bar_open_time``): the first row's bar to the last row's bar + one ``base`` bar. The splits
+    are cut over it, not over ``requested``: a requested range wider than the stored data would
+    otherwise put parts where there is none (and the warm-up before the first feature row
+    would eat the training part)."""
+    times = frame["bar_open_time"]
+    first, last = times.min(), times.max()
+    assert isinstance(first, datetime)
+    assert isinstance(last, datetime)
+    return TimeRange(max(requested.start, first), min(requested.end, last + base.duration))
 
 
 def series_from_frame(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from drl_trading.common.costs import CostModel
-from drl_trading.common.domain import Symbol, TimeRange
+from drl_trading.common.domain import Symbol, Timeframe, TimeRange
 from drl_trading.common.feature_dataset import load_feature_matrix
 from drl_trading.common.market_series import MarketSeries
 from drl_trading.common.model_registry import (
@@ -33,7 +33,13 @@ from drl_trading.strategy.feature_set import FeatureSetSpec
 from drl_trading.strategy.feature_view import view_for
 from drl_trading.training.core.backtest_report import backtest_documents
 from drl_trading.training.core.config import TrainingSettings
-from drl_trading.training.core.dataset import Splits, fingerprint, make_splits, series_from_frame
+from drl_trading.training.core.dataset import (
+    Splits,
+    fingerprint,
+    make_splits,
+    series_from_frame,
+    stored_range,
+)
 from drl_trading.training.core.env import EnvConfig, TradingEnv
 from drl_trading.training.core.gate import evaluate_gate
 from drl_trading.training.core.ports import (
@@ -175,11 +181,7 @@ class TrainingService:
         dataset = load_feature_matrix(
             self.market_data, self.feature_store, view, list(request.symbols), request.range
         )
-        # split what has features: the warm-up before the first feature row would otherwise
-        # eat the training part
-        first = dataset.frame["bar_open_time"].min()
-        assert isinstance(first, datetime)
-        usable = TimeRange(max(request.range.start, first), request.range.end)
+        usable = stored_range(dataset.frame, spec.base_timeframe, request.range)
         splits = make_splits(
             usable,
             spec.base_timeframe,
@@ -187,6 +189,8 @@ class TrainingService:
             cfg.split.test_fraction,
             cfg.split.embargo,
             cfg.split.walk_forward_folds,
+            min_bars=cfg.env.window + 1,
+            what=self._stored_description(request, usable),
         )
         columns = spec.columns
         frame = dataset.frame
@@ -320,6 +324,21 @@ class TrainingService:
                 predictor=predictor,
                 fold_validation=fold_metrics,
             )
+
+    def _stored_description(self, request: TrainingRequest, usable: TimeRange) -> str:
+        """The stored data a split error is about: the feature rows' range, and the 1m bars
+        stored per symbol (the features begin after the indicators' warm-up)."""
+        rng = request.range
+        stored = self.market_data.coverages(Timeframe.M1, rng.start, rng.end)
+        bars = "; ".join(
+            f"{s} {TimeRange(c.first_open_time, c.last_open_time + Timeframe.M1.duration)}"
+            for s in request.symbols
+            if (c := stored.get(s)) is not None
+        )
+        return (
+            f"the feature rows stored in the requested range {rng} (1m bars stored: "
+            f"{bars or 'none'}) cover {usable}"
+        )
 
     def _champion_validation_sharpe(self) -> float | None:
         if not self.settings.gate.beat_champion:
