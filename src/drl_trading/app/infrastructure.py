@@ -8,12 +8,16 @@ the distributed mode builds server-backed ones, and nothing above the ports can 
 from __future__ import annotations
 
 from drl_trading.app.settings import AppSettings
+from drl_trading.common.adapter.always_open_calendar import AlwaysOpenCalendar
 from drl_trading.common.adapter.duckdb_market_data import DuckDBMarketData
+from drl_trading.common.adapter.exchange_calendars_calendar import ExchangeCalendarsCalendar
 from drl_trading.common.adapter.feast_feature_store import FeastFeatureStore
+from drl_trading.common.adapter.fx_calendar import FxCalendar
 from drl_trading.common.adapter.memory_bus import InMemoryBus
 from drl_trading.common.adapter.memory_feature_store import InMemoryFeatureStore
 from drl_trading.common.adapter.memory_market_data import InMemoryMarketData
 from drl_trading.common.adapter.write_behind_market_data import WriteBehindMarketData
+from drl_trading.common.calendar import CalendarBook, MarketCalendar
 from drl_trading.common.model_registry import ModelRegistry
 from drl_trading.common.ports import FeatureStore, MarketDataRepository, MessageBus
 from drl_trading.strategy.api import Strategy
@@ -68,6 +72,29 @@ def build_market_data(settings: AppSettings, *, write_behind: bool = True) -> Ma
     if delay <= 0 or not write_behind:
         return store
     return WriteBehindMarketData(store, max_delay=delay)
+
+
+def build_calendars(settings: AppSettings) -> CalendarBook:
+    """Every symbol's market calendar from ``markets`` (names already checked and made canonical
+    by the settings). One instance per calendar name, shared by its symbols; an exchange
+    calendar imports exchange_calendars and builds its schedule only when first asked."""
+    made: dict[str, MarketCalendar] = {}
+
+    def calendar(name: str) -> MarketCalendar:
+        if name not in made:
+            if name == "24/7":
+                made[name] = AlwaysOpenCalendar()
+            elif name == "fx":
+                made[name] = FxCalendar()
+            else:
+                made[name] = ExchangeCalendarsCalendar(name)
+        return made[name]
+
+    m = settings.markets
+    return CalendarBook(
+        default=calendar(m.calendar),
+        by_symbol={sym: calendar(entry.calendar) for sym, entry in m.symbols.items()},
+    )
 
 
 def build_feature_store(settings: AppSettings) -> FeatureStore:

@@ -9,6 +9,8 @@ also holds variables meant for other programs.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -19,7 +21,7 @@ from typing import Any, Literal
 
 import structlog
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -34,6 +36,7 @@ from drl_trading.app.settings_tree import (
     variable_name,
     walk,
 )
+from drl_trading.common.domain import Symbol
 from drl_trading.common.redaction import MASK, is_secret_key, mask_mapping, mask_secrets
 from drl_trading.execution.core.config import ExecutionSettings
 from drl_trading.inference.core.config import InferenceSettings
@@ -198,6 +201,113 @@ class LoggingSettings(BaseModel):
     json_output: bool = Field(False, description="One JSON object per line instead of text.")
 
 
+BUILTIN_CALENDARS = {"24/7": "24/7", "always-open": "24/7", "crypto": "24/7", "fx": "fx"}
+"""The calendars drl-trading defines itself (aliases to their names); every other name is
+exchange_calendars'."""
+
+
+@functools.cache
+def _exchange_calendar_names() -> dict[str, str]:
+    """exchange_calendars' names and aliases, upper-cased, to canonical names (imports the
+    library, about 0.3 s: only when a name that is not built in is validated)."""
+    from drl_trading.common.adapter.exchange_calendars_calendar import exchange_calendar_names
+
+    return {name.upper(): canonical for name, canonical in exchange_calendar_names().items()}
+
+
+def calendar_name(value: str) -> str:
+    """The canonical name of a configured market calendar (``crypto`` -> ``24/7``, ``nyse`` ->
+    ``XNYS``); `ValueError` with the closest names for one that no calendar has."""
+    text = str(value).strip()
+    builtin = BUILTIN_CALENDARS.get(text.lower())
+    if builtin is not None:
+        return builtin
+    known = _exchange_calendar_names()
+    canonical = known.get(text.upper())
+    if canonical is not None:
+        return canonical
+    # ours first, then the library's, in the spelling each is written in
+    spellings = {n.upper(): n for n in BUILTIN_CALENDARS} | {n: known[n] for n in known}
+    wanted = text.upper()
+    near = difflib.get_close_matches(wanted, list(spellings), n=6, cutoff=0.6)
+    near.sort(key=lambda n: _closeness(wanted, n))
+    shown = list(dict.fromkeys(spellings[n] for n in near))[:3]
+    hint = f"; did you mean {', '.join(shown)}? " if shown else ". "
+    raise ValueError(
+        f"unknown market calendar {text!r}{hint}Use 24/7 (crypto), fx, or an "
+        "exchange_calendars name such as XNYS, XLON or XTKS"
+    )
+
+
+def _closeness(wanted: str, name: str) -> tuple[float, int]:
+    """Sort key, closest first: difflib's ratio, ties to the name that starts alike (XNYZ: XNYS
+    before XNZE)."""
+    prefix = next(
+        (i for i, (a, b) in enumerate(zip(wanted, name, strict=False)) if a != b), len(name)
+    )
+    return -difflib.SequenceMatcher(None, wanted, name).ratio(), -prefix
+
+
+class SymbolMarketSettings(BaseModel):
+    """The market of one symbol."""
+
+    model_config = _FROZEN
+    calendar: str = Field(
+        ..., description="Its calendar: 24/7, fx or an exchange_calendars name (XNYS...)."
+    )
+
+    @field_validator("calendar")
+    @classmethod
+    def _known_calendar(cls, value: str) -> str:
+        return calendar_name(value)
+
+
+class MarketsSettings(BaseModel):
+    """Market calendars: when each symbol's market is open.
+
+    Names are checked when the settings load; the ingest, preprocess and training paths do not
+    follow them yet (docs/data-path.md): there a closure still reads as a gap."""
+
+    model_config = _FROZEN
+    calendar: str = Field(
+        "24/7",
+        description="Calendar of every symbol not listed under symbols: 24/7 (crypto; also "
+        "always-open), fx (Sunday 17:00 to Friday 17:00 New York time, no holidays), or an "
+        "exchange_calendars name or alias (XNYS, NYSE, XLON, XTKS...).",
+    )
+    symbols: dict[Symbol, SymbolMarketSettings] = Field(
+        default_factory=dict,
+        description="Per-symbol calendars, e.g. {EURUSD: {calendar: fx}, AAPL: {calendar: "
+        "XNYS}}; keys are symbols (upper-cased); environment: "
+        "DRL_TRADING_MARKETS__SYMBOLS__AAPL__CALENDAR=XNYS.",
+    )
+
+    @field_validator("calendar")
+    @classmethod
+    def _known_calendar(cls, value: str) -> str:
+        return calendar_name(value)
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _one_entry_per_symbol(cls, value: Any) -> Any:
+        """Keys name symbols whatever their case (the environment's arrive lower-cased); one
+        spelt twice in the file is an error, the environment's spelling overrides the file's."""
+        markets = (_YAML_DATA.get() or {}).get("markets")
+        raw = markets.get("symbols") if isinstance(markets, dict) else None
+        if isinstance(raw, dict):
+            seen: dict[str, str] = {}
+            for key in raw:
+                norm = str(key).strip().upper()
+                if norm in seen:
+                    raise ValueError(
+                        f"{seen[norm]!r} and {key!r} name one symbol, {norm}: keep one entry"
+                    )
+                seen[norm] = str(key)
+        if not isinstance(value, dict):
+            return value
+        return {str(k).strip().upper(): v for k, v in value.items()}  # later (environment) wins
+
+
 class StrategySettings(BaseModel):
     model_config = _FROZEN
     ref: str = Field(
@@ -265,6 +375,7 @@ class AppSettings(BaseSettings):
     postgres: PostgresSettings = PostgresSettings()
     feature_store: FeatureStoreSettings = FeatureStoreSettings()
     logging: LoggingSettings = LoggingSettings()
+    markets: MarketsSettings = MarketsSettings()
     ingest: IngestSettings = IngestSettings()
     strategy: StrategySettings = StrategySettings()
     preprocess: PreprocessSettings = PreprocessSettings()
