@@ -65,7 +65,7 @@ def main() -> None:
 
     provider = SyntheticProvider(seed=1, chunk_days=30)
     t0 = time.perf_counter()
-    chunks = list(provider.fetch(SYMBOL, start, end))
+    chunks = list(provider.fetch(SYMBOL, Timeframe.M1, start, end))
     line("synthetic generation", [time.perf_counter() - t0], n)
     bars = pl.concat(chunks)
 

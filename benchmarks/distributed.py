@@ -54,7 +54,9 @@ def postgres(n: int) -> None:
     import polars as pl
 
     provider = SyntheticProvider(seed=3)
-    bars = pl.concat(list(provider.fetch(Symbol("BTCUSDT"), start, start + timedelta(minutes=n))))
+    bars = pl.concat(
+        list(provider.fetch(Symbol("BTCUSDT"), Timeframe.M1, start, start + timedelta(minutes=n)))
+    )
     repo = PostgresMarketData(DSN, schema=schema)
     try:
         t0 = time.perf_counter()

@@ -1,8 +1,13 @@
-"""Shared fixtures: bar frames, settings with a temporary home."""
+"""Shared fixtures: bar frames, settings with a temporary home, the local stack's servers (skip
+or fail where one is not running) and a PostgreSQL schema of a test's own."""
 
 from __future__ import annotations
 
+import os
+import uuid
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -50,7 +55,6 @@ def settings(home: Path) -> AppSettings:
 def require_server(name: str, host: str, port: int) -> None:
     """Skip a test whose server is not running, except in CI (``CI=true``), where a missing
     server is a failure: the CI script starts the stack (scripts/stack.sh up)."""
-    import os
     import socket
 
     try:
@@ -61,3 +65,22 @@ def require_server(name: str, host: str, port: int) -> None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
+
+
+PG_DSN = os.environ.get("DRL_TEST_PG", "postgresql://drl:drl@127.0.0.1:5432/drl")
+"""The local stack's PostgreSQL (scripts/stack.sh), or ``DRL_TEST_PG``."""
+
+
+@contextmanager
+def postgres_schema(prefix: str) -> Iterator[str]:
+    """The name of a schema of the caller's own on `PG_DSN` (``PREFIX_`` and ten hex digits),
+    dropped with all it holds afterwards; `require_server` first."""
+    import psycopg
+
+    require_server("PostgreSQL", "127.0.0.1", 5432)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    try:
+        yield name
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as con:
+            con.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")

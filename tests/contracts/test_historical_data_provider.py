@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from drl_trading.common.bars import BAR_SCHEMA
-from drl_trading.common.domain import Symbol
+from drl_trading.common.domain import Symbol, Timeframe
 from drl_trading.ingest.adapter.file_provider import FileProvider
 from drl_trading.ingest.adapter.memory_provider import InMemoryProvider
 from drl_trading.ingest.adapter.synthetic_provider import ANCHOR, SyntheticProvider
@@ -73,7 +73,7 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
 
 
 def fetch(case: Case, start: datetime, end: datetime, symbol: Symbol = BTC) -> list[pl.DataFrame]:
-    frames = list(case.provider.fetch(symbol, start, end))
+    frames = list(case.provider.fetch(symbol, Timeframe.M1, start, end))
     for frame in frames:
         assert frame.schema == pl.Schema(BAR_SCHEMA)
     return frames
@@ -129,3 +129,19 @@ def test_an_unknown_symbol_is_as_documented(case: Case) -> None:
         return
     with pytest.raises(case.unknown, match=str(UNKNOWN)):
         fetch(case, W0, W0 + 10 * M, UNKNOWN)
+
+
+def test_a_coarser_timeframe_gives_its_bars_or_the_bars_held(case: Case) -> None:
+    """Sources that make bars (synthetic, an exchange) yield bars of the timeframe asked, on its
+    grid; sources holding bars (memory, a file) yield them as held, for ingest's spacing check."""
+    start, end = W0, W0 + case.window
+    frames = list(case.provider.fetch(BTC, Timeframe.H1, start, end))
+    got = joined(frames)
+    assert all(frame.schema == pl.Schema(BAR_SCHEMA) for frame in frames)
+    if isinstance(case.provider, InMemoryProvider | FileProvider):
+        assert got.equals(held(case, start, end))
+        return
+    times = got["open_time"]
+    assert times.is_sorted() and got.height > 1
+    assert set(times.diff().drop_nulls().to_list()) == {timedelta(hours=1)}
+    assert times.min() >= start and times.max() < end

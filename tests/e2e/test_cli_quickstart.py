@@ -4,18 +4,15 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from drl_trading.testing.cli_process import run_cli
+
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
-
-CLI = str(Path(sys.executable).with_name("drl-trading"))
-
 
 # a 512-step policy's confidences sit near 1/3: under the example strategy's 0.4 minimum it would
 # never trade, and the paper/backtest comparison below would compare two flat books
@@ -23,20 +20,8 @@ STRATEGY = '{"min_confidence": 0.0}'
 
 
 def _run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "COLUMNS": "400",
-        "DRL_TRADING_TRAINING__ENV__N_ENVS": "2",
-        "DRL_TRADING_STRATEGY__PARAMS": STRATEGY,
-    }
-    return subprocess.run(
-        [CLI, "--home", str(home), *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        env=env,
-    )
+    env = {"DRL_TRADING_TRAINING__ENV__N_ENVS": "2", "DRL_TRADING_STRATEGY__PARAMS": STRATEGY}
+    return run_cli(home, *args, env=env)
 
 
 def test_quickstart_then_train_and_backtest(tmp_path: Path) -> None:

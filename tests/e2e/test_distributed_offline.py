@@ -141,7 +141,9 @@ def test_offline_workflow_across_processes_equals_embedded(tmp_path: Path) -> No
             "training": settings.training.model_copy(update={"registry": registry}),
         }
     )
-    embedded = completed_event(distributed.correlation_id, ingest_and_train(local, SYMBOLS, RANGE))
+    # embedded as the submission ingests: with the features' warm-up before the range
+    result = ingest_and_train(local, SYMBOLS, RANGE, with_warmup=True)
+    embedded = completed_event(distributed.correlation_id, result)
     assert embedded.metrics.keys() == distributed.metrics.keys()
     for key, value in embedded.metrics.items():
         assert distributed.metrics[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key

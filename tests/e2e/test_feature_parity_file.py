@@ -5,9 +5,7 @@ every row), and the user is told that the file holds less than the feature set's
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -15,23 +13,14 @@ import pytest
 
 from drl_trading.common.domain import parse_time
 from drl_trading.strategy.feature_set import default_feature_set
+from drl_trading.testing.cli_process import run_cli
 from drl_trading.testing.feature_parity import PARITY, compare_rows, random_walk_bars
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
-CLI = str(Path(sys.executable).with_name("drl-trading"))
-
 
 def _run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "400", "DRL_TRADING_TRAINING__ENV__N_ENVS": "2"}
-    return subprocess.run(
-        [CLI, "--home", str(home), *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        env=env,
-    )
+    return run_cli(home, *args, env={"DRL_TRADING_TRAINING__ENV__N_ENVS": "2"})
 
 
 def test_served_features_equal_the_trained_ones_on_a_user_file(tmp_path: Path) -> None:

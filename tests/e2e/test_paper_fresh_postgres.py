@@ -6,11 +6,9 @@ exit 1, nothing deleted). On the local stack's PostgreSQL, in a schema of the te
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import subprocess
-import sys
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,13 +20,12 @@ from drl_trading.app.settings import AppSettings
 from drl_trading.common.domain import Symbol, TimeRange, parse_time
 from drl_trading.execution.adapter.postgres_store import PostgresExecutionStore
 from drl_trading.execution.core.records import RecordKind, TradingState
+from drl_trading.testing.cli_process import run_cli, said
 from drl_trading.testing.tiny_training import ingest_and_train, tiny_training_settings
-from tests.conftest import require_server
+from tests.conftest import PG_DSN, postgres_schema
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
-CLI = str(Path(sys.executable).with_name("drl-trading"))
-DSN = os.environ.get("DRL_TEST_PG", "postgresql://drl:drl@127.0.0.1:5432/drl")
 EPOCH = parse_time("1970-01-01")
 RANGE = ("--start", "2024-01-15T00:00", "--end", "2024-01-15T02:00")
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -36,11 +33,8 @@ Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 @pytest.fixture(scope="module")
 def schema() -> Iterator[str]:
-    require_server("PostgreSQL", "127.0.0.1", 5432)
-    name = f"test_fresh_{uuid.uuid4().hex[:10]}"
-    yield name
-    with psycopg.connect(DSN, autocommit=True) as con:
-        con.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+    with postgres_schema("test_fresh") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
@@ -61,23 +55,11 @@ def cli(home: AppSettings, schema: str, tmp_path_factory: pytest.TempPathFactory
         f"postgres:\n  schema_name: {schema}\n"
         "strategy:\n  params:\n    min_confidence: 0.0\n"
     )
-    env = {**os.environ, "COLUMNS": "200"}
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [CLI, "--config", str(config), "--home", str(home.home), *args],
-            capture_output=True, text=True, timeout=600, check=False, env=env,
-        )  # fmt: skip
-
-    return run
-
-
-def said(proc: subprocess.CompletedProcess[str]) -> str:
-    return " ".join((proc.stdout + proc.stderr).split())
+    return functools.partial(run_cli, home.home, config=config)
 
 
 def store(schema: str) -> PostgresExecutionStore:
-    return PostgresExecutionStore(DSN, schema=schema)
+    return PostgresExecutionStore(PG_DSN, schema=schema)
 
 
 def account(schema: str) -> tuple[int, TradingState | None, int]:
@@ -89,7 +71,7 @@ def account(schema: str) -> tuple[int, TradingState | None, int]:
         n = len(handle.records_since(EPOCH))
     finally:
         handle.close()
-    with psycopg.connect(DSN) as con:
+    with psycopg.connect(PG_DSN) as con:
         controls = con.execute(f"SELECT count(*) FROM {schema}.controls").fetchone()
     return n, state, int(controls[0]) if controls else 0
 

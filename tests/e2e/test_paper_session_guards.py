@@ -6,10 +6,9 @@ last bar, and the report's return, fees and records agree with each other and wi
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,11 +18,11 @@ from drl_trading.app.settings import AppSettings
 from drl_trading.common.domain import Symbol, TimeRange, parse_time
 from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
 from drl_trading.execution.core.records import RecordKind, TradeRecord
+from drl_trading.testing.cli_process import run_cli, said
 from drl_trading.testing.tiny_training import ingest_and_train, tiny_training_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
-CLI = str(Path(sys.executable).with_name("drl-trading"))
 EPOCH = parse_time("1970-01-01")
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -41,20 +40,7 @@ def cli(home: AppSettings, tmp_path_factory: pytest.TempPathFactory) -> Cli:
     # trade on every signal (the tiny model's confidences sit near 1/3), so there are fills
     config = tmp_path_factory.mktemp("config") / "trade-always.yaml"
     config.write_text("strategy:\n  params:\n    min_confidence: 0.0\n")
-    env = {**os.environ, "COLUMNS": "200"}
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [CLI, "--config", str(config), "--home", str(home.home), *args],
-            capture_output=True, text=True, timeout=600, check=False, env=env,
-        )  # fmt: skip
-
-    return run
-
-
-def said(proc: subprocess.CompletedProcess[str]) -> str:
-    """Everything the command printed, its line wrapping undone."""
-    return " ".join((proc.stdout + proc.stderr).split())
+    return functools.partial(run_cli, home.home, config=config)
 
 
 def records(home: AppSettings, session: str) -> list[TradeRecord]:

@@ -10,20 +10,18 @@ password appears nowhere, the log included (where the traceback is).
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
+from drl_trading.testing.cli_process import run_cli
 from tests.conftest import require_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
-CLI = [sys.executable, "-m", "drl_trading.cli.app"]
 STATUS = "check that it runs (bash scripts/stack.sh status)"
 
 
@@ -35,15 +33,12 @@ def closed_port() -> int:
     return port
 
 
-def run_cli(home: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, "--home", str(home), *args],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-        env={**os.environ, "COLUMNS": "400", **env},
-    )
+def postgres_down(secret: str, **env: str) -> tuple[int, dict[str, str]]:
+    """A closed port, and the environment that points PostgreSQL at it with the planted
+    password ``secret``, plus ``env`` (the settings that make the command use PostgreSQL)."""
+    port = closed_port()
+    pg = {"DRL_TRADING_POSTGRES__PORT": str(port), "DRL_TRADING_POSTGRES__PASSWORD": secret}
+    return port, {**pg, **env}
 
 
 def assert_server_error(
@@ -80,12 +75,7 @@ INGEST = ["ingest", "-s", "BTCUSDT", "--start", "2024-01-01", "--end", "2024-01-
 
 
 def test_postgres_down(home: Path, secret: str) -> None:
-    port = closed_port()
-    env = {
-        "DRL_TRADING_MARKET_DATA__KIND": "postgres",
-        "DRL_TRADING_POSTGRES__PORT": str(port),
-        "DRL_TRADING_POSTGRES__PASSWORD": secret,
-    }
+    port, env = postgres_down(secret, DRL_TRADING_MARKET_DATA__KIND="postgres")
     assert_server_error(
         home,
         run_cli(home, *INGEST, env=env),
@@ -97,12 +87,7 @@ def test_postgres_down(home: Path, secret: str) -> None:
 
 
 def test_postgres_down_for_the_execution_store(home: Path, secret: str) -> None:
-    port = closed_port()
-    env = {
-        "DRL_TRADING_EXECUTION__STORE": "postgres",
-        "DRL_TRADING_POSTGRES__PORT": str(port),
-        "DRL_TRADING_POSTGRES__PASSWORD": secret,
-    }
+    port, env = postgres_down(secret, DRL_TRADING_EXECUTION__STORE="postgres")
     assert_server_error(
         home,
         run_cli(home, "kill", "--reason", "test", env=env),
@@ -113,12 +98,7 @@ def test_postgres_down_for_the_execution_store(home: Path, secret: str) -> None:
 
 
 def test_postgres_down_under_serve(home: Path, secret: str) -> None:
-    port = closed_port()
-    env = {
-        "DRL_TRADING_MARKET_DATA__KIND": "postgres",
-        "DRL_TRADING_POSTGRES__PORT": str(port),
-        "DRL_TRADING_POSTGRES__PASSWORD": secret,
-    }
+    port, env = postgres_down(secret, DRL_TRADING_MARKET_DATA__KIND="postgres")
     assert_server_error(
         home,
         run_cli(home, "serve", "preprocess", "--port", "0", env=env),
@@ -129,8 +109,7 @@ def test_postgres_down_under_serve(home: Path, secret: str) -> None:
 
 
 def test_db_migrate_with_postgres_down(home: Path, secret: str) -> None:
-    port = closed_port()
-    env = {"DRL_TRADING_POSTGRES__PORT": str(port), "DRL_TRADING_POSTGRES__PASSWORD": secret}
+    port, env = postgres_down(secret)
     assert_server_error(
         home,
         run_cli(home, "db", "migrate", env=env),

@@ -4,46 +4,22 @@ process: three days of one symbol, one small feature set, 96 or 64 PPO steps."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
+
+from drl_trading.testing.cli_process import run_cli
+from drl_trading.testing.tiny_training import write_tiny_quickstart_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
-CLI = str(Path(sys.executable).with_name("drl-trading"))
-
-TINY = {
-    "preprocess": {
-        "store_timeframes": ["5m"],
-        "feature_set": {
-            "name": "tiny",
-            "base_timeframe": "5m",
-            "time_encodings": False,
-            "timeframes": [{"timeframe": "5m", "indicators": [{"kind": "rsi", "period": 7}]}],
-        },
-    },
-    "training": {
-        "total_timesteps": 96,
-        "random_agent_seeds": 1,
-        "env": {"n_envs": 1, "episode_bars": 32},
-        "algorithm": {"hyperparameters": {"n_steps": 32, "batch_size": 32, "n_epochs": 1}},
-    },
-}
-
 
 def _quickstart(tmp_path: Path, name: str, env: dict[str, str]) -> str:
-    config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(TINY))
-    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("DRL_TRADING_")}
-    done = subprocess.run(
-        [CLI, "--home", str(tmp_path / name), "--config", str(config), "quickstart",
-         "-s", "BTCUSDT", "--start", "2024-01-01", "--end", "2024-01-04"],
-        capture_output=True, text=True, timeout=600, check=False,
-        env={**clean, "COLUMNS": "200", **env},
+    config = write_tiny_quickstart_config(tmp_path / "tiny.yaml", timesteps=96)
+    done = run_cli(
+        tmp_path / name,
+        "quickstart", "-s", "BTCUSDT", "--start", "2024-01-01", "--end", "2024-01-04",
+        config=config, env=env, inherit_settings=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
     assert "Traceback" not in done.stderr

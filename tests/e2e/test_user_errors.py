@@ -356,3 +356,26 @@ def test_an_internal_error_says_where_its_traceback_is(home: Path, tmp_path: Pat
         boom("--no-load"), 1, f"traceback written to {fallback}: the home's log was not available"
     )
     assert "RuntimeError: boom" in fallback.read_text()
+
+
+def test_an_hourly_file_ingested_as_1m_is_refused_with_its_spacing(
+    home: Path, tmp_path: Path
+) -> None:
+    """The issue's hourly EURUSD-style file: refused with its measured spacing, nothing stored
+    (it used to report thousands of gaps and build every 5m..1h bar from single hourly bars)."""
+    from tests.conftest import make_bars
+
+    path = tmp_path / "bars.csv"
+    make_bars("2024-01-01", 200, step_minutes=60).write_csv(path)
+    result = run_cli(home, "ingest", "--source", "file", "--path", str(path), "-s", "EURUSD")
+    assert_one_line_error(
+        result,
+        2,
+        "EURUSD: the bars from file bars.csv are 1h apart (199 of 199 steps), not 1m as declared",
+        "nothing of EURUSD was stored",
+    )
+    store = DuckDBMarketData(home / "market.duckdb")
+    try:
+        assert store.coverage(Symbol("EURUSD"), Timeframe.M1) is None
+    finally:
+        store.close()

@@ -5,70 +5,27 @@ the stored) range."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
-import yaml
+
+from drl_trading.testing.cli_process import run_cli
+from drl_trading.testing.pandas_csv import write_pandas_csv
+from drl_trading.testing.tiny_training import write_tiny_quickstart_config
 
 pytestmark = pytest.mark.e2e
 
-CLI = str(Path(sys.executable).with_name("drl-trading"))
-
-TINY = {
-    "preprocess": {
-        "store_timeframes": ["5m"],
-        "feature_set": {
-            "name": "tiny",
-            "base_timeframe": "5m",
-            "time_encodings": False,
-            "timeframes": [{"timeframe": "5m", "indicators": [{"kind": "rsi", "period": 7}]}],
-        },
-    },
-    "training": {
-        "total_timesteps": 32,
-        "random_agent_seeds": 1,
-        "env": {"n_envs": 1, "episode_bars": 32},
-        "algorithm": {"hyperparameters": {"n_steps": 32, "batch_size": 32, "n_epochs": 1}},
-    },
-}
-"""One small feature set, so that a one-day file has feature rows (and too few for the splits)."""
-
 
 def pandas_csv(path: Path, start: str, days: int) -> Path:
-    """``days`` of 1m bars from ``start`` (UTC) the way a pandas user writes them: a seeded
-    random walk, indexed by a tz-aware DatetimeIndex shown in Berlin time, default `to_csv`
-    (an unnamed first column of ``2024-05-01 02:00:00+02:00``)."""
-    n = days * 24 * 60
-    index = pd.date_range(start, periods=n, freq="1min", tz="UTC").tz_convert("Europe/Berlin")
-    close = 100 * np.exp(np.cumsum(np.random.default_rng(11).normal(0, 1e-3, n)))
-    opens = np.r_[close[0], close[:-1]]
-    pd.DataFrame(
-        {
-            "open": opens,
-            "high": np.maximum(opens, close) * 1.0005,
-            "low": np.minimum(opens, close) * 0.9995,
-            "close": close,
-            "volume": np.random.default_rng(12).uniform(1, 10, n),
-        },
-        index=index,
-    ).to_csv(path)
-    assert path.read_text().startswith(",open,high,low,close,volume\n")
-    return path
+    """``days`` of 1m bars from ``start`` as pandas writes them, shown in Berlin time."""
+    return write_pandas_csv(path, start, days, seed=11, shown_in="Europe/Berlin")
 
 
 def run(home: Path, *args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "400", "DRL_TRADING_TRAINING__ENV__N_ENVS": "1"}
-    options = ["--home", str(home)] + (["--config", str(config)] if config else [])
-    return subprocess.run(
-        [CLI, *options, *args], capture_output=True, text=True, timeout=600, check=False, env=env
-    )
+    return run_cli(home, *args, config=config, env={"DRL_TRADING_TRAINING__ENV__N_ENVS": "1"})
 
 
 def test_quickstart_on_a_pandas_csv_uses_the_files_range(tmp_path: Path) -> None:
@@ -108,8 +65,7 @@ def test_a_range_the_file_misses_names_the_files_range(tmp_path: Path) -> None:
 
 def test_a_file_too_short_for_the_splits_says_what_is_stored_and_needed(tmp_path: Path) -> None:
     path = pandas_csv(tmp_path / "f.csv", "2024-01-10", days=1)
-    config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(TINY))
+    config = write_tiny_quickstart_config(tmp_path / "tiny.yaml")
     done = run(
         tmp_path / "home",
         "quickstart", "--source", "file", "--path", str(path), "--symbols", "TESTUSDT",

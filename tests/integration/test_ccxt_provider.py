@@ -20,7 +20,7 @@ import polars as pl
 import pytest
 
 from drl_trading.common.bars import BAR_SCHEMA
-from drl_trading.common.domain import Symbol
+from drl_trading.common.domain import Symbol, Timeframe
 from drl_trading.common.errors import ExchangeUnreachableError
 from drl_trading.ingest.adapter.ccxt_provider import CcxtProvider
 
@@ -32,6 +32,8 @@ N_BARS = 150  # 00:00 .. 02:29
 SERVER_MAX_LIMIT = 50  # below the provider's page_limit, to force several pages
 MINUTE_MS = 60_000
 BTC = Symbol("BTCUSDT")
+INTERVALS_MS = {"1m": MINUTE_MS, "1h": 60 * MINUTE_MS}
+"""The kline intervals the fake serves (ccxt names them as `Timeframe` does)."""
 
 
 def t(minutes: int) -> datetime:
@@ -111,7 +113,9 @@ class FakeBinance:
             return sum(1 for r in self.requests if urlsplit(r).path == path)
 
     def klines(self, query: dict[str, str]) -> tuple[int, Any]:
-        if query.get("interval") != "1m":
+        """`N_BARS` bars of 1m or of 1h from `DATA_START` (bar ``i`` has values ``bar(i)``)."""
+        step_ms = INTERVALS_MS.get(query.get("interval", ""))
+        if step_ms is None:
             return 400, {"code": -1120, "msg": "Invalid interval."}
         if query.get("symbol") not in ("BTCUSDT", "ETHUSDT"):
             return 400, {"code": -1121, "msg": "Invalid symbol."}
@@ -120,15 +124,15 @@ class FakeBinance:
         limit = min(int(query.get("limit", 500)), SERVER_MAX_LIMIT)
         first = 0
         if "startTime" in query:
-            first = max(0, -(-(int(query["startTime"]) - DATA_START_MS) // MINUTE_MS))
+            first = max(0, -(-(int(query["startTime"]) - DATA_START_MS) // step_ms))
         last = N_BARS - 1
         if "endTime" in query:
-            last = min(last, (int(query["endTime"]) - DATA_START_MS) // MINUTE_MS)
+            last = min(last, (int(query["endTime"]) - DATA_START_MS) // step_ms)
         rows = []
         for i in range(first, min(last + 1, first + limit)):
-            open_ms = DATA_START_MS + i * MINUTE_MS
+            open_ms = DATA_START_MS + i * step_ms
             o, h, low, c, v = bar(i)
-            close_ms = open_ms + MINUTE_MS - 1
+            close_ms = open_ms + step_ms - 1
             prices = [str(o), str(h), str(low), str(c), str(v)]
             rows.append([open_ms, *prices, close_ms, str(v * c), 42, "0", "0", "0"])
         return 200, rows
@@ -207,7 +211,7 @@ def make_provider(server: FakeBinance, **kwargs: Any) -> CcxtProvider:
 
 
 def collect(provider: CcxtProvider, symbol: Symbol, start: datetime, end: datetime) -> pl.DataFrame:
-    frames = list(provider.fetch(symbol, start, end))
+    frames = list(provider.fetch(symbol, Timeframe.M1, start, end))
     for frame in frames:
         assert frame.schema == pl.Schema(BAR_SCHEMA)
     return pl.concat(frames) if frames else pl.DataFrame(schema=BAR_SCHEMA)
@@ -215,7 +219,7 @@ def collect(provider: CcxtProvider, symbol: Symbol, start: datetime, end: dateti
 
 def test_fetches_a_range_over_several_pages(server: FakeBinance) -> None:
     provider = make_provider(server)
-    frames = list(provider.fetch(BTC, t(0), t(120)))
+    frames = list(provider.fetch(BTC, Timeframe.M1, t(0), t(120)))
     got = pl.concat(frames)
 
     assert len(frames) >= 3
@@ -239,7 +243,7 @@ def test_range_past_the_available_data_stops_with_what_exists(server: FakeBinanc
 
 def test_range_entirely_after_the_data_yields_nothing(server: FakeBinance) -> None:
     provider = make_provider(server)
-    assert list(provider.fetch(BTC, t(N_BARS + 10), t(N_BARS + 100))) == []
+    assert list(provider.fetch(BTC, Timeframe.M1, t(N_BARS + 10), t(N_BARS + 100))) == []
     assert server.count("/api/v3/klines") == 1
 
 
@@ -252,7 +256,7 @@ def test_unaligned_bounds_keep_the_half_open_range(server: FakeBinance) -> None:
 def test_unknown_symbol_is_a_lookup_error(server: FakeBinance) -> None:
     provider = make_provider(server)
     with pytest.raises(LookupError, match="DOGEUSDT") as info:
-        list(provider.fetch(Symbol("DOGEUSDT"), t(0), t(10)))
+        list(provider.fetch(Symbol("DOGEUSDT"), Timeframe.M1, t(0), t(10)))
     assert "BTC/USDT" in str(info.value)
     assert server.count("/api/v3/klines") == 0
 
@@ -276,7 +280,7 @@ def test_retries_back_off_exponentially_then_give_up(server: FakeBinance) -> Non
     server.klines_failures = [503, 503, 503]
 
     with pytest.raises(ExchangeUnreachableError, match="cannot reach exchange binance") as info:
-        list(provider.fetch(BTC, t(0), t(10)))
+        list(provider.fetch(BTC, Timeframe.M1, t(0), t(10)))
     assert isinstance(info.value.__cause__, ccxt.ExchangeNotAvailable)
     assert sleeps == [0.5, 1.0]
     assert server.count("/api/v3/klines") == 3
@@ -296,7 +300,7 @@ def test_symbol_spellings_resolve_to_one_market(server: FakeBinance) -> None:
 def test_unknown_exchange_id_names_it() -> None:
     provider = CcxtProvider(exchange_id="no-such-exchange")
     with pytest.raises(ValueError, match=r"no-such-exchange.*ccxt\.exchanges"):
-        list(provider.fetch(BTC, t(0), t(10)))
+        list(provider.fetch(BTC, Timeframe.M1, t(0), t(10)))
 
 
 def test_base_url_replaces_every_api_host() -> None:
@@ -317,3 +321,25 @@ def test_base_url_replaces_every_api_host() -> None:
     assert exchange.urls["api"]["public"] == "http://127.0.0.1:9/api/v3"
     assert exchange.options["fetchMarkets"]["types"] == ["spot"]
     assert exchange.has["fetchCurrencies"] is False
+
+
+def test_bars_of_the_timeframe_asked_are_paged_by_its_step(server: FakeBinance) -> None:
+    provider = make_provider(server)
+    hour = timedelta(hours=1)
+    frames = list(provider.fetch(BTC, Timeframe.H1, DATA_START, DATA_START + N_BARS * hour))
+    got = pl.concat(frames)
+    assert len(frames) == 3  # pages of SERVER_MAX_LIMIT hours, each following the last by 1h
+    assert got["open_time"].to_list() == [DATA_START + i * hour for i in range(N_BARS)]
+    assert got["close"].to_list() == [bar(i)[3] for i in range(N_BARS)]
+    assert all("interval=1h" in r for r in server.requests if "klines" in r)
+
+
+def test_a_timeframe_the_exchange_lacks_is_refused_before_any_request(
+    server: FakeBinance,
+) -> None:
+    provider = make_provider(server)
+    exchange = provider._ready_exchange()
+    exchange.timeframes = {"1m": "1m", "1h": "1h"}
+    with pytest.raises(NotImplementedError, match="has no 4h candles"):
+        list(provider.fetch(BTC, Timeframe.H4, DATA_START, DATA_START + timedelta(days=1)))
+    assert server.count("/api/v3/klines") == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,24 +12,19 @@ import psycopg
 import pytest
 
 from drl_trading.common.adapter.postgres_schema import available, migrate
-from tests.conftest import require_server
+from tests.conftest import PG_DSN, postgres_schema
 
 pytestmark = pytest.mark.integration
-
-DSN = os.environ.get("DRL_TEST_PG", "postgresql://drl:drl@127.0.0.1:5432/drl")
 
 
 @pytest.fixture
 def schema() -> Iterator[str]:
-    require_server("PostgreSQL", "127.0.0.1", 5432)
-    name = f"test_{uuid.uuid4().hex[:10]}"
-    yield name
-    with psycopg.connect(DSN, autocommit=True) as con:
-        con.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+    with postgres_schema("test") as name:
+        yield name
 
 
 def test_migrations_apply_in_order_once(schema: str) -> None:
-    with psycopg.connect(DSN) as con:
+    with psycopg.connect(PG_DSN) as con:
         first = migrate(con, schema)
         again = migrate(con, schema)
         versions = con.execute(
@@ -57,7 +51,7 @@ def test_migrations_apply_in_order_once(schema: str) -> None:
 
 
 def test_an_edited_migration_is_refused(schema: str) -> None:
-    with psycopg.connect(DSN) as con:
+    with psycopg.connect(PG_DSN) as con:
         migrate(con, schema)
         con.execute(f"UPDATE {schema}.schema_migrations SET checksum = 'x' WHERE version = 1")
         con.commit()
@@ -88,13 +82,13 @@ def test_market_data_reconnects_after_the_server_dropped_its_connection(schema: 
     from drl_trading.common.errors import DatabaseConnectionError
     from tests.conftest import make_bars
 
-    repo = PostgresMarketData(DSN, schema=schema)
+    repo = PostgresMarketData(PG_DSN, schema=schema)
     symbol = Symbol("BTCUSDT")
     bars = make_bars("2024-01-01", 10)
     try:
         assert repo.upsert_bars(symbol, Timeframe.M1, bars[:5]).inserted == 5
         backend = repo._con.info.backend_pid  # the server process serving this repository
-        with psycopg.connect(DSN, autocommit=True) as admin:
+        with psycopg.connect(PG_DSN, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", [backend])
         with pytest.raises(DatabaseConnectionError, match="connection lost") as failed:
             repo.upsert_bars(symbol, Timeframe.M1, bars[5:])

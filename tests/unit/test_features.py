@@ -70,7 +70,7 @@ SPECS = {"default": default_feature_set, "small": small_spec}
 
 @cache
 def minute_bars() -> pl.DataFrame:
-    frames = SyntheticProvider(seed=42, chunk_days=7).fetch(SYMBOL, START, END)
+    frames = SyntheticProvider(seed=42, chunk_days=7).fetch(SYMBOL, Timeframe.M1, START, END)
     bars = pl.concat(list(frames))
     assert bars.height == DAYS * 1440
     return bars

@@ -15,7 +15,7 @@ import pytest
 from drl_trading.common.adapter.memory_bus import InMemoryBus
 from drl_trading.common.adapter.memory_market_data import InMemoryMarketData
 from drl_trading.common.bars import BAR_SCHEMA
-from drl_trading.common.domain import Symbol, TimeRange, to_micros
+from drl_trading.common.domain import Symbol, Timeframe, TimeRange, to_micros
 from drl_trading.ingest.adapter.file_provider import FileProvider
 from drl_trading.ingest.core.ports import SOURCE_ROW, HistoricalDataProvider, RowNumberedProvider
 from drl_trading.ingest.core.service import BatchRejectedError, IngestService, TrainingDataRequest
@@ -57,7 +57,7 @@ def _binance_lines(n: int, unit: str, t0: datetime = T0) -> list[str]:
 
 
 def _fetch_all(provider: FileProvider, symbol: Symbol = BTC) -> pl.DataFrame:
-    chunks = list(provider.fetch(symbol, START, END))
+    chunks = list(provider.fetch(symbol, Timeframe.M1, START, END))
     assert all(c.schema == pl.Schema(BAR_SCHEMA) for c in chunks)
     return pl.concat(chunks) if chunks else pl.DataFrame(schema=BAR_SCHEMA)
 
@@ -184,23 +184,23 @@ def test_symbol_pattern_serves_several_symbols(tmp_path: Path) -> None:
 def test_missing_file_names_path_and_pattern(tmp_path: Path) -> None:
     provider = FileProvider(str(tmp_path / "{symbol}.csv"))
     with pytest.raises(FileNotFoundError) as info:
-        list(provider.fetch(BTC, START, END))
+        list(provider.fetch(BTC, Timeframe.M1, START, END))
     assert str(tmp_path / "BTCUSDT.csv") in str(info.value)
     assert "{symbol}.csv" in str(info.value)
 
 
 def test_range_filter_is_half_open(tmp_path: Path) -> None:
     path = _write(tmp_path / "k.csv", _binance_lines(10, "ms"))
-    chunks = list(FileProvider(path).fetch(BTC, T0 + 2 * MINUTE, T0 + 5 * MINUTE))
+    chunks = list(FileProvider(path).fetch(BTC, Timeframe.M1, T0 + 2 * MINUTE, T0 + 5 * MINUTE))
     out = pl.concat(chunks)
     assert out["open_time"].to_list() == [T0 + 2 * MINUTE, T0 + 3 * MINUTE, T0 + 4 * MINUTE]
     assert out.equals(_expected(10).slice(2, 3))
-    assert list(FileProvider(path).fetch(BTC, T0 - MINUTE * 9, T0)) == []
+    assert list(FileProvider(path).fetch(BTC, Timeframe.M1, T0 - MINUTE * 9, T0)) == []
 
 
 def test_chunking_preserves_everything_in_order(tmp_path: Path) -> None:
     path = _write(tmp_path / "k.csv", _binance_lines(35, "ms"))
-    chunks = list(FileProvider(path, chunk_rows=10).fetch(BTC, START, END))
+    chunks = list(FileProvider(path, chunk_rows=10).fetch(BTC, Timeframe.M1, START, END))
     assert [c.height for c in chunks] == [10, 10, 10, 5]
     assert pl.concat(chunks).equals(_fetch_all(FileProvider(path)))
     assert pl.concat(chunks).equals(_expected(35))
@@ -217,7 +217,7 @@ def test_bad_timestamp_names_file_row_and_value(tmp_path: Path) -> None:
         ],
     )
     with pytest.raises(ValueError, match="timestamp") as info:
-        list(FileProvider(path).fetch(BTC, START, END))
+        list(FileProvider(path).fetch(BTC, Timeframe.M1, START, END))
     message = str(info.value)
     assert "bars.csv" in message
     assert "data row 3" in message
@@ -227,7 +227,7 @@ def test_bad_timestamp_names_file_row_and_value(tmp_path: Path) -> None:
 def test_explicit_unit_rejects_iso_text(tmp_path: Path) -> None:
     path = _write(tmp_path / "b.csv", ["ts,o,h,l,c,v", "2024-01-01T00:00:00Z,1,2,0.5,1.5,10"])
     with pytest.raises(ValueError, match="data row 1"):
-        list(FileProvider(path, timestamp_unit="ms").fetch(BTC, START, END))
+        list(FileProvider(path, timestamp_unit="ms").fetch(BTC, Timeframe.M1, START, END))
 
 
 def test_text_in_a_value_column_is_an_error(tmp_path: Path) -> None:
@@ -240,14 +240,14 @@ def test_text_in_a_value_column_is_an_error(tmp_path: Path) -> None:
         ],
     )
     with pytest.raises(ValueError, match=r"data row 2.*'close'") as info:
-        list(FileProvider(path).fetch(BTC, START, END))
+        list(FileProvider(path).fetch(BTC, Timeframe.M1, START, END))
     assert "'n/a?'" in str(info.value)
 
 
 def test_missing_column_lists_found_and_needed(tmp_path: Path) -> None:
     path = _write(tmp_path / "bars.csv", ["time,open,high,low,close", "2024-01-01,1,2,0.5,1.5"])
     with pytest.raises(ValueError, match="no column for volume") as info:
-        list(FileProvider(path).fetch(BTC, START, END))
+        list(FileProvider(path).fetch(BTC, Timeframe.M1, START, END))
     message = str(info.value)
     assert "['time', 'open', 'high', 'low', 'close']" in message
     assert "volume/vol/v" in message
@@ -256,7 +256,7 @@ def test_missing_column_lists_found_and_needed(tmp_path: Path) -> None:
 def test_headerless_with_wrong_width_is_an_error(tmp_path: Path) -> None:
     path = _write(tmp_path / "bars.csv", ["1704067200,1,2,0.5,1.5"])
     with pytest.raises(ValueError, match="has 5"):
-        list(FileProvider(path).fetch(BTC, START, END))
+        list(FileProvider(path).fetch(BTC, Timeframe.M1, START, END))
 
 
 def test_bad_rows_pass_through_unchanged(tmp_path: Path) -> None:
@@ -304,16 +304,20 @@ def test_numbered_fetch_gives_each_bar_its_data_row(tmp_path: Path) -> None:
         lines.append(f"{t:%Y-%m-%dT%H:%M:%S}Z,{','.join(map(str, _bar_values(i)))}")
     lines.insert(4, "")  # line 5, data row 4
     provider = FileProvider(_write(tmp_path / "bars.csv", lines), chunk_rows=2)
-    chunks = list(provider.fetch_numbered(BTC, T0 + 2 * MINUTE, END))
+    chunks = list(provider.fetch_numbered(BTC, Timeframe.M1, T0 + 2 * MINUTE, END))
     assert [c.height for c in chunks] == [2, 2, 2]
     got = pl.concat(chunks)
     assert got[SOURCE_ROW].to_list() == [3, 5, 6, 7, 8, 9]
-    assert got.drop(SOURCE_ROW).equals(pl.concat(list(provider.fetch(BTC, T0 + 2 * MINUTE, END))))
+    assert got.drop(SOURCE_ROW).equals(
+        pl.concat(list(provider.fetch(BTC, Timeframe.M1, T0 + 2 * MINUTE, END)))
+    )
     assert isinstance(provider, RowNumberedProvider)
 
     parquet = tmp_path / "bars.parquet"
     _expected(4).write_parquet(parquet)
-    rows = pl.concat(list(FileProvider(parquet).fetch_numbered(BTC, T0 + MINUTE, END)))
+    rows = pl.concat(
+        list(FileProvider(parquet).fetch_numbered(BTC, Timeframe.M1, T0 + MINUTE, END))
+    )
     assert rows[SOURCE_ROW].to_list() == [2, 3, 4]
 
 
@@ -331,7 +335,7 @@ def test_the_reader_and_validation_name_a_bad_line_by_the_same_row(
 ) -> None:
     unreadable = _write(tmp_path / "text.csv", _lines_with_row_101("abc"))
     with pytest.raises(ValueError, match=r"'abc' as a number in data row 101 \(line 102\)"):
-        list(FileProvider(unreadable).fetch(BTC, start, END))
+        list(FileProvider(unreadable).fetch(BTC, Timeframe.M1, start, END))
 
     invalid = FileProvider(_write(tmp_path / "neg.csv", _lines_with_row_101("-1")), chunk_rows=30)
     repo, bus = InMemoryMarketData(), InMemoryBus()

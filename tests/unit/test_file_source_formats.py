@@ -202,7 +202,9 @@ def test_a_range_without_the_files_bars_names_the_files_range(tmp_path: Path) ->
         "the file's range"
     )
     assert err.value.held == TimeRange(T0, T0 + timedelta(days=1))
-    assert list(provider.fetch(SYM, start, end)) == []  # fetch itself, like every provider
+    assert (
+        list(provider.fetch(SYM, Timeframe.M1, start, end)) == []
+    )  # fetch itself, like every provider
     provider.check_range(SYM, T0 - timedelta(days=1), T0 + MINUTE)  # one bar is enough
     provider.check_range(SYM, start, start)  # an empty range asks for nothing
 

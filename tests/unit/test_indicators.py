@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 import talib
 
-from drl_trading.common.domain import Symbol
+from drl_trading.common.domain import Symbol, Timeframe
 from drl_trading.ingest.adapter.synthetic_provider import SyntheticProvider
 from drl_trading.preprocess.core import indicators as ind
 
@@ -21,7 +21,10 @@ Ohlcv = dict[str, np.ndarray]
 def synthetic_ohlcv() -> dict[str, np.ndarray]:
     provider = SyntheticProvider(seed=11)
     frames = provider.fetch(
-        Symbol("BTCUSDT"), datetime(2024, 2, 1, tzinfo=UTC), datetime(2024, 2, 3, tzinfo=UTC)
+        Symbol("BTCUSDT"),
+        Timeframe.M1,
+        datetime(2024, 2, 1, tzinfo=UTC),
+        datetime(2024, 2, 3, tzinfo=UTC),
     )
     bars = pl.concat(list(frames))
     assert bars.height == 2 * 1440

@@ -18,7 +18,7 @@ from drl_trading.ingest.core.service import IngestService, TrainingDataRequest
 S = Symbol("PROP")
 T0 = parse_time("2024-03-01")
 SOURCE = SyntheticProvider(seed=3, chunk_days=1)
-BARS = pl.concat(list(SOURCE.fetch(S, T0, T0 + timedelta(minutes=900))))
+BARS = pl.concat(list(SOURCE.fetch(S, Timeframe.M1, T0, T0 + timedelta(minutes=900))))
 """The synthetic bars every range below lies in, served re-cut into chunks of a given size."""
 
 
@@ -45,7 +45,7 @@ def test_any_sequence_of_overlapping_ingests_stores_one_copy(
     stored = repo.read_bars(S, Timeframe.M1, T0, T0 + timedelta(days=1))
     assert stored.height == len(covered)
     assert stored["open_time"].is_unique().all()
-    expected = pl.concat(list(SOURCE.fetch(S, T0, T0 + timedelta(minutes=900)))).filter(
-        pl.col("open_time").is_in(stored["open_time"].implode())
-    )
+    expected = pl.concat(
+        list(SOURCE.fetch(S, Timeframe.M1, T0, T0 + timedelta(minutes=900)))
+    ).filter(pl.col("open_time").is_in(stored["open_time"].implode()))
     assert stored.equals(expected)

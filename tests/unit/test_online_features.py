@@ -24,7 +24,7 @@ ABS = 1e-12
 
 def _bars(start: str, end: str, seed: int = 11) -> pl.DataFrame:
     provider = SyntheticProvider(seed=seed)
-    frames = list(provider.fetch(SYM, datetime.fromisoformat(start + "T00:00+00:00"),
+    frames = list(provider.fetch(SYM, Timeframe.M1, datetime.fromisoformat(start + "T00:00+00:00"),
                                  datetime.fromisoformat(end + "T00:00+00:00")))  # fmt: skip
     return pl.concat(frames).sort("open_time")
 

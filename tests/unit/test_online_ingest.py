@@ -50,7 +50,10 @@ class FakeProvider:
     def __init__(self) -> None:
         self.calls: list[tuple[Symbol, datetime, datetime]] = []
 
-    def fetch(self, symbol: Symbol, start: datetime, end: datetime) -> Iterator[pl.DataFrame]:
+    def fetch(
+        self, symbol: Symbol, timeframe: Timeframe, start: datetime, end: datetime
+    ) -> Iterator[pl.DataFrame]:
+        assert timeframe is Timeframe.M1  # online ingest streams 1m bars
         self.calls.append((symbol, start, end))
         n = int((end - start) / M)
         yield make_bars(start, n)
@@ -380,7 +383,9 @@ def test_synthetic_live_source_yields_consecutive_minutes_matching_the_provider(
         (start + i * M, s) for i in range(4) for s in (A, B)
     ]
     assert fake.sleeps == pytest.approx([0.5, 0.5, 0.5])
-    expected = pl.concat(list(SyntheticProvider(seed=5).fetch(A, start, start + 4 * M)))
+    expected = pl.concat(
+        list(SyntheticProvider(seed=5).fetch(A, Timeframe.M1, start, start + 4 * M))
+    )
     assert [b for b in got if b.symbol == A] == frame_to_bars(expected, A, Timeframe.M1)
     it = source.bars()
     next(it)

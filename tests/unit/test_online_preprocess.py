@@ -32,7 +32,7 @@ LIVE = TimeRange.parse("2024-01-15", "2024-01-17")
 @pytest.fixture(scope="module")
 def market() -> InMemoryMarketData:
     md = InMemoryMarketData()
-    for chunk in SyntheticProvider(seed=3).fetch(SYM, RNG.start, RNG.end):
+    for chunk in SyntheticProvider(seed=3).fetch(SYM, Timeframe.M1, RNG.start, RNG.end):
         md.upsert_bars(SYM, Timeframe.M1, chunk)
     return md
 

@@ -10,8 +10,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import polars as pl
 import pytest
 
@@ -22,6 +20,8 @@ from drl_trading.common.adapter.memory_registry import InMemoryRegistry
 from drl_trading.common.domain import Symbol, Timeframe, TimeRange
 from drl_trading.ingest.core.service import TrainingDataRequest
 from drl_trading.strategy import BaseStrategy
+from drl_trading.testing.pandas_csv import write_pandas_csv
+from drl_trading.testing.tiny_training import tiny_quickstart_config
 from drl_trading.training.adapter.fixed_revision import FixedRevision
 from drl_trading.training.adapter.fixed_versions import FixedVersions
 from drl_trading.training.adapter.registry_packages import RegistryPackages
@@ -127,22 +127,6 @@ def test_too_little_data_says_how_long_it_is_and_what_the_splits_need() -> None:
 
 # -- the training service over a file shorter than the requested range ----------------------
 
-TINY_FEATURES = {
-    "store_timeframes": ["5m"],
-    "feature_set": {
-        "name": "tiny",
-        "base_timeframe": "5m",
-        "time_encodings": False,
-        "timeframes": [{"timeframe": "5m", "indicators": [{"kind": "rsi", "period": 7}]}],
-    },
-}
-TINY_TRAINING = {
-    "total_timesteps": 32,
-    "random_agent_seeds": 1,
-    "env": {"n_envs": 1, "episode_bars": 32},
-    "algorithm": {"hyperparameters": {"n_steps": 32, "batch_size": 32, "n_epochs": 1}},
-}
-
 
 @pytest.fixture
 def settings(tmp_path: Path) -> AppSettings:
@@ -150,28 +134,13 @@ def settings(tmp_path: Path) -> AppSettings:
         home=tmp_path / "home",
         market_data={"kind": "memory"},
         feature_store={"kind": "memory"},
-        preprocess=TINY_FEATURES,
-        training=TINY_TRAINING,
+        **tiny_quickstart_config(),
     )
 
 
 def write_file(path: Path, days: float) -> Path:
     """``days`` of 1m bars from `T0` as pandas writes them (a random walk, seed 3)."""
-    n = int(days * 24 * 60)
-    index = pd.date_range(T0, periods=n, freq="1min")
-    close = 100 * np.exp(np.cumsum(np.random.default_rng(3).normal(0, 1e-3, n)))
-    opens = np.r_[close[0], close[:-1]]
-    pd.DataFrame(
-        {
-            "open": opens,
-            "high": np.maximum(opens, close) * 1.001,
-            "low": np.minimum(opens, close) * 0.999,
-            "close": close,
-            "volume": 1.0,
-        },
-        index=index,
-    ).to_csv(path)
-    return path
+    return write_pandas_csv(path, T0, days, seed=3)
 
 
 @contextmanager

@@ -11,7 +11,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from drl_trading.common.bars import BAR_SCHEMA
-from drl_trading.common.domain import Symbol
+from drl_trading.common.domain import Symbol, Timeframe
 from drl_trading.ingest.adapter.synthetic_provider import ANCHOR, SyntheticProvider
 
 SYMBOL = Symbol("BTCUSDT")
@@ -25,7 +25,7 @@ def d(*args: int) -> datetime:
 def fetch_all(
     provider: SyntheticProvider, start: datetime, end: datetime, symbol: Symbol = SYMBOL
 ) -> pl.DataFrame:
-    return pl.concat(list(provider.fetch(symbol, start, end)))
+    return pl.concat(list(provider.fetch(symbol, Timeframe.M1, start, end)))
 
 
 @cache
@@ -120,7 +120,9 @@ def test_bars_are_valid() -> None:
 @pytest.mark.parametrize("chunk_days", [1, 3, 7, 30])
 def test_chunking_by_chunk_days(chunk_days: int) -> None:
     start, end = d(2024, 1, 1), d(2024, 1, 20)
-    chunks = list(SyntheticProvider(seed=2, chunk_days=chunk_days).fetch(SYMBOL, start, end))
+    chunks = list(
+        SyntheticProvider(seed=2, chunk_days=chunk_days).fetch(SYMBOL, Timeframe.M1, start, end)
+    )
     sizes = [c.height for c in chunks]
     full, rest = divmod(19, chunk_days)
     expected = [chunk_days * 1440] * full + ([rest * 1440] if rest else [])
@@ -133,7 +135,7 @@ def test_chunking_by_chunk_days(chunk_days: int) -> None:
 
 def test_chunking_with_intraday_bounds() -> None:
     start, end = d(2024, 1, 1, 12, 30), d(2024, 1, 4, 6, 0)
-    chunks = list(SyntheticProvider(seed=2, chunk_days=2).fetch(SYMBOL, start, end))
+    chunks = list(SyntheticProvider(seed=2, chunk_days=2).fetch(SYMBOL, Timeframe.M1, start, end))
     # Days 1-2 then days 3-4, each trimmed to the requested bounds.
     assert [c.height for c in chunks] == [1440 + 690, 1440 + 360]
     assert chunks[0]["open_time"][0] == start
@@ -188,7 +190,7 @@ def test_weekend_volume_lower() -> None:
 @pytest.mark.parametrize("start", [d(1999, 12, 31, 23, 59), d(1990, 1, 1)])
 def test_start_before_anchor_raises(start: datetime) -> None:
     with pytest.raises(ValueError, match="2000-01-01"):
-        list(SyntheticProvider().fetch(SYMBOL, start, d(2000, 1, 2)))
+        list(SyntheticProvider().fetch(SYMBOL, Timeframe.M1, start, d(2000, 1, 2)))
 
 
 def test_start_at_anchor_is_allowed() -> None:

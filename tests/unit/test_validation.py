@@ -177,3 +177,24 @@ def test_single_row_fast_path_agrees_with_the_batch_rules(
     assert [[x.describe() for x in e] for e in one.examples.values()] == [
         [x.describe() for x in e] for e in many.examples.values()
     ]
+
+
+def test_bars_outside_the_sessions_break_market_closed_and_closures_are_no_gaps() -> None:
+    from drl_trading.common.adapter.fx_calendar import FxCalendar
+
+    fx = FxCalendar()
+    s = Symbol("EURUSD")
+    # Friday 8 March 2024 (EST: FX closes 22:00 UTC) to Monday: hours 20:00, 21:00 open, then
+    # Saturday 12:00 (closed), then Sunday 21:00 and 22:00 (open again: EDT from 10 March)
+    hours = ["2024-03-08T20:00", "2024-03-08T21:00", "2024-03-09T12:00", "2024-03-10T21:00",
+             "2024-03-10T22:00"]  # fmt: skip
+    frame = make_bars("2024-03-08T20:00", 5, step_minutes=60).with_columns(
+        pl.Series("open_time", [parse_time(h) for h in hours]).cast(pl.Datetime("us", "UTC"))
+    )
+    report = validate_bars(frame, Timeframe.H1, calendar=fx)
+    assert report.counts[Rule.MARKET_CLOSED] == 1
+    assert report.row_rules == {2: [Rule.MARKET_CLOSED]}
+    assert validate_bars(frame, Timeframe.H1).ok  # no calendar: every hour is a bar
+    open_hours = frame.filter(~pl.Series(report.bad_mask))["open_time"]
+    assert find_gaps(s, open_hours, Timeframe.H1, calendar=fx) == []
+    assert len(find_gaps(s, open_hours, Timeframe.H1)) == 1  # 24/7: the weekend is a gap

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
+from drl_trading.app.infrastructure import build_calendars
 from drl_trading.app.settings import AppSettings
 from drl_trading.app.topology import subscribe
 from drl_trading.common.domain import Symbol, Timeframe
@@ -28,7 +29,11 @@ def build_provider(
     if source == "synthetic":
         from drl_trading.ingest.adapter.synthetic_provider import SyntheticProvider
 
-        return SyntheticProvider(seed=cfg.synthetic.seed, chunk_days=cfg.synthetic.chunk_days)
+        return SyntheticProvider(
+            seed=cfg.synthetic.seed,
+            chunk_days=cfg.synthetic.chunk_days,
+            calendars=build_calendars(settings),
+        )
     if source == "file":
         if path is None:
             raise ValueError("--source file needs --path FILE (may contain {symbol})")
@@ -70,7 +75,15 @@ def bootstrap_ingest(
     market_data: MarketDataRepository,
     bus: MessageBus,
 ) -> IngestService:
-    return IngestService(provider, market_data, bus, policy=settings.ingest.validation.policy)
+    """The batch ingest service, judging each symbol's bars by its market calendar
+    (``markets``): closures are no gaps, bars inside them are ``market_closed``."""
+    return IngestService(
+        provider,
+        market_data,
+        bus,
+        policy=settings.ingest.validation.policy,
+        calendars=build_calendars(settings),
+    )
 
 
 def compose_online_ingest(

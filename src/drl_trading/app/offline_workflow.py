@@ -33,7 +33,12 @@ from drl_trading.common.events import (
 )
 from drl_trading.common.ports import MarketDataRepository, MessageBus
 from drl_trading.ingest.adapter.file_provider import FileProvider, NoBarsInRangeError
-from drl_trading.ingest.core.service import BatchRejectedError, IngestReport, TrainingDataRequest
+from drl_trading.ingest.core.service import (
+    BatchRejectedError,
+    IngestReport,
+    TrainingDataRequest,
+    require_preprocessable,
+)
 
 if TYPE_CHECKING:  # only types here: ingest and preprocess need not import training (torch)
     from drl_trading.training.core.progress import TrainingProgress
@@ -197,7 +202,11 @@ def ingest_history(
     """Ingest ``request`` from ``source`` into ``market_data`` (then request its preprocessing
     on ``bus`` when asked). Raises `SourceError` for a source the arguments cannot build,
     `NothingStoredError` when every row of a symbol was quarantined (no preprocessing is then
-    requested) and `WorkflowError` for a rejected batch or a failed fetch."""
+    requested) and `WorkflowError` for a rejected batch or a failed fetch. The ingest core's
+    usage errors (bars spaced unlike ``request.timeframe``, preprocessing asked for bars it cannot
+    read yet) pass through as they are: exit code 2, nothing stored."""
+    if request_preprocessing:
+        require_preprocessable(request)  # before anything is fetched
     try:
         provider = build_provider(settings, source, path)
     except (ValueError, FileNotFoundError) as exc:
@@ -210,14 +219,15 @@ def ingest_history(
     request = replace(request, warmup=max(request.warmup, feature_set_for(settings).lookback()))
     rng = request.range
     begin = request.fetch_from
-    total = int((rng.end - begin).total_seconds() // 60)
+    bar = request.timeframe.duration
+    total = int((rng.end - begin) // bar)
     report_progress = None
     if on_progress is not None:
         for symbol in request.symbols:
             on_progress(symbol, 0, total)
 
         def report_progress(symbol: Symbol, last: datetime, rows: int) -> None:
-            done = int((last - begin).total_seconds() // 60) + 1
+            done = int((last - begin) // bar) + 1
             on_progress(symbol, min(done, total), total)
 
     try:

@@ -114,7 +114,7 @@ class CcxtLiveSource:
 
     def _fetch(self, symbol: Symbol, start: datetime, end: datetime) -> list[Bar]:
         bars: list[Bar] = []
-        for frame in self._provider.fetch(symbol, start, end):
+        for frame in self._provider.fetch(symbol, M1, start, end):
             for t, o, h, lo, c, v in frame.select(list(BAR_SCHEMA)).iter_rows():
                 bars.append(Bar(symbol, M1, utc(t), o, h, lo, c, v))
         # a provider never sorts or drops: keep the newest reading of each minute, in time order

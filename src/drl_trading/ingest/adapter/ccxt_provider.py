@@ -1,8 +1,9 @@
-"""Historical 1m bars from a crypto exchange's public REST API, through ccxt.
+"""Historical bars from a crypto exchange's public REST API, through ccxt.
 
 ccxt speaks to about a hundred exchanges with one interface, so this provider only does what
 ingest needs on top of it: it turns the user's symbol (``BTCUSDT``, ``BTC/USDT``, any case) into
-the exchange's market, pages through ``fetch_ohlcv`` from ``start`` to ``end``, retries the
+the exchange's market, pages through ``fetch_ohlcv`` from ``start`` to ``end`` in the timeframe
+asked (ccxt names timeframes as `Timeframe` does: ``1m``, ``1h``, ``1d``), retries the
 transient failures every long download meets (timeouts, 429s, 5xx) and yields each page in the
 schema of `common.bars`. Like every provider it never sorts, deduplicates, drops or repairs bars:
 judging them is ingest's job (`ingest.core.validation`), so a missing value reaches it as NaN.
@@ -28,13 +29,11 @@ import polars as pl
 import structlog
 
 from drl_trading.common.bars import VALUE_COLUMNS, conform
-from drl_trading.common.domain import Symbol, from_micros, to_micros
+from drl_trading.common.domain import Symbol, Timeframe, from_micros, to_micros
 from drl_trading.common.errors import ExchangeRequestError, ExchangeUnreachableError
 
 log = structlog.get_logger(__name__)
 
-TIMEFRAME = "1m"
-MINUTE_MS = 60_000
 FIRST_BACKOFF_S = 0.5
 # RateLimitExceeded and ExchangeNotAvailable are NetworkErrors in ccxt 4; they are named anyway so
 # that a ccxt release that moves them does not silently stop their retries. DDoSProtection (what
@@ -47,7 +46,7 @@ _RETRYABLE: tuple[type[BaseException], ...] = (
 
 
 class CcxtProvider:
-    """``fetch`` yields one frame per page of ``page_limit`` 1m bars (or what the exchange caps to).
+    """``fetch`` yields one frame per page of ``page_limit`` bars (or what the exchange caps to).
 
     ``exchange`` injects a ready ccxt exchange object, used as it is (``base_url`` and the rate
     limit then do not apply); ``sleep`` is what waits between retries, for tests to replace.
@@ -87,18 +86,27 @@ class CcxtProvider:
         self._markets_loaded = False
         self._resolved: dict[str, str] = {}
 
-    def fetch(self, symbol: Symbol, start: datetime, end: datetime) -> Iterator[pl.DataFrame]:
+    def fetch(
+        self, symbol: Symbol, timeframe: Timeframe, start: datetime, end: datetime
+    ) -> Iterator[pl.DataFrame]:
         start_us, end_us = to_micros(start), to_micros(end)
         if end_us <= start_us:
             return
         exchange = self._ready_exchange()
+        timeframes = getattr(exchange, "timeframes", None)
+        if timeframes and timeframe.value not in timeframes:
+            raise NotImplementedError(
+                f"{self._label(exchange)} has no {timeframe} candles; "
+                f"its timeframes are {sorted(timeframes)}"
+            )
         market = self.resolve(symbol)
+        step_ms = timeframe.micros // 1000
         # Whole milliseconds inside [start, end): for an integer t, t >= ceil(x) iff t >= x.
         start_ms, end_ms = -(-start_us // 1000), -(-end_us // 1000)
         since, pages, rows = start_ms, 0, 0
         while since < end_ms:
             page: Sequence[Sequence[Any]] = self._call(
-                "fetch_ohlcv", exchange.fetch_ohlcv, market, TIMEFRAME, since, self.page_limit
+                "fetch_ohlcv", exchange.fetch_ohlcv, market, timeframe.value, since, self.page_limit
             )
             pages += 1
             if not page:
@@ -118,7 +126,7 @@ class CcxtProvider:
             if kept:
                 rows += len(kept)
                 yield _to_frame(kept, market)
-            following = last + MINUTE_MS
+            following = last + step_ms
             if following <= since:
                 log.debug("ccxt.no_progress", symbol=market, since=_iso(since), last=_iso(last))
                 break
@@ -169,12 +177,6 @@ class CcxtProvider:
                 raise NotImplementedError(
                     f"{self._label(exchange)} offers no OHLCV history through ccxt "
                     "(has['fetchOHLCV'] is false); choose another exchange"
-                )
-            timeframes = getattr(exchange, "timeframes", None)
-            if timeframes and TIMEFRAME not in timeframes:
-                raise NotImplementedError(
-                    f"{self._label(exchange)} has no {TIMEFRAME} candles; "
-                    f"its timeframes are {sorted(timeframes)}"
                 )
             self._call("load_markets", exchange.load_markets)
             self._markets_loaded = True

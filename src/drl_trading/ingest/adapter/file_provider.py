@@ -1,4 +1,4 @@
-"""Historical 1m bars from local files: CSV or Parquet exports and Binance's public kline dumps.
+"""Historical bars from local files: CSV or Parquet exports and Binance's public kline dumps.
 
 History often already sits on disk (a broker export, a Parquet lake, the monthly kline zip files
 Binance publishes), and ingesting it should need neither network access nor an exchange adapter.
@@ -180,15 +180,23 @@ class FileProvider:
         """The file holding ``symbol``'s bars."""
         return Path(self.path.replace("{symbol}", symbol.file_stem)).expanduser()
 
-    def fetch(self, symbol: Symbol, start: datetime, end: datetime) -> Iterator[pl.DataFrame]:
-        """Read the whole file now (so a bad file fails at the call) and yield its chunks."""
+    def fetch(
+        self, symbol: Symbol, timeframe: Timeframe, start: datetime, end: datetime
+    ) -> Iterator[pl.DataFrame]:
+        """Read the whole file now (so a bad file fails at the call) and yield its chunks. The
+        file's bars are what they are, whatever ``timeframe`` is asked: ingest's spacing check
+        refuses a file whose bars are not of it."""
         return self._chunks(self.read(symbol, start, end))
 
     def fetch_numbered(
-        self, symbol: Symbol, start: datetime, end: datetime
+        self, symbol: Symbol, timeframe: Timeframe, start: datetime, end: datetime
     ) -> Iterator[pl.DataFrame]:
         """`fetch`'s chunks with each bar's data row in the file (column `SOURCE_ROW`)."""
         return self._chunks(self.read_numbered(symbol, start, end))
+
+    def source_of(self, symbol: Symbol) -> str:
+        """``file NAME``: the file of ``symbol``, as messages name it."""
+        return f"file {self.resolve(symbol).name}"
 
     def read(self, symbol: Symbol, start: datetime, end: datetime) -> pl.DataFrame:
         """All rows of ``symbol``'s file with ``start <= open_time < end``, in file order."""

@@ -1,9 +1,10 @@
-"""Historical 1m bars from frames held in memory: the fake beside the provider port.
+"""Historical bars from frames held in memory: the fake beside the provider port.
 
 Unit tests and scripts hand it each symbol's bars (bad rows included: judging them is ingest's
 job) and it serves them as every provider does: the rows with ``start <= open_time < end``, in
 the order given, in frames of at most ``chunk_rows`` rows. Like every provider it never sorts,
-deduplicates or repairs.
+deduplicates or repairs, and like a file it serves the bars it holds whatever timeframe is asked
+(ingest's spacing check judges them).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import datetime
 import polars as pl
 
 from drl_trading.common.bars import conform
-from drl_trading.common.domain import Symbol, utc
+from drl_trading.common.domain import Symbol, Timeframe, utc
 
 
 class InMemoryProvider:
@@ -32,7 +33,9 @@ class InMemoryProvider:
         self._bars = {Symbol(s): conform(frame) for s, frame in bars.items()}
         self.chunk_rows = chunk_rows
 
-    def fetch(self, symbol: Symbol, start: datetime, end: datetime) -> Iterator[pl.DataFrame]:
+    def fetch(
+        self, symbol: Symbol, timeframe: Timeframe, start: datetime, end: datetime
+    ) -> Iterator[pl.DataFrame]:
         frame = self._bars.get(Symbol(symbol))
         if frame is None:
             held = ", ".join(sorted(self._bars)) or "none"

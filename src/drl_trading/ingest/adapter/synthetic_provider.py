@@ -10,6 +10,12 @@ ingest, and the live synthetic source can continue any stored history.
 Intraday structure: volatility and volume follow a UTC session profile (Asia, Europe and US
 opens), volume is lower at weekends and rises with the size of the move, and minute volatility
 clusters (an AR(1) log-volatility), with Student-t shocks for fat tails.
+
+Other timeframes and markets that close are views of the same minutes: ``fetch`` keeps the
+minutes the symbol's market calendar has open (`drl_trading.common.bar_windows.bar_keys`) and
+aggregates them into the bars of the timeframe asked (open first, high max, low min, close last,
+volume summed; a 1d bar is its session). On the 24/7 calendar, 1m bars are the minutes
+themselves, bit for bit.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from datetime import datetime, timedelta
 import numpy as np
 import polars as pl
 
-from drl_trading.common.bars import BAR_SCHEMA, TIME_DTYPE
-from drl_trading.common.domain import EPOCH, Symbol, to_micros, utc
+from drl_trading.common.bar_windows import CLOSED, bar_first_opens, bar_keys
+from drl_trading.common.bars import BAR_SCHEMA, TIME_DTYPE, conform
+from drl_trading.common.calendar import CalendarBook, MarketCalendar
+from drl_trading.common.domain import EPOCH, Symbol, Timeframe, to_micros, utc
 
 ANCHOR = datetime(2000, 1, 1, tzinfo=EPOCH.tzinfo)
 MINUTES_PER_DAY = 1440
@@ -98,30 +106,54 @@ class _DailyChain:
 
 
 class SyntheticProvider:
-    """``fetch`` yields chunks of ``chunk_days`` days of 1m bars."""
+    """``fetch`` yields chunks of ``chunk_days`` days of bars (bars keyed in those days).
+
+    ``calendars``: each symbol's market calendar (None: every symbol trades 24/7).
+    """
 
     name = "synthetic"
 
-    def __init__(self, seed: int = 7, chunk_days: int = 7) -> None:
+    def __init__(
+        self, seed: int = 7, chunk_days: int = 7, calendars: CalendarBook | None = None
+    ) -> None:
         if chunk_days < 1:
             raise ValueError("chunk_days must be >= 1")
         self.seed = seed
         self.chunk_days = chunk_days
+        self.calendars = calendars
         self._chains: dict[str, _DailyChain] = {}
 
-    def fetch(self, symbol: Symbol, start: datetime, end: datetime) -> Iterator[pl.DataFrame]:
+    def fetch(
+        self, symbol: Symbol, timeframe: Timeframe, start: datetime, end: datetime
+    ) -> Iterator[pl.DataFrame]:
         start, end = utc(start), utc(end)
         if start < ANCHOR:
             raise ValueError(f"synthetic data starts at {ANCHOR.date()}; asked from {start}")
+        calendar = None if self.calendars is None else self.calendars.for_symbol(symbol)
+        if calendar is not None and calendar.always_open:
+            calendar = None
         first_day = (to_micros(start) - to_micros(ANCHOR)) // _DAY_US
         last_day = (to_micros(end) - 1 - to_micros(ANCHOR)) // _DAY_US
+        # a session keyed (labelled) on day D may open on the evening before (FX): its minutes
+        # come from the day before the chunk too
+        before = 1 if calendar is not None and timeframe is Timeframe.D1 else 0
         for chunk_start in range(first_day, last_day + 1, self.chunk_days):
-            days = range(chunk_start, min(chunk_start + self.chunk_days, last_day + 1))
+            chunk_end = min(chunk_start + self.chunk_days, last_day + 1)
+            days = range(max(chunk_start - before, 0), chunk_end)
             frame = pl.concat([self.day(symbol, d) for d in days])
+            if calendar is not None or timeframe is not Timeframe.M1:
+                frame = _aggregate(frame, timeframe, calendar)
+                lo, hi = (ANCHOR + timedelta(days=d) for d in (chunk_start, chunk_end))
+                frame = frame.filter((pl.col("open_time") >= lo) & (pl.col("open_time") < hi))
+                if calendar is not None and timeframe is Timeframe.D1 and chunk_start < before:
+                    frame = _after_anchor(frame, calendar)
             yield frame.filter((pl.col("open_time") >= start) & (pl.col("open_time") < end))
 
     def day(self, symbol: Symbol, day: int) -> pl.DataFrame:
-        """The 1440 bars of day number ``day`` since the anchor."""
+        """The 1440 1m bars of day number ``day`` since the anchor (every minute, 24/7)."""
+        return self._day(symbol, day)
+
+    def _day(self, symbol: Symbol, day: int) -> pl.DataFrame:
         chain = self._chains.setdefault(str(symbol), _DailyChain(self.seed, str(symbol)))
         chain.extend_to(day)
         rng = np.random.default_rng([self.seed, _symbol_key(str(symbol)), day + 1])
@@ -186,3 +218,40 @@ class SyntheticProvider:
             },
             schema=BAR_SCHEMA,
         )
+
+
+def _aggregate(
+    minutes: pl.DataFrame, timeframe: Timeframe, calendar: MarketCalendar | None
+) -> pl.DataFrame:
+    """The bars of ``timeframe`` made of the open ``minutes`` (sorted 1m bars): each bar keyed
+    by `bar_keys` (the epoch-grid window, or the session label for 1d on a calendar), minutes
+    of a closed market dropped."""
+    times = minutes["open_time"].dt.epoch("us").to_numpy()
+    if calendar is None:
+        keys = times - times % timeframe.micros
+    else:
+        keys = bar_keys(calendar, timeframe, times)
+    keyed = minutes.with_columns(pl.Series("key", keys, dtype=pl.Int64)).filter(
+        pl.col("key") != CLOSED
+    )
+    bars = (
+        keyed.group_by("key", maintain_order=True)
+        .agg(
+            pl.col("open").first(),
+            pl.col("high").max(),
+            pl.col("low").min(),
+            pl.col("close").last(),
+            pl.col("volume").sum(),
+        )
+        .with_columns(
+            pl.col("key").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").cast(TIME_DTYPE)
+        )
+    )
+    return conform(bars.rename({"key": "open_time"}))
+
+
+def _after_anchor(bars: pl.DataFrame, calendar: MarketCalendar) -> pl.DataFrame:
+    """Without the daily bars whose session opens before the anchor (only part of it exists)."""
+    keys = bars["open_time"].dt.epoch("us").to_numpy()
+    opens = bar_first_opens(calendar, Timeframe.D1, keys)
+    return bars.filter(pl.Series(opens >= to_micros(ANCHOR)))

@@ -1,14 +1,17 @@
-"""The ingest workflow: fetch -> validate -> store 1m -> report -> request preprocessing.
+"""The ingest workflow: fetch -> check spacing -> validate -> store -> report -> request
+preprocessing, for the bars of one timeframe (`TrainingDataRequest.timeframe`, 1m by default).
 
 Storage is chunk by chunk (bounded memory on long ranges) and idempotent (an upsert keyed by
 symbol, timeframe and open time), so re-running an interrupted or repeated ingest is always safe;
 the report tells new, updated and unchanged rows apart, so a repeat reports 0 new and 0 updated.
-Bad rows are named by their data row (1-based; see `ingest.core.validation`).
+Bad rows are named by their data row (1-based; see `ingest.core.validation`). Each symbol's
+market calendar (a `CalendarBook`; none: every symbol 24/7) decides which bars are expected, so a
+weekend or a holiday is no gap, and which are `Rule.MARKET_CLOSED`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -16,7 +19,10 @@ import numpy as np
 import polars as pl
 import structlog
 
+from drl_trading.common.bar_windows import bar_slots
+from drl_trading.common.calendar import CalendarBook, MarketCalendar
 from drl_trading.common.domain import Symbol, Timeframe, TimeRange
+from drl_trading.common.errors import UsageError
 from drl_trading.common.events import (
     PreprocessDataRequested,
     ProcessingMode,
@@ -25,6 +31,7 @@ from drl_trading.common.events import (
 )
 from drl_trading.common.ports import MarketDataRepository, MessageBus
 from drl_trading.ingest.core.ports import SOURCE_ROW, HistoricalDataProvider, RowNumberedProvider
+from drl_trading.ingest.core.spacing import MIN_ROWS, check_spacing
 from drl_trading.ingest.core.validation import (
     Gap,
     Rule,
@@ -44,11 +51,13 @@ ProgressCallback = Callable[[Symbol, datetime, int], None]
 
 @dataclass(frozen=True, slots=True)
 class TrainingDataRequest:
-    """What a user (or the training service) asks ingest for: 1m history of some symbols."""
+    """What a user (or the training service) asks ingest for: history of some symbols in bars
+    of ``timeframe``, fetched, checked and stored under it."""
 
     symbols: tuple[Symbol, ...]
     range: TimeRange
     request_id: str = field(default_factory=new_id)
+    timeframe: Timeframe = Timeframe.M1
     warmup: timedelta = timedelta(0)
     """History fetched and stored before ``range.start`` as well: the feature set's look-back, so
     that the first requested feature rows have settled indicators (none is lost to warm-up).
@@ -56,8 +65,31 @@ class TrainingDataRequest:
 
     @property
     def fetch_from(self) -> datetime:
-        """The first minute asked of the provider."""
+        """The first time asked of the provider."""
         return self.range.start - self.warmup
+
+
+PREPROCESSED_TIMEFRAMES = frozenset({Timeframe.M1})
+"""The stored timeframes preprocessing reads (it resamples 1m bars; coarser ones come next)."""
+
+
+class PreprocessTimeframeError(UsageError):
+    """Preprocessing was asked for bars it cannot read yet (exit code 2, before any fetch)."""
+
+    def __init__(self, timeframe: Timeframe) -> None:
+        self.timeframe = timeframe
+        super().__init__(
+            f"preprocessing reads 1m bars only, and these are {timeframe} bars: preprocessing "
+            f"from coarser bars comes next; ingest the {timeframe} bars without preprocessing, "
+            "or ingest 1m bars"
+        )
+
+
+def require_preprocessable(request: TrainingDataRequest) -> None:
+    """Raise `PreprocessTimeframeError` unless preprocessing can read ``request``'s bars: the
+    published request would otherwise send preprocess to read 1m bars that are not there."""
+    if request.timeframe not in PREPROCESSED_TIMEFRAMES:
+        raise PreprocessTimeframeError(request.timeframe)
 
 
 class BatchRejectedError(Exception):
@@ -147,11 +179,18 @@ class IngestService:
         market_data: MarketDataRepository,
         bus: MessageBus,
         policy: ValidationPolicy = ValidationPolicy.REJECT,
+        calendars: CalendarBook | None = None,
     ) -> None:
+        """``calendars``: each symbol's market calendar (None: every symbol trades 24/7)."""
         self._provider = provider
         self._repo = market_data
         self._bus = bus
         self._policy = policy
+        self._calendars = calendars
+
+    def calendar_of(self, symbol: Symbol) -> MarketCalendar | None:
+        """``symbol``'s calendar; None when no book was given (24/7)."""
+        return None if self._calendars is None else self._calendars.for_symbol(symbol)
 
     def ingest_history(
         self,
@@ -161,6 +200,8 @@ class IngestService:
         mode: ProcessingMode = ProcessingMode.OFFLINE,
         on_progress: ProgressCallback | None = None,
     ) -> IngestReport:
+        if request_preprocessing:
+            require_preprocessable(request)  # before any fetch: nothing stored, nothing published
         report = IngestReport(request.request_id, self._provider.name, request.range, symbols=[])
         for symbol in request.symbols:
             report.symbols.append(self._ingest_symbol(symbol, request, on_progress))
@@ -172,12 +213,14 @@ class IngestService:
         self, request: TrainingDataRequest, mode: ProcessingMode = ProcessingMode.OFFLINE
     ) -> PreprocessDataRequested:
         """Publish the preprocessing request of ``request``'s stored bars (correlation id: the
-        request's id); `ingest_history` does this itself unless told not to."""
+        request's id); `ingest_history` does this itself unless told not to.
+        `PreprocessTimeframeError` for bars preprocessing cannot read yet."""
+        require_preprocessable(request)
         event = PreprocessDataRequested(
             correlation_id=request.request_id,
             mode=mode,
             symbols=list(request.symbols),
-            timeframe=Timeframe.M1,
+            timeframe=request.timeframe,
             start=request.range.start,
             end=request.range.end,
         )
@@ -191,13 +234,17 @@ class IngestService:
         last_time: datetime | None = None
         stored_times: list[pl.Series] = []
         rng = request.range
+        tf = request.timeframe
+        calendar = self.calendar_of(symbol)
         provider = self._provider
         begin = request.fetch_from
         if isinstance(provider, RowNumberedProvider):
-            chunks, numbered = provider.fetch_numbered(symbol, begin, rng.end), True
+            chunks = provider.fetch_numbered(symbol, tf, begin, rng.end)
+            numbered, source = True, provider.source_of(symbol)
         else:
-            chunks, numbered = provider.fetch(symbol, begin, rng.end), False
-        for chunk in chunks:
+            chunks = provider.fetch(symbol, tf, begin, rng.end)
+            numbered, source = False, f"source {provider.name}"
+        for chunk in _spacing_checked(chunks, symbol, source, tf):
             if chunk.is_empty():
                 continue
             if numbered:  # the source's own row numbers, as its errors give them
@@ -207,7 +254,7 @@ class IngestService:
                 rows = np.arange(rep.fetched_rows + 1, rep.fetched_rows + chunk.height + 1)
             rep.fetched_rows += chunk.height
             check = validate_bars(
-                chunk, Timeframe.M1, previous_open_time=last_time, row_numbers=rows
+                chunk, tf, previous_open_time=last_time, row_numbers=rows, calendar=calendar
             )
             if not check.ok:
                 for rule, n in check.counts.items():
@@ -217,14 +264,16 @@ class IngestService:
                     room = 10 - len(rep.examples)
                     rep.examples.extend(rule_examples[: max(room, 0)])
                 if self._policy is ValidationPolicy.REJECT:
-                    stored_until = None if last_time is None else last_time + Timeframe.M1.duration
+                    stored_until = None if last_time is None else last_time + tf.duration
                     chunk_start: datetime = chunk["open_time"].min()  # type: ignore[assignment]
                     raise BatchRejectedError(symbol, chunk_start, check, stored_until)
-                rep.quarantined_rows += self._quarantine(symbol, chunk, check, request.request_id)
+                rep.quarantined_rows += self._quarantine(
+                    symbol, tf, chunk, check, request.request_id
+                )
                 chunk = chunk.filter(~pl.Series(check.bad_mask))
                 if chunk.is_empty():
                     continue
-            result = self._repo.upsert_bars(symbol, Timeframe.M1, chunk)
+            result = self._repo.upsert_bars(symbol, tf, chunk)
             rep.stored_rows += result.stored
             rep.inserted_rows += result.inserted
             rep.updated_rows += result.updated
@@ -243,12 +292,15 @@ class IngestService:
         all_times = pl.concat(stored_times) if stored_times else pl.Series("open_time", [])
         if stored_times:
             rep.gaps = find_gaps(
-                symbol, all_times, Timeframe.M1, expected_from=rng.start, expected_to=rng.end
+                symbol,
+                all_times,
+                tf,
+                expected_from=rng.start,
+                expected_to=rng.end,
+                calendar=calendar,
             )
         else:
-            rep.gaps = [
-                Gap(symbol, rng.start, rng.end, int((rng.end - rng.start).total_seconds() // 60))
-            ]
+            rep.gaps = _nothing_stored_gap(symbol, tf, rng, calendar)
         if rep.nothing_stored:
             log.warning(
                 "every fetched row quarantined; nothing stored",
@@ -267,7 +319,12 @@ class IngestService:
         return rep
 
     def _quarantine(
-        self, symbol: Symbol, chunk: pl.DataFrame, check: ValidationReport, batch_id: str
+        self,
+        symbol: Symbol,
+        timeframe: Timeframe,
+        chunk: pl.DataFrame,
+        check: ValidationReport,
+        batch_id: str,
     ) -> int:
         idx = sorted(check.row_rules)
         details = [
@@ -278,6 +335,38 @@ class IngestService:
             pl.Series("rule", [check.row_rules[i][0].value for i in idx], dtype=pl.String),
             pl.Series("detail", details, dtype=pl.String),
         )
-        n = self._repo.quarantine(symbol, Timeframe.M1, rows, batch_id)
+        n = self._repo.quarantine(symbol, timeframe, rows, batch_id)
         log.warning("rows quarantined", symbol=str(symbol), rows=n, summary=check.summary())
         return n
+
+
+def _nothing_stored_gap(
+    symbol: Symbol, timeframe: Timeframe, rng: TimeRange, calendar: MarketCalendar | None
+) -> list[Gap]:
+    """The gap of a symbol with nothing stored: the whole range, counted in the bars expected
+    (grid steps on 24/7, the market's bars otherwise; none expected: no gap)."""
+    if calendar is None or calendar.always_open:
+        return [Gap(symbol, rng.start, rng.end, int((rng.end - rng.start) // timeframe.duration))]
+    expected = bar_slots(calendar, timeframe, rng.start, rng.end).size
+    return [Gap(symbol, rng.start, rng.end, int(expected))] if expected else []
+
+
+def _spacing_checked(
+    chunks: Iterator[pl.DataFrame], symbol: Symbol, source: str, timeframe: Timeframe
+) -> Iterator[pl.DataFrame]:
+    """``chunks`` as they come, after the spacing of the first `MIN_ROWS` rows or more (whole
+    chunks, held back until then) is checked: `SpacingMismatchError` comes before the first chunk
+    is handed on, so nothing of the symbol is stored."""
+    chunks = iter(chunks)
+    held: list[pl.DataFrame] = []
+    rows = 0
+    for chunk in chunks:
+        held.append(chunk)
+        rows += chunk.height
+        if rows >= MIN_ROWS:
+            break
+    if held:
+        times = pl.concat([c.select("open_time") for c in held])["open_time"]
+        check_spacing(symbol, source, timeframe, times.dt.epoch("us").to_numpy().astype(np.int64))
+    yield from held
+    yield from chunks

@@ -21,7 +21,9 @@ from enum import StrEnum
 import numpy as np
 import polars as pl
 
+from drl_trading.common.bar_windows import bar_slots, find_missing
 from drl_trading.common.bars import PRICE_COLUMNS, VALUE_COLUMNS
+from drl_trading.common.calendar import MarketCalendar
 from drl_trading.common.domain import Symbol, Timeframe, from_micros, to_micros
 
 
@@ -34,6 +36,9 @@ class Rule(StrEnum):
     OFF_GRID = "off_grid"
     DUPLICATE = "duplicate"
     OUT_OF_ORDER = "out_of_order"
+    MARKET_CLOSED = "market_closed"
+    """An on-grid bar the symbol's market calendar does not make: an intraday window with no open
+    minute, or a 1d bar not labelled by a session date (a weekend, a holiday, extended hours)."""
 
 
 class ValidationPolicy(StrEnum):
@@ -99,12 +104,14 @@ def validate_bars(
     *,
     previous_open_time: datetime | None = None,
     row_numbers: Sequence[int] | np.ndarray | None = None,
+    calendar: MarketCalendar | None = None,
 ) -> ValidationReport:
     """Check every rule on a batch in provider order.
 
     ``previous_open_time`` is the last open time accepted before this batch, so duplicates and
     out-of-order rows are caught across chunk boundaries too. ``row_numbers``: the data row of
-    each row of the batch, for messages (default 1..n).
+    each row of the batch, for messages (default 1..n). ``calendar``: the symbol's market
+    calendar, for `Rule.MARKET_CLOSED` (None or an always-open one: the rule never fires).
     """
     n = frame.height
     numbers = (
@@ -115,8 +122,19 @@ def validate_bars(
     if numbers.shape != (n,):
         raise ValueError(f"row_numbers has {numbers.size} numbers for a batch of {n} rows")
     if n == 1:
-        return _validate_one(frame, timeframe, previous_open_time, numbers)
-    return _validate_many(frame, timeframe, previous_open_time, numbers)
+        return _validate_one(frame, timeframe, previous_open_time, numbers, calendar)
+    return _validate_many(frame, timeframe, previous_open_time, numbers, calendar)
+
+
+def _closed(times: np.ndarray, timeframe: Timeframe, calendar: MarketCalendar | None) -> np.ndarray:
+    """Per open time (µs): on the grid but not a bar of ``calendar`` (see `Rule.MARKET_CLOSED`).
+    Off-grid times are `Rule.OFF_GRID`'s, not this rule's."""
+    if calendar is None or calendar.always_open or times.size == 0:
+        return np.zeros(times.shape, dtype=bool)
+    on_grid = times % timeframe.micros == 0
+    lo, hi = int(times.min()), int(times.max()) + 1
+    slots = bar_slots(calendar, timeframe, from_micros(lo), from_micros(hi))
+    return on_grid & ~np.isin(times, slots)
 
 
 def _validate_many(
@@ -124,6 +142,7 @@ def _validate_many(
     timeframe: Timeframe,
     previous_open_time: datetime | None,
     numbers: np.ndarray,
+    calendar: MarketCalendar | None = None,
 ) -> ValidationReport:
     n = frame.height
     o, h, lo, c, v = (frame[col].cast(pl.Float64).to_numpy() for col in VALUE_COLUMNS)
@@ -146,6 +165,7 @@ def _validate_many(
     seen_before = _seen_before(times, prev)
     checks[Rule.DUPLICATE] = seen_before
     checks[Rule.OUT_OF_ORDER] = (times < running_max) & ~seen_before
+    checks[Rule.MARKET_CLOSED] = _closed(times, timeframe, calendar)
 
     bad = np.zeros(n, dtype=bool)
     counts: dict[Rule, int] = {}
@@ -174,6 +194,7 @@ def _validate_one(
     timeframe: Timeframe,
     previous_open_time: datetime | None,
     numbers: np.ndarray,
+    calendar: MarketCalendar | None = None,
 ) -> ValidationReport:
     """The same rules for a single row (a live bar) in plain Python: numpy and polars set-up
     would cost ten times the checks."""
@@ -200,6 +221,8 @@ def _validate_one(
             rules.append(Rule.DUPLICATE)
         elif t < prev:
             rules.append(Rule.OUT_OF_ORDER)
+    if _closed(np.array([t], dtype=np.int64), timeframe, calendar)[0]:
+        rules.append(Rule.MARKET_CLOSED)
     arrays = [np.array([x]) for x in (o, h, lo, c, v)]
     counts = {rule: int(rule in rules) for rule in Rule}
     number = int(numbers[0])
@@ -264,6 +287,8 @@ def _detail(
             return "open time already seen"
         case Rule.OUT_OF_ORDER:
             return "open time earlier than a previous row"
+        case Rule.MARKET_CLOSED:
+            return "no session of the symbol's market calendar (markets.symbols.<SYMBOL>.calendar)"
     return rule.value  # pragma: no cover
 
 
@@ -284,9 +309,18 @@ def find_gaps(
     *,
     expected_from: datetime | None = None,
     expected_to: datetime | None = None,
+    calendar: MarketCalendar | None = None,
 ) -> list[Gap]:
     """Gaps between consecutive sorted open times, plus missing bars at the edges of the
-    expected span ``[expected_from, expected_to)`` when given."""
+    expected span ``[expected_from, expected_to)`` when given.
+
+    On a ``calendar`` that closes (FX, an exchange), only the bars the market makes are expected
+    (`drl_trading.common.bar_windows.find_missing`): a weekend, a holiday or a night is no gap, a
+    missing run across a closure is one gap, and a gap ends at the close of its last missing bar.
+    Without the span's bounds, the span is that of the open times. None or 24/7: every grid step
+    is expected (the closed form, the same figures as before calendars existed)."""
+    if calendar is not None and not calendar.always_open:
+        return _calendar_gaps(symbol, open_times, timeframe, calendar, expected_from, expected_to)
     step = timeframe.micros
     t = open_times.sort().dt.epoch("us").to_numpy().astype(np.int64)
     gaps: list[Gap] = []
@@ -321,6 +355,25 @@ def find_gaps(
                 )
             )
     return gaps
+
+
+def _calendar_gaps(
+    symbol: Symbol,
+    open_times: pl.Series,
+    timeframe: Timeframe,
+    calendar: MarketCalendar,
+    expected_from: datetime | None,
+    expected_to: datetime | None,
+) -> list[Gap]:
+    t = open_times.dt.epoch("us").to_numpy().astype(np.int64)
+    if t.size == 0 and (expected_from is None or expected_to is None):
+        return []
+    lo = expected_from if expected_from is not None else from_micros(int(t.min()))
+    hi = expected_to if expected_to is not None else from_micros(int(t.max()) + 1)
+    return [
+        Gap(symbol, run.start, run.end, run.missing_bars)
+        for run in find_missing(calendar, timeframe, t, lo, hi)
+    ]
 
 
 def _ceil(x: int, step: int) -> int:
