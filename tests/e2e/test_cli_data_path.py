@@ -92,28 +92,12 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_file_source_with_quarantine(tmp_path: Path) -> None:
-    csv = tmp_path / "bars.csv"
-    lines = ["open_time,open,high,low,close,volume"]
-    for i in range(180):
-        vol = -1 if i == 30 else 10 + i % 3
-        lines.append(f"2024-01-01T{i // 60:02d}:{i % 60:02d}:00Z,100,101,99,100.5,{vol}")
-    csv.write_text("\n".join(lines) + "\n")
-    r = run(
-        tmp_path / "home",
-        "--config",
-        str(_quarantine_config(tmp_path)),
-        "ingest",
-        "--source",
-        "file",
-        "--path",
-        str(csv),
-        "--symbols",
-        "TEST",
-        "--start",
-        "2024-01-01",
-        "--end",
-        "2024-01-01T03:00",
-    )
+    volumes = [-1 if i == 30 else 10 + i % 3 for i in range(180)]
+    rows = [
+        f"2024-01-01T{i // 60:02d}:{i % 60:02d}:00Z,100,101,99,100.5,{v}"
+        for i, v in enumerate(volumes)
+    ]
+    r = _ingest_quarantining(tmp_path, rows)
     assert r.returncode == 0, r.stderr
     assert "negative_volume=1" in r.stderr
     assert "rule negative_volume: data row 31 " in r.stderr  # line 32, under the header
@@ -157,19 +141,14 @@ def test_ingesting_the_same_range_twice_reports_nothing_new(tmp_path: Path) -> N
     )
 
 
-def _quarantine_config(tmp_path: Path) -> Path:
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("ingest:\n  validation:\n    policy: quarantine\n")
-    return cfg
-
-
-def test_every_row_quarantined_fails_naming_symbol_count_and_rule(tmp_path: Path) -> None:
+def _ingest_quarantining(
+    tmp_path: Path, rows: list[str], *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`ingest --source file` of ``rows`` (CSV lines after the header) for TEST over the three
+    hours 2024-01-01 00:00..03:00, with the quarantine policy."""
     csv = tmp_path / "bars.csv"
-    lines = ["open_time,open,high,low,close,volume"]
-    for i in range(180):  # every timestamp at :30 s, off the 1m grid
-        lines.append(f"2024-01-01T{i // 60:02d}:{i % 60:02d}:30Z,100,101,99,100.5,10")
-    csv.write_text("\n".join(lines) + "\n")
-    r = run(
+    csv.write_text("\n".join(["open_time,open,high,low,close,volume", *rows]) + "\n")
+    return run(
         tmp_path / "home",
         "--config",
         str(_quarantine_config(tmp_path)),
@@ -184,8 +163,20 @@ def test_every_row_quarantined_fails_naming_symbol_count_and_rule(tmp_path: Path
         "2024-01-01",
         "--end",
         "2024-01-01T03:00",
-        "--preprocess",
+        *extra,
     )
+
+
+def _quarantine_config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("ingest:\n  validation:\n    policy: quarantine\n")
+    return cfg
+
+
+def test_every_row_quarantined_fails_naming_symbol_count_and_rule(tmp_path: Path) -> None:
+    # every timestamp at :30 s, off the 1m grid
+    rows = [f"2024-01-01T{i // 60:02d}:{i % 60:02d}:30Z,100,101,99,100.5,10" for i in range(180)]
+    r = _ingest_quarantining(tmp_path, rows, "--preprocess")
     assert r.returncode == 1, r.stdout + r.stderr
     assert "Traceback" not in r.stdout + r.stderr
     assert "TEST: every row quarantined, nothing stored: off_grid=180" in r.stderr  # the warning

@@ -5,7 +5,7 @@ preprocessing, online catch-up, a restarted online preprocess) take the whole of
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 import polars as pl
@@ -41,6 +41,7 @@ from drl_trading.testing.feature_parity import (
     compare_rows,
     market_with,
     offline_rows,
+    online_bar_request,
     parity_difference,
     random_walk_bars,
 )
@@ -141,19 +142,6 @@ def market() -> InMemoryMarketData:
     return market_with(SYM, random_walk_bars(HISTORY, minutes, 3))
 
 
-def _request(bar: ResampledBar, catchup_start: datetime | None) -> PreprocessDataRequested:
-    close = bar.open_time + timedelta(minutes=1)
-    return PreprocessDataRequested(
-        catchup_start=catchup_start,
-        mode=ProcessingMode.ONLINE,
-        symbols=[SYM],
-        start=bar.open_time,
-        end=close,
-        bar_close_time=close,
-        bars=[bar],
-    )
-
-
 @pytest.mark.parametrize("carries_origin", [True, False], ids=["with-origin", "older-producer"])
 def test_a_preprocess_restarted_mid_stream_serves_the_trained_values(
     market: InMemoryMarketData, carries_origin: bool
@@ -182,9 +170,9 @@ def test_a_preprocess_restarted_mid_stream_serves_the_trained_values(
     )
     sent = origin if carries_origin else None
     for i, bar in enumerate(bars):
-        steady.on_bar(_request(bar, origin))
+        steady.on_bar(online_bar_request(SYM, bar, origin))
         if i > kill_at:
-            restarted.on_bar(_request(bar, sent))
+            restarted.on_bar(online_bar_request(SYM, bar, sent))
     assert restarted.stats.rewarmed == 1
     want = {r.event_time: r.values for r in steady_rows if r.event_time > bars[kill_at].open_time}
     got = {r.event_time: r.values for r in restarted_rows}

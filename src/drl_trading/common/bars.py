@@ -27,6 +27,18 @@ BAR_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+def ohlcv_aggregations() -> list[pl.Expr]:
+    """How bars of one coarser bar combine (for a ``group_by(...).agg``): first open, highest
+    high, lowest low, last close, summed volume. The rows of each group must be in time order."""
+    return [
+        pl.col("open").first(),
+        pl.col("high").max(),
+        pl.col("low").min(),
+        pl.col("close").last(),
+        pl.col("volume").sum(),
+    ]
+
+
 def empty_bars() -> pl.DataFrame:
     return pl.DataFrame(schema=BAR_SCHEMA)
 

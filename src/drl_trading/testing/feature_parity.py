@@ -111,20 +111,25 @@ def served_rows(
         )
     )
     for row in market.read_bars(symbol, Timeframe.M1, live_from, end).iter_rows(named=True):
-        bar = ResampledBar(**row)
-        close = bar.open_time + Timeframe.M1.duration
-        service.on_bar(
-            PreprocessDataRequested(
-                mode=ProcessingMode.ONLINE,
-                symbols=[symbol],
-                start=bar.open_time,
-                end=close,
-                bar_close_time=close,
-                bars=[bar],
-                catchup_start=origin,
-            )
-        )
+        service.on_bar(online_bar_request(symbol, ResampledBar(**row), origin))
     return {r.event_time: r.values for r in served}
+
+
+def online_bar_request(
+    symbol: Symbol, bar: ResampledBar, catchup_start: datetime | None
+) -> PreprocessDataRequested:
+    """The event a live 1m ``bar`` reaches the online preprocess with, as online ingest sends
+    it (``catchup_start``: the session's catch-up origin; None as from an older producer)."""
+    close = bar.open_time + Timeframe.M1.duration
+    return PreprocessDataRequested(
+        mode=ProcessingMode.ONLINE,
+        symbols=[symbol],
+        start=bar.open_time,
+        end=close,
+        bar_close_time=close,
+        bars=[bar],
+        catchup_start=catchup_start,
+    )
 
 
 def parity_difference(want: float, got: float) -> float:

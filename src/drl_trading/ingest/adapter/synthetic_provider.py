@@ -29,7 +29,7 @@ import numpy as np
 import polars as pl
 
 from drl_trading.common.bar_windows import CLOSED, bar_first_opens, bar_keys
-from drl_trading.common.bars import BAR_SCHEMA, TIME_DTYPE, conform
+from drl_trading.common.bars import BAR_SCHEMA, TIME_DTYPE, conform, ohlcv_aggregations
 from drl_trading.common.calendar import CalendarBook, MarketCalendar
 from drl_trading.common.domain import EPOCH, Symbol, Timeframe, to_micros, utc
 
@@ -236,13 +236,7 @@ def _aggregate(
     )
     bars = (
         keyed.group_by("key", maintain_order=True)
-        .agg(
-            pl.col("open").first(),
-            pl.col("high").max(),
-            pl.col("low").min(),
-            pl.col("close").last(),
-            pl.col("volume").sum(),
-        )
+        .agg(*ohlcv_aggregations())
         .with_columns(
             pl.col("key").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").cast(TIME_DTYPE)
         )

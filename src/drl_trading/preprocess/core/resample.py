@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-from drl_trading.common.bars import BAR_SCHEMA, empty_bars
+from drl_trading.common.bars import BAR_SCHEMA, empty_bars, ohlcv_aggregations
 from drl_trading.common.domain import Timeframe, utc
 
 
@@ -47,13 +47,7 @@ def resample(
             label="left",
             start_by="window",
         )
-        .agg(
-            pl.col("open").first(),
-            pl.col("high").max(),
-            pl.col("low").min(),
-            pl.col("close").last(),
-            pl.col("volume").sum(),
-        )
+        .agg(*ohlcv_aggregations())
         .filter(
             (pl.col("open_time") >= lo)
             & (pl.col("open_time") + timedelta(minutes=timeframe.minutes) <= hi)

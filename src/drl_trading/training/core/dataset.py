@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -72,13 +73,14 @@ def make_splits(
     folds: int = 1,
     *,
     min_bars: int = 2,
-    what: str | None = None,
+    what: Callable[[], str] | None = None,
 ) -> Splits:
     """Cut ``rng`` by fractions of its length (boundaries on the base-bar grid). Every part
     (each fold's training and validation, the test) spans at least ``min_bars`` base bars and
     training at least `MIN_TRAIN_FRACTION` of ``rng``; a shorter ``rng`` is a `SplitError`
     giving its length and the least length these settings need. ``what`` names ``rng`` in
-    that message (default: "the range ...")."""
+    that message (default: "the range ..."); it is called only for the message, so that what
+    it costs (a store query) is not paid by every split that fits."""
     if not 0 < validation_fraction < 1 or not 0 < test_fraction < 1:
         raise SplitError("validation and test fractions must be in (0, 1)")
     if validation_fraction * folds + test_fraction >= 1 - MIN_TRAIN_FRACTION:
@@ -110,7 +112,8 @@ def make_splits(
         )
         folded = f" x {folds} folds" if folds > 1 else ""
         raise SplitError(
-            f"too little data for the splits: {what or f'the range {rng}'}, {length(total)}; "
+            f"too little data for the splits: {what() if what else f'the range {rng}'}, "
+            f"{length(total)}; "
             f"the splits (training.split) need at least {length(need)}: validation "
             f"{validation_fraction:.0%}{folded} and test {test_fraction:.0%} of it, an embargo "
             f"of {length(embargo)} between the parts, and training at least "

@@ -190,7 +190,7 @@ class TrainingService:
             cfg.split.embargo,
             cfg.split.walk_forward_folds,
             min_bars=cfg.env.window + 1,
-            what=self._stored_description(request, usable),
+            what=lambda: self._stored_description(request, usable),
         )
         columns = spec.columns
         frame = dataset.frame
