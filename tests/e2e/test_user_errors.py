@@ -379,3 +379,52 @@ def test_an_hourly_file_ingested_as_1m_is_refused_with_its_spacing(
         assert store.coverage(Symbol("EURUSD"), Timeframe.M1) is None
     finally:
         store.close()
+
+
+def test_a_base_finer_than_the_data_is_refused_before_anything_is_fetched(
+    home: Path, tmp_path: Path
+) -> None:
+    """Hourly bars with the default feature set (base 5m) and --preprocess: refused up front,
+    naming both timeframes, and nothing is stored (5m rows would each repeat an hour)."""
+    from tests.conftest import make_bars
+
+    path = tmp_path / "bars.csv"
+    make_bars("2024-01-01", 200, step_minutes=60).write_csv(path)
+    result = run_cli(
+        home, "ingest", "--source", "file", "--path", str(path), "-s", "EURUSD",
+        "--timeframe", "1h", "--preprocess",
+    )  # fmt: skip
+    assert_one_line_error(
+        result, 2, "has base timeframe 5m, finer than the data's 1h", "base_timeframe 1h or coarser"
+    )
+    assert not (home / "market.duckdb").exists() or _coverage(home, Timeframe.H1) is None
+
+
+def test_hourly_bars_over_stored_minutes_are_refused(home: Path, tmp_path: Path) -> None:
+    """1m bars stored, then an hourly file over the same days: refused, naming the stored 1m
+    range (the 1h bars there are resampled from them); the 1m bars are untouched."""
+    from tests.conftest import make_bars
+
+    minutes, hours = tmp_path / "m.csv", tmp_path / "h.csv"
+    make_bars("2024-01-01", 600).write_csv(minutes)
+    make_bars("2024-01-01", 48, step_minutes=60).write_csv(hours)
+    first = run_cli(home, "ingest", "--source", "file", "--path", str(minutes), "-s", "EURUSD")
+    assert first.returncode == 0, first.stdout + first.stderr
+    result = run_cli(
+        home, "ingest", "--source", "file", "--path", str(hours), "-s", "EURUSD",
+        "--timeframe", "1h",
+    )  # fmt: skip
+    assert_one_line_error(
+        result, 2, "1m bars are stored over the requested range (EURUSD 2024-01-01 00:00 .. "
+    )
+    coverage = _coverage(home, Timeframe.M1)
+    assert coverage is not None and coverage.bars == 600
+    assert _coverage(home, Timeframe.H1) is None
+
+
+def _coverage(home: Path, timeframe: Timeframe) -> object:
+    store = DuckDBMarketData(home / "market.duckdb")
+    try:
+        return store.coverage(Symbol("EURUSD"), timeframe)
+    finally:
+        store.close()

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from drl_trading.app.runtime import EmbeddedRuntime
 from drl_trading.app.settings import load_settings
+from drl_trading.common.adapter.memory_calendar import MemoryCalendar
 from drl_trading.common.adapter.system_clock import ManualClock
+from drl_trading.common.calendar import CalendarBook
 from drl_trading.common.domain import Symbol, Timeframe
 from drl_trading.common.events import Topic
 from drl_trading.ingest.adapter.ccxt_live_source import CcxtLiveSource
@@ -63,8 +67,44 @@ def test_streams_closed_candles_in_order_and_moves_past_a_silent_market(
     assert (first.open, first.high, first.low, first.close, first.volume) == bar(5)
     # each bar was handed out only after its close plus the settling delay, on market time
     assert clock.now() >= t(20) + timedelta(seconds=2)
-    assert source.skipped_minutes > 0  # ETHUSDT's minutes were given up after the patience
+    assert source.skipped_bars > 0  # ETHUSDT's minutes were given up after the patience
     assert sleep.sleeps and set(sleep.sleeps) == {30.0}
+
+
+def test_a_market_closure_is_neither_waited_for_nor_skipped(
+    server: FakeBinance,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The market closes 00:10-00:15 (the fake has no candles then): the source asks for none
+    and gives none up, and streams on from the reopening."""
+    market = MemoryCalendar([(t(0), t(10)), (t(15), t(N_BARS))])
+    klines = server.klines
+
+    def open_only(query: dict[str, str]) -> tuple[int, Any]:
+        status, rows = klines(query)
+        if status != 200:
+            return status, rows
+        closed = (int(t(10).timestamp() * 1000), int(t(15).timestamp() * 1000))
+        return status, [r for r in rows if not closed[0] <= r[0] < closed[1]]
+
+    monkeypatch.setattr(server, "klines", open_only)
+    clock = ManualClock(t(10))
+    sleep = MarketTime(clock)
+    source = CcxtLiveSource(
+        make_provider(server),
+        [BTC],
+        clock,
+        start=t(5),
+        end=t(20),
+        poll_interval=30.0,
+        sleep=sleep,
+        calendars=CalendarBook(market),
+    )
+    with capture_logs() as logs:
+        got = list(source.bars())
+    assert [b.open_time for b in got] == [t(i) for i in (*range(5, 10), *range(15, 20))]
+    assert source.skipped_bars == 0
+    assert not [e for e in logs if e["log_level"] == "warning"]
 
 
 def test_live_source_drives_the_online_workflow(server: FakeBinance, tmp_path: Path) -> None:  # noqa: F811

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -91,10 +92,47 @@ def test_completed_topic_follows_mode() -> None:
     assert done.topic == "completed.preprocess-data.catchup"
 
 
-def test_newer_schema_version_is_refused() -> None:
-    payload = encode(EVENTS[0]).replace(b'"schema_version":1', b'"schema_version":2')
+@pytest.mark.parametrize("event", EVENTS, ids=lambda e: type(e).__name__)
+def test_newer_schema_version_is_refused(event: Event) -> None:
+    known = type(event).SCHEMA_VERSION
+    payload = encode(event).replace(
+        f'"schema_version":{known}'.encode(), f'"schema_version":{known + 1}'.encode()
+    )
     with pytest.raises(EventDecodeError, match="newer than this build"):
         decode(payload)
+
+
+def test_preprocess_request_is_version_2_and_carries_the_data_timeframe() -> None:
+    request = PreprocessDataRequested(
+        mode=ProcessingMode.OFFLINE,
+        symbols=[Symbol("EURUSD")],
+        timeframe=Timeframe.H1,
+        start=T0,
+        end=T1,
+    )
+    assert PreprocessDataRequested.SCHEMA_VERSION == 2
+    assert request.schema_version == 2
+    assert decode(encode(request)) == request
+    assert EVENTS[1].schema_version == 1  # the other events keep their version
+
+
+@pytest.mark.parametrize("timeframe", [None, "1m", "1h"])
+def test_a_version_1_preprocess_request_means_1m_bars(timeframe: str | None) -> None:
+    """Version 1 consumers read 1m bars whatever the field said: so does its decoding."""
+    fields = {
+        "schema_version": 1,
+        "event_type": "preprocess-data.requested",
+        "mode": "offline",
+        "symbols": ["BTCUSDT"],
+        "start": T0.isoformat(),
+        "end": T1.isoformat(),
+    }
+    if timeframe is not None:
+        fields["timeframe"] = timeframe
+    event = decode(json.dumps(fields).encode())
+    assert isinstance(event, PreprocessDataRequested)
+    assert event.schema_version == 1
+    assert event.timeframe is Timeframe.M1
 
 
 def test_unknown_fields_are_refused() -> None:

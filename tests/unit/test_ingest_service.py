@@ -22,8 +22,8 @@ from drl_trading.ingest.adapter.synthetic_provider import SyntheticProvider
 from drl_trading.ingest.core.ports import HistoricalDataProvider
 from drl_trading.ingest.core.service import (
     BatchRejectedError,
+    FinerBarsStoredError,
     IngestService,
-    PreprocessTimeframeError,
     SymbolIngestReport,
     TrainingDataRequest,
 )
@@ -271,13 +271,27 @@ def test_illiquid_1m_bars_with_holes_pass_the_spacing_check() -> None:
     assert rep.missing_bars == 600 - traded.height
 
 
-def test_preprocessing_non_1m_bars_is_refused_before_any_fetch() -> None:
+def test_hourly_bars_are_stored_and_preprocessing_is_asked_for_1h() -> None:
     hourly = make_bars("2024-01-01", 48, step_minutes=60)
     service, repo, bus = _service(hourly, ValidationPolicy.REJECT)
     request = TrainingDataRequest(
         (S,), TimeRange.parse("2024-01-01", "2024-01-03"), timeframe=Timeframe.H1
     )
-    with pytest.raises(PreprocessTimeframeError, match="preprocessing from coarser bars comes"):
+    rep = service.ingest_history(request)
+    assert rep.symbols[0].stored_rows == 48 and rep.symbols[0].missing_bars == 0
+    assert repo.coverage(S, Timeframe.H1) is not None
+    (msg,) = bus.messages(Topic.PREPROCESS_REQUESTED)
+    assert isinstance(msg, PreprocessDataRequested) and msg.timeframe == Timeframe.H1
+
+
+def test_ingesting_over_finer_stored_bars_is_refused_before_any_fetch() -> None:
+    hourly = make_bars("2024-01-01", 48, step_minutes=60)
+    service, repo, bus = _service(hourly, ValidationPolicy.REJECT)
+    repo.upsert_bars(S, Timeframe.M1, make_bars("2024-01-02", 30))
+    request = TrainingDataRequest(
+        (S,), TimeRange.parse("2024-01-01", "2024-01-03"), timeframe=Timeframe.H1
+    )
+    with pytest.raises(FinerBarsStoredError, match="1m bars are stored over the requested range"):
         service.ingest_history(request)
     assert repo.coverage(S, Timeframe.H1) is None
     assert bus.messages(Topic.PREPROCESS_REQUESTED) == []

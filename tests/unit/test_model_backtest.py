@@ -14,9 +14,12 @@ import pytest
 from drl_trading.app.infrastructure import feature_set_for
 from drl_trading.app.model_backtest import BacktestError, backtest_model
 from drl_trading.app.offline_workflow import OfflineWorkflow
+from drl_trading.app.runtime import EmbeddedRuntime
 from drl_trading.app.settings import AppSettings, load_settings
+from drl_trading.common.adapter.fx_calendar import FxCalendar
 from drl_trading.common.adapter.memory_registry import InMemoryRegistry
-from drl_trading.common.domain import Symbol, TimeRange
+from drl_trading.common.bar_windows import bar_slots
+from drl_trading.common.domain import Symbol, Timeframe, TimeRange
 from drl_trading.common.model_registry import ModelRegistry
 from drl_trading.ingest.core.service import TrainingDataRequest
 from drl_trading.policy.numpy_policy import NumpyPolicy
@@ -28,6 +31,7 @@ from drl_trading.policy.package import (
     write_normalization,
     write_numpy_policy,
 )
+from drl_trading.strategy.feature_view import view_for
 from tests.unit.test_policy_package import stand_in_policy_zip
 
 SYM = Symbol("BTCUSDT")
@@ -152,4 +156,77 @@ def test_features_not_stored_are_a_backtest_error_naming_the_feature_set(
     assert text.endswith(
         f"(the model needs feature set {spec.name} v{spec.version}; preprocess the range with "
         "that feature set first)"
+    )
+
+
+# -- on a market calendar that closes -----------------------------------------------------------
+
+EURUSD = Symbol("EURUSD")
+FX_WEEKS = TimeRange.parse("2024-01-01", "2024-01-20")
+"""Three FX weeks of hourly bars: two weekends inside."""
+
+
+@pytest.fixture
+def fx_settings(tmp_path: Path) -> AppSettings:
+    return load_settings(
+        home=tmp_path / "fx-home", markets={"symbols": {"EURUSD": {"calendar": "fx"}}}
+    )
+
+
+def _fx_manifest(settings: AppSettings, training: dict[str, object]) -> ModelManifest:
+    from tests.unit.test_dataset_calendar import base_spec
+
+    spec = base_spec(Timeframe.H1)
+    return replace(
+        _manifest(settings),
+        feature_columns=list(spec.columns),
+        feature_set=spec.model_dump(mode="json"),
+        feature_set_version=spec.version,
+        feature_view=spec.view_name,
+        base_timeframe="1h",
+        training=training,
+    )
+
+
+def _store_fx_features(settings: AppSettings) -> None:
+    """FX hourly bars and a feature row at each bar's calendar close, in the home's stores."""
+    from tests.unit.test_dataset_calendar import base_spec, feature_rows_at_closes, synthetic_bars
+
+    view = view_for(base_spec(Timeframe.H1))
+    bars = synthetic_bars(FxCalendar(), Timeframe.H1, FX_WEEKS)
+    with EmbeddedRuntime.open(settings) as runtime:
+        runtime.market_data.upsert_bars(EURUSD, Timeframe.H1, bars)
+        runtime.feature_store.register(view)
+        rows = feature_rows_at_closes(FxCalendar(), Timeframe.H1, bars, view.columns)
+        runtime.feature_store.write_offline(view, EURUSD, rows)
+
+
+def test_a_backtest_on_fx_bars_runs_over_weekends_and_annualises_by_the_calendar(
+    fx_settings: AppSettings, registry: InMemoryRegistry, tmp_path: Path
+) -> None:
+    manifest = _fx_manifest(fx_settings, {"calendar": "fx", "data_timeframe": "1h"})
+    ref = _register(registry, tmp_path, manifest)
+    _store_fx_features(fx_settings)
+
+    done = backtest_model(fx_settings, ref, [EURUSD], FX_WEEKS, registry=registry)
+
+    (sym,) = done.result.symbols
+    bars = bar_slots(FxCalendar(), Timeframe.H1, FX_WEEKS.start, FX_WEEKS.end).size
+    assert sym.skipped_bars == 0  # one series across both weekends
+    assert done.result.bars == bars
+    report = json.loads(done.json_path.read_text())
+    assert report["metadata"]["annualisation"] == "6,288 1h bars a year (market calendar fx)"
+    assert "6,288 1h bars a year" in done.html_path.read_text()
+
+
+def test_a_model_of_another_calendar_is_not_backtested(
+    fx_settings: AppSettings, registry: InMemoryRegistry, tmp_path: Path
+) -> None:
+    ref = _register(registry, tmp_path, _fx_manifest(fx_settings, {}))  # no calendar: 24/7
+    with pytest.raises(BacktestError) as info:
+        backtest_model(fx_settings, ref, [EURUSD], FX_WEEKS, registry=registry)
+    assert str(info.value) == (
+        "models:/drl-test/1 was trained on market calendar 24/7, but EURUSD trade on fx; "
+        "backtest it on symbols of calendar 24/7, or set markets.symbols.<SYMBOL>.calendar to "
+        "24/7 if that is their market"
     )

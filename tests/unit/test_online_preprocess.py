@@ -4,14 +4,16 @@ vectors equal the offline path's rows for the same range (both start from the sa
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import polars as pl
 import pytest
 
+from drl_trading.common.adapter.fx_calendar import FxCalendar
 from drl_trading.common.adapter.memory_feature_store import InMemoryFeatureStore
 from drl_trading.common.adapter.memory_market_data import InMemoryMarketData
 from drl_trading.common.bars import TIME_DTYPE
+from drl_trading.common.calendar import CalendarBook
 from drl_trading.common.domain import Symbol, Timeframe, TimeRange
 from drl_trading.common.events import (
     PreprocessDataRequested,
@@ -22,7 +24,15 @@ from drl_trading.ingest.adapter.synthetic_provider import SyntheticProvider
 from drl_trading.preprocess.core.online import OnlineRow
 from drl_trading.preprocess.core.online_service import OnlinePreprocessService
 from drl_trading.preprocess.core.service import PreprocessService
-from drl_trading.strategy.feature_set import default_feature_set
+from drl_trading.strategy.feature_set import (
+    Bollinger,
+    FeatureSetSpec,
+    LogReturns,
+    RealizedVolatility,
+    TimeframeFeatures,
+    VolumeZScore,
+    default_feature_set,
+)
 
 SYM = Symbol("BTCUSDT")
 RNG = TimeRange.parse("2024-01-01", "2024-01-18")
@@ -197,3 +207,131 @@ def test_a_restarted_service_rebuilds_its_state_at_the_first_live_bar(
     assert [r.values for r in restarted_rows] == [r.values for r in want]
     assert sum(d is not None for d in done) == len(want)
     assert store.online_features(restarted.view, [SYM])[SYM].event_time == want[-1].event_time
+
+
+# -- FX hourly data: online state across a weekend ---------------------------------------------
+
+FX_SYM = Symbol("EURUSD")
+FX_BOOK = CalendarBook(default=FxCalendar())
+FX_RNG = TimeRange.parse("2024-05-06", "2024-06-29")
+FX_LIVE = TimeRange.parse("2024-06-19", "2024-06-27")  # Wednesday to Thursday, a weekend inside
+
+
+def _quick_fx_spec() -> FeatureSetSpec:
+    return FeatureSetSpec(
+        name="quick_fx",
+        base_timeframe=Timeframe.H1,
+        timeframes=(
+            TimeframeFeatures(
+                timeframe=Timeframe.H1,
+                indicators=(
+                    LogReturns(horizons=(1, 2)),
+                    RealizedVolatility(window=5),
+                    VolumeZScore(window=5),
+                    Bollinger(period=10),
+                ),
+            ),
+            TimeframeFeatures(
+                timeframe=Timeframe.H4,
+                indicators=(LogReturns(horizons=(1,)), RealizedVolatility(window=5)),
+            ),
+            TimeframeFeatures(timeframe=Timeframe.D1, indicators=(LogReturns(horizons=(1,)),)),
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def fx_market() -> InMemoryMarketData:
+    md = InMemoryMarketData()
+    provider = SyntheticProvider(seed=3, calendars=FX_BOOK)
+    for chunk in provider.fetch(FX_SYM, Timeframe.H1, FX_RNG.start, FX_RNG.end):
+        md.upsert_bars(FX_SYM, Timeframe.H1, chunk)
+    return md
+
+
+def _fx_request(bar: ResampledBar, *, carried: bool = True) -> PreprocessDataRequested:
+    close = bar.open_time + timedelta(hours=1)  # every FX hourly bar is whole
+    return PreprocessDataRequested(
+        catchup_start=FX_LIVE.start,
+        mode=ProcessingMode.ONLINE,
+        symbols=[FX_SYM],
+        timeframe=Timeframe.H1,
+        start=bar.open_time,
+        end=close,
+        bar_close_time=close,
+        bars=[bar] if carried else None,
+    )
+
+
+def test_fx_online_rows_equal_offline_and_a_restart_after_the_weekend_rebuilds_them(
+    fx_market: InMemoryMarketData,
+) -> None:
+    """Hourly FX data stored under 1h: the online service, caught up on Wednesday, serves the
+    offline rows (1e-9) at the calendar closes; one restarted with no state at Sunday's open
+    (its previous life ended on Friday's close) rebuilds the same values from the stored bars."""
+    spec = _quick_fx_spec()
+    bars = [
+        ResampledBar(**r)
+        for r in fx_market.read_bars(FX_SYM, Timeframe.H1, FX_LIVE.start, FX_LIVE.end).iter_rows(
+            named=True
+        )
+    ]
+    steady_rows: list[OnlineRow] = []
+    steady = OnlinePreprocessService(
+        fx_market, InMemoryFeatureStore(), spec, on_row=lambda s, r: steady_rows.append(r),
+        calendars=FX_BOOK,
+    )  # fmt: skip
+    steady.catch_up(
+        PreprocessDataRequested(
+            mode=ProcessingMode.CATCHUP,
+            symbols=[FX_SYM],
+            timeframe=Timeframe.H1,
+            start=FX_LIVE.start,
+            end=FX_LIVE.start,
+        )
+    )
+    sunday = next(i for i, b in enumerate(bars) if b.open_time.weekday() == 6)
+    assert bars[sunday].open_time == FX_LIVE.start.replace(day=23, hour=21)  # 17:00 New York
+    assert bars[sunday - 1].open_time == FX_LIVE.start.replace(day=21, hour=20)  # Friday's last
+    restarted_rows: list[OnlineRow] = []
+    restarted = OnlinePreprocessService(
+        fx_market, InMemoryFeatureStore(), spec, on_row=lambda s, r: restarted_rows.append(r),
+        calendars=FX_BOOK,
+    )  # fmt: skip
+    stored: dict[Timeframe, list[datetime]] = {}
+    for i, bar in enumerate(bars):
+        stores, _ = steady.on_bar(_fx_request(bar, carried=i % 2 == 0))
+        for s in stores:
+            stored.setdefault(s.timeframe, []).extend(b.open_time for b in s.bars)
+        if i >= sunday:
+            restarted.on_bar(_fx_request(bar, carried=i % 3 == 0))
+    assert restarted.stats.rewarmed == 1
+    assert set(stored) == {Timeframe.H4, Timeframe.D1}  # the data's own 1h bars are stored
+    assert all(t.weekday() < 5 for t in stored[Timeframe.D1])  # labelled Monday..Friday
+    # rows at the calendar closes, none over the weekend
+    assert [r.event_time for r in steady_rows] == [b.open_time + timedelta(hours=1) for b in bars]
+    want = steady_rows[sunday:]
+    assert [r.event_time for r in restarted_rows] == [r.event_time for r in want]
+    assert [r.values for r in restarted_rows] == [r.values for r in want]
+
+    offline_store = InMemoryFeatureStore()
+    batch = PreprocessService(fx_market, offline_store, spec, calendars=FX_BOOK)
+    batch.preprocess(
+        PreprocessDataRequested(
+            mode=ProcessingMode.OFFLINE,
+            symbols=[FX_SYM],
+            timeframe=Timeframe.H1,
+            start=FX_LIVE.start,
+            end=FX_LIVE.end,
+        )
+    )
+    entities = pl.DataFrame(
+        {"symbol": [str(FX_SYM)] * len(steady_rows),
+         "event_time": [r.event_time for r in steady_rows]}
+    ).with_columns(pl.col("event_time").cast(TIME_DTYPE))  # fmt: skip
+    offline = offline_store.historical_features(batch.view, entities)
+    for r, row in zip(steady_rows, offline.select(spec.columns).iter_rows(), strict=True):
+        assert r.complete
+        for got_v, want_v in zip(r.values, row, strict=True):
+            assert want_v is not None
+            assert abs(got_v - want_v) <= 1e-12 or abs(got_v - want_v) / abs(want_v) <= 1e-9

@@ -1,7 +1,10 @@
-"""Properties of `resample` over random valid 1m bar series, checked against a plain reference."""
+"""Properties of `resample` over random valid 1m bar series, checked against a plain reference;
+then resampling on market calendars (XNYS, XLON, FX): daily bars are sessions, bars close with
+the market."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -12,9 +15,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from drl_trading.common.adapter.always_open_calendar import AlwaysOpenCalendar
+from drl_trading.common.adapter.exchange_calendars_calendar import ExchangeCalendarsCalendar
+from drl_trading.common.adapter.fx_calendar import FxCalendar
 from drl_trading.common.bars import BAR_SCHEMA
-from drl_trading.common.domain import Timeframe, to_micros
+from drl_trading.common.calendar import CalendarBook, MarketCalendar
+from drl_trading.common.domain import Symbol, Timeframe, to_micros
+from drl_trading.ingest.adapter.synthetic_provider import SyntheticProvider
+from drl_trading.preprocess.core.features import build_feature_matrix, close_times
 from drl_trading.preprocess.core.resample import resample
+from drl_trading.strategy.feature_set import FeatureSetSpec, LogReturns, TimeframeFeatures
 
 HIGHER = [tf for tf in Timeframe if tf is not Timeframe.M1]
 BASE = datetime(2024, 3, 1, tzinfo=UTC)
@@ -261,3 +271,157 @@ def test_empty_input_gives_empty_frame() -> None:
         out = resample(empty, tf)
         assert out.is_empty()
         assert out.schema == pl.Schema(BAR_SCHEMA)
+
+
+# -- market calendars ---------------------------------------------------------------------------
+
+XNYS = ExchangeCalendarsCalendar("XNYS")
+XLON = ExchangeCalendarsCalendar("XLON")
+FX = FxCalendar()
+SYM = Symbol("AAA")
+
+
+def _utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def _calendar_bars(calendar: MarketCalendar, tf: Timeframe, start: str, end: str) -> pl.DataFrame:
+    """Synthetic bars of ``tf`` on ``calendar``'s sessions (the provider keys them by
+    `bar_keys`, drops closed minutes)."""
+    provider = SyntheticProvider(seed=3, calendars=CalendarBook(default=calendar))
+    return pl.concat(list(provider.fetch(SYM, tf, _utc(start), _utc(end))))
+
+
+def _aggregate(rows: pl.DataFrame) -> tuple[float, float, float, float, float]:
+    return (
+        rows["open"][0],
+        float(rows["high"].max()),  # type: ignore[arg-type]
+        float(rows["low"].min()),  # type: ignore[arg-type]
+        rows["close"][-1],
+        float(rows["volume"].sum()),
+    )
+
+
+def _assert_bar(row: dict[str, object], want: tuple[float, ...]) -> None:
+    got = tuple(row[c] for c in ("open", "high", "low", "close", "volume"))
+    assert got[:4] == want[:4]
+    assert got[4] == pytest.approx(want[4], rel=1e-12)
+
+
+def test_xnys_daily_bars_are_sessions_and_hourly_bars_close_with_the_market() -> None:
+    """The week of 4 July 2024: Wednesday closes early (17:00 UTC), Thursday is a holiday."""
+    minutes = _calendar_bars(XNYS, Timeframe.M1, "2024-07-01", "2024-07-06")
+    daily = resample(minutes, Timeframe.D1, calendar=XNYS)
+    labels = ["2024-07-01", "2024-07-02", "2024-07-03", "2024-07-05"]
+    assert daily["open_time"].to_list() == [_utc(d) for d in labels]
+    closes = close_times(daily, Timeframe.D1, XNYS).to_list()
+    hours = ["T20:00", "T20:00", "T17:00", "T20:00"]
+    assert closes == [_utc(d + c) for d, c in zip(labels, hours, strict=True)]
+    for label, close, row in zip(labels, closes, daily.iter_rows(named=True), strict=True):
+        session = minutes.filter(
+            (pl.col("open_time") >= _utc(label + "T13:30")) & (pl.col("open_time") < close)
+        )
+        assert session.height == (210 if label == "2024-07-03" else 390)
+        _assert_bar(row, _aggregate(session))
+
+    hourly = resample(minutes, Timeframe.H1, calendar=XNYS)
+    assert hourly.height == 3 * 7 + 4  # 13:00 (opens 13:30) .. 19:00; 13:00 .. 16:00 on the 3rd
+    first = hourly.row(0, named=True)
+    assert first["open_time"] == _utc("2024-07-01T13:00")
+    _assert_bar(first, _aggregate(minutes.head(30)))  # the half hour the market traded
+    early = hourly.filter(pl.col("open_time").dt.date() == _utc("2024-07-03").date())
+    assert close_times(early, Timeframe.H1, XNYS).to_list()[-1] == _utc("2024-07-03T17:00")
+
+
+def test_xlon_hourly_bar_keyed_15_closes_at_15_30_with_the_session() -> None:
+    """Summer XLON trades 07:00-15:30 UTC: the 15:00 hourly bar is half an hour, and the daily
+    bar of its session is available from 15:30 on, at that base row."""
+    hourly = _calendar_bars(XLON, Timeframe.H1, "2024-06-24", "2024-06-29")
+    last = hourly.filter(pl.col("open_time") == _utc("2024-06-24T15:00"))
+    assert close_times(last, Timeframe.H1, XLON).to_list() == [_utc("2024-06-24T15:30")]
+    daily = resample(hourly, Timeframe.D1, source=Timeframe.H1, calendar=XLON)
+    assert daily.height == 5
+    assert close_times(daily, Timeframe.D1, XLON)[0] == _utc("2024-06-24T15:30")
+    monday = hourly.filter(pl.col("open_time") < _utc("2024-06-25"))
+    assert monday["open_time"].dt.hour().to_list() == list(range(7, 16))
+    _assert_bar(daily.row(0, named=True), _aggregate(monday))
+    # the same bars as the provider's own daily aggregation of the minutes
+    direct = _calendar_bars(XLON, Timeframe.D1, "2024-06-24", "2024-06-29")
+    assert daily.select("open_time", "open", "high", "low", "close").equals(
+        direct.select("open_time", "open", "high", "low", "close")
+    )
+    # features: the 15:00 row (at 15:30) sees its own session's daily bar, the 14:00 row the
+    # day before's
+    spec = FeatureSetSpec(
+        base_timeframe=Timeframe.H1,
+        timeframes=(
+            TimeframeFeatures(timeframe=Timeframe.H1, indicators=(LogReturns(horizons=(1,)),)),
+            TimeframeFeatures(timeframe=Timeframe.D1, indicators=(LogReturns(horizons=(1,)),)),
+        ),
+        time_encodings=False,
+    )
+    frame = build_feature_matrix({Timeframe.H1: hourly, Timeframe.D1: daily}, spec, XLON).frame
+    day = frame.filter(pl.col("event_time").dt.date() == _utc("2024-06-26").date())
+    assert day["event_time"].to_list()[-2:] == [_utc("2024-06-26T15:00"), _utc("2024-06-26T15:30")]
+    closes = daily["close"].to_list()
+    assert day["logret_1__1d"].to_list()[-2:] == [
+        pytest.approx(math.log(closes[1] / closes[0]), rel=1e-12),
+        pytest.approx(math.log(closes[2] / closes[1]), rel=1e-12),
+    ]
+
+
+def test_fx_hourly_to_4h_and_sessions() -> None:
+    """FX sessions run Sunday 17:00 to Friday 17:00 New York (21:00 UTC in June): a daily bar
+    labelled D opens at 21:00 on D-1 and closes at 21:00 on D; weekends make no bar."""
+    hourly = _calendar_bars(FX, Timeframe.H1, "2024-06-16", "2024-06-29")
+    assert hourly["open_time"][0] == _utc("2024-06-16T21:00")  # Sunday's open
+    daily = resample(hourly, Timeframe.D1, source=Timeframe.H1, calendar=FX)
+    assert daily["open_time"].dt.weekday().to_list() == [1, 2, 3, 4, 5] * 2  # Monday..Friday
+    closes = close_times(daily, Timeframe.D1, FX)
+    assert (closes.dt.hour() == 21).all()
+    monday = hourly.filter(
+        (pl.col("open_time") >= _utc("2024-06-16T21:00"))
+        & (pl.col("open_time") < _utc("2024-06-17T21:00"))
+    )
+    assert monday.height == 24
+    _assert_bar(daily.row(0, named=True), _aggregate(monday))
+
+    four = resample(hourly, Timeframe.H4, source=Timeframe.H1, calendar=FX)
+    assert four["open_time"][0] == _utc("2024-06-16T20:00")  # first trades at 21:00
+    friday_last = four.filter(pl.col("open_time") == _utc("2024-06-21T20:00"))
+    assert close_times(friday_last, Timeframe.H4, FX).to_list() == [_utc("2024-06-21T21:00")]
+    assert (
+        friday_last["close"][0]
+        == hourly.filter(pl.col("open_time") == _utc("2024-06-21T20:00"))["close"][0]
+    )
+    weekend = four.filter(
+        (pl.col("open_time") > _utc("2024-06-21T20:00"))
+        & (pl.col("open_time") < _utc("2024-06-23T20:00"))
+    )
+    assert weekend.is_empty()
+    # a window the data starts inside (the 20:00 bar of a session first traded at 21:00, but
+    # the data from 22:00) is partial and left out
+    late = resample(hourly.filter(pl.col("open_time") >= _utc("2024-06-16T22:00")), Timeframe.H4,
+                    source=Timeframe.H1, calendar=FX)  # fmt: skip
+    assert late["open_time"][0] == _utc("2024-06-17T00:00")
+
+
+def test_fx_daily_bars_from_4h_bars_are_refused() -> None:
+    """4h bars 20:00-24:00 hold the end of one FX session and the start of the next."""
+    four = _calendar_bars(FX, Timeframe.H4, "2024-06-17", "2024-06-22")
+    with pytest.raises(ValueError, match="straddle the session boundaries"):
+        resample(four, Timeframe.D1, source=Timeframe.H4, calendar=FX)
+
+
+def test_bars_outside_the_sessions_are_refused() -> None:
+    always = _calendar_bars(AlwaysOpenCalendar(), Timeframe.H1, "2024-06-21", "2024-06-24")
+    with pytest.raises(ValueError, match=r"48 1h bar\(s\) are outside the sessions of calendar fx"):
+        resample(always, Timeframe.H4, source=Timeframe.H1, calendar=FX)
+
+
+@settings(max_examples=20, deadline=None)
+@given(series=contiguous_series())
+def test_the_24_7_calendar_resamples_as_without_one(series: Series1m) -> None:
+    bars = series.frame()
+    for tf in HIGHER:
+        assert_frame_equal(resample(bars, tf, calendar=AlwaysOpenCalendar()), resample(bars, tf))

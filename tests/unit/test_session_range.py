@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import polars as pl
 import pytest
 
 from drl_trading.app.session_range import (
@@ -16,11 +17,17 @@ from drl_trading.app.session_range import (
     plan_session,
     stream_start,
 )
+from drl_trading.common.adapter.always_open_calendar import AlwaysOpenCalendar
+from drl_trading.common.adapter.exchange_calendars_calendar import ExchangeCalendarsCalendar
+from drl_trading.common.adapter.fx_calendar import FxCalendar
 from drl_trading.common.adapter.memory_market_data import InMemoryMarketData
+from drl_trading.common.bar_windows import bar_slots
+from drl_trading.common.calendar import CalendarBook, MarketCalendar
 from drl_trading.common.domain import Symbol, Timeframe, parse_time
 from tests.conftest import make_bars
 
 BTC, ETH, XRP, SOL = (Symbol(s) for s in ("BTCUSDT", "ETHUSDT", "XRPUSDT", "SOLUSDT"))
+AAPL = Symbol("AAPL")
 DAY = 1440
 
 
@@ -154,3 +161,72 @@ def test_live_sources_continue_or_refuse_by_their_clock() -> None:
     assert ccxt("2024-01-02", "2024-01-05").continued_from == t("2024-01-05")
     with pytest.raises(SessionStartError, match=r"ahead of the exchange's clock \(2024-01-06T12"):
         ccxt("2024-01-06T12:00", "2024-01-07")
+
+
+# -- market calendars -----------------------------------------------------------------------------
+
+
+def _sessions_only(frame: pl.DataFrame, calendar: MarketCalendar, tf: Timeframe) -> pl.DataFrame:
+    """The rows of ``frame`` at bars the market makes (its slots)."""
+    keys = bar_slots(calendar, tf, frame["open_time"].min(), frame["open_time"].max() + tf.duration)
+    return frame.filter(pl.col("open_time").dt.epoch("us").is_in(keys.tolist()))
+
+
+def test_a_holiday_and_weekends_are_not_missing_bars_on_xnys() -> None:
+    xnys = ExchangeCalendarsCalendar("XNYS")
+    book = CalendarBook(AlwaysOpenCalendar(), {AAPL: xnys})
+    daily = _sessions_only(make_bars("2024-06-24", 21, step_minutes=DAY), xnys, Timeframe.D1)
+    assert daily.height == 14  # three weeks less weekends and Independence Day
+
+    def plan(frame: pl.DataFrame, symbol_calendars: CalendarBook | None) -> SessionPlan:
+        repo = InMemoryMarketData()
+        repo.upsert_bars(AAPL, Timeframe.D1, frame)
+        return plan_session(
+            (AAPL,),
+            "replay",
+            t("2024-06-24"),
+            t("2024-07-15"),
+            account="rr",
+            account_time=None,
+            bars=repo,
+            timeframe=Timeframe.D1,
+            calendars=symbol_calendars,
+        )
+
+    assert plan(daily, book).notices == []
+    # counted on a 24/7 clock the same bars would be "14 of the 21"
+    notice = plan(daily, None).notices[0]
+    assert notice.startswith("AAPL: 14 of the 21 1d bars of 2024-06-24..2024-07-15")
+    # a session really missing is said, counted in sessions
+    lacking = daily.filter(pl.col("open_time") != t("2024-07-08"))
+    assert plan(lacking, book).notices[0].startswith("AAPL: 13 of the 14 1d bars")
+
+
+def test_no_stored_bars_names_the_data_timeframe() -> None:
+    with pytest.raises(NoStoredBarsError) as caught:
+        plan_session(
+            (AAPL,),
+            "replay",
+            t("2024-07-01"),
+            t("2024-07-15"),
+            account="rr",
+            account_time=None,
+            bars=InMemoryMarketData(),
+            timeframe=Timeframe.H1,
+        )
+    message = str(caught.value)
+    assert "no stored 1h bars for AAPL" in message and "--timeframe 1h" in message
+
+
+def test_a_continued_stream_starts_where_the_market_opens_its_window() -> None:
+    xnys = ExchangeCalendarsCalendar("XNYS")
+    # XNYS opens at 13:30 UTC in summer: the hourly window keyed 13:00 first trades then
+    continued = SessionPlan(t("2024-07-03T13:45"), t("2024-07-03T13:45"))
+    assert stream_start(continued, Timeframe.H1, xnys) == t("2024-07-03T13:30")
+    assert stream_start(continued, Timeframe.H1) == t("2024-07-03T13:00")
+    # the FX daily bar labelled 2024-07-04 opens on the 3rd at 21:00 UTC (17:00 New York)
+    fx_day = SessionPlan(t("2024-07-04T10:00"), t("2024-07-04T10:00"))
+    assert stream_start(fx_day, Timeframe.D1, FxCalendar()) == t("2024-07-03T21:00")
+    # continuing while the market is closed: the next bar is a whole one
+    night = SessionPlan(t("2024-07-03T22:00"), t("2024-07-03T22:00"))
+    assert stream_start(night, Timeframe.H1, xnys) == t("2024-07-03T22:00")

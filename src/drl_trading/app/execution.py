@@ -79,7 +79,8 @@ def compose_execution(
     latency: StageLatency | None = None,
 ) -> ExecutionComponents:
     """The execution service of ``settings`` subscribed to ``bus``: signals in, orders to the
-    broker, the book marked at each 1m bar. ``latency`` records the online chain's stages."""
+    broker, the book marked at each live bar (of the data timeframe). ``latency`` records the
+    online chain's stages."""
     strategy = build_strategy(settings)
     pg = settings.postgres
     parts = bootstrap_execution(

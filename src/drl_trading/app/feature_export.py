@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from drl_trading.app.infrastructure import feature_set_for
+from drl_trading.app.infrastructure import build_calendars, feature_set_for
 from drl_trading.app.offline_workflow import WorkflowError
 from drl_trading.app.runtime import EmbeddedRuntime
 from drl_trading.app.settings import AppSettings
+from drl_trading.common.calendar import MarketCalendar
 from drl_trading.common.domain import Symbol, TimeRange
 from drl_trading.common.feature_dataset import DatasetError, FeatureDataset, load_feature_matrix
 from drl_trading.strategy.feature_set import FeatureSetSpec
@@ -34,13 +35,20 @@ class FeatureExport:
 
 
 def read_stored_features(
-    settings: AppSettings, spec: FeatureSetSpec, symbols: Sequence[Symbol], rng: TimeRange
+    settings: AppSettings,
+    spec: FeatureSetSpec,
+    symbols: Sequence[Symbol],
+    rng: TimeRange,
+    calendar: MarketCalendar | None = None,
 ) -> FeatureDataset:
-    """The feature matrix of ``spec`` over ``rng``; raises `DatasetError` or `LookupError` when
-    bars or features are not stored."""
+    """The feature matrix of ``spec`` over ``rng``, read at the base bars' closes on the
+    symbols' market ``calendar`` (default: theirs in ``markets``; `MixedCalendarsError` for a
+    mix); raises `DatasetError` or `LookupError` when bars or features are not stored."""
+    if calendar is None:
+        calendar = build_calendars(settings).for_symbols(symbols)
     with EmbeddedRuntime.open(settings) as runtime:
         return load_feature_matrix(
-            runtime.market_data, runtime.feature_store, view_for(spec), list(symbols), rng
+            runtime.market_data, runtime.feature_store, view_for(spec), list(symbols), rng, calendar
         )
 
 

@@ -4,12 +4,19 @@ store, positions and prices from execution (in process, or its store across proc
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from drl_trading.app.infrastructure import build_registry, feature_set_for, model_name_for
+from drl_trading.app.infrastructure import (
+    build_calendars,
+    build_registry,
+    feature_set_for,
+    model_name_for,
+)
 from drl_trading.app.settings import AppSettings
 from drl_trading.app.topology import subscribe
+from drl_trading.common.calendar import CalendarBook
+from drl_trading.common.domain import Symbol
 from drl_trading.common.model_registry import ModelRegistry
 from drl_trading.common.ports import (
     Clock,
@@ -45,10 +52,13 @@ def bootstrap_inference(
     *,
     model_name: str | None = None,
     reload_timer: Callable[[], float] | None = None,
+    calendars: CalendarBook | None = None,
+    symbols: Sequence[Symbol] = (),
 ) -> InferenceComponents:
-    """Loads the model (failing fast on an incompatible one) and subscribes to online
-    completions. ``model_name``: what an alias-only ``model_ref`` refers to, normally the
-    training service's model name."""
+    """Loads the model (failing fast on an incompatible one, also one trained on another
+    market calendar than ``symbols`` trade on) and subscribes to online completions.
+    ``model_name``: what an alias-only ``model_ref`` refers to, normally the training service's
+    model name; ``calendars``: each symbol's market calendar (None: 24/7)."""
     service = InferenceService(
         feature_store,
         view,
@@ -60,6 +70,8 @@ def bootstrap_inference(
         max_feature_age=settings.max_feature_age,
         reload_interval=settings.reload_interval,
         reload_timer=reload_timer,
+        calendars=calendars,
+        symbols=symbols,
     )
     handlers = InferenceHandlers(service, bus)
     subscribe(bus, "inference", handlers)
@@ -76,10 +88,12 @@ def compose_inference(
     *,
     model_ref: str | None = None,
     registry: ModelRegistry | None = None,
+    symbols: Sequence[Symbol] = (),
 ) -> InferenceComponents:
     """Inference of ``settings`` on ``bus``. ``model_ref`` overrides ``inference.model_ref``
     (``NAME@alias``, ``NAME/version`` or an alias); ``registry`` defaults to the configured one.
-    The registry is polled for alias moves by wall time, also in fast replays."""
+    The registry is polled for alias moves by wall time, also in fast replays. ``symbols``
+    (the traded ones) are checked against the model's market calendar before it serves."""
     cfg = settings.inference
     if model_ref is not None:
         cfg = cfg.model_copy(update={"model_ref": model_ref})
@@ -94,4 +108,6 @@ def compose_inference(
         bus,
         model_name=model_name_for(settings),
         reload_timer=time.monotonic,
+        calendars=build_calendars(settings),
+        symbols=symbols,
     )

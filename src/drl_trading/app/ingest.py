@@ -11,6 +11,9 @@ from typing import Literal
 from drl_trading.app.infrastructure import build_calendars
 from drl_trading.app.settings import AppSettings
 from drl_trading.app.topology import subscribe
+from drl_trading.common.adapter.always_open_calendar import AlwaysOpenCalendar
+from drl_trading.common.bar_windows import bar_slots
+from drl_trading.common.calendar import CalendarBook
 from drl_trading.common.domain import Symbol, Timeframe
 from drl_trading.common.ports import Clock, MarketDataRepository, MessageBus
 from drl_trading.ingest.adapter.online_handlers import OnlineIngestHandlers
@@ -60,13 +63,24 @@ def build_provider(
     raise ValueError(f"unknown source {source!r}; use synthetic, file or ccxt")
 
 
-def stored_minutes(
-    market_data: MarketDataRepository, symbols: Sequence[Symbol], start: datetime, end: datetime
-) -> dict[Symbol, int]:
-    """How many 1m bars of ``symbols`` are stored in ``[start, end)``, read back from the
-    store (after its staged writes are flushed): what an interrupted ingest reports, so that
-    the figure is what a rerun will find and not what the progress bar last showed."""
-    return {s: market_data.read_bars(s, Timeframe.M1, start, end).height for s in symbols}
+def stored_bars(
+    market_data: MarketDataRepository,
+    symbols: Sequence[Symbol],
+    timeframe: Timeframe,
+    start: datetime,
+    end: datetime,
+    calendars: CalendarBook | None = None,
+) -> dict[Symbol, tuple[int, int]]:
+    """Per symbol, how many ``timeframe`` bars are stored in ``[start, end)`` and how many the
+    symbol's market makes there (``calendars``; None: 24/7), read back from the store (after
+    its staged writes are flushed): what an interrupted ingest reports, so that the figure is
+    what a rerun will find and not what the progress bar last showed."""
+    out: dict[Symbol, tuple[int, int]] = {}
+    for s in symbols:
+        calendar = AlwaysOpenCalendar() if calendars is None else calendars.for_symbol(s)
+        expected = int(bar_slots(calendar, timeframe, start, end).size)
+        out[s] = (market_data.read_bars(s, timeframe, start, end).height, expected)
+    return out
 
 
 def bootstrap_ingest(
@@ -92,10 +106,16 @@ def compose_online_ingest(
     source: LiveBarSource,
     history: HistoricalDataProvider | None,
     clock: Clock,
+    *,
+    timeframe: Timeframe = Timeframe.M1,
+    calendars: CalendarBook | None = None,
 ) -> OnlineIngestService:
     """Online ingest on ``bus``: gap fill from ``history`` (None: the stored bars), catch-up,
-    then the live bars of ``source``; `OnlineIngestService.start` begins the session."""
-    service = OnlineIngestService(history, source, market_data, bus, clock)
+    then the live bars of ``source``; `OnlineIngestService.start` begins the session.
+    ``timeframe``: the bars the session streams; ``calendars``: `build_calendars` (None: 24/7)."""
+    service = OnlineIngestService(
+        history, source, market_data, bus, clock, timeframe=timeframe, calendars=calendars
+    )
     subscribe(bus, "ingest", OnlineIngestHandlers(service))
     return service
 
@@ -112,20 +132,30 @@ def build_live_source(
     start: datetime,
     end: datetime | None = None,
     speed: float | None = None,
+    *,
+    timeframe: Timeframe = Timeframe.M1,
 ) -> tuple[LiveBarSource, HistoricalDataProvider | None]:
     """The live bar source of ``kind`` from ``start`` and the provider that fills the gap and
-    the warm-up history before it (None: the stored bars, for a replay of them)."""
+    the warm-up history before it (None: the stored bars, for a replay of them). Its bars are
+    of ``timeframe`` (the session's data timeframe) on each symbol's market calendar
+    (``markets``): no bar is expected, waited for or paced while a market is closed."""
+    calendars = build_calendars(settings)
     if kind == "replay":
         from drl_trading.ingest.adapter.replay_source import ReplaySource
 
         if end is None:
             raise ValueError("a replay needs an end")
-        return ReplaySource(market_data, symbols, start, end, speed=speed), None
+        replay = ReplaySource(
+            market_data, symbols, start, end, speed=speed, timeframe=timeframe, calendars=calendars
+        )
+        return replay, None
     if kind == "synthetic-live":
         from drl_trading.ingest.adapter.synthetic_live_source import SyntheticLiveSource
 
         seed = settings.ingest.synthetic.seed
-        live = SyntheticLiveSource(seed, symbols, start, speed=speed)
+        live = SyntheticLiveSource(
+            seed, symbols, start, speed=speed, timeframe=timeframe, calendars=calendars
+        )
         return live, build_provider(settings, "synthetic")
     from drl_trading.ingest.adapter.ccxt_live_source import CcxtLiveSource
     from drl_trading.ingest.adapter.ccxt_provider import CcxtProvider
@@ -140,5 +170,7 @@ def build_live_source(
         start=start,
         poll_interval=c.poll_interval_s,
         close_delay=timedelta(seconds=c.close_delay_s),
+        timeframe=timeframe,
+        calendars=calendars,
     )
     return live_ccxt, exchange

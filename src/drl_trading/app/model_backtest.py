@@ -7,6 +7,11 @@ does, and the model's own costs unless overridden (``fee_bps``/``slippage_bps``:
 test, recorded in the report and the run's params); the report is written as HTML + JSON under
 ``reports/`` and an MLflow run (kind ``backtest``) logs its per-symbol metrics and both files.
 
+The symbols' market calendar (``markets``) decides which bars are consecutive and the
+annualisation (`drl_trading.common.bar_windows.bars_per_year`, shown in the report); a model
+trained on another calendar (its manifest's ``training["calendar"]``, 24/7 when absent) is
+refused.
+
 A range that overlaps the model's train or validation range is in-sample: the result carries a
 warning naming both ranges and the overlap (`drl_trading.evaluation.training_overlap`), as do
 the reports; a model that records no ranges gets a warning that the check could not be made.
@@ -16,13 +21,14 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from drl_trading.app.feature_export import read_stored_features
-from drl_trading.app.infrastructure import build_registry, build_strategy
+from drl_trading.app.infrastructure import build_calendars, build_registry, build_strategy
 from drl_trading.app.settings import AppSettings
 from drl_trading.common.costs import CostModel
 from drl_trading.common.domain import Symbol, TimeRange
@@ -72,11 +78,11 @@ def backtest_model(
     of the filled notional, >= 0) replace the model's own for this backtest only."""
     _check_bps("--fee-bps", fee_bps)
     _check_bps("--slippage-bps", slippage_bps)
+    from drl_trading.common.bar_windows import bars_per_year
     from drl_trading.evaluation.backtest import backtest
-    from drl_trading.evaluation.metrics import periods_per_year
     from drl_trading.training.adapter.report_files import ReportFiles
-    from drl_trading.training.core.backtest_report import backtest_documents
-    from drl_trading.training.core.dataset import series_from_frame
+    from drl_trading.training.core.backtest_report import annualisation_line, backtest_documents
+    from drl_trading.training.core.dataset import series_from_frame, stored_range
 
     # the signal check paper trading applies: the configured strategy's (as `paper` uses it)
     strategy = build_strategy(settings)
@@ -88,8 +94,10 @@ def backtest_model(
         raise BacktestError(
             f"{version.uri}: feature set definition does not hash to its recorded version"
         )
+    calendar = build_calendars(settings).for_symbols(symbols)
+    _check_calendar(version, m.training, calendar.name, symbols)
     try:
-        data = read_stored_features(settings, spec, symbols, rng)
+        data = read_stored_features(settings, spec, symbols, rng, calendar)
     except (DatasetError, LookupError) as exc:
         raise BacktestError(
             f"{exc} (the model needs feature set {spec.name} v{spec.version}; preprocess "
@@ -100,19 +108,23 @@ def backtest_model(
         m.fee_bps if fee_bps is None else fee_bps,
         m.slippage_bps if slippage_bps is None else slippage_bps,
     )
+    base = spec.base_timeframe
+    stored = stored_range(data.frame, base, rng, calendar)
+    ppy = bars_per_year(calendar, base, stored.start, stored.end)
     result = backtest(
         predictor,
-        series_from_frame(data.frame, spec.columns, spec.base_timeframe),
+        series_from_frame(data.frame, spec.columns, base, calendar=calendar),
         costs=costs,
-        periods_per_year=periods_per_year(spec.base_timeframe.minutes),
+        periods_per_year=ppy,
         random_seeds=settings.training.random_agent_seeds,
         strategy=strategy,
         costs_overridden=overridden,
+        annualisation=annualisation_line(ppy, calendar.name, base),
     )
     overlap = check_overlap(m.training, [str(s) for s in symbols], rng)
     names = ",".join(symbols)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    extra = {"symbols": names}
+    extra = {"symbols": names, "annualisation": annualisation_line(ppy, calendar.name, base)}
     if overridden:
         extra["costs"] = (
             f"fee {costs.fee_bps:g} bps + slippage {costs.slippage_bps:g} bps per unit "
@@ -143,6 +155,22 @@ def _free_stem(folder: Path, stem: str) -> str:
         k += 1
         candidate = f"{stem}-{k}"
     return candidate
+
+
+def _check_calendar(
+    version: ModelVersion, training: Mapping[str, Any], calendar: str, symbols: Sequence[Symbol]
+) -> None:
+    """A model learnt on one market calendar's bars (a package that records none: 24/7) is not
+    backtested on another's: its observations count bars, and its figures would be annualised
+    by another clock."""
+    trained = str(training.get("calendar", "24/7"))
+    if trained != calendar:
+        names = ", ".join(symbols)
+        raise BacktestError(
+            f"{version.uri} was trained on market calendar {trained}, but {names} trade on "
+            f"{calendar}; backtest it on symbols of calendar {trained}, or set "
+            f"markets.symbols.<SYMBOL>.calendar to {trained} if that is their market"
+        )
 
 
 def _check_bps(option: str, value: float | None) -> None:

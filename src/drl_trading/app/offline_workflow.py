@@ -18,11 +18,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from drl_trading.app.infrastructure import feature_set_for
+import numpy as np
+
+from drl_trading.app.data_timeframe import data_timeframe
+from drl_trading.app.infrastructure import build_calendars, feature_set_for
 from drl_trading.app.ingest import Source, bootstrap_ingest, build_provider
 from drl_trading.app.runtime import EmbeddedRuntime
 from drl_trading.app.settings import AppSettings
-from drl_trading.common.domain import Symbol, TimeRange, parse_time
+from drl_trading.common.bar_windows import bar_slots
+from drl_trading.common.calendar import MarketCalendar
+from drl_trading.common.domain import Symbol, Timeframe, TimeRange, parse_time, to_micros
 from drl_trading.common.events import (
     ErrorOccurred,
     Event,
@@ -37,8 +42,8 @@ from drl_trading.ingest.core.service import (
     BatchRejectedError,
     IngestReport,
     TrainingDataRequest,
-    require_preprocessable,
 )
+from drl_trading.preprocess.core.checks import require_base_at_least
 
 if TYPE_CHECKING:  # only types here: ingest and preprocess need not import training (torch)
     from drl_trading.training.core.progress import TrainingProgress
@@ -51,8 +56,9 @@ PREPROCESS_STEPS = ("read", "resample", "features", "store")
 """The steps the preprocess service reports per symbol, in order."""
 
 IngestProgress = Callable[[Symbol, int, int], None]
-"""``(symbol, minutes ingested, minutes requested)``: 0 for every symbol before the first bar,
-then as bars are stored, and the total for every symbol once all are stored."""
+"""``(symbol, bars ingested, bars expected)``, counted in the market's bars of the requested
+timeframe (a closure holds none): 0 for every symbol before the first bar, then as bars are
+stored, and the total for every symbol once all are stored."""
 
 PreprocessProgress = Callable[[Symbol, str], None]
 """``(symbol, step)`` at the end of each of `PREPROCESS_STEPS`."""
@@ -147,12 +153,13 @@ def history_range(
     symbols: Sequence[Symbol],
     start: str | None,
     end: str | None,
+    timeframe: Timeframe = Timeframe.M1,
 ) -> HistoryRange:
     """``start``/``end`` as given (ISO, UTC); for ``--source file`` what is left out comes from
     the files' own range: the earliest first bar of ``symbols``' files to the latest last bar
-    plus one bar. Other sources hold no range of their own, so both are then needed. Raises
-    ValueError for an unparsable time, `SourceError` for a missing bound or path and
-    `WorkflowError` for a file that cannot be read."""
+    plus one bar of ``timeframe``. Other sources hold no range of their own, so both are then
+    needed. Raises ValueError for an unparsable time, `SourceError` for a missing bound or path
+    and `WorkflowError` for a file that cannot be read."""
     if start is not None and end is not None:
         return HistoryRange(TimeRange.parse(start, end))
     if source != "file":
@@ -169,7 +176,7 @@ def history_range(
         raise SourceError(str(exc)) from None
     assert isinstance(provider, FileProvider)
     try:
-        spans = [provider.span(symbol) for symbol in symbols]
+        spans = [provider.span(symbol, timeframe) for symbol in symbols]
     except FileNotFoundError as exc:
         raise SourceError(str(exc)) from None
     except ValueError as exc:
@@ -205,8 +212,9 @@ def ingest_history(
     requested) and `WorkflowError` for a rejected batch or a failed fetch. The ingest core's
     usage errors (bars spaced unlike ``request.timeframe``, preprocessing asked for bars it cannot
     read yet) pass through as they are: exit code 2, nothing stored."""
-    if request_preprocessing:
-        require_preprocessable(request)  # before anything is fetched
+    spec = feature_set_for(settings)
+    if request_preprocessing:  # before anything is fetched
+        require_base_at_least(spec, request.timeframe)
     try:
         provider = build_provider(settings, source, path)
     except (ValueError, FileNotFoundError) as exc:
@@ -215,20 +223,26 @@ def ingest_history(
         _check_file_range(provider, request)
     service = bootstrap_ingest(settings, provider, market_data, bus)
     # the features' warm-up comes too, so that no requested feature row is lost to it (a file
-    # holding less gives what it has; preprocessing then says what that costs)
-    request = replace(request, warmup=max(request.warmup, feature_set_for(settings).lookback()))
+    # holding less gives what it has; preprocessing then says what that costs); it is counted
+    # in each market's own bars, so a stock's 200 daily bars reach back about 290 days
+    calendars = build_calendars(settings)
     rng = request.range
-    begin = request.fetch_from
-    bar = request.timeframe.duration
-    total = int((rng.end - begin) // bar)
+    warmup = max(
+        rng.start - spec.history_start(calendars.for_symbol(s), rng.start) for s in request.symbols
+    )
+    request = replace(request, warmup=max(request.warmup, warmup))
     report_progress = None
     if on_progress is not None:
+        counters = {
+            s: _BarCounter(calendars.for_symbol(s), request.timeframe, request.fetch_from, rng.end)
+            for s in request.symbols
+        }
         for symbol in request.symbols:
-            on_progress(symbol, 0, total)
+            on_progress(symbol, 0, counters[symbol].total)
 
         def report_progress(symbol: Symbol, last: datetime, rows: int) -> None:
-            done = int((last - begin) // bar) + 1
-            on_progress(symbol, min(done, total), total)
+            counter = counters[symbol]
+            on_progress(symbol, counter.done(last), counter.total)
 
     try:
         report = service.ingest_history(
@@ -240,12 +254,26 @@ def ingest_history(
         raise WorkflowError(f"{type(exc).__name__}: {exc}") from None
     if on_progress is not None:
         for symbol in request.symbols:
-            on_progress(symbol, total, total)
+            on_progress(symbol, counters[symbol].total, counters[symbol].total)
     if report.nothing_stored:
         raise NothingStoredError(report)
     if request_preprocessing:
         report.preprocess_event_id = service.request_preprocessing(request).event_id
     return report
+
+
+class _BarCounter:
+    """Progress of one symbol's ingest in the market's bars: how many of the bars expected in
+    ``[start, end)`` open at or before a time (a weekend or a night adds none)."""
+
+    def __init__(
+        self, calendar: MarketCalendar, timeframe: Timeframe, start: datetime, end: datetime
+    ) -> None:
+        self._slots = bar_slots(calendar, timeframe, start, end)
+        self.total = int(self._slots.size)
+
+    def done(self, last: datetime) -> int:
+        return min(int(np.searchsorted(self._slots, to_micros(last), side="right")), self.total)
 
 
 def _check_file_range(provider: FileProvider, request: TrainingDataRequest) -> None:
@@ -264,9 +292,17 @@ def _check_file_range(provider: FileProvider, request: TrainingDataRequest) -> N
 def publish_preprocess_request(
     runtime: EmbeddedRuntime, symbols: Sequence[Symbol], start: datetime, end: datetime
 ) -> PreprocessDataRequested:
-    """Publish an offline ``requested.preprocess-data`` for stored bars (pumped by the caller)."""
+    """Publish an offline ``requested.preprocess-data`` for stored bars (pumped by the caller),
+    of the symbols' data timeframe (`data_timeframe`: the finest stored there). Raises
+    `BaseTimeframeError` before publishing when the feature set's base is finer than it."""
+    timeframe = data_timeframe(runtime.market_data, symbols, start, end)
+    require_base_at_least(feature_set_for(runtime.settings), timeframe)
     event = PreprocessDataRequested(
-        mode=ProcessingMode.OFFLINE, symbols=list(symbols), start=start, end=end
+        mode=ProcessingMode.OFFLINE,
+        symbols=list(symbols),
+        timeframe=timeframe,
+        start=start,
+        end=end,
     )
     runtime.bus.publish(Topic.PREPROCESS_REQUESTED, event, key=str(symbols[0]))
     return event

@@ -2,8 +2,11 @@
 
 `run_online_session` is what `drl-trading paper` runs (and a live session will): it opens the
 embedded runtime, composes the online services on the account's store, catches up, then pumps
-one live 1m bar at a time through every handler, records what execution held at each base close
+one live bar at a time through every handler, records what execution held at each base close
 (`SessionRecorder`), and ends with the session report (JSON + the backtest's HTML report).
+Bars are of the data timeframe: a replay's is the finest stored over its range
+(`app.data_timeframe`), a live source's the one asked (1m by default); base closes, warm-ups and
+annualisation follow the symbols' market calendar (``markets``).
 Before any of it, `app.session_range` checks that a replay has stored bars for every symbol and
 where the account stands: a session on an account that already traded past its start continues
 from the account's last bar, and its report covers the continuation only (return, fees and
@@ -27,7 +30,8 @@ from typing import Any
 
 import structlog
 
-from drl_trading.app.infrastructure import feature_set_for
+from drl_trading.app.data_timeframe import data_timeframe
+from drl_trading.app.infrastructure import build_calendars, feature_set_for
 from drl_trading.app.ingest import LiveSourceKind
 from drl_trading.app.paper_account import (
     SessionHeartbeat,
@@ -37,15 +41,23 @@ from drl_trading.app.paper_account import (
     store_path,
 )
 from drl_trading.app.runtime import EmbeddedRuntime, OnlineComponents
-from drl_trading.app.session_range import SessionStartError, plan_session, stream_start
+from drl_trading.app.session_range import (
+    SessionStartError,
+    plan_session,
+    stream_start,
+    window_start,
+)
 from drl_trading.app.settings import AppSettings
 from drl_trading.common.adapter.system_clock import ManualClock, SystemClock
+from drl_trading.common.bar_windows import BarWindows, bars_per_year, history_start
+from drl_trading.common.calendar import MarketCalendar
 from drl_trading.common.costs import CostModel
-from drl_trading.common.domain import Symbol, TimeRange, to_micros
+from drl_trading.common.domain import Symbol, Timeframe, TimeRange, from_micros, to_micros
 from drl_trading.common.latency import LatencyHistogram, LatencySnapshot
-from drl_trading.common.ports import Clock
+from drl_trading.common.ports import Clock, MarketDataRepository
 from drl_trading.execution.core.records import ControlRequest
 from drl_trading.execution.core.service import ExecutionService, ExecutionStatus
+from drl_trading.strategy.feature_set import FeatureSetSpec
 
 log = structlog.get_logger(__name__)
 
@@ -56,11 +68,14 @@ class SessionRequest:
     source: LiveSourceKind = "replay"
     range: TimeRange | None = None
     """Replay: the bars to replay (required). Live: ``range.start`` is the first live bar
-    (default: now, floored to the base timeframe)."""
+    (default: now, at the start of its base window on the market's calendar)."""
     speed: float | None = None
     """Market minutes per wall minute; None: as fast as possible (replay)."""
     max_bars: int | None = None
-    """Stop after this many 1m bars."""
+    """Stop after this many bars (of the data timeframe)."""
+    timeframe: Timeframe | None = None
+    """The live source's bars (synthetic-live, ccxt-live; default 1m). A replay streams its
+    stored bars' own (the finest stored in its range); asking another is refused."""
     model_ref: str | None = None
     account: str = "default"
     fresh: bool = False
@@ -103,14 +118,17 @@ def run_online_session(
     """Runs until the source is exhausted, ``max_bars`` or Ctrl-C (the report then says
     ``interrupted``). Raises `SessionStartError` (before the model is loaded) when a replayed
     symbol has no stored bars in the range or the account already traded the whole range,
-    when the model cannot serve, and for ``fresh`` while another session runs on the account
-    (nothing deleted then)."""
+    when the model cannot serve (other features, or another market calendar than the
+    symbols'), and for ``fresh`` while another session runs on the account (nothing deleted
+    then). Usage errors before any work: symbols on different calendars (`MixedCalendarsError`)
+    or stored at different timeframes (`MixedTimeframesError`), a feature set whose base is
+    finer than the data (`BaseTimeframeError`)."""
     from drl_trading.app.ingest import build_live_source
     from drl_trading.evaluation.account import account_metrics
-    from drl_trading.evaluation.metrics import periods_per_year
-    from drl_trading.execution.core.session_recorder import SessionRecorder
+    from drl_trading.execution.core.session_recorder import SessionRecorder, calendar_close
     from drl_trading.inference.core.service import ModelMismatchError
     from drl_trading.ingest.adapter.clocked_source import ClockedSource
+    from drl_trading.preprocess.core.checks import require_base_at_least
 
     source, rng, syms = request.source, request.range, list(request.symbols)
     if source == "replay" and rng is None:
@@ -120,8 +138,11 @@ def run_online_session(
     folder = account_dir(settings, request.account)
     settings = _on_account_store(settings, request.account)
     spec = feature_set_for(settings)
-    # a live stream starts on the base grid, so its first base bar is complete
-    requested = rng.start if rng else spec.base_timeframe.floor(datetime.now(UTC))
+    base = spec.base_timeframe
+    calendars = build_calendars(settings)
+    calendar = calendars.for_symbols(syms)
+    # a live stream starts at a base window's start, so its first base bar is complete
+    requested = rng.start if rng else window_start(datetime.now(UTC), base, calendar)
     recorded: list[dict[str, Any]] = []
     stage = LatencyHistogram()
     notices: list[str] = []
@@ -133,6 +154,8 @@ def run_online_session(
 
     # the heartbeat (entered on ``beats``) stops before the runtime closes the account's store
     with EmbeddedRuntime.open(settings) as runtime, ExitStack() as beats:
+        bar_tf = _session_timeframe(request, runtime.market_data)
+        require_base_at_least(spec, bar_tf)  # before the model loads
         plan = plan_session(
             syms,
             source,
@@ -141,11 +164,13 @@ def run_online_session(
             account=request.account,
             account_time=None if request.fresh else account_market_time(settings, request.account),
             bars=runtime.market_data,
+            timeframe=bar_tf,
+            calendars=calendars,
         )
         folder.mkdir(parents=True, exist_ok=True)
         for line in plan.notices:
             notice(line)
-        first_live = stream_start(plan, spec.base_timeframe)
+        first_live = stream_start(plan, base, calendar)
         market_clock = ManualClock(first_live)
         clock: Clock = SystemClock() if source == "ccxt-live" else market_clock
         inner, history = build_live_source(
@@ -157,11 +182,19 @@ def run_online_session(
             first_live,
             rng.end if source == "replay" and rng else None,
             request.speed,
+            timeframe=bar_tf,
         )
         try:
-            clocked = ClockedSource(inner, None if source == "ccxt-live" else market_clock)
+            clocked = ClockedSource(
+                inner, None if source == "ccxt-live" else market_clock, calendars=calendars
+            )
             online = runtime.enable_online(
-                clocked, model_ref=request.model_ref, clock=clock, history=history, symbols=syms
+                clocked,
+                model_ref=request.model_ref,
+                clock=clock,
+                history=history,
+                symbols=syms,
+                timeframe=bar_tf,
             )
         except (LookupError, ModelMismatchError) as exc:
             raise SessionStartError(f"{type(exc).__name__}: {exc}") from None
@@ -177,13 +210,14 @@ def run_online_session(
                 )
 
             runtime.preprocess.online.on_row = keep
-        live_from = spec.base_timeframe.floor(first_live)
+        live_from = window_start(first_live, base, calendar)
         # the catch-up feeds the stored bars from this origin minus the feature set's look-back,
         # so every indicator has settled (`SEED_WEIGHT_TOLERANCE`) by the first live bar, as it
         # had in training; a live source first fetches that look-back (the replayed bars are
         # stored already)
-        warmup = timedelta(days=1) if source == "replay" else spec.lookback()
-        run = online.ingest.start(syms, live_from - warmup, live_from=live_from)
+        run = online.ingest.start(
+            syms, _warmup_from(source, spec, calendar, live_from), live_from=live_from
+        )
         session_id = run.correlation_id[:12]
         inference = online.inference.service
         execution = online.execution.service
@@ -206,21 +240,38 @@ def run_online_session(
         recorder = SessionRecorder(
             execution,
             syms,
-            spec.base_timeframe,
+            base,
             CostModel(ex.fee_bps, ex.slippage_bps, ex.min_order_notional),
             ex.initial_cash,
+            calendars,
         )
         clocked.observers.append(recorder.on_bar)
         bars = 0
         paced = source != "replay" or request.speed is not None
-        base_us = spec.base_timeframe.micros
+        base_us = base.micros
+        windows = None if calendar.always_open else BarWindows(calendar, base)
+
+        def closed_at(t: datetime) -> datetime:
+            """A bar's calendar close from its nominal one (what execution marks)."""
+            return t if windows is None else from_micros(calendar_close(windows, to_micros(t)))
+
+        def base_close(bar_open: datetime, bar_close: datetime) -> datetime | None:
+            """The base close the bar ``[bar_open, bar_close)`` completes, if it does."""
+            if windows is None:
+                return bar_close if to_micros(bar_close) % base_us == 0 else None
+            key = windows.key(to_micros(bar_open))
+            if key is None:
+                return None
+            close = windows.close(key)
+            return from_micros(close) if to_micros(closed_at(bar_close)) >= close else None
+
         curve: list[tuple[datetime, float, float]] = []  # (base close, equity, gross exposure)
         account_time = execution.market_time()
         if account_time is not None:
             # a continued account: its curves start from its state at its last bar, so that
             # what it held then (fills of its last orders, price moves) counts in the session
             recorder.start_from_account()
-            curve.append((account_time, opening.equity, _gross(opening)))
+            curve.append((closed_at(account_time), opening.equity, _gross(opening)))
         started = time.perf_counter()
         interrupted = False
 
@@ -245,8 +296,12 @@ def run_online_session(
                 last = clocked.last
                 if last is None or last.close_time > marked.get(last.symbol, last.open_time):
                     bars += 1  # a bar new to the account (a continuation re-streams up to 4)
-                now = last.close_time if last else clock.now()
-                if to_micros(now) % base_us == 0:
+                now = (
+                    base_close(last.open_time, last.close_time)
+                    if last
+                    else base_close(clock.now(), clock.now())
+                )
+                if now is not None:
                     # after the last symbol's bar of a base close (a later bar of the same
                     # minute replaces the earlier snapshot)
                     st = execution.status()
@@ -262,13 +317,15 @@ def run_online_session(
             interrupted = True
         progress()
         elapsed = time.perf_counter() - started
-        ppy = periods_per_year(spec.base_timeframe.minutes)
         status = execution.status()
         # stopped inside a base bar: the curves end where the account does
         recorder.finish()
         closing = execution.market_time()
+        if closing is not None:
+            closing = closed_at(closing)
         if closing is not None and curve and closing > curve[-1][0]:
             curve.append((closing, status.equity, _gross(status)))
+        ppy = bars_per_year(calendar, base, first_live, closing or first_live)
         per_symbol = recorder.result(ppy, settings.training.random_agent_seeds, elapsed)
         inf = inference.status()
         start_equity = opening.equity
@@ -319,7 +376,7 @@ def run_online_session(
     html_path = None
     if per_symbol.symbols:
         html_path = path.with_suffix(".html")
-        html_path.write_text(_html_report(report, per_symbol, spec.base_timeframe.minutes))
+        html_path.write_text(_html_report(report, per_symbol, bar_tf, base))
     written = None
     if request.record_features is not None:
         import polars as pl
@@ -327,6 +384,37 @@ def run_online_session(
         pl.DataFrame(recorded).write_parquet(request.record_features)
         written = len(recorded)
     return SessionOutcome(report, path, html_path, written, notices)
+
+
+def _session_timeframe(request: SessionRequest, market_data: MarketDataRepository) -> Timeframe:
+    """The timeframe of the session's bars: a replay's stored one (`data_timeframe`; refused
+    when ``request.timeframe`` asks another), a live source's ``request.timeframe`` (default
+    1m)."""
+    if request.source != "replay" or request.range is None:
+        return request.timeframe or Timeframe.M1
+    rng = request.range
+    stored = data_timeframe(market_data, list(request.symbols), rng.start, rng.end)
+    if request.timeframe is not None and request.timeframe is not stored:
+        raise SessionStartError(
+            f"the stored bars of {', '.join(request.symbols)} in {rng.start:%Y-%m-%d %H:%M} .. "
+            f"{rng.end:%Y-%m-%d %H:%M} are {stored.value}, not {request.timeframe.value}: a "
+            "replay streams the timeframe its bars were stored at (leave --timeframe out)"
+        )
+    return stored
+
+
+def _warmup_from(
+    source: LiveSourceKind, spec: FeatureSetSpec, calendar: MarketCalendar, live_from: datetime
+) -> datetime:
+    """Where the catch-up starts: a replay one day of base bars before ``live_from`` (counted
+    in the market's bars: the session before a Monday is Friday's), a live source the feature
+    set's history start (`FeatureSetSpec.history_start`), which it fetches first."""
+    if source != "replay":
+        return spec.history_start(calendar, live_from)
+    if calendar.always_open:
+        return live_from - timedelta(days=1)
+    base = spec.base_timeframe
+    return history_start(calendar, base, live_from, max(1, 1440 // base.minutes))
 
 
 def _gross(status: ExecutionStatus) -> float:
@@ -354,7 +442,9 @@ def _on_account_store(settings: AppSettings, account: str) -> AppSettings:
     return settings.model_copy(update={"execution": ex.model_copy(update={"store_path": path})})
 
 
-def _html_report(report: dict[str, Any], result: Any, base_minutes: int) -> str:
+def _html_report(
+    report: dict[str, Any], result: Any, data_timeframe: Timeframe, base: Timeframe
+) -> str:
     from drl_trading.evaluation.report import BacktestReport
     from drl_trading.evaluation.report_html import render_report
 
@@ -367,8 +457,8 @@ def _html_report(report: dict[str, Any], result: Any, base_minutes: int) -> str:
         "source": report["source"],
         "capital": ", ".join(f"{k} {v:,.2f}" for k, v in report["capital"].items())
         + f" ({report['capital_mode']})",
-        "bars (1m)": str(report["bars"]),
-        "decision bars": f"{base_minutes}m closes",
+        f"bars ({data_timeframe.value})": str(report["bars"]),
+        "decision bars": f"{base.value} closes",
         "trading state": report["trading_state"],
     }
     return render_report(

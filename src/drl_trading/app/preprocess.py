@@ -1,8 +1,9 @@
-"""Composition of the preprocess service (offline batches, the online catch-up and live bars)."""
+"""Composition of the preprocess service (offline batches, the online catch-up and live bars),
+on each symbol's market calendar (``markets`` settings)."""
 
 from __future__ import annotations
 
-from drl_trading.app.infrastructure import feature_set_for
+from drl_trading.app.infrastructure import build_calendars, feature_set_for
 from drl_trading.app.settings import AppSettings
 from drl_trading.app.topology import subscribe
 from drl_trading.common.ports import FeatureStore, MarketDataRepository, MessageBus
@@ -18,10 +19,17 @@ def bootstrap_preprocess(
     feature_store: FeatureStore,
 ) -> PreprocessHandlers:
     cfg = settings.preprocess
+    calendars = build_calendars(settings)
     service = PreprocessService(
-        market_data, feature_store, feature_set_for(settings), store_timeframes=cfg.store_timeframes
+        market_data,
+        feature_store,
+        feature_set_for(settings),
+        store_timeframes=cfg.store_timeframes,
+        calendars=calendars,
     )
-    online = OnlinePreprocessService(market_data, feature_store, feature_set_for(settings))
+    online = OnlinePreprocessService(
+        market_data, feature_store, feature_set_for(settings), calendars=calendars
+    )
     handlers = PreprocessHandlers(service, bus, online=online)
     subscribe(bus, "preprocess", handlers)
     return handlers

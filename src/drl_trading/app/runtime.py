@@ -15,7 +15,7 @@ from drl_trading.app.infrastructure import build_bus, build_feature_store, build
 from drl_trading.app.preprocess import bootstrap_preprocess
 from drl_trading.app.settings import AppSettings
 from drl_trading.common.adapter.memory_bus import InMemoryBus
-from drl_trading.common.domain import Symbol
+from drl_trading.common.domain import Symbol, Timeframe
 from drl_trading.common.latency import StageLatency
 from drl_trading.common.ports import Clock, FeatureStore, MarketDataRepository
 from drl_trading.preprocess.adapter.bus_handlers import PreprocessHandlers
@@ -86,14 +86,18 @@ class EmbeddedRuntime:
         clock: Clock | None = None,
         history: HistoricalDataProvider | None = None,
         symbols: Sequence[Symbol] = (),
+        timeframe: Timeframe = Timeframe.M1,
     ) -> OnlineComponents:
         """Subscribe ingest (online), inference and execution next to preprocess: the online
         workflow of the design, in this process. ``model_ref`` overrides
         ``inference.model_ref`` (``NAME@alias``, ``NAME/version`` or an alias); ``symbols`` is
-        the traded universe (execution splits its capital over them by default)."""
+        the traded universe (execution splits its capital over them by default, inference
+        checks the model's market calendar against theirs); ``timeframe``: the bars ``source``
+        streams (the data timeframe). Bars are counted on each symbol's market calendar
+        (``markets``)."""
         from drl_trading.app.execution import compose_execution
         from drl_trading.app.inference import compose_inference
-        from drl_trading.app.infrastructure import feature_set_for
+        from drl_trading.app.infrastructure import build_calendars, feature_set_for
         from drl_trading.app.ingest import compose_online_ingest
         from drl_trading.common.adapter.system_clock import SystemClock
         from drl_trading.execution.adapter.inference_inputs import ExecutionPositions
@@ -105,7 +109,8 @@ class EmbeddedRuntime:
         execution = compose_execution(settings, self.bus, clock, symbols, StageLatency())
         assert execution.handlers is not None
         base = feature_set_for(settings).base_timeframe
-        positions = ExecutionPositions(execution.service, base.duration)
+        calendars = build_calendars(settings)
+        positions = ExecutionPositions(execution.service, base, calendars)
         inference = compose_inference(
             settings,
             self.bus,
@@ -115,8 +120,17 @@ class EmbeddedRuntime:
             clock,
             model_ref=model_ref,
             registry=registry,
+            symbols=symbols,
         )
-        ingest = compose_online_ingest(self.bus, self.market_data, source, history, clock)
+        ingest = compose_online_ingest(
+            self.bus,
+            self.market_data,
+            source,
+            history,
+            clock,
+            timeframe=timeframe,
+            calendars=calendars,
+        )
         self.online = OnlineComponents(ingest, inference, execution, execution.handlers.latency)
         return self.online
 

@@ -18,6 +18,7 @@ import structlog
 
 from drl_trading.app.infrastructure import (
     build_bus,
+    build_calendars,
     build_feature_store,
     build_market_data,
     feature_set_for,
@@ -202,6 +203,7 @@ def _inference(w: _Wiring) -> ServiceProcess:
         w.clock,
         changed=store.wait_for_commit,
         on_wait=waited.observe,
+        calendars=build_calendars(w.settings),
     )
     for symbol in _symbols(w.settings):  # statements planned before the first live bar
         store.symbol_state(symbol)
@@ -211,31 +213,59 @@ def _inference(w: _Wiring) -> ServiceProcess:
     with contextlib.suppress(LookupError):  # a fresh deployment: no view registered yet
         features.online_features(view_for(spec), _symbols(w.settings))
     # subscribed: the service lives in the bus's handlers
-    compose_inference(w.settings, w.bus, features, positions, positions.price, w.clock)
+    compose_inference(
+        w.settings,
+        w.bus,
+        features,
+        positions,
+        positions.price,
+        w.clock,
+        symbols=_symbols(w.settings),
+    )
     return ServiceProcess("inference", w.bus, w.metrics, on_close=[store.close])
 
 
 def _ingest(w: _Wiring) -> ServiceProcess:
     from drl_trading.app.ingest import build_live_source, compose_online_ingest
+    from drl_trading.common.bar_windows import BarWindows
+    from drl_trading.common.domain import from_micros, to_micros
     from drl_trading.ingest.adapter.clocked_source import ClockedSource
+    from drl_trading.ingest.core.live import slot_at
     from drl_trading.ingest.core.online_service import OnlineState
+    from drl_trading.preprocess.core.checks import require_base_at_least
 
     cfg = w.settings.serve
     symbols = _symbols(w.settings)
     market_data = build_market_data(w.settings)
     spec = feature_set_for(w.settings)
-    start = spec.base_timeframe.floor(cfg.start or datetime.now(UTC))
+    require_base_at_least(spec, cfg.timeframe)  # before anything is fetched or stored
+    calendars = build_calendars(w.settings)
+    calendar = calendars.for_symbols(symbols)
+    # the stream starts where the market opens the base bar of serve.start (the next one while
+    # the market is closed), so that the first base bar is whole: on 24/7, the base floor
+    base = BarWindows(calendar, spec.base_timeframe)
+    start = from_micros(base.first_open(to_micros(slot_at(base, cfg.start or datetime.now(UTC)))))
     if cfg.source == "replay" and cfg.end is None:
         raise ValueError("serve.source replay needs serve.start and serve.end")
     inner, history = build_live_source(
-        w.settings, cfg.source, symbols, market_data, w.clock, start, cfg.end, cfg.speed
+        w.settings,
+        cfg.source,
+        symbols,
+        market_data,
+        w.clock,
+        start,
+        cfg.end,
+        cfg.speed,
+        timeframe=cfg.timeframe,
     )
-    source = ClockedSource(inner, w.manual)
-    service = compose_online_ingest(w.bus, market_data, source, history, w.clock)
-    # the feature set's look-back: a live source fetches it, and the catch-up feeds it so that
-    # every indicator has settled by the first live bar (and a restarted preprocess rebuilds
-    # from the same origin, carried on every live bar)
-    service.start(symbols, start - spec.lookback(), live_from=start)
+    source = ClockedSource(inner, w.manual, calendars=calendars)
+    service = compose_online_ingest(
+        w.bus, market_data, source, history, w.clock, timeframe=cfg.timeframe, calendars=calendars
+    )
+    # the feature set's look-back, in the market's bars: a live source fetches it, and the
+    # catch-up feeds it so that every indicator has settled by the first live bar (and a
+    # restarted preprocess rebuilds from the same origin, carried on every live bar)
+    service.start(symbols, spec.history_start(calendar, start), live_from=start)
     streamed = metrics_gauge(w.metrics, "drl_ingest_bars_streamed", "Live bars streamed")
 
     def tick() -> int:

@@ -2,11 +2,13 @@
 
 Two guards, both checked before the model is loaded or a service subscribed:
 
-* **Stored bars.** A replay streams the stored 1m bars of its symbols over its range; a symbol
-  with none there would run the whole chain over nothing and report an empty success. So a
-  replay in which any symbol has no stored bar fails, naming each such symbol, the range, and
-  what is stored (every symbol's range, or none), with the `ingest` command that would fill it.
-  A symbol stored over part of the range only is a notice, not an error.
+* **Stored bars.** A replay streams the stored bars of its symbols over its range, at their data
+  timeframe (the finest stored there: `app.data_timeframe`); a symbol with none there would run
+  the whole chain over nothing and report an empty success. So a replay in which any symbol has
+  no stored bar fails, naming each such symbol, the range, and what is stored (every symbol's
+  range, or none), with the `ingest` command that would fill it. A symbol stored over part of
+  the range only is a notice, not an error; what a full range holds is counted in the market's
+  bars (`bar_slots`: a weekend or an exchange holiday is not missing).
 * **The account's clock.** A paper account is one portfolio moving forward in market time: its
   execution service takes a bar only if it is newer than the last it marked for the symbol
   (that is what makes redelivered bars harmless). A replay that starts before the account's
@@ -30,7 +32,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from drl_trading.common.domain import Symbol, Timeframe
+from drl_trading.common.bar_windows import BarWindows, bar_slots
+from drl_trading.common.calendar import CalendarBook, MarketCalendar
+from drl_trading.common.domain import Symbol, Timeframe, from_micros, to_micros
 from drl_trading.common.ports import Coverage, MarketDataRepository
 
 M1 = Timeframe.M1
@@ -44,7 +48,7 @@ class SessionStartError(RuntimeError):
 
 
 class NoStoredBarsError(SessionStartError):
-    """A replay's symbols or range have no stored 1m bars."""
+    """A replay's symbols or range have no stored bars (of the data timeframe)."""
 
     def __init__(self, lacking: Sequence[Symbol], message: str) -> None:
         self.lacking = tuple(lacking)
@@ -78,14 +82,25 @@ def span(start: datetime, end: datetime) -> str:
     return f"{stamp(start)}..{stamp(end)}"
 
 
-def stored_summary(stored: Mapping[Symbol, Coverage]) -> str:
-    """Each stored symbol with its range (end exclusive, as ``--end``), or ``none``."""
+def stored_summary(stored: Mapping[Symbol, Coverage], timeframe: Timeframe = M1) -> str:
+    """Each stored symbol with its range (end exclusive, as ``--end``; bars of ``timeframe``),
+    or ``none``."""
     if not stored:
         return "none"
     return ", ".join(
-        f"{s} {span(c.first_open_time, c.last_open_time + M1.duration)}"
+        f"{s} {span(c.first_open_time, c.last_open_time + timeframe.duration)}"
         for s, c in sorted(stored.items())
     )
+
+
+def expected_bars(
+    calendar: MarketCalendar | None, timeframe: Timeframe, start: datetime, end: datetime
+) -> int:
+    """How many bars of ``timeframe`` the market makes in ``[start, end)``: every step of it on
+    24/7 (``calendar`` None or always open), else its calendar's slots."""
+    if calendar is None or calendar.always_open:
+        return int((end - start) / timeframe.duration)
+    return int(bar_slots(calendar, timeframe, start, end).size)
 
 
 def check_stored_bars(
@@ -94,27 +109,34 @@ def check_stored_bars(
     end: datetime,
     within: Mapping[Symbol, Coverage],
     stored: Mapping[Symbol, Coverage],
+    *,
+    timeframe: Timeframe = M1,
+    calendars: CalendarBook | None = None,
 ) -> list[str]:
     """Raise `NoStoredBarsError` naming every symbol of ``symbols`` absent from ``within``
-    (the 1m coverage of ``[start, end)``), with what ``stored`` (all 1m coverage) holds;
-    return a notice per symbol stored over part of the range only."""
+    (the ``timeframe`` coverage of ``[start, end)``), with what ``stored`` (all its coverage)
+    holds; return a notice per symbol stored over part of the range only, counted in its
+    market's bars (``calendars``; None: 24/7)."""
+    tf = timeframe.value
     lacking = [s for s in symbols if s not in within]
     if lacking:
         names = ", ".join(str(s) for s in lacking)
+        flag = "" if timeframe is M1 else f" --timeframe {tf}"
         raise NoStoredBarsError(
             lacking,
-            f"no stored 1m bars for {names} in {span(start, end)}; stored: "
-            f"{stored_summary(stored)}. Store them first (`drl-trading ingest --source "
-            f"ccxt|file|synthetic -s {','.join(str(s) for s in lacking)} --start {stamp(start)} "
-            f"--end {stamp(end)}`) or replay a stored range",
+            f"no stored {tf} bars for {names} in {span(start, end)}; stored: "
+            f"{stored_summary(stored, timeframe)}. Store them first (`drl-trading ingest "
+            f"--source ccxt|file|synthetic -s {','.join(str(s) for s in lacking)}{flag} --start "
+            f"{stamp(start)} --end {stamp(end)}`) or replay a stored range",
         )
-    expected = int((end - start) / M1.duration)
     notices = []
     for s in symbols:
         c = within[s]
+        calendar = None if calendars is None else calendars.for_symbol(s)
+        expected = expected_bars(calendar, timeframe, start, end)
         if c.bars < expected:
             notices.append(
-                f"{s}: {c.bars} of the {expected} 1m bars of {span(start, end)} are stored "
+                f"{s}: {c.bars} of the {expected} {tf} bars of {span(start, end)} are stored "
                 f"(first {stamp(c.first_open_time)}, last {stamp(c.last_open_time)}); the "
                 "session trades those"
             )
@@ -131,12 +153,16 @@ def plan_session(
     account_time: datetime | None,
     bars: MarketDataRepository | None = None,
     now: datetime | None = None,
+    timeframe: Timeframe = M1,
+    calendars: CalendarBook | None = None,
 ) -> SessionPlan:
     """Where a session over ``[start, end)`` (``end`` None: open-ended live) on ``account``
     starts, given the account's last bar close ``account_time`` (None: never traded). A replay
-    (``bars`` required) checks its stored bars first. ``now``: the wall clock (UTC; default the
-    system's), which an exchange's live stream cannot run ahead of. Raises `NoStoredBarsError`,
-    `RangeAlreadyTradedError`, or `SessionStartError` for an account ahead of the exchange."""
+    (``bars`` required) checks its stored bars of ``timeframe`` (the data timeframe) first,
+    counting a full range in each symbol's market bars (``calendars``; None: 24/7). ``now``:
+    the wall clock (UTC; default the system's), which an exchange's live stream cannot run
+    ahead of. Raises `NoStoredBarsError`, `RangeAlreadyTradedError`, or `SessionStartError` for
+    an account ahead of the exchange."""
     notices: list[str] = []
     stored: Mapping[Symbol, Coverage] = {}
     replay: tuple[MarketDataRepository, datetime] | None = None
@@ -144,8 +170,11 @@ def plan_session(
         if bars is None or end is None:
             raise ValueError("a replay's plan needs the stored bars and an end")
         replay = (bars, end)
-        stored = bars.coverages(M1)
-        notices = check_stored_bars(symbols, start, end, bars.coverages(M1, start, end), stored)
+        stored = bars.coverages(timeframe)
+        within = bars.coverages(timeframe, start, end)
+        notices = check_stored_bars(
+            symbols, start, end, within, stored, timeframe=timeframe, calendars=calendars
+        )
     if account_time is None or account_time <= start:
         return SessionPlan(start, None, notices)
     remedy = (
@@ -166,16 +195,18 @@ def plan_session(
         )
     if replay is not None:
         repo, end = replay
-        after = repo.coverages(M1, account_time, end)
+        after = repo.coverages(timeframe, account_time, end)
         if not any(s in after for s in symbols):
             raise RangeAlreadyTradedError(
                 f"paper account {account!r} already traded the stored bars of {span(start, end)}"
                 f": its last bar closed at {stamp(account_time)} UTC and no bar of "
                 f"{', '.join(str(s) for s in symbols)} is stored after it before --end "
-                f"(stored: {stored_summary(stored)}). To trade this range again {remedy}"
+                f"(stored: {stored_summary(stored, timeframe)}). To trade this range again {remedy}"
             )
         try:
-            notices = check_stored_bars(symbols, account_time, end, after, stored)
+            notices = check_stored_bars(
+                symbols, account_time, end, after, stored, timeframe=timeframe, calendars=calendars
+            )
         except NoStoredBarsError as exc:
             raise NoStoredBarsError(
                 exc.lacking,
@@ -191,10 +222,25 @@ def plan_session(
     return SessionPlan(account_time, account_time, notices)
 
 
-def stream_start(plan: SessionPlan, base: Timeframe) -> datetime:
-    """Where the bar stream starts: the plan's first bar, floored to the base timeframe when
-    the session continues an account mid-window, so the first base bar it decides on is
-    complete (the account skips the bars it already marked)."""
+def window_start(t: datetime, base: Timeframe, calendar: MarketCalendar | None = None) -> datetime:
+    """Where the base bar holding ``t`` first trades: ``t`` floored to the base timeframe on
+    24/7 (``calendar`` None or always open); on a market calendar the window's first open (the
+    FX daily bar labelled D opens at 21:00 or 22:00 UTC on D-1), or ``t`` itself while the
+    market is closed (the next bar is a whole one)."""
+    if calendar is None or calendar.always_open:
+        return base.floor(t)
+    windows = BarWindows(calendar, base)
+    key = windows.key(to_micros(t))
+    return t if key is None else from_micros(windows.first_open(key))
+
+
+def stream_start(
+    plan: SessionPlan, base: Timeframe, calendar: MarketCalendar | None = None
+) -> datetime:
+    """Where the bar stream starts: the plan's first bar, or the start of its base window
+    (`window_start` on the symbols' ``calendar``; None: 24/7) when the session continues an
+    account mid-window, so the first base bar it decides on is complete (the account skips the
+    bars it already marked)."""
     if plan.continued_from is None:
         return plan.first_bar
-    return base.floor(plan.first_bar)
+    return window_start(plan.first_bar, base, calendar)

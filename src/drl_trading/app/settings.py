@@ -36,7 +36,7 @@ from drl_trading.app.settings_tree import (
     variable_name,
     walk,
 )
-from drl_trading.common.domain import Symbol
+from drl_trading.common.domain import Symbol, Timeframe
 from drl_trading.common.redaction import MASK, is_secret_key, mask_mapping, mask_secrets
 from drl_trading.execution.core.config import ExecutionSettings
 from drl_trading.inference.core.config import InferenceSettings
@@ -350,6 +350,11 @@ class ServeSettings(BaseModel):
     )
     source: Literal["replay", "synthetic-live", "ccxt-live"] = Field(
         "replay", description="Where `serve ingest` takes live bars from."
+    )
+    timeframe: Timeframe = Field(
+        Timeframe.M1,
+        description="Bars `serve ingest` streams and stores (the data timeframe: 1m, 5m, 15m, "
+        "30m, 1h, 4h or 1d), on each symbol's market calendar.",
     )
     start: datetime | None = Field(None, description="Live/replay start (UTC).")
     end: datetime | None = Field(None, description="Replay end (exclusive, UTC).")

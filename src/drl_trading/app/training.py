@@ -3,7 +3,11 @@ strategy, service, bus subscription."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from drl_trading.app.data_timeframe import data_timeframe
 from drl_trading.app.infrastructure import (
+    build_calendars,
     build_registry,
     build_strategy,
     feature_set_for,
@@ -11,6 +15,7 @@ from drl_trading.app.infrastructure import (
 )
 from drl_trading.app.settings import AppSettings
 from drl_trading.app.topology import subscribe
+from drl_trading.common.domain import Symbol, Timeframe
 from drl_trading.common.model_registry import ModelRegistry
 from drl_trading.common.ports import FeatureStore, MarketDataRepository, MessageBus
 from drl_trading.training.adapter.bus_handlers import TrainingHandlers
@@ -29,6 +34,13 @@ def build_training_service(
     registry: ModelRegistry | None = None,
 ) -> TrainingService:
     registry = registry or build_registry(settings)
+
+    def stored_data_timeframe(
+        symbols: tuple[Symbol, ...], start: datetime, end: datetime
+    ) -> Timeframe:
+        """The finest timeframe stored for ``symbols``: the one they were ingested under."""
+        return data_timeframe(market_data, symbols, start, end)
+
     return TrainingService(
         market_data,
         feature_store,
@@ -46,6 +58,8 @@ def build_training_service(
         libraries=InstalledVersions(),
         resolved_config=settings.masked_dump(),
         strategy_ref=settings.strategy.ref,
+        calendars=build_calendars(settings),
+        data_timeframe=stored_data_timeframe,
     )
 
 

@@ -1,4 +1,4 @@
-"""`drl-trading ingest`: fetch, validate and store 1m history; optionally preprocess it."""
+"""`drl-trading ingest`: fetch, validate and store bars of one timeframe; optionally preprocess."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from drl_trading.app.ingest import Source, stored_minutes
+from drl_trading.app.infrastructure import build_calendars
+from drl_trading.app.ingest import Source, stored_bars
 from drl_trading.app.offline_workflow import (
     IngestProgress,
     NothingStoredError,
@@ -20,10 +21,11 @@ from drl_trading.app.offline_workflow import (
 )
 from drl_trading.app.settings import AppSettings
 from drl_trading.cli.context import console, err_console, fail, state
-from drl_trading.cli.options import FileEnd, FileStart, HistorySource, SourcePath
+from drl_trading.cli.options import DataTimeframe, FileEnd, FileStart, HistorySource, SourcePath
 from drl_trading.cli.pipeline import print_preprocess_outcome, run_preprocess
 from drl_trading.cli.progress import LazyProgress, ingest_bars
-from drl_trading.common.domain import Symbol, TimeRange, parse_symbols
+from drl_trading.common.calendar import CalendarBook
+from drl_trading.common.domain import Symbol, Timeframe, TimeRange, parse_symbols
 from drl_trading.common.errors import (
     CommandInterruptedError,
     CommandTerminatedError,
@@ -43,19 +45,21 @@ def ingest(
     end: FileEnd = None,
     source: HistorySource = "synthetic",
     path: SourcePath = None,
+    timeframe: DataTimeframe = Timeframe.M1,
     preprocess: Annotated[
         bool, typer.Option("--preprocess", help="Then resample and compute features via the bus.")
     ] = False,
 ) -> None:
-    """Fetch 1m OHLCV bars, validate them, store them idempotently, and report bad rows and gaps.
+    """Fetch OHLCV bars of one timeframe (default 1m), validate them, store them idempotently,
+    and report bad rows and gaps (closures of the symbol's market calendar are none).
     --start and --end are needed, except for --source file: left out, they are the file's."""
     settings = state(ctx).settings()
     try:
         syms = parse_symbols(symbols)
     except ValueError as exc:
         raise fail(str(exc), 2) from None
-    rng = resolve_range(settings, source, path, syms, start, end)
-    request = TrainingDataRequest(tuple(syms), rng)
+    rng = resolve_range(settings, source, path, syms, start, end, timeframe)
+    request = TrainingDataRequest(tuple(syms), rng, timeframe=timeframe)
     with OfflineWorkflow.open(settings) as workflow:
         try:
             report = ingest_with_progress(
@@ -65,7 +69,8 @@ def ingest(
             )
             workflow.runtime.flush()  # the report says "stored": so it is, before it is shown
         except KeyboardInterrupt as exc:
-            raise interrupted_ingest(workflow.runtime.market_data, request, exc) from exc
+            calendars = build_calendars(settings)
+            raise interrupted_ingest(workflow.runtime.market_data, request, exc, calendars) from exc
         print_ingest_report(report)
         if preprocess:
             outcome = run_preprocess(workflow, request.request_id)
@@ -80,11 +85,12 @@ def resolve_range(
     symbols: list[Symbol],
     start: str | None,
     end: str | None,
+    timeframe: Timeframe = Timeframe.M1,
 ) -> TimeRange:
     """The range to ingest (`history_range`), saying on stderr what came from the file; its
     errors exit the CLI (code 2 for arguments, 1 for a file that cannot be read)."""
     try:
-        chosen = history_range(settings, source, path, symbols, start, end)
+        chosen = history_range(settings, source, path, symbols, start, end, timeframe)
     except (ValueError, SourceError) as exc:
         raise fail(str(exc), 2) from None
     except WorkflowError as exc:
@@ -115,19 +121,20 @@ def interrupted_ingest(
     market_data: MarketDataRepository,
     request: TrainingDataRequest,
     interrupt: BaseException | None = None,
+    calendars: CalendarBook | None = None,
 ) -> CommandInterruptedError:
     """The Ctrl-C of an ingest, with the bars of the range stored now (read back from the
     store, so a bar the progress showed but the store never committed is not counted; each
     chunk is one transaction, so none is half there) and what a rerun does."""
     rng = request.range
-    expected = int((rng.end - rng.start).total_seconds() // 60)
-    stored = stored_minutes(market_data, request.symbols, rng.start, rng.end)
-    counts = ", ".join(f"{s} {n:,} of {expected:,}" for s, n in stored.items())
+    tf = request.timeframe
+    stored = stored_bars(market_data, request.symbols, tf, rng.start, rng.end, calendars)
+    counts = ", ".join(f"{s} {n:,} of {expected:,}" for s, (n, expected) in stored.items())
     terminated = isinstance(interrupt, Terminated)
     error = CommandTerminatedError if terminated else CommandInterruptedError
     how = interrupt_name(interrupt) if interrupt else "Ctrl-C"
     return error(
-        f"interrupted ({how}): 1m bars stored in {rng.start:%Y-%m-%d %H:%M} .. "
+        f"interrupted ({how}): {tf} bars stored in {rng.start:%Y-%m-%d %H:%M} .. "
         f"{rng.end:%Y-%m-%d %H:%M}: {counts}; rerun the same command to continue (ingest "
         "upserts: what is stored is kept, nothing is stored twice)"
     )

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from drl_trading.app.ingest import Source
+from drl_trading.common.domain import Timeframe
 
 Start = Annotated[str, typer.Option(help="Start (inclusive), ISO date or time, UTC.")]
 End = Annotated[str, typer.Option(help="End (exclusive), ISO date or time, UTC.")]
@@ -31,4 +32,12 @@ HistorySource = Annotated[Source, typer.Option(help="Where bars come from.")]
 SourcePath = Annotated[
     Path | None,
     typer.Option(help="For --source file: CSV/Parquet path; {symbol} is replaced per symbol."),
+]
+DataTimeframe = Annotated[
+    Timeframe,
+    typer.Option(
+        "--timeframe",
+        help="The bars' timeframe at the source; stored under it, resampled only to coarser "
+        "ones. A file whose spacing differs is refused.",
+    ),
 ]

@@ -19,7 +19,7 @@ from rich.live import Live
 from rich.table import Table
 
 from drl_trading.cli.context import console, err_console, fail, state
-from drl_trading.common.domain import TimeRange, parse_symbols
+from drl_trading.common.domain import Timeframe, TimeRange, parse_symbols
 
 if TYPE_CHECKING:
     from drl_trading.app.online_session import SessionProgress
@@ -48,8 +48,9 @@ def paper(
     source: Annotated[
         PaperSource,
         typer.Option(
-            help="replay (stored bars), synthetic-live, or ccxt-live (the exchange of "
-            "ingest.ccxt, polled for closed 1m candles; market time is the wall clock)."
+            help="replay (stored bars, at the timeframe they were stored at), synthetic-live, "
+            "or ccxt-live (the exchange of ingest.ccxt, polled for closed candles of "
+            "--timeframe; market time is the wall clock)."
         ),
     ] = "replay",
     start: Annotated[str | None, typer.Option(help="Replay start (inclusive), UTC.")] = None,
@@ -61,7 +62,17 @@ def paper(
             callback=_positive_speed,
         ),
     ] = None,
-    max_bars: Annotated[int | None, typer.Option(help="Stop after this many 1m bars.")] = None,
+    max_bars: Annotated[
+        int | None, typer.Option(help="Stop after this many bars (of the data timeframe).")
+    ] = None,
+    timeframe: Annotated[
+        Timeframe | None,
+        typer.Option(
+            "--timeframe",
+            help="Bars of synthetic-live and ccxt-live (default 1m); a replay streams its "
+            "stored bars' own timeframe.",
+        ),
+    ] = None,
     record_features: Annotated[
         Path | None, typer.Option(help="Write every served feature vector to this Parquet file.")
     ] = None,
@@ -94,6 +105,11 @@ def paper(
             rng = TimeRange.parse(start, "2100-01-01") if start else None
         if max_bars is not None and max_bars < 1:
             raise ValueError(f"--max-bars must be at least 1, got {max_bars}")
+        if timeframe is not None and source == "replay":
+            raise ValueError(
+                "--timeframe is for synthetic-live and ccxt-live: a replay streams the "
+                "timeframe its bars were stored at (leave --timeframe out)"
+            )
     except ValueError as exc:
         raise fail(str(exc), 2) from None
     request = SessionRequest(
@@ -102,6 +118,7 @@ def paper(
         range=rng,
         speed=speed,
         max_bars=max_bars,
+        timeframe=timeframe,
         model_ref=model,
         account=session,
         fresh=fresh,

@@ -1,4 +1,4 @@
-"""`drl-trading preprocess`: resample stored 1m bars and compute features, through the bus."""
+"""`drl-trading preprocess`: resample stored bars and compute features, through the bus."""
 
 from __future__ import annotations
 

@@ -70,7 +70,7 @@ class LazyProgress:
 
 
 def ingest_bars(bars: LazyProgress) -> IngestProgress:
-    """One bar per symbol, in minutes of history stored."""
+    """One bar per symbol, in the market's bars of history stored."""
     tasks: dict[Symbol, TaskID] = {}
 
     def on_progress(symbol: Symbol, done: int, total: int) -> None:

@@ -12,8 +12,8 @@ import typer
 
 from drl_trading.cli.context import console, err_console, fail, state
 from drl_trading.cli.ingest import ingest_with_progress, print_ingest_report
-from drl_trading.cli.options import End, HistorySource, SourcePath, Start
-from drl_trading.common.domain import TimeRange, parse_symbols
+from drl_trading.cli.options import DataTimeframe, End, HistorySource, SourcePath, Start
+from drl_trading.common.domain import Timeframe, TimeRange, parse_symbols
 from drl_trading.common.events import ErrorOccurred
 from drl_trading.evaluation.report_html import yes_no
 from drl_trading.ingest.core.service import TrainingDataRequest
@@ -26,6 +26,7 @@ def submit_training(
     end: End,
     source: HistorySource = "synthetic",
     path: SourcePath = None,
+    timeframe: DataTimeframe = Timeframe.M1,
     timesteps: Annotated[
         int | None, typer.Option(help="Training timesteps (default: the worker's config).")
     ] = None,
@@ -44,7 +45,7 @@ def submit_training(
         rng = TimeRange.parse(start, end)
     except ValueError as exc:
         raise fail(str(exc), 2) from None
-    request = TrainingDataRequest(tuple(syms), rng)
+    request = TrainingDataRequest(tuple(syms), rng, timeframe=timeframe)
     cid = request.request_id
     with TrainingSubmission(settings, request, total_timesteps=timesteps, listen=wait) as run:
         report = ingest_with_progress(

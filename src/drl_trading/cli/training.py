@@ -13,10 +13,10 @@ from drl_trading.app.offline_workflow import OfflineWorkflow, WorkflowError
 from drl_trading.app.settings import AppSettings
 from drl_trading.cli.context import console, err_console, fail, state
 from drl_trading.cli.ingest import ingest_with_progress, print_ingest_report, resolve_range
-from drl_trading.cli.options import End, HistorySource, SourcePath, Start
+from drl_trading.cli.options import DataTimeframe, End, HistorySource, SourcePath, Start
 from drl_trading.cli.pipeline import print_preprocess_outcome, run_preprocess
 from drl_trading.cli.progress import progress_bar, train_bar
-from drl_trading.common.domain import TimeRange, parse_symbols
+from drl_trading.common.domain import Timeframe, TimeRange, parse_symbols
 from drl_trading.evaluation.annualisation import Annualisation, annualisation
 from drl_trading.ingest.core.service import TrainingDataRequest
 
@@ -73,6 +73,8 @@ def print_backtest(result: BacktestResult, title: str) -> None:
     labelled with the days they were annualised from."""
     if result.costs_text is not None:
         console.print(result.costs_text)
+    if result.annualisation is not None:
+        console.print(f"annualised with {result.annualisation}")
     for sym in result.symbols:
         ann = annualisation(sym.model)
         table = Table(title=f"{title}: {sym.symbol} ({sym.model.n_steps} bars)")
@@ -269,6 +271,7 @@ def quickstart(
     ] = None,
     source: HistorySource = "synthetic",
     path: SourcePath = None,
+    timeframe: DataTimeframe = Timeframe.M1,
     timesteps: Timesteps = None,
     algorithm: Algorithm = None,
 ) -> None:
@@ -283,8 +286,8 @@ def quickstart(
     if source != "file":  # a file has a range of its own; the other sources get the default one
         start = QUICKSTART_RANGE[0] if start is None else start
         end = QUICKSTART_RANGE[1] if end is None else end
-    rng = resolve_range(settings, source, path, syms, start, end)
-    request = TrainingDataRequest(tuple(syms), rng)
+    rng = resolve_range(settings, source, path, syms, start, end, timeframe)
+    request = TrainingDataRequest(tuple(syms), rng, timeframe=timeframe)
     cid = request.request_id
     with OfflineWorkflow.open(settings, training=True) as workflow:
         # the training service asks ingest for its data; the correlation id ties the events

@@ -326,6 +326,7 @@ class BarWindows:
         self._seg_labels: list[int] = []  # 1d: the label of each segment
         self._labels: list[int] = []  # 1d: distinct labels, sorted
         self._by_label: dict[int, tuple[int, int, int]] = {}  # 1d: label -> (ordinal, open, close)
+        self._label_closes: list[int] = []  # 1d: the close of each label's session, sorted
 
     def __getstate__(self) -> dict[str, Any]:
         return {"calendar": self.calendar, "timeframe": self.timeframe}
@@ -363,6 +364,7 @@ class BarWindows:
                 int(lab): (i, int(s.open[a]), int(s.close[b]))
                 for i, (lab, a, b) in enumerate(zip(labels, first, last, strict=True))
             }
+            self._label_closes = s.close[last].tolist()
             return
         step = self._step
         first_k = s.open - s.open % step
@@ -458,6 +460,39 @@ class BarWindows:
                 o = self._opens[j]
                 return c if o < c + step else o - o % step
             self._next_chunk(t, limit)
+
+    def last_closed(self, t: int) -> int:
+        """The key of the last bar closed at or before ``t`` (µs): the bar a decision at ``t``
+        is on, across any closure (24/7: the grid window ending at or before ``t``). The bar
+        before the one keyed ``k`` is ``last_closed(first_open(k))``. `ValueError` when the
+        calendar has no bar in the 50 years before ``t``."""
+        step = self._step
+        if self._open:
+            return t - t % step - step
+        limit = t - _SEARCH_LIMIT_US
+        margin = _LABEL_MARGIN_US + step
+        self._ensure(t - margin, t + margin)
+        while True:
+            if self._daily:
+                i = bisect.bisect_right(self._label_closes, t) - 1
+                if i >= 0:
+                    return self._labels[i]
+            else:
+                c = t - t % step  # the window holding t: closed at t only where the market is
+                while True:
+                    i = bisect.bisect_right(self._first, c) - 1
+                    if i < 0:
+                        break
+                    c = min(c, self._last[i])  # a segment's windows are first..last, no hole
+                    if self.close(c) <= t:
+                        return c
+                    c -= step
+            if self._lo <= limit:
+                raise ValueError(
+                    f"calendar {self.calendar.name} has no {self.timeframe} bar in the 50 "
+                    f"years before {from_micros(t):%Y-%m-%d}"
+                )
+            self._ensure(self._lo - self._CHUNK_US, t + margin)
 
     def _next_chunk(self, t: int, limit: int) -> None:
         if self._hi >= limit:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from drl_trading.common.domain import Action, Symbol, Timeframe, utc
 
@@ -93,18 +93,30 @@ class ResampledBar(BaseModel):
 
 
 class PreprocessDataRequested(Event):
-    """Ingest stored 1m bars for ``symbols`` over ``[start, end)``; preprocess should run."""
+    """Ingest stored bars of ``timeframe`` for ``symbols`` over ``[start, end)``; preprocess
+    should run.
 
+    Schema version 2: ``timeframe`` is the *data timeframe*, the one the bars were stored under,
+    which preprocess reads and resamples only to coarser timeframes. Version 1 consumers read
+    1m bars whatever the field said, so a version 1 message means 1m (its ``timeframe`` is taken
+    as 1m on decoding), and a version 1 consumer refuses a version 2 message rather than reading
+    1m bars that are not there.
+    """
+
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    schema_version: int = 2
     event_type: Literal["preprocess-data.requested"] = "preprocess-data.requested"
     mode: ProcessingMode
     symbols: list[Symbol]
     timeframe: Timeframe = Timeframe.M1
+    """The data timeframe: bars stored under it are read (1m by default)."""
     start: datetime
     end: datetime
     bar_close_time: datetime | None = None
     bars: list[ResampledBar] | None = None
-    """Online mode may carry the new 1m bar(s) so that preprocess need not read them back from
-    the store (they are stored before the request is published either way)."""
+    """Online mode may carry the new bar(s) of ``timeframe`` so that preprocess need not read
+    them back from the store (they are stored before the request is published either way)."""
     stages: dict[str, float] = Field(default_factory=dict)
     """Online chain: wall-clock stamps (Unix seconds) of the stages this bar went through so far
     (see `drl_trading.common.latency.STAGE_CHAIN`)."""
@@ -117,6 +129,14 @@ class PreprocessDataRequested(Event):
     @classmethod
     def _utc_times(cls, value: datetime | None) -> datetime | None:
         return None if value is None else utc(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _v1_means_1m(cls, data: Any) -> Any:
+        """A version 1 message was read as 1m bars by its consumers: decode it as such."""
+        if isinstance(data, dict) and data.get("schema_version") == 1:
+            return {**data, "timeframe": Timeframe.M1}
+        return data
 
 
 class TimeframeOutput(BaseModel):

@@ -77,6 +77,9 @@ class BacktestResult:
     """The cost model every strategy of the backtest paid; None where not known."""
     costs_overridden: bool = False
     """True when ``costs`` replace the model's own (a cost stress test)."""
+    annualisation: str | None = None
+    """How annualised figures were annualised, e.g. ``6,288 1h bars a year (market calendar
+    fx)``; None where not said."""
 
     @property
     def costs_text(self) -> str | None:
@@ -146,9 +149,11 @@ def backtest(
     strategy: Strategy | None = None,
     initial_equity: float = 1.0,
     costs_overridden: bool = False,
+    annualisation: str | None = None,
 ) -> BacktestResult:
     """``initial_equity`` matters only with a minimum order notional (dust is in currency).
-    ``costs_overridden``: ``costs`` are not the model's own (recorded in the result)."""
+    ``costs_overridden``: ``costs`` are not the model's own (recorded in the result).
+    ``annualisation``: how ``periods_per_year`` came about, for the report."""
     started = time.perf_counter()
     out: list[SymbolBacktest] = []
     bars = 0
@@ -187,4 +192,6 @@ def backtest(
                 rejected_signals=run.rejected,
             )
         )
-    return BacktestResult(out, bars, time.perf_counter() - started, costs, costs_overridden)
+    return BacktestResult(
+        out, bars, time.perf_counter() - started, costs, costs_overridden, annualisation
+    )

@@ -280,7 +280,9 @@ def compute_metrics(
 
 
 def periods_per_year(bar_minutes: int, trading_days_per_year: float = 365.0) -> float:
-    """Annualisation factor; crypto trades around the clock, hence 365 full days by default."""
+    """Annualisation factor; crypto trades around the clock, hence 365 full days by default.
+    A market that closes annualises by its calendar's bars instead
+    (`drl_trading.common.bar_windows.bars_per_year`, which equals this on 24/7)."""
     if bar_minutes <= 0:
         raise ValueError(f"bar_minutes must be positive, got {bar_minutes}")
     return trading_days_per_year * 24 * 60 / bar_minutes

@@ -13,13 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from drl_trading.common.domain import Timeframe
+from drl_trading.common.bar_windows import history_start
+from drl_trading.common.calendar import MarketCalendar
+from drl_trading.common.domain import Timeframe, utc
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -292,6 +294,21 @@ class FeatureSetSpec(BaseModel):
         minutes = math.ceil(self.settle_time().total_seconds() / 60)
         day = 1440
         return timedelta(minutes=math.ceil(minutes / day) * day)
+
+    def history_start(self, calendar: MarketCalendar, start: datetime) -> datetime:
+        """Where history must begin for the rows from ``start`` on to be settled, on the
+        symbol's market calendar: ``start - lookback()`` on a 24/7 market (unchanged figures);
+        elsewhere each timeframe's warm-up bars plus two (as in `TimeframeFeatures.lookback`)
+        counted in the market's own bars (`history_start`: 200 XNYS daily bars reach about 290
+        calendar days back, an FX weekend adds no bar), floored to the UTC day."""
+        start = utc(start)
+        if calendar.always_open:
+            return start - self.lookback()
+        earliest = start
+        for tf in self.timeframes:
+            at = history_start(calendar, tf.timeframe, start, tf.warmup_bars() + 2)
+            earliest = min(earliest, at)
+        return datetime(earliest.year, earliest.month, earliest.day, tzinfo=UTC)
 
 
 def default_feature_set() -> FeatureSetSpec:

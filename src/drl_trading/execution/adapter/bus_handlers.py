@@ -1,14 +1,15 @@
-"""Bus entry points of execution: signals from ``completed.predict``, prices from the 1m bars.
+"""Bus entry points of execution: signals from ``completed.predict``, prices from the live bars.
 
 Execution follows the market through the online ``requested.preprocess-data`` events (they carry
-each new 1m bar): the paper broker fills pending orders at the next bar's open and the risk
-engine marks the book at every close. A signal for bar t therefore fills at the open of the
-first 1m bar after t's close, the training environment's timing.
+each new bar of the data timeframe, ``event.timeframe``): the paper broker fills pending orders
+at the next bar's open and the risk engine marks the book at every close. A signal for bar t
+therefore fills at the open of the first data bar after t's close, the training environment's
+timing.
 """
 
 from __future__ import annotations
 
-from drl_trading.common.domain import Bar, Timeframe
+from drl_trading.common.domain import Bar
 from drl_trading.common.events import (
     Event,
     PredictionCompleted,
@@ -44,5 +45,5 @@ class ExecutionHandlers:
         symbol = event.symbols[0]
         for b in event.bars:
             self.service.on_bar(
-                Bar(symbol, Timeframe.M1, b.open_time, b.open, b.high, b.low, b.close, b.volume)
+                Bar(symbol, event.timeframe, b.open_time, b.open, b.high, b.low, b.close, b.volume)
             )

@@ -9,23 +9,49 @@ from __future__ import annotations
 from datetime import timedelta
 
 from drl_trading.common.agent_state import AgentPosition
-from drl_trading.common.domain import Symbol
+from drl_trading.common.bar_windows import BarWindows
+from drl_trading.common.calendar import CalendarBook
+from drl_trading.common.domain import Symbol, Timeframe
 from drl_trading.execution.core.service import ExecutionService
 
 
 class ExecutionPositions:
     """`PositionProvider` over a running execution service; positions are counted in base bars
-    up to the last bar execution has marked (the bar inference is deciding on)."""
+    up to the last bar execution has marked (the bar inference is deciding on). ``base_bar``:
+    the base timeframe (or its duration, on a 24/7 market); with ``calendars`` the bars are
+    each symbol's market bars (an FX weekend or an exchange's night counts none)."""
 
-    def __init__(self, service: ExecutionService, base_bar: timedelta) -> None:
+    def __init__(
+        self,
+        service: ExecutionService,
+        base_bar: Timeframe | timedelta,
+        calendars: CalendarBook | None = None,
+    ) -> None:
         self._service = service
-        self._bar = base_bar
+        base = base_bar if isinstance(base_bar, Timeframe) else None
+        self._bar = base_bar.duration if isinstance(base_bar, Timeframe) else base_bar
+        if calendars is not None and base is None:
+            raise ValueError("counting bars on market calendars needs the base Timeframe")
+        self._calendars = calendars
+        self._base = base
+        self._windows: dict[str, BarWindows] = {}
+
+    def _counter(self, symbol: Symbol) -> timedelta | BarWindows:
+        if self._calendars is None or self._base is None:
+            return self._bar
+        calendar = self._calendars.for_symbol(symbol)
+        if calendar.always_open:
+            return self._bar
+        windows = self._windows.get(calendar.name)
+        if windows is None:
+            windows = self._windows[calendar.name] = BarWindows(calendar, self._base)
+        return windows
 
     def agent_position(self, symbol: Symbol) -> AgentPosition:
         mark = self._service.mark(symbol)
         if mark is None:
             return AgentPosition.flat()
-        got = self._service.agent_position(symbol, mark.as_of, self._bar)
+        got = self._service.agent_position(symbol, mark.as_of, self._counter(symbol))
         return AgentPosition(got.target_position, got.entry_price, got.bars_in_position)
 
     def price(self, symbol: Symbol) -> float:

@@ -1,13 +1,14 @@
 """What inference needs from execution, read from the shared execution store (distributed mode).
 
-Inference and execution are separate processes there, each consuming the bar stream on its own,
-so inference may ask about a bar that execution has not marked yet. The agent's state must be as
-of the bar being decided (what the training env and the embedded runtime see), so a read waits,
-briefly, until the store's mark of the symbol reaches that bar's close: the close of the base bar
-the clock is at (in a replay the market clock follows the events). After ``wait`` it goes on with
-what the store holds and says so in the log. With ``changed`` (PostgreSQL's LISTEN/NOTIFY:
-`PostgresExecutionStore.wait_for_commit`) the wait wakes when execution commits instead of
-polling the store.
+Inference and execution are separate processes there, each consuming the bar stream on its own, so
+inference may ask about a bar that execution has not marked yet. The agent's state must be as of the
+bar being decided (what the training env and the embedded runtime see), so a read waits, briefly,
+until the store's mark of the symbol reaches that bar's close: the last base bar close at or before
+the clock (in a replay the market clock follows the events), on the symbol's market calendar (an
+XLON hourly bar keyed 15:00 closes at 15:30; on a Sunday, Friday's last bar). After ``wait`` it goes
+on with what the store holds and says so in the log. With ``changed`` (PostgreSQL's LISTEN/NOTIFY:
+`PostgresExecutionStore.wait_for_commit`) the wait wakes when execution commits instead of polling
+the store.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from datetime import datetime, timedelta
 import structlog
 
 from drl_trading.common.agent_state import AgentPosition
-from drl_trading.common.domain import Symbol, Timeframe
+from drl_trading.common.bar_windows import BarWindows
+from drl_trading.common.calendar import CalendarBook
+from drl_trading.common.domain import Symbol, Timeframe, from_micros, to_micros
 from drl_trading.common.ports import Clock
 from drl_trading.execution.core.ports import ExecutionStore
 from drl_trading.execution.core.records import SymbolState
@@ -39,8 +42,12 @@ class StorePositions:
         sleep: Callable[[float], None] = time.sleep,
         changed: Callable[[float], bool] | None = None,
         on_wait: Callable[[float], None] | None = None,
+        calendars: CalendarBook | None = None,
     ) -> None:
+        """``calendars``: each symbol's market calendar (None: every symbol trades 24/7)."""
         self._store = store
+        self._calendars = calendars
+        self._windows: dict[str, BarWindows] = {}
         self._base = base
         self._clock = clock
         self._wait = wait.total_seconds()
@@ -57,12 +64,31 @@ class StorePositions:
         """``symbol``'s state as execution last committed it, once its mark reached the current
         base bar's close (or the wait ran out). Inference asks for the position and then the
         price of the same bar: the state is read (and waited for) once per symbol and bar."""
-        due = self._base.floor(self._clock.now())
+        due = self._due(symbol, self._clock.now())
         if self._last is not None and self._last[:2] == (symbol, due):
             return self._last[2]
         state = self._load(symbol, due)
         self._last = (symbol, due, state)
         return state
+
+    def _bar_windows(self, symbol: Symbol) -> BarWindows | None:
+        """The symbol's base `BarWindows`; None on a 24/7 market (closed-form arithmetic)."""
+        if self._calendars is None:
+            return None
+        calendar = self._calendars.for_symbol(symbol)
+        if calendar.always_open:
+            return None
+        windows = self._windows.get(calendar.name)
+        if windows is None:
+            windows = self._windows[calendar.name] = BarWindows(calendar, self._base)
+        return windows
+
+    def _due(self, symbol: Symbol, now: datetime) -> datetime:
+        """The close of the last base bar closed at or before ``now``."""
+        windows = self._bar_windows(symbol)
+        if windows is None:
+            return self._base.floor(now)
+        return from_micros(windows.close(windows.last_closed(to_micros(now))))
 
     def _load(self, symbol: Symbol, due: datetime) -> SymbolState:
         began = time.monotonic()
@@ -96,8 +122,13 @@ class StorePositions:
         state = self._state(symbol)
         if state.mark is None:
             return AgentPosition.flat()
+        windows = self._bar_windows(symbol)
         got = agent_inputs(
-            state.target, state.entry, state.position, state.mark.as_of, self._base.duration
+            state.target,
+            state.entry,
+            state.position,
+            state.mark.as_of,
+            self._base.duration if windows is None else windows,
         )
         return AgentPosition(got.target_position, got.entry_price, got.bars_in_position)
 

@@ -40,6 +40,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from drl_trading.common.bar_windows import BarWindows
 from drl_trading.common.domain import Bar, Fill, Order, Side, Symbol, to_micros
 from drl_trading.common.events import PredictionCompleted
 from drl_trading.common.ports import Clock
@@ -117,16 +118,38 @@ class ExecutionStatus:
     counts: dict[RecordKind, int]
 
 
+def bars_held(entered: datetime, at: datetime, bar: timedelta | BarWindows) -> int:
+    """Base bars from a position's entry to ``at``: those that opened at or after ``entered``
+    and closed by ``at``, what the training environment counts (the entry bar is 1 at its
+    close). ``bar`` is the base duration on a 24/7 market, else the market's `BarWindows`,
+    which count market bars only (an FX weekend adds none)."""
+    if isinstance(bar, timedelta):
+        return max(int((at - entered) // bar), 0)
+    if bar.calendar.always_open:
+        return max(int((at - entered) // bar.timeframe.duration), 0)
+    t, e = to_micros(at), to_micros(entered)
+    last = bar.last_closed(t)
+    before = bar.last_closed(e)  # every bar after it opened at or after ``entered``...
+    holding = bar.key(e)  # ...but the one ``entered`` falls inside when it opened earlier
+    inside = holding is not None and bar.first_open(holding) < e
+    return max(bar.slots_between(before, last) - int(inside), 0)
+
+
 def agent_inputs(
-    target: float, entry: Mark | None, position: Position | None, at: datetime, bar: timedelta
+    target: float,
+    entry: Mark | None,
+    position: Position | None,
+    at: datetime,
+    bar: timedelta | BarWindows,
 ) -> AgentInputs:
     """The policy's own state at ``at`` from the symbol's target, entry and position (shared by
-    the execution service and by inference reading the execution store from another process)."""
+    the execution service and by inference reading the execution store from another process).
+    ``bar``: the base duration (24/7) or the symbol's base `BarWindows` (`bars_held`)."""
     if position is None or position.quantity == 0.0 or target == 0.0:
         return AgentInputs(0.0, 0.0, 0)
     if entry is None:  # entered before a restart: the average price stands in
         return AgentInputs(target, position.avg_price, 1)
-    return AgentInputs(target, entry.price, max(int((at - entry.as_of) // bar), 0))
+    return AgentInputs(target, entry.price, bars_held(entry.as_of, at, bar))
 
 
 class ExecutionService:
@@ -372,9 +395,12 @@ class ExecutionService:
         elif before == 0.0 or (before > 0.0) != (after > 0.0):
             self._entries[bar.symbol] = (bar.open, bar.open_time)
 
-    def agent_position(self, symbol: Symbol, at: datetime, bar: timedelta) -> AgentInputs:
+    def agent_position(
+        self, symbol: Symbol, at: datetime, bar: timedelta | BarWindows
+    ) -> AgentInputs:
         """The policy's own state at ``at`` (a base bar's close): the last target reached, the
-        entry reference price and the base bars since entry (the training env's encoding)."""
+        entry reference price and the base bars since entry (the training env's encoding;
+        ``bar`` as for `bars_held`)."""
         entry = self._entries.get(symbol)
         return agent_inputs(
             self._targets.get(symbol, 0.0),

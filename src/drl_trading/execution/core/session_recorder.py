@@ -1,15 +1,19 @@
 """A paper session measured with the backtest's ruler: per-symbol traces, metrics, baselines.
 
-The recorder watches the live 1m bars and, after each base-bar close has gone through all the
-services, what execution holds: the target in force, the units, the symbol's equity and its fees.
-From those points it builds each symbol's `SimulationTrace`, the same record the vectorised
-backtest produces, so the session's report has the backtest's metrics, trades, baselines
+The recorder watches the live bars (of the data timeframe) and, after each base-bar close has gone
+through all the services, what execution holds: the target in force, the units, the symbol's equity
+and its fees. From those points it builds each symbol's `SimulationTrace`, the same record the
+vectorised backtest produces, so the session's report has the backtest's metrics, trades, baselines
 (buy-and-hold, flat, random on the very bars the session saw) and HTML report; a test replays
 history through the services and finds the backtest's positions and PnL.
 
 A symbol's equity is its capital plus its PnL net of fees. With per-symbol capital (the default)
 that is the amount execution sizes on; with a shared pool each symbol is given an equal nominal
 share of the initial cash, so its return is measured on that share.
+
+Base closes are the market calendar's (`BarWindows`): an XLON hourly bar keyed 15:00 UTC closes
+at 15:30 with the session, and a point is taken there; a bar's time is its calendar close (a
+daily XNYS bar labelled D closes at D 21:00 UTC, not at D+1 00:00).
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from datetime import datetime
 
 import numpy as np
 
+from drl_trading.common.bar_windows import BarWindows
+from drl_trading.common.calendar import CalendarBook
 from drl_trading.common.costs import CostModel
-from drl_trading.common.domain import Bar, Symbol, Timeframe, to_micros
+from drl_trading.common.domain import Bar, Symbol, Timeframe, from_micros, to_micros
 from drl_trading.evaluation.backtest import BacktestResult, SymbolBacktest
 from drl_trading.evaluation.baselines import (
     buy_and_hold_positions,
@@ -32,6 +38,15 @@ from drl_trading.evaluation.metrics import compute_metrics, extract_trades
 from drl_trading.evaluation.trace import SimulationTrace, simulate
 from drl_trading.execution.core.records import Position
 from drl_trading.execution.core.service import ExecutionService
+
+
+def calendar_close(windows: BarWindows, nominal_close: int) -> int:
+    """When a bar whose nominal close (open + its timeframe, µs) is ``nominal_close`` really
+    closed on ``windows``' calendar: then, if the market was open just before, else when the
+    market closed before it (an XLON 1h bar keyed 15:00 closes at 15:30)."""
+    if windows.key(nominal_close - 1) is not None:
+        return nominal_close
+    return windows.close(windows.last_closed(nominal_close))
 
 
 @dataclass(slots=True)
@@ -59,16 +74,45 @@ class SessionRecorder:
         base: Timeframe,
         costs: CostModel,
         initial_cash: float,
+        calendars: CalendarBook | None = None,
     ) -> None:
+        """``calendars``: each symbol's market calendar (None: every symbol trades 24/7)."""
         self._execution = execution
+        self._base = base
         self._base_us = base.micros
+        self._calendars = calendars
+        self._bar_windows: dict[str, BarWindows] = {}
+        self._window_key: dict[Symbol, int] = {}
+        self._last_seen: dict[Symbol, tuple[datetime, datetime]] = {}
         self.costs = costs
         capital = execution.capital
         nominal = initial_cash / max(len(symbols), 1)
         self.capital = {s: (capital or {}).get(s, nominal) for s in symbols}
         self._points: dict[Symbol, _Points] = {s: _Points() for s in symbols}
         self._window_open: dict[Symbol, float] = {}
-        self._closed: list[Bar] = []
+        self._closed: list[tuple[Bar, datetime]] = []  # (bar, the base close it completes)
+
+    def _windows(self, symbol: Symbol) -> BarWindows | None:
+        """The symbol's base `BarWindows`; None on a 24/7 market (closed-form arithmetic)."""
+        if self._calendars is None:
+            return None
+        calendar = self._calendars.for_symbol(symbol)
+        if calendar.always_open:
+            return None
+        windows = self._bar_windows.get(calendar.name)
+        if windows is None:
+            windows = self._bar_windows[calendar.name] = BarWindows(calendar, self._base)
+        return windows
+
+    def _closed_at(self, symbol: Symbol, nominal: datetime) -> datetime:
+        """A bar's calendar close from its nominal one (what execution marks)."""
+        windows = self._windows(symbol)
+        if windows is None:
+            return nominal
+        seen = self._last_seen.get(symbol)
+        if seen is not None and seen[0] == nominal:
+            return seen[1]
+        return from_micros(calendar_close(windows, to_micros(nominal)))
 
     def start_from_account(self) -> None:
         """Take each symbol's first point from the account as the session found it: at its
@@ -81,7 +125,8 @@ class SessionRecorder:
             mark = self._execution.mark(symbol)
             if mark is not None and not pts.times:
                 # a first point's open is never used
-                self._take(symbol, mark.as_of, mark.price, mark.price, positions)
+                at = self._closed_at(symbol, mark.as_of)
+                self._take(symbol, at, mark.price, mark.price, positions)
 
     def finish(self) -> None:
         """Take each symbol's last point at its last mark when the session stopped inside a
@@ -93,11 +138,16 @@ class SessionRecorder:
             window_open = self._window_open.get(symbol)
             if mark is None or window_open is None or not pts.times:
                 continue
-            if mark.as_of > pts.times[-1]:
-                self._take(symbol, mark.as_of, window_open, mark.price, positions)
+            at = self._closed_at(symbol, mark.as_of)
+            if at > pts.times[-1]:
+                self._take(symbol, at, window_open, mark.price, positions)
 
     def on_bar(self, bar: Bar) -> None:
         if bar.symbol not in self._points:
+            return
+        windows = self._windows(bar.symbol)
+        if windows is not None:
+            self._on_market_bar(bar, windows)
             return
         taken = self._points[bar.symbol].times
         if taken and bar.close_time <= taken[-1]:
@@ -105,15 +155,33 @@ class SessionRecorder:
         if to_micros(bar.open_time) % self._base_us == 0 or bar.symbol not in self._window_open:
             self._window_open[bar.symbol] = bar.open
         if to_micros(bar.close_time) % self._base_us == 0:
-            self._closed.append(bar)
+            self._closed.append((bar, bar.close_time))
+
+    def _on_market_bar(self, bar: Bar, windows: BarWindows) -> None:
+        """`on_bar` on a market calendar: base windows by key, closes at the calendar's."""
+        symbol = bar.symbol
+        key = windows.key(to_micros(bar.open_time))
+        if key is None:
+            return  # outside the market's sessions (preprocessing refuses such bars)
+        closed = from_micros(calendar_close(windows, to_micros(bar.close_time)))
+        self._last_seen[symbol] = (bar.close_time, closed)
+        taken = self._points[symbol].times
+        if taken and closed <= taken[-1]:
+            return  # before the symbol's last point: the account took it already
+        if self._window_key.get(symbol) != key or symbol not in self._window_open:
+            self._window_key[symbol] = key
+            self._window_open[symbol] = bar.open
+        base_close = windows.close(key)
+        if to_micros(closed) >= base_close:
+            self._closed.append((bar, from_micros(base_close)))
 
     def after_processing(self) -> None:
         """Snapshot the symbols whose base bar closed since the last call."""
         closed, self._closed = self._closed, []
         positions = self._execution.positions()
-        for bar in closed:
+        for bar, at in closed:
             pts = self._points[bar.symbol]
-            if pts.times and bar.close_time <= pts.times[-1]:
+            if pts.times and at <= pts.times[-1]:
                 continue  # a duplicate delivery: the point is already taken
             mark = self._execution.mark(bar.symbol)
             if mark is None or mark.as_of != bar.close_time:
@@ -121,7 +189,7 @@ class SessionRecorder:
                 # its prices would otherwise be booked against a book that never moved
                 continue
             window_open = self._window_open.get(bar.symbol, bar.open)
-            self._take(bar.symbol, bar.close_time, window_open, bar.close, positions)
+            self._take(bar.symbol, at, window_open, bar.close, positions)
 
     def _take(
         self,

@@ -3,9 +3,13 @@
 The observation must be the one the model was trained on, or its decisions mean nothing:
 
 * the same feature set (version and column order; checked against the manifest at every load);
-* a window of ``W`` consecutive base-bar vectors ending at the bar just closed. The online store
-  only holds the latest vector, so the service keeps the last ``W`` per symbol and fills what it
-  lacks (start-up, a gap after a skipped bar) from the offline store's point-in-time reads;
+* a window of ``W`` consecutive base-bar vectors ending at the bar just closed, consecutive on
+  the symbol's market calendar (the bars before a Monday's first are the previous Friday's, not
+  the weekend's: `BarWindows`). The online store only holds the latest vector, so the service
+  keeps the last ``W`` per symbol and fills what it lacks (start-up, a gap after a skipped bar)
+  from the offline store's point-in-time reads;
+* the same market calendar (the manifest's ``training["calendar"]``, 24/7 when absent: windows,
+  position ages and annualisation all count that calendar's bars);
 * the agent state priced at that bar's close, with the *target* position execution reached (the
   environment's notion), through the one `agent_state` encoder training uses.
 
@@ -24,7 +28,7 @@ import threading
 import time
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -35,8 +39,10 @@ import polars as pl
 import structlog
 
 from drl_trading.common.agent_state import agent_state
+from drl_trading.common.bar_windows import BarWindows
 from drl_trading.common.bars import TIME_DTYPE
-from drl_trading.common.domain import Action, Symbol, utc
+from drl_trading.common.calendar import CalendarBook, MarketCalendar
+from drl_trading.common.domain import Action, Symbol, from_micros, to_micros, utc
 from drl_trading.common.events import PredictionCompleted, PreprocessDataCompleted, ProcessingMode
 from drl_trading.common.latency import LatencyHistogram, LatencySnapshot, stamp
 from drl_trading.common.ports import (
@@ -57,6 +63,8 @@ DEDUP_DEPTH = 64
 """Decisions remembered per symbol for redeliveries; far more bars than a consumer lags."""
 _ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "drl-trading/inference/prediction")
 LATENCY_STAGES = ("read_features", "predict", "total")
+ALWAYS_OPEN = "24/7"
+"""The calendar of a model package whose manifest names none (trained before calendars)."""
 
 
 class ModelMismatchError(ValueError):
@@ -83,10 +91,36 @@ class SkipReason(StrEnum):
     NO_PRICE = "no_price"
     FEATURE_SET_MISMATCH = "feature_set_mismatch"
     NO_BAR_CLOSE_TIME = "no_bar_close_time"
+    CALENDAR_MISMATCH = "calendar_mismatch"
+    """The symbol trades on another market calendar than the model was trained on."""
+    OFF_CALENDAR = "off_calendar"
+    """The vector's time is no base-bar close of the symbol's calendar: the features were made
+    under another ``markets.symbols.<SYMBOL>.calendar`` (preprocess them again)."""
 
 
-def check_compatible(model: LoadedModel, view: FeatureViewSpec) -> None:
-    """Raises `ModelMismatchError` naming every difference between the model and the view."""
+def trained_calendar(model: LoadedModel) -> str:
+    """The market calendar the model was trained on (its manifest's ``training["calendar"]``;
+    24/7 for a package written before calendars)."""
+    return str(model.predictor.manifest.training.get("calendar") or ALWAYS_OPEN)
+
+
+def calendar_problem(model: LoadedModel, symbol: Symbol, calendar: str) -> str | None:
+    """Why ``model`` cannot decide for ``symbol`` trading on ``calendar``; None when it can."""
+    trained = trained_calendar(model)
+    if trained == calendar:
+        return None
+    return (
+        f"trained on the {trained} calendar, {symbol} trades on {calendar} (set "
+        f"markets.symbols.{symbol}.calendar: {trained} if that is its market)"
+    )
+
+
+def check_compatible(
+    model: LoadedModel, view: FeatureViewSpec, calendars: Mapping[Symbol, str] | None = None
+) -> None:
+    """Raises `ModelMismatchError` naming every difference between the model and the view, and
+    each symbol of ``calendars`` (symbol -> the calendar it trades on) whose market calendar is
+    not the one the model was trained on."""
     m = model.predictor.manifest
     problems: list[str] = []
     if m.feature_set_version != view.feature_set_version:
@@ -106,6 +140,10 @@ def check_compatible(model: LoadedModel, view: FeatureViewSpec) -> None:
         problems.append(
             f"trained on {m.base_timeframe} bars, the view is on {view.base_timeframe.value}"
         )
+    for symbol, calendar in (calendars or {}).items():
+        problem = calendar_problem(model, symbol, calendar)
+        if problem is not None:
+            problems.append(problem)
     if problems:
         raise ModelMismatchError(
             f"model {model.name}/{model.version} cannot serve feature view {view.name!r}: "
@@ -165,11 +203,16 @@ class InferenceService:
         reload_interval: timedelta = DEFAULT_RELOAD_INTERVAL,
         timer: Callable[[], float] = time.perf_counter,
         reload_timer: Callable[[], float] | None = None,
+        calendars: CalendarBook | None = None,
+        symbols: Sequence[Symbol] = (),
     ) -> None:
         """Loads the model now, so that a wrong reference or an incompatible model stops the
         service at start instead of at the first bar. ``reload_timer`` (seconds, e.g.
         `time.monotonic`) schedules registry polls by wall time; without it the clock does,
-        which in a fast replay would poll the registry at nearly every bar."""
+        which in a fast replay would poll the registry at nearly every bar. ``calendars``: each
+        symbol's market calendar (None: every symbol trades 24/7); ``symbols``, the symbols
+        served, are checked against the model's calendar at every load (a symbol first seen
+        in an event is checked then, and skipped on a mismatch)."""
         if max_feature_age <= timedelta(0) or reload_interval < timedelta(0):
             raise ValueError("max_feature_age must be > 0 and reload_interval >= 0")
         self._store = feature_store
@@ -193,8 +236,14 @@ class InferenceService:
         self._reloads = 0
         self._reload_failures = 0
         self._rejected_version: str | None = None
+        self._calendars = calendars
+        self._bar_windows: dict[str, BarWindows] = {}
+        self._served: dict[Symbol, str] = {
+            Symbol(s): self._calendar_name(Symbol(s)) for s in symbols
+        }
+        self._calendar_checked: set[Symbol] = set(self._served)
         model = models.load(model_ref)
-        check_compatible(model, view)
+        check_compatible(model, view, self._served)
         self._model = model
         self._loaded_at = clock.now()
         self._last_check = self._loaded_at
@@ -246,7 +295,7 @@ class InferenceService:
                 )
                 return False
             try:
-                check_compatible(loaded, self._view)
+                check_compatible(loaded, self._view, self._served)
             except ModelMismatchError as exc:
                 self._reload_failures += 1
                 self._rejected_version = loaded.version
@@ -259,6 +308,7 @@ class InferenceService:
             self._model = loaded
             self._loaded_at = now
             self._recurrent_state.clear()
+            self._calendar_checked = set(self._served)
             self._reloads += 1
             log.info(
                 "model swapped",
@@ -304,7 +354,7 @@ class InferenceService:
             if done is not None:
                 self._duplicates += 1
                 out[symbol] = done
-            else:
+            elif self._calendar_fits(symbol):
                 pending.append(symbol)
         if pending:
             for symbol, prediction in self._predict_all(event, bar, pending):
@@ -349,6 +399,72 @@ class InferenceService:
             results.append((symbol, prediction))
         return results
 
+    # -- market calendars -----------------------------------------------------------------------
+
+    def _calendar(self, symbol: Symbol) -> MarketCalendar | None:
+        """The symbol's market calendar; None for 24/7 without a book (closed-form windows)."""
+        return None if self._calendars is None else self._calendars.for_symbol(symbol)
+
+    def _calendar_name(self, symbol: Symbol) -> str:
+        calendar = self._calendar(symbol)
+        return ALWAYS_OPEN if calendar is None else calendar.name
+
+    def _windows(self, calendar: MarketCalendar) -> BarWindows:
+        windows = self._bar_windows.get(calendar.name)
+        if windows is None:
+            windows = BarWindows(calendar, self._view.base_timeframe)
+            self._bar_windows[calendar.name] = windows
+        return windows
+
+    def _calendar_fits(self, symbol: Symbol) -> bool:
+        """A symbol not among those checked at load is checked against the model's calendar
+        once (per model version); one on another calendar gets no decision."""
+        if symbol in self._calendar_checked:
+            return True
+        problem = calendar_problem(self._model, symbol, self._calendar_name(symbol))
+        if problem is not None:
+            self._skips[SkipReason.CALENDAR_MISMATCH.value] += 1
+            log.error(
+                "prediction skipped",
+                symbol=symbol,
+                reason=SkipReason.CALENDAR_MISMATCH.value,
+                model=f"{self._model.name}/{self._model.version}",
+                problem=problem,
+            )
+            return False
+        self._calendar_checked.add(symbol)
+        return True
+
+    def _needed_times(
+        self, symbol: Symbol, feature_time: datetime, w: int
+    ) -> list[datetime] | None:
+        """The closes of the ``w`` base bars ending at the one closing at ``feature_time``,
+        oldest first, consecutive on the symbol's calendar; None when ``feature_time`` is no
+        base-bar close of it."""
+        calendar = self._calendar(symbol)
+        if calendar is None or calendar.always_open:
+            step = self._view.base_timeframe.duration
+            return [feature_time - step * k for k in range(w - 1, -1, -1)]
+        windows = self._windows(calendar)
+        t = to_micros(feature_time)
+        try:
+            key = windows.last_closed(t)
+            if windows.close(key) != t:
+                raise ValueError("not a close")
+            keys = [key]
+            for _ in range(w - 1):
+                keys.append(windows.last_closed(windows.first_open(keys[-1])))
+        except ValueError:
+            self._skip(
+                symbol,
+                SkipReason.OFF_CALENDAR,
+                feature_time=feature_time,
+                calendar=calendar.name,
+                timeframe=self._view.base_timeframe.value,
+            )
+            return None
+        return [from_micros(windows.close(k)) for k in reversed(keys)]
+
     def _checked_window(
         self, symbol: Symbol, latest: OnlineFeatures | None, bar: datetime, n_features: int
     ) -> tuple[datetime, np.ndarray] | None:
@@ -389,11 +505,13 @@ class InferenceService:
         self, symbol: Symbol, feature_time: datetime, values: tuple[float, ...]
     ) -> np.ndarray | None:
         """The ``W`` consecutive vectors ending at ``feature_time``, oldest first, as the
-        environment slices them; the buffer is trimmed to exactly those, keyed by time, so
-        it can neither hold duplicates nor mix a gap into a window."""
+        environment slices them (consecutive on the market's calendar: a window may span a
+        weekend); the buffer is trimmed to exactly those, keyed by time, so it can neither hold
+        duplicates nor mix a gap into a window."""
         w = self._model.predictor.manifest.window
-        step = self._view.base_timeframe.duration
-        needed = [feature_time - step * k for k in range(w - 1, -1, -1)]
+        needed = self._needed_times(symbol, feature_time, w)
+        if needed is None:
+            return None
         known = self._buffers.get(symbol, {})
         known[feature_time] = tuple(float(v) for v in values)
         missing = [t for t in needed if t not in known]

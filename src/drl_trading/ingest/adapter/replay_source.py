@@ -1,9 +1,12 @@
-"""Stored 1m history played back as a live stream, for paper trading and rehearsals.
+"""Stored history played back as a live stream, for paper trading and rehearsals.
 
-Several symbols are merged in time order (open time, then symbol), the order in which an exchange
-would have closed them, and read one time window at a time so that replaying years never holds
-more than a window of bars in memory. With a ``speed`` the replay is paced so that one market
-minute lasts ``60 / speed`` seconds; without one it runs as fast as the consumer takes bars.
+The bars of one timeframe (the data timeframe, 1m by default) are replayed. Several symbols are
+merged in time order (open time, then symbol), the order in which an exchange would have closed
+them, and read one time window at a time so that replaying years never holds more than a window
+of bars in memory. With a ``speed`` the replay is paced so that one minute of open market lasts
+``60 / speed`` seconds, each bar handed out at its calendar close (`Pacer`): a replay does not
+sleep through an FX weekend or an exchange's night. Without one it runs as fast as the consumer
+takes bars.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from pathlib import Path
 
 import polars as pl
 
+from drl_trading.common.bar_windows import BarWindows
 from drl_trading.common.bars import BAR_SCHEMA, TIME_DTYPE, VALUE_COLUMNS
-from drl_trading.common.domain import Bar, Symbol, Timeframe, TimeRange, utc
+from drl_trading.common.calendar import CalendarBook
+from drl_trading.common.domain import Bar, Symbol, Timeframe, TimeRange, from_micros, to_micros, utc
 from drl_trading.common.ports import MarketDataRepository
 from drl_trading.ingest.core.live import Pacer
 
@@ -37,21 +42,35 @@ class ReplaySource:
         end: datetime,
         *,
         speed: float | None = None,
-        window: timedelta = timedelta(days=1),
+        window: timedelta | None = None,
         sleep: Callable[[float], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        timeframe: Timeframe = Timeframe.M1,
+        calendars: CalendarBook | None = None,
     ) -> None:
         """``sleep`` defaults to a wait that ``close`` interrupts, so a slow replay stops at once;
-        tests inject their own with ``monotonic`` to check the pacing without waiting."""
+        tests inject their own with ``monotonic`` to check the pacing without waiting.
+        ``timeframe``: the stored bars replayed (the data timeframe). ``calendars``: the
+        symbols' market calendar, which paces the replay over open time (None: 24/7); a paced
+        replay needs its symbols on one calendar (`MixedCalendarsError` otherwise).
+        ``window``: the span read at a time (default 1,440 bars: a day of 1m bars)."""
         self.symbols = tuple(dict.fromkeys(Symbol(s) for s in symbols))
         if not self.symbols:
             raise ValueError("no symbol to replay")
+        window = window if window is not None else timeframe.duration * 1440
         if window <= timedelta(0):
             raise ValueError(f"window must be positive: {window}")
         self.range = TimeRange(start, end)
+        self.timeframe = timeframe
         self._window = window
         self._closed = threading.Event()
-        self._pacer = Pacer(speed, sleep or self._interruptible_sleep, monotonic)
+        calendar = None
+        if calendars is not None and speed is not None:
+            calendar = calendars.for_symbols(self.symbols)
+        self._windows: BarWindows | None = None  # paced by close where the market closes
+        if calendar is not None and not calendar.always_open:
+            self._windows = BarWindows(calendar, timeframe)
+        self._pacer = Pacer(speed, sleep or self._interruptible_sleep, monotonic, calendar)
         self._repo: MarketDataRepository | None = None
         self._frame: pl.LazyFrame | None = None
         if isinstance(data, pl.DataFrame | pl.LazyFrame | str | Path):
@@ -61,6 +80,7 @@ class ReplaySource:
 
     def bars(self) -> Iterator[Bar]:
         names = {str(s): s for s in self.symbols}
+        tf = self.timeframe
         t = self.range.start
         while t < self.range.end and not self._closed.is_set():
             upto = min(t + self._window, self.range.end)
@@ -68,10 +88,10 @@ class ReplaySource:
             for open_time, sym, o, h, low, c, v in chunk.select(_COLUMNS).iter_rows():
                 if self._closed.is_set():
                     return
-                self._pacer.wait_for(open_time)
+                self._pacer.wait_for(self._due(open_time))
                 if self._closed.is_set():
                     return
-                yield Bar(names[sym], Timeframe.M1, open_time, o, h, low, c, v)
+                yield Bar(names[sym], tf, open_time, o, h, low, c, v)
             t = upto
 
     def close(self) -> None:
@@ -80,10 +100,21 @@ class ReplaySource:
     def _interruptible_sleep(self, seconds: float) -> None:
         self._closed.wait(seconds)
 
+    def _due(self, open_time: datetime) -> datetime:
+        """When a paced bar is handed out, in market time: its open on a 24/7 market (the
+        schedule is the same as by close), its calendar close on one that closes (an XLON 1h
+        bar keyed 15:00 at 15:30), so that the next day's first bar follows one bar later."""
+        if self._windows is None:
+            return open_time
+        try:
+            return from_micros(self._windows.close(to_micros(open_time)))
+        except ValueError:  # not a bar of the market: online ingest quarantines it; due now
+            return open_time
+
     def _read(self, start: datetime, end: datetime) -> pl.DataFrame:
         if self._repo is not None:
             parts = [
-                self._repo.read_bars(s, Timeframe.M1, start, end).with_columns(
+                self._repo.read_bars(s, self.timeframe, start, end).with_columns(
                     pl.lit(str(s)).alias("symbol")
                 )
                 for s in self.symbols

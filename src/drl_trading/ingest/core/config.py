@@ -52,7 +52,9 @@ class CcxtSettings(BaseModel):
         3, ge=0, description="Retries of a transient failure, with exponential backoff."
     )
     poll_interval_s: float = Field(
-        2.0, gt=0, description="Live: how often to ask for newly closed 1m candles."
+        2.0,
+        gt=0,
+        description="Live: how often to ask for newly closed candles (of the session's timeframe).",
     )
     close_delay_s: float = Field(
         2.0, ge=0, description="Live: a candle is read this long after its close (settled)."

@@ -1,5 +1,11 @@
 """Online ingest: fill the history gap, wait for the feature warm-up, then stream live bars.
 
+A session streams the bars of one timeframe (its data timeframe, 1m by default) on each symbol's
+market calendar (a `CalendarBook`; none: every symbol 24/7): the cursor stands on the bars the
+market makes (`drl_trading.common.bar_windows.BarWindows`), a skip is counted in those bars (an FX
+weekend skips none), and a published bar closes at its calendar close (an XLON 1h bar keyed 15:00
+closes 15:30).
+
 The order matters for training/serving parity. Live features are computed incrementally from the
 state the catch-up run leaves behind, so no live bar may be processed before that run completes;
 bars that arrive meanwhile stay in the source, which buffers them (an exchange stream, a lazily
@@ -8,19 +14,20 @@ read replay), and are taken once the catch-up completion arrives.
 Policies, chosen because online state only moves forward (a preprocess engine cannot un-see a bar,
 see `preprocess.core.online`):
 
-* The live cursor of a symbol starts at the minute before ``live_from``; a bar after the cursor is
+* The live cursor of a symbol starts at the bar before ``live_from``; a bar after the cursor is
   stored, then published as one ``requested.preprocess-data`` (mode online), and moves the cursor.
-  A bar that skips minutes is published too: the engine handles outages, and holding bars back
-  waiting for missing ones would stall trading indefinitely. The skip is counted as a gap.
+  A bar that skips bars the market made is published too: the engine handles outages, and holding
+  bars back waiting for missing ones would stall trading indefinitely. The skip is counted as a
+  gap; a closure (a weekend, a night, a holiday) is none.
 * A bar at or before the cursor is compared with the stored bar: identical values are a duplicate
   (a resend after a reconnect) and are ignored; different values are a late correction and a bar
-  for a minute never stored is a late fill. Both are upserted, so the store (and with it the next
+  for a time never stored is a late fill. Both are upserted, so the store (and with it the next
   training run) holds the exchange's final word, but neither is republished: the live features
   built on the earlier values stay as they were.
 * An invalid bar (non-finite, non-positive price, high/low inconsistent with open/close, negative
-  volume, off the minute grid, not a 1m bar) is quarantined and counted. A live stream cannot be
-  "rejected" as a history batch can, and stopping trading for one bad tick would be worse than
-  skipping it.
+  volume, off the timeframe's grid, outside the market's sessions, not a bar of the session's
+  timeframe) is quarantined and counted. A live stream cannot be "rejected" as a history batch
+  can, and stopping trading for one bad tick would be worse than skipping it.
 """
 
 from __future__ import annotations
@@ -36,8 +43,11 @@ from enum import StrEnum
 import polars as pl
 import structlog
 
+from drl_trading.common.adapter.always_open_calendar import AlwaysOpenCalendar
+from drl_trading.common.bar_windows import BarWindows, history_start
 from drl_trading.common.bars import BAR_SCHEMA, bars_to_frame, conform
-from drl_trading.common.domain import Bar, Symbol, Timeframe, TimeRange, utc
+from drl_trading.common.calendar import CalendarBook, MarketCalendar
+from drl_trading.common.domain import Bar, Symbol, Timeframe, TimeRange, from_micros, to_micros, utc
 from drl_trading.common.events import (
     PreprocessDataCompleted,
     PreprocessDataRequested,
@@ -49,14 +59,13 @@ from drl_trading.common.events import (
 )
 from drl_trading.common.latency import stamp
 from drl_trading.common.ports import Clock, MarketDataRepository, MessageBus, UpsertResult
-from drl_trading.ingest.core.live import LiveBarSource
+from drl_trading.ingest.core.live import LiveBarSource, slot_at
 from drl_trading.ingest.core.ports import HistoricalDataProvider
 from drl_trading.ingest.core.service import IngestReport, IngestService, TrainingDataRequest
 from drl_trading.ingest.core.validation import Rule, ValidationPolicy, validate_bars
 
 log = structlog.get_logger(__name__)
 
-M1 = Timeframe.M1
 _BAR_ID_NAMESPACE = uuid.UUID("6f0a3c52-5d1e-4c2b-9a51-0e7b1f3d8c44")
 
 
@@ -145,17 +154,26 @@ class OnlineIngestService:
         clock: Clock,
         *,
         policy: ValidationPolicy = ValidationPolicy.QUARANTINE,
+        timeframe: Timeframe = Timeframe.M1,
+        calendars: CalendarBook | None = None,
     ) -> None:
         """``policy`` governs the gap fill only. It defaults to quarantine, unlike a history
         ingest, because refusing to start live trading over one bad historical bar helps nobody
-        when the bar can be kept aside and reported."""
+        when the bar can be kept aside and reported. ``timeframe``: the bars the session fills,
+        stores and streams (its data timeframe). ``calendars``: each symbol's market calendar
+        (None: every symbol trades 24/7)."""
         self._provider = provider
         self._source = source
         self._repo = market_data
         self._bus = bus
         self._clock = clock
+        self._timeframe = timeframe
+        self._calendars = calendars or CalendarBook(AlwaysOpenCalendar())
+        self._windows: dict[Symbol, BarWindows] = {}
         self._history = (
-            IngestService(provider, market_data, bus, policy=policy) if provider else None
+            IngestService(provider, market_data, bus, policy=policy, calendars=self._calendars)
+            if provider
+            else None
         )
         self._state = OnlineState.IDLE
         self._session: OnlineSession | None = None
@@ -173,6 +191,21 @@ class OnlineIngestService:
     def session(self) -> OnlineSession | None:
         return self._session
 
+    @property
+    def timeframe(self) -> Timeframe:
+        """The timeframe of the bars this session streams (its data timeframe)."""
+        return self._timeframe
+
+    def calendar_of(self, symbol: Symbol) -> MarketCalendar:
+        return self._calendars.for_symbol(symbol)
+
+    def _windows_of(self, symbol: Symbol) -> BarWindows:
+        windows = self._windows.get(symbol)
+        if windows is None:
+            windows = BarWindows(self.calendar_of(symbol), self._timeframe)
+            self._windows[symbol] = windows
+        return windows
+
     def start(
         self,
         symbols: list[Symbol] | tuple[Symbol, ...],
@@ -182,22 +215,24 @@ class OnlineIngestService:
     ) -> OnlineSession:
         """Fill each symbol's history up to ``live_from`` and request the catch-up run.
 
-        ``live_from`` is the first minute the live source is expected to deliver; it defaults to
-        the current (still open) minute of the clock, so every closed bar comes from the provider
+        ``live_from`` is the first bar the live source is expected to deliver; it defaults to
+        the current (still open) bar of the clock, so every closed bar comes from the provider
         and any overlap with the source's first bars is caught as duplicates. A replay of old data
-        must pass its own start.
+        must pass its own start. Both times are placed on the session's bars (`slot_at`: the
+        first bar not yet closed then, across a closure; on 24/7, the timeframe's floor).
         """
         if self._state is not OnlineState.IDLE:
             raise RuntimeError(f"online ingest already started (state {self._state.value})")
         syms = tuple(dict.fromkeys(Symbol(s) for s in symbols))
         if not syms:
             raise ValueError("no symbol given")
-        live = M1.floor(utc(live_from) if live_from is not None else self._clock.now())
-        warmup = M1.floor(utc(warmup_from))
+        windows = self._windows_of(syms[0])  # one request, one calendar (preprocess checks it)
+        live = slot_at(windows, utc(live_from) if live_from is not None else self._clock.now())
+        warmup = slot_at(windows, utc(warmup_from))
         if warmup >= live:
             raise ValueError(
-                f"warm-up start {warmup.isoformat()} must be before the first live minute "
-                f"{live.isoformat()}"
+                f"warm-up start {warmup.isoformat()} must be before the first live "
+                f"{self._timeframe} bar {live.isoformat()}"
             )
         correlation = new_id()
         self._state = OnlineState.GAP_FILLING
@@ -212,12 +247,12 @@ class OnlineIngestService:
         flush = getattr(self._repo, "flush", None)
         if flush is not None:
             flush()
-        self._cursor = {s: live - M1.duration for s in syms}
+        self._cursor = {s: self._bar_before(s, live) for s in syms}
         event = PreprocessDataRequested(
             correlation_id=correlation,
             mode=ProcessingMode.CATCHUP,
             symbols=list(syms),
-            timeframe=M1,
+            timeframe=self._timeframe,
             start=warmup,
             end=live,
         )
@@ -297,7 +332,9 @@ class OnlineIngestService:
         if open_time <= cursor:
             self._late(symbol, open_time, frame)
             return
-        skipped = (open_time - cursor) // M1.duration - 1
+        # in the market's bars: a weekend or a night between the two is no skip
+        windows = self._windows_of(symbol)
+        skipped = windows.slots_between(to_micros(cursor), to_micros(open_time)) - 1
         if skipped > 0:
             self._counts.gaps += 1
             self._counts.missing_bars += skipped
@@ -307,7 +344,7 @@ class OnlineIngestService:
                 missing_bars=skipped,
                 after=cursor.isoformat(),
             )
-        self._repo.upsert_bars(symbol, M1, frame)
+        self._repo.upsert_bars(symbol, self._timeframe, frame)
         self._cursor[symbol] = open_time
         self._publish_online(symbol, bar, open_time, received)
         self._counts.bars_streamed += 1
@@ -318,15 +355,16 @@ class OnlineIngestService:
         Invalid rows are quarantined rather than failing the message: the valid bars of the
         batch are still worth keeping, and a redelivery would be just as invalid.
         """
-        if event.timeframe is M1:
+        if event.timeframe.minutes <= self._timeframe.minutes:
             raise ResampledBarsRejectedError(
-                f"{event.symbol}: store-resampled request for 1m bars would overwrite raw live "
-                "data; resampled bars must be of a higher timeframe"
+                f"{event.symbol}: store-resampled request for {event.timeframe} bars would "
+                f"overwrite raw live data (this session streams {self._timeframe} bars); "
+                f"resampled bars must be of a timeframe coarser than {self._timeframe}"
             )
         if not event.bars:
             return UpsertResult(0, 0)
         frame = _resampled_frame(event.bars)
-        check = validate_bars(frame, event.timeframe)
+        check = validate_bars(frame, event.timeframe, calendar=self.calendar_of(event.symbol))
         if not check.ok:
             rows = _rule_rows(frame, check.row_rules)
             self._repo.quarantine(event.symbol, event.timeframe, rows, event.event_id)
@@ -368,7 +406,9 @@ class OnlineIngestService:
         reports: list[IngestReport] = []
         for symbol in symbols:
             for rng in self._missing_ranges(symbol, warmup, live):
-                request = TrainingDataRequest((symbol,), rng, request_id=correlation)
+                request = TrainingDataRequest(
+                    (symbol,), rng, request_id=correlation, timeframe=self._timeframe
+                )
                 report = self._history.ingest_history(request, request_preprocessing=False)
                 reports.append(report)
                 log.info(
@@ -380,36 +420,47 @@ class OnlineIngestService:
                 )
         return reports
 
+    def _bar_before(self, symbol: Symbol, live: datetime) -> datetime:
+        """The key of the last bar the market makes before ``live``: the cursor a session starts
+        with (on 24/7, ``live`` minus one bar)."""
+        return history_start(self.calendar_of(symbol), self._timeframe, live, 1)
+
     def _missing_ranges(self, symbol: Symbol, warmup: datetime, live: datetime) -> list[TimeRange]:
-        cov = self._repo.coverage(symbol, M1)
+        tf = self._timeframe
+        cov = self._repo.coverage(symbol, tf)
         if cov is None:
             return [TimeRange(warmup, live)]
         first, last = utc(cov.first_open_time), utc(cov.last_open_time)
         out: list[TimeRange] = []
         if first > warmup:
             out.append(TimeRange(warmup, min(first, live)))
-        tail = max(last + M1.duration, warmup)
+        tail = max(last + tf.duration, warmup)
         if tail < live:
             out.append(TimeRange(tail, live))
         return out
 
     def _valid(self, bar: Bar, frame: pl.DataFrame) -> bool:
-        if bar.timeframe is not M1:
+        tf = self._timeframe
+        if bar.timeframe is not tf:
             rules = ["timeframe"]
-            detail = f"a {bar.timeframe.value} bar on the 1m live stream"
+            detail = f"a {bar.timeframe.value} bar on the {tf.value} live stream"
         else:
-            check = validate_bars(frame, M1)
+            check = validate_bars(frame, tf)
             if check.ok:
-                return True
-            rules = [r.value for r in check.row_rules.get(0, [])]
-            first = check.first_violation()
-            detail = first.detail if first else check.summary()
+                closed = self._closed_at(bar)
+                if closed is None:
+                    return True
+                rules, detail = [Rule.MARKET_CLOSED.value], closed
+            else:
+                rules = [r.value for r in check.row_rules.get(0, [])]
+                first = check.first_violation()
+                detail = first.detail if first else check.summary()
         self._counts.invalid += 1
         rows = frame.with_columns(
             pl.lit(rules[0] if rules else "invalid").alias("rule"),
             pl.lit(",".join(rules)).alias("detail"),
         )
-        self._repo.quarantine(bar.symbol, M1, rows, self._quarantine_batch)
+        self._repo.quarantine(bar.symbol, tf, rows, self._quarantine_batch)
         log.warning(
             "invalid live bar quarantined",
             symbol=str(bar.symbol),
@@ -419,12 +470,25 @@ class OnlineIngestService:
         )
         return False
 
+    def _closed_at(self, bar: Bar) -> str | None:
+        """Why an on-grid bar is no bar of its market (`Rule.MARKET_CLOSED`), or None. Checked
+        with the symbol's `BarWindows` (a bisect), not the calendar: this runs on every bar."""
+        windows = self._windows_of(bar.symbol)
+        if windows.calendar.always_open:
+            return None
+        try:
+            windows.close(to_micros(utc(bar.open_time)))
+        except ValueError as exc:
+            return str(exc)
+        return None
+
     def _late(self, symbol: Symbol, open_time: datetime, frame: pl.DataFrame) -> None:
-        stored = self._repo.read_bars(symbol, M1, open_time, open_time + M1.duration)
+        tf = self._timeframe
+        stored = self._repo.read_bars(symbol, tf, open_time, open_time + tf.duration)
         if not stored.is_empty() and _same_values(stored.row(0), frame.row(0)):
             self._counts.duplicates += 1
             return
-        self._repo.upsert_bars(symbol, M1, frame)
+        self._repo.upsert_bars(symbol, tf, frame)
         if stored.is_empty():
             self._counts.late_fills += 1
             what = "late bar stored (not republished)"
@@ -436,12 +500,13 @@ class OnlineIngestService:
     def _publish_online(
         self, symbol: Symbol, bar: Bar, open_time: datetime, received: float
     ) -> None:
-        close_time = open_time + M1.duration
+        # the calendar close: an XLON 1h bar keyed 15:00 closes 15:30 (24/7: open + timeframe)
+        close_time = from_micros(self._windows_of(symbol).close(to_micros(open_time)))
         event = PreprocessDataRequested(
             correlation_id=bar_correlation_id(symbol, open_time),
             mode=ProcessingMode.ONLINE,
             symbols=[symbol],
-            timeframe=M1,
+            timeframe=self._timeframe,
             start=open_time,
             end=close_time,
             bar_close_time=close_time,

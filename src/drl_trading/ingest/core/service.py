@@ -29,7 +29,7 @@ from drl_trading.common.events import (
     Topic,
     new_id,
 )
-from drl_trading.common.ports import MarketDataRepository, MessageBus
+from drl_trading.common.ports import Coverage, MarketDataRepository, MessageBus
 from drl_trading.ingest.core.ports import SOURCE_ROW, HistoricalDataProvider, RowNumberedProvider
 from drl_trading.ingest.core.spacing import MIN_ROWS, check_spacing
 from drl_trading.ingest.core.validation import (
@@ -69,27 +69,38 @@ class TrainingDataRequest:
         return self.range.start - self.warmup
 
 
-PREPROCESSED_TIMEFRAMES = frozenset({Timeframe.M1})
-"""The stored timeframes preprocessing reads (it resamples 1m bars; coarser ones come next)."""
+class FinerBarsStoredError(UsageError):
+    """Bars finer than the requested timeframe are stored over the requested range: the stored
+    bars of the requested timeframe there were resampled from them, and ingesting others over
+    them would mix two sources in one series (exit code 2, before any fetch)."""
 
-
-class PreprocessTimeframeError(UsageError):
-    """Preprocessing was asked for bars it cannot read yet (exit code 2, before any fetch)."""
-
-    def __init__(self, timeframe: Timeframe) -> None:
+    def __init__(
+        self, timeframe: Timeframe, finer: Timeframe, held: dict[Symbol, Coverage]
+    ) -> None:
         self.timeframe = timeframe
+        self.finer = finer
+        each = "; ".join(
+            f"{s} {c.first_open_time:%Y-%m-%d %H:%M} .. {c.last_open_time:%Y-%m-%d %H:%M}"
+            for s, c in held.items()
+        )
         super().__init__(
-            f"preprocessing reads 1m bars only, and these are {timeframe} bars: preprocessing "
-            f"from coarser bars comes next; ingest the {timeframe} bars without preprocessing, "
-            "or ingest 1m bars"
+            f"{finer} bars are stored over the requested range ({each}), so the {timeframe} bars "
+            f"there are resampled from them; ingest {finer} bars again (preprocessing makes the "
+            f"{timeframe} ones), or ingest {timeframe} bars into another --home or another range"
         )
 
 
-def require_preprocessable(request: TrainingDataRequest) -> None:
-    """Raise `PreprocessTimeframeError` unless preprocessing can read ``request``'s bars: the
-    published request would otherwise send preprocess to read 1m bars that are not there."""
-    if request.timeframe not in PREPROCESSED_TIMEFRAMES:
-        raise PreprocessTimeframeError(request.timeframe)
+def require_no_finer_bars(market_data: MarketDataRepository, request: TrainingDataRequest) -> None:
+    """Raise `FinerBarsStoredError` if bars finer than ``request.timeframe`` are stored for its
+    symbols anywhere in what it would fetch (its warm-up included)."""
+    wanted = set(request.symbols)
+    for finer in Timeframe:
+        if finer.minutes >= request.timeframe.minutes:
+            continue
+        held = market_data.coverages(finer, request.fetch_from, request.range.end)
+        clash = {s: c for s, c in held.items() if s in wanted}
+        if clash:
+            raise FinerBarsStoredError(request.timeframe, finer, clash)
 
 
 class BatchRejectedError(Exception):
@@ -200,8 +211,7 @@ class IngestService:
         mode: ProcessingMode = ProcessingMode.OFFLINE,
         on_progress: ProgressCallback | None = None,
     ) -> IngestReport:
-        if request_preprocessing:
-            require_preprocessable(request)  # before any fetch: nothing stored, nothing published
+        require_no_finer_bars(self._repo, request)  # before any fetch: nothing stored
         report = IngestReport(request.request_id, self._provider.name, request.range, symbols=[])
         for symbol in request.symbols:
             report.symbols.append(self._ingest_symbol(symbol, request, on_progress))
@@ -213,9 +223,8 @@ class IngestService:
         self, request: TrainingDataRequest, mode: ProcessingMode = ProcessingMode.OFFLINE
     ) -> PreprocessDataRequested:
         """Publish the preprocessing request of ``request``'s stored bars (correlation id: the
-        request's id); `ingest_history` does this itself unless told not to.
-        `PreprocessTimeframeError` for bars preprocessing cannot read yet."""
-        require_preprocessable(request)
+        request's id); `ingest_history` does this itself unless told not to. The request
+        carries the data timeframe: preprocessing reads the bars stored under it."""
         event = PreprocessDataRequested(
             correlation_id=request.request_id,
             mode=mode,

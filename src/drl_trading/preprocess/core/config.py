@@ -15,5 +15,8 @@ class PreprocessSettings(BaseModel):
     )
     store_timeframes: tuple[Timeframe, ...] = Field(
         (Timeframe.M5, Timeframe.M15, Timeframe.M30, Timeframe.H1, Timeframe.H4, Timeframe.D1),
-        description="Higher timeframes resampled and stored, besides those the features use.",
+        description=(
+            "Higher timeframes resampled and stored, besides those the features use; those not "
+            "coarser than the data's timeframe are skipped (the data's own bars are stored)."
+        ),
     )

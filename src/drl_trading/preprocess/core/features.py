@@ -4,6 +4,11 @@ Each timeframe's features are stamped with ``available_at``, the close time of t
 computed from. A base row at ``event_time`` (its own close time) takes, for every timeframe, the
 row with the latest ``available_at <= event_time``: a higher-timeframe bar contributes only once
 it has closed, so no feature ever sees the future. Calendar encodings use the base bar's open time.
+
+Close times are the market calendar's (`drl_trading.common.bar_windows.bar_closes`): an XLON 1h
+bar keyed 15:00 closes at 15:30, an FX daily bar labelled D at 21:00 or 22:00 UTC on D, which is
+when the online engine emits them too. On the 24/7 calendar (or without one) a bar closes at its
+open plus its duration.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from drl_trading.common.bar_windows import bar_closes
 from drl_trading.common.bars import TIME_DTYPE
+from drl_trading.common.calendar import MarketCalendar
 from drl_trading.common.domain import Timeframe
 from drl_trading.preprocess.core import indicators as ind
 from drl_trading.strategy.feature_set import (
@@ -62,11 +69,31 @@ def indicator_columns(spec: IndicatorSpec, bars: pl.DataFrame) -> dict[str, np.n
     raise TypeError(f"unknown indicator spec {spec!r}")  # pragma: no cover - exhaustive above
 
 
-def timeframe_features(bars: pl.DataFrame, tf_spec: TimeframeFeatures) -> pl.DataFrame:
-    """``available_at`` plus this timeframe's feature columns (suffixed ``__<tf>``)."""
+def close_times(
+    bars: pl.DataFrame, timeframe: Timeframe, calendar: MarketCalendar | None = None
+) -> pl.Series:
+    """When each of ``bars`` (of ``timeframe``) closes on ``calendar`` (None: 24/7), as UTC
+    datetimes."""
+    if calendar is None or calendar.always_open:
+        return bars["open_time"] + timeframe.duration
+    keys = bars["open_time"].dt.epoch("us").to_numpy()
+    closes = bar_closes(calendar, timeframe, keys)
+    return (
+        pl.Series("open_time", closes, dtype=pl.Int64)
+        .cast(pl.Datetime("us"))
+        .dt.replace_time_zone("UTC")
+        .cast(TIME_DTYPE)
+    )
+
+
+def timeframe_features(
+    bars: pl.DataFrame, tf_spec: TimeframeFeatures, calendar: MarketCalendar | None = None
+) -> pl.DataFrame:
+    """``available_at`` (the bars' calendar close) plus this timeframe's feature columns
+    (suffixed ``__<tf>``)."""
     tf = tf_spec.timeframe
     data: dict[str, object] = {
-        "available_at": bars["open_time"] + tf.duration,
+        "available_at": close_times(bars, tf, calendar),
     }
     for spec in tf_spec.indicators:
         for name, values in indicator_columns(spec, bars).items():
@@ -108,16 +135,19 @@ class FeatureMatrix:
 
 
 def build_feature_matrix(
-    bars_by_tf: dict[Timeframe, pl.DataFrame], spec: FeatureSetSpec
+    bars_by_tf: dict[Timeframe, pl.DataFrame],
+    spec: FeatureSetSpec,
+    calendar: MarketCalendar | None = None,
 ) -> FeatureMatrix:
-    """Compute every timeframe's features and align them onto ``spec.base_timeframe``."""
+    """Compute every timeframe's features and align them onto ``spec.base_timeframe``, at the
+    bars' closes on ``calendar`` (None: 24/7)."""
     base_tf = spec.base_timeframe
     base = bars_by_tf[base_tf]
-    matrix = pl.DataFrame({EVENT_TIME: base["open_time"] + base_tf.duration}).with_columns(
+    matrix = pl.DataFrame({EVENT_TIME: close_times(base, base_tf, calendar)}).with_columns(
         pl.col(EVENT_TIME).cast(TIME_DTYPE)
     )
     for tf_spec in spec.timeframes:
-        feats = timeframe_features(bars_by_tf[tf_spec.timeframe], tf_spec)
+        feats = timeframe_features(bars_by_tf[tf_spec.timeframe], tf_spec, calendar)
         matrix = matrix.join_asof(
             feats, left_on=EVENT_TIME, right_on="available_at", strategy="backward"
         ).drop("available_at")

@@ -1,26 +1,30 @@
-"""Online preprocessing: catch-up from history, then one 1m bar at a time.
+"""Online preprocessing: catch-up from history, then one bar of the data timeframe at a time.
 
-Catch-up builds each symbol's `OnlineFeatureEngine` by feeding it the stored 1m history from the
-feature set's look-back before the request's start: the same arithmetic as the offline path, and
-enough history for every indicator's seed to weigh less than `SEED_WEIGHT_TOLERANCE` by the first
-live bar, so the served values equal the offline ones to 1e-9 wherever either history started
-(where the store holds less, both start from its first bar). A live bar for a symbol without
-state (the process restarted mid-stream: ingest's catch-up went to its previous life) rebuilds it
-the same way from the stored bars before that bar, so a restarted preprocess resumes from where
-its consumer group left off without missing a vector. Each live bar then costs a
-constant amount of work: resamplers, indicators, one online-store write when a base bar closes,
-and events for what closed (``requested.store-resampled-data`` for higher-timeframe bars,
-``completed.preprocess-data.online`` for a new feature vector).
+The data timeframe is the request's ``timeframe`` (the bars ingest stores and streams, 1m by
+default), and bars are keyed and closed on the symbol's market calendar, as offline.
+
+Catch-up builds each symbol's `OnlineFeatureEngine` by feeding it the stored history from the
+feature set's look-back (in the market's bars) before the request's start: the same arithmetic
+as the offline path, and enough history for every indicator's seed to weigh less than
+`SEED_WEIGHT_TOLERANCE` by the first live bar, so the served values equal the offline ones to
+1e-9 wherever either history started (where the store holds less, both start from its first
+bar). A live bar for a symbol without state (the process restarted mid-stream: ingest's catch-up
+went to its previous life) rebuilds it the same way from the stored bars before that bar, so a
+restarted preprocess resumes from where its consumer group left off without missing a vector.
+Each live bar then costs a constant amount of work: resamplers, indicators, one online-store
+write when a base bar closes, and events for what closed (``requested.store-resampled-data`` for
+higher-timeframe bars, ``completed.preprocess-data.online`` for a new feature vector).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import structlog
 
+from drl_trading.common.calendar import CalendarBook, MarketCalendar
 from drl_trading.common.domain import Bar, Symbol, Timeframe, utc
 from drl_trading.common.events import (
     PreprocessDataCompleted,
@@ -33,7 +37,13 @@ from drl_trading.common.events import (
 )
 from drl_trading.common.latency import stamp
 from drl_trading.common.ports import FeatureStore, MarketDataRepository
+from drl_trading.preprocess.core.checks import require_base_at_least
 from drl_trading.preprocess.core.completion import preprocess_completed
+from drl_trading.preprocess.core.history import read_start, settle_start
+from drl_trading.preprocess.core.market_sessions import (
+    require_daily_buildable,
+    require_in_sessions,
+)
 from drl_trading.preprocess.core.online import OnlineFeatureEngine, OnlineRow
 from drl_trading.strategy.feature_set import FeatureSetSpec
 from drl_trading.strategy.feature_view import view_for
@@ -54,6 +64,8 @@ class OnlineStats:
 
 
 class OnlinePreprocessService:
+    """``calendars``: each symbol's market calendar (None: every symbol trades 24/7)."""
+
     def __init__(
         self,
         market_data: MarketDataRepository,
@@ -61,6 +73,7 @@ class OnlinePreprocessService:
         feature_set: FeatureSetSpec,
         *,
         on_row: RowCallback | None = None,
+        calendars: CalendarBook | None = None,
     ) -> None:
         self._repo = market_data
         self._features = feature_store
@@ -69,7 +82,15 @@ class OnlinePreprocessService:
         self.engines: dict[Symbol, OnlineFeatureEngine] = {}
         self.stats = OnlineStats()
         self.on_row = on_row  # e.g. recording every served vector (`paper --record-features`)
+        self._calendars = calendars
         self._registered = False
+
+    def calendar_of(self, symbol: Symbol) -> MarketCalendar | None:
+        """``symbol``'s market calendar; None when no book was given (24/7)."""
+        return None if self._calendars is None else self._calendars.for_symbol(symbol)
+
+    def _engine(self, symbol: Symbol, data_tf: Timeframe) -> OnlineFeatureEngine:
+        return OnlineFeatureEngine(self.feature_set, symbol, data_tf, self.calendar_of(symbol))
 
     def _register(self) -> None:
         if not self._registered:
@@ -79,11 +100,13 @@ class OnlinePreprocessService:
     # -- catch-up -------------------------------------------------------------------------------
 
     def catch_up(self, request: PreprocessDataRequested) -> PreprocessDataCompleted:
-        """Rebuild each symbol's state from stored 1m bars in [start - look-back, end)."""
+        """Rebuild each symbol's state from the stored bars of the request's timeframe in
+        [start - look-back, end)."""
+        require_base_at_least(self.feature_set, request.timeframe)
         self._register()
         outputs = []
         for symbol in request.symbols:
-            engine = OnlineFeatureEngine(self.feature_set, symbol)
+            engine = self._engine(symbol, request.timeframe)
             start, end = utc(request.start), utc(request.end)
             last: OnlineRow | None = None
             counts: dict[Timeframe, int] = {}
@@ -119,12 +142,21 @@ class OnlinePreprocessService:
     def on_bar(
         self, request: PreprocessDataRequested
     ) -> tuple[list[StoreResampledDataRequested], PreprocessDataCompleted | None]:
-        """Feed the request's new 1m bar(s); returns the events to publish."""
+        """Feed the request's new bar(s) of its timeframe; returns the events to publish."""
+        require_base_at_least(self.feature_set, request.timeframe)
         self._register()
         stores: list[StoreResampledDataRequested] = []
         newest: datetime | None = None
         for symbol in request.symbols:
             engine = self.engines.get(symbol)
+            if engine is not None and engine.source is not request.timeframe:
+                log.info(
+                    "data timeframe changed; rebuilding the online state",
+                    symbol=str(symbol),
+                    was=engine.source.value,
+                    now=request.timeframe.value,
+                )
+                engine = None
             if engine is None:
                 engine = self._rewarm(request, symbol)
             for bar in self._new_bars(request, symbol, engine):
@@ -147,13 +179,13 @@ class OnlinePreprocessService:
         return stores, done
 
     def _rewarm(self, request: PreprocessDataRequested, symbol: Symbol) -> OnlineFeatureEngine:
-        """State for ``symbol`` from the stored 1m bars before the request's first bar (ingest
+        """State for ``symbol`` from the stored bars before the request's first bar (ingest
         stores a bar before it publishes it): from the session's catch-up origin, exactly the bars
         catch-up and the live stream fed the lost state; without it (an older producer), from the
         look-back before the bar, which settles every indicator as well (to 1e-12 of its seed)
         when the store holds that history."""
         first = min(utc(b.open_time) for b in request.bars) if request.bars else utc(request.start)
-        engine = OnlineFeatureEngine(self.feature_set, symbol)
+        engine = self._engine(symbol, request.timeframe)
         origin = request.catchup_start if request.catchup_start is not None else first
         if request.catchup_start is None:
             log.info("no catch-up origin on the request; rebuilding from the look-back")
@@ -171,16 +203,22 @@ class OnlinePreprocessService:
     def _feed_stored(
         self, engine: OnlineFeatureEngine, symbol: Symbol, origin: datetime, end: datetime
     ) -> Iterator[tuple[list[Bar], list[OnlineRow]]]:
-        """Feed ``engine`` the stored 1m bars of [origin - look-back, end), yielding what each
-        closed and computed: the one warm-up both catch-up and a rebuild after a restart use."""
-        since = origin - self.feature_set.lookback()
-        bars = self._repo.read_bars(symbol, Timeframe.M1, since, end)
-        if bars.height and bars["open_time"][0] > end - self.feature_set.settle_time():
+        """Feed ``engine`` the stored bars of its data timeframe in [origin - look-back, end),
+        yielding what each closed and computed: the one warm-up both catch-up and a rebuild
+        after a restart use."""
+        calendar = engine.calendar
+        since = read_start(self.feature_set, calendar, origin)
+        if Timeframe.D1 in self.feature_set.all_timeframes and engine.source is not Timeframe.D1:
+            require_daily_buildable(symbol, calendar, engine.source, since, end)
+        bars = self._repo.read_bars(symbol, engine.source, since, end)
+        require_in_sessions(symbol, calendar, engine.source, bars)
+        needed = settle_start(self.feature_set, calendar, end)
+        if bars.height and bars["open_time"][0] > needed:
             log.warning(
                 "online state built on less than the feature set's warm-up",
                 symbol=str(symbol),
                 first_stored=bars["open_time"][0].isoformat(),
-                needed_from=(end - self.feature_set.settle_time()).isoformat(),
+                needed_from=needed.isoformat(),
                 note="values match the offline features computed on the same stored history",
             )
         for t, o, h, lo, c, v in bars.select(
@@ -196,8 +234,9 @@ class OnlinePreprocessService:
             bars = list(request.bars)
         else:
             end = request.bar_close_time or request.end
-            begin = last + timedelta(minutes=1) if last is not None else request.start
-            frame = self._repo.read_bars(symbol, Timeframe.M1, begin, utc(end))
+            after = engine.next_open_time()
+            begin = after if after is not None else request.start
+            frame = self._repo.read_bars(symbol, engine.source, begin, utc(end))
             bars = [ResampledBar(**r) for r in frame.iter_rows(named=True)]
         fresh = [b for b in bars if last is None or utc(b.open_time) > last]
         self.stats.skipped_old_bars += len(bars) - len(fresh)  # redelivered: already counted

@@ -10,6 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from drl_trading.common.domain import Timeframe
 from drl_trading.common.model_registry import ModelVersion
 from drl_trading.evaluation.backtest import BacktestResult
 from drl_trading.evaluation.report import BacktestReport
@@ -78,3 +79,9 @@ def backtest_documents(
         html=render_report(report),
         metrics_json=json.dumps(payload, indent=2, default=str),
     )
+
+
+def annualisation_line(periods_per_year: float, calendar: str, base: Timeframe) -> str:
+    """The report's line on how its figures were annualised: ``6,258 1h bars a year (market
+    calendar fx)``; Sharpe, Sortino and volatility scale by the square root of this figure."""
+    return f"{periods_per_year:,.6g} {base.value} bars a year (market calendar {calendar})"

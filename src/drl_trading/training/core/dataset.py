@@ -5,12 +5,19 @@ unused bars between two parts: a training step's reward looks one bar ahead and 
 back, so without a gap the last training rewards would be priced on bars the validation scores.
 Walk-forward folds slide the validation window forward over the non-test part, each fold
 training on everything before its validation window (an expanding window).
+
+On a 24/7 market the range is cut by fractions of its length, boundaries on the base-bar grid.
+On a market that closes (FX weekends, exchange nights and holidays) it is cut by fractions of
+the market's bars in it (`drl_trading.common.bar_windows.bar_slots`; daily bars are sessions),
+each boundary the key of a bar, and the embargo is ``embargo / base`` bars of the market: a
+weekend counts for no bar, so a part is never mostly closure.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,7 +25,9 @@ from datetime import datetime, timedelta
 import numpy as np
 import polars as pl
 
-from drl_trading.common.domain import Timeframe, TimeRange
+from drl_trading.common.bar_windows import bar_closes, bar_slots, slot_ordinals
+from drl_trading.common.calendar import MarketCalendar
+from drl_trading.common.domain import Timeframe, TimeRange, from_micros, to_micros
 from drl_trading.common.market_series import MarketSeries
 
 
@@ -74,13 +83,16 @@ def make_splits(
     *,
     min_bars: int = 2,
     what: Callable[[], str] | None = None,
+    calendar: MarketCalendar | None = None,
 ) -> Splits:
-    """Cut ``rng`` by fractions of its length (boundaries on the base-bar grid). Every part
-    (each fold's training and validation, the test) spans at least ``min_bars`` base bars and
-    training at least `MIN_TRAIN_FRACTION` of ``rng``; a shorter ``rng`` is a `SplitError`
-    giving its length and the least length these settings need. ``what`` names ``rng`` in
-    that message (default: "the range ..."); it is called only for the message, so that what
-    it costs (a store query) is not paid by every split that fits."""
+    """Cut ``rng`` by fractions of its length (boundaries on the base-bar grid), or, on a
+    ``calendar`` that closes, by fractions of the market's base bars in ``rng`` (boundaries at
+    bar keys; see the module). Every part (each fold's training and validation, the test)
+    spans at least ``min_bars`` base bars and training at least `MIN_TRAIN_FRACTION` of
+    ``rng``; a shorter ``rng`` is a `SplitError` giving its length and the least length these
+    settings need. ``what`` names ``rng`` in that message (default: "the range ..."); it is
+    called only for the message, so that what it costs (a store query) is not paid by every
+    split that fits."""
     if not 0 < validation_fraction < 1 or not 0 < test_fraction < 1:
         raise SplitError("validation and test fractions must be in (0, 1)")
     if validation_fraction * folds + test_fraction >= 1 - MIN_TRAIN_FRACTION:
@@ -89,6 +101,10 @@ def make_splits(
         raise SplitError("folds must be >= 1")
     if min_bars < 1:
         raise SplitError("min_bars must be >= 1")
+    if calendar is not None and not calendar.always_open:
+        return _slot_splits(
+            rng, base, validation_fraction, test_fraction, embargo, folds, min_bars, what, calendar
+        )
     total = rng.end - rng.start
     step = base.duration
     least = step * min_bars
@@ -122,6 +138,81 @@ def make_splits(
             "test_fraction or embargo"
         )
     return Splits(tuple(out), TimeRange(test_start, rng.end), embargo)
+
+
+def embargo_bars(embargo: timedelta, base: Timeframe) -> int:
+    """The embargo in base bars on a market that closes: as many whole bars as fit in it (a
+    24/7 split leaves exactly these out too: 12 h is 12 1h bars, 0 1d bars)."""
+    return embargo // base.duration
+
+
+def _slot_splits(
+    rng: TimeRange,
+    base: Timeframe,
+    validation_fraction: float,
+    test_fraction: float,
+    embargo: timedelta,
+    folds: int,
+    min_bars: int,
+    what: Callable[[], str] | None,
+    calendar: MarketCalendar,
+) -> Splits:
+    """`make_splits` on the market's bars: the same cuts as the 24/7 code, in bar positions
+    (position ``i`` is the ``i``-th bar keyed in ``rng``; a part ``[a, b)`` of positions is the
+    time range from bar ``a``'s key to bar ``b``'s, or to ``rng.end`` for the last)."""
+    keys = bar_slots(calendar, base, rng.start, rng.end)
+    n = int(keys.size)
+    gap = embargo_bars(embargo, base)
+
+    def at(i: int) -> datetime:
+        return rng.end if i >= n else from_micros(int(keys[i]))
+
+    test_start = math.floor(n - n * test_fraction)
+    val_len = n * validation_fraction
+    out: list[Fold] = []
+    short = n - test_start < min_bars
+    for k in range(folds):
+        val_end = math.floor(test_start - gap - val_len * (folds - 1 - k))
+        val_start = math.floor(val_end - val_len)
+        train_end = val_start - gap
+        if train_end < max(n * MIN_TRAIN_FRACTION, min_bars) or val_end - val_start < min_bars:
+            short = True
+            break
+        out.append(Fold(TimeRange(rng.start, at(train_end)), TimeRange(at(val_start), at(val_end))))
+    if short:
+        need = split_bars_needed(validation_fraction, test_fraction, gap, folds, min_bars)
+        folded = f" x {folds} folds" if folds > 1 else ""
+        raise SplitError(
+            f"too little data for the splits: {what() if what else f'the range {rng}'}, "
+            f"{n} {base.value} bars of market calendar {calendar.name}; the splits "
+            f"(training.split) need at least {need} bars: validation {validation_fraction:.0%}"
+            f"{folded} and test {test_fraction:.0%} of them, an embargo of {gap} bars "
+            f"({length(embargo)}) between the parts, and training at least "
+            f"{MIN_TRAIN_FRACTION:.0%} of them; every part at least {min_bars} bars. "
+            "Ingest a longer range, or lower training.split.validation_fraction, "
+            "test_fraction or embargo"
+        )
+    return Splits(tuple(out), TimeRange(at(test_start), rng.end), embargo)
+
+
+def split_bars_needed(
+    validation_fraction: float,
+    test_fraction: float,
+    gap_bars: int,
+    folds: int = 1,
+    min_bars: int = 2,
+) -> int:
+    """The least number of market bars `make_splits` cuts on a calendar that closes: the
+    bound of `split_length_needed` counted in bars (three boundaries floored, each taking up
+    to a bar from training); ``gap_bars``: the embargo in bars (`embargo_bars`)."""
+    train_share = 1 - test_fraction - folds * validation_fraction
+    need = max(
+        min_bars / test_fraction,
+        min_bars / validation_fraction,
+        (2 * gap_bars + min_bars + 3) / train_share,
+        (2 * gap_bars + 3) / (train_share - MIN_TRAIN_FRACTION),
+    )
+    return math.ceil(need)
 
 
 def length(span: timedelta) -> str:
@@ -163,24 +254,41 @@ def split_length_needed(
     return -((-need) // step) * step
 
 
-def stored_range(frame: pl.DataFrame, base: Timeframe, requested: TimeRange) -> TimeRange:
+def stored_range(
+    frame: pl.DataFrame,
+    base: Timeframe,
+    requested: TimeRange,
+    calendar: MarketCalendar | None = None,
+) -> TimeRange:
     """The part of ``requested`` the feature rows of ``frame`` cover (column
-    ``bar_open_time``): the first row's bar to the last row's bar + one ``base`` bar. The splits
-    are cut over it, not over ``requested``: a requested range wider than the stored data would
-    otherwise put parts where there is none (and the warm-up before the first feature row
-    would eat the training part)."""
+    ``bar_open_time``): the first row's bar to the last row's bar's close (one ``base`` bar
+    later on a 24/7 market, the ``calendar``'s close otherwise). The splits are cut over it,
+    not over ``requested``: a requested range wider than the stored data would otherwise put
+    parts where there is none (and the warm-up before the first feature row would eat the
+    training part)."""
     times = frame["bar_open_time"]
     first, last = times.min(), times.max()
     assert isinstance(first, datetime)
     assert isinstance(last, datetime)
-    return TimeRange(max(requested.start, first), min(requested.end, last + base.duration))
+    if calendar is None or calendar.always_open:
+        end = last + base.duration
+    else:
+        (close,) = bar_closes(calendar, base, [to_micros(last)])
+        end = from_micros(int(close))
+    return TimeRange(max(requested.start, first), min(requested.end, end))
 
 
 def series_from_frame(
-    frame: pl.DataFrame, columns: tuple[str, ...], base: Timeframe, rng: TimeRange | None = None
+    frame: pl.DataFrame,
+    columns: tuple[str, ...],
+    base: Timeframe,
+    rng: TimeRange | None = None,
+    calendar: MarketCalendar | None = None,
 ) -> list[MarketSeries]:
     """One `MarketSeries` per symbol and run of consecutive bars: a missing bar splits a series,
-    because the environment's "next open" must be the next bar's open."""
+    because the environment's "next open" must be the next bar's open. Consecutive means
+    neighbouring bars of the market (`slot_ordinals` one apart): on a ``calendar`` that closes,
+    an FX weekend or an exchange night is no missing bar (None: 24/7, one ``base`` apart)."""
     if rng is not None:
         frame = frame.filter(
             (pl.col("bar_open_time") >= rng.start) & (pl.col("bar_open_time") < rng.end)
@@ -194,7 +302,11 @@ def series_from_frame(
         feats = part.select(columns).to_numpy().astype(np.float32)
         opens = part["bar_open"].to_numpy().astype(np.float64)
         closes = part["bar_close"].to_numpy().astype(np.float64)
-        breaks = np.flatnonzero(np.diff(times.astype(np.int64)) != step_us) + 1
+        if calendar is None or calendar.always_open:
+            breaks = np.flatnonzero(np.diff(times.astype(np.int64)) != step_us) + 1
+        else:
+            keys = part["bar_open_time"].dt.epoch("us").to_numpy()
+            breaks = np.flatnonzero(np.diff(slot_ordinals(calendar, base, keys)) != 1) + 1
         bounds = [0, *breaks.tolist(), len(times)]
         for a, b in itertools.pairwise(bounds):
             if b - a >= 2:

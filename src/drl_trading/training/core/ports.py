@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
+from drl_trading.common.domain import Symbol, Timeframe
 from drl_trading.common.model_registry import ExperimentRun, ModelVersion
 from drl_trading.policy.package import ModelManifest, ObsNormalization
 from drl_trading.policy.predictor import Predictor
@@ -107,6 +109,14 @@ class LibraryVersions(Protocol):
         """``python`` and each distribution of ``names`` with its installed version ("not
         installed" for a missing one): what a registered model records to be rebuilt."""
         ...
+
+
+# -- the data ------------------------------------------------------------------------------------
+
+DataTimeframeLookup = Callable[[tuple[Symbol, ...], datetime, datetime], Timeframe]
+"""The timeframe the bars of ``symbols`` over ``[start, end)`` were ingested under (the finest
+stored there: preprocess stores only coarser ones); raises when they differ between symbols. A
+model records it, so that what serves it reads bars of that timeframe."""
 
 
 # -- model packages ------------------------------------------------------------------------------

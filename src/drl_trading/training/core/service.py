@@ -13,8 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from drl_trading.common.bar_windows import bar_closes, bars_per_year
+from drl_trading.common.calendar import CalendarBook, MarketCalendar
 from drl_trading.common.costs import CostModel
-from drl_trading.common.domain import Symbol, Timeframe, TimeRange
+from drl_trading.common.domain import Symbol, Timeframe, TimeRange, from_micros, to_micros
 from drl_trading.common.feature_dataset import load_feature_matrix
 from drl_trading.common.market_series import MarketSeries
 from drl_trading.common.model_registry import (
@@ -31,7 +33,7 @@ from drl_trading.policy.predictor import Predictor
 from drl_trading.strategy.api import Strategy
 from drl_trading.strategy.feature_set import FeatureSetSpec
 from drl_trading.strategy.feature_view import view_for
-from drl_trading.training.core.backtest_report import backtest_documents
+from drl_trading.training.core.backtest_report import annualisation_line, backtest_documents
 from drl_trading.training.core.config import TrainingSettings
 from drl_trading.training.core.dataset import (
     Splits,
@@ -44,6 +46,7 @@ from drl_trading.training.core.env import EnvConfig, TradingEnv
 from drl_trading.training.core.gate import evaluate_gate
 from drl_trading.training.core.ports import (
     CodeRevision,
+    DataTimeframeLookup,
     FitJob,
     FittedModel,
     LibraryVersions,
@@ -77,12 +80,19 @@ class TrainingError(RuntimeError):
     pass
 
 
+ALWAYS_OPEN = "24/7"
+"""The calendar name a model trained without a calendar book records (every symbol 24/7)."""
+
+
 @dataclass(frozen=True)
 class TrainingRequest:
     symbols: tuple[Symbol, ...]
     range: TimeRange
     correlation_id: str
     total_timesteps: int | None = None
+    data_timeframe: Timeframe | None = None
+    """The timeframe the symbols' bars were ingested under (recorded in the model's manifest);
+    None: the service's ``data_timeframe`` lookup decides (default 1m)."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +118,11 @@ class TrainingService:
     """Trains, registers, gates and backtests one model per `train` call.
 
     ``trainer`` fits the policies, ``revision`` tells which code trained them (logged with the
-    run) and ``reports`` keeps the test backtest's report.
+    run) and ``reports`` keeps the test backtest's report. ``calendars``: each symbol's market
+    calendar (None: every symbol trades 24/7); the symbols of one request must share one, which
+    decides which bars are consecutive, where the splits cut and the annualisation.
+    ``data_timeframe``: the timeframe a request's bars were ingested under, for requests that do
+    not say (None: 1m).
     """
 
     def __init__(
@@ -128,6 +142,8 @@ class TrainingService:
         libraries: LibraryVersions,
         resolved_config: dict[str, Any] | None = None,
         strategy_ref: str = "",
+        calendars: CalendarBook | None = None,
+        data_timeframe: DataTimeframeLookup | None = None,
     ) -> None:
         self.market_data = market_data
         self.feature_store = feature_store
@@ -143,6 +159,8 @@ class TrainingService:
         self.libraries = libraries
         self.resolved_config = resolved_config or {}
         self.strategy_ref = strategy_ref
+        self.calendars = calendars
+        self.data_timeframe = data_timeframe
         self.on_progress: ProgressCallback | None = None
 
     # -- helpers --------------------------------------------------------------------------------
@@ -161,9 +179,25 @@ class TrainingService:
             feature_names=self.feature_set.columns,
         )
 
-    @property
-    def periods_per_year(self) -> float:
-        return periods_per_year(self.feature_set.base_timeframe.minutes)
+    def calendar_of(self, symbols: tuple[Symbol, ...]) -> MarketCalendar | None:
+        """The one calendar of ``symbols`` (None without a book: 24/7); `MixedCalendarsError`
+        when they are on different calendars."""
+        return None if self.calendars is None else self.calendars.for_symbols(symbols)
+
+    def periods_per_year(self, calendar: MarketCalendar | None, rng: TimeRange) -> float:
+        """Base bars per year over ``rng``: 365 x 1440 / minutes on a 24/7 market, the
+        calendar's mean over the years ``rng`` touches otherwise (FX 1h: 6,288 in 2024)."""
+        base = self.feature_set.base_timeframe
+        if calendar is None:
+            return periods_per_year(base.minutes)
+        return bars_per_year(calendar, base, rng.start, rng.end)
+
+    def _data_timeframe(self, request: TrainingRequest) -> Timeframe:
+        if request.data_timeframe is not None:
+            return request.data_timeframe
+        if self.data_timeframe is None:
+            return Timeframe.M1
+        return self.data_timeframe(request.symbols, request.range.start, request.range.end)
 
     def code_version(self) -> str:
         """The commit of the framework's code (with ``-dirty``), or else the package version."""
@@ -178,10 +212,17 @@ class TrainingService:
         cfg = self.settings
         spec = self.feature_set
         view = view_for(spec)
+        calendar = self.calendar_of(request.symbols)
+        data_tf = self._data_timeframe(request)
         dataset = load_feature_matrix(
-            self.market_data, self.feature_store, view, list(request.symbols), request.range
+            self.market_data,
+            self.feature_store,
+            view,
+            list(request.symbols),
+            request.range,
+            calendar,
         )
-        usable = stored_range(dataset.frame, spec.base_timeframe, request.range)
+        usable = stored_range(dataset.frame, spec.base_timeframe, request.range, calendar)
         splits = make_splits(
             usable,
             spec.base_timeframe,
@@ -190,8 +231,11 @@ class TrainingService:
             cfg.split.embargo,
             cfg.split.walk_forward_folds,
             min_bars=cfg.env.window + 1,
-            what=lambda: self._stored_description(request, usable),
+            what=lambda: self._stored_description(request, usable, data_tf, calendar),
+            calendar=calendar,
         )
+        ppy = self.periods_per_year(calendar, usable)
+        calendar_name = ALWAYS_OPEN if calendar is None else calendar.name
         columns = spec.columns
         frame = dataset.frame
         base = spec.base_timeframe
@@ -228,6 +272,9 @@ class TrainingService:
                     "seed": cfg.seed,
                     "total_timesteps": total,
                     "action_mode": env_cfg.action_mode,
+                    "calendar": calendar_name,
+                    "data_timeframe": data_tf.value,
+                    "periods_per_year": ppy,
                     "libraries": self.libraries.versions(LIBRARIES),
                 }
             )
@@ -238,17 +285,21 @@ class TrainingService:
             fitted: FittedModel | None = None
             validation: BacktestResult | None = None
             for k, fold in enumerate(splits.folds):
-                train_series = series_from_frame(frame, columns, base, fold.train)
-                val_series = series_from_frame(frame, columns, base, fold.validation)
+                train_series = series_from_frame(frame, columns, base, fold.train, calendar)
+                val_series = series_from_frame(frame, columns, base, fold.validation, calendar)
                 if not train_series or not val_series:
                     raise TrainingError(
                         f"fold {k}: no usable bars in train {fold.train} or validation "
                         f"{fold.validation}"
                     )
                 fitted = self._fit(train_series, env_cfg, total, k, len(splits.folds), run)
-                manifest = self._manifest(request, splits, env_cfg, frame.height, view.name)
+                manifest = self._manifest(
+                    request, splits, env_cfg, frame.height, view.name, calendar, data_tf
+                )
                 predictor = Predictor(manifest, fitted.normalization, fitted.model)
-                validation = self._backtest(predictor, val_series)
+                validation = self._backtest(
+                    predictor, val_series, ppy, annualisation_line(ppy, calendar_name, base)
+                )
                 summary = {
                     "sharpe": validation.mean("model", "sharpe"),
                     "total_return": validation.mean("model", "total_return"),
@@ -287,10 +338,12 @@ class TrainingService:
 
             # the test backtest runs the model as registered, loaded back from the registry
             registered = self.packages.load(version)
-            test_series = series_from_frame(frame, columns, base, splits.test)
+            test_series = series_from_frame(frame, columns, base, splits.test, calendar)
             if not test_series:
                 raise TrainingError(f"no usable bars in the test range {splits.test}")
-            test = self._backtest(registered, test_series)
+            test = self._backtest(
+                registered, test_series, ppy, annualisation_line(ppy, calendar_name, base)
+            )
             self._log_backtest(run, "test", test)
             documents = backtest_documents(
                 test,
@@ -299,6 +352,7 @@ class TrainingService:
                 extra={
                     "run id": run.run_id,
                     "validation Sharpe (mean)": f"{validation.mean('model', 'sharpe'):.2f}",
+                    "annualisation": annualisation_line(ppy, calendar_name, base),
                 },
                 stem=f"{self.model_name}-v{version.version}-test",
                 manifest=registered.manifest,
@@ -325,19 +379,25 @@ class TrainingService:
                 fold_validation=fold_metrics,
             )
 
-    def _stored_description(self, request: TrainingRequest, usable: TimeRange) -> str:
-        """The stored data a split error is about: the feature rows' range, and the 1m bars
-        stored per symbol (the features begin after the indicators' warm-up)."""
+    def _stored_description(
+        self,
+        request: TrainingRequest,
+        usable: TimeRange,
+        data_tf: Timeframe,
+        calendar: MarketCalendar | None,
+    ) -> str:
+        """The stored data a split error is about: the feature rows' range, and the bars of the
+        data timeframe stored per symbol (the features begin after the indicators' warm-up)."""
         rng = request.range
-        stored = self.market_data.coverages(Timeframe.M1, rng.start, rng.end)
+        stored = self.market_data.coverages(data_tf, rng.start, rng.end)
         bars = "; ".join(
-            f"{s} {TimeRange(c.first_open_time, c.last_open_time + Timeframe.M1.duration)}"
+            f"{s} {TimeRange(c.first_open_time, _close(c.last_open_time, data_tf, calendar))}"
             for s in request.symbols
             if (c := stored.get(s)) is not None
         )
         return (
-            f"the feature rows stored in the requested range {rng} (1m bars stored: "
-            f"{bars or 'none'}) cover {usable}"
+            f"the feature rows stored in the requested range {rng} ({data_tf.value} bars "
+            f"stored: {bars or 'none'}) cover {usable}"
         )
 
     def _champion_validation_sharpe(self) -> float | None:
@@ -386,6 +446,8 @@ class TrainingService:
         env_cfg: EnvConfig,
         rows: int,
         view_name: str,
+        calendar: MarketCalendar | None,
+        data_tf: Timeframe,
     ) -> ModelManifest:
         cfg = self.settings
         spec = self.feature_set
@@ -415,18 +477,27 @@ class TrainingService:
                 "rows": rows,
                 "seed": cfg.seed,
                 "created_at": datetime.now(UTC).isoformat(),
+                "calendar": ALWAYS_OPEN if calendar is None else calendar.name,
+                "data_timeframe": data_tf.value,
             },
         )
 
-    def _backtest(self, predictor: Predictor, series: list[MarketSeries]) -> BacktestResult:
+    def _backtest(
+        self,
+        predictor: Predictor,
+        series: list[MarketSeries],
+        ppy: float,
+        annualisation: str | None = None,
+    ) -> BacktestResult:
         m = predictor.manifest
         return backtest(
             predictor,
             series,
             costs=CostModel(m.fee_bps, m.slippage_bps),
-            periods_per_year=self.periods_per_year,
+            periods_per_year=ppy,
             random_seeds=self.settings.random_agent_seeds,
             strategy=self.strategy,
+            annualisation=annualisation,
         )
 
     @staticmethod
@@ -442,3 +513,11 @@ class TrainingService:
                     metrics[f"{part}.{s.symbol}.{attr}"] = float(value)
         run.log_metrics(metrics)
         run.log_dict(result.to_dict(), f"backtest/{part}_metrics.json")
+
+
+def _close(open_time: datetime, timeframe: Timeframe, calendar: MarketCalendar | None) -> datetime:
+    """When the bar opened at ``open_time`` closes: one ``timeframe`` later on a 24/7 market."""
+    if calendar is None or calendar.always_open:
+        return open_time + timeframe.duration
+    (close,) = bar_closes(calendar, timeframe, [to_micros(open_time)])
+    return from_micros(int(close))
