@@ -53,7 +53,13 @@ def _synthetic_days(provider: SyntheticProvider, days: int) -> pl.DataFrame:
 
 
 @pytest.fixture(
-    params=["memory", "file", "synthetic", pytest.param("ccxt", marks=pytest.mark.integration)]
+    params=[
+        "memory",
+        "file",
+        "synthetic",
+        "synthetic-edge",
+        pytest.param("ccxt", marks=pytest.mark.integration),
+    ]
 )
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
     finite = timedelta(hours=4)  # the finite sources hold N_BARS minutes from W0
@@ -68,6 +74,9 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
     if request.param == "synthetic":
         synthetic = SyntheticProvider(seed=5, chunk_days=1)
         return Case(synthetic, timedelta(days=2), _synthetic_days(synthetic, 2), None)
+    if request.param == "synthetic-edge":  # a planted edge on the 5m bars: the same contract
+        planted = SyntheticProvider(seed=5, chunk_days=1, edge=0.3, edge_timeframe=Timeframe.M5)
+        return Case(planted, timedelta(days=2), _synthetic_days(planted, 2), None)
     fake: FakeBinance = request.getfixturevalue("server")  # pages of 50 bars at most
     return Case(make_provider(fake), finite, expected(0, N_BARS), LookupError)
 

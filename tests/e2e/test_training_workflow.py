@@ -41,7 +41,13 @@ def test_run_registers_a_champion_with_reports(trained: tuple[AppSettings, Train
     for part in ("test", "validation"):
         sym = payload[part]["symbols"]["BTCUSDT"]
         assert {"sharpe", "max_drawdown", "n_trades", "fees_paid"} <= set(sym["model"])
-        assert set(sym["baselines"]) == {"buy-and-hold", "flat", "random (5 seeds, mean)"}
+        assert list(sym["baselines"]) == [
+            "buy-and-hold",
+            "flat",
+            "random (5 seeds, mean)",
+            "momentum (20 bars)",
+            "SMA cross (10/50 bars)",
+        ]
     assert payload["gate"]["promoted"] is True
 
     import mlflow
@@ -55,6 +61,8 @@ def test_run_registers_a_champion_with_reports(trained: tuple[AppSettings, Train
     assert run.data.tags["strategy"] == "example"
     assert run.data.tags["model_uri"] == result.model.uri
     assert "test.sharpe" in run.data.metrics and "validation.sharpe" in run.data.metrics
+    for baseline in ("buy-and-hold", "flat", "random", "momentum", "sma-cross"):
+        assert f"validation.{baseline}.sharpe" in run.data.metrics, baseline
     assert client.get_metric_history(result.run_id, "train.episode_reward") is not None
     artifacts = {a.path for a in client.list_artifacts(result.run_id, "backtest")}
     assert any(p.endswith(".html") for p in artifacts)

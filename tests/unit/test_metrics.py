@@ -233,10 +233,15 @@ def test_to_dict_is_json_safe() -> None:
 
 
 def test_bankrupt_equity_gives_cagr_minus_one() -> None:
-    # a short through a bar that triples the price: cash 2, owes 0.01 * 300 = 3
-    tr = gapless([100.0, 300.0], [-1])
-    assert tr.equity[-1] == pytest.approx(-1.0)
-    assert compute_metrics(tr, periods_per_year=8760).cagr == -1.0
+    # a short through a bar that triples the price: cash 2, owes 0.01 * 300 = 3, so equity
+    # would be -1; the account closes at 0 and stays there, flat, whatever the targets say
+    tr = gapless([100.0, 300.0, 100.0, 50.0], [-1, -1, 1])
+    np.testing.assert_array_equal(tr.equity, [1.0, 0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(tr.units, [-0.01, 0.0, 0.0])
+    np.testing.assert_array_equal(tr.position, [-1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(tr.step_returns, [-1.0, np.nan, np.nan])
+    m = compute_metrics(tr, periods_per_year=8760)
+    assert (m.cagr, m.total_return, m.max_drawdown) == (-1.0, -1.0, 1.0)
 
 
 def test_periods_per_year() -> None:
@@ -320,21 +325,26 @@ def broker_loop(
     open_: np.ndarray, close: np.ndarray, positions: np.ndarray, costs: CostModel, initial: float
 ) -> tuple[list[float], list[float]]:
     """The paper broker's bookkeeping written out plainly: size at the decision close, fill at
-    the next open with slippage, fee on the notional, hold units while the target stays."""
+    the next open with slippage, fee on the notional, hold units while the target stays; the
+    account closes, at 0, at the first close where its equity is not positive."""
     cash, units, last = initial, 0.0, 0.0
     equity, held = [initial], []
     for i, target in enumerate(positions.tolist()):
+        if equity[-1] <= 0.0:
+            equity.append(0.0)
+            held.append(0.0)
+            continue
         if abs(target - last) > TARGET_TOLERANCE:  # the execution service's "same target"
             qty = target * (cash + units * close[i]) / close[i] - units
             if qty != 0.0 and abs(qty) * close[i] >= costs.min_order_notional:
                 slip = costs.slippage_bps / 1e4
                 price = open_[i + 1] * (1 + slip if qty > 0 else 1 - slip)
                 cash -= qty * price + abs(qty) * price * costs.fee_bps / 1e4
-                units += qty
-                units = 0.0 if abs(units) < 1e-12 else units
+                before, units = units, units + qty
+                units = 0.0 if abs(units) <= 1e-12 * max(abs(before), abs(qty)) else units
             last = target
         held.append(units)
-        equity.append(cash + units * close[i + 1])
+        equity.append(max(cash + units * close[i + 1], 0.0))
     return equity, held
 
 
@@ -348,12 +358,18 @@ def test_simulate_matches_a_broker_loop(
     equity, held = broker_loop(open_, close, positions, costs, initial)
     np.testing.assert_allclose(tr.equity, equity, rtol=1e-12, atol=1e-12 * initial)
     np.testing.assert_allclose(tr.units, held, rtol=1e-12, atol=1e-15)
-    # the documented decomposition, on the trace's own fields
+    # the documented decomposition, on the trace's own fields, up to a bankruptcy (a short
+    # through a doubling bar), where the floor at 0 absorbs the shortfall
+    assert (tr.equity >= 0).all()
+    alive = tr.equity[:-1] > 0
+    solvent = alive & (tr.equity[1:] > 0)
     parts = tr.gap_pnl - tr.cost + tr.bar_pnl
-    np.testing.assert_allclose(np.diff(tr.equity), parts, rtol=1e-9, atol=1e-9 * initial)
-    alive = tr.equity[:-1] != 0  # a short through a doubling bar can zero the equity
+    np.testing.assert_allclose(
+        np.diff(tr.equity)[solvent], parts[solvent], rtol=1e-9, atol=1e-9 * initial
+    )
     expected = np.diff(tr.equity)[alive] / tr.equity[:-1][alive]
     np.testing.assert_allclose(tr.step_returns[alive], expected, rtol=1e-9, atol=1e-12)
+    assert np.isnan(tr.step_returns[~alive]).all()
 
     # every unit of cost and of PnL belongs to exactly one trade, every held step to one trade
     # (a trade's return is relative to the equity at its entry, undefined once that is <= 0)

@@ -113,6 +113,8 @@ def test_a_registered_model_is_backtested_reported_and_logged(
     assert logged.tags["model_uri"] == "models:/drl-test/1"
     assert logged.tags["symbols"] == "BTCUSDT"
     assert logged.latest_metrics()["BTCUSDT.total_return"] == pytest.approx(sym.model.total_return)
+    momentum = sym.baselines["momentum (20 bars)"]
+    assert logged.latest_metrics()["BTCUSDT.momentum.sharpe"] == pytest.approx(momentum.sharpe)
 
 
 def test_an_unknown_model_is_a_backtest_error(

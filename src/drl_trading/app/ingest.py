@@ -36,6 +36,8 @@ def build_provider(
             seed=cfg.synthetic.seed,
             chunk_days=cfg.synthetic.chunk_days,
             calendars=build_calendars(settings),
+            edge=cfg.synthetic.edge,
+            edge_timeframe=Timeframe(cfg.synthetic.edge_timeframe),
         )
     if source == "file":
         if path is None:
@@ -152,9 +154,16 @@ def build_live_source(
     if kind == "synthetic-live":
         from drl_trading.ingest.adapter.synthetic_live_source import SyntheticLiveSource
 
-        seed = settings.ingest.synthetic.seed
+        synthetic = settings.ingest.synthetic
         live = SyntheticLiveSource(
-            seed, symbols, start, speed=speed, timeframe=timeframe, calendars=calendars
+            synthetic.seed,
+            symbols,
+            start,
+            speed=speed,
+            timeframe=timeframe,
+            calendars=calendars,
+            edge=synthetic.edge,
+            edge_timeframe=Timeframe(synthetic.edge_timeframe),
         )
         return live, build_provider(settings, "synthetic")
     from drl_trading.ingest.adapter.ccxt_live_source import CcxtLiveSource

@@ -119,6 +119,7 @@ def backtest_model(
         random_seeds=settings.training.random_agent_seeds,
         strategy=strategy,
         costs_overridden=overridden,
+        lookbacks=settings.training.baselines.lookbacks,
         annualisation=annualisation_line(ppy, calendar.name, base),
     )
     overlap = check_overlap(m.training, [str(s) for s in symbols], rng)
@@ -233,6 +234,7 @@ def _log_run(
                 for k, v in s.model.to_dict().items()
                 if isinstance(v, int | float) and not isinstance(v, bool)
             }
+            | result.baseline_metrics(per_symbol=True)
         )
         run.log_artifact(html, "backtest")
         run.log_artifact(js, "backtest")

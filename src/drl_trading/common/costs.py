@@ -20,7 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 QUANTITY_EPSILON = 1e-12
-"""A position smaller than this (base units) is flat: float residue of closing trades."""
+"""A position smaller than this (base units) is flat: float residue of closing trades. An absolute
+size, so only for quantities of a real account (the paper broker's fills); the simulated engines
+settle with `settle_units`, whose threshold scales with the order."""
+
+RESIDUE_TOLERANCE = 1e-12
+"""Relative size (of the larger of the units held and ordered) below which the sum of the two is
+cancellation residue, i.e. a position closed to flat."""
 
 TARGET_TOLERANCE = 1e-9
 """Targets (fractions of equity) closer than this are the same target."""
@@ -63,6 +69,14 @@ def order_units(target: float, equity: float, price: float, units: float) -> flo
     return target * equity / price - units
 
 
-def settle_units(units: float) -> float:
-    """Units after a fill, with closing residue rounded to flat."""
-    return 0.0 if abs(units) < QUANTITY_EPSILON else units
+def settle_units(held: float, dq: float) -> float:
+    """Units after ordering ``dq`` on top of ``held``, with closing residue rounded to flat.
+
+    The threshold is relative to the sizes that cancelled, not a fixed number of units: a fixed
+    one turned every order of an account whose equity / price had fallen below it into zero
+    units while its cash was still paid, so equity jumped to <= 0 with no price move. Closing
+    to a target of 0 is exact (``dq == -held``); the tolerance only removes the last bits of a
+    sum of two nearly opposite sizes.
+    """
+    units = held + dq
+    return 0.0 if abs(units) <= RESIDUE_TOLERANCE * max(abs(held), abs(dq)) else units

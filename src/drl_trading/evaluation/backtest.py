@@ -6,7 +6,12 @@ With a strategy, its signal check is applied to every decision as execution appl
 rejected signal keeps the position), so the backtest trades what a paper session would. The
 baselines answer "is the model worth anything": buy-and-hold (the market), always flat (zero,
 the cost of doing nothing), and a random agent over several seeds (what trading at random
-costs with these fees; its seeds are combined on their mean equity curve, see `baselines`).
+costs with these fees; its seeds are combined on their mean equity curve, see `baselines`),
+then two one-line rules on the closes, time-series momentum and a moving-average cross, long or
+short where the model may short and long or flat where it may not (what the agent must beat to
+have learned more than a textbook rule; their timing is the model's, see `baselines`). The
+columns keep that order: the market, doing nothing, chance, then the rules. `best_baseline` is
+the one a gate compares the model with.
 
 A symbol's bars can have holes (missing data); each run of consecutive bars is a series, and a
 symbol is backtested on its longest one (the others are reported as skipped).
@@ -24,10 +29,15 @@ from drl_trading.common.costs import CostModel
 from drl_trading.common.market_series import MarketSeries
 from drl_trading.evaluation.annualisation import annualisation
 from drl_trading.evaluation.baselines import (
+    BUY_AND_HOLD,
+    FLAT,
+    RuleLookbacks,
     buy_and_hold_positions,
     flat_positions,
+    metric_key,
     random_baseline,
     random_baseline_name,
+    rule_positions,
 )
 from drl_trading.evaluation.metrics import (
     PerformanceMetrics,
@@ -41,6 +51,9 @@ from drl_trading.policy.predictor import Predictor
 from drl_trading.policy.run import run_policy
 from drl_trading.strategy.api import Strategy
 from drl_trading.strategy.signals import signal_rules
+
+LOGGED_METRICS: tuple[str, ...] = ("sharpe", "total_return", "max_drawdown", "n_trades", "sortino")
+"""The baselines' figures logged to MLflow (`BacktestResult.baseline_metrics`)."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +113,24 @@ class BacktestResult:
         ]
         return float(np.mean(values)) if values else 0.0
 
+    def baseline_metrics(self, per_symbol: bool = False) -> dict[str, float]:
+        """Every baseline's `LOGGED_METRICS` as MLflow metrics: ``<baseline>.<metric>`` (the
+        equal-weight mean over symbols) or, ``per_symbol``, ``<symbol>.<baseline>.<metric>``;
+        ``<baseline>`` is `metric_key` of its column name (``buy-and-hold``, ``random``, ...)."""
+        names = list(self.symbols[0].baselines) if self.symbols else []
+        if not per_symbol:
+            return {
+                f"{metric_key(name)}.{attr}": self.mean(name, attr)
+                for name in names
+                for attr in LOGGED_METRICS
+            }
+        return {
+            f"{s.symbol}.{metric_key(name)}.{attr}": float(getattr(m, attr))
+            for s in self.symbols
+            for name, m in s.baselines.items()
+            for attr in LOGGED_METRICS
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe. Per symbol, ``annualisation`` says whether the range is too short for its
         annualised figures (`drl_trading.evaluation.annualisation`); the figures stay raw.
@@ -128,6 +159,38 @@ class BacktestResult:
         return out
 
 
+@dataclass(frozen=True)
+class BestBaseline:
+    """The baseline of one symbol with the highest Sharpe."""
+
+    symbol: str
+    name: str
+    metrics: PerformanceMetrics
+
+    @property
+    def sharpe(self) -> float:
+        return self.metrics.sharpe
+
+
+def best_baseline(result: BacktestResult) -> dict[str, BestBaseline]:
+    """Per symbol, the baseline with the highest Sharpe (the random agent's row is its seeds'
+    mean curve): the bar a model has to clear to have learned more than the market, doing
+    nothing, chance or a one-line rule. A NaN Sharpe (a wiped-out curve) ranks below every
+    number; ties go to the earlier column (buy-and-hold first)."""
+
+    def rank(item: tuple[str, PerformanceMetrics]) -> float:
+        sharpe = float(item[1].sharpe)
+        return sharpe if not np.isnan(sharpe) else -np.inf
+
+    out: dict[str, BestBaseline] = {}
+    for s in result.symbols:
+        if not s.baselines:
+            raise ValueError(f"{s.symbol}: the backtest has no baselines to compare with")
+        name, metrics = max(s.baselines.items(), key=rank)
+        out[s.symbol] = BestBaseline(s.symbol, name, metrics)
+    return out
+
+
 def longest_per_symbol(series: list[MarketSeries]) -> dict[str, tuple[MarketSeries, int]]:
     by_symbol: dict[str, list[MarketSeries]] = {}
     for s in series:
@@ -150,16 +213,20 @@ def backtest(
     initial_equity: float = 1.0,
     costs_overridden: bool = False,
     annualisation: str | None = None,
+    lookbacks: RuleLookbacks = RuleLookbacks(),
 ) -> BacktestResult:
     """``initial_equity`` matters only with a minimum order notional (dust is in currency).
     ``costs_overridden``: ``costs`` are not the model's own (recorded in the result).
-    ``annualisation``: how ``periods_per_year`` came about, for the report."""
+    ``annualisation``: how ``periods_per_year`` came about, for the report.
+    ``lookbacks``: the simple rules' lookbacks in base bars; the rules go short only where the
+    model's package and the strategy's signal rules both allow shorts."""
     started = time.perf_counter()
     out: list[SymbolBacktest] = []
     bars = 0
     for symbol, (s, skipped) in longest_per_symbol(series).items():
         rules = signal_rules(strategy, symbol) if strategy is not None else None
         run = run_policy(predictor, s, rules=rules)
+        allow_short = predictor.manifest.allow_short and (rules is None or rules.allow_short)
         bars += len(s)
 
         def sim(
@@ -174,10 +241,12 @@ def backtest(
         rand, _ = random_baseline(sim, n, random_seeds, periods_per_year)
         random_name = random_baseline_name(random_seeds)
         baselines = {
-            "buy-and-hold": compute_metrics(bh, periods_per_year),
-            "flat": compute_metrics(flat, periods_per_year),
+            BUY_AND_HOLD: compute_metrics(bh, periods_per_year),
+            FLAT: compute_metrics(flat, periods_per_year),
             random_name: rand,
         }
+        for name, positions in rule_positions(s.close, lookbacks, allow_short).items():
+            baselines[name] = compute_metrics(sim(positions), periods_per_year)
         decided = run.confidence[predictor.manifest.window - 1 :]
         out.append(
             SymbolBacktest(
@@ -186,7 +255,7 @@ def backtest(
                 trace=trace,
                 trades=extract_trades(trace),
                 baselines=baselines,
-                baseline_traces={"buy-and-hold": bh},
+                baseline_traces={BUY_AND_HOLD: bh},
                 skipped_bars=skipped,
                 mean_confidence=float(decided.mean()) if len(decided) else 0.0,
                 rejected_signals=run.rejected,

@@ -15,13 +15,24 @@ CAGR over its drawdown) and, with an even number of seeds, is not any seed's fig
 curve is smoother than one seed's (its volatility and drawdown are a diversified account's).
 Trade figures (trades, win rate, profit factor, holding, turnover, exposure) describe one
 agent's behaviour and are not annualised: they are the mean per seed.
+
+Two one-line rules ask whether the model beats what a textbook trader gets from the closes alone
+(`rule_positions`): time-series momentum (long when the close is above the close ``momentum``
+bars earlier) and a simple-moving-average cross (long when the ``sma_fast``-bar mean is above the
+``sma_slow``-bar mean). Lookbacks are counted in bars of the series' base timeframe; the defaults
+(20, 10/50) are the usual textbook choices. Both are decided at each bar's close from the closes up
+to that bar and held over the next bar, exactly like the model's positions (the target decided at
+bar i's close fills at bar i+1's open); they start flat until their lookback is filled. On the
+other side of the signal they go short where the model may (``allow_short``), else flat, so they
+play in the model's action space; when long or short they are fully invested (±1, like
+buy-and-hold), not scaled to the model's ``max_position``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -43,6 +54,52 @@ PER_SEED_FIELDS: tuple[str, ...] = (
 def random_baseline_name(seeds: int) -> str:
     """The random baseline's column name (the JSON report's key, kept since its first version)."""
     return f"random ({seeds} seeds, mean)"
+
+
+BUY_AND_HOLD = "buy-and-hold"
+FLAT = "flat"
+
+_SMA_TIE = 1e-12
+"""Relative gap under which the two means count as equal (flat): a constant stretch of closes
+must not flip the cross on the rounding of two means of the same numbers."""
+
+
+@dataclass(frozen=True)
+class RuleLookbacks:
+    """The simple rules' lookbacks, in bars of the base timeframe."""
+
+    momentum: int = 20
+    sma_fast: int = 10
+    sma_slow: int = 50
+
+    def __post_init__(self) -> None:
+        for name in ("momentum", "sma_fast", "sma_slow"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"the {name} lookback must be at least 1 bar, got {getattr(self, name)}"
+                )
+        if self.sma_fast >= self.sma_slow:
+            raise ValueError(
+                f"the fast moving average ({self.sma_fast} bars) must be shorter than the slow one "
+                f"({self.sma_slow} bars)"
+            )
+
+    @property
+    def momentum_name(self) -> str:
+        """The momentum rule's column name (its JSON key)."""
+        return f"momentum ({self.momentum} bars)"
+
+    @property
+    def sma_cross_name(self) -> str:
+        """The moving-average cross's column name (its JSON key)."""
+        return f"SMA cross ({self.sma_fast}/{self.sma_slow} bars)"
+
+
+def metric_key(name: str) -> str:
+    """A baseline's name as an MLflow metric key part: its label without the parenthesised
+    parameters, lower case, spaces as dashes (``random (5 seeds, mean)`` -> ``random``,
+    ``SMA cross (10/50 bars)`` -> ``sma-cross``); MLflow refuses parentheses and commas."""
+    return name.split(" (", 1)[0].strip().lower().replace(" ", "-")
 
 
 def buy_and_hold_positions(n: int) -> np.ndarray:
@@ -155,3 +212,57 @@ def random_baseline(
         raise ValueError(f"the random baseline needs at least one seed, got {seeds}")
     traces = [simulate_positions(random_positions(n, seed)) for seed in range(seeds)]
     return aggregate_seeds(traces, periods_per_year)
+
+
+def _signal_positions(up: np.ndarray, down: np.ndarray, allow_short: bool) -> np.ndarray:
+    return np.where(up, 1.0, np.where(down, -1.0 if allow_short else 0.0, 0.0))
+
+
+def momentum_positions(close: np.ndarray, lookback: int, allow_short: bool) -> np.ndarray:
+    """Time-series momentum over the closes of bars 0..n: the position decided at bar t's close
+    (t = 0..n-1, as `run_policy` decides) is long when ``close[t] > close[t - lookback]``, short
+    (``allow_short``) or flat when it is below, flat when equal or before bar ``lookback``."""
+    if lookback < 1:
+        raise ValueError(f"the momentum lookback must be at least 1 bar, got {lookback}")
+    c = np.asarray(close, dtype=np.float64)
+    n = max(len(c) - 1, 0)
+    positions = np.zeros(n, dtype=np.float64)
+    if n > lookback:
+        now, then = c[lookback:n], c[: n - lookback]
+        positions[lookback:] = _signal_positions(now > then, now < then, allow_short)
+    return positions
+
+
+def sma_cross_positions(close: np.ndarray, fast: int, slow: int, allow_short: bool) -> np.ndarray:
+    """A simple-moving-average cross over the closes of bars 0..n: the position decided at bar
+    t's close (t = 0..n-1) is long when the mean of the last ``fast`` closes (bar t included) is
+    above the mean of the last ``slow``, short (``allow_short``) or flat when below, flat when
+    they agree to a relative 1e-12 or before bar ``slow - 1``. Each mean is summed over its own
+    window, so no bar after t (and no rounding drift of a running sum) reaches it."""
+    RuleLookbacks(sma_fast=fast, sma_slow=slow)  # validates the pair
+    c = np.asarray(close, dtype=np.float64)
+    n = max(len(c) - 1, 0)
+    positions = np.zeros(n, dtype=np.float64)
+    if n >= slow:
+        decided = c[:n]
+        fast_ma = np.lib.stride_tricks.sliding_window_view(decided, fast).mean(axis=1)[
+            slow - fast :
+        ]
+        slow_ma = np.lib.stride_tricks.sliding_window_view(decided, slow).mean(axis=1)
+        gap = fast_ma - slow_ma
+        tie = _SMA_TIE * np.abs(slow_ma)
+        positions[slow - 1 :] = _signal_positions(gap > tie, gap < -tie, allow_short)
+    return positions
+
+
+def rule_positions(
+    close: np.ndarray, lookbacks: RuleLookbacks, allow_short: bool
+) -> dict[str, np.ndarray]:
+    """The simple rules' positions over the closes of bars 0..n (n each, decided at bars
+    0..n-1), by column name: momentum, then the moving-average cross."""
+    return {
+        lookbacks.momentum_name: momentum_positions(close, lookbacks.momentum, allow_short),
+        lookbacks.sma_cross_name: sma_cross_positions(
+            close, lookbacks.sma_fast, lookbacks.sma_slow, allow_short
+        ),
+    }

@@ -9,10 +9,17 @@ and ``ppy`` the number of steps per year (see `periods_per_year`):
                           0.0 for an empty trace, +inf where the power overflows.
 * ``annual_volatility`` = std(r, ddof=1) * sqrt(ppy)
 * ``sharpe``            = mean(r) / std(r, ddof=1) * sqrt(ppy) (risk-free rate 0); 0.0 with
-                          fewer than two steps or a numerically zero std (<= 1e-14).
+                          fewer than two returns or a numerically zero std (<= 1e-14).
 * ``sortino``           = mean(r) / sqrt(mean(min(r, 0) ** 2)) * sqrt(ppy); the downside
-                          deviation averages over *all* steps, not only the losing ones; 0.0 when
-                          it is numerically zero.
+                          deviation averages over *all* returns, not only the losing ones; 0.0
+                          when it is numerically zero.
+
+Mean, std and downside deviation run over the defined returns only: a step that starts without
+capital (after a bankruptcy, see `SimulationTrace.step_returns`) has no return and is skipped,
+as quantstats and empyrical skip NaN. A wiped-out trace is therefore measured on the steps that
+lost its capital, the last of them -1, and scores a large negative Sharpe, not 0.0. These
+conventions are checked against both libraries in ``tests/unit/test_metrics_reference.py``
+(docs/training.md, "Metric conventions", maps them onto the libraries' arguments).
 * ``max_drawdown``      = max_t 1 - equity[t] / max(equity[:t+1]), a positive fraction.
 * ``calmar``            = cagr / max_drawdown, 0.0 without a drawdown.
 * ``max_drawdown_duration_bars``: the longest drawdown period, in steps, from the peak it fell
@@ -234,11 +241,13 @@ def compute_metrics(
     cagr = _cagr(growth, n, ppy)
 
     r = trace.step_returns
-    mean = float(r.mean()) if n else 0.0
-    std = float(r.std(ddof=1)) if n >= 2 else 0.0
+    r = r[np.isfinite(r)]  # no capital, no return: skipped like a missing observation
+    n_returns = len(r)
+    mean = float(r.mean()) if n_returns else 0.0
+    std = float(r.std(ddof=1)) if n_returns >= 2 else 0.0
     annual_scale = math.sqrt(ppy)
     sharpe = mean / std * annual_scale if std > _ZERO_STD else 0.0
-    downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2))) if n else 0.0
+    downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2))) if n_returns else 0.0
     sortino = mean / downside * annual_scale if downside > _ZERO_STD else 0.0
 
     max_dd, dd_bars, dd_days = _drawdown(equity, trace.times)

@@ -10,8 +10,15 @@ the filled notional) and the book is marked at the close of bar i+1::
     equity[i+1] = cash[i] + units[i] * close[i+1]
 
 ``dq[i]`` is zero when the target equals the last one reached (no rebalancing on drift) or when
-the order would be below ``min_order_notional`` (dust). Equity is not floored: a short through a
-bar that more than doubles the price can drive it negative, as a real account would.
+the order would be below ``min_order_notional`` (dust). Units settle with a threshold relative to
+the order (`drl_trading.common.costs.settle_units`), so an account of any size, however small
+after losses, holds exactly what it paid for and its returns do not depend on its scale.
+
+Bankruptcy: the first close at which equity is <= 0 (a short through a bar that more than doubles
+the price, or a long whose price all but vanishes) closes the account. Equity is floored at 0 from
+that point on (limited liability: the shortfall is the broker's), nothing is held or traded
+afterwards, and the targets after it read 0. The training environment stops an episode at its
+``bankrupt_equity`` in the same spirit; a backtest runs to the end of its bars, flat at zero.
 """
 
 from __future__ import annotations
@@ -39,7 +46,8 @@ class SimulationTrace:
 
     Step i's PnL splits into the part the held units earn from close[i] to the fill
     (`gap_pnl`), the cost of the fill, and what the new units earn to close[i+1] (`bar_pnl`):
-    ``equity[i+1] - equity[i] = gap_pnl[i] - cost[i] + bar_pnl[i]`` up to rounding.
+    ``equity[i+1] - equity[i] = gap_pnl[i] - cost[i] + bar_pnl[i]`` up to rounding, except at
+    the step that bankrupts the account, where the floor at 0 absorbs the shortfall.
     """
 
     symbol: str
@@ -97,9 +105,15 @@ class SimulationTrace:
 
     @property
     def step_returns(self) -> np.ndarray:
-        """NaN/inf after equity hits zero (a bankrupt short), without a warning per call."""
+        """Simple return of each step, ``equity[i+1] / equity[i] - 1`` (fraction).
+
+        A return needs capital: it is NaN for steps that start at equity <= 0, i.e. after a
+        bankruptcy (whose own step returns -1 when `simulate` floored it at 0). Metrics treat
+        NaN as a missing observation, as quantstats and empyrical do.
+        """
+        start = self.equity[:-1]
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio: np.ndarray = self.equity[1:] / self.equity[:-1] - 1.0
+            ratio: np.ndarray = np.where(start > 0, self.equity[1:] / start - 1.0, np.nan)
         return ratio
 
 
@@ -166,7 +180,7 @@ def simulate(
         fill = market_fill_price(opens[k + 1], dq > 0, slip_bps)
         paid = fee(abs(dq) * fill, fee_bps)
         cash -= dq * fill + paid
-        units = settle_units(units + dq)
+        units = settle_units(units, dq)
         units_at[k], cash_at[k], traded[k] = units, cash, True
         fees[k] = paid
         cost[k] = paid + abs(dq) * abs(fill - opens[k + 1])
@@ -180,15 +194,37 @@ def simulate(
     equity = np.empty(n + 1, dtype=np.float64)
     equity[0] = initial_equity
     equity[1:] = cash_path + units_path * close_f[1:]
+    pos = pos.copy()
+    _close_at_bankruptcy(equity, pos, units_path, cost, fees)
     return SimulationTrace(
         symbol=symbol,
         times=times_us,
         open=open_f.copy(),
         close=close_f.copy(),
         equity=equity,
-        position=pos.copy(),
+        position=pos,
         units=units_path,
         cost=cost,
         fees=fees,
         costs=costs,
     )
+
+
+def _close_at_bankruptcy(
+    equity: np.ndarray, pos: np.ndarray, units: np.ndarray, cost: np.ndarray, fees: np.ndarray
+) -> None:
+    """Close the account (in place) at the first equity point <= 0, see the module docstring.
+
+    The fill loop runs on as if nothing happened; its steps up to that point saw positive
+    equity and are exact, and everything from it on is overwritten here, so the loop needs no
+    per-bar check.
+    """
+    bust = np.flatnonzero(equity[1:] <= 0.0)
+    if not len(bust):
+        return
+    j = int(bust[0]) + 1  # the equity point (close of bar j) at which the account is closed
+    equity[j:] = 0.0
+    pos[j:] = 0.0
+    units[j:] = 0.0
+    cost[j:] = 0.0
+    fees[j:] = 0.0

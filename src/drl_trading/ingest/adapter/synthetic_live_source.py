@@ -45,11 +45,14 @@ class SyntheticLiveSource:
         monotonic: Callable[[], float] = time.monotonic,
         timeframe: Timeframe = Timeframe.M1,
         calendars: CalendarBook | None = None,
+        edge: float = 0.0,
+        edge_timeframe: Timeframe = Timeframe.H1,
     ) -> None:
         """Without ``start`` the stream begins at the last bar ``clock`` has seen close, so with
         ``speed=1`` no bar is handed out before its close time on that clock. ``timeframe``: the
         bars made; ``calendars``: the symbols' market calendar (None: 24/7; one calendar for all
-        the symbols, `MixedCalendarsError` otherwise, since one schedule paces them)."""
+        the symbols, `MixedCalendarsError` otherwise, since one schedule paces them); ``edge``,
+        ``edge_timeframe``: the planted edge, as the provider's (the same bars as the history)."""
         self.symbols = tuple(sorted(dict.fromkeys(Symbol(s) for s in symbols)))
         if not self.symbols:
             raise ValueError("no symbol to stream")
@@ -65,7 +68,9 @@ class SyntheticLiveSource:
         if self.start < ANCHOR:
             raise ValueError(f"synthetic data starts at {ANCHOR.date()}; asked from {self.start}")
         self._minutes = calendar.always_open and timeframe is Timeframe.M1
-        self._provider = SyntheticProvider(seed=seed, calendars=book)
+        self._provider = SyntheticProvider(
+            seed=seed, calendars=book, edge=edge, edge_timeframe=edge_timeframe
+        )
         self._closed = threading.Event()
         self._pacer = Pacer(speed, sleep or self._interruptible_sleep, monotonic, calendar)
 

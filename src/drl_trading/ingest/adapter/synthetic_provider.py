@@ -16,6 +16,11 @@ minutes the symbol's market calendar has open (`drl_trading.common.bar_windows.b
 aggregates them into the bars of the timeframe asked (open first, high max, low min, close last,
 volume summed; a 1d bar is its session). On the 24/7 calendar, 1m bars are the minutes
 themselves, bit for bit.
+
+A learnable edge of known size can be planted (``edge > 0``): the returns of the bars of
+``edge_timeframe`` become an AR(1) of coefficient ``edge`` (`drl_trading.ingest.adapter.
+synthetic_edge`, which also states the Sharpe the edge plants); ``edge`` 0, the default, makes
+the same bars as a provider without it, bit for bit.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from drl_trading.common.bar_windows import CLOSED, bar_first_opens, bar_keys
 from drl_trading.common.bars import BAR_SCHEMA, TIME_DTYPE, conform, ohlcv_aggregations
 from drl_trading.common.calendar import CalendarBook, MarketCalendar
 from drl_trading.common.domain import EPOCH, Symbol, Timeframe, to_micros, utc
+from drl_trading.ingest.adapter.synthetic_edge import check_edge, plant
 
 ANCHOR = datetime(2000, 1, 1, tzinfo=EPOCH.tzinfo)
 MINUTES_PER_DAY = 1440
@@ -108,19 +114,30 @@ class _DailyChain:
 class SyntheticProvider:
     """``fetch`` yields chunks of ``chunk_days`` days of bars (bars keyed in those days).
 
-    ``calendars``: each symbol's market calendar (None: every symbol trades 24/7).
+    ``calendars``: each symbol's market calendar (None: every symbol trades 24/7). ``edge``: the
+    AR(1) coefficient of the returns of ``edge_timeframe``'s bars (0: none planted; see
+    `drl_trading.ingest.adapter.synthetic_edge`).
     """
 
     name = "synthetic"
 
     def __init__(
-        self, seed: int = 7, chunk_days: int = 7, calendars: CalendarBook | None = None
+        self,
+        seed: int = 7,
+        chunk_days: int = 7,
+        calendars: CalendarBook | None = None,
+        *,
+        edge: float = 0.0,
+        edge_timeframe: Timeframe = Timeframe.H1,
     ) -> None:
         if chunk_days < 1:
             raise ValueError("chunk_days must be >= 1")
+        check_edge(edge, edge_timeframe)
         self.seed = seed
         self.chunk_days = chunk_days
         self.calendars = calendars
+        self.edge = edge
+        self.edge_timeframe = edge_timeframe
         self._chains: dict[str, _DailyChain] = {}
 
     def fetch(
@@ -175,7 +192,7 @@ class SyntheticProvider:
         sigma = chain.vol[day] / math.sqrt(n) * _PROFILE * np.exp(logvol - 0.5 * 0.25**2)
         dof = 5.0
         z = rng.standard_t(dof, n) / math.sqrt(dof / (dof - 2))
-        increments = sigma * z
+        increments = plant(sigma * z, self.edge, self.edge_timeframe)
         walk = np.cumsum(increments)
         var = np.cumsum(sigma**2)
         frac = var / var[-1]

@@ -24,6 +24,17 @@ class SyntheticSettings(BaseModel):
     model_config = _FROZEN
     seed: int = Field(7, description="Seed of the generated bars (same seed, same bars).")
     chunk_days: int = Field(7, ge=1, description="Days of bars generated and stored per batch.")
+    edge: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Planted learnable edge: the AR(1) coefficient of the returns of "
+        "edge_timeframe's bars (the previous bar's return predicts the next); 0: a pure random "
+        "walk, the same bars as without it. The oracle's Sharpe it plants: docs/data-path.md.",
+    )
+    edge_timeframe: Literal["1m", "5m", "15m", "30m", "1h", "4h"] = Field(
+        "1h", description="Bars whose returns carry the edge (intraday, on the UTC grid)."
+    )
 
 
 class FileSettings(BaseModel):

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from drl_trading.evaluation.baselines import RuleLookbacks
 from drl_trading.policy.algorithms import AlgorithmName, resolve_action_mode
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -61,6 +62,35 @@ class GateSettings(BaseModel):
     )
 
 
+class BaselineSettings(BaseModel):
+    """The simple rules every backtest runs beside the model, in bars of the base timeframe."""
+
+    model_config = _FROZEN
+    momentum_bars: int = Field(
+        20,
+        ge=1,
+        description="Momentum rule: long when the close is above the close this many "
+        "bars earlier (short or flat below, as the model may).",
+    )
+    sma_fast_bars: int = Field(10, ge=1, description="Moving-average cross: the fast mean's bars.")
+    sma_slow_bars: int = Field(
+        50, ge=2, description="Moving-average cross: the slow mean's bars (more than the fast)."
+    )
+
+    @model_validator(mode="after")
+    def _fast_below_slow(self) -> BaselineSettings:
+        if self.sma_fast_bars >= self.sma_slow_bars:
+            raise ValueError(
+                f"sma_fast_bars ({self.sma_fast_bars}) must be less than sma_slow_bars "
+                f"({self.sma_slow_bars})"
+            )
+        return self
+
+    @property
+    def lookbacks(self) -> RuleLookbacks:
+        return RuleLookbacks(self.momentum_bars, self.sma_fast_bars, self.sma_slow_bars)
+
+
 class RegistrySettings(BaseModel):
     model_config = _FROZEN
     tracking_uri: str | None = Field(
@@ -94,6 +124,7 @@ class TrainingSettings(BaseModel):
         True, description="Scale rewards by a running estimate of the return's std (VecNormalize)."
     )
     random_agent_seeds: int = Field(5, ge=1, description="Seeds of the random baseline.")
+    baselines: BaselineSettings = BaselineSettings()
     split: SplitSettings = SplitSettings()
     env: EnvSettings = EnvSettings()
     algorithm: AlgorithmSettings = AlgorithmSettings()

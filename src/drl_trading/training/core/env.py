@@ -191,7 +191,7 @@ class TradingEnv(gym.Env[np.ndarray, Any]):
                 paid = abs(abs(dq) * fill) * self._fee_bps / 1e4
                 cash -= dq * fill + paid
                 cost = paid + abs(dq) * abs(fill - open_next)
-                units = settle_units(units + dq)
+                units = settle_units(units, dq)
         equity = cash + units * close_next
         step_return = equity / start_equity - 1.0
         gross = step_return + cost / start_equity

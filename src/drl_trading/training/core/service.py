@@ -26,7 +26,7 @@ from drl_trading.common.model_registry import (
     ModelVersion,
 )
 from drl_trading.common.ports import FeatureStore, MarketDataRepository
-from drl_trading.evaluation.backtest import BacktestResult, backtest
+from drl_trading.evaluation.backtest import LOGGED_METRICS, BacktestResult, backtest
 from drl_trading.evaluation.metrics import periods_per_year
 from drl_trading.policy.package import ModelManifest
 from drl_trading.policy.predictor import Predictor
@@ -498,15 +498,13 @@ class TrainingService:
             random_seeds=self.settings.random_agent_seeds,
             strategy=self.strategy,
             annualisation=annualisation,
+            lookbacks=self.settings.baselines.lookbacks,
         )
 
     @staticmethod
     def _log_backtest(run: ExperimentRun, part: str, result: BacktestResult) -> None:
-        metrics: dict[str, float] = {}
-        for name in ("model", "buy-and-hold"):
-            for attr in ("sharpe", "total_return", "max_drawdown", "n_trades", "sortino"):
-                key = f"{part}.{attr}" if name == "model" else f"{part}.{name}.{attr}"
-                metrics[key] = result.mean(name, attr)
+        metrics = {f"{part}.{attr}": result.mean("model", attr) for attr in LOGGED_METRICS}
+        metrics |= {f"{part}.{k}": v for k, v in result.baseline_metrics().items()}
         for s in result.symbols:
             for attr, value in s.model.to_dict().items():
                 if isinstance(value, int | float) and not isinstance(value, bool):
