@@ -51,6 +51,7 @@ from drl_trading.inference.adapter.bus_handlers import InferenceHandlers
 from drl_trading.ingest.adapter.online_handlers import OnlineIngestHandlers
 from drl_trading.ingest.adapter.replay_source import ReplaySource
 from drl_trading.preprocess.adapter.bus_handlers import PreprocessHandlers
+from drl_trading.testing.tiny_training import PERMISSIVE_GATE
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 SYMBOLS = (Symbol("BTCUSDT"), Symbol("ETHUSDT"))
@@ -159,7 +160,7 @@ def build_home(home: Path) -> AppSettings:
         training={
             "total_timesteps": 256,
             "env": {"n_envs": 2},
-            "gate": {"min_sharpe": -1e9, "beat_buy_and_hold": False, "max_drawdown": 1.0},
+            "gate": PERMISSIVE_GATE,
         },
         # the tiny policy's confidences sit near 1/3: with the example's 0.4 minimum every
         # signal would be rejected and orders, fills and their commits would go unmeasured

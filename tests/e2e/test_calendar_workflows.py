@@ -35,6 +35,7 @@ from drl_trading.strategy.feature_set import FeatureSetSpec
 from drl_trading.testing.calendar_data import write_calendar_csv
 from drl_trading.testing.cli_process import run_cli
 from drl_trading.testing.feature_parity import PARITY, compare_rows
+from drl_trading.testing.tiny_training import PERMISSIVE_GATE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -90,7 +91,7 @@ def _config(path: Path, market: Market) -> Path:
             "random_agent_seeds": 1,
             "env": {"n_envs": 1, "episode_bars": 32},
             "algorithm": {"hyperparameters": {"n_steps": 32, "batch_size": 32, "n_epochs": 1}},
-            "gate": {"min_sharpe": -1e9, "beat_buy_and_hold": False, "max_drawdown": 1.0},
+            "gate": PERMISSIVE_GATE,
         },
     }
     path.write_text(yaml.safe_dump(config))

@@ -22,6 +22,7 @@ from drl_trading.common.domain import Symbol, Timeframe, TimeRange
 from drl_trading.evaluation.metrics import periods_per_year
 from drl_trading.strategy import BaseStrategy
 from drl_trading.strategy.feature_set import FeatureSetSpec
+from drl_trading.testing.tiny_training import PERMISSIVE_GATE
 from drl_trading.training.adapter.fixed_revision import FixedRevision
 from drl_trading.training.adapter.fixed_versions import FixedVersions
 from drl_trading.training.adapter.registry_packages import RegistryPackages
@@ -40,7 +41,7 @@ TINY = TrainingSettings.model_validate(
         "random_agent_seeds": 1,
         "env": {"n_envs": 1, "episode_bars": 32},
         "algorithm": {"hyperparameters": {"n_steps": 32, "batch_size": 32, "n_epochs": 1}},
-        "gate": {"min_sharpe": -1e9, "beat_buy_and_hold": False, "max_drawdown": 1.0},
+        "gate": PERMISSIVE_GATE,
     }
 )
 FX_BOOK = CalendarBook(AlwaysOpenCalendar(), {EURUSD: FX})

@@ -15,12 +15,14 @@ import typer
 
 from drl_trading import __version__
 from drl_trading.cli import (
+    check,
     config_cmd,
     db,
     features,
     ingest,
     paper,
     preprocess,
+    reproduce,
     serve,
     submit,
     trades,
@@ -75,6 +77,7 @@ app.command("preprocess")(preprocess.preprocess)
 app.command("train")(training.train)
 app.command("backtest")(training.backtest)
 app.command("quickstart")(training.quickstart)
+app.command("reproduce")(reproduce.reproduce)
 app.command("paper")(paper.paper)
 app.command("trades")(trades.trades)
 app.command("kill")(trades.kill)
@@ -84,3 +87,4 @@ app.command("submit-training")(submit.submit_training)
 app.add_typer(features.features_app, name="features")
 app.add_typer(config_cmd.config_app, name="config")
 app.add_typer(db.db_app, name="db")
+app.add_typer(check.check_app, name="check")

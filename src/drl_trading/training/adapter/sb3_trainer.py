@@ -9,6 +9,7 @@ machine.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ import numpy as np
 from drl_trading.policy.algorithms import AlgorithmError, algorithm_class, algorithm_info
 from drl_trading.policy.package import ObsNormalization
 from drl_trading.training.core.ports import FitJob, FitProgress, FitProgressHook, FittedModel
+from drl_trading.training.core.provenance import TORCH_DETERMINISM
 
 CLIP_OBS = 10.0
 """Standardised observations are clipped to +-10 standard deviations."""
@@ -60,6 +62,19 @@ def build_model(
         raise AlgorithmError(f"invalid hyperparameters for {name}: {exc}") from exc
 
 
+def apply_torch_determinism(torch: Any) -> None:
+    """`TORCH_DETERMINISM` on the ``torch`` module: deterministic kernels (a warning, not an
+    error, for an operation torch has none for), cuDNN without autotuning, and the cuBLAS
+    workspace deterministic GPU matrix products need (an environment variable cuBLAS reads when
+    it starts: one already set is kept)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", TORCH_DETERMINISM["cublas_workspace_config"])
+    torch.use_deterministic_algorithms(
+        TORCH_DETERMINISM["use_deterministic_algorithms"], warn_only=True
+    )
+    torch.backends.cudnn.deterministic = TORCH_DETERMINISM["cudnn_deterministic"]
+    torch.backends.cudnn.benchmark = TORCH_DETERMINISM["cudnn_benchmark"]
+
+
 class SB3Trainer:
     """Fits with SB3 on ``device`` (a torch device; MLP policies are fastest on ``cpu``) using
     ``torch_threads`` intra-op threads (None keeps torch's default)."""
@@ -76,6 +91,7 @@ class SB3Trainer:
 
         if self.torch_threads:
             torch.set_num_threads(self.torch_threads)
+        apply_torch_determinism(torch)
         set_random_seed(job.seed)
 
         def make(i: int) -> Callable[[], Any]:

@@ -51,14 +51,43 @@ class AlgorithmSettings(BaseModel):
 
 
 class GateSettings(BaseModel):
-    """A new version becomes champion only if its validation backtest passes every check."""
+    """A new version becomes champion only if its walk-forward evidence passes every check.
+
+    The evidence is the out-of-sample (validation) returns of every fold and seed, net of
+    costs (`drl_trading.training.core.evidence`); every check can be switched off (None or
+    false) and the verdict names each one with its figures (docs/training.md)."""
 
     model_config = _FROZEN
-    min_sharpe: float = Field(0.0, description="Validation Sharpe (after costs) must exceed it.")
+    min_sharpe: float | None = Field(
+        0.0, description="Out-of-sample Sharpe (after costs) must exceed it; null: no check."
+    )
     beat_buy_and_hold: bool = Field(True, description="...and exceed buy-and-hold's Sharpe.")
-    max_drawdown: float = Field(0.5, gt=0, le=1, description="...and stay within this drawdown.")
+    max_drawdown: float = Field(
+        0.5, gt=0, le=1, description="...and every seed's stitched drawdown stays within it."
+    )
     beat_champion: bool = Field(
-        False, description="...and beat the current champion's validation Sharpe, if any."
+        False, description="...and beat the current champion's out-of-sample Sharpe, if any."
+    )
+    min_deflated_sharpe: float | None = Field(
+        0.95,
+        ge=0,
+        le=1,
+        description="...and the deflated Sharpe ratio (probability the Sharpe is not the luck "
+        "of the trials run for this model, counted from MLflow) reaches it; null: no check.",
+    )
+    ci_above_best_baseline: bool = Field(
+        True,
+        description="...and the lower bound of the Sharpe's block-bootstrap confidence interval "
+        "exceeds the best baseline's Sharpe (buy-and-hold, flat, random, momentum, SMA cross).",
+    )
+    confidence: float = Field(
+        0.90, gt=0, lt=1, description="Two-sided coverage of that confidence interval."
+    )
+    max_seed_sharpe_std: float | None = Field(
+        1.0,
+        gt=0,
+        description="...and the std of the per-seed out-of-sample Sharpes (annualised) stays "
+        "within it (measured from 2 seeds, training.seeds); null: no check.",
     )
 
 
@@ -110,6 +139,13 @@ class TrainingSettings(BaseModel):
         "(--timesteps of train and quickstart overrides it).",
     )
     seed: int = Field(42, description="Seeds numpy, torch, the model and the environments.")
+    seeds: int = Field(
+        1,
+        ge=1,
+        description="Trainings per walk-forward fold, seeded seed, seed + 1000, ...; the gate "
+        "judges their mean out-of-sample returns and their spread (the model of training.seed "
+        "is registered).",
+    )
     device: str = Field("cpu", description="torch device; MLP policies are fastest on CPU.")
     torch_threads: int | None = Field(
         1,

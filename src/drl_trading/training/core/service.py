@@ -43,7 +43,13 @@ from drl_trading.training.core.dataset import (
     stored_range,
 )
 from drl_trading.training.core.env import EnvConfig, TradingEnv
-from drl_trading.training.core.gate import evaluate_gate
+from drl_trading.training.core.evidence import (
+    Evidence,
+    FoldOutcome,
+    fold_outcome,
+    walk_forward_evidence,
+)
+from drl_trading.training.core.gate import GateDecision, evaluate_gate
 from drl_trading.training.core.ports import (
     CodeRevision,
     DataTimeframeLookup,
@@ -55,6 +61,7 @@ from drl_trading.training.core.ports import (
     Trainer,
 )
 from drl_trading.training.core.progress import ProgressCallback, TrainingCurve
+from drl_trading.training.core.trials import MODEL_NAME_TAG, past_trials
 
 __all__ = [
     "TrainingError",
@@ -112,6 +119,10 @@ class TrainingResult:
     predictor: Predictor
     """The in-memory policy as trained (the registered one is loaded back from the registry)."""
     fold_validation: list[dict[str, float]] = field(default_factory=list)
+    evidence: Evidence | None = None
+    """The walk-forward evidence the gate judged (every fold and seed, out of sample)."""
+    gate: GateDecision | None = None
+    """The gate's verdict with each check (``gate_reason`` is its text)."""
 
 
 class TrainingService:
@@ -280,10 +291,39 @@ class TrainingService:
             )
             run.log_dict(self.resolved_config, "config/resolved.yaml")
             run.log_dict(json.loads(spec.model_dump_json()), "config/feature_set.json")
+            from drl_trading.training.core.provenance import PROVENANCE_ARTIFACT, Provenance
 
+            provenance = Provenance.of_run(
+                settings=self.resolved_config,
+                symbols=request.symbols,
+                start=request.range.start.isoformat(),
+                end=request.range.end.isoformat(),
+                data_timeframe=data_tf.value,
+                total_timesteps=total,
+                feature_set_version=spec.version,
+                frame=frame,
+                feature_columns=columns,
+                seed=cfg.seed,
+                n_envs=cfg.env.n_envs,
+                random_agent_seeds=cfg.random_agent_seeds,
+                libraries=self.libraries.versions(LIBRARIES),
+                code_version=self.code_version(),
+                device=cfg.device,
+                torch_threads=cfg.torch_threads,
+            )
+            run.log_dict(provenance.to_dict(), PROVENANCE_ARTIFACT)
+
+            # every seed of every fold is one trial of this model (`trials`)
+            run.set_tags({MODEL_NAME_TAG: self.model_name, "seeds": str(cfg.seeds)})
             fold_metrics: list[dict[str, float]] = []
+            outcomes: list[FoldOutcome] = []
             fitted: FittedModel | None = None
             validation: BacktestResult | None = None
+            annualised = annualisation_line(ppy, calendar_name, base)
+            manifest = self._manifest(
+                request, splits, env_cfg, frame.height, view.name, calendar, data_tf
+            )
+            fits = len(splits.folds) * cfg.seeds
             for k, fold in enumerate(splits.folds):
                 train_series = series_from_frame(frame, columns, base, fold.train, calendar)
                 val_series = series_from_frame(frame, columns, base, fold.validation, calendar)
@@ -292,14 +332,23 @@ class TrainingService:
                         f"fold {k}: no usable bars in train {fold.train} or validation "
                         f"{fold.validation}"
                     )
-                fitted = self._fit(train_series, env_cfg, total, k, len(splits.folds), run)
-                manifest = self._manifest(
-                    request, splits, env_cfg, frame.height, view.name, calendar, data_tf
-                )
-                predictor = Predictor(manifest, fitted.normalization, fitted.model)
-                validation = self._backtest(
-                    predictor, val_series, ppy, annualisation_line(ppy, calendar_name, base)
-                )
+                seed_results: list[BacktestResult] = []
+                for s in range(cfg.seeds):
+                    fit = self._fit(
+                        train_series, env_cfg, total, k * cfg.seeds + s, fits, run, seed_of(cfg, s)
+                    )
+                    result = self._backtest(
+                        Predictor(manifest, fit.normalization, fit.model),
+                        val_series,
+                        ppy,
+                        annualised,
+                    )
+                    seed_results.append(result)
+                    if s == 0:  # the configured seed's model is the one registered
+                        fitted, validation = fit, result
+                        predictor = Predictor(manifest, fit.normalization, fit.model)
+                outcomes.append(fold_outcome(k, fold.validation, seed_results))
+                assert validation is not None
                 summary = {
                     "sharpe": validation.mean("model", "sharpe"),
                     "total_return": validation.mean("model", "total_return"),
@@ -320,10 +369,19 @@ class TrainingService:
                 }
             )
             self._log_backtest(run, "validation", validation)
+            evidence = walk_forward_evidence(
+                outcomes,
+                ppy,
+                past_trials(self.registry, self.model_name, run.run_id),
+                confidence=cfg.gate.confidence,
+                seed=cfg.seed,
+            )
+            run.log_metrics(evidence.metrics())
+            run.log_dict(evidence.to_dict(), "evaluation/evidence.json")
 
             version = self.packages.register(run, self.model_name, fitted, manifest)
             champion_sharpe = self._champion_validation_sharpe()
-            decision = evaluate_gate(cfg.gate, validation, champion_sharpe)
+            decision = evaluate_gate(cfg.gate, evidence, champion_sharpe)
             if decision.promote:
                 self.registry.set_alias(self.model_name, CHAMPION, version.version)
             run.set_tags(
@@ -334,6 +392,7 @@ class TrainingService:
                     "gate_reason": decision.reason,
                 }
             )
+            run.log_metrics(decision.metrics())
             run.log_metrics({"validation.gate_passed": float(decision.promote)})
 
             # the test backtest runs the model as registered, loaded back from the registry
@@ -352,6 +411,11 @@ class TrainingService:
                 extra={
                     "run id": run.run_id,
                     "validation Sharpe (mean)": f"{validation.mean('model', 'sharpe'):.2f}",
+                    "out-of-sample Sharpe (folds x seeds)": (
+                        f"{evidence.sharpe:.2f} ({evidence.confidence:.0%} CI "
+                        f"{evidence.ci_lower:.2f}..{evidence.ci_upper:.2f})"
+                    ),
+                    "deflated Sharpe": f"{evidence.dsr:.2f} ({evidence.trials_text})",
                     "annualisation": annualisation_line(ppy, calendar_name, base),
                 },
                 stem=f"{self.model_name}-v{version.version}-test",
@@ -377,6 +441,8 @@ class TrainingService:
                 splits=splits,
                 predictor=predictor,
                 fold_validation=fold_metrics,
+                evidence=evidence,
+                gate=decision,
             )
 
     def _stored_description(
@@ -408,8 +474,9 @@ class TrainingService:
             return None
         runs = self.registry.find_runs({"model_version": current, "strategy": self.strategy.name})
         for r in runs:
-            if "validation.sharpe" in r.metrics:
-                return r.metrics["validation.sharpe"]
+            for key in ("evidence.sharpe", "validation.sharpe"):
+                if key in r.metrics:
+                    return r.metrics[key]
         return None
 
     def _fit(
@@ -420,8 +487,10 @@ class TrainingService:
         fold: int,
         folds: int,
         run: ExperimentRun,
+        seed: int,
     ) -> FittedModel:
-        """Train one model of fold ``fold`` on ``series`` for ``total`` steps."""
+        """Train one model on ``series`` for ``total`` steps with ``seed``; ``fold`` of
+        ``folds`` numbers the fit among all of the run's (fold x seed) for its progress."""
         cfg = self.settings
         reward = self.strategy.reward
 
@@ -433,7 +502,7 @@ class TrainingService:
             n_envs=cfg.env.n_envs,
             algorithm=cfg.algorithm,
             total_timesteps=total,
-            seed=cfg.seed,
+            seed=seed,
             normalize_observations=cfg.normalize_observations,
             normalize_reward=cfg.normalize_reward,
         )
@@ -511,6 +580,16 @@ class TrainingService:
                     metrics[f"{part}.{s.symbol}.{attr}"] = float(value)
         run.log_metrics(metrics)
         run.log_dict(result.to_dict(), f"backtest/{part}_metrics.json")
+
+
+SEED_STRIDE = 1000
+"""Seed ``s`` of a run trains with ``training.seed + s * SEED_STRIDE``, so the environments'
+seeds (``seed + i`` for environment ``i``) of two seeds never coincide."""
+
+
+def seed_of(settings: TrainingSettings, s: int) -> int:
+    """The seed of the ``s``-th training of a fold (``s = 0``: ``training.seed`` itself)."""
+    return settings.seed + s * SEED_STRIDE
 
 
 def _close(open_time: datetime, timeframe: Timeframe, calendar: MarketCalendar | None) -> datetime:
