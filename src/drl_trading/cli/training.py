@@ -157,6 +157,79 @@ def _settings_with(
 QUICKSTART_RANGE = ("2024-01-01", "2024-03-01")
 """`quickstart`'s range where none is given and the source has none of its own."""
 
+QUICKSTART_EDGE = 0.5
+"""The edge `quickstart` plants in synthetic data where neither ``--edge`` nor
+``ingest.synthetic.edge`` says otherwise (measured: docs/training.md, "Known-answer
+quickstart")."""
+QUICKSTART_EDGE_TIMEFRAME = "5m"
+"""...on the bars of this timeframe where ``ingest.synthetic.edge_timeframe`` is not set: the
+default feature set's base, whose last return the agent observes directly. An edge on 1h bars
+is momentum on 5m bars, which the momentum and SMA-cross baselines trade as well as the agent."""
+
+
+def _with_edge(settings: AppSettings, source: str, edge: float | None) -> AppSettings:
+    """``settings`` with ``ingest.synthetic.edge`` for this run: ``--edge`` where given, else
+    the configured value where one was set (file or environment), else `QUICKSTART_EDGE`; the
+    same for ``edge_timeframe`` (`QUICKSTART_EDGE_TIMEFRAME`)."""
+    synthetic = settings.ingest.synthetic
+    if source != "synthetic":
+        if edge is not None:
+            raise ValueError(
+                f"--edge plants an edge in synthetic data only, not in --source {source}: "
+                "drop --edge or use --source synthetic"
+            )
+        return settings
+    if edge is None:
+        edge = synthetic.edge if "edge" in synthetic.model_fields_set else QUICKSTART_EDGE
+    if not 0.0 <= edge < 1.0:
+        raise ValueError(f"--edge must be in [0, 1) (an AR(1) coefficient), got {edge:g}")
+    timeframe = (
+        synthetic.edge_timeframe
+        if "edge_timeframe" in synthetic.model_fields_set
+        else QUICKSTART_EDGE_TIMEFRAME
+    )
+    update = {"edge": edge, "edge_timeframe": timeframe}
+    ingest = settings.ingest.model_copy(update={"synthetic": synthetic.model_copy(update=update)})
+    return settings.model_copy(update={"ingest": ingest})
+
+
+def _sharpe_text(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def print_planted(result: Any, settings: AppSettings) -> None:
+    """The known answer beside the verdict: the planted edge and its oracle's Sharpe on the test
+    bars (before and after the model's costs), then what the agent recovered out of sample."""
+    from drl_trading.app.planted_edge import planted_edge
+
+    synthetic = settings.ingest.synthetic
+    planted = planted_edge(synthetic.edge, Timeframe(synthetic.edge_timeframe), result)
+    if planted.edge == 0.0:
+        what = (
+            "planted:       nothing (edge 0, a pure random walk; oracle on "
+            f"{planted.timeframe} bars)"
+        )
+    else:
+        what = (
+            f"planted:       edge {planted.edge:g} on {planted.timeframe} bars, oracle Sharpe "
+            f"{planted.planted_sharpe:.1f} before costs over ~60 days"
+        )
+    console.print(
+        f"{what}; the oracle rule on this test range's bars: "
+        f"{_sharpe_text(planted.oracle_before_costs)} before costs, "
+        f"{_sharpe_text(planted.oracle_after_costs)} after costs"
+    )
+    e = result.evidence
+    verdict = "[green]yes[/green]" if result.champion else "[yellow]no[/yellow]"
+    recovered = f"test-range Sharpe {result.test.mean('model', 'sharpe'):.1f}"
+    if e is not None:
+        recovered = (
+            f"out-of-sample Sharpe {e.sharpe:.1f} ({e.confidence:.0%} CI {e.ci_lower:.1f}.."
+            f"{e.ci_upper:.1f}), deflated Sharpe {e.dsr:.2f}; {recovered}"
+        )
+    console.print(f"recovered:     {recovered}; champion {verdict}")
+
+
 Timesteps = Annotated[
     int | None,
     typer.Option(
@@ -274,12 +347,24 @@ def quickstart(
     timeframe: DataTimeframe = Timeframe.M1,
     timesteps: Timesteps = None,
     algorithm: Algorithm = None,
+    edge: Annotated[
+        float | None,
+        typer.Option(
+            "--edge",
+            min=0.0,
+            help="Synthetic source only: the planted edge, an AR(1) coefficient in [0, 1) of the "
+            f"returns of ingest.synthetic.edge_timeframe's bars (default {QUICKSTART_EDGE:g} "
+            "unless ingest.synthetic.edge is set; 0: a pure random walk, nothing to learn).",
+        ),
+    ] = None,
 ) -> None:
     """The whole offline workflow through the bus: ingest → preprocess → train → register →
-    backtest, on synthetic data unless told otherwise."""
+    backtest, on synthetic data with a planted edge unless told otherwise; prints what was
+    planted beside what the agent recovered."""
     started = time.perf_counter()
     try:
         settings = _settings_with(state(ctx).settings(), timesteps, algorithm)
+        settings = _with_edge(settings, source, edge)
         syms = parse_symbols(symbols)
     except ValueError as exc:
         raise fail(str(exc), 2) from None
@@ -306,4 +391,6 @@ def quickstart(
                 err_console.print("[red]the workflow ended without a trained model[/red]")
             raise typer.Exit(1)
     print_training_result(result)
+    if source == "synthetic":
+        print_planted(result, settings)
     console.print(f"quickstart finished in {time.perf_counter() - started:.0f} s")
