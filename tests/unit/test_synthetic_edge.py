@@ -23,8 +23,8 @@ from drl_trading.common.adapter.memory_market_data import InMemoryMarketData
 from drl_trading.common.adapter.system_clock import ManualClock
 from drl_trading.common.calendar import CalendarBook, MarketCalendar
 from drl_trading.common.domain import Symbol, Timeframe
+from drl_trading.evaluation.statistics import sharpe_ratio
 from drl_trading.ingest.adapter.synthetic_edge import (
-    annualised_sharpe,
     bars_per_day,
     oracle_returns,
     plant,
@@ -156,7 +156,7 @@ def oracle_sharpes(edge: float, edge_timeframe: Timeframe) -> tuple[float, ...]:
         )
         close = bars(provider, edge_timeframe, d(2024, 1, 1), d(2024, 3, 1), "BTCUSDT")["close"]
         returns = oracle_returns(close.to_numpy())
-        out.append(annualised_sharpe(returns, 365.0 * bars_per_day(edge_timeframe)))
+        out.append(sharpe_ratio(returns, 365.0 * bars_per_day(edge_timeframe)))
     return tuple(out)
 
 

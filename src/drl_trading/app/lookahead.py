@@ -14,7 +14,7 @@ fixed actions). Nothing is written to any store.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
@@ -50,7 +50,7 @@ from drl_trading.preprocess.core.market_sessions import (
 )
 from drl_trading.strategy.feature_set import FeatureSetSpec
 from drl_trading.training.core.dataset import series_from_frame
-from drl_trading.training.core.env import EnvConfig
+from drl_trading.training.core.env import EnvConfig, env_config_for
 from drl_trading.training.core.observation_replay import (
     observation_names,
     replay_observations,
@@ -186,19 +186,9 @@ def _read_bars(
 
 
 def _env_config(settings: AppSettings, spec: FeatureSetSpec) -> EnvConfig:
-    """The environment training would build (`TrainingService.env_config`)."""
-    cfg = settings.training
+    """The environment training would build, run over each whole series (no episodes)."""
     risk = build_strategy(settings).risk_parameters()
-    return EnvConfig(
-        window=cfg.env.window,
-        action_mode="continuous" if cfg.action_mode == "continuous" else "discrete",
-        fee_bps=cfg.env.fee_bps,
-        slippage_bps=cfg.env.slippage_bps,
-        max_position=risk.max_position,
-        allow_short=risk.allow_short,
-        episode_bars=None,
-        feature_names=spec.columns,
-    )
+    return replace(env_config_for(settings.training, risk, spec.columns), episode_bars=None)
 
 
 def _check_symbol(

@@ -39,8 +39,8 @@ from drl_trading.app.ingest import bootstrap_ingest, build_provider
 from drl_trading.app.runtime import EmbeddedRuntime
 from drl_trading.app.settings import AppSettings, load_settings
 from drl_trading.common.domain import Symbol, Timeframe, TimeRange, parse_time
+from drl_trading.evaluation.statistics import sharpe_ratio
 from drl_trading.ingest.adapter.synthetic_edge import (
-    annualised_sharpe,
     oracle_returns,
     planted_sharpe,
 )
@@ -232,7 +232,7 @@ def oracle_sharpe(
     turnover = np.abs(np.diff(position, prepend=0.0))
     net = gross - turnover * cost_bps / 1e4
     days = (span.end - span.start).total_seconds() / 86400.0
-    return annualised_sharpe(net, HOURS_PER_YEAR), days
+    return sharpe_ratio(net, HOURS_PER_YEAR), days
 
 
 def run_dataset(home: Path, setup: CalibrationSetup, dataset: Dataset) -> DatasetOutcome:

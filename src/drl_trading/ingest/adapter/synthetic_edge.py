@@ -95,12 +95,6 @@ def oracle_returns(close: np.ndarray) -> np.ndarray:
     return position * (c[2:] / c[1:-1] - 1.0)
 
 
-def annualised_sharpe(returns: np.ndarray, bars_per_year: float) -> float:
-    """Mean over standard deviation (ddof 1) of per-bar returns, times sqrt(bars per year)."""
-    r = np.asarray(returns, dtype=np.float64)
-    return float(r.mean() / r.std(ddof=1) * math.sqrt(bars_per_year))
-
-
 def planted_sharpe(edge: float, timeframe: Timeframe = Timeframe.H1) -> float:
     """The annualised Sharpe, before costs, of the oracle rule over about 60 days of a 24/7
     market's bars of the edge ``timeframe`` (365 × bars per day per year, the convention of

@@ -26,7 +26,8 @@ from gymnasium import spaces
 from drl_trading.common.agent_state import DISCRETE_POSITIONS, STATE_SIZE, agent_state
 from drl_trading.common.costs import TARGET_TOLERANCE, CostModel, settle_units
 from drl_trading.common.market_series import MarketSeries
-from drl_trading.strategy.api import RewardContext
+from drl_trading.strategy.api import RewardContext, RiskParameters
+from drl_trading.training.core.config import TrainingSettings
 
 ActionMode = Literal["discrete", "continuous"]
 
@@ -53,6 +54,24 @@ class EnvConfig:
     @property
     def costs(self) -> CostModel:
         return CostModel(self.fee_bps, self.slippage_bps)
+
+
+def env_config_for(
+    settings: TrainingSettings, risk: RiskParameters, feature_names: tuple[str, ...]
+) -> EnvConfig:
+    """The environment training builds from its settings and the strategy's risk limits: what
+    training steps and what a check of its observations (`check lookahead`) must replay."""
+    mode: ActionMode = "continuous" if settings.action_mode == "continuous" else "discrete"
+    return EnvConfig(
+        window=settings.env.window,
+        action_mode=mode,
+        fee_bps=settings.env.fee_bps,
+        slippage_bps=settings.env.slippage_bps,
+        max_position=risk.max_position,
+        allow_short=risk.allow_short,
+        episode_bars=settings.env.episode_bars,
+        feature_names=feature_names,
+    )
 
 
 RewardFn = Callable[[RewardContext], float]

@@ -42,7 +42,7 @@ from drl_trading.training.core.dataset import (
     series_from_frame,
     stored_range,
 )
-from drl_trading.training.core.env import EnvConfig, TradingEnv
+from drl_trading.training.core.env import EnvConfig, TradingEnv, env_config_for
 from drl_trading.training.core.evidence import (
     Evidence,
     FoldOutcome,
@@ -177,17 +177,8 @@ class TrainingService:
     # -- helpers --------------------------------------------------------------------------------
 
     def env_config(self) -> EnvConfig:
-        cfg = self.settings
-        risk = self.strategy.risk_parameters()
-        return EnvConfig(
-            window=cfg.env.window,
-            action_mode=cfg.action_mode,  # type: ignore[arg-type]
-            fee_bps=cfg.env.fee_bps,
-            slippage_bps=cfg.env.slippage_bps,
-            max_position=risk.max_position,
-            allow_short=risk.allow_short,
-            episode_bars=cfg.env.episode_bars,
-            feature_names=self.feature_set.columns,
+        return env_config_for(
+            self.settings, self.strategy.risk_parameters(), self.feature_set.columns
         )
 
     def calendar_of(self, symbols: tuple[Symbol, ...]) -> MarketCalendar | None:
