@@ -317,3 +317,17 @@ def test_24_7_scalar_windows_are_the_grid() -> None:
     assert k == to_micros(_d("2024-03-01T10:00"))
     assert windows.close(k) == k + Timeframe.M15.micros == windows.next_slot(t)
     assert windows.slots_between(k, k + 4 * Timeframe.M15.micros) == 4
+
+
+def test_symbol_windows_share_one_per_calendar_and_none_where_always_open() -> None:
+    from drl_trading.common.bar_windows import SymbolWindows
+    from drl_trading.common.calendar import CalendarBook
+
+    fx = FxCalendar()
+    book = CalendarBook(AlwaysOpenCalendar(), {"EURUSD": fx, "GBPUSD": fx})
+    windows = SymbolWindows(book, Timeframe.H1)
+    eur, gbp = windows.for_symbol("EURUSD"), windows.for_symbol("gbpusd")
+    assert eur is not None and eur is gbp and eur.timeframe is Timeframe.H1
+    assert eur.calendar is fx
+    assert windows.for_symbol("BTCUSDT") is None
+    assert SymbolWindows(None, Timeframe.H1).for_symbol("EURUSD") is None

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from drl_trading.common.calendar import DAY_US, MarketCalendar, Micros, Sessions
+from drl_trading.common.calendar import DAY_US, CalendarBook, MarketCalendar, Micros, Sessions
 from drl_trading.common.domain import Timeframe, from_micros, to_micros, utc
 
 CLOSED = -1
@@ -537,3 +537,25 @@ class BarWindows:
         if self._daily:
             return self._daily_row(b)[0] - self._daily_row(a)[0]
         return self._intraday_ordinal(b) - self._intraday_ordinal(a)
+
+
+class SymbolWindows:
+    """Each symbol's `BarWindows` of one timeframe, from a `CalendarBook`, built once per
+    calendar and shared by the symbols on it; None where the symbol's market never closes (or
+    no book is given), so that callers keep the closed-form 24/7 arithmetic there."""
+
+    def __init__(self, calendars: CalendarBook | None, timeframe: Timeframe) -> None:
+        self.calendars = calendars
+        self.timeframe = timeframe
+        self._by_calendar: dict[str, BarWindows] = {}
+
+    def for_symbol(self, symbol: str) -> BarWindows | None:
+        if self.calendars is None:
+            return None
+        calendar = self.calendars.for_symbol(symbol)
+        if calendar.always_open:
+            return None
+        windows = self._by_calendar.get(calendar.name)
+        if windows is None:
+            windows = self._by_calendar[calendar.name] = BarWindows(calendar, self.timeframe)
+        return windows

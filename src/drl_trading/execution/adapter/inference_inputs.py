@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from drl_trading.common.agent_state import AgentPosition
-from drl_trading.common.bar_windows import BarWindows
+from drl_trading.common.bar_windows import BarWindows, SymbolWindows
 from drl_trading.common.calendar import CalendarBook
 from drl_trading.common.domain import Symbol, Timeframe
 from drl_trading.execution.core.service import ExecutionService
@@ -32,20 +32,11 @@ class ExecutionPositions:
         self._bar = base_bar.duration if isinstance(base_bar, Timeframe) else base_bar
         if calendars is not None and base is None:
             raise ValueError("counting bars on market calendars needs the base Timeframe")
-        self._calendars = calendars
-        self._base = base
-        self._windows: dict[str, BarWindows] = {}
+        self._windows = None if base is None else SymbolWindows(calendars, base)
 
     def _counter(self, symbol: Symbol) -> timedelta | BarWindows:
-        if self._calendars is None or self._base is None:
-            return self._bar
-        calendar = self._calendars.for_symbol(symbol)
-        if calendar.always_open:
-            return self._bar
-        windows = self._windows.get(calendar.name)
-        if windows is None:
-            windows = self._windows[calendar.name] = BarWindows(calendar, self._base)
-        return windows
+        windows = None if self._windows is None else self._windows.for_symbol(symbol)
+        return self._bar if windows is None else windows
 
     def agent_position(self, symbol: Symbol) -> AgentPosition:
         mark = self._service.mark(symbol)

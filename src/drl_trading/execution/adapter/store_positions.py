@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from drl_trading.common.agent_state import AgentPosition
-from drl_trading.common.bar_windows import BarWindows
+from drl_trading.common.bar_windows import BarWindows, SymbolWindows
 from drl_trading.common.calendar import CalendarBook
 from drl_trading.common.domain import Symbol, Timeframe, from_micros, to_micros
 from drl_trading.common.ports import Clock
@@ -46,8 +46,7 @@ class StorePositions:
     ) -> None:
         """``calendars``: each symbol's market calendar (None: every symbol trades 24/7)."""
         self._store = store
-        self._calendars = calendars
-        self._windows: dict[str, BarWindows] = {}
+        self._windows = SymbolWindows(calendars, base)
         self._base = base
         self._clock = clock
         self._wait = wait.total_seconds()
@@ -73,15 +72,7 @@ class StorePositions:
 
     def _bar_windows(self, symbol: Symbol) -> BarWindows | None:
         """The symbol's base `BarWindows`; None on a 24/7 market (closed-form arithmetic)."""
-        if self._calendars is None:
-            return None
-        calendar = self._calendars.for_symbol(symbol)
-        if calendar.always_open:
-            return None
-        windows = self._windows.get(calendar.name)
-        if windows is None:
-            windows = self._windows[calendar.name] = BarWindows(calendar, self._base)
-        return windows
+        return self._windows.for_symbol(symbol)
 
     def _due(self, symbol: Symbol, now: datetime) -> datetime:
         """The close of the last base bar closed at or before ``now``."""

@@ -23,7 +23,7 @@ from datetime import datetime
 
 import numpy as np
 
-from drl_trading.common.bar_windows import BarWindows
+from drl_trading.common.bar_windows import BarWindows, SymbolWindows
 from drl_trading.common.calendar import CalendarBook
 from drl_trading.common.costs import CostModel
 from drl_trading.common.domain import Bar, Symbol, Timeframe, from_micros, to_micros
@@ -80,8 +80,7 @@ class SessionRecorder:
         self._execution = execution
         self._base = base
         self._base_us = base.micros
-        self._calendars = calendars
-        self._bar_windows: dict[str, BarWindows] = {}
+        self._bar_windows = SymbolWindows(calendars, base)
         self._window_key: dict[Symbol, int] = {}
         self._last_seen: dict[Symbol, tuple[datetime, datetime]] = {}
         self.costs = costs
@@ -94,15 +93,7 @@ class SessionRecorder:
 
     def _windows(self, symbol: Symbol) -> BarWindows | None:
         """The symbol's base `BarWindows`; None on a 24/7 market (closed-form arithmetic)."""
-        if self._calendars is None:
-            return None
-        calendar = self._calendars.for_symbol(symbol)
-        if calendar.always_open:
-            return None
-        windows = self._bar_windows.get(calendar.name)
-        if windows is None:
-            windows = self._bar_windows[calendar.name] = BarWindows(calendar, self._base)
-        return windows
+        return self._bar_windows.for_symbol(symbol)
 
     def _closed_at(self, symbol: Symbol, nominal: datetime) -> datetime:
         """A bar's calendar close from its nominal one (what execution marks)."""
