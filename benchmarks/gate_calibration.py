@@ -14,7 +14,8 @@ at the end the false-promotion rate (null promoted / M, target <= 5%) and the de
     .venv/bin/python benchmarks/gate_calibration.py [--m 20] [--edge 0.5] [--timesteps 6144]
         [--folds 2] [--seeds 2] [--days 120] [--json results.json] [--homes DIR]
 
-About 24 s per dataset on a 2-core machine with the defaults (M = 20: 16 minutes; --seeds 1: 9 s).
+About 16..24 s per dataset on a shared 2-core machine with the defaults (M = 20: 11..16 minutes;
+--seeds 1: 8..9 s).
 """
 
 from __future__ import annotations

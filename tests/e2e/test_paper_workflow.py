@@ -17,6 +17,7 @@ from drl_trading.app.settings import AppSettings
 from drl_trading.common.adapter.system_clock import ManualClock
 from drl_trading.common.domain import Symbol, TimeRange
 from drl_trading.common.events import ProcessingMode, Topic
+from drl_trading.evaluation.baselines import random_baseline_name
 from drl_trading.execution.core.records import RecordKind
 from drl_trading.ingest.adapter.replay_source import ReplaySource
 from drl_trading.testing.tiny_training import ingest_and_train, tiny_training_settings
@@ -108,7 +109,12 @@ def test_paper_command_report(home: AppSettings, tmp_path: Path) -> None:
     assert set(report["per_symbol"]) == {"BTCUSDT", "ETHUSDT"}
     btc = report["per_symbol"]["BTCUSDT"]
     assert btc["model"]["n_steps"] == 29
-    assert {"buy-and-hold", "flat"} <= set(btc["baselines"])
+    # the backtest's columns, the simple rules with training.baselines' lookbacks included
+    rules = home.training.baselines.lookbacks
+    assert list(btc["baselines"]) == [
+        "buy-and-hold", "flat", random_baseline_name(home.training.random_agent_seeds),
+        rules.momentum_name, rules.sma_cross_name,
+    ]  # fmt: skip
     assert report["capital"] == {"BTCUSDT": 5000.0, "ETHUSDT": 5000.0}
     html = out.with_suffix(".html").read_text()
     assert "Paper session" in html and "BTCUSDT" in html and "<svg" in html

@@ -163,3 +163,29 @@ def test_snapshot_restores_an_identical_deterministic_broker() -> None:
 def test_apply_fill_rejects_nonsense() -> None:
     with pytest.raises(ValueError, match="invalid fill"):
         apply_fill(Position(), 1.0, 0.0)
+
+
+def test_a_tiny_position_really_held_is_kept_however_small_in_units() -> None:
+    """1e-13 BTC bought and held is a position, not rounding: a fixed 1e-12-unit threshold
+    flattened it while its cash was paid."""
+    broker = PaperBroker(fee_bps=0, slippage_bps=0, initial_cash=1e-8)
+    broker.submit(Order("tiny", S, Side.BUY, 1e-13))
+    broker.on_bar(flat_bar(1, 40_000))
+    pos = broker.positions()[S]
+    assert pos.quantity == 1e-13 and pos.avg_price == 40_000
+    assert broker.equity({S: 44_000}) == pytest.approx(1e-8 + 1e-13 * 4_000)
+    added, _ = apply_fill(pos, 2e-13, 40_000)  # adding to it: no residue either
+    assert added.quantity == pytest.approx(3e-13)
+
+
+def test_the_float_residue_of_a_full_close_is_flat() -> None:
+    # 0.1 + 0.2 - 0.3 leaves 5.6e-17 units: the residue of closing, not a position
+    opened, _ = apply_fill(Position(), 0.1, 100.0)
+    added, _ = apply_fill(opened, 0.2, 100.0)
+    assert added.quantity - 0.3 != 0.0
+    closed, realised = apply_fill(added, -0.3, 110.0)
+    assert closed.quantity == 0.0 and closed.avg_price == 0.0 and closed.is_flat
+    assert realised == pytest.approx(0.3 * 10.0)
+    # a short of 1e-13 closed by a buy of 1e-13 is flat too; the same buy on 1 unit short is not
+    assert apply_fill(Position(-1e-13, 100.0), 1e-13, 100.0)[0].quantity == 0.0
+    assert apply_fill(Position(-1.0, 100.0), 1e-13, 100.0)[0].quantity == pytest.approx(-1.0)

@@ -70,20 +70,27 @@ def _manifest(settings: AppSettings) -> ModelManifest:
     )
 
 
-def _register(registry: ModelRegistry, tmp: Path, manifest: ModelManifest) -> str:
-    """A package as `write_package` lays it out, with random layers; ``policy.zip`` is no SB3
-    model (a backtest decides on the numpy layers). Returns its ``NAME/version``."""
+def _register(
+    registry: ModelRegistry,
+    tmp: Path,
+    manifest: ModelManifest,
+    seed: int = 7,
+    name: str = "drl-test",
+) -> str:
+    """A package as `write_package` lays it out, with random layers drawn from ``seed``;
+    ``policy.zip`` is no SB3 model (a backtest decides on the numpy layers). Returns its
+    ``NAME/version``."""
     obs = manifest.obs_size
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
     head = (rng.normal(0.0, 1.0, (3, obs)), rng.normal(0.0, 0.1, 3), None)
-    dst = tmp / f"package-{manifest.feature_set_version[:8]}"
+    dst = tmp / f"package-{seed}-{manifest.feature_set_version[:8]}"
     dst.mkdir(parents=True)
     (dst / POLICY_FILE).write_bytes(stand_in_policy_zip())
     write_normalization(dst, ObsNormalization.identity(obs))
     write_numpy_policy(dst, NumpyPolicy("logits", [], head))
     (dst / MANIFEST_FILE).write_text(manifest.to_json())
     with registry.start_run("train", {"kind": "training"}) as run:
-        version = registry.register_model(run, "drl-test", dst)
+        version = registry.register_model(run, name, dst)
     return f"{version.name}/{version.version}"
 
 

@@ -16,6 +16,9 @@ from drl_trading.common.adapter.system_clock import ManualClock
 from drl_trading.common.costs import CostModel
 from drl_trading.common.domain import Action, Bar, Symbol, Timeframe, parse_time
 from drl_trading.common.events import PredictionCompleted
+from drl_trading.common.market_series import MarketSeries
+from drl_trading.evaluation.backtest import backtest
+from drl_trading.evaluation.baselines import RuleLookbacks, random_baseline_name, rule_positions
 from drl_trading.evaluation.trace import SimulationTrace
 from drl_trading.execution.adapter.paper_broker import PaperBroker
 from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
@@ -23,6 +26,9 @@ from drl_trading.execution.core.records import RecordKind
 from drl_trading.execution.core.risk import ExecutionLimits
 from drl_trading.execution.core.service import ExecutionService
 from drl_trading.execution.core.session_recorder import SessionRecorder
+from drl_trading.policy.numpy_policy import NumpyPolicy
+from drl_trading.policy.package import ModelManifest, ObsNormalization
+from drl_trading.policy.predictor import Predictor
 from drl_trading.strategy.api import BaseStrategy
 
 S = Symbol("BTCUSDT")
@@ -132,3 +138,78 @@ def test_split_sessions_add_up_to_one_and_their_figures_agree(tmp_path: Path) ->
     # the split costs what the whole run costs
     assert float(a.cost.sum() + b.cost.sum()) == pytest.approx(float(one.cost.sum()), rel=1e-9)
     assert np.isclose(float(a.fees.sum() + b.fees.sum()), float(one.fees.sum()), rtol=1e-9)
+
+
+def _predictor(allow_short: bool) -> Predictor:
+    """A model for `backtest` (its own column is not compared: only the baselines are)."""
+    manifest = ModelManifest(
+        algorithm="PPO",
+        policy="MlpPolicy",
+        action_mode="discrete",
+        window=1,
+        feature_columns=["f0"],
+        feature_set={},
+        feature_set_version="test",
+        feature_view="test",
+        base_timeframe=BASE.value,
+        strategy={"name": "test", "version": "1"},
+        max_position=1.0,
+        allow_short=allow_short,
+        fee_bps=COSTS.fee_bps,
+        slippage_bps=COSTS.slippage_bps,
+    )
+    head = (np.ones((3, manifest.obs_size)), np.zeros(3), None)
+    return Predictor(
+        manifest,
+        ObsNormalization.identity(manifest.obs_size),
+        fast=NumpyPolicy("logits", [], head),
+        load_model=lambda: None,
+    )
+
+
+@pytest.mark.parametrize("allow_short", [True, False])
+def test_a_session_has_the_backtest_baselines_on_the_same_bars(
+    tmp_path: Path, allow_short: bool
+) -> None:
+    """The session report's baseline columns are the backtest's, rules included, with the same
+    lookbacks: on the bars the session saw, every baseline figure is the backtest's."""
+    session = Session(tmp_path / "a.sqlite")
+    session.stream(0, 300)  # 60 base closes
+    trace = session.end()
+    lookbacks = RuleLookbacks(momentum=4, sma_fast=2, sma_slow=8)
+    ppy = 365 * 288.0
+    paper = session.recorder.result(
+        ppy, random_seeds=3, lookbacks=lookbacks, allow_short={S: allow_short}
+    )
+    series = MarketSeries(
+        str(S), trace.times, np.zeros((len(trace.times), 1), np.float32), trace.open, trace.close
+    )
+    fast = backtest(
+        _predictor(allow_short),
+        [series],
+        costs=COSTS,
+        periods_per_year=ppy,
+        random_seeds=3,
+        initial_equity=float(trace.equity[0]),
+        lookbacks=lookbacks,
+    )
+    (live,), (vectorised,) = paper.symbols, fast.symbols
+    names = [
+        "buy-and-hold",
+        "flat",
+        random_baseline_name(3),
+        lookbacks.momentum_name,
+        lookbacks.sma_cross_name,
+    ]
+    assert list(live.baselines) == list(vectorised.baselines) == names
+    assert live.baselines == vectorised.baselines
+    for name in names:
+        np.testing.assert_array_equal(
+            live.baseline_returns[name], vectorised.baseline_returns[name]
+        )
+    momentum = live.baselines[lookbacks.momentum_name]
+    assert momentum.n_trades > 0 and momentum.fees_paid > 0  # the rules trade these bars
+    # the rules go short on these bars only where allowed
+    rules = rule_positions(trace.close, lookbacks, allow_short)
+    assert all((p < 0).any() == allow_short for p in rules.values())
+    assert paper.baseline_metrics() == fast.baseline_metrics()

@@ -4,10 +4,12 @@ deflate the same figures, and seeds that disagree are refused; every check is na
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from drl_trading.common.domain import TimeRange
 from drl_trading.evaluation.statistics import deflated_sharpe_ratio_of_returns, sharpe_ratio
@@ -18,7 +20,11 @@ from drl_trading.training.core.evidence import (
     Trials,
     walk_forward_evidence,
 )
-from drl_trading.training.core.gate import GateDecision, evaluate_gate
+from drl_trading.training.core.gate import (
+    GateDecision,
+    evaluate_gate,
+    seed_sharpe_standard_error,
+)
 
 PPY = 8760.0  # hourly bars of a 24/7 market
 STEPS = 2000  # per fold
@@ -63,7 +69,7 @@ def test_a_strong_planted_edge_passes_every_check() -> None:
         "min_sharpe",
         "beat_buy_and_hold",
         "max_drawdown",
-        "seed_sharpe_std",
+        "seed_sharpe_spread",
     ]
     assert "deflated Sharpe 1.00 >= 0.95 (2 trials)" in decision.reason
     assert "best baseline momentum (20 bars) 0.80" in decision.reason
@@ -121,11 +127,48 @@ def test_seeds_that_disagree_fail_the_spread_check() -> None:
     assert evidence.seed_sharpes == pytest.approx(per_seed)
     decision = evaluate_gate(GATE, evidence)
     assert not decision.promote
-    spread = next(c for c in decision.checks if c.key == "seed_sharpe_std")
-    assert not spread.passed
-    assert f"seed Sharpe std {spread.value:.2f} > 1.00 (3 seeds, " in decision.reason
+    spread = next(c for c in decision.checks if c.key == "seed_sharpe_spread")
+    se = seed_sharpe_standard_error(evidence)
+    assert not spread.passed and spread.value == pytest.approx(evidence.seed_sharpe_std)
+    assert spread.threshold == pytest.approx(2.0 * se)
+    assert (
+        f"seed Sharpe std {spread.value:.2f} > 2 x SE {se:.2f} = {2 * se:.2f} (3 seeds, "
+        in decision.reason
+    )
     # the mean series of three strong seeds passes everything else
-    assert all(c.passed for c in decision.checks if c.key != "seed_sharpe_std")
+    assert all(c.passed for c in decision.checks if c.key != "seed_sharpe_spread")
+
+
+def test_the_seed_spread_limit_is_in_standard_errors_of_the_sharpe() -> None:
+    """SE is Lo's i.i.d. form over the evidence's steps: sqrt((1 + SR^2/2) / (n - 1)) annualised;
+    the same spread passes over a long series and fails over a short one."""
+    evidence = walk_forward_evidence(outcomes(STRONG, seeds=2), PPY)
+    per_step = evidence.sharpe / np.sqrt(PPY)
+    expected = np.sqrt((1 + per_step**2 / 2) / (evidence.steps - 1)) * np.sqrt(PPY)
+    assert seed_sharpe_standard_error(evidence) == pytest.approx(expected)
+    # two seeds 5 annualised Sharpe units apart: std 3.54
+    wide = replace(evidence, seed_sharpes=(20.0, 25.0))
+    long_run = evaluate_gate(GATE, wide)  # SE about 1.5 over 4,000 steps: 2 SE < 3.54
+    spread = next(c for c in long_run.checks if c.key == "seed_sharpe_spread")
+    assert not spread.passed and spread.value == pytest.approx(5 / np.sqrt(2))
+    short = replace(wide, steps=864)  # 36 days of 1h bars: SE about 3.2, 2 SE = 6.4 > 3.54
+    spread = next(c for c in evaluate_gate(GATE, short).checks if c.key == "seed_sharpe_spread")
+    assert spread.passed and spread.threshold > spread.value
+    assert spread.text.endswith("(2 seeds, 20.00..25.00)")
+    loose = GateSettings(max_seed_sharpe_spread=3.0)  # 3 SE over 4,000 steps: about 4.5
+    assert next(c for c in evaluate_gate(loose, wide).checks if c.key == spread.key).passed
+
+
+def test_one_seed_passes_the_spread_check_unmeasured() -> None:
+    evidence = walk_forward_evidence(outcomes(STRONG), PPY)
+    spread = next(c for c in evaluate_gate(GATE, evidence).checks if c.key == "seed_sharpe_spread")
+    assert spread.passed and spread.value == 0.0
+    assert "(1 seed: not measured, set training.seeds)" in spread.text
+
+
+def test_the_old_absolute_seed_limit_is_refused_with_its_new_name() -> None:
+    with pytest.raises(ValidationError, match="renamed to max_seed_sharpe_spread"):
+        GateSettings.model_validate({"max_seed_sharpe_std": 1.0})
 
 
 def test_a_constant_model_is_no_evidence_and_each_check_can_be_switched_off() -> None:

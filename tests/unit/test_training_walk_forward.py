@@ -85,7 +85,7 @@ def test_two_folds_by_two_seeds_give_evidence_and_a_verdict_naming_each_check(
     metrics = run.latest_metrics()
     assert metrics["evidence.seeds"] == 2.0 and "evidence.seed1.sharpe" in metrics
     assert metrics["evidence.fold1.sharpe"] == f1.sharpe
-    assert "gate.deflated_sharpe.value" in metrics and "gate.seed_sharpe_std.passed" in metrics
+    assert "gate.deflated_sharpe.value" in metrics and "gate.seed_sharpe_spread.passed" in metrics
     assert run.tags["model_name"] == "tiny" and run.tags["gate_reason"] == reason
     assert json.loads(json.dumps(run.dicts["evaluation/evidence.json"]))["trials"] == 2
 

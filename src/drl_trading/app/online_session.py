@@ -31,7 +31,7 @@ from typing import Any
 import structlog
 
 from drl_trading.app.data_timeframe import data_timeframe
-from drl_trading.app.infrastructure import build_calendars, feature_set_for
+from drl_trading.app.infrastructure import build_calendars, build_strategy, feature_set_for
 from drl_trading.app.ingest import LiveSourceKind
 from drl_trading.app.paper_account import (
     SessionHeartbeat,
@@ -58,6 +58,7 @@ from drl_trading.common.ports import Clock, MarketDataRepository
 from drl_trading.execution.core.records import ControlRequest
 from drl_trading.execution.core.service import ExecutionService, ExecutionStatus
 from drl_trading.strategy.feature_set import FeatureSetSpec
+from drl_trading.strategy.signals import signal_rules
 
 log = structlog.get_logger(__name__)
 
@@ -326,7 +327,17 @@ def run_online_session(
         if closing is not None and curve and closing > curve[-1][0]:
             curve.append((closing, status.equity, _gross(status)))
         ppy = bars_per_year(calendar, base, first_live, closing or first_live)
-        per_symbol = recorder.result(ppy, settings.training.random_agent_seeds, elapsed)
+        # the simple rules as a backtest of this model runs them: the same lookbacks, short
+        # only where the model's package and the strategy's signal rules both allow it
+        model_shorts = inference.model.predictor.manifest.allow_short
+        strategy = build_strategy(settings)
+        per_symbol = recorder.result(
+            ppy,
+            settings.training.random_agent_seeds,
+            elapsed,
+            lookbacks=settings.training.baselines.lookbacks,
+            allow_short={s: model_shorts and signal_rules(strategy, s).allow_short for s in syms},
+        )
         inf = inference.status()
         start_equity = opening.equity
         report = {

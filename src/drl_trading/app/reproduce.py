@@ -13,6 +13,7 @@ metric by metric and record by record.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -119,6 +120,30 @@ def reproduce_run(
     )
 
 
+RETIRED_SETTINGS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "training": (("gate", "max_seed_sharpe_std"),),
+}
+"""Settings earlier versions recorded that this one no longer has, per section (their paths in
+it). A record that holds one is rebuilt without it (this version's setting in its place), and
+`provenance_differences` names both, so the re-run's changed gate threshold is reported rather
+than the run refused: ``gate.max_seed_sharpe_std`` (absolute annualised Sharpe) became
+``gate.max_seed_sharpe_spread`` (in standard errors), which cannot be converted."""
+
+
+def _without_retired(name: str, section: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the recorded ``section`` without the `RETIRED_SETTINGS` of ``name``."""
+    out = copy.deepcopy(section)
+    for path in RETIRED_SETTINGS.get(name, ()):
+        node: Any = out
+        for key in path[:-1]:
+            node = node.get(key)
+            if not isinstance(node, dict):
+                break
+        else:
+            node.pop(path[-1], None)
+    return out
+
+
 def rebuilt_settings(current: AppSettings, record: Provenance) -> AppSettings:
     """``current`` with the recorded `RESULT_SECTIONS`, logging to ``<experiment>-reproduce``
     and registering ``<model>-reproduce``; its reports go where ``current``'s do.
@@ -138,7 +163,7 @@ def rebuilt_settings(current: AppSettings, record: Provenance) -> AppSettings:
             )
         model = type(getattr(current, name))
         try:
-            update[name] = model.model_validate(section)
+            update[name] = model.model_validate(_without_retired(name, section))
         except ValidationError as exc:
             raise ReproduceError(
                 f"the run's recorded {name!r} settings are not valid in this version: "

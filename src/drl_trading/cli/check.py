@@ -12,9 +12,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from drl_trading.cli.context import console, fail, state
+from drl_trading.cli.context import console, fail, state, symbols_and_range
 from drl_trading.cli.options import End, Start
-from drl_trading.common.domain import TimeRange, parse_symbols
 
 check_app = typer.Typer(help="Check your data and feature set.", no_args_is_help=True)
 
@@ -49,11 +48,7 @@ def lookahead(
     from drl_trading.app.lookahead import check_lookahead
 
     settings = state(ctx).settings()
-    try:
-        syms = parse_symbols(symbols)
-        rng = TimeRange.parse(start, end)
-    except ValueError as exc:
-        raise fail(str(exc), 2) from None
+    syms, rng = symbols_and_range(symbols, start, end)
     report = check_lookahead(
         settings,
         syms,

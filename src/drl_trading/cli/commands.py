@@ -16,6 +16,7 @@ import typer
 from drl_trading import __version__
 from drl_trading.cli import (
     check,
+    compare,
     config_cmd,
     db,
     features,
@@ -76,6 +77,7 @@ app.command("ingest")(ingest.ingest)
 app.command("preprocess")(preprocess.preprocess)
 app.command("train")(training.train)
 app.command("backtest")(training.backtest)
+app.command("compare")(compare.compare)
 app.command("quickstart")(training.quickstart)
 app.command("reproduce")(reproduce.reproduce)
 app.command("paper")(paper.paper)

@@ -14,6 +14,7 @@ from drl_trading.app.settings import (
     load_settings,
     warn_unknown_environment_variables,
 )
+from drl_trading.common.domain import Symbol, TimeRange, parse_symbols
 from drl_trading.common.logs import configure_logging, home_log_file
 
 PIPE_WIDTH = 10_000
@@ -85,3 +86,12 @@ def state(ctx: typer.Context) -> CliState:
 def fail(message: str, code: int = 1) -> typer.Exit:
     err_console.print(f"[red]error:[/red] {message}")
     return typer.Exit(code)
+
+
+def symbols_and_range(symbols: str, start: str, end: str) -> tuple[list[Symbol], TimeRange]:
+    """The ``--symbols`` list and the ``--start``/``--end`` range every data command takes;
+    either one malformed is an argument error: one line, exit 2."""
+    try:
+        return parse_symbols(symbols), TimeRange.parse(start, end)
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None

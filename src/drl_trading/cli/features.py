@@ -10,10 +10,9 @@ import typer
 from rich.table import Table
 
 from drl_trading.app.infrastructure import feature_set_for
-from drl_trading.cli.context import console, err_console, fail, state
+from drl_trading.cli.context import console, err_console, fail, state, symbols_and_range
 from drl_trading.cli.options import End, Start
 from drl_trading.cli.output import FormatOption, OutputFormat, write_rows
-from drl_trading.common.domain import TimeRange, parse_symbols
 from drl_trading.strategy.feature_set import (
     SEED_WEIGHT_TOLERANCE,
     TIME_ENCODING_COLUMNS,
@@ -38,11 +37,7 @@ def export(
     from drl_trading.app.offline_workflow import WorkflowError
 
     settings = state(ctx).settings()
-    try:
-        syms = parse_symbols(symbol)
-        rng = TimeRange.parse(start, end)
-    except ValueError as exc:
-        raise fail(str(exc), 2) from None
+    syms, rng = symbols_and_range(symbol, start, end)
     try:
         written = export_features(settings, syms, rng, out)
     except WorkflowError as exc:

@@ -41,3 +41,21 @@ DataTimeframe = Annotated[
         "ones. A file whose spacing differs is refused.",
     ),
 ]
+FeeBps = Annotated[
+    float | None,
+    typer.Option(
+        "--fee-bps",
+        min=0.0,
+        help="Fee in bps of the traded notional, in place of the model's own for this run "
+        "(a cost stress test; default: each model's).",
+    ),
+]
+SlippageBps = Annotated[
+    float | None,
+    typer.Option(
+        "--slippage-bps",
+        min=0.0,
+        help="Slippage in bps against each fill, in place of the model's own for this run "
+        "(default: each model's).",
+    ),
+]

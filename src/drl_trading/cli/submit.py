@@ -10,10 +10,10 @@ from typing import Annotated
 
 import typer
 
-from drl_trading.cli.context import console, err_console, fail, state
+from drl_trading.cli.context import console, err_console, fail, state, symbols_and_range
 from drl_trading.cli.ingest import ingest_with_progress, print_ingest_report
 from drl_trading.cli.options import DataTimeframe, End, HistorySource, SourcePath, Start
-from drl_trading.common.domain import Timeframe, TimeRange, parse_symbols
+from drl_trading.common.domain import Timeframe
 from drl_trading.common.events import ErrorOccurred
 from drl_trading.evaluation.report_html import yes_no
 from drl_trading.ingest.core.service import TrainingDataRequest
@@ -40,11 +40,7 @@ def submit_training(
     settings = state(ctx).settings()
     if settings.bus.kind != "kafka":
         raise fail("submit-training needs the distributed bus (bus.kind: kafka); use `train`", 2)
-    try:
-        syms = parse_symbols(symbols)
-        rng = TimeRange.parse(start, end)
-    except ValueError as exc:
-        raise fail(str(exc), 2) from None
+    syms, rng = symbols_and_range(symbols, start, end)
     request = TrainingDataRequest(tuple(syms), rng, timeframe=timeframe)
     cid = request.request_id
     with TrainingSubmission(settings, request, total_timesteps=timesteps, listen=wait) as run:

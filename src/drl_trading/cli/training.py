@@ -11,14 +11,24 @@ from rich.table import Table
 
 from drl_trading.app.offline_workflow import OfflineWorkflow, WorkflowError
 from drl_trading.app.settings import AppSettings
-from drl_trading.cli.context import console, err_console, fail, state
+from drl_trading.cli.context import console, err_console, fail, state, symbols_and_range
+from drl_trading.cli.durations import parse_duration
 from drl_trading.cli.ingest import ingest_with_progress, print_ingest_report, resolve_range
-from drl_trading.cli.options import DataTimeframe, End, HistorySource, SourcePath, Start
+from drl_trading.cli.options import (
+    DataTimeframe,
+    End,
+    FeeBps,
+    HistorySource,
+    SlippageBps,
+    SourcePath,
+    Start,
+)
 from drl_trading.cli.pipeline import print_preprocess_outcome, run_preprocess
 from drl_trading.cli.progress import progress_bar, train_bar
 from drl_trading.common.domain import Timeframe, TimeRange, parse_symbols
 from drl_trading.evaluation.annualisation import Annualisation, annualisation
 from drl_trading.ingest.core.service import TrainingDataRequest
+from drl_trading.training.core.config import WindowKind
 
 if TYPE_CHECKING:
     from drl_trading.evaluation.backtest import BacktestResult
@@ -108,7 +118,10 @@ def print_training_result(result: Any) -> None:
         f"({result.steps_per_second:,.0f} env steps/s); backtest {result.test.bars:,} bars in "
         f"{result.test.seconds:.2f} s ({result.test.bars_per_second:,.0f} bars/s)"
     )
+    console.print(protocol_line(result))
     console.print(f"report:        {result.report_path}")
+    if result.evaluation_report_path is not None:
+        console.print(f"evaluation:    {result.evaluation_report_path}")
     console.print(f"metrics:       {result.metrics_path}")
     console.print(f"MLflow run id: {result.run_id}")
     console.print(f"model:         {result.model.uri}")
@@ -127,6 +140,52 @@ def print_training_result(result: Any) -> None:
     )
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def protocol_line(result: Any) -> str:
+    """The evaluation protocol a training ran: ``protocol:      3 walk-forward folds (rolling
+    training windows of 30 days), embargo 12 h, 2 seeds = 6 trainings``."""
+    seeds = result.evidence.seeds if result.evidence is not None else 1
+    return f"protocol:      {result.splits.protocol_text(seeds)}"
+
+
+def _with_protocol(
+    settings: AppSettings,
+    folds: int | None,
+    seeds: int | None,
+    window: WindowKind | None,
+    train_length: str | None,
+) -> AppSettings:
+    """``settings`` with the walk-forward protocol's flags where given (``--folds``,
+    ``--seeds``, ``--window``, ``--train-length``), in the order of `_settings_with`.
+    ``--window expanding`` drops a configured ``train_length`` (a rolling window's);
+    ``--train-length`` with expanding windows is a ValueError saying to add ``--window
+    rolling``."""
+    training = settings.training
+    split: dict[str, Any] = {}
+    if folds is not None:
+        split["walk_forward_folds"] = folds
+    if window is not None:
+        split["window"] = window
+        if window == "expanding":
+            split["train_length"] = None
+    if train_length is not None:
+        split["train_length"] = parse_duration(train_length)
+        if split.get("window", training.split.window) == "expanding":
+            raise ValueError(
+                f"--train-length {train_length} sets rolling training windows, but they are "
+                "expanding (training.split.window): add --window rolling"
+            )
+    update: dict[str, Any] = {}
+    if seeds is not None:
+        update["seeds"] = seeds
+    if split:
+        update["split"] = {**training.split.model_dump(), **split}
+    return _with_training(settings, update, "--folds/--seeds/--window/--train-length")
+
+
 def _settings_with(
     settings: AppSettings, timesteps: int | None, algorithm: str | None
 ) -> AppSettings:
@@ -139,6 +198,12 @@ def _settings_with(
         update["total_timesteps"] = timesteps
     if algorithm is not None:
         update["algorithm"] = {**training.algorithm.model_dump(), "name": algorithm}
+    return _with_training(settings, update, "--timesteps/--algorithm")
+
+
+def _with_training(settings: AppSettings, update: dict[str, Any], flags: str) -> AppSettings:
+    """``settings`` with ``update`` applied to ``training`` and validated; an invalid value is
+    a `ConfigError` naming ``flags`` and every problem."""
     if not update:
         return settings
     from pydantic import ValidationError
@@ -146,11 +211,12 @@ def _settings_with(
     from drl_trading.app.settings import ConfigError
     from drl_trading.training.core.config import TrainingSettings
 
+    training = settings.training
     try:
         new_training = TrainingSettings.model_validate({**training.model_dump(), **update})
     except ValidationError as exc:
         problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
-        raise ConfigError(f"invalid --timesteps/--algorithm: {problems}") from None
+        raise ConfigError(f"invalid {flags}: {problems}") from None
     return settings.model_copy(update={"training": new_training})
 
 
@@ -246,6 +312,32 @@ Algorithm = Annotated[
         "(default: training.algorithm.name)."
     ),
 ]
+Folds = Annotated[
+    int | None,
+    typer.Option(
+        "--folds", min=1, help="Walk-forward folds (default: training.split.walk_forward_folds)."
+    ),
+]
+Seeds = Annotated[
+    int | None,
+    typer.Option("--seeds", min=1, help="Trainings per fold (default: training.seeds)."),
+]
+Window = Annotated[
+    WindowKind | None,
+    typer.Option(
+        "--window",
+        help="Each fold's training window: expanding from the range's start, or rolling, as "
+        "long in every fold (default: training.split.window).",
+    ),
+]
+TrainLength = Annotated[
+    str | None,
+    typer.Option(
+        "--train-length",
+        help="With --window rolling: each fold's training length, e.g. 30d, 12h, 1d12h or P30D "
+        "(default: training.split.train_length, else as long as fold 0's expanding window).",
+    ),
+]
 
 
 def train(
@@ -255,10 +347,15 @@ def train(
     end: End,
     timesteps: Timesteps = None,
     algorithm: Algorithm = None,
+    folds: Folds = None,
+    seeds: Seeds = None,
+    window: Window = None,
+    train_length: TrainLength = None,
 ) -> None:
     """Train on stored features, register the model, gate it, and backtest it on the test split."""
     try:
         settings = _settings_with(state(ctx).settings(), timesteps, algorithm)
+        settings = _with_protocol(settings, folds, seeds, window, train_length)
         syms = parse_symbols(symbols)
         rng = TimeRange.parse(start, end)
     except ValueError as exc:
@@ -280,33 +377,15 @@ def backtest(
     symbols: Annotated[str, typer.Option("--symbols", "-s", help="Comma-separated.")],
     start: Start,
     end: End,
-    fee_bps: Annotated[
-        float | None,
-        typer.Option(
-            "--fee-bps",
-            min=0.0,
-            help="Fee in bps of the traded notional for this backtest (default: the model's).",
-        ),
-    ] = None,
-    slippage_bps: Annotated[
-        float | None,
-        typer.Option(
-            "--slippage-bps",
-            min=0.0,
-            help="Slippage in bps against each fill for this backtest (default: the model's).",
-        ),
-    ] = None,
+    fee_bps: FeeBps = None,
+    slippage_bps: SlippageBps = None,
 ) -> None:
     """Backtest a registered model on any stored range; writes JSON + HTML, logs an MLflow run.
     Warns when the range overlaps the model's training or validation range."""
     from drl_trading.app.model_backtest import BacktestError, backtest_model
 
     settings = state(ctx).settings()
-    try:
-        syms = parse_symbols(symbols)
-        rng = TimeRange.parse(start, end)
-    except ValueError as exc:
-        raise fail(str(exc), 2) from None
+    syms, rng = symbols_and_range(symbols, start, end)
     try:
         done = backtest_model(
             settings, model, syms, rng, fee_bps=fee_bps, slippage_bps=slippage_bps
@@ -347,6 +426,10 @@ def quickstart(
     timeframe: DataTimeframe = Timeframe.M1,
     timesteps: Timesteps = None,
     algorithm: Algorithm = None,
+    folds: Folds = None,
+    seeds: Seeds = None,
+    window: Window = None,
+    train_length: TrainLength = None,
     edge: Annotated[
         float | None,
         typer.Option(
@@ -364,6 +447,7 @@ def quickstart(
     started = time.perf_counter()
     try:
         settings = _settings_with(state(ctx).settings(), timesteps, algorithm)
+        settings = _with_protocol(settings, folds, seeds, window, train_length)
         settings = _with_edge(settings, source, edge)
         syms = parse_symbols(symbols)
     except ValueError as exc:

@@ -19,11 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-QUANTITY_EPSILON = 1e-12
-"""A position smaller than this (base units) is flat: float residue of closing trades. An absolute
-size, so only for quantities of a real account (the paper broker's fills); the simulated engines
-settle with `settle_units`, whose threshold scales with the order."""
-
 RESIDUE_TOLERANCE = 1e-12
 """Relative size (of the larger of the units held and ordered) below which the sum of the two is
 cancellation residue, i.e. a position closed to flat."""

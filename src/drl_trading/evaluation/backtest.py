@@ -20,7 +20,7 @@ symbol is backtested on its longest one (the others are reported as skipped).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,14 +30,9 @@ from drl_trading.common.market_series import MarketSeries
 from drl_trading.evaluation.annualisation import annualisation
 from drl_trading.evaluation.baselines import (
     BUY_AND_HOLD,
-    FLAT,
     RuleLookbacks,
-    buy_and_hold_positions,
-    flat_positions,
     metric_key,
-    random_baseline,
-    random_baseline_name,
-    rule_positions,
+    run_baselines,
 )
 from drl_trading.evaluation.metrics import (
     PerformanceMetrics,
@@ -68,6 +63,10 @@ class SymbolBacktest:
     mean_confidence: float | None
     """Mean confidence of the model's decisions; None where not known (a paper session)."""
     rejected_signals: int = 0
+    baseline_returns: dict[str, np.ndarray] = field(default_factory=dict)
+    """Every baseline's step returns (fraction, net of costs; the random agent's are its seeds'
+    mean curve's), aligned with ``trace.step_returns``: what the evaluation report stitches over
+    the folds. Returns, not traces, so that a long backtest keeps one array per baseline."""
 
     def section(self) -> SymbolSection:
         return SymbolSection(
@@ -235,18 +234,7 @@ def backtest(
             return simulate(symbol, s.times, s.open, s.close, positions, costs, initial_equity)
 
         trace = sim(run.positions)
-        n = len(s) - 1
-        bh = sim(buy_and_hold_positions(n))
-        flat = sim(flat_positions(n))
-        rand, _ = random_baseline(sim, n, random_seeds, periods_per_year)
-        random_name = random_baseline_name(random_seeds)
-        baselines = {
-            BUY_AND_HOLD: compute_metrics(bh, periods_per_year),
-            FLAT: compute_metrics(flat, periods_per_year),
-            random_name: rand,
-        }
-        for name, positions in rule_positions(s.close, lookbacks, allow_short).items():
-            baselines[name] = compute_metrics(sim(positions), periods_per_year)
+        base = run_baselines(sim, s.close, periods_per_year, random_seeds, lookbacks, allow_short)
         decided = run.confidence[predictor.manifest.window - 1 :]
         out.append(
             SymbolBacktest(
@@ -254,11 +242,12 @@ def backtest(
                 model=compute_metrics(trace, periods_per_year),
                 trace=trace,
                 trades=extract_trades(trace),
-                baselines=baselines,
-                baseline_traces={BUY_AND_HOLD: bh},
+                baselines=base.metrics,
+                baseline_traces={BUY_AND_HOLD: base.buy_and_hold},
                 skipped_bars=skipped,
                 mean_confidence=float(decided.mean()) if len(decided) else 0.0,
                 rejected_signals=run.rejected,
+                baseline_returns=base.returns,
             )
         )
     return BacktestResult(

@@ -266,3 +266,47 @@ def rule_positions(
             close, lookbacks.sma_fast, lookbacks.sma_slow, allow_short
         ),
     }
+
+
+@dataclass(frozen=True)
+class BaselineRun:
+    """Every baseline of one symbol's bars, in the report's column order (buy-and-hold, flat,
+    random, then the rules): each column's metrics and step returns (fraction per step), and
+    buy-and-hold's trace (the market, drawn beside the model)."""
+
+    metrics: dict[str, PerformanceMetrics]
+    returns: dict[str, np.ndarray]
+    buy_and_hold: SimulationTrace
+
+
+def run_baselines(
+    simulate_positions: Callable[[np.ndarray], SimulationTrace],
+    close: np.ndarray,
+    periods_per_year: float,
+    random_seeds: int,
+    lookbacks: RuleLookbacks,
+    allow_short: bool,
+) -> BaselineRun:
+    """All baselines over the bars of ``close`` (n + 1 closes, n steps), each simulated by
+    ``simulate_positions`` (the model's bars, costs and starting equity): what a backtest and a
+    paper session report alike. ``allow_short``: whether the rules may go short."""
+    n = len(close) - 1
+    bh = simulate_positions(buy_and_hold_positions(n))
+    flat = simulate_positions(flat_positions(n))
+    rand, rand_curve = random_baseline(simulate_positions, n, random_seeds, periods_per_year)
+    random_name = random_baseline_name(random_seeds)
+    metrics = {
+        BUY_AND_HOLD: compute_metrics(bh, periods_per_year),
+        FLAT: compute_metrics(flat, periods_per_year),
+        random_name: rand,
+    }
+    returns = {
+        BUY_AND_HOLD: bh.step_returns,
+        FLAT: flat.step_returns,
+        random_name: rand_curve.step_returns,
+    }
+    for name, positions in rule_positions(close, lookbacks, allow_short).items():
+        rule = simulate_positions(positions)
+        metrics[name] = compute_metrics(rule, periods_per_year)
+        returns[name] = rule.step_returns
+    return BaselineRun(metrics, returns, bh)

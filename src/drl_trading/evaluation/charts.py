@@ -32,7 +32,7 @@ def _dt_from_us(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
-def _times_us(times: np.ndarray) -> np.ndarray:
+def times_us(times: np.ndarray) -> np.ndarray:
     us: np.ndarray = times.astype("datetime64[us]").astype(np.int64)
     return us
 
@@ -62,7 +62,7 @@ def _nice_step(span: float, target: int) -> float:
     return 10.0 * magnitude
 
 
-def _y_axis(lo: float, hi: float, target: int = 5) -> tuple[float, float, list[float], int]:
+def y_axis(lo: float, hi: float, target: int = 5) -> tuple[float, float, list[float], int]:
     """Axis bounds snapped to round ticks, the ticks and the decimals they need; a flat series
     gets a small band around its value so it is drawn as a line in the middle, not an error."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -101,7 +101,7 @@ _FIXED_STEPS_S = (
 _MONDAY_OFFSET_US = 4 * 86400 * 1_000_000  # 1970-01-01 was a Thursday
 
 
-def _time_ticks(t0: int, t1: int, max_ticks: int = 8) -> list[tuple[int, str]]:
+def time_ticks(t0: int, t1: int, max_ticks: int = 8) -> list[tuple[int, str]]:
     """Calendar-aligned ticks (round minutes, hours, days, Mondays, month starts) in UTC."""
     span_s = (t1 - t0) / 1e6
     if span_s <= 0:
@@ -139,32 +139,35 @@ def _time_ticks(t0: int, t1: int, max_ticks: int = 8) -> list[tuple[int, str]]:
     return ticks
 
 
-_W = 960
+CHART_WIDTH = 960
 
 
-_LEFT, _RIGHT, _TOP, _BOTTOM = 70, 20, 30, 28
+PLOT_LEFT, PLOT_RIGHT, PLOT_TOP, PLOT_BOTTOM = 70, 20, 30, 28
 
 
 _BAND_H, _BAND_GAP = 14, 8
 
 
-_MODEL_COLOR = "#2563eb"
+MODEL_COLOR = "#2563eb"
 
 
-_BENCH_COLOR = "#f59e0b"
+BENCH_COLOR = "#f59e0b"
 
 
-_LONG_COLOR = "#16a34a"
+LONG_COLOR = "#16a34a"
 
 
-_SHORT_COLOR = "#dc2626"
+SHORT_COLOR = "#dc2626"
 
 
 _FLAT_COLOR = "#d1d5db"
 
 
+_AREA_COLOR = "#93c5fd"
+
+
 @dataclass(frozen=True, slots=True)
-class _Line:
+class SeriesLine:
     label: str
     color: str
     t: np.ndarray  # int64 microseconds
@@ -180,7 +183,7 @@ class _Band:
     runs: list[tuple[int, int, int]]
 
 
-def _line(
+def series_line(
     label: str,
     color: str,
     times: np.ndarray,
@@ -188,40 +191,76 @@ def _line(
     *,
     area: bool = False,
     dashed: bool = False,
-) -> _Line:
-    t = _times_us(times)
+) -> SeriesLine:
+    t = times_us(times)
     finite = np.isfinite(y)
     if not finite.all():
         t, y = t[finite], y[finite]
     keep = _minmax_indices(y) if len(y) else np.arange(0)
-    return _Line(label, color, t[keep], y[keep], area, dashed)
+    return SeriesLine(label, color, t[keep], y[keep], area, dashed)
 
 
-def _points(xs: np.ndarray, ys: np.ndarray) -> str:
+def svg_points(xs: np.ndarray, ys: np.ndarray) -> str:
     return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs.tolist(), ys.tolist(), strict=True))
 
 
-def _chart(
+@dataclass(frozen=True, slots=True)
+class ShadedArea:
+    """A range drawn as a shaded band between ``lower`` and ``upper`` (e.g. the seeds' equity
+    range), under the lines, with its own legend entry."""
+
+    label: str
+    t: np.ndarray  # int64 microseconds
+    lower: np.ndarray
+    upper: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class FillMarkers:
+    """Trades drawn as triangles on the plot: up and green for a buy, down and red for a sell."""
+
+    t: np.ndarray  # int64 microseconds
+    y: np.ndarray  # the price the marker sits at
+    side: np.ndarray  # +1 buy, -1 sell
+
+
+def chart_svg(
     title: str,
-    lines: Sequence[_Line],
+    lines: Sequence[SeriesLine],
     tick_label: Callable[[float, int], str],
     *,
     height: int = 280,
     include: Sequence[float] = (),
     reference: float | None = None,
     band: _Band | None = None,
+    area: ShadedArea | None = None,
+    verticals: Sequence[tuple[int, str]] = (),
+    marks: FillMarkers | None = None,
 ) -> str:
+    """One line chart as SVG: ``lines`` over time, y ticks labelled by ``tick_label(value,
+    decimals)``, the y axis widened to cover ``include``, a dotted ``reference`` level, and
+    optionally the position ``band`` (tinted background plus a strip under the plot), a shaded
+    ``area``, ``verticals`` (time in µs and a label, e.g. fold boundaries; those outside the
+    drawn time span are skipped) and trade ``marks``. ``height`` is in pixels; a legend too wide
+    for one row wraps and each further row adds `_LEGEND_ROW` pixels above the plot."""
     drawn = [ln for ln in lines if len(ln.y)]
     if not drawn:
         return f'<p class="muted">{escape(title)}: no data.</p>'
     t0 = min(int(ln.t[0]) for ln in drawn)
     t1 = max(int(ln.t[-1]) for ln in drawn)
     values = [float(ln.y.min()) for ln in drawn] + [float(ln.y.max()) for ln in drawn]
-    lo, hi, y_ticks, decimals = _y_axis(min([*values, *include]), max([*values, *include]))
+    if area is not None and len(area.t):
+        values += [float(np.nanmin(area.lower)), float(np.nanmax(area.upper))]
+    if marks is not None and len(marks.t):
+        values += [float(marks.y.min()), float(marks.y.max())]
+    lo, hi, y_ticks, decimals = y_axis(min([*values, *include]), max([*values, *include]))
 
     band_space = _BAND_H + _BAND_GAP if band is not None else 0
-    x0, x1 = _LEFT, _W - _RIGHT
-    y0, y1 = _TOP, height - _BOTTOM - band_space
+    x0, x1 = PLOT_LEFT, CHART_WIDTH - PLOT_RIGHT
+    legend, rows = _legend(drawn, area, marks is not None, band is not None, x0, x1)
+    extra = _LEGEND_ROW * (rows - 1)  # further legend rows push the plot down
+    height += extra
+    y0, y1 = PLOT_TOP + extra, height - PLOT_BOTTOM - band_space
     t_span = float(t1 - t0) or 1.0
 
     def px(t: np.ndarray | int) -> np.ndarray:
@@ -231,7 +270,8 @@ def _chart(
         return y1 - (np.asarray(v, dtype=np.float64) - lo) / (hi - lo) * (y1 - y0)
 
     out = [
-        f'<svg class="chart" viewBox="0 0 {_W} {height}" role="img" aria-label="{escape(title)}">',
+        f'<svg class="chart" viewBox="0 0 {CHART_WIDTH} {height}" role="img" '
+        f'aria-label="{escape(title)}">',
         f"<title>{escape(title)}</title>",
         f'<rect x="{x0}" y="{y0}" width="{x1 - x0}" height="{y1 - y0}" class="plot-bg"/>',
     ]
@@ -240,7 +280,7 @@ def _chart(
             if sign == 0:
                 continue
             a, b = float(px(start)), float(px(end))
-            color = _LONG_COLOR if sign > 0 else _SHORT_COLOR
+            color = LONG_COLOR if sign > 0 else SHORT_COLOR
             out.append(
                 f'<rect x="{a:.1f}" y="{y0}" width="{max(b - a, 0.5):.1f}" '
                 f'height="{y1 - y0}" fill="{color}" fill-opacity="0.07"/>'
@@ -252,8 +292,8 @@ def _chart(
             f'<text x="{x0 - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">'
             f"{escape(tick_label(v, decimals))}</text>"
         )
-    axis_y = height - _BOTTOM
-    for t, label in _time_ticks(t0, t1):
+    axis_y = height - PLOT_BOTTOM
+    for t, label in time_ticks(t0, t1):
         x = float(px(t))
         out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y0}" y2="{y1}" class="grid"/>')
         anchor = "start" if x - x0 < 40 else ("end" if x1 - x < 40 else "middle")
@@ -261,20 +301,47 @@ def _chart(
             f'<text x="{x:.1f}" y="{axis_y + 18}" text-anchor="{anchor}" class="tick">'
             f"{escape(label)}</text>"
         )
+    for t, label in verticals:
+        if not t0 <= t <= t1:  # e.g. a fold boundary before a rolling window's first value
+            continue
+        x = float(px(t))
+        out.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y0}" y2="{y1}" class="fold"/>'
+            f'<text x="{x + 3:.1f}" y="{y0 + 12}" class="tick">{escape(label)}</text>'
+        )
     if reference is not None and lo <= reference <= hi:
         y = float(py(reference))
         out.append(f'<line x1="{x0}" x2="{x1}" y1="{y:.1f}" y2="{y:.1f}" class="ref"/>')
+    if area is not None and len(area.t):
+        xs = px(area.t)
+        upper = svg_points(xs, py(area.upper))
+        lower = svg_points(xs[::-1], py(area.lower[::-1]))
+        out.append(
+            f'<polygon points="{upper} {lower}" fill="{_AREA_COLOR}" fill-opacity="0.45" '
+            'stroke="none"/>'
+        )
     for ln in drawn:
         xs, ys = px(ln.t), py(ln.y)
         dash = ' stroke-dasharray="5 3"' if ln.dashed else ""
         if ln.area:
             base = float(py(min(max(0.0, lo), hi)))
-            poly = f"{xs[0]:.1f},{base:.1f} {_points(xs, ys)} {xs[-1]:.1f},{base:.1f}"
+            poly = f"{xs[0]:.1f},{base:.1f} {svg_points(xs, ys)} {xs[-1]:.1f},{base:.1f}"
             out.append(f'<polygon points="{poly}" fill="{ln.color}" fill-opacity="0.22"/>')
         out.append(
-            f'<polyline points="{_points(xs, ys)}" fill="none" stroke="{ln.color}" '
+            f'<polyline points="{svg_points(xs, ys)}" fill="none" stroke="{ln.color}" '
             f'stroke-width="1.5" stroke-linejoin="round"{dash}/>'
         )
+    if marks is not None:
+        for x, y, side in zip(
+            px(marks.t).tolist(), py(marks.y).tolist(), marks.side.tolist(), strict=True
+        ):
+            tip = y - 5 if side > 0 else y + 5
+            base = y + 4 if side > 0 else y - 4
+            color = LONG_COLOR if side > 0 else SHORT_COLOR
+            out.append(
+                f'<polygon points="{x:.1f},{tip:.1f} {x - 4:.1f},{base:.1f} {x + 4:.1f},'
+                f'{base:.1f}" fill="{color}"/>'
+            )
     if band is not None:
         by = y1 + _BAND_GAP
         out.append(
@@ -284,7 +351,7 @@ def _chart(
             if sign == 0:
                 continue
             a, b = float(px(start)), float(px(end))
-            color = _LONG_COLOR if sign > 0 else _SHORT_COLOR
+            color = LONG_COLOR if sign > 0 else SHORT_COLOR
             out.append(
                 f'<rect x="{a:.1f}" y="{by}" width="{max(b - a, 0.5):.1f}" '
                 f'height="{_BAND_H}" fill="{color}"/>'
@@ -294,31 +361,75 @@ def _chart(
             "position</text>"
         )
     out.append(f'<rect x="{x0}" y="{y0}" width="{x1 - x0}" height="{y1 - y0}" class="frame"/>')
-    legend_x = x0
-    for ln in drawn:
-        dash = ' stroke-dasharray="5 3"' if ln.dashed else ""
-        out.append(
-            f'<line x1="{legend_x}" x2="{legend_x + 18}" y1="14" y2="14" stroke="{ln.color}" '
-            f'stroke-width="2.5"{dash}/>'
-        )
-        out.append(f'<text x="{legend_x + 24}" y="18" class="legend">{escape(ln.label)}</text>')
-        legend_x += 40 + 7 * len(ln.label)
-    if band is not None:
-        for label, color in (("long", _LONG_COLOR), ("short", _SHORT_COLOR), ("flat", "#9ca3af")):
-            out.append(
-                f'<rect x="{legend_x}" y="8" width="12" height="12" fill="{color}" rx="2"/>'
-                f'<text x="{legend_x + 17}" y="18" class="legend">{label}</text>'
-            )
-            legend_x += 30 + 7 * len(label)
+    out.extend(legend)
     out.append("</svg>")
     return "\n".join(out)
 
 
-def _fixed_label(v: float, decimals: int) -> str:
+_LEGEND_ROW = 16
+"""Pixels a further row of the legend takes (the legend wraps rather than run off the chart)."""
+
+
+def _legend(
+    lines: Sequence[SeriesLine],
+    area: ShadedArea | None,
+    marks: bool,
+    band: bool,
+    x0: int,
+    x1: int,
+) -> tuple[list[str], int]:
+    """The legend's SVG items (the area, the lines, buy/sell, long/short/flat), wrapped into
+    rows within ``x0..x1`` pixels, and the number of rows."""
+    items: list[tuple[int, Callable[[int, int], str]]] = []  # (width, draw at x, baseline y)
+    if area is not None:
+        shaded = area
+
+        def draw_area(x: int, y: int) -> str:
+            return (
+                f'<rect x="{x}" y="{y - 10}" width="18" height="12" fill="{_AREA_COLOR}" '
+                f'fill-opacity="0.6"/><text x="{x + 24}" y="{y}" class="legend">'
+                f"{escape(shaded.label)}</text>"
+            )
+
+        items.append((40 + 7 * len(area.label), draw_area))
+    for ln in lines:
+
+        def draw_line(x: int, y: int, ln: SeriesLine = ln) -> str:
+            dash = ' stroke-dasharray="5 3"' if ln.dashed else ""
+            return (
+                f'<line x1="{x}" x2="{x + 18}" y1="{y - 4}" y2="{y - 4}" stroke="{ln.color}" '
+                f'stroke-width="2.5"{dash}/>\n'
+                f'<text x="{x + 24}" y="{y}" class="legend">{escape(ln.label)}</text>'
+            )
+
+        items.append((40 + 7 * len(ln.label), draw_line))
+    swatches = [("buy", LONG_COLOR), ("sell", SHORT_COLOR)] if marks else []
+    if band:
+        swatches += [("long", LONG_COLOR), ("short", SHORT_COLOR), ("flat", "#9ca3af")]
+    for label, color in swatches:
+
+        def draw_swatch(x: int, y: int, label: str = label, color: str = color) -> str:
+            return (
+                f'<rect x="{x}" y="{y - 10}" width="12" height="12" fill="{color}" rx="2"/>'
+                f'<text x="{x + 17}" y="{y}" class="legend">{label}</text>'
+            )
+
+        items.append((30 + 7 * len(label), draw_swatch))
+    out: list[str] = []
+    x, y, rows = x0, 18, 1
+    for width, draw in items:
+        if x > x0 and x + width > x1:
+            x, y, rows = x0, y + _LEGEND_ROW, rows + 1
+        out.append(draw(x, y))
+        x += width
+    return out, rows
+
+
+def fixed_label(v: float, decimals: int) -> str:
     return f"{v:,.{decimals}f}"
 
 
-def _percent_label(v: float, decimals: int) -> str:
+def percent_label(v: float, decimals: int) -> str:
     return f"{v:.{decimals}f}%"
 
 
@@ -339,7 +450,7 @@ def _position_band(trace: SimulationTrace, buckets: int = MAX_CHART_POINTS // 2)
     change = np.flatnonzero(dominant[1:] != dominant[:-1]) + 1
     run_starts = np.concatenate(([0], change))
     run_ends = np.concatenate((change, [len(dominant)]))
-    t = _times_us(trace.times)
+    t = times_us(trace.times)
     return _Band(
         [
             (int(t[edges[a]]), int(t[edges[b]]), int(dominant[a]))
@@ -348,7 +459,7 @@ def _position_band(trace: SimulationTrace, buckets: int = MAX_CHART_POINTS // 2)
     )
 
 
-def _drawdown_pct(equity: np.ndarray) -> np.ndarray:
+def drawdown_pct(equity: np.ndarray) -> np.ndarray:
     peak = np.maximum.accumulate(equity)
     with np.errstate(divide="ignore", invalid="ignore"):
         dd: np.ndarray = (equity / peak - 1.0) * 100.0
@@ -372,36 +483,38 @@ def symbol_charts(section: SymbolSection) -> str:
     else:
         bench_times, bench_equity = trace.times, trace.close / trace.close[0]
     model_equity = trace.equity / trace.equity[0]
-    equity_chart = _chart(
+    equity_chart = chart_svg(
         f"{section.symbol}: equity, normalised to 1.0",
         [
-            _line(bench_name, _BENCH_COLOR, bench_times, bench_equity),
-            _line(section.model.name, _MODEL_COLOR, trace.times, model_equity),
+            series_line(bench_name, BENCH_COLOR, bench_times, bench_equity),
+            series_line(section.model.name, MODEL_COLOR, trace.times, model_equity),
         ],
-        _fixed_label,
+        fixed_label,
         height=300,
         reference=1.0,
     )
-    drawdown_chart = _chart(
+    drawdown_chart = chart_svg(
         f"{section.symbol}: drawdown from the running peak",
         [
-            _line(bench_name, "#9ca3af", bench_times, _drawdown_pct(bench_equity), dashed=True),
-            _line(
+            series_line(
+                bench_name, "#9ca3af", bench_times, drawdown_pct(bench_equity), dashed=True
+            ),
+            series_line(
                 section.model.name,
-                _SHORT_COLOR,
+                SHORT_COLOR,
                 trace.times,
-                _drawdown_pct(model_equity),
+                drawdown_pct(model_equity),
                 area=True,
             ),
         ],
-        _percent_label,
+        percent_label,
         height=220,
         include=(0.0, -1.0),  # at least 0 to -1%: a shallow drawdown must not look deep
     )
-    price_chart = _chart(
+    price_chart = chart_svg(
         f"{section.symbol}: close price and the model's position",
-        [_line("close", "#374151", trace.times, trace.close)],
-        _fixed_label,
+        [series_line("close", "#374151", trace.times, trace.close)],
+        fixed_label,
         height=300,
         band=_position_band(trace),
     )

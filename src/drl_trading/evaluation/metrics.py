@@ -196,7 +196,7 @@ class PerformanceMetrics:
         return out
 
 
-def _cagr(growth: float, n: int, ppy: float) -> float:
+def cagr_of(growth: float, n: int, ppy: float) -> float:
     if n == 0:
         return 0.0
     if not growth > 0:
@@ -238,7 +238,7 @@ def compute_metrics(
     equity = trace.equity
     ppy = float(periods_per_year)
     growth = float(equity[-1] / equity[0])
-    cagr = _cagr(growth, n, ppy)
+    cagr = cagr_of(growth, n, ppy)
 
     r = trace.step_returns
     r = r[np.isfinite(r)]  # no capital, no return: skipped like a missing observation

@@ -38,7 +38,7 @@ def _finite_or_mark(x: float) -> str | None:
     return None
 
 
-def _pct(x: float, signed: bool = False, digits: int = 2) -> str:
+def fmt_percent(x: float, signed: bool = False, digits: int = 2) -> str:
     mark = _finite_or_mark(x)
     if mark is not None:
         return mark
@@ -47,7 +47,7 @@ def _pct(x: float, signed: bool = False, digits: int = 2) -> str:
     return "+" + text if signed and x > 0 and text.strip("0.,%") else text
 
 
-def _num(x: float, digits: int = 2) -> str:
+def fmt_number(x: float, digits: int = 2) -> str:
     mark = _finite_or_mark(x)
     if mark is not None:
         return mark
@@ -65,7 +65,7 @@ def _class(*names: str) -> str:
     return f' class="{joined}"' if joined else ""
 
 
-def _sign_class(x: float) -> str:
+def sign_class(x: float) -> str:
     if not math.isfinite(x) or x == 0:
         return ""
     return "pos" if x > 0 else "neg"
@@ -88,38 +88,43 @@ _METRIC_ROWS: list[_MetricRow] = [
     (
         "Total return",
         "equity[end] / equity[start] - 1",
-        lambda m: _pct(m.total_return, signed=True),
-        lambda m: _sign_class(m.total_return),
+        lambda m: fmt_percent(m.total_return, signed=True),
+        lambda m: sign_class(m.total_return),
     ),
     (
         "CAGR",
         "compound annual growth rate",
-        lambda m: _pct(m.cagr, signed=True),
-        lambda m: _sign_class(m.cagr),
+        lambda m: fmt_percent(m.cagr, signed=True),
+        lambda m: sign_class(m.cagr),
     ),
     (
         "Annual volatility",
         "std of step returns × √periods/year",
-        lambda m: _pct(m.annual_volatility),
+        lambda m: fmt_percent(m.annual_volatility),
         _no_class,
     ),
     (
         "Sharpe",
         "mean / std of step returns × √periods/year, risk-free 0",
-        lambda m: _num(m.sharpe),
-        lambda m: _sign_class(m.sharpe),
+        lambda m: fmt_number(m.sharpe),
+        lambda m: sign_class(m.sharpe),
     ),
     (
         "Sortino",
         "mean / downside deviation × √periods/year",
-        lambda m: _num(m.sortino),
-        lambda m: _sign_class(m.sortino),
+        lambda m: fmt_number(m.sortino),
+        lambda m: sign_class(m.sortino),
     ),
-    ("Calmar", "CAGR / max drawdown", lambda m: _num(m.calmar), lambda m: _sign_class(m.calmar)),
+    (
+        "Calmar",
+        "CAGR / max drawdown",
+        lambda m: fmt_number(m.calmar),
+        lambda m: sign_class(m.calmar),
+    ),
     (
         "Max drawdown",
         "largest fall from a previous peak",
-        lambda m: _pct(m.max_drawdown),
+        lambda m: fmt_percent(m.max_drawdown),
         _no_class,
     ),
     (
@@ -134,28 +139,38 @@ _METRIC_ROWS: list[_MetricRow] = [
     (
         "Win rate",
         "share of trades with a positive net return",
-        lambda m: _pct(m.win_rate),
+        lambda m: fmt_percent(m.win_rate),
         _no_class,
     ),
     (
         "Profit factor",
         "gross profit / gross loss of trade returns",
-        lambda m: _num(m.profit_factor),
+        lambda m: fmt_number(m.profit_factor),
         _no_class,
     ),
     (
         "Avg holding",
         "mean bars per trade",
-        lambda m: f"{_num(m.avg_holding_bars, 1)} bars",
+        lambda m: f"{fmt_number(m.avg_holding_bars, 1)} bars",
         _no_class,
     ),
-    ("Turnover", "sum of |Δposition|", lambda m: f"{_num(m.turnover, 1)}×", _no_class),
-    ("Turnover / day", "turnover per calendar day", lambda m: _num(m.turnover_per_day), _no_class),
-    ("Exposure", "share of steps with a position", lambda m: _pct(m.exposure, digits=1), _no_class),
+    ("Turnover", "sum of |Δposition|", lambda m: f"{fmt_number(m.turnover, 1)}×", _no_class),
+    (
+        "Turnover / day",
+        "turnover per calendar day",
+        lambda m: fmt_number(m.turnover_per_day),
+        _no_class,
+    ),
+    (
+        "Exposure",
+        "share of steps with a position",
+        lambda m: fmt_percent(m.exposure, digits=1),
+        _no_class,
+    ),
     (
         "Fees paid",
         "sum of per-step costs, each a fraction of equity at the time",
-        lambda m: _pct(m.fees_paid),
+        lambda m: fmt_percent(m.fees_paid),
         _no_class,
     ),
     ("Steps", "simulated bars", lambda m: f"{m.n_steps:,}", _no_class),
@@ -214,9 +229,10 @@ def _trades_table(trades: list[Trade]) -> str:
             f"<tr><td>{i:,}</td><td>{escape(_fmt_time(t.entry_time))}</td>"
             f"<td>{escape(exit_time)}</td>"
             f'<td><span class="badge {side}">{side}</span></td>'
-            f"<td>{t.bars_held:,}</td><td>{escape(_num(t.size))}</td>"
-            f"<td{_class(_sign_class(t.net_return))}>{escape(_pct(t.net_return, signed=True))}</td>"
-            f"<td>{escape(_pct(t.fees, digits=3))}</td></tr>"
+            f"<td>{t.bars_held:,}</td><td>{escape(fmt_number(t.size))}</td>"
+            f"<td{_class(sign_class(t.net_return))}>"
+            f"{escape(fmt_percent(t.net_return, signed=True))}</td>"
+            f"<td>{escape(fmt_percent(t.fees, digits=3))}</td></tr>"
         )
     note = ""
     if len(trades) > MAX_TRADES_SHOWN:
@@ -246,7 +262,7 @@ def _sharpe_mark(ann: Annualisation) -> str:
     return _note(ann.note) if ann.extrapolated("sharpe") else ""
 
 
-def _warnings_card(warnings: tuple[str, ...]) -> str:
+def warnings_card(warnings: tuple[str, ...]) -> str:
     if not warnings:
         return ""
     items = "".join(f"<li>{escape(w)}</li>" for w in warnings)
@@ -259,17 +275,18 @@ def _summary_table(report: BacktestReport) -> str:
         m = s.model.metrics
         bench = next((b.metrics for b in s.baselines if b.name.lower().startswith("buy")), None)
         bench_cell = (
-            f"<td{_class(_sign_class(bench.total_return))}>"
-            f"{escape(_pct(bench.total_return, signed=True))}</td>"
+            f"<td{_class(sign_class(bench.total_return))}>"
+            f"{escape(fmt_percent(bench.total_return, signed=True))}</td>"
             if bench is not None
             else f"<td>{_DASH}</td>"
         )
         rows.append(
             f'<tr><td><a href="#symbol-{i}">{escape(s.symbol)}</a></td>'
-            f"<td{_class(_sign_class(m.total_return))}>{escape(_pct(m.total_return, signed=True))}"
-            f"</td>{bench_cell}<td>{escape(_num(m.sharpe))}{_sharpe_mark(annualisation(m))}</td>"
-            f"<td>{escape(_pct(m.max_drawdown))}</td><td>{m.n_trades:,}</td>"
-            f"<td>{escape(_pct(m.fees_paid))}</td></tr>"
+            f"<td{_class(sign_class(m.total_return))}>"
+            f"{escape(fmt_percent(m.total_return, signed=True))}"
+            f"</td>{bench_cell}<td>{escape(fmt_number(m.sharpe))}{_sharpe_mark(annualisation(m))}</td>"
+            f"<td>{escape(fmt_percent(m.max_drawdown))}</td><td>{m.n_trades:,}</td>"
+            f"<td>{escape(fmt_percent(m.fees_paid))}</td></tr>"
         )
     return (
         '<table class="summary"><thead><tr><th>Symbol</th><th>Model return</th>'
@@ -278,7 +295,7 @@ def _summary_table(report: BacktestReport) -> str:
     )
 
 
-_CSS = """
+REPORT_CSS = """
 :root { --fg: #111827; --muted: #6b7280; --line: #e5e7eb; --bg: #f3f4f6; --model: #eff6ff; }
 * { box-sizing: border-box; }
 body { margin: 0; background: var(--bg); color: var(--fg);
@@ -344,10 +361,10 @@ def render_report(report: BacktestReport) -> str:
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{escape(report.title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n"
+        f"<title>{escape(report.title)}</title>\n<style>{REPORT_CSS}</style>\n</head>\n<body>\n<main>\n"
         f"<header><h1>{escape(report.title)}</h1>"
         f'<p class="subtitle">{escape(report.subtitle)}</p></header>\n'
-        f"{_warnings_card(report.warnings)}{run_card}\n{summary}\n{sections}\n"
+        f"{warnings_card(report.warnings)}{run_card}\n{summary}\n{sections}\n"
         "<footer>Generated by drl-trading. Times are UTC; returns are after fees and slippage."
         " Hover a metric name for its definition.</footer>\n"
         "</main>\n</body>\n</html>\n"

@@ -39,6 +39,9 @@ Conventions (r: the n per-period returns net of costs, ppy: periods per year, se
   autocorrelation that an i.i.d. bootstrap would destroy, so a trending or mean-reverting
   return series gets the wider interval it deserves. Seeded: the same inputs give the same
   interval.
+* Comparing two Sharpes on the same periods (`compare_sharpe_ratios`): a paired stationary
+  bootstrap, the same time indices of both series per resample, so their correlation is kept;
+  the percentile interval of ``SR_a - SR_b`` and the share of resamples with ``SR_a > SR_b``.
 
 Inputs are refused with a ValueError that names the problem: non-finite returns (a bankrupt
 trace's returns are NaN after its last -1: drop them, as `metrics` does), fewer than
@@ -49,6 +52,7 @@ Sharpe distribution to speak of). `sharpe_ratio` alone follows `metrics` there a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Literal
@@ -62,7 +66,9 @@ __all__ = [
     "MIN_OBSERVATIONS",
     "BootstrapKind",
     "ReturnMoments",
+    "SharpeComparison",
     "SharpeInterval",
+    "compare_sharpe_ratios",
     "deflated_sharpe_ratio",
     "deflated_sharpe_ratio_of_returns",
     "expected_max_sharpe",
@@ -311,6 +317,31 @@ def deflated_sharpe_ratio_of_returns(
     return deflated_sharpe_ratio(m.sharpe, m.n, m.skew, m.kurtosis, n_trials, variance)
 
 
+def _check_bootstrap(confidence: float, periods_per_year: float, resamples: int) -> None:
+    """The arguments every bootstrap here takes, or a ValueError naming the wrong one."""
+    _check_finite(confidence=confidence, periods_per_year=periods_per_year)
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be a fraction in (0, 1), got {confidence}")
+    if periods_per_year <= 0:
+        raise ValueError(f"periods_per_year must be positive, got {periods_per_year}")
+    if isinstance(resamples, bool) or not isinstance(resamples, int | np.integer):
+        raise ValueError(f"resamples must be an integer count, got {resamples!r}")
+    if resamples < MIN_RESAMPLES:
+        raise ValueError(f"resamples = {resamples}: draw at least {MIN_RESAMPLES}")
+
+
+def _block_length(given: int | None, n: int, chosen: Callable[[], float]) -> int:
+    """The bootstrap's (mean) block length in periods: ``given``, checked to lie in [1, n], or,
+    None, ``chosen()`` (a Politis & White choice, computed only then) rounded up into [1, n]."""
+    if given is None:
+        return min(max(1, math.ceil(chosen())), n)
+    if isinstance(given, bool) or not isinstance(given, int | np.integer):
+        raise ValueError(f"block_length must be an integer number of periods, got {given!r}")
+    if not 1 <= given <= n:
+        raise ValueError(f"block_length = {given}: it must lie in [1, {n}] periods")
+    return int(given)
+
+
 def sharpe_confidence_interval(
     returns: npt.ArrayLike,
     periods_per_year: float,
@@ -332,26 +363,12 @@ def sharpe_confidence_interval(
 
     if bootstrap not in ("stationary", "circular"):
         raise ValueError(f"bootstrap must be 'stationary' or 'circular', got {bootstrap!r}")
-    _check_finite(confidence=confidence, periods_per_year=periods_per_year)
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be a fraction in (0, 1), got {confidence}")
-    if periods_per_year <= 0:
-        raise ValueError(f"periods_per_year must be positive, got {periods_per_year}")
-    if isinstance(resamples, bool) or not isinstance(resamples, int | np.integer):
-        raise ValueError(f"resamples must be an integer count, got {resamples!r}")
-    if resamples < MIN_RESAMPLES:
-        raise ValueError(f"resamples = {resamples}: draw at least {MIN_RESAMPLES}")
+    _check_bootstrap(confidence, periods_per_year, resamples)
     r = _varying_returns(returns, MIN_BOOTSTRAP_OBSERVATIONS)
     n = len(r)
-    if block_length is None:
-        chosen = float(optimal_block_length(r)[bootstrap].iloc[0])
-        block = min(max(1, math.ceil(chosen)), n)
-    elif isinstance(block_length, bool) or not isinstance(block_length, int | np.integer):
-        raise ValueError(f"block_length must be an integer number of periods, got {block_length!r}")
-    elif not 1 <= block_length <= n:
-        raise ValueError(f"block_length = {block_length}: it must lie in [1, {n}] periods")
-    else:
-        block = int(block_length)
+    block = _block_length(
+        block_length, n, lambda: float(optimal_block_length(r)[bootstrap].iloc[0])
+    )
 
     rng = np.random.default_rng(seed) if not isinstance(seed, np.random.Generator) else seed
     kind = StationaryBootstrap if bootstrap == "stationary" else CircularBlockBootstrap
@@ -370,4 +387,135 @@ def sharpe_confidence_interval(
         block_length=block,
         resamples=resamples,
         bootstrap=bootstrap,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SharpeComparison:
+    """Two models' annualised Sharpes on the same periods and the bootstrap of their difference.
+
+    ``a`` and ``b`` are each series' interval drawn from the same resamples as the difference
+    (a constant series, a model that never trades, has the point interval 0..0).
+    """
+
+    a: SharpeInterval
+    b: SharpeInterval
+    difference: float  # annualised, a.sharpe - b.sharpe on the returns themselves
+    lower: float  # annualised, the (1 - confidence) / 2 quantile of the resampled differences
+    upper: float  # annualised, the (1 + confidence) / 2 quantile
+    probability_a_better: float  # share of resamples with SR_a > SR_b (ties count one half)
+    confidence: float  # two-sided coverage, a fraction (0.90)
+    n: int  # periods compared
+    paired: bool  # True: both series resampled at the same time indices
+
+    @property
+    def distinguishable(self) -> bool:
+        """Whether the interval of the difference leaves out 0."""
+        return not self.lower <= 0.0 <= self.upper
+
+    def verdict(self, name_a: str = "A", name_b: str = "B") -> str:
+        """``A is better``, ``B is better`` or ``not distinguishable at 90%``."""
+        if not self.distinguishable:
+            return f"not distinguishable at {self.confidence:.0%}"
+        return f"{name_a if self.lower > 0 else name_b} is better"
+
+
+def compare_sharpe_ratios(
+    returns_a: npt.ArrayLike,
+    returns_b: npt.ArrayLike,
+    periods_per_year: float,
+    *,
+    confidence: float = 0.90,
+    resamples: int = 1000,
+    block_length: int | None = None,
+    paired: bool = True,
+    seed: int | np.random.Generator = 0,
+) -> SharpeComparison:
+    """Stationary block bootstrap of ``SR(a) - SR(b)`` for two return series over the same
+    periods (index i of both is the same bar), with each Sharpe's own interval.
+
+    ``paired`` (the default) resamples the same time indices of both series (arch's
+    `StationaryBootstrap` over both arrays), so their correlation is kept: two models that
+    trade the same market move together, and their difference is far better determined than
+    either Sharpe. ``paired=False`` resamples each independently, the right reading only for
+    series from unrelated periods; on correlated series its interval is wider.
+
+    ``block_length`` in periods (mean length); None takes the longer of the two series'
+    Politis & White choices (a constant series has none), within [1, n].
+    ``probability_a_better``: the share of resamples where A's Sharpe exceeds B's, a tie
+    counting one half (two identical series give 0.5). Percentile intervals, as
+    `sharpe_confidence_interval`; seeded.
+
+    Raises ValueError for series of different lengths, non-finite values (convert a bankrupt
+    account's NaN returns first) or fewer than `MIN_BOOTSTRAP_OBSERVATIONS` periods. One (or
+    both) series may be constant.
+    """
+    from arch.bootstrap import StationaryBootstrap, optimal_block_length
+
+    _check_bootstrap(confidence, periods_per_year, resamples)
+    a, b = _finite_returns(returns_a), _finite_returns(returns_b)
+    if len(a) != len(b):
+        raise ValueError(
+            f"the series have {len(a)} and {len(b)} returns: a paired comparison needs both "
+            "over the same periods (keep the bars both have)"
+        )
+    n = len(a)
+    if n < MIN_BOOTSTRAP_OBSERVATIONS:
+        raise ValueError(
+            f"{n} return(s) given, at least {MIN_BOOTSTRAP_OBSERVATIONS} are needed: "
+            "compare over a longer range"
+        )
+
+    def longer_choice() -> float:
+        varying = [x for x in (a, b) if float(x.std(ddof=1)) > _ZERO_STD]
+        chosen = [float(optimal_block_length(x)["stationary"].iloc[0]) for x in varying]
+        return max((c for c in chosen if math.isfinite(c)), default=1.0)
+
+    block = _block_length(block_length, n, longer_choice)
+
+    rng = np.random.default_rng(seed) if not isinstance(seed, np.random.Generator) else seed
+
+    def sharpe_of(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return np.array([_per_period_sharpe(x)])
+
+    def both(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return np.array([_per_period_sharpe(x), _per_period_sharpe(y)])
+
+    if paired:
+        drawn = StationaryBootstrap(block, a, b, seed=rng).apply(both, reps=resamples)
+    else:
+        first = StationaryBootstrap(block, a, seed=rng).apply(sharpe_of, reps=resamples)
+        second = StationaryBootstrap(block, b, seed=rng).apply(sharpe_of, reps=resamples)
+        drawn = np.column_stack([first[:, 0], second[:, 0]])
+    scale = math.sqrt(periods_per_year)
+    drawn = np.asarray(drawn, dtype=np.float64) * scale
+    diff = drawn[:, 0] - drawn[:, 1]
+    tail = (1.0 - confidence) / 2.0
+    quantiles = [100.0 * tail, 100.0 * (1.0 - tail)]
+
+    def interval(x: npt.NDArray[np.float64], column: npt.NDArray[np.float64]) -> SharpeInterval:
+        lower, upper = np.percentile(column, quantiles)
+        return SharpeInterval(
+            sharpe=_per_period_sharpe(x) * scale,
+            lower=float(lower),
+            upper=float(upper),
+            confidence=confidence,
+            block_length=block,
+            resamples=resamples,
+            bootstrap="stationary",
+        )
+
+    sa, sb = interval(a, drawn[:, 0]), interval(b, drawn[:, 1])
+    lower, upper = np.percentile(diff, quantiles)
+    better = float(np.mean(diff > 0.0) + 0.5 * np.mean(diff == 0.0))
+    return SharpeComparison(
+        a=sa,
+        b=sb,
+        difference=sa.sharpe - sb.sharpe,
+        lower=float(lower),
+        upper=float(upper),
+        probability_a_better=better,
+        confidence=confidence,
+        n=n,
+        paired=paired,
     )

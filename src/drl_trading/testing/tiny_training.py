@@ -23,7 +23,7 @@ PERMISSIVE_GATE = {
     "max_drawdown": 1.0,
     "min_deflated_sharpe": None,
     "ci_above_best_baseline": False,
-    "max_seed_sharpe_std": None,
+    "max_seed_sharpe_spread": None,
 }
 """A gate every model passes (every check that can fail switched off), so that a tiny run also
 exercises promotion to champion."""

@@ -10,12 +10,11 @@ from __future__ import annotations
 import math
 
 from drl_trading.common import costs
-from drl_trading.common.costs import QUANTITY_EPSILON, fee
+from drl_trading.common.costs import fee, settle_units
 from drl_trading.common.domain import Bar, Order, Side
 from drl_trading.execution.core.records import Position
 
 __all__ = [
-    "QUANTITY_EPSILON",
     "apply_fill",
     "fee",
     "limit_fill_price",
@@ -59,13 +58,15 @@ def apply_fill(
     Adding to a position (or opening one) moves the average price; reducing realises
     ``closed × (price − avg)`` (sign-adjusted for shorts) and keeps the average; a reversal
     realises the closed part and opens the remainder at ``price``.
+
+    A fill that leaves only the float residue of a close is flat: the same relative rule as the
+    simulated engines (`costs.settle_units`), so a tiny position that is really held (1e-13 BTC of
+    an account that small) stays, however small in units.
     """
     if not math.isfinite(quantity) or not math.isfinite(price) or price <= 0:
         raise ValueError(f"invalid fill: quantity={quantity}, price={price}")
     held = position.quantity
-    new_quantity = held + quantity
-    if abs(new_quantity) < QUANTITY_EPSILON:
-        new_quantity = 0.0
+    new_quantity = settle_units(held, quantity)
     realised = 0.0
     if held == 0.0 or (held > 0) == (quantity > 0):
         total = abs(held) + abs(quantity)

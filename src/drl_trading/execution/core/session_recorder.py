@@ -4,8 +4,9 @@ The recorder watches the live bars (of the data timeframe) and, after each base-
 through all the services, what execution holds: the target in force, the units, the symbol's equity
 and its fees. From those points it builds each symbol's `SimulationTrace`, the same record the
 vectorised backtest produces, so the session's report has the backtest's metrics, trades, baselines
-(buy-and-hold, flat, random on the very bars the session saw) and HTML report; a test replays
-history through the services and finds the backtest's positions and PnL.
+(buy-and-hold, flat, random, momentum and SMA cross on the very bars the session saw, with the
+backtest's lookbacks) and HTML report; a test replays history through the services and finds the
+backtest's positions and PnL.
 
 A symbol's equity is its capital plus its PnL net of fees. With per-symbol capital (the default)
 that is the amount execution sizes on; with a shared pool each symbol is given an equal nominal
@@ -18,6 +19,7 @@ daily XNYS bar labelled D closes at D 21:00 UTC, not at D+1 00:00).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -29,10 +31,9 @@ from drl_trading.common.costs import CostModel
 from drl_trading.common.domain import Bar, Symbol, Timeframe, from_micros, to_micros
 from drl_trading.evaluation.backtest import BacktestResult, SymbolBacktest
 from drl_trading.evaluation.baselines import (
-    buy_and_hold_positions,
-    flat_positions,
-    random_baseline,
-    random_baseline_name,
+    BUY_AND_HOLD,
+    RuleLookbacks,
+    run_baselines,
 )
 from drl_trading.evaluation.metrics import compute_metrics, extract_trades
 from drl_trading.evaluation.trace import SimulationTrace, simulate
@@ -240,10 +241,21 @@ class SessionRecorder:
         return out
 
     def result(
-        self, periods_per_year: float, random_seeds: int = 5, seconds: float = 0.0
+        self,
+        periods_per_year: float,
+        random_seeds: int = 5,
+        seconds: float = 0.0,
+        *,
+        lookbacks: RuleLookbacks = RuleLookbacks(),
+        allow_short: Mapping[Symbol, bool] | None = None,
     ) -> BacktestResult:
         """The session as a backtest result: the model is what execution did; the baselines
-        are simulated on the same bars with the same costs and starting equity."""
+        are simulated on the same bars with the same costs and starting equity, in the
+        backtest's columns (`evaluation.backtest.backtest`): buy-and-hold, flat, random, then
+        the simple rules. ``lookbacks``: the rules' lookbacks in base bars (the backtest's
+        ``training.baselines``); ``allow_short``: per symbol, whether the rules may go short
+        (as in the backtest: the model's package and the strategy's signal rules both allow
+        it; a symbol left out: yes)."""
         symbols: list[SymbolBacktest] = []
         bars = 0
         for symbol, trace in self.traces().items():
@@ -256,22 +268,21 @@ class SessionRecorder:
             ) -> SimulationTrace:
                 return simulate(t.symbol, t.times, t.open, t.close, positions, self.costs, e)
 
-            bh = sim(buy_and_hold_positions(n))
-            rand, _ = random_baseline(sim, n, random_seeds, periods_per_year)
+            shorts = True if allow_short is None else allow_short.get(symbol, True)
+            base = run_baselines(
+                sim, trace.close, periods_per_year, random_seeds, lookbacks, shorts
+            )
             symbols.append(
                 SymbolBacktest(
                     symbol=str(symbol),
                     model=compute_metrics(trace, periods_per_year),
                     trace=trace,
                     trades=extract_trades(trace),
-                    baselines={
-                        "buy-and-hold": compute_metrics(bh, periods_per_year),
-                        "flat": compute_metrics(sim(flat_positions(n)), periods_per_year),
-                        random_baseline_name(random_seeds): rand,
-                    },
-                    baseline_traces={"buy-and-hold": bh},
+                    baselines=base.metrics,
+                    baseline_traces={BUY_AND_HOLD: base.buy_and_hold},
                     skipped_bars=0,
                     mean_confidence=None,
+                    baseline_returns=base.returns,
                 )
             )
         return BacktestResult(symbols, bars, seconds, self.costs)

@@ -13,6 +13,10 @@ from drl_trading.policy.algorithms import AlgorithmName, resolve_action_mode
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
+WindowKind = Literal["expanding", "rolling"]
+"""How a walk-forward fold's training window grows: from the range's start to an embargo before
+its validation (``expanding``), or the same length in every fold, sliding forward (``rolling``)."""
+
 
 class SplitSettings(BaseModel):
     model_config = _FROZEN
@@ -24,8 +28,32 @@ class SplitSettings(BaseModel):
     )
     embargo: timedelta = Field(timedelta(hours=12), description="Unused gap between parts.")
     walk_forward_folds: int = Field(
-        1, ge=1, description="Train one model per expanding fold; the last fold's is registered."
+        1,
+        ge=1,
+        description="Train one model per walk-forward fold (--folds overrides it); the last "
+        "fold's is registered.",
     )
+    window: WindowKind = Field(
+        "expanding",
+        description="A fold's training window: expanding (from the range's start) or rolling "
+        "(train_length, the same in every fold); --window overrides it.",
+    )
+    train_length: timedelta | None = Field(
+        None,
+        gt=timedelta(0),
+        description="Rolling windows: each fold's training length, in whole base bars (of the "
+        "market, where it closes, as the embargo); null: as long as fold 0's expanding window "
+        "(--train-length overrides it).",
+    )
+
+    @model_validator(mode="after")
+    def _length_is_rolling(self) -> SplitSettings:
+        if self.window == "expanding" and self.train_length is not None:
+            raise ValueError(
+                "train_length applies to rolling windows only: set training.split.window to "
+                "rolling, or remove training.split.train_length"
+            )
+        return self
 
 
 class EnvSettings(BaseModel):
@@ -83,12 +111,33 @@ class GateSettings(BaseModel):
     confidence: float = Field(
         0.90, gt=0, lt=1, description="Two-sided coverage of that confidence interval."
     )
-    max_seed_sharpe_std: float | None = Field(
-        1.0,
+    max_seed_sharpe_spread: float | None = Field(
+        2.0,
         gt=0,
-        description="...and the std of the per-seed out-of-sample Sharpes (annualised) stays "
-        "within it (measured from 2 seeds, training.seeds); null: no check.",
+        description="...and the std of the per-seed out-of-sample Sharpes stays within this "
+        "many standard errors of the out-of-sample Sharpe (measured from 2 seeds, "
+        "training.seeds); null: no check.",
     )
+    """k in ``std(seed Sharpes, ddof=1) <= k x SE``, SE the standard error of the annualised
+    out-of-sample Sharpe over the evidence's steps (`gate.seed_sharpe_standard_error`). The limit
+    is relative because an annualised Sharpe over a few weeks has a standard error of several
+    units: an absolute limit refuses real edges for the sampling noise alone. The default 2 is
+    two standard errors, chosen before any calibration: two seeds that were independent samples
+    of one true Sharpe would have a std of SE x |Z| (Z standard normal), above 2 SE in 4.6% of
+    runs; seeds trade the same bars, so their Sharpes are correlated and scatter less, and a
+    spread beyond 2 SE says the result depends on the seed more than on the data."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_seed_check(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "max_seed_sharpe_std" in data:
+            raise ValueError(
+                f"max_seed_sharpe_std (got {data['max_seed_sharpe_std']!r}) was renamed to "
+                "max_seed_sharpe_spread, which is in units of the out-of-sample Sharpe's "
+                "standard error (default 2.0), no longer annualised Sharpe units: replace the "
+                "key (or set it to null to switch the check off)"
+            )
+        return data
 
 
 class BaselineSettings(BaseModel):

@@ -3,8 +3,11 @@
 Splits are chronological: train | embargo | validation | embargo | test. The embargo is a gap of
 unused bars between two parts: a training step's reward looks one bar ahead and features look
 back, so without a gap the last training rewards would be priced on bars the validation scores.
-Walk-forward folds slide the validation window forward over the non-test part, each fold
-training on everything before its validation window (an expanding window).
+Walk-forward folds slide the validation window forward over the non-test part. Each fold
+trains on everything before its validation window (``expanding``, the default) or on the last
+``train_length`` of it (``rolling``: every fold's window equally long, ending an embargo before
+its validation; by default as long as fold 0's expanding window). The validation windows are the
+same either way: consecutive, touching, all before the test.
 
 On a 24/7 market the range is cut by fractions of its length, boundaries on the base-bar grid.
 On a market that closes (FX weekends, exchange nights and holidays) it is cut by fractions of
@@ -29,6 +32,7 @@ from drl_trading.common.bar_windows import bar_closes, bar_slots, slot_ordinals
 from drl_trading.common.calendar import MarketCalendar
 from drl_trading.common.domain import Timeframe, TimeRange, from_micros, to_micros
 from drl_trading.common.market_series import MarketSeries
+from drl_trading.training.core.config import WindowKind
 
 
 class SplitError(ValueError):
@@ -46,10 +50,34 @@ class Splits:
     folds: tuple[Fold, ...]
     test: TimeRange
     embargo: timedelta
+    window: WindowKind = "expanding"
+    train_length: str | None = None
+    """Rolling windows: each fold's training length as read (``30 days`` on a 24/7 market,
+    ``720 1h bars of market calendar fx`` where the market closes); None when expanding."""
 
     @property
     def final(self) -> Fold:
         return self.folds[-1]
+
+    @property
+    def window_text(self) -> str:
+        """``expanding training windows`` / ``rolling training windows of 30 days``."""
+        if self.window == "expanding":
+            return "expanding training windows"
+        return f"rolling training windows of {self.train_length}"
+
+    def protocol_text(self, seeds: int) -> str:
+        """``3 walk-forward folds (rolling training windows of 30 days), embargo 12 h, 2 seeds
+        = 6 trainings``: the protocol as the training summary and the evaluation report say it."""
+        folds = len(self.folds)
+
+        def n(k: int, word: str) -> str:
+            return f"{k} {word}{'' if k == 1 else 's'}"
+
+        return (
+            f"{n(folds, 'walk-forward fold')} ({self.window_text}), embargo "
+            f"{length(self.embargo)}, {n(seeds, 'seed')} = {n(folds * seeds, 'training')}"
+        )
 
     def describe(self) -> dict[str, str]:
         out = {}
@@ -61,6 +89,9 @@ class Splits:
             )
         out["test"] = f"{self.test.start.isoformat()} .. {self.test.end.isoformat()}"
         out["embargo"] = str(self.embargo)
+        out["window"] = self.window
+        if self.train_length is not None:
+            out["train_length"] = self.train_length
         return out
 
 
@@ -84,15 +115,30 @@ def make_splits(
     min_bars: int = 2,
     what: Callable[[], str] | None = None,
     calendar: MarketCalendar | None = None,
+    window: WindowKind = "expanding",
+    train_length: timedelta | None = None,
 ) -> Splits:
     """Cut ``rng`` by fractions of its length (boundaries on the base-bar grid), or, on a
     ``calendar`` that closes, by fractions of the market's base bars in ``rng`` (boundaries at
     bar keys; see the module). Every part (each fold's training and validation, the test)
-    spans at least ``min_bars`` base bars and training at least `MIN_TRAIN_FRACTION` of
-    ``rng``; a shorter ``rng`` is a `SplitError` giving its length and the least length these
-    settings need. ``what`` names ``rng`` in that message (default: "the range ..."); it is
-    called only for the message, so that what it costs (a store query) is not paid by every
-    split that fits."""
+    spans at least ``min_bars`` base bars and fold 0's expanding training at least
+    `MIN_TRAIN_FRACTION` of ``rng``; a shorter ``rng`` is a `SplitError` giving its length and
+    the least length these settings need. ``what`` names ``rng`` in that message (default: "the
+    range ..."); it is called only for the message, so that what it costs (a store query) is not
+    paid by every split that fits.
+
+    ``window="rolling"`` keeps those validation windows and trains each fold on the
+    ``train_length`` (whole base bars; on a calendar that closes, the market's bars, as the
+    embargo) ending where its expanding window ends; None: as many bars as fold 0's expanding
+    window. A length under ``min_bars`` bars, or longer than fold 0's expanding window, is a
+    `SplitError` saying so."""
+    if window not in ("expanding", "rolling"):
+        raise SplitError(f"window must be 'expanding' or 'rolling', not {window!r}")
+    if window == "expanding" and train_length is not None:
+        raise SplitError(
+            "train_length applies to rolling windows only: set training.split.window to "
+            "rolling or remove training.split.train_length"
+        )
     if not 0 < validation_fraction < 1 or not 0 < test_fraction < 1:
         raise SplitError("validation and test fractions must be in (0, 1)")
     if validation_fraction * folds + test_fraction >= 1 - MIN_TRAIN_FRACTION:
@@ -102,9 +148,12 @@ def make_splits(
     if min_bars < 1:
         raise SplitError("min_bars must be >= 1")
     if calendar is not None and not calendar.always_open:
-        return _slot_splits(
+        splits, train_ends, at = _slot_splits(
             rng, base, validation_fraction, test_fraction, embargo, folds, min_bars, what, calendar
         )
+        if window == "expanding":
+            return splits
+        return _rolling_slots(splits, train_ends, at, rng, base, min_bars, calendar, train_length)
     total = rng.end - rng.start
     step = base.duration
     least = step * min_bars
@@ -112,10 +161,15 @@ def make_splits(
     val_len = total * validation_fraction
     out: list[Fold] = []
     short = rng.end - test_start < least
+
+    # the validations' boundaries, each floored once: fold k's validation is [cut(k), cut(k+1)),
+    # so it ends exactly where fold k+1's starts (never a bar of both); the last ends an embargo
+    # before test
+    def cut(j: int) -> datetime:
+        return _floor(test_start - embargo - val_len * (folds - j), step)
+
     for k in range(folds):
-        # fold k's validation ends where fold k+1's starts; the last ends an embargo before test
-        val_end = _floor(test_start - embargo - val_len * (folds - 1 - k), step)
-        val_start = _floor(val_end - val_len, step)
+        val_start, val_end = cut(k), cut(k + 1)
         train_end = val_start - embargo
         train = train_end - rng.start
         if train < max(total * MIN_TRAIN_FRACTION, least) or val_end - val_start < least:
@@ -137,7 +191,84 @@ def make_splits(
             "Ingest a longer range, or lower training.split.validation_fraction, "
             "test_fraction or embargo"
         )
-    return Splits(tuple(out), TimeRange(test_start, rng.end), embargo)
+    splits = Splits(tuple(out), TimeRange(test_start, rng.end), embargo)
+    if window == "expanding":
+        return splits
+    return _rolling(splits, base, min_bars, train_length)
+
+
+def _train_length_text(train_length: timedelta) -> str:
+    return f"training.split.train_length {length(train_length)}"
+
+
+def _rolling(
+    splits: Splits, base: Timeframe, min_bars: int, train_length: timedelta | None
+) -> Splits:
+    """``splits`` (cut 24/7) with every fold trained on the same span ending where its expanding
+    window ends: ``train_length`` in whole base bars, or fold 0's expanding span."""
+    step = base.duration
+    first = splits.folds[0].train
+    room = first.end - first.start
+    if train_length is None:
+        span = room
+    else:
+        bars = train_length // step
+        span = bars * step
+        if bars < min_bars:
+            raise SplitError(
+                f"{_train_length_text(train_length)} is {bars} {base.value} "
+                f"bar{'' if bars == 1 else 's'}, fewer than the {min_bars} every part of the "
+                "splits needs: lengthen it, or set it to null (as long as fold 0's expanding "
+                "window)"
+            )
+        if span > room:
+            raise SplitError(
+                f"{_train_length_text(train_length)} is longer than fits before fold 0's "
+                f"validation: its expanding window, {first}, is {length(room)}. Shorten it, or "
+                "set it to null (that length), lower training.split.walk_forward_folds or "
+                "validation_fraction, or ingest a longer range"
+            )
+    folds = tuple(
+        Fold(TimeRange(f.train.end - span, f.train.end), f.validation) for f in splits.folds
+    )
+    return Splits(folds, splits.test, splits.embargo, "rolling", length(span))
+
+
+def _rolling_slots(
+    splits: Splits,
+    train_ends: list[int],
+    at: Callable[[int], datetime],
+    rng: TimeRange,
+    base: Timeframe,
+    min_bars: int,
+    calendar: MarketCalendar,
+    train_length: timedelta | None,
+) -> Splits:
+    """`_rolling` on the market's bars: every fold trains on the same number of bars, ending at
+    bar position ``train_ends[k]`` (where its expanding window ends); ``train_length`` counts
+    ``train_length / base`` bars of the market, as the embargo does."""
+    room = train_ends[0]
+    bars = room if train_length is None else embargo_bars(train_length, base)
+    counted = f"{base.value} bar{'' if bars == 1 else 's'} of market calendar {calendar.name}"
+    if train_length is not None and bars < min_bars:
+        raise SplitError(
+            f"{_train_length_text(train_length)} is {bars} {counted}, fewer than the "
+            f"{min_bars} every part of the splits needs: lengthen it, or set it to null (as "
+            "long as fold 0's expanding window)"
+        )
+    if train_length is not None and bars > room:
+        first = splits.folds[0].train
+        raise SplitError(
+            f"{_train_length_text(train_length)} is {bars} {counted}, more than fit before "
+            f"fold 0's validation: its expanding window, {first}, is {room} bars. Shorten it, "
+            "or set it to null (that length), lower training.split.walk_forward_folds or "
+            "validation_fraction, or ingest a longer range"
+        )
+    folds = tuple(
+        Fold(TimeRange(rng.start if end == bars else at(end - bars), f.train.end), f.validation)
+        for f, end in zip(splits.folds, train_ends, strict=True)
+    )
+    return Splits(folds, splits.test, splits.embargo, "rolling", f"{bars} {counted}")
 
 
 def embargo_bars(embargo: timedelta, base: Timeframe) -> int:
@@ -156,10 +287,11 @@ def _slot_splits(
     min_bars: int,
     what: Callable[[], str] | None,
     calendar: MarketCalendar,
-) -> Splits:
+) -> tuple[Splits, list[int], Callable[[int], datetime]]:
     """`make_splits` on the market's bars: the same cuts as the 24/7 code, in bar positions
     (position ``i`` is the ``i``-th bar keyed in ``rng``; a part ``[a, b)`` of positions is the
-    time range from bar ``a``'s key to bar ``b``'s, or to ``rng.end`` for the last)."""
+    time range from bar ``a``'s key to bar ``b``'s, or to ``rng.end`` for the last). Also gives
+    each fold's training end position and the position-to-time map, for rolling windows."""
     keys = bar_slots(calendar, base, rng.start, rng.end)
     n = int(keys.size)
     gap = embargo_bars(embargo, base)
@@ -170,15 +302,20 @@ def _slot_splits(
     test_start = math.floor(n - n * test_fraction)
     val_len = n * validation_fraction
     out: list[Fold] = []
+    train_ends: list[int] = []
     short = n - test_start < min_bars
+
+    def cut(j: int) -> int:  # as in the 24/7 code: validation k is [cut(k), cut(k + 1))
+        return math.floor(test_start - gap - val_len * (folds - j))
+
     for k in range(folds):
-        val_end = math.floor(test_start - gap - val_len * (folds - 1 - k))
-        val_start = math.floor(val_end - val_len)
+        val_start, val_end = cut(k), cut(k + 1)
         train_end = val_start - gap
         if train_end < max(n * MIN_TRAIN_FRACTION, min_bars) or val_end - val_start < min_bars:
             short = True
             break
         out.append(Fold(TimeRange(rng.start, at(train_end)), TimeRange(at(val_start), at(val_end))))
+        train_ends.append(train_end)
     if short:
         need = split_bars_needed(validation_fraction, test_fraction, gap, folds, min_bars)
         folded = f" x {folds} folds" if folds > 1 else ""
@@ -192,7 +329,7 @@ def _slot_splits(
             "Ingest a longer range, or lower training.split.validation_fraction, "
             "test_fraction or embargo"
         )
-    return Splits(tuple(out), TimeRange(at(test_start), rng.end), embargo)
+    return Splits(tuple(out), TimeRange(at(test_start), rng.end), embargo), train_ends, at
 
 
 def split_bars_needed(

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +42,8 @@ import numpy.typing as npt
 from drl_trading.common.domain import TimeRange
 from drl_trading.evaluation.backtest import BacktestResult
 from drl_trading.evaluation.baselines import BUY_AND_HOLD
+from drl_trading.evaluation.oos_series import OosSeries, TradeMarks
+from drl_trading.evaluation.portfolio import portfolio_returns, portfolio_step_returns
 from drl_trading.evaluation.statistics import (
     MIN_BOOTSTRAP_OBSERVATIONS,
     deflated_sharpe_ratio_of_returns,
@@ -89,6 +91,15 @@ class FoldOutcome:
     """Per seed, the portfolio step returns of the fold's validation backtest (fraction)."""
     baseline_sharpes: Mapping[str, float]
     """Per baseline column, its Sharpe on these bars (mean over symbols); seed-independent."""
+    times: npt.NDArray[np.datetime64] = field(
+        default_factory=lambda: np.zeros(0, dtype="datetime64[us]")
+    )
+    """Close time (datetime64[us], UTC) of each step of ``seed_returns``; empty where not known
+    (then the evidence keeps no `OosSeries` for the report)."""
+    baseline_returns: Mapping[str, Returns] = field(default_factory=dict)
+    """Per baseline column, its portfolio step returns over the same steps (fraction)."""
+    marks: tuple[TradeMarks, ...] = ()
+    """Per symbol, the configured seed's (seed index 0) path and fills, for trade markers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +137,9 @@ class Evidence:
     periods_per_year: float
     folds: tuple[FoldFigures, ...]
     note: str | None = None
+    series: OosSeries | None = field(default=None, compare=False, repr=False)
+    """The stitched series the figures were measured on, for the evaluation report; None where
+    the outcomes did not keep their step times. Not in `metrics` or `to_dict` (arrays)."""
 
     @property
     def trials_text(self) -> str:
@@ -201,31 +215,6 @@ class Evidence:
         }
 
 
-def portfolio_returns(result: BacktestResult) -> Returns:
-    """The model's step returns of one backtest, net of costs; several symbols are an equal
-    split of capital rebalanced each step: the mean of their returns at the step close times
-    they share (steps where a symbol has no bar are left out). NaN where no symbol had
-    capital (after a bankruptcy)."""
-    if not result.symbols:
-        return np.zeros(0)
-    if len(result.symbols) == 1:
-        return np.asarray(result.symbols[0].trace.step_returns, dtype=np.float64)
-    times = [s.trace.times[1:] for s in result.symbols]
-    shared = times[0]
-    for t in times[1:]:
-        shared = np.intersect1d(shared, t)
-    columns = []
-    for s, t in zip(result.symbols, times, strict=True):
-        keep = np.isin(t, shared)
-        columns.append(np.asarray(s.trace.step_returns, dtype=np.float64)[keep])
-    stacked = np.vstack(columns)
-    with np.errstate(invalid="ignore"):
-        mean: Returns = np.where(
-            np.isnan(stacked).all(axis=0), np.nan, np.nanmean(np.nan_to_num(stacked), axis=0)
-        )
-    return mean
-
-
 def fold_outcome(
     fold: int, validation: TimeRange, results: Sequence[BacktestResult]
 ) -> FoldOutcome:
@@ -233,11 +222,77 @@ def fold_outcome(
     if not results:
         raise ValueError(f"fold {fold}: no validation backtest to take evidence from")
     names = list(results[0].symbols[0].baselines) if results[0].symbols else []
+    times, first = portfolio_step_returns(results[0])
     return FoldOutcome(
         fold=fold,
         validation=validation,
-        seed_returns=tuple(portfolio_returns(r) for r in results),
+        seed_returns=(first, *(portfolio_returns(r) for r in results[1:])),
         baseline_sharpes={name: results[0].mean(name, "sharpe") for name in names},
+        times=times,
+        baseline_returns=_baseline_portfolio_returns(results[0], times),
+        marks=tuple(
+            TradeMarks.from_path(
+                s.symbol, fold, s.trace.times, s.trace.open, s.trace.close, s.trace.units
+            )
+            for s in results[0].symbols
+        ),
+    )
+
+
+def _baseline_portfolio_returns(
+    result: BacktestResult, shared: npt.NDArray[np.datetime64]
+) -> dict[str, Returns]:
+    """Each baseline's returns as one equal-weight portfolio over the symbols, at the step close
+    times ``shared`` the model's portfolio has (`portfolio_step_returns`' convention); a baseline
+    whose returns a symbol did not keep is left out."""
+    if not result.symbols:
+        return {}
+    out: dict[str, Returns] = {}
+    for name in result.symbols[0].baselines:
+        if any(name not in s.baseline_returns for s in result.symbols):
+            continue
+        columns = [
+            np.asarray(s.baseline_returns[name], dtype=np.float64)[
+                np.isin(s.trace.times[1:], shared)
+            ]
+            for s in result.symbols
+        ]
+        stacked = np.vstack(columns)
+        with np.errstate(invalid="ignore"):
+            out[name] = np.where(
+                np.isnan(stacked).all(axis=0), np.nan, np.nanmean(np.nan_to_num(stacked), axis=0)
+            )
+    return out
+
+
+def _series(outcomes: Sequence[FoldOutcome], seeds: int) -> OosSeries | None:
+    """The outcomes stitched for the report: each fold cut to the steps every seed and the
+    times have (they are the same bars, so normally all of them)."""
+    if any(len(o.times) == 0 and len(o.seed_returns[0]) > 0 for o in outcomes):
+        return None
+    names = [
+        n for n in outcomes[0].baseline_returns if all(n in o.baseline_returns for o in outcomes)
+    ]
+    times: list[npt.NDArray[np.datetime64]] = []
+    per_seed: list[list[Returns]] = [[] for _ in range(seeds)]
+    baselines: dict[str, list[Returns]] = {n: [] for n in names}
+    starts: list[int] = []
+    at = 0
+    for o in outcomes:
+        n = min(len(o.times), *(len(r) for r in o.seed_returns))
+        starts.append(at)
+        at += n
+        times.append(o.times[:n])
+        for s in range(seeds):
+            per_seed[s].append(o.seed_returns[s][:n])
+        for name in names:
+            baselines[name].append(np.asarray(o.baseline_returns[name], dtype=np.float64)[:n])
+    return OosSeries(
+        times=np.concatenate(times).astype("datetime64[us]"),
+        seed_returns=tuple(np.concatenate(parts) for parts in per_seed),
+        baseline_returns={name: np.concatenate(parts) for name, parts in baselines.items()},
+        fold_starts=tuple(starts),
+        marks=tuple(m for o in outcomes for m in o.marks),
     )
 
 
@@ -366,6 +421,7 @@ def walk_forward_evidence(
         periods_per_year=ppy,
         folds=tuple(folds),
         note=note,
+        series=_series(outcomes, seeds),
     )
 
 

@@ -6,8 +6,9 @@ returns of every fold and seed, after costs. A Sharpe measured on a week of bars
 error of several units, so beating zero is not enough: the deflated Sharpe must say the figure
 is unlikely to be the luck of the trials run for this model, the lower end of its confidence
 interval must clear the best simple baseline, the drawdown must stay within the limit and the
-seeds must agree. A model that fails is registered (it can still be inspected and backtested)
-but does not replace the champion.
+seeds must agree (their Sharpes' std within a few standard errors of the Sharpe itself). A
+model that fails is registered (it can still be inspected and backtested) but does not replace
+the champion.
 
 Every check is reported, passed or failed, with its figures (`GateCheck`); the verdict text
 lists the failed ones first.
@@ -18,10 +19,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from drl_trading.evaluation.statistics import sharpe_standard_error
 from drl_trading.training.core.config import GateSettings
 from drl_trading.training.core.evidence import Evidence
 
-__all__ = ["GateCheck", "GateDecision", "evaluate_gate"]
+__all__ = ["GateCheck", "GateDecision", "evaluate_gate", "seed_sharpe_standard_error"]
+
+_NORMAL_SKEW = 0.0
+_NORMAL_KURTOSIS = 3.0  # Pearson's
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +64,47 @@ def _cmp(passed: bool, strict: bool = True) -> str:
 
 def _above(value: float, threshold: float) -> bool:
     return math.isfinite(value) and value > threshold
+
+
+def seed_sharpe_standard_error(evidence: Evidence) -> float:
+    """Standard error of the annualised out-of-sample Sharpe over the evidence's steps, the unit
+    of the seed-spread limit (``training.gate.max_seed_sharpe_spread``).
+
+    The i.i.d. normal form (Lo 2002): ``sqrt((1 + SR**2 / 2) / (n - 1)) * sqrt(ppy)`` with SR the
+    per-step Sharpe of the seeds' mean series (``evidence.sharpe / sqrt(ppy)``) and n its steps;
+    it is `statistics.sharpe_standard_error` (Mertens 2002) at a normal distribution's skewness 0
+    and kurtosis 3, since `Evidence` keeps the series' Sharpe and length, not its higher moments.
+    NaN when it is not defined (fewer than 3 steps, a non-finite Sharpe)."""
+    ppy = evidence.periods_per_year
+    if not (math.isfinite(evidence.sharpe) and ppy > 0 and evidence.steps >= 3):
+        return math.nan
+    per_step = evidence.sharpe / math.sqrt(ppy)
+    se = sharpe_standard_error(per_step, evidence.steps, _NORMAL_SKEW, _NORMAL_KURTOSIS)
+    return se * math.sqrt(ppy)
+
+
+def _seed_spread_check(k: float, e: Evidence) -> GateCheck:
+    """``std(seed Sharpes, ddof=1) <= k x SE`` (`seed_sharpe_standard_error`); one seed has no
+    spread to measure and passes."""
+    std = e.seed_sharpe_std
+    se = seed_sharpe_standard_error(e)
+    limit = k * se
+    if e.seeds < 2:
+        ok = True
+        spread = "1 seed: not measured, set training.seeds"
+    else:
+        ok = math.isfinite(limit) and std <= limit
+        spread = f"{e.seeds} seeds, {min(e.seed_sharpes):.2f}..{max(e.seed_sharpes):.2f}"
+    if not math.isfinite(se):
+        spread += f"; no standard error over {e.steps} steps"
+    return GateCheck(
+        "seed_sharpe_spread",
+        std,
+        limit,
+        ok,
+        f"seed Sharpe std {std:.2f} {'<=' if ok else '>'} {k:g} x SE {se:.2f} = {limit:.2f} "
+        f"({spread})",
+    )
 
 
 def evaluate_gate(
@@ -128,24 +174,8 @@ def evaluate_gate(
             f"limit {gate.max_drawdown:.1%}",
         )
     )
-    if gate.max_seed_sharpe_std is not None:
-        std = e.seed_sharpe_std
-        ok = std <= gate.max_seed_sharpe_std
-        spread = (
-            f"{e.seeds} seeds, {min(e.seed_sharpes):.2f}..{max(e.seed_sharpes):.2f}"
-            if e.seeds > 1
-            else "1 seed: not measured, set training.seeds"
-        )
-        checks.append(
-            GateCheck(
-                "seed_sharpe_std",
-                std,
-                gate.max_seed_sharpe_std,
-                ok,
-                f"seed Sharpe std {std:.2f} {'<=' if ok else '>'} {gate.max_seed_sharpe_std:.2f} "
-                f"({spread})",
-            )
-        )
+    if gate.max_seed_sharpe_spread is not None:
+        checks.append(_seed_spread_check(gate.max_seed_sharpe_spread, e))
     if gate.beat_champion and champion_sharpe is not None:
         ok = _above(sharpe, champion_sharpe)
         checks.append(

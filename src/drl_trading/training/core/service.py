@@ -43,6 +43,7 @@ from drl_trading.training.core.dataset import (
     stored_range,
 )
 from drl_trading.training.core.env import EnvConfig, TradingEnv, env_config_for
+from drl_trading.training.core.evaluation_report import evaluation_documents, protocol_text
 from drl_trading.training.core.evidence import (
     Evidence,
     FoldOutcome,
@@ -123,6 +124,9 @@ class TrainingResult:
     """The walk-forward evidence the gate judged (every fold and seed, out of sample)."""
     gate: GateDecision | None = None
     """The gate's verdict with each check (``gate_reason`` is its text)."""
+    evaluation_report_path: Path | None = None
+    """The evaluation report (HTML) of the walk-forward evidence, also logged to MLflow under
+    ``evaluation/``."""
 
 
 class TrainingService:
@@ -235,6 +239,8 @@ class TrainingService:
             min_bars=cfg.env.window + 1,
             what=lambda: self._stored_description(request, usable, data_tf, calendar),
             calendar=calendar,
+            window=cfg.split.window,
+            train_length=cfg.split.train_length,
         )
         ppy = self.periods_per_year(calendar, usable)
         calendar_name = ALWAYS_OPEN if calendar is None else calendar.name
@@ -417,6 +423,19 @@ class TrainingService:
             report_path, metrics_path = self.reports.write(documents)
             run.log_artifact(report_path, "backtest")
             run.log_artifact(metrics_path, "backtest")
+            evaluation = evaluation_documents(
+                evidence,
+                decision,
+                version,
+                symbols=list(request.symbols),
+                protocol=protocol_text(splits, cfg.seeds),
+                annualisation=annualised,
+                costs=test.costs_text or "not known",
+                stem=f"{self.model_name}-v{version.version}-evaluation",
+            )
+            evaluation_path, evaluation_json = self.reports.write(evaluation)
+            run.log_artifact(evaluation_path, "evaluation")
+            run.log_artifact(evaluation_json, "evaluation")
             return TrainingResult(
                 run_id=run.run_id,
                 model=version,
@@ -434,6 +453,7 @@ class TrainingService:
                 fold_validation=fold_metrics,
                 evidence=evidence,
                 gate=decision,
+                evaluation_report_path=evaluation_path,
             )
 
     def _stored_description(
