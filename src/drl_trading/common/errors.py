@@ -121,6 +121,37 @@ class ExchangeRequestError(OperatorError):
         )
 
 
+class ExchangeAccountError(OperatorError):
+    """The exchange refused the trading account: credentials rejected, or the key lacks a
+    permission the broker needs (spot trading, this IP). Nothing was sent after it."""
+
+    def __init__(self, exchange: str, reason: str) -> None:
+        self.exchange = exchange
+        self.reason = mask_secrets(reason)
+        super().__init__(
+            f"exchange {exchange} refused the trading account: {self.reason}; check the API key "
+            "and secret (environment or key files) and the key's permissions (spot trading "
+            "enabled, IP allow-list), then rerun"
+        )
+
+
+class ExchangeUnavailableError(ServiceUnreachableError):
+    """The exchange did not answer an order-path call (placing, looking up, cancelling orders,
+    balances) within the broker's retries; an order's state may be unknown until the next start
+    reconciles it with the exchange."""
+
+    def __init__(self, exchange: str, call: str, attempts: int, reason: str) -> None:
+        self.exchange = exchange
+        self.call = call
+        self.attempts = attempts
+        self.reason = mask_secrets(reason)
+        super().__init__(
+            f"exchange {exchange} did not answer {call} after {attempts} attempts: {self.reason}; "
+            "check the network and the exchange's status page, then restart (open orders are "
+            "looked up by client order id, so nothing is placed twice)"
+        )
+
+
 class BusConnectionError(ServiceUnreachableError):
     """The message bus' brokers could not be reached, or refused this client's credentials."""
 

@@ -14,10 +14,52 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from drl_trading.common.domain import Symbol
+from drl_trading.execution.core.reconciliation import ReconcilePolicy, ReconcileTolerance
 from drl_trading.execution.core.risk import ExecutionLimits
 from drl_trading.strategy.api import RiskParameters
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class ReconciliationSettings(BaseModel):
+    """When the live service compares its book with the venue's account, and how far they may
+    differ before trading halts (`execution.core.reconciliation`); unused on a paper account."""
+
+    model_config = _FROZEN
+    every_bars: int = Field(
+        60, ge=1, description="Reconcile at start and then every this many bars (any symbol's)."
+    )
+    lookback_s: float = Field(
+        3600.0,
+        ge=0,
+        description="Read the venue's fills from the previous reconciliation minus this (seconds).",
+    )
+    position_units: dict[Symbol, float] = Field(
+        default_factory=dict,
+        description="Per-symbol tolerated position difference (base units), e.g. {BTCUSDT: 1e-5}.",
+    )
+    default_units: float = Field(
+        1e-8, ge=0, description="Tolerated position difference of other symbols (base units)."
+    )
+    position_relative: float = Field(
+        1e-4, ge=0, description="...or this fraction of the position, whichever is larger."
+    )
+    cash_relative: float = Field(
+        1e-4, ge=0, description="Tolerated cash difference, fraction of the cash (fee rounding)."
+    )
+
+    def policy(self) -> ReconcilePolicy:
+        return ReconcilePolicy(
+            every_bars=self.every_bars,
+            lookback=timedelta(seconds=self.lookback_s),
+            tolerance=ReconcileTolerance(
+                default_units=self.default_units,
+                position_units=dict(self.position_units),
+                position_relative=self.position_relative,
+                cash_relative=self.cash_relative,
+            ),
+        )
 
 
 class ExecutionSettings(BaseModel):
@@ -70,6 +112,10 @@ class ExecutionSettings(BaseModel):
     )
     max_drawdown: float | None = Field(
         None, gt=0, le=1, description="Replaces the strategy's: fall from equity peak -> HALTED."
+    )
+    reconciliation: ReconciliationSettings = Field(
+        default_factory=ReconciliationSettings,
+        description="Live accounts: comparing the book with the venue's (mismatch -> HALTED).",
     )
 
     def limits(self, risk: RiskParameters) -> ExecutionLimits:

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Protocol
 
 from drl_trading.common.domain import Bar, Fill, Order, Symbol
+from drl_trading.execution.core.reconciliation import VenueState
 from drl_trading.execution.core.records import (
     AppliedControl,
     Checkpoint,
@@ -95,6 +96,17 @@ class Broker(Protocol):
     def snapshot(self) -> PortfolioSnapshot: ...
 
     def restore(self, snapshot: PortfolioSnapshot) -> None: ...
+
+
+class VenueStateSource(Protocol):
+    """Where reconciliation reads the venue's view of the account (an exchange adapter live; the
+    in-memory fake in tests). A broker reading the same account must not report again, from
+    `Broker.on_bar`, a fill that happened before its last `Broker.restore`: reconciliation
+    adopted those into the restored snapshot."""
+
+    def venue_state(self, since: datetime) -> VenueState:
+        """Open orders, the account's trades at or after ``since`` (UTC), holdings and cash."""
+        ...
 
 
 class ExecutionStore(Protocol):

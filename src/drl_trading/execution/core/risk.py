@@ -219,9 +219,13 @@ class RiskEngine:
         return self._change_from(previous)
 
     def kill(self, reason: str, at: datetime) -> StateChange | None:
+        return self.halt(f"kill switch: {reason}", at)
+
+    def halt(self, reason: str, at: datetime) -> StateChange | None:
+        """HALTED for ``reason`` until a manual `resume` (kill switch, reconciliation mismatch)."""
         previous = self._state.state
         if previous is not TradingState.HALTED:
-            self._move(TradingState.HALTED, f"kill switch: {reason}", at)
+            self._move(TradingState.HALTED, reason, at)
         return self._change_from(previous)
 
     def resume(self, at: datetime) -> StateChange | None:

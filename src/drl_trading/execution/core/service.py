@@ -42,10 +42,19 @@ import structlog
 
 from drl_trading.common.bar_windows import BarWindows
 from drl_trading.common.domain import Bar, Fill, Order, Side, Symbol, to_micros
-from drl_trading.common.events import PredictionCompleted
-from drl_trading.common.ports import Clock
+from drl_trading.common.events import ErrorOccurred, PredictionCompleted, Topic
+from drl_trading.common.ports import Clock, MessageBus
 from drl_trading.execution.core.accounting import apply_fill, signed
-from drl_trading.execution.core.ports import Broker, ExecutionStore
+from drl_trading.execution.core.ports import Broker, ExecutionStore, VenueStateSource
+from drl_trading.execution.core.reconciliation import (
+    LocalBook,
+    ReconcilePolicy,
+    Reconciliation,
+    adopt,
+    fill_record_id,
+    reconcile,
+    relevant_order_ids,
+)
 from drl_trading.execution.core.records import (
     AppliedControl,
     Checkpoint,
@@ -116,6 +125,8 @@ class ExecutionStatus:
     marks: dict[Symbol, float]
     last_signal: TradeRecord | None
     counts: dict[RecordKind, int]
+    reconciliation: Reconciliation | None = None
+    """The last reconciliation with the venue in this session (None without a venue)."""
 
 
 def bars_held(entered: datetime, at: datetime, bar: timedelta | BarWindows) -> int:
@@ -160,7 +171,18 @@ class ExecutionService:
         limits: ExecutionLimits,
         clock: Clock,
         capital: Mapping[Symbol, float] | None = None,
+        *,
+        venue: VenueStateSource | None = None,
+        reconciliation: ReconcilePolicy | None = None,
+        bus: MessageBus | None = None,
     ) -> None:
+        """``venue`` turns reconciliation on (`reconcile`); ``bus`` receives its halts as
+        `ErrorOccurred` on ``error.execution``."""
+        self._venue = venue
+        self._policy = reconciliation if reconciliation is not None else ReconcilePolicy()
+        self._bus = bus
+        self._last_reconciliation: Reconciliation | None = None
+        self._bars_since_reconcile = 0
         self._broker = broker
         self._initial_cash = broker.cash
         self._capital = dict(capital) if capital is not None else None
@@ -282,6 +304,8 @@ class ExecutionService:
 
     def on_signal(self, event: PredictionCompleted, strategy: Strategy) -> SignalResult:
         self.apply_controls()  # a kill asked before this signal stops it
+        if self._venue is not None and self._last_reconciliation is None:
+            self.reconcile()  # at start: adopt what happened while down before deciding
         if self._store.is_processed(event.event_id):
             return SignalResult(duplicate=True)
         now = self._clock.now()
@@ -357,6 +381,8 @@ class ExecutionService:
     def on_bar(self, bar: Bar) -> list[Fill]:
         """Fill open orders on ``bar``, mark the book at its close and apply the risk states."""
         self.apply_controls()
+        if self._venue is not None and self._last_reconciliation is None:
+            self.reconcile()
         mark = self._marks.get(bar.symbol)
         if mark is not None and bar.close_time <= mark.as_of:
             return []
@@ -377,7 +403,68 @@ class ExecutionService:
             if change.current is TradingState.HALTED:
                 records += self._halt_orders(flatten=True)
         self._commit(records)
+        self._bars_since_reconcile += 1
+        if self._venue is not None and self._bars_since_reconcile >= self._policy.every_bars:
+            self.reconcile()
         return fills
+
+    @property
+    def last_reconciliation(self) -> Reconciliation | None:
+        return self._last_reconciliation
+
+    def reconcile(self) -> Reconciliation | None:
+        """Reconcile the book with the venue (`reconciliation`): adopt the orders and fills it
+        reveals and commit them with the adopted portfolio in one commit; on a mismatch beyond
+        tolerance, HALTED (open orders cancelled, nothing flattened: the positions are in
+        doubt), one log line and an `ErrorOccurred` on ``error.execution``. None without a
+        venue. Runs at the first bar or signal and every ``every_bars`` bars by itself."""
+        if self._venue is None:
+            return None
+        self._refresh()
+        now = self._clock.now()
+        previous = self._last_reconciliation
+        start = previous.taken_at if previous is not None else (self.market_time() or now)
+        venue = self._venue.venue_state(min(start, now) - self._policy.lookback)
+        snapshot = self._broker.snapshot()
+        orders = {c: r for c in relevant_order_ids(venue, snapshot) if (r := self._store.order(c))}
+        local = LocalBook.of(
+            snapshot, [*orders.values(), *self._store.records_since(venue.fills_since)]
+        )
+        rec = reconcile(
+            local, venue, our_prefix=self._policy.our_prefix, tolerance=self._policy.tolerance
+        )
+        adoption = adopt(rec, orders, now)
+        self._broker.restore(adoption.portfolio)
+        for a in rec.adopted_fills:  # the entry bar is unknown: the average price stands in
+            self._entries.pop(a.fill.symbol, None)
+        records = list(adoption.records)
+        change = None
+        if not rec.ok:
+            change = self._risk.halt("reconciliation: " + "; ".join(rec.halt_reasons), now)
+            records += self._halt_orders(flatten=False)
+        self._commit(records)
+        self._last_reconciliation = rec
+        self._bars_since_reconcile = 0
+        if change is not None:
+            self._log_change(change)
+        if rec.ok:
+            log.info("reconciled with the venue", report=rec.summary())
+        else:
+            log.error("reconciliation mismatch: trading halted", report=rec.summary())
+            if self._bus is not None:
+                topic = Topic.error("execution")
+                self._bus.publish(topic, self._mismatch_event(rec), key="reconciliation")
+        return rec
+
+    def _mismatch_event(self, rec: Reconciliation) -> ErrorOccurred:
+        return ErrorOccurred(
+            service="execution",
+            topic="reconciliation",
+            failed_event_id=None,
+            error_type="ReconciliationMismatch",
+            message=rec.summary(),
+            attempts=1,
+        )
 
     def market_time(self) -> datetime | None:
         """The close of the last bar the account saw (any symbol); None before any."""
@@ -447,6 +534,7 @@ class ExecutionService:
             marks=prices,
             last_signal=self._last_signal,
             counts=self._store.counts(),
+            reconciliation=self._last_reconciliation,
         )
 
     def _prices(self) -> dict[Symbol, float]:
@@ -538,7 +626,7 @@ class ExecutionService:
     def _fill_record(self, fill: Fill, realised: float) -> TradeRecord:
         origin = self._store.order(fill.client_order_id)
         return TradeRecord(
-            record_id=f"fill:{fill.client_order_id}:{to_micros(fill.filled_at)}",
+            record_id=fill_record_id(fill.client_order_id, fill.filled_at),
             kind=RecordKind.FILL,
             symbol=fill.symbol,
             at=fill.filled_at,

@@ -1,0 +1,23 @@
+"""A local Binance spot exchange for tests: the REST subset ccxt's ``binance`` class calls, its own
+price path and matching, and fault injection (latency, lost responses, 429/418, 5xx, rejections).
+
+Drive it with the real client: ``ccxt.binance(fx.ccxt_config())``. Markets: `MarketSpec`;
+the server, the account and the test-side controls: `FakeExchange`; faults: `Faults`. Test
+support only: nothing under ``services`` or ``app`` imports it.
+"""
+
+from drl_trading.testing.fake_exchange.binance_rest import RequestRecord
+from drl_trading.testing.fake_exchange.exchange import FakeExchange
+from drl_trading.testing.fake_exchange.faults import Faults
+from drl_trading.testing.fake_exchange.markets import MarketSpec
+from drl_trading.testing.fake_exchange.matching import BinanceError, FakeFill, FakeOrder
+
+__all__ = [
+    "BinanceError",
+    "FakeExchange",
+    "FakeFill",
+    "FakeOrder",
+    "Faults",
+    "MarketSpec",
+    "RequestRecord",
+]

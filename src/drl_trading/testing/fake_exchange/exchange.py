@@ -1,0 +1,248 @@
+"""`FakeExchange`: the Binance-spot fake served on 127.0.0.1 from a thread with its own event loop.
+
+Tests drive it from their own thread (trade prints, faults, balance changes behind the client's
+back) while the real ccxt client talks to it over HTTP; one lock guards the shared state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from drl_trading.testing.fake_exchange.binance_rest import (
+    ExchangeState,
+    RequestRecord,
+    build_app,
+    now_ms,
+)
+from drl_trading.testing.fake_exchange.faults import Faults
+from drl_trading.testing.fake_exchange.klines import BarsInput, KlineBook, to_ms
+from drl_trading.testing.fake_exchange.markets import MarketSpec, dec
+from drl_trading.testing.fake_exchange.matching import FakeFill, FakeOrder, Venue
+
+START_TIMEOUT_S = 10.0
+
+
+class FakeExchange:
+    """A local Binance spot venue with one account, its own price path and injectable faults.
+
+    ``balances`` are the account's free amounts per asset at start; ``fee_bps`` is the commission
+    on every fill's notional (basis points), charged in the quote asset. Use as a context manager
+    (or `start` / `stop`).
+    """
+
+    def __init__(
+        self,
+        markets: Sequence[MarketSpec],
+        balances: Mapping[str, float] | None = None,
+        fee_bps: float = 10.0,
+        *,
+        api_key: str = "fake-api-key",
+        secret: str = "fake-api-secret",
+    ) -> None:
+        if not markets:
+            raise ValueError("FakeExchange needs at least one MarketSpec")
+        by_symbol = {m.symbol: m for m in markets}
+        if len(by_symbol) != len(markets):
+            raise ValueError(f"duplicate symbols in {[m.symbol for m in markets]}")
+        venue = Venue(markets=by_symbol, fee_rate=dec(fee_bps) / 10_000)
+        for spec in markets:
+            venue.account(spec.base)
+            venue.account(spec.quote)
+        for asset, amount in (balances or {}).items():
+            venue.account(asset)[0] = dec(amount)
+        self._state = ExchangeState(
+            venue=venue, klines=KlineBook(), faults=Faults(), api_key=api_key, secret=secret
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._closing: asyncio.Event | None = None
+        self._port: int | None = None
+
+    # lifecycle
+
+    def __enter__(self) -> FakeExchange:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> FakeExchange:
+        if self._loop is not None:
+            raise RuntimeError("FakeExchange is already running")
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._thread = threading.Thread(target=loop.run_forever, name="fake-exchange", daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._serve(), loop).result(timeout=START_TIMEOUT_S)
+        return self
+
+    async def _serve(self) -> None:
+        self._closing = asyncio.Event()
+        self._runner = web.AppRunner(
+            build_app(self._state, self._closing), access_log=None, shutdown_timeout=1.0
+        )
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        self._port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock).start()
+
+    async def _shutdown(self) -> None:
+        assert self._closing is not None
+        assert self._runner is not None
+        self._closing.set()
+        await self._runner.cleanup()
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout=START_TIMEOUT_S)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=START_TIMEOUT_S)
+            loop.close()
+            self._loop = self._thread = None
+
+    # client side
+
+    @property
+    def url(self) -> str:
+        if self._port is None:
+            raise RuntimeError(
+                "FakeExchange is not running: use it as a context manager or call start()"
+            )
+        return f"http://127.0.0.1:{self._port}"
+
+    def ccxt_config(self, **overrides: Any) -> dict[str, Any]:
+        """Constructor arguments for ``ccxt.binance(...)`` that talk to this fake only.
+
+        Every API base URL of ccxt's binance is pointed here (unknown paths answer 404, so nothing
+        leaves the machine), and the options keep ``load_markets`` on ``/api/v3/exchangeInfo``:
+        spot markets only, no ``sapi`` currency or margin-pair calls.
+        """
+        import ccxt
+
+        api_urls = ccxt.binance().urls["api"]
+        config: dict[str, Any] = {
+            "apiKey": self._state.api_key,
+            "secret": self._state.secret,
+            "enableRateLimit": True,
+            "urls": {
+                "api": {
+                    name: self.url + urlsplit(str(base)).path for name, base in api_urls.items()
+                }
+            },
+            "options": {
+                "fetchMarkets": {"types": ["spot"]},
+                "fetchCurrencies": False,
+                "fetchMargins": False,
+                "adjustForTimeDifference": False,
+            },
+        }
+        config.update(overrides)
+        return config
+
+    # the venue, from the test's side
+
+    @property
+    def faults(self) -> Faults:
+        return self._state.faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        with self._state.lock:
+            self._state.faults = faults
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """Every request served so far, in order, as ``(method, path, status)``."""
+        with self._state.lock:
+            return list(self._state.log)
+
+    def trade(
+        self, symbol: str, price: float, liquidity: float = 1.0, at: datetime | int | None = None
+    ) -> list[FakeFill]:
+        """One trade print of ``liquidity`` base units at ``price`` (``at``: UTC datetime or epoch
+        ms, default now): fills what it reaches, sets the last price, extends the 1m kline."""
+        time_ms = now_ms() if at is None else to_ms(at)
+        with self._state.lock:
+            made = self._state.venue.trade(symbol, dec(price), dec(liquidity), time_ms)
+            self._state.klines.record_trade(symbol, float(price), float(liquidity), time_ms)
+            return [f.snapshot() for f in made]
+
+    def set_bars(self, symbol: str, bars: BarsInput) -> None:
+        """Replace ``symbol``'s 1m kline history (see `KlineBook.set_bars`); the last close becomes
+        the reference price for notional checks until the first trade print."""
+        with self._state.lock:
+            self._state.venue.market(symbol)
+            self._state.klines.set_bars(symbol, bars)
+            rows = self._state.klines.query(symbol, 60_000, None, None, 1)
+            if rows and symbol not in self._state.venue.last_price:
+                self._state.venue.last_price[symbol] = dec(str(rows[-1][4]))
+
+    def orders(self) -> list[FakeOrder]:
+        """Every order the exchange accepted (ours and foreign), in acceptance order."""
+        with self._state.lock:
+            return [o.snapshot() for o in self._state.venue.orders]
+
+    def fills(self) -> list[FakeFill]:
+        with self._state.lock:
+            return [f.snapshot() for f in self._state.venue.fills]
+
+    def balances(self) -> dict[str, tuple[float, float]]:
+        """``{asset: (free, locked)}``."""
+        with self._state.lock:
+            return {
+                asset: (float(free), float(locked))
+                for asset, (free, locked) in self._state.venue.balances.items()
+            }
+
+    def set_balance(self, asset: str, free: float) -> None:
+        """Change the account behind the client's back (a deposit, a withdrawal, a manual trade)."""
+        with self._state.lock:
+            self._state.venue.account(asset)[0] = dec(free)
+
+    def place_foreign_order(
+        self,
+        symbol: str,
+        side: str,
+        quantity: float,
+        price: float | None = None,
+        *,
+        client_order_id: str | None = None,
+    ) -> FakeOrder:
+        """An order on the account that the service did not send (a person on the website):
+        LIMIT GTC if ``price`` is given, else MARKET; client id ``web_...`` unless given.
+        Raises `BinanceError` where Binance would refuse it."""
+        with self._state.lock:
+            order = self._state.venue.place(
+                symbol=symbol,
+                side=side.upper(),
+                type="MARKET" if price is None else "LIMIT",
+                quantity=dec(quantity),
+                quote_quantity=None,
+                price=None if price is None else dec(price),
+                time_in_force=None if price is None else "GTC",
+                client_order_id=client_order_id or f"web_{secrets.token_hex(10)}",
+                now_ms=now_ms(),
+                foreign=True,
+            )
+            return order.snapshot()
