@@ -6,7 +6,7 @@ broker runs against `FakeExchange` (Binance's spot REST API, driven by the real 
 each bar a test passes is printed there as trades at its open, low, high and close before the
 broker polls (stamped inside the bar), so a market order fills at the bar's open like the
 paper broker's (without slippage, with the exchange's fee). A spot account is long or flat
-and its balances cannot be rewound: the tests that need a short or a rewinding ``restore``
+and keeps what it filled: the tests that need a short or a restore that rewinds fills
 are skipped there, with the reason.
 """
 
@@ -44,7 +44,7 @@ class Venue:
     """What the venue itself makes of ``bar`` before a broker polls it (the fake exchange
     prints its prices as trades)."""
     spot: bool = False
-    """Long or flat only, and balances the venue keeps (a snapshot cannot rewind them)."""
+    """Long or flat only; the exchange keeps what it filled (restore rewinds the ledger)."""
 
     def on_bar(self, broker: Broker, bar: Bar) -> list[Fill]:
         self.see(bar)
@@ -237,7 +237,7 @@ def test_snapshot_and_restore_carry_the_book_over(venue: Venue) -> None:
 
 
 def test_a_snapshot_is_not_changed_by_later_trading(venue: Venue) -> None:
-    venue.skip_on_spot("restore cannot rewind the balances the exchange keeps")
+    venue.skip_on_spot("restore rewinds the ledger, not the orders the exchange already filled")
     broker = venue.make()
     broker.submit(Order("a", S, Side.BUY, 2.0))
     snap = broker.snapshot()
@@ -252,7 +252,7 @@ def test_a_snapshot_is_not_changed_by_later_trading(venue: Venue) -> None:
 
 
 def test_restoring_an_empty_book_starts_over(venue: Venue) -> None:
-    venue.skip_on_spot("restore cannot rewind the balances the exchange keeps")
+    venue.skip_on_spot("restore rewinds the ledger, not the orders the exchange already filled")
     broker = venue.make()
     broker.submit(Order("a", S, Side.BUY, 2.0))
     venue.on_bar(broker, bar(S, 0, 100.0))

@@ -27,6 +27,7 @@ from drl_trading.execution.core.ports import (
     DuplicateOrderError,
     ExecutionStore,
 )
+from drl_trading.execution.core.reconciliation import ReconciliationRecord
 from drl_trading.execution.core.records import (
     AppliedControl,
     Checkpoint,
@@ -181,7 +182,7 @@ def checkpoint(cash: float = 9_000.0, last: TradeRecord | None = None) -> Checkp
 
 def test_a_fresh_store_is_empty(stores: tuple[ExecutionStore, Reopen]) -> None:
     store, _ = stores
-    assert store.load() is None
+    assert store.load() is None and store.last_reconciliation() is None
     assert not store.is_processed("x")
     assert not store.has_order("x") and store.order("x") is None
     assert store.records_since(T0) == []
@@ -426,6 +427,55 @@ def test_a_request_from_another_handle_is_seen_as_pending(accounts: tuple[str, R
     assert operator.pending_controls() == []
 
 
+def report(minute: int, ok: bool = True) -> ReconciliationRecord:
+    """A report with every JSON value kind: nested lists and dicts, floats, null, booleans."""
+    return ReconciliationRecord(
+        T0 + timedelta(minutes=minute, microseconds=7),
+        ok,
+        f"reconciliation {'ok' if ok else 'HALT: x'} (adopted 1 fill(s), ...)",
+        {
+            "adopted_fills": ["fill:sig-1:1704067200000007"],
+            "already_recorded": 2,
+            "differences": [
+                {"symbol": "BTCUSDT", "local": 0.1 + 0.2, "venue": 0.3, "within": ok},
+                {"symbol": None, "local": 9_999.123456789, "venue": "nan", "within": False},
+            ],
+            "halt_reasons": [] if ok else ["BTCUSDT position: local 0.3, venue 0.3 (ünits)"],
+        },
+    )
+
+
+def test_the_last_reconciliation_report_is_kept_across_a_restart(
+    stores: tuple[ExecutionStore, Reopen],
+) -> None:
+    store, reopen = stores
+    assert store.last_reconciliation() is None
+    store.save_reconciliation(report(1))
+    assert store.last_reconciliation() == report(1)
+    store.save_reconciliation(report(2, ok=False))  # the latest replaces the one before
+    assert store.last_reconciliation() == report(2, ok=False)
+    assert store.load() is None  # a report is no checkpoint
+    store = reopen()
+    assert store.last_reconciliation() == report(2, ok=False)
+    # JSON cannot hold NaN: refused, and the last report is kept
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        store.save_reconciliation(replace(report(3), details={"x": float("nan")}))
+    assert store.last_reconciliation() == report(2, ok=False)
+
+
+def test_a_report_never_conflicts_with_commits(accounts: tuple[str, Reopen]) -> None:
+    """Written apart from ``commit`` (an observation, not state): another handle saving one
+    does not make this handle's next commit stale, and each handle sees the other's."""
+    _, another = accounts
+    session, operator = another(), another()
+    session.commit(checkpoint())
+    operator.save_reconciliation(report(1))
+    session.commit(checkpoint(cash=1.0))
+    session.save_reconciliation(report(2))
+    assert operator.last_reconciliation() == report(2)
+    assert operator.load() == checkpoint(cash=1.0)
+
+
 def test_reset_account_deletes_the_whole_account_unless_a_session_runs(
     stores: tuple[ExecutionStore, Reopen],
 ) -> None:
@@ -435,6 +485,7 @@ def test_reset_account_deletes_the_whole_account_unless_a_session_runs(
     order = order_record("a")
     cp = checkpoint(last=order)
     store.commit(cp, [order, fill_record("a", 1)], processed_signal_id="sig")
+    store.save_reconciliation(report(1))
     kill = store.request_control(ControlKind.KILL, T0, reason="stop")
     running = SessionBeat("running", T0 + timedelta(seconds=30))
     store.beat(running.session_id, running.at)
@@ -452,7 +503,7 @@ def test_reset_account_deletes_the_whole_account_unless_a_session_runs(
         assert store.records_since(T0) == [] and store.counts() == dict.fromkeys(RecordKind, 0)
         assert not store.is_processed("sig") and not store.has_order("a")
         assert store.pending_controls() == [] and store.control(kill.control_id) is None
-        assert store.live_session(T0) is None
+        assert store.live_session(T0) is None and store.last_reconciliation() is None
         assert store.symbol_state(S) == SymbolState(None, 0.0, None, None)
     # an account like new: the same client order id again, request ids still increasing
     store.commit(checkpoint(), [order])

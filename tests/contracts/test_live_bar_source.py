@@ -1,6 +1,7 @@
 """Contract of the live-bar-source port, over the in-memory fake, the replay of stored history,
-the market-clocked wrapper of a replay, the synthetic market and ccxt polling the local fake
-Binance of the integration tests.
+the market-clocked wrapper of a replay, the synthetic market, ccxt polling the local fake
+Binance of the integration tests, and ccxt.pro's websocket candles of the fake exchange
+(`drl_trading.testing.fake_exchange`; its history comes through the source's REST reads).
 
 Each case builds its source twice: ``stream``, which hands out `Case.expected` as fast as it is
 consumed (ending after it where the source is bounded), and ``waiting``, which hands out a first
@@ -12,9 +13,9 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -23,12 +24,15 @@ from drl_trading.common.adapter.system_clock import ManualClock
 from drl_trading.common.bars import frame_to_bars
 from drl_trading.common.domain import Bar, Symbol, Timeframe, parse_time
 from drl_trading.ingest.adapter.ccxt_live_source import CcxtLiveSource
+from drl_trading.ingest.adapter.ccxt_provider import CcxtProvider
+from drl_trading.ingest.adapter.ccxt_ws_source import CcxtWsSource
 from drl_trading.ingest.adapter.clocked_source import ClockedSource
 from drl_trading.ingest.adapter.memory_live_source import InMemoryLiveSource
 from drl_trading.ingest.adapter.replay_source import ReplaySource
 from drl_trading.ingest.adapter.synthetic_live_source import SyntheticLiveSource
 from drl_trading.ingest.adapter.synthetic_provider import ANCHOR, SyntheticProvider
 from drl_trading.ingest.core.live import LiveBarSource
+from drl_trading.testing.fake_exchange import FakeExchange, MarketSpec
 from tests.conftest import make_bars
 from tests.integration.test_ccxt_provider import (
     BTC,
@@ -100,6 +104,8 @@ def make_case(name: str, request: pytest.FixtureRequest) -> Case:
             lambda: SyntheticLiveSource(11, symbols, T0, speed=CRAWL),
             bounded=False,
         )
+    if name == "ccxt-ws":
+        return ws_case(request.getfixturevalue("fake_exchange"))
     fake: FakeBinance = request.getfixturevalue("server")
 
     def stream() -> CcxtLiveSource:
@@ -123,12 +129,41 @@ def make_case(name: str, request: pytest.FixtureRequest) -> Case:
     return Case(expected, stream, waiting, bounded=True)
 
 
+@pytest.fixture
+def fake_exchange() -> Iterator[FakeExchange]:
+    with FakeExchange([MarketSpec("BTCUSDT", "BTC", "USDT")]) as fx:
+        fx.set_bars("BTCUSDT", [(t(i), *bar(i)) for i in range(30)])
+        yield fx
+
+
+def ws_case(fx: FakeExchange) -> Case:
+    """The stream stays silent (no trade prints): the closed minutes come from the source's
+    REST reads of a quiet stream, by a clock that does not move."""
+
+    def source(clock: ManualClock, end: datetime | None) -> CcxtWsSource:
+        provider = CcxtProvider(base_url=fx.url, rate_limit_ms=1, timeout_ms=5_000)
+        ws_url = "ws" + fx.url.removeprefix("http") + "/stream"
+        return CcxtWsSource(
+            provider, [BTC], clock, ws_url=ws_url, start=t(5), end=end, poll_interval=0.05
+        )
+
+    expected = [Bar(BTC, Timeframe.M1, t(i), *bar(i)) for i in range(5, 20)]
+    # waiting: the market stands still at 00:10: minutes 5..8 have closed, 9 never will
+    return Case(
+        expected,
+        lambda: source(ManualClock(t(25)), t(20)),
+        lambda: source(ManualClock(t(10)), None),
+        bounded=True,
+    )
+
+
 SOURCES = [
     "memory",
     "replay",
     "clocked",
     "synthetic",
     pytest.param("ccxt", marks=pytest.mark.integration),
+    pytest.param("ccxt-ws", marks=pytest.mark.integration),
 ]
 
 

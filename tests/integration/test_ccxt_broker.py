@@ -252,19 +252,27 @@ def test_cancel_all_finds_our_orders_the_book_lost(fx: FakeExchange) -> None:
     assert [o.status for o in fx.orders()] == ["CANCELED", "NEW"]
 
 
-def test_a_balance_changed_behind_the_brokers_back_wins_and_is_exposed(fx: FakeExchange) -> None:
+def test_a_balance_changed_behind_the_brokers_back_is_exposed_not_booked(fx: FakeExchange) -> None:
+    """The ledger keeps what the fills made; the exchange's other balance is reported (for
+    reconciliation to halt on), never silently taken as the book."""
     h = Harness(fx)
     assert h.broker.submit(Order("b", S, Side.BUY, 0.1)).accepted
     fx.trade("BTCUSDT", 40_000.0, liquidity=1.0)
     h.broker.on_bar(h.bar(0, 40_000.0))
     assert h.broker.venue_differences() == {}
+    cash = h.broker.cash
     fx.set_balance("BTC", 0.25)  # a manual trade on the website
     h.broker.on_bar(h.bar(1, 40_000.0))  # balances are read again after a bar
-    assert h.broker.positions()[S].quantity == pytest.approx(0.25)
+    assert h.broker.positions()[S].quantity == pytest.approx(0.1)
     assert h.broker.positions()[S].avg_price == pytest.approx(40_000.0)
     ((symbol, (ours, venue)),) = h.broker.venue_differences().items()
     assert symbol == S and (ours, venue) == (pytest.approx(0.1), pytest.approx(0.25))
-    assert h.broker.equity({S: 41_000.0}) == pytest.approx(h.broker.cash + 0.25 * 41_000.0)
+    assert h.broker.venue_state(h.bar(0, 40_000.0).open_time).positions[S] == pytest.approx(0.25)
+    assert h.broker.cash == cash
+    assert h.broker.equity({S: 41_000.0}) == pytest.approx(cash + 0.1 * 41_000.0)
+    fx.set_balance("USDT", 123.0)  # and a withdrawal: the venue's cash, not the ledger's
+    assert h.broker.venue_state(h.bar(0, 40_000.0).open_time).cash == pytest.approx(123.0)
+    assert h.broker.cash == cash
 
 
 def test_refused_credentials_are_one_line_without_the_secret(fx: FakeExchange) -> None:

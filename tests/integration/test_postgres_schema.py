@@ -37,9 +37,9 @@ def test_migrations_apply_in_order_once(schema: str) -> None:
                 [schema],
             ).fetchall()
         }
-    assert [m.version for m in first] == [m.version for m in available()] == [1, 2, 3, 4]
+    assert [m.version for m in first] == [m.version for m in available()] == [1, 2, 3, 4, 5]
     assert again == []
-    assert [v for (v,) in versions] == [1, 2, 3, 4]
+    assert [v for (v,) in versions] == [1, 2, 3, 4, 5]
     assert {
         "ohlcv",
         "ohlcv_quarantine",
@@ -47,6 +47,7 @@ def test_migrations_apply_in_order_once(schema: str) -> None:
         "records",
         "positions",
         "controls",
+        "reconciliation",
     } <= tables
 
 

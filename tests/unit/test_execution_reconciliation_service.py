@@ -11,7 +11,11 @@ from drl_trading.common.events import ErrorOccurred, Event, PredictionCompleted,
 from drl_trading.execution.adapter.memory_store import InMemoryExecutionStore
 from drl_trading.execution.adapter.memory_venue import InMemoryVenue
 from drl_trading.execution.adapter.paper_broker import PaperBroker
-from drl_trading.execution.core.reconciliation import ReconcilePolicy, VenueFill
+from drl_trading.execution.core.reconciliation import (
+    ReconcilePolicy,
+    ReconciliationRecord,
+    VenueFill,
+)
 from drl_trading.execution.core.records import RecordKind, TradingState
 from drl_trading.execution.core.risk import ExecutionLimits
 from drl_trading.execution.core.service import ExecutionService, client_order_id
@@ -146,3 +150,43 @@ def test_paper_fills_that_the_venue_also_lists_are_not_adopted_again() -> None:
     assert rec is not None and rec.ok, rec.halt_reasons
     assert rec.already_recorded == 1 and rec.adopted_fills == ()
     assert h.kinds().count(RecordKind.FILL) == 1
+
+
+def test_every_reconciliation_is_stored_for_another_process() -> None:
+    h = Harness()
+    assert h.store.last_reconciliation() is None
+    h.bar(0)
+    stored = h.store.last_reconciliation()
+    first = h.service.last_reconciliation
+    assert stored is not None and stored.ok and first is not None
+    assert (stored.at, stored.summary) == (h.clock.now(), first.summary())
+    h.venue.positions[S] = 0.5  # changed behind our back
+    rec = h.service.reconcile()
+    halted = h.store.last_reconciliation()
+    assert rec is not None and rec.halt_reasons and h.service.status().state is TradingState.HALTED
+    assert halted is not None and not halted.ok
+    assert halted.details["halt_reasons"] == list(rec.halt_reasons)
+    assert "BTCUSDT position 0 here, 0.5 on the venue" in halted.headline()
+
+
+class FailingReports(InMemoryExecutionStore):
+    def save_reconciliation(self, record: ReconciliationRecord) -> None:
+        raise OSError("disk full")
+
+
+def test_a_report_that_cannot_be_stored_does_not_stop_trading() -> None:
+    h = Harness()
+    h.store = FailingReports()
+    h.service = ExecutionService(
+        h.broker,
+        h.store,
+        ExecutionLimits(min_order_notional=10),
+        h.clock,
+        venue=h.venue,
+        bus=h.bus,
+    )
+    h.bar(0)
+    rec = h.service.last_reconciliation
+    assert rec is not None and rec.ok and h.store.last_reconciliation() is None
+    result = h.service.on_signal(h.signal(0, 0.5, "ev1"), BaseStrategy())
+    assert result.record is not None and result.record.kind is RecordKind.ORDER

@@ -140,7 +140,10 @@ def build_live_source(
     """The live bar source of ``kind`` from ``start`` and the provider that fills the gap and
     the warm-up history before it (None: the stored bars, for a replay of them). Its bars are
     of ``timeframe`` (the session's data timeframe) on each symbol's market calendar
-    (``markets``): no bar is expected, waited for or paced while a market is closed."""
+    (``markets``): no bar is expected, waited for or paced while a market is closed.
+    ``ccxt-live`` follows the exchange's websocket candles (`CcxtWsSource`, which polls where
+    there is no stream) unless ``ingest.ccxt.websocket`` is false or ``base_url`` replaces the
+    REST host without a ``ws_url``: then it polls (`CcxtLiveSource`)."""
     calendars = build_calendars(settings)
     if kind == "replay":
         from drl_trading.ingest.adapter.replay_source import ReplaySource
@@ -172,6 +175,22 @@ def build_live_source(
     exchange = build_provider(settings, "ccxt")  # gap fill and warm-up from the same exchange
     assert isinstance(exchange, CcxtProvider)
     c = settings.ingest.ccxt
+    # the stream of the exchange's own host is not the one of a REST host replaced by base_url
+    if c.websocket and (c.base_url is None or c.ws_url is not None):
+        from drl_trading.ingest.adapter.ccxt_ws_source import CcxtWsSource
+
+        streamed = CcxtWsSource(
+            exchange,
+            symbols,
+            clock,
+            ws_url=c.ws_url,
+            start=start,
+            poll_interval=c.poll_interval_s,
+            close_delay=timedelta(seconds=c.close_delay_s),
+            timeframe=timeframe,
+            calendars=calendars,
+        )
+        return streamed, exchange
     live_ccxt = CcxtLiveSource(
         exchange,
         symbols,

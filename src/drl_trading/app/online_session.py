@@ -1,6 +1,7 @@
 """The online session in one process: ingest → preprocess → inference → execution on live bars.
 
-`run_online_session` is what `drl-trading paper` runs (and a live session will): it opens the
+`run_online_session` is what `drl-trading paper` and `drl-trading live` run (the broker is the
+request's: paper, or the exchange account of ``execution.live``): it opens the
 embedded runtime, composes the online services on the account's store, catches up, then pumps
 one live bar at a time through every handler, records what execution held at each base close
 (`SessionRecorder`), and ends with the session report (JSON + the backtest's HTML report).
@@ -26,7 +27,7 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
@@ -34,6 +35,7 @@ from drl_trading.app.data_timeframe import data_timeframe
 from drl_trading.app.infrastructure import build_calendars, build_strategy, feature_set_for
 from drl_trading.app.ingest import LiveSourceKind
 from drl_trading.app.paper_account import (
+    LIVE_MARKER,
     SessionHeartbeat,
     account_dir,
     account_market_time,
@@ -59,6 +61,9 @@ from drl_trading.execution.core.records import ControlRequest
 from drl_trading.execution.core.service import ExecutionService, ExecutionStatus
 from drl_trading.strategy.feature_set import FeatureSetSpec
 from drl_trading.strategy.signals import signal_rules
+
+if TYPE_CHECKING:
+    from drl_trading.execution.adapter.ccxt_broker import CcxtBroker
 
 log = structlog.get_logger(__name__)
 
@@ -86,7 +91,10 @@ class SessionRequest:
     record_features: Path | None = None
     """Write every served feature vector to this Parquet file."""
     out: Path | None = None
-    """Report JSON path (default: reports/paper-<session>.json; the HTML beside it)."""
+    """Report JSON path (default: reports/<broker>-<session>.json; the HTML beside it)."""
+    broker: Literal["paper", "live"] = "paper"
+    """paper: the paper broker; live: the exchange account of ``execution.live`` through the
+    ccxt broker (`app.live_broker`), which is also the venue the service reconciles with."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +145,13 @@ def run_online_session(
     if request.max_bars is not None and request.max_bars < 1:
         raise ValueError(f"max_bars must be at least 1, got {request.max_bars}")
     folder = account_dir(settings, request.account)
+    _check_account_kind(settings, request)
     settings = _on_account_store(settings, request.account)
+    broker = _live_broker(settings, request) if request.broker == "live" else None
+    if broker is not None:
+        # a live account's capital is what the exchange holds (the quote balance)
+        ex_live = settings.execution.model_copy(update={"initial_cash": broker.cash})
+        settings = settings.model_copy(update={"execution": ex_live})
     spec = feature_set_for(settings)
     base = spec.base_timeframe
     calendars = build_calendars(settings)
@@ -169,6 +183,8 @@ def run_online_session(
             calendars=calendars,
         )
         folder.mkdir(parents=True, exist_ok=True)
+        if broker is not None:
+            _mark_live(folder, settings)
         for line in plan.notices:
             notice(line)
         first_live = stream_start(plan, base, calendar)
@@ -196,6 +212,7 @@ def run_online_session(
                 history=history,
                 symbols=syms,
                 timeframe=bar_tf,
+                broker=broker,
             )
         except (LookupError, ModelMismatchError) as exc:
             raise SessionStartError(f"{type(exc).__name__}: {exc}") from None
@@ -344,6 +361,7 @@ def run_online_session(
             "session": run.correlation_id,
             "account": request.account,
             "source": source,
+            "broker": request.broker,
             "symbols": [str(s) for s in syms],
             "model": f"{inf.model_name}/{inf.model_version}",
             "bars": bars,
@@ -381,7 +399,13 @@ def run_online_session(
                 k: v for k, v in asdict(online.ingest.stats()).items() if isinstance(v, int)
             },
         }
-    path = request.out or settings.reports_dir / f"paper-{run.correlation_id[:12]}.json"
+    if (reconciled := execution.last_reconciliation) is not None:
+        report["reconciliation"] = reconciled.summary()
+    if broker is not None:
+        live = settings.execution.live
+        report["exchange"] = {"id": live.exchange, "market": live.market, "sandbox": live.sandbox}
+    name = f"{request.broker}-{run.correlation_id[:12]}.json"
+    path = request.out or settings.reports_dir / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, default=str))
     html_path = None
@@ -395,6 +419,40 @@ def run_online_session(
         pl.DataFrame(recorded).write_parquet(request.record_features)
         written = len(recorded)
     return SessionOutcome(report, path, html_path, written, notices)
+
+
+def _check_account_kind(settings: AppSettings, request: SessionRequest) -> None:
+    """A paper session never runs on a live account nor a live one on a paper account: their
+    books describe different money (refused before anything starts)."""
+    folder = account_dir(settings, request.account)
+    is_live = (folder / LIVE_MARKER).exists()
+    if request.broker == "paper" and is_live:
+        raise SessionStartError(
+            f"account {request.account!r} ({folder}) trades on an exchange (`drl-trading "
+            "live`): paper-trade another account with --session NAME"
+        )
+    has_state = (
+        settings.execution.store == "sqlite" and store_path(settings, request.account).exists()
+    )
+    if request.broker == "live" and has_state and not is_live and not request.fresh:
+        raise SessionStartError(
+            f"account {request.account!r} ({folder}) is a paper account: trade live on "
+            "another account with --session NAME"
+        )
+
+
+def _live_broker(settings: AppSettings, request: SessionRequest) -> CcxtBroker:
+    """The exchange broker of ``execution.live`` for the session's symbols, on the wall clock
+    (the exchange's time: cancel-after and order ages are real seconds, also in a replay)."""
+    from drl_trading.app.live_broker import build_live_broker
+
+    return build_live_broker(settings.execution.live, request.symbols, SystemClock())
+
+
+def _mark_live(folder: Path, settings: AppSettings) -> None:
+    live = settings.execution.live
+    marker = {"exchange": live.exchange, "market": live.market, "sandbox": live.sandbox}
+    (folder / LIVE_MARKER).write_text(json.dumps(marker))
 
 
 def _session_timeframe(request: SessionRequest, market_data: MarketDataRepository) -> Timeframe:
@@ -474,7 +532,8 @@ def _html_report(
     }
     return render_report(
         BacktestReport(
-            title=f"Paper session {report['session'][:12]}",
+            title=f"{str(report.get('broker', 'paper')).capitalize()} session "
+            f"{report['session'][:12]}",
             subtitle=f"{start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC",
             metadata=metadata,
             sections=[s.section() for s in result.symbols],

@@ -26,6 +26,7 @@ import structlog
 
 from drl_trading.app.session_range import SessionStartError
 from drl_trading.app.settings import AppSettings
+from drl_trading.common.errors import OperatorError
 from drl_trading.execution.core.ports import AccountInUseError as StoreAccountInUseError
 from drl_trading.execution.core.ports import ConcurrentCommitError, ExecutionStore
 from drl_trading.execution.core.records import ControlKind, ControlRequest, SessionBeat
@@ -39,6 +40,15 @@ HEARTBEAT_STALE_AFTER = timedelta(seconds=10)
 """A session whose last beat is older is taken for gone (crashed or stopped uncleanly)."""
 STORED_ACCOUNT = "the stored account"
 """``applied_by`` of a request applied by `control_account` itself (no session was running)."""
+
+
+LIVE_MARKER = "live.json"
+"""In an account folder: the account trades on an exchange (`drl-trading live`), not on paper."""
+
+
+class LiveAccountIdleError(OperatorError):
+    """``kill --flatten`` on a live account no session runs: closing orders need the session's
+    exchange broker, so nothing is asked (a paper flatten would book fills that never were)."""
 
 
 class AccountNotFoundError(LookupError):
@@ -235,6 +245,14 @@ def control_account(
     store = parts.store
     try:
         asked = datetime.now(UTC)
+        is_live = (account_dir(settings, account) / LIVE_MARKER).exists()
+        if flatten and is_live and store.live_session(asked - HEARTBEAT_STALE_AFTER) is None:
+            raise LiveAccountIdleError(
+                f"no session runs on live account {account!r}: a flatten sends its closing "
+                "orders through the session's exchange broker, so nothing was asked; `kill` "
+                "without --flatten halts the stored account, then start `drl-trading live "
+                f"--session {account}` (it stays halted) and `kill --flatten` it there"
+            )
         request = store.request_control(kind, asked, reason=reason, flatten=flatten)
         live = store.live_session(asked - HEARTBEAT_STALE_AFTER)
         if live is None:

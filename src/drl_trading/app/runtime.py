@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from drl_trading.app.execution import ExecutionComponents
     from drl_trading.app.inference import InferenceComponents
     from drl_trading.common.model_registry import ModelRegistry
+    from drl_trading.execution.adapter.ccxt_broker import CcxtBroker
     from drl_trading.ingest.core.live import LiveBarSource
     from drl_trading.ingest.core.online_service import OnlineIngestService
     from drl_trading.ingest.core.ports import HistoricalDataProvider
@@ -87,6 +88,7 @@ class EmbeddedRuntime:
         history: HistoricalDataProvider | None = None,
         symbols: Sequence[Symbol] = (),
         timeframe: Timeframe = Timeframe.M1,
+        broker: CcxtBroker | None = None,
     ) -> OnlineComponents:
         """Subscribe ingest (online), inference and execution next to preprocess: the online
         workflow of the design, in this process. ``model_ref`` overrides
@@ -94,7 +96,7 @@ class EmbeddedRuntime:
         the traded universe (execution splits its capital over them by default, inference
         checks the model's market calendar against theirs); ``timeframe``: the bars ``source``
         streams (the data timeframe). Bars are counted on each symbol's market calendar
-        (``markets``)."""
+        (``markets``). ``broker``: a live session's exchange broker (default: paper)."""
         from drl_trading.app.execution import compose_execution
         from drl_trading.app.inference import compose_inference
         from drl_trading.app.infrastructure import build_calendars, feature_set_for
@@ -106,7 +108,9 @@ class EmbeddedRuntime:
             return self.online
         settings = self.settings
         clock = clock or SystemClock()
-        execution = compose_execution(settings, self.bus, clock, symbols, StageLatency())
+        execution = compose_execution(
+            settings, self.bus, clock, symbols, StageLatency(), broker=broker
+        )
         assert execution.handlers is not None
         base = feature_set_for(settings).base_timeframe
         calendars = build_calendars(settings)

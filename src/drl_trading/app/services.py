@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -30,6 +30,9 @@ from drl_trading.common.adapter.system_clock import ManualClock, SystemClock
 from drl_trading.common.domain import Symbol
 from drl_trading.common.events import Topic
 from drl_trading.common.ports import Clock
+
+if TYPE_CHECKING:
+    from drl_trading.execution.adapter.ccxt_broker import CcxtBroker
 
 log = structlog.get_logger(__name__)
 # every consumed topic, and completed.training (submit-training waits on it)
@@ -146,7 +149,8 @@ def _execution(w: _Wiring) -> ServiceProcess:
     latency = StageLatency(
         lambda stage, s: stage_seconds.labels(w.metrics.service, stage).observe(s)
     )
-    parts = compose_execution(w.settings, w.bus, w.clock, _symbols(w.settings), latency)
+    settings, broker = _execution_broker(w.settings)
+    parts = compose_execution(settings, w.bus, w.clock, _symbols(settings), latency, broker)
     # the first run of each statement is parsed and planned by the server: do it before the
     # first live signal rather than during it
     parts.store.is_processed("warm-up")
@@ -172,6 +176,20 @@ def _execution(w: _Wiring) -> ServiceProcess:
         on_close=[heartbeat.stop, parts.close],
         stages=latency.snapshot,
     )
+
+
+def _execution_broker(settings: AppSettings) -> tuple[AppSettings, CcxtBroker | None]:
+    """``execution.broker``: paper (None: `compose_execution`'s paper broker), or the ccxt
+    broker of ``execution.live`` for ``serve.symbols`` (a real account needs
+    ``execution.live.confirm_real_account``), with the account's capital what the exchange
+    holds (its quote balance), as in ``drl-trading live``."""
+    if settings.execution.broker != "live":
+        return settings, None
+    from drl_trading.app.live_broker import build_live_broker
+
+    broker = build_live_broker(settings.execution.live, _symbols(settings), SystemClock())
+    execution = settings.execution.model_copy(update={"initial_cash": broker.cash})
+    return settings.model_copy(update={"execution": execution}), broker
 
 
 def _inference(w: _Wiring) -> ServiceProcess:

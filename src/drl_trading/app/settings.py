@@ -38,7 +38,11 @@ from drl_trading.app.settings_tree import (
 )
 from drl_trading.common.domain import Symbol, Timeframe
 from drl_trading.common.redaction import MASK, is_secret_key, mask_mapping, mask_secrets
-from drl_trading.execution.core.config import ExecutionSettings
+from drl_trading.execution.core.config import (
+    DEFAULT_API_KEY_ENV,
+    DEFAULT_SECRET_ENV,
+    ExecutionSettings,
+)
 from drl_trading.inference.core.config import InferenceSettings
 from drl_trading.ingest.core.config import IngestSettings
 from drl_trading.preprocess.core.config import PreprocessSettings
@@ -49,9 +53,15 @@ _YAML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("_YAML_DATA", default
 ENV_PREFIX = "DRL_TRADING_"
 ENV_DELIMITER = "__"
 """Nested keys in variable names: ``DRL_TRADING_INGEST__VALIDATION__POLICY``."""
-CLI_VARIABLES = ("DRL_TRADING_HOME", "DRL_TRADING_CONFIG")
+CLI_VARIABLES = (
+    "DRL_TRADING_HOME",
+    "DRL_TRADING_CONFIG",
+    DEFAULT_API_KEY_ENV,
+    DEFAULT_SECRET_ENV,
+)
 """``DRL_TRADING_*`` variables the CLI reads itself (`drl_trading.cli.app`: ``--home`` and
-``--config``); ``DRL_TRADING_HOME`` is also the ``home`` setting."""
+``--config``; ``DRL_TRADING_HOME`` is also the ``home`` setting) and the default credential
+variables of ``execution.live`` (`app.live_broker`)."""
 
 
 class KafkaSettings(BaseModel):

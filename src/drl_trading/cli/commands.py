@@ -21,6 +21,7 @@ from drl_trading.cli import (
     db,
     features,
     ingest,
+    live,
     paper,
     preprocess,
     reproduce,
@@ -81,6 +82,7 @@ app.command("compare")(compare.compare)
 app.command("quickstart")(training.quickstart)
 app.command("reproduce")(reproduce.reproduce)
 app.command("paper")(paper.paper)
+app.add_typer(live.live_app, name="live")
 app.command("trades")(trades.trades)
 app.command("kill")(trades.kill)
 app.command("resume")(trades.resume)

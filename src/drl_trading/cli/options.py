@@ -59,3 +59,17 @@ SlippageBps = Annotated[
         "(default: each model's).",
     ),
 ]
+SessionModel = Annotated[
+    str | None,
+    typer.Option(
+        "--model", "-m", help="NAME@alias or NAME/version (default: inference.model_ref)."
+    ),
+]
+ReplayStart = Annotated[str | None, typer.Option(help="Replay start (inclusive), UTC.")]
+ReplayEnd = Annotated[str | None, typer.Option(help="Replay end (exclusive), UTC.")]
+MaxBars = Annotated[
+    int | None, typer.Option(help="Stop after this many bars (of the data timeframe).")
+]
+SessionReport = Annotated[
+    Path | None, typer.Option(help="Session report JSON (default: reports/).")
+]

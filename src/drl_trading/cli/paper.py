@@ -19,10 +19,12 @@ from rich.live import Live
 from rich.table import Table
 
 from drl_trading.cli.context import console, err_console, fail, state
-from drl_trading.common.domain import Timeframe, TimeRange, parse_symbols
+from drl_trading.cli.options import MaxBars, ReplayEnd, ReplayStart, SessionModel, SessionReport
+from drl_trading.common.domain import Symbol, Timeframe, TimeRange, parse_symbols
 
 if TYPE_CHECKING:
-    from drl_trading.app.online_session import SessionProgress
+    from drl_trading.app.online_session import SessionProgress, SessionRequest
+    from drl_trading.app.settings import AppSettings
 
 PaperSource = Literal["replay", "synthetic-live", "ccxt-live"]
 
@@ -39,12 +41,7 @@ def _positive_speed(value: float | None) -> float | None:
 def paper(
     ctx: typer.Context,
     symbols: Annotated[str, typer.Option("--symbols", "-s", help="Comma-separated.")],
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model", "-m", help="NAME@alias or NAME/version (default: inference.model_ref)."
-        ),
-    ] = None,
+    model: SessionModel = None,
     source: Annotated[
         PaperSource,
         typer.Option(
@@ -53,8 +50,8 @@ def paper(
             "--timeframe; market time is the wall clock)."
         ),
     ] = "replay",
-    start: Annotated[str | None, typer.Option(help="Replay start (inclusive), UTC.")] = None,
-    end: Annotated[str | None, typer.Option(help="Replay end (exclusive), UTC.")] = None,
+    start: ReplayStart = None,
+    end: ReplayEnd = None,
     speed: Annotated[
         float | None,
         typer.Option(
@@ -62,9 +59,7 @@ def paper(
             callback=_positive_speed,
         ),
     ] = None,
-    max_bars: Annotated[
-        int | None, typer.Option(help="Stop after this many bars (of the data timeframe).")
-    ] = None,
+    max_bars: MaxBars = None,
     timeframe: Annotated[
         Timeframe | None,
         typer.Option(
@@ -76,9 +71,7 @@ def paper(
     record_features: Annotated[
         Path | None, typer.Option(help="Write every served feature vector to this Parquet file.")
     ] = None,
-    out: Annotated[
-        Path | None, typer.Option(help="Session report JSON (default: reports/).")
-    ] = None,
+    out: SessionReport = None,
     session: Annotated[
         str,
         typer.Option(
@@ -91,10 +84,36 @@ def paper(
     ] = False,
 ) -> None:
     """Paper-trade a registered model on replayed or synthetic live bars (all services here)."""
-    from drl_trading.app.online_session import SessionRequest, run_online_session
-    from drl_trading.app.session_range import SessionStartError
+    from drl_trading.app.online_session import SessionRequest
 
     settings = state(ctx).settings()
+    syms, rng = session_inputs(symbols, source, start, end, max_bars, timeframe)
+    request = SessionRequest(
+        symbols=tuple(syms),
+        source=source,
+        range=rng,
+        speed=speed,
+        max_bars=max_bars,
+        timeframe=timeframe,
+        model_ref=model,
+        account=session,
+        fresh=fresh,
+        record_features=record_features,
+        out=out,
+    )
+    run_session(settings, request)
+
+
+def session_inputs(
+    symbols: str,
+    source: PaperSource,
+    start: str | None,
+    end: str | None,
+    max_bars: int | None,
+    timeframe: Timeframe | None,
+) -> tuple[list[Symbol], TimeRange | None]:
+    """The symbols and range of a session's options (`paper`, `live`); a bad combination exits
+    2 with one line."""
     try:
         syms = parse_symbols(symbols)
         if source == "replay":
@@ -112,20 +131,16 @@ def paper(
             )
     except ValueError as exc:
         raise fail(str(exc), 2) from None
-    request = SessionRequest(
-        symbols=tuple(syms),
-        source=source,
-        range=rng,
-        speed=speed,
-        max_bars=max_bars,
-        timeframe=timeframe,
-        model_ref=model,
-        account=session,
-        fresh=fresh,
-        record_features=record_features,
-        out=out,
-    )
-    display = _LiveStatus()
+    return syms, rng
+
+
+def run_session(settings: AppSettings, request: SessionRequest) -> None:
+    """Run the online session of ``request`` with the live table, then print its report and
+    where it was written; a session that received no bar exits 1 (130 when interrupted)."""
+    from drl_trading.app.online_session import run_online_session
+    from drl_trading.app.session_range import SessionStartError
+
+    display = _LiveStatus(f"{request.broker} trading")
     try:
         outcome = run_online_session(
             settings,
@@ -138,7 +153,9 @@ def paper(
     finally:
         display.stop()
     if outcome.features_written is not None:
-        console.print(f"feature vectors: {outcome.features_written} written to {record_features}")
+        console.print(
+            f"feature vectors: {outcome.features_written} written to {request.record_features}"
+        )
     _print_report(outcome.report)
     console.print(f"session report: {outcome.json_path}")
     if outcome.html_path is not None:
@@ -146,7 +163,7 @@ def paper(
     if outcome.report["bars"] == 0:
         interrupted = outcome.report["interrupted"]
         raise fail(
-            f"the session received no bar from its {source} source "
+            f"the session received no bar from its {request.source} source "
             f"({'interrupted first' if interrupted else 'it ended first'}): nothing was traded",
             130 if interrupted else 1,
         )
@@ -155,11 +172,12 @@ def paper(
 class _LiveStatus:
     """The live progress table on stderr, from the first progress report to `stop`."""
 
-    def __init__(self) -> None:
+    def __init__(self, title: str = "paper trading") -> None:
         self._live: Live | None = None
+        self._title = title
 
     def update(self, progress: SessionProgress) -> None:
-        table = _status(progress)
+        table = _status(progress, self._title)
         if self._live is None:
             self._live = Live(table, console=err_console, refresh_per_second=4)
             self._live.start()
@@ -172,12 +190,17 @@ class _LiveStatus:
             self._live = None
 
 
-def _status(progress: SessionProgress) -> Table:
+def _status(progress: SessionProgress, title: str = "paper trading") -> Table:
     online, bars, elapsed = progress.online, progress.bars, progress.elapsed
     ex = online.execution.service.status()
     inf = online.inference.service.status()
     snap = progress.bar_to_ack
-    t = Table(title="paper trading", show_header=True)
+    reconciled = online.execution.service.last_reconciliation
+    t = Table(
+        title=title,
+        show_header=True,
+        caption=reconciled.summary() if reconciled is not None else None,
+    )
     t.add_column("bars")
     t.add_column("bars/s", justify="right")
     t.add_column("equity", justify="right")
@@ -204,7 +227,8 @@ def _status(progress: SessionProgress) -> Table:
 
 
 def _print_report(report: dict[str, Any]) -> None:
-    t = Table(title=f"paper session {report['session'][:12]} ({report['model']})")
+    kind = report.get("broker", "paper")
+    t = Table(title=f"{kind} session {report['session'][:12]} ({report['model']})")
     t.add_column("")
     t.add_column("value", justify="right")
     t.add_row("bars", str(report["bars"]))
@@ -216,6 +240,11 @@ def _print_report(report: dict[str, Any]) -> None:
         t.add_row("account return (since its start)", f"{report['account_return']:.2%}")
     t.add_row("fees paid", f"{report['fees_paid']:,.2f}")
     t.add_row("trading state", report["trading_state"])
+    if report.get("exchange"):
+        x = report["exchange"]
+        t.add_row("exchange", f"{x['id']} {x['market']}{' (sandbox)' if x['sandbox'] else ''}")
+    if report.get("reconciliation"):
+        t.add_row("last reconciliation", report["reconciliation"])
     for key, label in (("sharpe", "Sharpe"), ("max_drawdown", "max drawdown")):
         value = report["metrics"].get(key)
         if value is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -19,6 +19,9 @@ from drl_trading.cli.output import FormatOption, OutputFormat, table_cell, write
 from drl_trading.common.domain import parse_time
 from drl_trading.execution.core.ports import ExecutionStore
 from drl_trading.execution.core.records import ControlKind, RecordKind, TradeRecord
+
+if TYPE_CHECKING:
+    from drl_trading.app.live_account import LiveKillOutcome
 
 Session = Annotated[str, typer.Option(help="Paper account name (as given to `paper`).")]
 
@@ -63,6 +66,7 @@ def trades(
         raise fail(f"cannot read {path} ({exc}); is a paper session running?") from None
     try:
         records = store.records_since(start)
+        reconciled = store.last_reconciliation()
     finally:
         store.close()
     if wanted:
@@ -84,6 +88,10 @@ def trades(
     for row in _rows(records[-limit:], TABLE_COLUMNS):
         table.add_row(*[table_cell(v) for v in row])
     console.print(table)
+    if reconciled is not None:  # a live account's; a paper one never reconciles
+        console.print(
+            reconciled.headline(), style=None if reconciled.ok else "bold red", markup=False
+        )
 
 
 def parse_kinds(values: list[str]) -> set[RecordKind]:
@@ -138,11 +146,22 @@ def resume(ctx: typer.Context, session: Session = "default", wait: Wait = 15.0) 
 def _switch(
     ctx: typer.Context, session: str, kind: ControlKind, reason: str, flatten: bool, wait: float
 ) -> None:
+    from drl_trading.app.live_account import is_live_account, kill_live_account
+
     settings = state(ctx).settings()
     try:
-        outcome = control_account(
-            settings, session, kind, reason=reason, flatten=flatten, wait_s=wait
-        )
+        if kind is ControlKind.KILL and is_live_account(settings, session):
+            killed = kill_live_account(
+                settings, session, reason=reason, flatten=flatten, wait_s=wait
+            )
+            outcome = killed.control
+            if outcome.applied_to_store:
+                _report_live_kill(session, killed)
+                return
+        else:
+            outcome = control_account(
+                settings, session, kind, reason=reason, flatten=flatten, wait_s=wait
+            )
     except AccountNotFoundError as exc:
         raise fail(str(exc)) from None
     c, live = outcome.request, outcome.session
@@ -163,3 +182,43 @@ def _switch(
             f"{who} did not acknowledge {kind.value} request #{c.control_id} within {wait:g} s; "
             "it stays pending and is applied before the session's next signal or bar"
         )
+
+
+def _report_live_kill(session: str, killed: LiveKillOutcome) -> None:
+    """What a kill on an idle live account did on the exchange: cancels, closing orders sent,
+    their fills, what still rests there, and the reconciliation that followed."""
+    c = killed.control.request
+    at = "" if c.applied_at is None else f"{c.applied_at:%Y-%m-%d %H:%M:%S} UTC"
+    console.print(
+        f"no session is running on live account {session!r}: kill applied on the exchange and "
+        f"to the stored account at {at} (its market time): {c.outcome}",
+        markup=False,
+    )
+    console.print(f"cancelled on the exchange: {len(killed.cancelled)} open order(s) of ours")
+    for r in killed.cancelled:
+        console.print(f"  {_order_line(r)}", markup=False)
+    if c.flatten:
+        if not killed.sent:
+            console.print("flatten: nothing held to close")
+        for r in killed.sent:
+            verdict = "sent" if r.kind is RecordKind.ORDER else f"refused ({r.reason})"
+            console.print(f"closing order {verdict}: {_order_line(r)}", markup=False)
+        for r in killed.filled:
+            console.print(
+                f"filled: {_order_line(r)} at {r.price or 0.0:g}, fee {r.fee:g}", markup=False
+            )
+        for r in killed.unfilled:
+            console.print(
+                f"not filled yet, resting on the exchange: {_order_line(r)} (the next `live "
+                f"--session {session}` records its fill)",
+                style="yellow",
+                markup=False,
+            )
+    if killed.reconciliation is not None:
+        rec = killed.reconciliation
+        console.print(rec.headline(), style=None if rec.ok else "bold red", markup=False)
+
+
+def _order_line(r: TradeRecord) -> str:
+    side = "" if r.side is None else r.side.value
+    return f"{side} {r.quantity:g} {r.symbol} ({r.client_order_id or r.record_id})".strip()

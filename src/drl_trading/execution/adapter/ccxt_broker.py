@@ -1,9 +1,10 @@
 """The `Broker` port on a real exchange, through a ccxt client (spot markets: long or flat).
 
-The broker holds no money of its own: cash and holdings are read from the exchange's balances,
-and what it keeps is the book of the orders it placed (our client order id -> the exchange's
-client and order ids, the trade ids already reported) plus average prices, realised PnL and fees
-from its own fills, which the exchange does not keep.
+The broker keeps the book of the orders it placed (our client order id -> the exchange's client
+and order ids, the trade ids already reported) and a ledger of the account: cash and holdings
+as its reported fills made them, plus average prices, realised PnL and fees, which the exchange
+does not keep. A fresh broker opens the ledger at the exchange's balances (quote cash, the base
+holdings of the known symbols at the reference price); `restore` sets it to the stored book.
 
 Order path. ``submit`` rounds the amount (``amount_to_precision``, truncating) and a limit price
 (``price_to_precision``), checks the market's minimum amount and minimum notional and, on spot,
@@ -22,9 +23,13 @@ when the filled amount grew) and reports each exchange trade once, as it comes: 
 a `Fill` of the increment, at the trade's price, with its fee converted to the quote currency.
 Limit orders older than ``cancel_after_s`` are cancelled there.
 
-Positions follow the exchange: the quantity of a symbol is its base asset's total balance (free +
-locked) whenever that differs from the broker's own arithmetic by more than half an amount step;
-the difference stays visible in `CcxtBroker.venue_differences` for reconciliation.
+The ledger, not the live balance, is what `cash`, `positions`, `equity` and `snapshot` report:
+it is what the service recorded, and reconciliation (`venue_state` against that book) is what
+compares it with the exchange's balances, adopts fills made while the process was down and halts
+when the two differ beyond tolerance; reporting the exchange's balance here instead would make
+that comparison the exchange against itself (an adopted fill counted twice, a balance changed
+behind the service's back never seen). `CcxtBroker.venue_differences` gives the per-symbol
+(ledger, exchange) quantities that differ by more than half an amount step.
 """
 
 from __future__ import annotations
@@ -153,6 +158,7 @@ class CcxtBroker:
         self._markets: dict[Symbol, dict[str, Any]] = {}
         self._book: dict[str, _Tracked] = {}
         self._positions: dict[Symbol, Position] = {}
+        self._cash: float | None = None  # the ledger's quote cash; None until opened
         self._last_price: dict[Symbol, float] = {}
         self._balance: dict[str, Any] | None = None
 
@@ -160,8 +166,11 @@ class CcxtBroker:
 
     @property
     def cash(self) -> float:
-        """The quote currency's total balance (free + locked in open orders)."""
-        return self._asset_total(self.settings.quote_currency)
+        """The ledger's quote cash (quote currency): the exchange's total quote balance when the
+        ledger was opened or restored, moved by every reported fill and its quote fee."""
+        self._open_ledger()
+        assert self._cash is not None
+        return self._cash
 
     def submit(self, order: Order) -> OrderAck:
         coid = order.client_order_id
@@ -171,6 +180,7 @@ class CcxtBroker:
             return OrderAck(coid, False, refusal)
         market = self._market(order.symbol)
         assert market is not None  # _refusal checked it
+        self._open_ledger()  # before anything is sent: the balances its fills then move
         placed = self._place(market, order, venue_client_id(self.settings.client_id_prefix, coid))
         if isinstance(placed, str):
             log.info("ccxt_broker.rejected", client_order_id=coid, reason=placed)
@@ -237,16 +247,10 @@ class CcxtBroker:
         return fills
 
     def positions(self) -> dict[Symbol, Position]:
-        """Every symbol traded, restored or configured; quantities from the exchange's balances
-        where they differ from our fills (see `venue_differences`)."""
-        out: dict[Symbol, Position] = {}
-        for symbol in sorted(self._known_symbols()):
-            ours = self._positions.get(symbol, Position())
-            venue = self._venue_quantity(symbol)
-            if venue is not None and abs(venue - ours.quantity) > self._tolerance(symbol):
-                ours = replace(ours, quantity=venue)
-            out[symbol] = ours
-        return out
+        """Every symbol traded, restored or configured, as the ledger holds it (base units);
+        where the exchange's balance differs, `venue_differences` says so."""
+        self._open_ledger()
+        return {s: self._positions.get(s, Position()) for s in sorted(self._known_symbols())}
 
     def open_orders(self) -> list[Order]:
         """Our working orders, in submission order, each with its unfilled quantity."""
@@ -262,19 +266,19 @@ class CcxtBroker:
         return self.cash + sum(p.quantity * marks.get(s, p.avg_price) for s, p in held.items())
 
     def snapshot(self) -> PortfolioSnapshot:
-        """Cash and positions as the exchange has them; open orders with their unfilled
-        quantity, which tells `restore` how much of each was already reported."""
+        """The ledger's cash and positions; open orders with their unfilled quantity, which
+        tells `restore` how much of each was already reported."""
         return PortfolioSnapshot(self.cash, self.positions(), tuple(self.open_orders()))
 
     def restore(self, snapshot: PortfolioSnapshot) -> None:
-        """Take the book over after a restart: average prices, realised PnL and fees from the
-        snapshot (the exchange does not keep them), cash and quantities from the exchange, and
-        each open order looked up by its client id. Every trade an order made before the
-        restore counts as reported: reconciliation (`venue_state`) adopted those made while the
-        process was down into the snapshot (the `VenueStateSource` contract), so ``on_bar``
-        reports only later ones. An order the exchange does not know is dropped (with a
-        warning): it never reached it."""
+        """Take the book over after a restart: the ledger (cash, quantities, average prices,
+        realised PnL, fees) from the snapshot, and each open order looked up by its client id.
+        Every trade an order made before the restore counts as reported: reconciliation
+        (`venue_state`) adopted those made while the process was down into the snapshot (the
+        `VenueStateSource` contract), so ``on_bar`` reports only later ones. An order the
+        exchange does not know is dropped (with a warning): it never reached it."""
         self._positions = dict(snapshot.positions)
+        self._cash = float(snapshot.cash)
         self._book = {}
         self._balance = None
         for order in snapshot.open_orders:
@@ -358,7 +362,7 @@ class CcxtBroker:
                         owner = {}
                     client_ids[order_id] = self._service_id(owner.get("clientOrderId"))
                 price = _number(trade.get("price"), 0.0)
-                fee, _ = self._fee(trade, market, price)
+                fee, _, _ = self._fee(trade, market, price)
                 fills.append(
                     VenueFill(
                         trade_id=str(trade.get("id")),
@@ -379,7 +383,7 @@ class CcxtBroker:
             open_orders=tuple(orders),
             fills=tuple(fills),
             positions={s: q for s, q in positions.items() if q},
-            cash=self.cash,
+            cash=self._asset_total(self.settings.quote_currency),
         )
 
     def _service_id(self, client_id: Any) -> str | None:
@@ -585,11 +589,15 @@ class CcxtBroker:
         amount = _number(trade.get("amount"), 0.0)
         price = _number(trade.get("price"), 0.0)
         market = self._market(order.symbol) or {}
-        fee_quote, fee_base = self._fee(trade, market, price)
+        fee_quote, fee_base, fee_paid_in_quote = self._fee(trade, market, price)
+        self._open_ledger()
+        assert self._cash is not None
         held = self._positions.get(order.symbol, Position())
-        # a fee taken in the base asset leaves that much less held (Binance's default on buys)
+        # a fee taken in the base asset leaves that much less held (Binance's default on buys);
+        # cash pays the notional and only the part of the fee charged in the quote currency
         delta = signed(order.side, amount) - fee_base
         self._positions[order.symbol], _ = apply_fill(held, delta, price, fee_quote)
+        self._cash -= signed(order.side, amount) * price + fee_paid_in_quote
         tracked.filled += amount
         timestamp = trade.get("timestamp")
         at = _from_ms(timestamp) if timestamp else self._clock.now()
@@ -605,10 +613,11 @@ class CcxtBroker:
 
     def _fee(
         self, trade: Mapping[str, Any], market: Mapping[str, Any], price: float
-    ) -> tuple[float, float]:
-        """The trade's fees in quote currency, and the part of them paid in base units."""
+    ) -> tuple[float, float, float]:
+        """The trade's fees in quote currency, the part of them paid in base units, and the
+        part paid in the quote currency itself (what leaves cash)."""
         fees = trade.get("fees") or ([trade["fee"]] if trade.get("fee") else [])
-        quote_total, base_units = 0.0, 0.0
+        quote_total, base_units, in_quote = 0.0, 0.0, 0.0
         for entry in fees:
             cost = _number((entry or {}).get("cost"), 0.0)
             currency = (entry or {}).get("currency")
@@ -616,12 +625,13 @@ class CcxtBroker:
                 continue
             if currency in (None, market.get("quote")):
                 quote_total += cost
+                in_quote += cost
             elif currency == market.get("base"):
                 quote_total += cost * price
                 base_units += cost
             else:
                 quote_total += cost * self._conversion(str(currency))
-        return quote_total, base_units
+        return quote_total, base_units, in_quote
 
     def _conversion(self, currency: str) -> float:
         """The quote-currency price of a fee currency such as BNB (its ticker's last price);
@@ -635,6 +645,20 @@ class CcxtBroker:
         return _number(ticker.get("last"), 0.0)
 
     # -- balances and markets ---------------------------------------------------------------
+
+    def _open_ledger(self) -> None:
+        """Open a fresh broker's ledger at the exchange's balances: the quote cash, and the base
+        holdings of the known symbols at the reference price (a holding bought before this
+        account existed has no recorded price); a restored broker keeps its snapshot's."""
+        if self._cash is not None:
+            return
+        self._cash = self._asset_total(self.settings.quote_currency)
+        for symbol in sorted(self._known_symbols()):
+            market = self._market(symbol)
+            held = self._venue_quantity(symbol) if market else None
+            if held and symbol not in self._positions:
+                price = self._reference_price(symbol, str(market["symbol"])) if market else None
+                self._positions[symbol] = Position(quantity=held, avg_price=price or 0.0)
 
     def _balances(self) -> dict[str, Any]:
         """The account's balances, read once per bar and after each of our own actions."""

@@ -7,12 +7,15 @@ control requests and heartbeats then only come from the same process (tests).
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
 from drl_trading.common.domain import Symbol, utc
+from drl_trading.execution.adapter.store_rows import details_json
 from drl_trading.execution.core.ports import AccountInUseError, DuplicateOrderError
+from drl_trading.execution.core.reconciliation import ReconciliationRecord
 from drl_trading.execution.core.records import (
     AppliedControl,
     Checkpoint,
@@ -45,6 +48,7 @@ class InMemoryExecutionStore:
         self._controls: dict[int, ControlRequest] = {}
         self._last_control_id = 0  # ids keep increasing across `reset_account`
         self._beats: dict[str, SessionBeat] = {}
+        self._reconciliation: ReconciliationRecord | None = None
 
     def reset_account(self, live_since: datetime) -> None:
         live = self.live_session(live_since)
@@ -56,6 +60,7 @@ class InMemoryExecutionStore:
         self._processed.clear()
         self._controls.clear()
         self._beats.clear()
+        self._reconciliation = None
 
     def load(self) -> Checkpoint | None:
         return copy.deepcopy(self._checkpoint)
@@ -139,6 +144,14 @@ class InMemoryExecutionStore:
     def live_session(self, since: datetime) -> SessionBeat | None:
         fresh = [b for b in self._beats.values() if b.at >= utc(since)]
         return max(fresh, key=lambda b: b.at, default=None)
+
+    def save_reconciliation(self, record: ReconciliationRecord) -> None:
+        # through JSON, as the SQL stores keep it: details they would refuse are refused here too
+        details = json.loads(details_json(record.details))
+        self._reconciliation = replace(record, details=details)
+
+    def last_reconciliation(self) -> ReconciliationRecord | None:
+        return copy.deepcopy(self._reconciliation)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -1,8 +1,9 @@
 """The execution store on PostgreSQL: the SQLite store's logic over a psycopg connection.
 
-Both stores keep the same tables (migration ``V003__execution_store``) and run the same
-statements, so this adapter only translates the connection: ``?`` placeholders become ``%s`` and
-the explicit ``BEGIN``/``COMMIT`` of the SQLite store run on an autocommit psycopg connection.
+Both stores keep the same tables (migrations ``V003__execution_store`` to
+``V005__execution_reconciliation``) and run the same statements, so this adapter only
+translates the connection: ``?`` placeholders become ``%s`` and the explicit
+``BEGIN``/``COMMIT`` of the SQLite store run on an autocommit psycopg connection.
 Trade records, portfolio and trading state then live in the database that holds the market data,
 where every service (inference reads positions from it) and an operator can reach them.
 
@@ -199,6 +200,8 @@ class PostgresExecutionStore(SQLiteExecutionStore):
     end_session = _reconnecting(SQLiteExecutionStore.end_session)
     live_session = _reconnecting(SQLiteExecutionStore.live_session)
     reset_account = _reconnecting(SQLiteExecutionStore.reset_account)
+    save_reconciliation = _reconnecting(SQLiteExecutionStore.save_reconciliation)
+    last_reconciliation = _reconnecting(SQLiteExecutionStore.last_reconciliation)
 
     def close(self) -> None:
         if self._listener is not None:

@@ -20,8 +20,16 @@ from typing import Any
 from drl_trading.common.domain import Order, Side, Symbol, utc
 from drl_trading.common.events import now_utc
 from drl_trading.execution.adapter.memory_store import check_new_orders
-from drl_trading.execution.adapter.store_rows import RECORD_COLUMNS, record_from_row, record_row
+from drl_trading.execution.adapter.store_rows import (
+    RECONCILIATION_COLUMNS,
+    RECORD_COLUMNS,
+    reconciliation_from_row,
+    reconciliation_row,
+    record_from_row,
+    record_row,
+)
 from drl_trading.execution.core.ports import AccountInUseError, ConcurrentCommitError
+from drl_trading.execution.core.reconciliation import ReconciliationRecord
 from drl_trading.execution.core.records import (
     AppliedControl,
     Checkpoint,
@@ -115,6 +123,13 @@ CREATE TABLE IF NOT EXISTS controls (
     records_before INTEGER
 );
 CREATE TABLE IF NOT EXISTS sessions (session_id TEXT PRIMARY KEY, beat_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS reconciliation (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    taken_at INTEGER NOT NULL,
+    ok INTEGER NOT NULL,
+    summary TEXT NOT NULL,
+    details TEXT NOT NULL
+);
 """
 
 _CONTROL_COLUMNS = (
@@ -139,6 +154,7 @@ _ACCOUNT_TABLES = (
     "records",
     "controls",
     "sessions",
+    "reconciliation",
 )
 """Every table holding the account's state: what `reset_account` empties (the checkpoint
 generation is bumped instead)."""
@@ -481,6 +497,24 @@ class SQLiteExecutionStore:
                 (_micros(since),),
             ).fetchone()
         return None if row is None else SessionBeat(row[0], _time(row[1]))
+
+    def save_reconciliation(self, record: ReconciliationRecord) -> None:
+        # one statement in autocommit mode, like `beat`: no checkpoint generation involved
+        row = reconciliation_row(record, _micros)
+        with self._lock:
+            self._con.execute(
+                f"INSERT INTO reconciliation (id, {RECONCILIATION_COLUMNS}) VALUES (1, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET taken_at = excluded.taken_at, ok = excluded.ok, "
+                "summary = excluded.summary, details = excluded.details",
+                row,
+            )
+
+    def last_reconciliation(self) -> ReconciliationRecord | None:
+        with self._lock:
+            row = self._con.execute(
+                f"SELECT {RECONCILIATION_COLUMNS} FROM reconciliation WHERE id = 1"
+            ).fetchone()
+        return None if row is None else reconciliation_from_row(row, _time)
 
     def _notify_control(self) -> None:
         """Tell a running session that a control request is pending (SQLite: it looks)."""

@@ -1,4 +1,5 @@
-"""Trade records as table rows for SQL execution stores (SQLite now, PostgreSQL next).
+"""Trade records and reconciliation reports as table rows for SQL execution stores (SQLite and
+PostgreSQL).
 
 Each database stores times its own way (SQLite as integer microseconds, PostgreSQL as
 timestamptz), so the mapping takes the time encoder and decoder; the column order is
@@ -7,11 +8,13 @@ timestamptz), so the mapping takes the time encoder and decoder; the column orde
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from drl_trading.common.domain import Side, Symbol
+from drl_trading.execution.core.reconciliation import ReconciliationRecord
 from drl_trading.execution.core.records import RecordKind, TradeRecord
 
 RECORD_COLUMNS = (
@@ -59,3 +62,23 @@ def record_from_row(row: tuple[Any, ...], decode: Callable[[Any], datetime]) -> 
         reason=reason,
         signal_time=None if st is None else decode(st),
     )
+
+
+RECONCILIATION_COLUMNS = "taken_at, ok, summary, details"
+
+
+def details_json(details: Mapping[str, Any]) -> str:
+    """A report's details as JSON text; a value JSON cannot hold (NaN, an object) raises
+    ValueError or TypeError before anything is written."""
+    return json.dumps(details, sort_keys=True, allow_nan=False)
+
+
+def reconciliation_row(r: ReconciliationRecord, encode: Callable[[datetime], Any]) -> list[Any]:
+    return [encode(r.at), int(r.ok), r.summary, details_json(r.details)]
+
+
+def reconciliation_from_row(
+    row: tuple[Any, ...], decode: Callable[[Any], datetime]
+) -> ReconciliationRecord:
+    at, ok, summary, details = row
+    return ReconciliationRecord(decode(at), bool(ok), summary, json.loads(details))

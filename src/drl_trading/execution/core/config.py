@@ -8,11 +8,12 @@ applies its own first), while ``max_daily_loss``/``max_drawdown`` replace the st
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from drl_trading.common.domain import Symbol
 from drl_trading.execution.core.reconciliation import ReconcilePolicy, ReconcileTolerance
@@ -60,6 +61,115 @@ class ReconciliationSettings(BaseModel):
                 cash_relative=self.cash_relative,
             ),
         )
+
+
+SUPPORTED_EXCHANGES = ("binance",)
+"""Exchanges the ccxt broker is built and tested for (its client order ids, precision and error
+mapping follow Binance spot)."""
+SUPPORTED_MARKETS = ("spot",)
+DEFAULT_API_KEY_ENV = "DRL_TRADING_EXCHANGE_API_KEY"
+DEFAULT_SECRET_ENV = "DRL_TRADING_EXCHANGE_SECRET"
+_LITERAL_CREDENTIAL_KEYS = frozenset(
+    {"api_key", "apikey", "key", "secret", "api_secret", "secret_key", "password", "token"}
+)
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+
+
+class LiveSettings(BaseModel):
+    """The exchange account of ``drl-trading live`` (the ccxt broker, `app.live_broker`).
+
+    Credentials are never part of the configuration: they are read when the session starts from
+    the environment variables named by ``api_key_env``/``secret_env`` or the files
+    ``api_key_file``/``secret_file``, so no key can reach ``config show``, logs, MLflow
+    parameters or reports. A literal key in the configuration is refused.
+    """
+
+    model_config = _FROZEN
+    exchange: str = Field(
+        "binance", description=f"ccxt exchange id; supported: {', '.join(SUPPORTED_EXCHANGES)}."
+    )
+    market: Literal["spot", "futures"] = Field(
+        "spot", description="Market type; only spot is supported yet (long or flat)."
+    )
+    sandbox: bool = Field(
+        True, description="Trade the exchange's test network (ccxt set_sandbox_mode)."
+    )
+    confirm_real_account: bool = Field(
+        False,
+        description="Required (or --i-understand-this-trades-real-money) with sandbox: false.",
+    )
+    api_url: str | None = Field(
+        None,
+        description="Replace the host of every REST URL (tests, local gateways); None: ccxt's.",
+    )
+    api_key_env: str = Field(
+        DEFAULT_API_KEY_ENV, description="Environment variable holding the API key."
+    )
+    secret_env: str = Field(
+        DEFAULT_SECRET_ENV, description="Environment variable holding the API secret."
+    )
+    api_key_file: Path | None = Field(
+        None, description="File holding the API key (read instead of api_key_env when set)."
+    )
+    secret_file: Path | None = Field(
+        None, description="File holding the API secret (read instead of secret_env when set)."
+    )
+    client_id_prefix: str = Field(
+        "drl-", description="Marks the exchange orders this service owns (1-12 characters)."
+    )
+    quote_currency: str = Field("USDT", description="The account currency (cash).")
+    cancel_after_s: float | None = Field(
+        300.0, gt=0, description="Cancel a resting limit order after this long (seconds)."
+    )
+    timeout_ms: int = Field(10_000, gt=0, description="ccxt request timeout (milliseconds).")
+    max_attempts: int = Field(5, ge=1, description="Tries per exchange call (retries + 1).")
+    first_backoff_s: float = Field(0.5, ge=0, description="First retry backoff (seconds).")
+    max_backoff_s: float = Field(30.0, ge=0, description="Longest retry backoff (seconds).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_literal_credentials(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if str(key).lower().replace("-", "_") in _LITERAL_CREDENTIAL_KEYS:
+                    raise ValueError(
+                        f"{key!r}: a credential is never read from the configuration; put the "
+                        f"API key in the environment variable {DEFAULT_API_KEY_ENV} and the "
+                        f"secret in {DEFAULT_SECRET_ENV} (names: api_key_env / secret_env) or "
+                        "in files named by api_key_file / secret_file"
+                    )
+        return data
+
+    @field_validator("exchange")
+    @classmethod
+    def _supported_exchange(cls, value: str) -> str:
+        if value not in SUPPORTED_EXCHANGES:
+            raise ValueError(
+                f"exchange {value!r} is not supported by the ccxt broker; supported: "
+                f"{', '.join(SUPPORTED_EXCHANGES)}"
+            )
+        return value
+
+    @field_validator("market")
+    @classmethod
+    def _supported_market(cls, value: str) -> str:
+        if value not in SUPPORTED_MARKETS:
+            raise ValueError(
+                f"market {value!r} is not yet supported (only {', '.join(SUPPORTED_MARKETS)}: "
+                "long or flat); derivatives come with issue 14 step 7"
+            )
+        return value
+
+    @field_validator("api_key_env", "secret_env")
+    @classmethod
+    def _variable_name(cls, value: str) -> str:
+        if not _ENV_NAME.fullmatch(value):
+            raise ValueError(
+                "must name an environment variable (upper case letters, digits, _), not hold "
+                "a key: put the key in that variable (or a file named by api_key_file / "
+                "secret_file)"
+            )
+        return value
 
 
 class ExecutionSettings(BaseModel):
@@ -116,6 +226,18 @@ class ExecutionSettings(BaseModel):
     reconciliation: ReconciliationSettings = Field(
         default_factory=ReconciliationSettings,
         description="Live accounts: comparing the book with the venue's (mismatch -> HALTED).",
+    )
+    live: LiveSettings = Field(
+        default_factory=LiveSettings,
+        description="`drl-trading live`: the exchange account traded through ccxt.",
+    )
+    broker: Literal["paper", "live"] = Field(
+        "paper",
+        description=(
+            "`serve execution`'s broker: paper, or live (the exchange account of "
+            "execution.live, also the venue it reconciles with). The `paper` and `live` "
+            "commands choose by command."
+        ),
     )
 
     def limits(self, risk: RiskParameters) -> ExecutionLimits:

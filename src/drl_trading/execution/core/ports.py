@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Protocol
 
 from drl_trading.common.domain import Bar, Fill, Order, Symbol
-from drl_trading.execution.core.reconciliation import VenueState
+from drl_trading.execution.core.reconciliation import ReconciliationRecord, VenueState
 from drl_trading.execution.core.records import (
     AppliedControl,
     Checkpoint,
@@ -122,6 +122,13 @@ class ExecutionStore(Protocol):
     an operator's command in another process reach (a SQLite file embedded, PostgreSQL
     distributed). Neither changes the checkpoint, so neither conflicts with the session's
     commits.
+
+    The last reconciliation report (`save_reconciliation`) is kept here for the same reason
+    (`live status` in another process shows it), and written the same way: an observation, not
+    state, so it is a write of its own after the reconciliation's commit, never part of
+    ``commit`` and never refused by another handle's commit. A report lost to a crash between the
+    two is only a report: the next reconciliation writes a new one, and what it adopted is in
+    the records.
     """
 
     def load(self) -> Checkpoint | None:
@@ -167,12 +174,22 @@ class ExecutionStore(Protocol):
         """The session with the latest heartbeat at or after ``since``, if any."""
         ...
 
+    def save_reconciliation(self, record: ReconciliationRecord) -> None:
+        """Keep ``record`` as the account's last reconciliation report, replacing the one
+        before (the history of what reconciliations adopted is in the records and the log)."""
+        ...
+
+    def last_reconciliation(self) -> ReconciliationRecord | None:
+        """The report saved last, or None when the account was never reconciled."""
+        ...
+
     def reset_account(self, live_since: datetime) -> None:
         """Start the account over (``paper --fresh``): delete its checkpoint (portfolio, open
         orders, marks, targets, entries, trading state), its records, processed signal ids,
-        control requests and heartbeats, in one transaction, and count it as a commit (another
-        handle's next commit is refused with `ConcurrentCommitError`, so a session that
-        loaded the old account reloads the empty one). Raises `AccountInUseError`, deleting
+        control requests, heartbeats and last reconciliation report, in one transaction, and
+        count it as a commit (another handle's next commit is refused with
+        `ConcurrentCommitError`, so a session that loaded the old account reloads the empty
+        one). Raises `AccountInUseError`, deleting
         nothing, when a session beat at or after ``live_since`` (UTC): checked in the same
         transaction, so no session can start beating between the check and the delete."""
         ...

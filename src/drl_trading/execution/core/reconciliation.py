@@ -32,6 +32,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from drl_trading.common.domain import Order, Side, Symbol, to_micros, utc
 from drl_trading.execution.core.accounting import apply_fill, signed
@@ -478,3 +479,111 @@ class ReconcilePolicy:
     lookback: timedelta = timedelta(hours=1)
     our_prefix: str | tuple[str, ...] = OUR_PREFIXES
     tolerance: ReconcileTolerance = field(default_factory=ReconcileTolerance)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconciliationRecord:
+    """A reconciliation's report as the execution store keeps it, for another process
+    (`drl-trading live status`, `trades`) to show: ``at`` is when the venue state was read
+    (UTC), ``ok`` the verdict, ``summary`` `Reconciliation.summary`'s line, and ``details`` JSON
+    values only (str, int, float, bool, None, lists and dicts of them; a non-finite number as its
+    text), so every store keeps and returns it exactly. The keys (`reconciliation_record`):
+    ``fills_since`` (ISO time), ``adopted_orders`` (client order ids), ``adopted_fills`` (FILL
+    record ids), ``closed_while_away`` (client order id, resolution, filled and ordered base
+    units), ``already_recorded`` (count), ``foreign_orders`` and ``foreign_fills`` (venue ids,
+    symbol, side, base units), ``differences`` (symbol, None for the cash; local and venue
+    values; within tolerance), ``halt_reasons`` (all) and ``order_conflicts`` (the reasons that
+    are not a difference: an order open on the venue but closed here)."""
+
+    at: datetime
+    ok: bool
+    summary: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "at", utc(self.at))
+
+    def headline(self) -> str:
+        """One line for a status display: ``reconciliation 2026-12-01 19:30 UTC: ok (1 adopted,
+        0 foreign)``, or what halted it (``HALTED: BTCUSDT position 0.5 here, 0.3 on the
+        venue``)."""
+        when = f"reconciliation {self.at:%Y-%m-%d %H:%M} UTC"
+        d = self.details
+        if self.ok:
+            adopted = len(d.get("adopted_orders", ())) + len(d.get("adopted_fills", ()))
+            return f"{when}: ok ({adopted} adopted, {len(d.get('foreign_orders', ()))} foreign)"
+        parts = [_difference_phrase(x) for x in d.get("differences", ()) if not x.get("within")]
+        parts += list(d.get("order_conflicts", ()))
+        return f"{when}: HALTED: " + "; ".join(parts or d.get("halt_reasons", ()) or ["see log"])
+
+
+def reconciliation_record(rec: Reconciliation) -> ReconciliationRecord:
+    """The stored form of ``rec`` (`ReconciliationRecord`); no I/O."""
+    bad = [d.describe() for d in rec.differences if not d.within]
+    details: dict[str, Any] = {
+        "fills_since": rec.fills_since.isoformat(),
+        "adopted_orders": [o.client_order_id or o.order_id for o in rec.adopted_orders],
+        "adopted_fills": [a.record_id for a in rec.adopted_fills],
+        "closed_while_away": [
+            {
+                "client_order_id": r.order.client_order_id,
+                "resolution": r.resolution,
+                "filled": _json_number(r.filled),
+                "quantity": _json_number(r.order.quantity),
+            }
+            for r in rec.resolved_orders
+        ],
+        "already_recorded": rec.already_recorded,
+        "foreign_orders": [
+            {
+                "order_id": o.order_id,
+                "client_order_id": o.client_order_id,
+                "symbol": str(o.symbol),
+                "side": o.side.value,
+                "amount": _json_number(o.amount),
+                "filled": _json_number(o.filled),
+            }
+            for o in rec.foreign_orders
+        ],
+        "foreign_fills": [
+            {
+                "trade_id": f.trade_id,
+                "order_id": f.order_id,
+                "symbol": str(f.symbol),
+                "side": f.side.value,
+                "quantity": _json_number(f.quantity),
+            }
+            for f in rec.foreign_fills
+        ],
+        "differences": [
+            {
+                "symbol": None if d.symbol is None else str(d.symbol),
+                "local": _json_number(d.local),
+                "venue": _json_number(d.venue),
+                "within": d.within,
+            }
+            for d in rec.differences
+        ],
+        "halt_reasons": list(rec.halt_reasons),
+        "order_conflicts": [r for r in rec.halt_reasons if not r.startswith(tuple(bad))],
+    }
+    return ReconciliationRecord(rec.taken_at, rec.ok, rec.summary(), details)
+
+
+def _json_number(x: float) -> float | str:
+    """``x`` as a JSON number; a non-finite one (which JSON cannot hold) as its text."""
+    return float(x) if math.isfinite(x) else str(x)
+
+
+def _difference_phrase(d: Mapping[str, Any]) -> str:
+    def num(v: object, spec: str) -> str:
+        return format(v, spec) if isinstance(v, int | float) else str(v)
+
+    if d.get("symbol") is None:
+        return (
+            f"cash {num(d.get('local'), ',.2f')} here, {num(d.get('venue'), ',.2f')} on the venue"
+        )
+    return (
+        f"{d['symbol']} position {num(d.get('local'), '.10g')} here, "
+        f"{num(d.get('venue'), '.10g')} on the venue"
+    )

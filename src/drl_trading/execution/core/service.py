@@ -53,6 +53,7 @@ from drl_trading.execution.core.reconciliation import (
     adopt,
     fill_record_id,
     reconcile,
+    reconciliation_record,
     relevant_order_ids,
 )
 from drl_trading.execution.core.records import (
@@ -445,6 +446,10 @@ class ExecutionService:
         self._commit(records)
         self._last_reconciliation = rec
         self._bars_since_reconcile = 0
+        try:  # an observation for `live status`: failing to keep it must not stop trading
+            self._store.save_reconciliation(reconciliation_record(rec))
+        except Exception as exc:
+            log.warning("reconciliation report not stored", error=str(exc))
         if change is not None:
             self._log_change(change)
         if rec.ok:

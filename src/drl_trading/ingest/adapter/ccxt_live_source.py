@@ -15,9 +15,9 @@ exchange has no candle for (no trades, or an outage) is waited for ``patience`` 
 and then given up: the stream moves on and online ingest reports the gap. After a restart,
 ingest's gap fill covers everything before ``start``.
 
-Websocket streams (ccxt.pro ``watch_ohlcv``) would cut the delay from the poll interval to the
-exchange's push; they are not used yet: polling works with every exchange ccxt supports and
-with the local fake exchange the tests run against.
+Polling works with every exchange ccxt supports; where ccxt.pro has the exchange's candle
+stream, `CcxtWsSource` (``ccxt_ws_source.py``) follows it instead, cutting the delay from the
+poll interval to the exchange's push, and falls back to this source elsewhere.
 """
 
 from __future__ import annotations

@@ -70,6 +70,20 @@ class CcxtSettings(BaseModel):
     close_delay_s: float = Field(
         2.0, ge=0, description="Live: a candle is read this long after its close (settled)."
     )
+    websocket: bool = Field(
+        True,
+        description=(
+            "Live: candles from ccxt.pro's websocket stream where the exchange has one, with a "
+            "REST gap fill on every reconnect; false (or no stream): polled."
+        ),
+    )
+    ws_url: str | None = Field(
+        None,
+        description=(
+            "Override the exchange's websocket host; with base_url set, candles are polled "
+            "unless this is set too."
+        ),
+    )
 
 
 class IngestSettings(BaseModel):

@@ -1,7 +1,9 @@
-"""A local Binance spot exchange for tests: the REST subset ccxt's ``binance`` class calls, its own
-price path and matching, and fault injection (latency, lost responses, 429/418, 5xx, rejections).
+"""A local Binance spot exchange for tests: the REST subset ccxt's ``binance`` class calls, the
+kline websocket stream of ccxt.pro's, its own price path and matching, and fault injection
+(latency, lost responses, 429/418, 5xx, rejections, dropped websockets).
 
-Drive it with the real client: ``ccxt.binance(fx.ccxt_config())``. Markets: `MarketSpec`;
+Drive it with the real client: ``ccxt.binance(fx.ccxt_config())``, or
+``ccxt.pro.binance(fx.ccxt_pro_config())`` for the stream. Markets: `MarketSpec`;
 the server, the account and the test-side controls: `FakeExchange`; faults: `Faults`. Test
 support only: nothing under ``services`` or ``app`` imports it.
 """

@@ -10,7 +10,7 @@ import asyncio
 import secrets
 import socket
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -24,6 +24,7 @@ from drl_trading.testing.fake_exchange.binance_rest import (
     build_app,
     now_ms,
 )
+from drl_trading.testing.fake_exchange.binance_ws import WS_PATH, KlineStreams
 from drl_trading.testing.fake_exchange.faults import Faults
 from drl_trading.testing.fake_exchange.klines import BarsInput, KlineBook, to_ms
 from drl_trading.testing.fake_exchange.markets import MarketSpec, dec
@@ -63,6 +64,7 @@ class FakeExchange:
         self._state = ExchangeState(
             venue=venue, klines=KlineBook(), faults=Faults(), api_key=api_key, secret=secret
         )
+        self._streams = KlineStreams(self._state)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -94,9 +96,9 @@ class FakeExchange:
 
     async def _serve(self) -> None:
         self._closing = asyncio.Event()
-        self._runner = web.AppRunner(
-            build_app(self._state, self._closing), access_log=None, shutdown_timeout=1.0
-        )
+        app = build_app(self._state, self._closing)
+        self._streams.register(app)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
@@ -107,6 +109,7 @@ class FakeExchange:
         assert self._closing is not None
         assert self._runner is not None
         self._closing.set()
+        await self._streams.close()
         await self._runner.cleanup()
 
     def stop(self) -> None:
@@ -160,6 +163,21 @@ class FakeExchange:
         config.update(overrides)
         return config
 
+    def ccxt_pro_config(self, **overrides: Any) -> dict[str, Any]:
+        """`ccxt_config` for ``ccxt.pro.binance(...)``: the websocket URLs of every market type
+        point at this fake's kline stream too (spot is the one it serves)."""
+        import ccxt.pro
+
+        config = self.ccxt_config()
+        ws_urls = ccxt.pro.binance().urls["api"]["ws"]
+        ws_base = "ws" + self.url.removeprefix("http") + WS_PATH
+        config["urls"]["api"]["ws"] = {
+            name: ws_base if isinstance(url, str) else {kind: ws_base for kind in url}
+            for name, url in ws_urls.items()
+        }
+        config.update(overrides)
+        return config
+
     # the venue, from the test's side
 
     @property
@@ -181,12 +199,28 @@ class FakeExchange:
         self, symbol: str, price: float, liquidity: float = 1.0, at: datetime | int | None = None
     ) -> list[FakeFill]:
         """One trade print of ``liquidity`` base units at ``price`` (``at``: UTC datetime or epoch
-        ms, default now): fills what it reaches, sets the last price, extends the 1m kline."""
+        ms, default now): fills what it reaches, sets the last price, extends the 1m kline
+        and pushes it to the kline websocket's subscribers."""
         time_ms = now_ms() if at is None else to_ms(at)
         with self._state.lock:
             made = self._state.venue.trade(symbol, dec(price), dec(liquidity), time_ms)
             self._state.klines.record_trade(symbol, float(price), float(liquidity), time_ms)
+            self._streams.push_trade(symbol, time_ms)
             return [f.snapshot() for f in made]
+
+    @property
+    def websocket_connections(self) -> int:
+        """Websocket connections the kline stream accepted so far (each reconnect counts)."""
+        with self._state.lock:
+            return self._streams.connections
+
+    def kline_subscribers(self) -> int:
+        """Open websocket connections subscribed to a kline stream now."""
+        return self._streams.subscribers()
+
+    def drop_websockets(self) -> None:
+        """Abort every open websocket connection now, without a close frame (a network cut)."""
+        self._streams.drop_all()
 
     def set_bars(self, symbol: str, bars: BarsInput) -> None:
         """Replace ``symbol``'s 1m kline history (see `KlineBook.set_bars`); the last close becomes
@@ -219,6 +253,36 @@ class FakeExchange:
         """Change the account behind the client's back (a deposit, a withdrawal, a manual trade)."""
         with self._state.lock:
             self._state.venue.account(asset)[0] = dec(free)
+
+    def fill_on_arrival(self, price_of: Callable[[FakeOrder], float | None] | None) -> None:
+        """Fill each MARKET order as it is accepted, inside its POST (before the response): a
+        trade print of its quantity at ``price_of(order)`` (None: the order rests; a buy the free
+        quote cannot pay in full fills what it pays, the rest expires). So a client
+        that polls right after sending finds it filled, whatever the threads' timing: a replay
+        fills at the price of the bar its order was sent for. ``None`` turns it off; replacing
+        `faults` does too (it is their ``on_accept`` hook)."""
+        if price_of is None:
+            with self._state.lock:
+                self._state.faults.on_accept = None
+            return
+
+        def fill_last() -> None:  # under the lock, in the order POST
+            order = self._state.venue.orders[-1]
+            if order.type != "MARKET" or not order.is_open:
+                return
+            price = price_of(order.snapshot())
+            if price is None:
+                return
+            spec = self._state.venue.market(order.symbol)
+            size = order.quantity if order.quantity > 0 else dec(1e12) * spec.step
+            time_ms = now_ms()
+            self._state.venue.trade(order.symbol, dec(price), size, time_ms)
+            self._state.klines.record_trade(order.symbol, float(price), float(size), time_ms)
+            if order.is_open:  # more than the free quote pays for: the rest expires
+                self._state.venue.trade(order.symbol, dec(price), size, time_ms)
+
+        with self._state.lock:
+            self._state.faults.on_accept = fill_last
 
     def place_foreign_order(
         self,
