@@ -17,16 +17,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import ccxt
+import structlog
 
 from drl_trading.common.domain import Symbol
 from drl_trading.common.errors import (
-    ExchangeAccountError,
-    ExchangeUnavailableError,
     UsageError,
 )
 from drl_trading.common.ports import Clock
 from drl_trading.execution.adapter.ccxt_broker import CcxtBroker, CcxtBrokerSettings
 from drl_trading.execution.core.config import LiveSettings
+
+log = structlog.get_logger(__name__)
 
 REAL_MONEY_FLAG = "--i-understand-this-trades-real-money"
 """The `live` flag that stands for ``execution.live.confirm_real_account: true``."""
@@ -147,12 +148,8 @@ def build_live_broker(live: LiveSettings, symbols: Sequence[Symbol], clock: Cloc
     check_account(live)
     exchange = build_exchange(live, read_credentials(live))
     name = f"{live.exchange}{' (sandbox)' if live.sandbox else ''}"
-    try:
-        exchange.load_markets()
-    except ccxt.AuthenticationError as exc:
-        raise ExchangeAccountError(name, _first_line(exc)) from None
-    except ccxt.NetworkError as exc:
-        raise ExchangeUnavailableError(name, "load_markets", 1, _first_line(exc)) from None
+    broker = CcxtBroker(exchange, broker_settings(live, symbols), clock=clock)
+    broker.load_markets()
     listed = {str(m.get("id", "")).upper(): m for m in (exchange.markets or {}).values()}
     listed |= {str(m.get("symbol", "")).replace("/", ""): m for m in listed.values()}
     for symbol in symbols:
@@ -162,7 +159,6 @@ def build_live_broker(live: LiveSettings, symbols: Sequence[Symbol], clock: Cloc
             raise LiveAccountError(
                 f"{name} lists no {live.market} market {symbol}{hint}: check --symbols"
             )
-    broker = CcxtBroker(exchange, broker_settings(live, symbols), clock=clock)
     _ = broker.cash  # reads the balance: refused credentials fail here, with one line
     return broker
 

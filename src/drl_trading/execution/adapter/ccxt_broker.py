@@ -686,13 +686,19 @@ class CcxtBroker:
         step = _number((market.get("precision") or {}).get("amount"), 0.0)
         return step / 2 if 0 < step < 1 else 1e-12
 
+    def load_markets(self) -> None:
+        """Load the exchange's markets once, with the bounded retries of every call (a rate
+        limit or a 5xx at start is as transient as one later; refused credentials fail at
+        once with `ExchangeAccountError`)."""
+        if not self._markets_loaded:
+            self._call("load_markets", self._ex.load_markets)
+            self._markets_loaded = True
+
     def _market(self, symbol: Symbol) -> dict[str, Any] | None:
         """The ccxt market of a project symbol (``BTCUSDT`` or ``BTC/USDT``), spot preferred."""
         if symbol in self._markets:
             return self._markets[symbol]
-        if not self._markets_loaded:
-            self._call("load_markets", self._ex.load_markets)
-            self._markets_loaded = True
+        self.load_markets()
         wanted = symbol.replace("/", "")
         matches = [
             m
