@@ -19,21 +19,13 @@ from drl_trading.execution.adapter.ccxt_broker import (
     CcxtBrokerSettings,
     venue_client_id,
 )
-from drl_trading.testing.fake_exchange import FakeExchange, MarketSpec
+from drl_trading.testing.fake_exchange import BTCUSDT, FakeExchange
 
 pytestmark = pytest.mark.integration
 
 S = Symbol("BTCUSDT")
 T0 = parse_time("2024-01-01T00:00")
-SPEC = MarketSpec(
-    symbol="BTCUSDT",
-    base="BTC",
-    quote="USDT",
-    tick_size=0.01,
-    step_size=0.00001,
-    min_qty=0.00001,
-    min_notional=5.0,
-)
+SPEC = BTCUSDT
 
 
 @pytest.fixture

@@ -9,19 +9,11 @@ import ccxt
 import polars as pl
 import pytest
 
-from drl_trading.testing.fake_exchange import BinanceError, FakeExchange, MarketSpec
+from drl_trading.testing.fake_exchange import BTCUSDT, BinanceError, FakeExchange
 
 pytestmark = pytest.mark.integration
 
-SPEC = MarketSpec(
-    symbol="BTCUSDT",
-    base="BTC",
-    quote="USDT",
-    tick_size=0.01,
-    step_size=0.00001,
-    min_qty=0.00001,
-    min_notional=5.0,
-)
+SPEC = BTCUSDT
 SYMBOL = "BTC/USDT"
 
 

@@ -27,15 +27,12 @@ from drl_trading.common.adapter.system_clock import ManualClock
 from drl_trading.common.domain import Bar, Order, Side, Symbol, Timeframe, parse_time
 from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
 from drl_trading.execution.core.records import RecordKind, TradeRecord, TradingState
-from drl_trading.testing.fake_exchange import FakeExchange, MarketSpec
+from drl_trading.testing.fake_exchange import BTCUSDT, FakeExchange
 
 pytestmark = pytest.mark.integration
 
 SYMBOL = Symbol("BTCUSDT")
-SPEC = MarketSpec(
-    symbol="BTCUSDT", base="BTC", quote="USDT", tick_size=0.01, step_size=0.00001,
-    min_qty=0.00001, min_notional=5.0,
-)  # fmt: skip
+SPEC = BTCUSDT
 KEY, SECRET = "acct-key-91f2", "acct-secret-c07e"
 ENV = {"DRL_TRADING_EXCHANGE_API_KEY": KEY, "DRL_TRADING_EXCHANGE_SECRET": SECRET}
 T0 = parse_time("2026-12-01T10:00")

@@ -23,14 +23,11 @@ from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
 from drl_trading.execution.core.reconciliation import ReconciliationRecord
 from drl_trading.execution.core.records import Checkpoint, RecordKind, TradeRecord
 from drl_trading.testing.cli_process import CLI
-from drl_trading.testing.fake_exchange import FakeExchange, MarketSpec
+from drl_trading.testing.fake_exchange import BTCUSDT, FakeExchange
 
 SYMBOL = Symbol("BTCUSDT")
 EPOCH = parse_time("1970-01-01")
-SPEC = MarketSpec(
-    symbol="BTCUSDT", base="BTC", quote="USDT", tick_size=0.01, step_size=0.00001,
-    min_qty=0.00001, min_notional=5.0,
-)  # fmt: skip
+SPEC = BTCUSDT
 API_KEY = "live-test-key-5b0c9e"
 SECRET = "live-test-secret-77d1aa"
 ENV = {"DRL_TRADING_EXCHANGE_API_KEY": API_KEY, "DRL_TRADING_EXCHANGE_SECRET": SECRET}

@@ -52,6 +52,43 @@ def fill_record_id(client_order_id: str, filled_at: datetime) -> str:
     return f"fill:{client_order_id}:{to_micros(filled_at)}"
 
 
+def fill_record(
+    record_id: str,
+    *,
+    symbol: Symbol,
+    at: datetime,
+    client_order_id: str | None,
+    side: Side,
+    quantity: float,
+    price: float,
+    fee: float,
+    realised_pnl: float,
+    origin: TradeRecord | None,
+    unattributed_check: str,
+    reason: str = "",
+) -> TradeRecord:
+    """The FILL record of a fill, live or adopted: it inherits the signal, model version, risk
+    check and signal time of its ORDER record ``origin``; without one, ``unattributed_check``
+    stands as the risk check. Quantity in base units, price and fee in quote currency."""
+    return TradeRecord(
+        record_id=record_id,
+        kind=RecordKind.FILL,
+        symbol=symbol,
+        at=at,
+        client_order_id=client_order_id,
+        signal_id=origin.signal_id if origin else None,
+        side=side,
+        quantity=quantity,
+        price=price,
+        fee=fee,
+        realised_pnl=realised_pnl,
+        model_version=origin.model_version if origin else None,
+        risk_check=origin.risk_check if origin else unattributed_check,
+        reason=reason,
+        signal_time=origin.signal_time if origin else None,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class VenueOrder:
     """An order as the venue lists it. ``amount`` and ``filled`` in base units, ``limit_price``
@@ -420,24 +457,20 @@ def adopt(rec: Reconciliation, orders: Mapping[str, TradeRecord], at: datetime) 
     known = {**orders, **{r.client_order_id: r for r in records if r.client_order_id}}
     for a in rec.adopted_fills:
         f = a.fill
-        origin = known.get(f.client_order_id or "")
         records.append(
-            TradeRecord(
-                record_id=a.record_id,
-                kind=RecordKind.FILL,
+            fill_record(
+                a.record_id,
                 symbol=f.symbol,
                 at=f.at,
                 client_order_id=f.client_order_id,
-                signal_id=origin.signal_id if origin else None,
                 side=f.side,
                 quantity=f.quantity,
                 price=f.price,
                 fee=f.fee,
                 realised_pnl=a.realised_pnl,
-                model_version=origin.model_version if origin else None,
-                risk_check=origin.risk_check if origin else "reconciliation",
+                origin=known.get(f.client_order_id or ""),
+                unattributed_check="reconciliation",
                 reason=f"adopted by reconciliation (trade {f.trade_id})",
-                signal_time=origin.signal_time if origin else None,
             )
         )
     for r in rec.resolved_orders:

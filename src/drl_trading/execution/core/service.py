@@ -51,6 +51,7 @@ from drl_trading.execution.core.reconciliation import (
     ReconcilePolicy,
     Reconciliation,
     adopt,
+    fill_record,
     fill_record_id,
     reconcile,
     reconciliation_record,
@@ -629,22 +630,18 @@ class ExecutionService:
         )
 
     def _fill_record(self, fill: Fill, realised: float) -> TradeRecord:
-        origin = self._store.order(fill.client_order_id)
-        return TradeRecord(
-            record_id=fill_record_id(fill.client_order_id, fill.filled_at),
-            kind=RecordKind.FILL,
+        return fill_record(
+            fill_record_id(fill.client_order_id, fill.filled_at),
             symbol=fill.symbol,
             at=fill.filled_at,
             client_order_id=fill.client_order_id,
-            signal_id=origin.signal_id if origin else None,
             side=fill.side,
             quantity=fill.quantity,
             price=fill.price,
             fee=fill.fee,
             realised_pnl=realised,
-            model_version=origin.model_version if origin else None,
-            risk_check=origin.risk_check if origin else "",
-            signal_time=origin.signal_time if origin else None,
+            origin=self._store.order(fill.client_order_id),
+            unattributed_check="",
         )
 
     def _halt_orders(self, *, flatten: bool) -> list[TradeRecord]:

@@ -11,10 +11,11 @@ support only: nothing under ``services`` or ``app`` imports it.
 from drl_trading.testing.fake_exchange.binance_rest import RequestRecord
 from drl_trading.testing.fake_exchange.exchange import FakeExchange
 from drl_trading.testing.fake_exchange.faults import Faults
-from drl_trading.testing.fake_exchange.markets import MarketSpec
+from drl_trading.testing.fake_exchange.markets import BTCUSDT, MarketSpec
 from drl_trading.testing.fake_exchange.matching import BinanceError, FakeFill, FakeOrder
 
 __all__ = [
+    "BTCUSDT",
     "BinanceError",
     "FakeExchange",
     "FakeFill",

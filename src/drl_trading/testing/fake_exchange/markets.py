@@ -135,3 +135,8 @@ class MarketSpec:
                 "EXPIRE_BOTH",
             ],
         }
+
+
+BTCUSDT = MarketSpec("BTCUSDT", "BTC", "USDT")
+"""Binance's BTCUSDT as the tests use it: the defaults (0.01 tick, 0.00001 step and minimum,
+5 USDT minimum notional)."""
