@@ -142,65 +142,78 @@ def simulate(
     Python loop runs over those; units and cash between them are filled forward in numpy. The
     arithmetic of each fill is the paper broker's, operation for operation.
     """
+    # the trace owns its arrays: one copy each, made here (``pos`` is closed at bankruptcy in place)
     times_us = np.asarray(times).astype("datetime64[us]")
-    open_f = np.asarray(open_, dtype=np.float64)
-    close_f = np.asarray(close, dtype=np.float64)
-    pos = np.asarray(positions, dtype=np.float64)
+    open_f = np.array(open_, dtype=np.float64)
+    close_f = np.array(close, dtype=np.float64)
+    pos = np.array(positions, dtype=np.float64)
     n = len(pos)
     if pos.ndim != 1:
         raise ValueError(f"{symbol}: positions must be one-dimensional")
     for name, arr in (("times", times_us), ("open_", open_f), ("close", close_f)):
         if arr.shape != (n + 1,):
             raise ValueError(f"{symbol}: {name} must have {n + 1} bars for {n} positions")
-    if not np.isfinite(pos).all() or (np.abs(pos) > 1.0).any():
+    # min and max carry a NaN through, which then fails the comparison (no temporary arrays)
+    if not (pos.min(initial=0.0) >= -1.0 and pos.max(initial=0.0) <= 1.0):
         raise ValueError(f"{symbol}: positions must be finite and within [-1, 1]")
-    if not (open_f > 0).all() or not (close_f > 0).all():
+    if not (open_f.min() > 0 and close_f.min() > 0):
         raise ValueError(f"{symbol}: prices must be positive")
     if not initial_equity > 0:
         raise ValueError(f"{symbol}: initial_equity must be positive, got {initial_equity}")
 
     # every decision reaches its target (by an order or as dust), so a step can only trade when
-    # its target differs from the previous step's
-    candidates = np.flatnonzero(np.abs(np.diff(pos, prepend=0.0)) > TARGET_TOLERANCE)
-    units_at = np.zeros(n, dtype=np.float64)
-    cash_at = np.full(n, np.nan)
-    cost = np.zeros(n, dtype=np.float64)
-    fees = np.zeros(n, dtype=np.float64)
-    traded = np.zeros(n, dtype=bool)
-    opens: list[float] = open_f.tolist()
-    closes: list[float] = close_f.tolist()
-    targets: list[float] = pos.tolist()
+    # its target differs from the previous step's; only those steps' prices and targets are read,
+    # gathered before leaving numpy (converting whole arrays to lists was half the run time)
+    moved = np.empty(n, dtype=np.float64)  # |pos[i] - pos[i-1]|, flat before the first step
+    moved[:1] = pos[:1]
+    np.subtract(pos[1:], pos[:-1], out=moved[1:])
+    candidates = np.flatnonzero(np.abs(moved, out=moved) > TARGET_TOLERANCE)
+    steps: list[int] = candidates.tolist()
+    targets: list[float] = pos[candidates].tolist()
+    closes: list[float] = close_f[candidates].tolist()
+    fill_opens: list[float] = open_f[candidates + 1].tolist()
     fee_bps, slip_bps, dust = costs.fee_bps, costs.slippage_bps, costs.min_order_notional
     cash, units = float(initial_equity), 0.0
-    for k in candidates.tolist():
-        price = closes[k]
-        dq = order_units(targets[k], cash + units * price, price, units)
+    # per fill: its step, the units and cash after it (starting from the flat account before
+    # the first fill), its fee and its whole cost
+    filled: list[int] = []
+    units_after, cash_after = [units], [cash]
+    paid_at: list[float] = []
+    cost_at: list[float] = []
+    for k, target, price, fill_open in zip(steps, targets, closes, fill_opens, strict=True):
+        dq = order_units(target, cash + units * price, price, units)
         if dq == 0.0 or abs(dq) * price < dust:
             continue
-        fill = market_fill_price(opens[k + 1], dq > 0, slip_bps)
+        fill = market_fill_price(fill_open, dq > 0, slip_bps)
         paid = fee(abs(dq) * fill, fee_bps)
         cash -= dq * fill + paid
         units = settle_units(units, dq)
-        units_at[k], cash_at[k], traded[k] = units, cash, True
-        fees[k] = paid
-        cost[k] = paid + abs(dq) * abs(fill - opens[k + 1])
+        filled.append(k)
+        units_after.append(units)
+        cash_after.append(cash)
+        paid_at.append(paid)
+        cost_at.append(paid + abs(dq) * abs(fill - fill_open))
 
-    # forward-fill units and cash from the last fill at or before each step
-    last = np.where(traded, np.arange(n), -1)
-    np.maximum.accumulate(last, out=last)
-    has = last >= 0
-    units_path = np.where(has, units_at[np.maximum(last, 0)], 0.0)
-    cash_path = np.where(has, cash_at[np.maximum(last, 0)], float(initial_equity))
+    # units and cash hold from each fill to the next one (or the end): one repeat each writes
+    # the whole path once
+    at = np.array(filled, dtype=np.intp)
+    held_for = np.diff(at, prepend=0, append=n)
+    units_path = np.repeat(np.array(units_after), held_for)
+    cash_path = np.repeat(np.array(cash_after), held_for)
+    cost = np.zeros(n, dtype=np.float64)
+    fees = np.zeros(n, dtype=np.float64)
+    fees[at] = paid_at
+    cost[at] = cost_at
     equity = np.empty(n + 1, dtype=np.float64)
     equity[0] = initial_equity
-    equity[1:] = cash_path + units_path * close_f[1:]
-    pos = pos.copy()
+    np.multiply(units_path, close_f[1:], out=equity[1:])
+    equity[1:] += cash_path  # cash + units * close, as each fill marks its book
     _close_at_bankruptcy(equity, pos, units_path, cost, fees)
     return SimulationTrace(
         symbol=symbol,
         times=times_us,
-        open=open_f.copy(),
-        close=close_f.copy(),
+        open=open_f,
+        close=close_f,
         equity=equity,
         position=pos,
         units=units_path,
