@@ -2,12 +2,13 @@
 
 The paper broker is the port's fake as well as its embedded adapter: it is in memory,
 deterministic and fills by documented rules, so no separate fake is kept beside it. The ccxt
-broker runs against `FakeExchange` (Binance's spot REST API, driven by the real ccxt client):
-each bar a test passes is printed there as trades at its open, low, high and close before the
-broker polls (stamped inside the bar), so a market order fills at the bar's open like the
-paper broker's (without slippage, with the exchange's fee). A spot account is long or flat
-and keeps what it filled: the tests that need a short or a restore that rewinds fills
-are skipped there, with the reason.
+broker runs against `FakeExchange`, Binance's spot REST API and its USD-M futures one (a linear
+perpetual per symbol), each driven by the real ccxt client: each bar a test passes is printed
+there as trades at its open, low, high and close before the broker polls (stamped inside the
+bar), so a market order fills at the bar's open like the paper broker's (without slippage, with
+the exchange's fee). Venues differ in two capabilities, which the tests that need them require:
+``shorts`` (a spot account is long or flat; futures and paper go short) and ``rewinds`` (an
+exchange keeps what it filled, so a restore rewinds only the ledger).
 """
 
 from __future__ import annotations
@@ -43,16 +44,18 @@ class Venue:
     see: Callable[[Bar], None] = lambda bar: None
     """What the venue itself makes of ``bar`` before a broker polls it (the fake exchange
     prints its prices as trades)."""
-    spot: bool = False
-    """Long or flat only; the exchange keeps what it filled (restore rewinds the ledger)."""
+    shorts: bool = True
+    """The venue sells what it does not hold (paper, futures); a spot account cannot."""
+    rewinds: bool = True
+    """``restore`` of an earlier snapshot undoes later fills (paper); an exchange keeps them."""
 
     def on_bar(self, broker: Broker, bar: Bar) -> list[Fill]:
         self.see(bar)
         return broker.on_bar(bar)
 
-    def skip_on_spot(self, reason: str) -> None:
-        if self.spot:
-            pytest.skip(f"spot venue: {reason}")
+    def require(self, capability: str, reason: str) -> None:
+        if not getattr(self, capability):
+            pytest.skip(f"venue without {capability}: {reason}")
 
 
 FEE_BPS, SLIPPAGE_BPS = 5.0, 2.0
@@ -79,20 +82,26 @@ def _fake_exchange_venue(fx: FakeExchange) -> Venue:
         for i, price in enumerate((bar.open, bar.low, bar.high, bar.close)):
             fx.trade(str(bar.symbol), price, liquidity=1_000.0, at=bar.open_time + i * step)
 
+    futures = fx.market_type == "usdm"
+
     def make() -> Broker:
-        settings = CcxtBrokerSettings(symbols=(S, E), cancel_after_s=None)
-        return CcxtBroker(ccxt.binance(fx.ccxt_config()), settings, sleep=lambda s: None)
+        settings = CcxtBrokerSettings(
+            symbols=(S, E), cancel_after_s=None, market_type="futures" if futures else "spot"
+        )
+        client = (ccxt.binanceusdm if futures else ccxt.binance)(fx.ccxt_config())
+        return CcxtBroker(client, settings, sleep=lambda s: None)
 
     return Venue(
         make,
         lambda bar, side: bar.open,
         lambda notional: notional * FAKE_FEE_BPS / 10_000,
         see=see,
-        spot=True,
+        shorts=futures,
+        rewinds=False,
     )
 
 
-@pytest.fixture(params=["paper", "ccxt-fake-exchange"])
+@pytest.fixture(params=["paper", "ccxt-fake-exchange", "ccxt-futures-fake-exchange"])
 def venue(request: pytest.FixtureRequest) -> Iterator[Venue]:
     if request.param == "paper":
         yield _paper()
@@ -101,7 +110,10 @@ def venue(request: pytest.FixtureRequest) -> Iterator[Venue]:
         MarketSpec(symbol="BTCUSDT", base="BTC", quote="USDT", min_notional=5.0),
         MarketSpec(symbol="ETHUSDT", base="ETH", quote="USDT", min_notional=5.0),
     ]
-    with FakeExchange(specs, balances={"USDT": CASH}, fee_bps=FAKE_FEE_BPS) as fx:
+    market_type = "usdm" if request.param == "ccxt-futures-fake-exchange" else "spot"
+    with FakeExchange(
+        specs, balances={"USDT": CASH}, fee_bps=FAKE_FEE_BPS, market_type=market_type
+    ) as fx:
         yield _fake_exchange_venue(fx)
 
 
@@ -150,7 +162,7 @@ def test_cash_and_positions_follow_the_fills(venue: Venue) -> None:
 
 
 def test_equity_is_cash_plus_positions_at_the_marks(venue: Venue) -> None:
-    venue.skip_on_spot("the test holds a short, which a spot account refuses")
+    venue.require("shorts", "the test holds a short")
     broker = venue.make()
     assert broker.equity({}) == CASH
     broker.submit(Order("long", S, Side.BUY, 2.0))
@@ -237,7 +249,7 @@ def test_snapshot_and_restore_carry_the_book_over(venue: Venue) -> None:
 
 
 def test_a_snapshot_is_not_changed_by_later_trading(venue: Venue) -> None:
-    venue.skip_on_spot("restore rewinds the ledger, not the orders the exchange already filled")
+    venue.require("rewinds", "the exchange keeps the fills the restored snapshot predates")
     broker = venue.make()
     broker.submit(Order("a", S, Side.BUY, 2.0))
     snap = broker.snapshot()
@@ -252,7 +264,7 @@ def test_a_snapshot_is_not_changed_by_later_trading(venue: Venue) -> None:
 
 
 def test_restoring_an_empty_book_starts_over(venue: Venue) -> None:
-    venue.skip_on_spot("restore rewinds the ledger, not the orders the exchange already filled")
+    venue.require("rewinds", "the exchange keeps the fills the restored snapshot predates")
     broker = venue.make()
     broker.submit(Order("a", S, Side.BUY, 2.0))
     venue.on_bar(broker, bar(S, 0, 100.0))

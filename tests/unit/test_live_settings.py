@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import ccxt
 import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
@@ -15,6 +16,7 @@ from drl_trading.app.live_broker import (
     REAL_MONEY_FLAG,
     Credentials,
     LiveAccountError,
+    broker_settings,
     build_exchange,
     check_account,
     read_credentials,
@@ -51,9 +53,14 @@ def test_unknown_exchange_is_refused_listing_the_supported() -> None:
         LiveSettings(exchange="kraken")
 
 
-def test_futures_are_not_yet_supported() -> None:
-    with pytest.raises(ValidationError, match="'futures' is not yet supported"):
-        LiveSettings(market="futures")
+def test_futures_take_a_leverage_and_spot_refuses_one() -> None:
+    assert LiveSettings(market="futures", leverage=3).leverage == 3
+    with pytest.raises(ValidationError, match="market: futures only"):
+        LiveSettings(leverage=3)
+    with pytest.raises(ValidationError, match="less than or equal to 125"):
+        LiveSettings(market="futures", leverage=200)
+    with pytest.raises(ValidationError, match="'spot' or 'futures'"):
+        LiveSettings(market="margin")  # type: ignore[arg-type]
 
 
 def test_a_real_account_needs_the_confirmation() -> None:
@@ -90,6 +97,20 @@ def test_the_exchange_client_on_the_sandbox_and_a_local_url() -> None:
     assert local.apiKey == "k" and local.options["fetchMarkets"]["types"] == ["spot"]
 
 
+def test_the_futures_client_is_binanceusdm_on_its_test_network_or_a_local_url() -> None:
+    futures = LiveSettings(market="futures", leverage=2)
+    sandbox = build_exchange(futures, Credentials("k", "s"))
+    assert sandbox.id == "binanceusdm" and sandbox.options["fetchMarkets"]["types"] == ["linear"]
+    assert "testnet.binancefuture.com" in sandbox.urls["api"]["fapiPrivate"]
+    local = build_exchange(
+        futures.model_copy(update={"api_url": "http://127.0.0.1:9999"}), Credentials("k", "s")
+    )
+    assert local.urls["api"]["fapiPrivateV3"] == "http://127.0.0.1:9999/fapi/v3"
+    assert local.exceptions["exact"]["-2019"] is ccxt.InsufficientFunds  # off the fapi host
+    settings = broker_settings(futures, [])
+    assert (settings.market_type, settings.leverage) == ("futures", 2)
+
+
 def test_config_show_holds_no_credential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DRL_TRADING_EXCHANGE_API_KEY", KEY)
     monkeypatch.setenv("DRL_TRADING_EXCHANGE_SECRET", KEY + "-secret")
@@ -105,7 +126,8 @@ def test_config_show_holds_no_credential(tmp_path: Path, monkeypatch: pytest.Mon
 @pytest.mark.parametrize(
     ("args", "said"),
     [
-        (["--market", "futures"], "'futures' is not yet supported"),
+        (["--market", "margin"], "'spot' or 'futures'"),
+        (["--leverage", "3"], "market: futures only"),
         (["--exchange", "kraken"], "supported: binance"),
         (["--no-sandbox"], "would trade real money"),
         (["--no-sandbox", REAL_MONEY_FLAG, "--source", "replay"], "only on a sandbox"),

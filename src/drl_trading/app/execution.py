@@ -38,7 +38,12 @@ class ExecutionComponents:
     """Set when composed onto a bus (`compose_execution`)."""
 
     def close(self) -> None:
+        """Close the store, and the broker where it holds connections (an exchange broker's
+        order stream)."""
         self.store.close()
+        closer = getattr(self.broker, "close", None)
+        if callable(closer):
+            closer()
 
 
 def bootstrap_execution(

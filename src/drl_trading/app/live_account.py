@@ -60,7 +60,7 @@ def account_live_settings(settings: AppSettings, account: str) -> LiveSettings:
     """``execution.live`` aimed at the venue ``account`` trades on: exchange, market and sandbox
     from its marker, so that a kill reaches that account whatever the configuration's default.
     A real account was confirmed when its session started; a kill only cancels and closes, so
-    it is not asked to confirm again."""
+    it is not asked to confirm again, nor changes a futures account's leverage."""
     live = settings.execution.live
     try:
         marker = json.loads((account_dir(settings, account) / LIVE_MARKER).read_text())
@@ -69,6 +69,7 @@ def account_live_settings(settings: AppSettings, account: str) -> LiveSettings:
     venue = {k: marker[k] for k in ("exchange", "market", "sandbox") if k in marker}
     if venue.get("sandbox") is False:
         venue["confirm_real_account"] = True
+    venue["leverage"] = None
     return LiveSettings.model_validate(live.model_dump() | venue)
 
 
@@ -210,7 +211,10 @@ def kill_live_account(
     symbols = _traded_symbols(checkpoint)
     clock = AccountClock()
     try:  # the broker stamps its orders with the wall clock, as in a running session
-        broker = build_live_broker(live, symbols, SystemClock())
+        # a kill waits a few seconds for its closing fills: REST polling, no order stream
+        broker = build_live_broker(
+            live.model_copy(update={"order_stream": False}), symbols, SystemClock()
+        )
     except LiveAccountError as exc:
         raise LiveAccountError(
             f"kill on live account {account!r} cancels its orders on {live.exchange}: {exc}"

@@ -25,12 +25,15 @@ from drl_trading.common.errors import (
 )
 from drl_trading.common.ports import Clock
 from drl_trading.execution.adapter.ccxt_broker import CcxtBroker, CcxtBrokerSettings
+from drl_trading.execution.adapter.ccxt_order_stream import CcxtOrderStream, pro_client_for
 from drl_trading.execution.core.config import LiveSettings
 
 log = structlog.get_logger(__name__)
 
 REAL_MONEY_FLAG = "--i-understand-this-trades-real-money"
 """The `live` flag that stands for ``execution.live.confirm_real_account: true``."""
+FUTURES_CLASSES = {"binance": "binanceusdm"}
+"""The ccxt class of each supported exchange's linear (USD-margined) perpetuals."""
 
 
 class LiveAccountError(UsageError):
@@ -59,6 +62,8 @@ def broker_settings(live: LiveSettings, symbols: Sequence[Symbol]) -> CcxtBroker
         max_attempts=live.max_attempts,
         first_backoff_s=live.first_backoff_s,
         max_backoff_s=max(live.max_backoff_s, live.first_backoff_s),
+        market_type=live.market,
+        leverage=live.leverage,
     )
 
 
@@ -104,25 +109,30 @@ def _read(what: str, path: Path | None, variable: str, key: str, env: Mapping[st
 
 
 def build_exchange(live: LiveSettings, credentials: Credentials) -> Any:
-    """The sync ccxt client of ``live.exchange`` with the credentials: spot markets only (no
-    currency or margin calls, which test networks lack), the test network when ``sandbox``,
-    and every REST URL on ``api_url``'s host when set (paths kept)."""
+    """The sync ccxt client of ``live.exchange`` with the credentials: its spot markets only,
+    or on ``market: futures`` its USD-M linear perpetuals (`FUTURES_CLASSES`, e.g.
+    ``ccxt.binanceusdm``); no currency or margin calls, which test networks lack; the test
+    network when ``sandbox``, and every REST URL on ``api_url``'s host when set (paths kept)."""
     check_account(live)
-    cls = getattr(ccxt, live.exchange)
-    exchange = cls(
-        {
-            "apiKey": credentials.api_key,
-            "secret": credentials.secret,
-            "enableRateLimit": True,
-            "timeout": live.timeout_ms,
-            "options": {
-                "defaultType": live.market,
-                "fetchMarkets": {"types": [live.market]},
-                "fetchCurrencies": False,
-                "fetchMargins": False,
-            },
-        }
-    )
+    futures = live.market == "futures"
+    cls = getattr(ccxt, FUTURES_CLASSES[live.exchange] if futures else live.exchange)
+    config: dict[str, Any] = {
+        "apiKey": credentials.api_key,
+        "secret": credentials.secret,
+        "enableRateLimit": True,
+        "timeout": live.timeout_ms,
+        "options": {
+            "defaultType": "swap" if futures else "spot",
+            "fetchMarkets": {"types": ["linear" if futures else "spot"]},
+            "fetchCurrencies": False,
+            "fetchMargins": False,
+        },
+    }
+    if futures and live.api_url is not None:
+        # ccxt tells Binance's futures error codes (-2019 margin, -2022 reduce-only) by the
+        # fapi host; on another host they must be the general ones
+        config["exceptions"] = {"exact": dict(cls().exceptions["linear"]["exact"])}
+    exchange = cls(config)
     if live.sandbox:
         exchange.set_sandbox_mode(True)
     if live.api_url is not None:
@@ -147,8 +157,22 @@ def build_live_broker(live: LiveSettings, symbols: Sequence[Symbol], clock: Cloc
     key, an unreachable exchange or an unknown symbol stops the session before it starts."""
     check_account(live)
     exchange = build_exchange(live, read_credentials(live))
+    stream = _order_stream(live, exchange, clock)
+    broker = CcxtBroker(exchange, broker_settings(live, symbols), clock=clock, order_stream=stream)
+    try:
+        _check_broker(broker, exchange, live, symbols)
+    except BaseException:
+        broker.close()
+        raise
+    if stream is not None:  # once the account answered: a refused key fails with one line first
+        stream.start()
+    return broker
+
+
+def _check_broker(
+    broker: CcxtBroker, exchange: Any, live: LiveSettings, symbols: Sequence[Symbol]
+) -> None:
     name = f"{live.exchange}{' (sandbox)' if live.sandbox else ''}"
-    broker = CcxtBroker(exchange, broker_settings(live, symbols), clock=clock)
     broker.load_markets()
     listed = {str(m.get("id", "")).upper(): m for m in (exchange.markets or {}).values()}
     listed |= {str(m.get("symbol", "")).replace("/", ""): m for m in listed.values()}
@@ -160,7 +184,27 @@ def build_live_broker(live: LiveSettings, symbols: Sequence[Symbol], clock: Cloc
                 f"{name} lists no {live.market} market {symbol}{hint}: check --symbols"
             )
     _ = broker.cash  # reads the balance: refused credentials fail here, with one line
-    return broker
+
+
+def _order_stream(live: LiveSettings, exchange: Any, clock: Clock) -> CcxtOrderStream | None:
+    """The user-data stream (not started) the broker books pushed fills from (spot,
+    ``order_stream``); None
+    polls every open order over REST. Futures poll: the local fake exchange the project tests
+    against serves no futures user-data stream, so that path is not proven here."""
+    if not live.order_stream or live.market != "spot":
+        return None
+    ws_url = live.ws_url
+    if ws_url is None and live.api_url is not None:
+        parts = urlsplit(live.api_url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        ws_url = f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+    first = max(live.first_backoff_s, 0.1)
+    return CcxtOrderStream(
+        lambda: pro_client_for(exchange, ws_url),
+        clock=clock,
+        first_backoff_s=first,
+        max_backoff_s=max(live.max_backoff_s, first),
+    )
 
 
 def _first_line(exc: BaseException) -> str:

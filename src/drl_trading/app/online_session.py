@@ -169,6 +169,8 @@ def run_online_session(
 
     # the heartbeat (entered on ``beats``) stops before the runtime closes the account's store
     with EmbeddedRuntime.open(settings) as runtime, ExitStack() as beats:
+        if broker is not None:
+            beats.callback(broker.close)  # its order stream's thread, even if composing fails
         bar_tf = _session_timeframe(request, runtime.market_data)
         require_base_at_least(spec, bar_tf)  # before the model loads
         plan = plan_session(

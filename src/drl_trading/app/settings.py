@@ -47,6 +47,7 @@ from drl_trading.inference.core.config import InferenceSettings
 from drl_trading.ingest.core.config import IngestSettings
 from drl_trading.preprocess.core.config import PreprocessSettings
 from drl_trading.training.core.config import TrainingSettings
+from drl_trading.training.core.tuning_config import TuningSettings
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 _YAML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("_YAML_DATA", default=None)
@@ -395,6 +396,7 @@ class AppSettings(BaseSettings):
     strategy: StrategySettings = StrategySettings()
     preprocess: PreprocessSettings = PreprocessSettings()
     training: TrainingSettings = TrainingSettings()
+    tuning: TuningSettings = TuningSettings()
     inference: InferenceSettings = InferenceSettings()
     execution: ExecutionSettings = ExecutionSettings()
     serve: ServeSettings = ServeSettings()

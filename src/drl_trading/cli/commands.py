@@ -29,6 +29,7 @@ from drl_trading.cli import (
     submit,
     trades,
     training,
+    tuning,
 )
 from drl_trading.cli.context import CliState
 from drl_trading.cli.errors import GuardedGroup
@@ -80,6 +81,7 @@ app.command("train")(training.train)
 app.command("backtest")(training.backtest)
 app.command("compare")(compare.compare)
 app.command("quickstart")(training.quickstart)
+app.command("tune")(tuning.tune)
 app.command("reproduce")(reproduce.reproduce)
 app.command("paper")(paper.paper)
 app.add_typer(live.live_app, name="live")

@@ -50,6 +50,8 @@ INTERRUPT_HINTS: dict[str, str] = {
     "preprocess": "the features stored so far are kept; rerun the same command to continue",
     "train": "no model was registered from this run (its MLflow run is marked failed); rerun the "
     "same command to train again",
+    "tune": "trials that finished are kept in the study (the one running is marked failed); "
+    "rerun the same command to continue it",
     "backtest": "the backtest did not finish (its MLflow run, if started, is marked failed); "
     "rerun the same command",
     "features": "a file being written may be incomplete; rerun the same command to write it again",

@@ -71,7 +71,18 @@ def live(
         ),
     ] = None,
     market: Annotated[
-        str | None, typer.Option(help="spot (default: execution.live.market).")
+        str | None,
+        typer.Option(
+            help="spot (long or flat) or futures (USD-M perpetuals: long or short; default: "
+            "execution.live.market)."
+        ),
+    ] = None,
+    leverage: Annotated[
+        int | None,
+        typer.Option(
+            help="futures: leverage set on each symbol at start (default: "
+            "execution.live.leverage, none: the account's)."
+        ),
     ] = None,
     real_money: Annotated[
         bool,
@@ -109,7 +120,12 @@ def live(
     settings = state(ctx).settings()
     overrides: dict[str, Any] = {
         k: v
-        for k, v in {"exchange": exchange, "sandbox": sandbox, "market": market}.items()
+        for k, v in {
+            "exchange": exchange,
+            "sandbox": sandbox,
+            "market": market,
+            "leverage": leverage,
+        }.items()
         if v is not None
     }
     if real_money:

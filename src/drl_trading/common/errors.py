@@ -125,13 +125,15 @@ class ExchangeAccountError(OperatorError):
     """The exchange refused the trading account: credentials rejected, or the key lacks a
     permission the broker needs (spot trading, this IP). Nothing was sent after it."""
 
-    def __init__(self, exchange: str, reason: str) -> None:
+    def __init__(self, exchange: str, reason: str, remedy: str | None = None) -> None:
         self.exchange = exchange
         self.reason = mask_secrets(reason)
+        remedy = remedy or (
+            "check the API key and secret (environment or key files) and the key's permissions "
+            "(spot or futures trading enabled, IP allow-list), then rerun"
+        )
         super().__init__(
-            f"exchange {exchange} refused the trading account: {self.reason}; check the API key "
-            "and secret (environment or key files) and the key's permissions (spot trading "
-            "enabled, IP allow-list), then rerun"
+            f"exchange {exchange} refused the trading account: {self.reason}; {remedy}"
         )
 
 

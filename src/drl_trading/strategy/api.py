@@ -12,11 +12,15 @@ protocol, so any object with these members works.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+
 from drl_trading.common.domain import Signal
 from drl_trading.strategy.feature_set import FeatureSetSpec, default_feature_set
+from drl_trading.strategy.tunable import Range
 
 
 class RewardContext:
@@ -70,6 +74,55 @@ class RewardContext:
 
     def as_dict(self) -> dict[str, float]:
         return {name: float(getattr(self, name)) for name in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRewardContext:
+    """What a batched reward sees at one step of all the copies of a batched environment: the
+    fields of `RewardContext`, each an array with one entry per copy (float64; ``step`` and
+    ``bars_in_position`` int64), in the same units.
+
+    A strategy may define ``reward_batch(ctx: BatchRewardContext) -> np.ndarray`` (one float
+    per copy) next to ``reward``; the batched training environment calls it once per step
+    instead of calling ``reward`` once per copy. It must compute what ``reward`` computes: the
+    two are checked against each other in the strategy's tests. The arrays are the
+    environment's own: read them inside the call, copy what you keep, and never write to them.
+    """
+
+    step: np.ndarray
+    close: np.ndarray
+    open_next: np.ndarray
+    close_next: np.ndarray
+    position_before: np.ndarray
+    position_after: np.ndarray
+    gross_return: np.ndarray
+    cost: np.ndarray
+    step_return: np.ndarray
+    equity: np.ndarray
+    peak_equity: np.ndarray
+    drawdown: np.ndarray
+    bars_in_position: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.step)
+
+    def at(self, i: int, into: RewardContext) -> RewardContext:
+        """Copy ``i``'s values as Python numbers into ``into`` (a reused `RewardContext`), for
+        a strategy's scalar ``reward``."""
+        into.step = int(self.step[i])
+        into.close = float(self.close[i])
+        into.open_next = float(self.open_next[i])
+        into.close_next = float(self.close_next[i])
+        into.position_before = float(self.position_before[i])
+        into.position_after = float(self.position_after[i])
+        into.gross_return = float(self.gross_return[i])
+        into.cost = float(self.cost[i])
+        into.step_return = float(self.step_return[i])
+        into.equity = float(self.equity[i])
+        into.peak_equity = float(self.peak_equity[i])
+        into.drawdown = float(self.drawdown[i])
+        into.bars_in_position = int(self.bars_in_position[i])
+        return into
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +189,12 @@ class BaseStrategy:
 
     def risk_parameters(self) -> RiskParameters:
         return RiskParameters()
+
+    def tunable_parameters(self) -> Mapping[str, Range]:
+        """The constructor keywords (``strategy.params``) `drl-trading tune` may search, each
+        with its range (`FloatRange`, `IntRange`, `Choice`); none by default. Optional: the
+        framework asks only strategies that define it (docs/tuning.md)."""
+        return {}
 
     def validate_signal(self, signal: Signal) -> SignalCheck:
         risk = self.risk_parameters()

@@ -1,15 +1,19 @@
-"""The `Broker` port on a real exchange, through a ccxt client (spot markets: long or flat).
+"""The `Broker` port on a real exchange, through a ccxt client: spot markets (long or flat) or,
+with ``market_type="futures"``, linear USD-margined perpetual swaps (long, short or flat; the
+futures specifics are in `ccxt_futures`).
 
 The broker keeps the book of the orders it placed (our client order id -> the exchange's client
 and order ids, the trade ids already reported) and a ledger of the account: cash and holdings
 as its reported fills made them, plus average prices, realised PnL and fees, which the exchange
-does not keep. A fresh broker opens the ledger at the exchange's balances (quote cash, the base
-holdings of the known symbols at the reference price); `restore` sets it to the stored book.
+does not keep. A fresh broker opens the ledger at the exchange's balances (spot: quote cash, the
+base holdings of the known symbols at the reference price; futures: the signed positions at their
+entry prices and the wallet less their cost, `ccxt_futures.ledger_cash`); `restore` sets it to the
+stored book.
 
 Order path. ``submit`` rounds the amount (``amount_to_precision``, truncating) and a limit price
-(``price_to_precision``), checks the market's minimum amount and minimum notional and, on spot,
-that a sell does not exceed the free base balance, all before anything is sent: a refusal is an
-``OrderAck(accepted=False)`` naming the rule and the numbers. The order then goes out with a
+(``price_to_precision``), checks the market's kind, minimum amount and minimum notional and, on
+spot, that a sell does not exceed the free base balance, all before anything is sent: a refusal
+is an ``OrderAck(accepted=False)`` naming the rule and the numbers. The order then goes out with a
 client order id derived from ours (`venue_client_id`). A send whose outcome is unknown (timeout,
 connection lost, 5xx) is resolved by fetching the order by that client id before any resend, so
 an order reaches the exchange at most once; the exchange's refusal of a duplicate client id is
@@ -18,10 +22,16 @@ after a backoff (``Retry-After`` honoured). Every retried call is bounded by
 ``CcxtBrokerSettings.max_attempts``; past it `ExchangeUnavailableError`, and refused credentials
 or permissions raise `ExchangeAccountError` (both one line, credentials masked).
 
-Fills. ``on_bar`` polls the orders of the bar's symbol (``fetch_order``, then ``fetch_my_trades``
-when the filled amount grew) and reports each exchange trade once, as it comes: a partial fill is
-a `Fill` of the increment, at the trade's price, with its fee converted to the quote currency.
-Limit orders older than ``cancel_after_s`` are cancelled there.
+Fills. ``on_bar`` reports each exchange trade of the bar's symbol's orders once, as it comes: a
+partial fill is a `Fill` of the increment, at the trade's price, with its fee converted to the
+quote currency. With an ``order_stream`` (`CcxtOrderStream`: ccxt.pro's user-data stream) the
+trades and order states it pushed are booked first, and an order is polled over REST
+(``fetch_order``, then ``fetch_my_trades`` when the filled amount grew) only when the stream
+cannot vouch for it: it was down at some point since the order's trades were last known, the
+order was restored after a restart, or the stream reported it finished with fills the broker has
+not seen yet. Without a stream (or with one that gave up) every open order is polled on every
+bar. Both paths share the seen-trade ids, so a trade pushed and polled is booked once. Limit
+orders older than ``cancel_after_s`` are cancelled there.
 
 The ledger, not the live balance, is what `cash`, `positions`, `equity` and `snapshot` report:
 it is what the service recorded, and reconciliation (`venue_state` against that book) is what
@@ -38,6 +48,7 @@ import hashlib
 import math
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -51,6 +62,9 @@ from drl_trading.common.domain import Bar, Fill, Order, Side, Symbol
 from drl_trading.common.errors import ExchangeAccountError, ExchangeUnavailableError
 from drl_trading.common.ports import Clock
 from drl_trading.common.redaction import MASK, mask_secrets
+from drl_trading.execution.adapter import ccxt_futures as futures
+from drl_trading.execution.adapter.ccxt_futures import MarketType, VenuePosition
+from drl_trading.execution.adapter.ccxt_order_stream import CcxtOrderStream
 from drl_trading.execution.core.accounting import apply_fill, signed
 from drl_trading.execution.core.reconciliation import VenueFill, VenueOrder, VenueState
 from drl_trading.execution.core.records import OrderAck, PortfolioSnapshot, Position
@@ -61,6 +75,9 @@ VENUE_CLIENT_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 """Binance's allowed client order ids (``newClientOrderId``): 1-36 of these characters."""
 _HASHED_MARK = ":"
 """Separates the prefix from a hash: a plain id never starts with it, so the forms cannot meet."""
+PUSHED_TRADES = 1_000
+"""Pushed trades kept for orders not matched yet (others' orders, or an order whose id the
+broker learns later); the oldest are dropped past it (REST polling is the fallback)."""
 _TERMINAL = frozenset({"closed", "canceled", "cancelled", "expired", "rejected"})
 
 
@@ -73,6 +90,10 @@ class CcxtBrokerSettings:
     ``positions()`` even before trading (holdings found at start); ``cancel_after_s`` cancels a
     limit order that rested this long (seconds; None keeps it); retries back off exponentially
     from ``first_backoff_s`` to ``max_backoff_s`` (seconds), ``max_attempts`` tries in all.
+    ``market_type`` is what the broker trades: ``spot`` markets, or ``futures``: the linear
+    perpetual swap of each symbol settled in ``quote_currency`` (one-way mode; a hedge-mode
+    account is refused at load); ``leverage`` (futures only) is set on each symbol at load, None
+    leaves the account's.
     """
 
     client_id_prefix: str = "drl-"
@@ -82,8 +103,16 @@ class CcxtBrokerSettings:
     max_attempts: int = 5
     first_backoff_s: float = 0.5
     max_backoff_s: float = 30.0
+    market_type: MarketType = "spot"
+    leverage: int | None = None
 
     def __post_init__(self) -> None:
+        if self.market_type not in ("spot", "futures"):
+            raise ValueError(f"market_type must be 'spot' or 'futures', got {self.market_type!r}")
+        if self.leverage is not None and (self.market_type != "futures" or self.leverage < 1):
+            raise ValueError(
+                f"leverage {self.leverage} needs market_type 'futures' and a value >= 1"
+            )
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,12}", self.client_id_prefix):
             raise ValueError(
                 f"client_id_prefix {self.client_id_prefix!r} must be 1-12 letters, digits, _ or -"
@@ -127,6 +156,9 @@ class _Tracked:
     """Base units reported as fills so far."""
     cancelled: bool = False
     done: bool = False
+    known_at: datetime | None = None
+    """A time at which every trade of the order was known (before its send, or before its last
+    REST poll); None: unknown, so the next ``on_bar`` polls it (see `CcxtOrderStream.covers`)."""
 
     @property
     def remaining(self) -> float:
@@ -147,8 +179,12 @@ class CcxtBroker:
         *,
         clock: Clock | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        order_stream: CcxtOrderStream | None = None,
     ) -> None:
         self._ex = exchange
+        self._stream = order_stream
+        self._pushed: deque[dict[str, Any]] = deque(maxlen=PUSHED_TRADES)
+        self._pushed_states: dict[str, dict[str, Any]] = {}
         self.settings = settings or CcxtBrokerSettings()
         self._clock = clock or SystemClock()
         self._sleep = sleep
@@ -161,13 +197,16 @@ class CcxtBroker:
         self._cash: float | None = None  # the ledger's quote cash; None until opened
         self._last_price: dict[Symbol, float] = {}
         self._balance: dict[str, Any] | None = None
+        self._venue_positions: dict[str, VenuePosition] | None = None
+        self._futures = self.settings.market_type == "futures"
 
     # -- the port ---------------------------------------------------------------------------
 
     @property
     def cash(self) -> float:
-        """The ledger's quote cash (quote currency): the exchange's total quote balance when the
-        ledger was opened or restored, moved by every reported fill and its quote fee."""
+        """The ledger's quote cash (quote currency): the exchange's total quote balance (futures:
+        the wallet less the positions' cost at entry) when the ledger was opened or restored,
+        moved by every reported fill and its quote fee."""
         self._open_ledger()
         assert self._cash is not None
         return self._cash
@@ -181,6 +220,7 @@ class CcxtBroker:
         market = self._market(order.symbol)
         assert market is not None  # _refusal checked it
         self._open_ledger()  # before anything is sent: the balances its fills then move
+        sent_at = self._clock.now()  # no trade of the order can be older
         placed = self._place(market, order, venue_client_id(self.settings.client_id_prefix, coid))
         if isinstance(placed, str):
             log.info("ccxt_broker.rejected", client_order_id=coid, reason=placed)
@@ -192,8 +232,9 @@ class CcxtBroker:
             venue_client_id=venue_client_id(self.settings.client_id_prefix, coid),
             venue_id=_str_or_none(venue.get("id")),
             submitted_at=self._clock.now(),
+            known_at=sent_at,
         )
-        self._balance = None
+        self._forget_account()
         log.info("ccxt_broker.accepted", client_order_id=coid, venue_id=venue.get("id"))
         return OrderAck(coid, True)
 
@@ -218,21 +259,24 @@ class CcxtBroker:
                 if self._cancel_venue(market["symbol"], venue.get("id"), client_id):
                     coid = self._service_id(client_id) or client_id
                     cancelled.append(_order_of(venue, symbol, coid))
-        self._balance = None
+        self._forget_account()
         return cancelled
 
     def on_bar(self, bar: Bar) -> list[Fill]:
         """The fills of ``bar.symbol``'s orders since the last call, each trade once; limit
         orders older than ``cancel_after_s`` are cancelled (their fills up to then reported)."""
         self._last_price[bar.symbol] = bar.close
-        self._balance = None
+        self._forget_account()
         fills: list[Fill] = []
         now = self._clock.now()
         limit = self.settings.cancel_after_s
+        self._take_pushed()
         for coid, tracked in list(self._book.items()):
             if tracked.order.symbol != bar.symbol:
                 continue
-            fills.extend(self._poll(tracked))
+            fills.extend(self._pushed_fills(tracked))
+            if not (tracked.done or self._covered(tracked)):
+                fills.extend(self._poll(tracked))
             too_old = (
                 limit is not None
                 and tracked.order.limit_price is not None
@@ -244,7 +288,13 @@ class CcxtBroker:
                     fills.extend(self._poll(tracked))
             if tracked.done:
                 del self._book[coid]
+                self._pushed_states.pop(tracked.venue_client_id, None)
         return fills
+
+    def close(self) -> None:
+        """Stop the order stream, if any (the REST client holds no connection to close)."""
+        if self._stream is not None:
+            self._stream.close()
 
     def positions(self) -> dict[Symbol, Position]:
         """Every symbol traded, restored or configured, as the ledger holds it (base units);
@@ -280,7 +330,7 @@ class CcxtBroker:
         self._positions = dict(snapshot.positions)
         self._cash = float(snapshot.cash)
         self._book = {}
-        self._balance = None
+        self._forget_account()
         for order in snapshot.open_orders:
             market = self._market(order.symbol)
             client_id = venue_client_id(self.settings.client_id_prefix, order.client_order_id)
@@ -305,9 +355,9 @@ class CcxtBroker:
     # -- for reconciliation -----------------------------------------------------------------
 
     def venue_differences(self) -> dict[Symbol, tuple[float, float]]:
-        """``(ours, venue)`` base quantities of each symbol whose exchange balance differs from
-        the broker's own fill arithmetic by more than half an amount step (plain data for the
-        reconciliation core); empty when they agree."""
+        """``(ours, venue)`` base quantities of each symbol whose exchange balance (futures: the
+        signed position) differs from the broker's own fill arithmetic by more than half an
+        amount step (plain data for the reconciliation core); empty when they agree."""
         out: dict[Symbol, tuple[float, float]] = {}
         for symbol in sorted(self._known_symbols()):
             ours = self._positions.get(symbol, Position()).quantity
@@ -319,9 +369,10 @@ class CcxtBroker:
     def venue_state(self, since: datetime) -> VenueState:
         """The exchange's view of the account for reconciliation (`VenueStateSource`): open
         orders and trades at or after ``since`` (UTC) of the known symbols, their base
-        balances and the quote cash, read now. Client order ids are given back in the
+        balances (futures: signed positions) and the quote cash (futures: `ccxt_futures.
+        ledger_cash`), read now. Client order ids are given back in the
         service's form (our prefix dropped; an id of another client is passed as it is)."""
-        self._balance = None
+        self._forget_account()
         taken_at = self._clock.now()
         since_ms = int(since.timestamp() * 1000)
         orders: list[VenueOrder] = []
@@ -352,7 +403,15 @@ class CcxtBroker:
                         status=str(venue.get("status") or "open"),
                     )
                 )
-            trades = self._call("fetch_my_trades", self._ex.fetch_my_trades, sym, since_ms)
+            trades = [
+                trade
+                for start, until in futures.trade_windows(
+                    since_ms, int(taken_at.timestamp() * 1000), self._futures
+                )
+                for trade in self._call(
+                    "fetch_my_trades", self._ex.fetch_my_trades, sym, start, None, until
+                )
+            ]
             for trade in sorted(trades, key=lambda t: (t.get("timestamp") or 0, str(t.get("id")))):
                 order_id = _str_or_none(trade.get("order"))
                 if order_id not in client_ids:
@@ -376,14 +435,19 @@ class CcxtBroker:
                         at=_from_ms(trade.get("timestamp") or since_ms),
                     )
                 )
-            positions[symbol] = self._asset_total(str(market["base"]))
+            positions[symbol] = self._venue_quantity(symbol) or 0.0
+        cash = (
+            self._futures_cash()
+            if self._futures
+            else self._asset_total(self.settings.quote_currency)
+        )
         return VenueState(
             taken_at=taken_at,
             fills_since=since,
             open_orders=tuple(orders),
             fills=tuple(fills),
             positions={s: q for s, q in positions.items() if q},
-            cash=self._asset_total(self.settings.quote_currency),
+            cash=cash,
         )
 
     def _service_id(self, client_id: Any) -> str | None:
@@ -415,8 +479,13 @@ class CcxtBroker:
         market = self._market(order.symbol)
         if market is None:
             return f"unknown_market: {order.symbol} is not a market of {self._name}"
-        if not market.get("spot", True):
-            return f"unsupported_market: {market['symbol']} is not a spot market"
+        settle = self.settings.quote_currency
+        if not futures.fits(market, self.settings.market_type, settle):
+            return (
+                f"market_type: {market['symbol']} is a {futures.kind(market)} market, this "
+                f"broker trades {futures.wanted_kind(self.settings.market_type, settle)} "
+                "(execution.live.market)"
+            )
         if market.get("quote") != self.settings.quote_currency:
             return (
                 f"quote_currency: {market['symbol']} is quoted in {market.get('quote')}, the "
@@ -445,7 +514,7 @@ class CcxtBroker:
                 f"{amount * reference:g} {market['quote']}, below {sym}'s minimum notional "
                 f"{min_cost:g}"
             )
-        if order.side is Side.SELL:
+        if order.side is Side.SELL and not self._futures:
             free = self._asset_free(str(market["base"]))
             if amount > free + self._tolerance(order.symbol):
                 return (
@@ -548,8 +617,59 @@ class CcxtBroker:
 
     # -- fills ------------------------------------------------------------------------------
 
+    # -- pushed by the order stream ----------------------------------------------------------
+
+    def _take_pushed(self) -> None:
+        """Collect what the order stream pushed since the last bar: trades (kept until the bar
+        of their order's symbol books them) and the latest state of each of our orders."""
+        if self._stream is None:
+            return
+        self._pushed.extend(self._stream.drain())
+        ours = {t.venue_id: t.venue_client_id for t in self._book.values() if t.venue_id}
+        client_ids = set(ours.values())
+        for update in self._stream.order_updates():
+            client_id = ours.get(str(update.get("id"))) or update.get("clientOrderId")
+            if client_id in client_ids:
+                self._pushed_states[str(client_id)] = update
+
+    def _pushed_fills(self, tracked: _Tracked) -> list[Fill]:
+        """Book the pushed trades of ``tracked`` (each once: the same seen-trade ids as REST);
+        done when the stream reported it closed and all of its fills are booked."""
+        if self._stream is None:
+            return []
+        fills: list[Fill] = []
+        others: deque[dict[str, Any]] = deque(maxlen=PUSHED_TRADES)
+        for trade in self._pushed:
+            order_id = _str_or_none(trade.get("order"))
+            mine = (order_id is not None and order_id == tracked.venue_id) or (
+                trade.get("clientOrderId") == tracked.venue_client_id
+            )
+            if not mine:
+                others.append(trade)
+            elif (trade_id := str(trade.get("id"))) not in tracked.seen_trades:
+                tracked.seen_trades.add(trade_id)
+                fills.append(self._book_trade(tracked, trade))
+        self._pushed = others
+        state = self._pushed_states.get(tracked.venue_client_id)
+        if state is not None and str(state.get("status")) in _TERMINAL:
+            pushed_filled = _number(state.get("filled"), math.inf)
+            if tracked.filled >= pushed_filled - self._tolerance(tracked.order.symbol):
+                tracked.done = True
+        if fills:
+            self._forget_account()
+        return fills
+
+    def _covered(self, tracked: _Tracked) -> bool:
+        """No REST poll needed: the stream has been subscribed since the order's trades were
+        last known, and has not reported it finished with fills still missing."""
+        if self._stream is None or not self._stream.covers(tracked.known_at):
+            return False
+        state = self._pushed_states.get(tracked.venue_client_id)
+        return state is None or str(state.get("status")) not in _TERMINAL
+
     def _poll(self, tracked: _Tracked) -> list[Fill]:
         """Report ``tracked``'s new trades; mark it done once closed and fully reported."""
+        tracked.known_at = self._clock.now()
         if tracked.venue_id:
             venue = self._call(
                 "fetch_order", self._ex.fetch_order, tracked.venue_id, tracked.market
@@ -572,7 +692,7 @@ class CcxtBroker:
         if str(venue.get("status")) in _TERMINAL and tracked.filled >= filled - tolerance:
             tracked.done = True
         if fills:
-            self._balance = None
+            self._forget_account()
         return fills
 
     def _trades(self, tracked: _Tracked) -> list[dict[str, Any]]:
@@ -649,8 +769,16 @@ class CcxtBroker:
     def _open_ledger(self) -> None:
         """Open a fresh broker's ledger at the exchange's balances: the quote cash, and the base
         holdings of the known symbols at the reference price (a holding bought before this
-        account existed has no recorded price); a restored broker keeps its snapshot's."""
+        account existed has no recorded price); futures: the signed positions at their entry
+        prices and `ccxt_futures.ledger_cash`. A restored broker keeps its snapshot's."""
         if self._cash is not None:
+            return
+        if self._futures:
+            self._cash = self._futures_cash()
+            for symbol in sorted(self._known_symbols()):
+                venue = self._venue_position(symbol)
+                if venue is not None and venue.quantity and symbol not in self._positions:
+                    self._positions[symbol] = Position(venue.quantity, venue.entry_price)
             return
         self._cash = self._asset_total(self.settings.quote_currency)
         for symbol in sorted(self._known_symbols()):
@@ -666,6 +794,31 @@ class CcxtBroker:
             self._balance = dict(self._call("fetch_balance", self._ex.fetch_balance))
         return self._balance
 
+    def _forget_account(self) -> None:
+        """Drop the balances and positions read: the next look reads them again."""
+        self._balance = None
+        self._venue_positions = None
+
+    def _futures_positions(self) -> dict[str, VenuePosition]:
+        """The exchange's signed positions by ccxt market symbol, read like the balances."""
+        if self._venue_positions is None:
+            raw = self._call("fetch_positions", self._ex.fetch_positions)
+            self._venue_positions = futures.signed_positions([dict(r) for r in raw or []])
+        return self._venue_positions
+
+    def _venue_position(self, symbol: Symbol) -> VenuePosition | None:
+        """The exchange's position in ``symbol``'s swap (flat if none); None if not listed."""
+        market = self._market(symbol)
+        if market is None:
+            return None
+        return self._futures_positions().get(str(market["symbol"]), VenuePosition(0.0, 0.0))
+
+    def _futures_cash(self) -> float:
+        """The exchange's account as ledger cash: wallet less the positions' entry cost."""
+        positions = self._futures_positions()
+        wallet = futures.wallet_balance(self._balances(), self.settings.quote_currency, positions)
+        return futures.ledger_cash(wallet, positions)
+
     def _asset_total(self, asset: str) -> float:
         return _number((self._balances().get("total") or {}).get(asset), 0.0)
 
@@ -673,6 +826,10 @@ class CcxtBroker:
         return _number((self._balances().get("free") or {}).get(asset), 0.0)
 
     def _venue_quantity(self, symbol: Symbol) -> float | None:
+        """The exchange's holding of ``symbol`` (base units; futures: signed position)."""
+        if self._futures:
+            held = self._venue_position(symbol)
+            return None if held is None else held.quantity
         market = self._market(symbol)
         return self._asset_total(str(market["base"])) if market else None
 
@@ -693,9 +850,20 @@ class CcxtBroker:
         if not self._markets_loaded:
             self._call("load_markets", self._ex.load_markets)
             self._markets_loaded = True
+            if self._futures:
+                self._prepare_futures_account()
+
+    def _prepare_futures_account(self) -> None:
+        """One-way mode checked and ``leverage`` set (`ccxt_futures.prepare_account`)."""
+        markets = [m for s in self.settings.symbols if (m := self._market(Symbol(s)))]
+        futures.prepare_account(
+            self._ex, self._call, self._name, markets, self.settings, self._scrub
+        )
 
     def _market(self, symbol: Symbol) -> dict[str, Any] | None:
-        """The ccxt market of a project symbol (``BTCUSDT`` or ``BTC/USDT``), spot preferred."""
+        """The ccxt market of a project symbol (``BTCUSDT`` or ``BTC/USDT``): among those with
+        that id, the kind this broker trades first (spot, or the linear swap settled in the
+        quote currency)."""
         if symbol in self._markets:
             return self._markets[symbol]
         self.load_markets()
@@ -707,7 +875,8 @@ class CcxtBroker:
         ]
         if not matches:
             return None
-        matches.sort(key=lambda m: not m.get("spot"))
+        kind, settle = self.settings.market_type, self.settings.quote_currency
+        matches.sort(key=lambda m: futures.preference(m, kind, settle))
         self._markets[symbol] = dict(matches[0])
         return self._markets[symbol]
 

@@ -65,8 +65,9 @@ class ReconciliationSettings(BaseModel):
 
 SUPPORTED_EXCHANGES = ("binance",)
 """Exchanges the ccxt broker is built and tested for (its client order ids, precision and error
-mapping follow Binance spot)."""
-SUPPORTED_MARKETS = ("spot",)
+mapping follow Binance spot and USD-M futures)."""
+MAX_LEVERAGE = 125
+"""Binance USD-M's highest leverage (the exchange refuses more than a symbol's bracket allows)."""
 DEFAULT_API_KEY_ENV = "DRL_TRADING_EXCHANGE_API_KEY"
 DEFAULT_SECRET_ENV = "DRL_TRADING_EXCHANGE_SECRET"
 _LITERAL_CREDENTIAL_KEYS = frozenset(
@@ -89,7 +90,16 @@ class LiveSettings(BaseModel):
         "binance", description=f"ccxt exchange id; supported: {', '.join(SUPPORTED_EXCHANGES)}."
     )
     market: Literal["spot", "futures"] = Field(
-        "spot", description="Market type; only spot is supported yet (long or flat)."
+        "spot",
+        description=(
+            "spot: long or flat; futures: USD-M linear perpetuals (long or short, one-way mode)."
+        ),
+    )
+    leverage: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_LEVERAGE,
+        description="futures: leverage set on each symbol at start; None keeps the account's.",
     )
     sandbox: bool = Field(
         True, description="Trade the exchange's test network (ccxt set_sandbox_mode)."
@@ -101,6 +111,20 @@ class LiveSettings(BaseModel):
     api_url: str | None = Field(
         None,
         description="Replace the host of every REST URL (tests, local gateways); None: ccxt's.",
+    )
+    order_stream: bool = Field(
+        True,
+        description=(
+            "spot: order states and fills pushed by the exchange's user-data websocket (ccxt.pro), "
+            "REST polling only while it is down; false (and on futures): REST polling every bar."
+        ),
+    )
+    ws_url: str | None = Field(
+        None,
+        description=(
+            "Replace the host of the websocket URLs (ws:// or wss://); None: derived from api_url "
+            "when set, else ccxt's."
+        ),
     )
     api_key_env: str = Field(
         DEFAULT_API_KEY_ENV, description="Environment variable holding the API key."
@@ -150,15 +174,14 @@ class LiveSettings(BaseModel):
             )
         return value
 
-    @field_validator("market")
-    @classmethod
-    def _supported_market(cls, value: str) -> str:
-        if value not in SUPPORTED_MARKETS:
+    @model_validator(mode="after")
+    def _leverage_on_futures(self) -> LiveSettings:
+        if self.leverage is not None and self.market != "futures":
             raise ValueError(
-                f"market {value!r} is not yet supported (only {', '.join(SUPPORTED_MARKETS)}: "
-                "long or flat); derivatives come with issue 14 step 7"
+                f"leverage {self.leverage} applies to market: futures only; remove "
+                "execution.live.leverage or set execution.live.market: futures"
             )
-        return value
+        return self
 
     @field_validator("api_key_env", "secret_env")
     @classmethod

@@ -13,19 +13,22 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from drl_trading.testing.fake_exchange.binance_futures import build_futures_app
 from drl_trading.testing.fake_exchange.binance_rest import (
     ExchangeState,
     RequestRecord,
     build_app,
     now_ms,
 )
+from drl_trading.testing.fake_exchange.binance_user_ws import WS_API_PATHS, UserDataStreams
 from drl_trading.testing.fake_exchange.binance_ws import WS_PATH, KlineStreams
 from drl_trading.testing.fake_exchange.faults import Faults
+from drl_trading.testing.fake_exchange.futures_account import FuturesVenue
 from drl_trading.testing.fake_exchange.klines import BarsInput, KlineBook, to_ms
 from drl_trading.testing.fake_exchange.markets import MarketSpec, dec
 from drl_trading.testing.fake_exchange.matching import FakeFill, FakeOrder, Venue
@@ -39,6 +42,11 @@ class FakeExchange:
     ``balances`` are the account's free amounts per asset at start; ``fee_bps`` is the commission
     on every fill's notional (basis points), charged in the quote asset. Use as a context manager
     (or `start` / `stop`).
+
+    ``market_type="usdm"`` makes it Binance's USD-M futures venue instead (``/fapi``, for
+    ``ccxt.binanceusdm``): the markets are linear perpetuals settled in their quote asset,
+    ``balances[quote]`` is the wallet balance, and the account is one-way, cross margin (see
+    `FuturesVenue`); `positions`, `set_position`, `set_leverage` and `set_hedge_mode` act on it.
     """
 
     def __init__(
@@ -49,13 +57,18 @@ class FakeExchange:
         *,
         api_key: str = "fake-api-key",
         secret: str = "fake-api-secret",
+        market_type: Literal["spot", "usdm"] = "spot",
     ) -> None:
+        if market_type not in ("spot", "usdm"):
+            raise ValueError(f"market_type must be 'spot' or 'usdm', got {market_type!r}")
         if not markets:
             raise ValueError("FakeExchange needs at least one MarketSpec")
         by_symbol = {m.symbol: m for m in markets}
         if len(by_symbol) != len(markets):
             raise ValueError(f"duplicate symbols in {[m.symbol for m in markets]}")
-        venue = Venue(markets=by_symbol, fee_rate=dec(fee_bps) / 10_000)
+        self.market_type = market_type
+        venue_type = FuturesVenue if market_type == "usdm" else Venue
+        venue = venue_type(markets=by_symbol, fee_rate=dec(fee_bps) / 10_000)
         for spec in markets:
             venue.account(spec.base)
             venue.account(spec.quote)
@@ -65,6 +78,7 @@ class FakeExchange:
             venue=venue, klines=KlineBook(), faults=Faults(), api_key=api_key, secret=secret
         )
         self._streams = KlineStreams(self._state)
+        self._user_streams = UserDataStreams(self._state)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -96,7 +110,9 @@ class FakeExchange:
 
     async def _serve(self) -> None:
         self._closing = asyncio.Event()
-        app = build_app(self._state, self._closing)
+        build = build_futures_app if self.market_type == "usdm" else build_app
+        app = build(self._state, self._closing)
+        self._user_streams.register(app)  # before the klines: /stream/ws/<listenKey>
         self._streams.register(app)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -110,6 +126,7 @@ class FakeExchange:
         assert self._runner is not None
         self._closing.set()
         await self._streams.close()
+        await self._user_streams.close()
         await self._runner.cleanup()
 
     def stop(self) -> None:
@@ -135,15 +152,18 @@ class FakeExchange:
         return f"http://127.0.0.1:{self._port}"
 
     def ccxt_config(self, **overrides: Any) -> dict[str, Any]:
-        """Constructor arguments for ``ccxt.binance(...)`` that talk to this fake only.
+        """Constructor arguments for ``ccxt.binance(...)`` (``ccxt.binanceusdm(...)`` on a
+        ``usdm`` fake) that talk to this fake only.
 
-        Every API base URL of ccxt's binance is pointed here (unknown paths answer 404, so nothing
-        leaves the machine), and the options keep ``load_markets`` on ``/api/v3/exchangeInfo``:
-        spot markets only, no ``sapi`` currency or margin-pair calls.
+        Every API base URL of the ccxt class is pointed here (unknown paths answer 404, so
+        nothing leaves the machine), and the options keep ``load_markets`` on this fake's
+        exchangeInfo (``/api/v3`` spot or ``/fapi/v1`` linear markets only, no ``sapi``
+        currency or margin-pair calls).
         """
         import ccxt
 
-        api_urls = ccxt.binance().urls["api"]
+        futures = self.market_type == "usdm"
+        api_urls = (ccxt.binanceusdm() if futures else ccxt.binance()).urls["api"]
         config: dict[str, Any] = {
             "apiKey": self._state.api_key,
             "secret": self._state.secret,
@@ -154,18 +174,24 @@ class FakeExchange:
                 }
             },
             "options": {
-                "fetchMarkets": {"types": ["spot"]},
+                "fetchMarkets": {"types": ["linear" if futures else "spot"]},
                 "fetchCurrencies": False,
                 "fetchMargins": False,
                 "adjustForTimeDifference": False,
             },
         }
+        if futures:
+            # ccxt picks Binance's futures error codes (-2019 margin, -2022 reduce-only, -4164
+            # notional) by the URL's host, fapi.binance.com; on 127.0.0.1 they must be general
+            linear = ccxt.binanceusdm().exceptions["linear"]
+            config["exceptions"] = {"exact": dict(linear["exact"])}
         config.update(overrides)
         return config
 
     def ccxt_pro_config(self, **overrides: Any) -> dict[str, Any]:
         """`ccxt_config` for ``ccxt.pro.binance(...)``: the websocket URLs of every market type
-        point at this fake's kline stream too (spot is the one it serves)."""
+        point at this fake's kline stream too (spot is the one it serves), the spot WebSocket
+        API (user data: ``watch_orders``, ``watch_my_trades``) at its ``/ws-api/v3``."""
         import ccxt.pro
 
         config = self.ccxt_config()
@@ -175,6 +201,9 @@ class FakeExchange:
             name: ws_base if isinstance(url, str) else {kind: ws_base for kind in url}
             for name, url in ws_urls.items()
         }
+        ws_api = dict(config["urls"]["api"]["ws"]["ws-api"])
+        ws_api["spot"] = "ws" + self.url.removeprefix("http") + WS_API_PATHS[0]
+        config["urls"]["api"]["ws"]["ws-api"] = ws_api
         config.update(overrides)
         return config
 
@@ -219,8 +248,21 @@ class FakeExchange:
         return self._streams.subscribers()
 
     def drop_websockets(self) -> None:
-        """Abort every open websocket connection now, without a close frame (a network cut)."""
+        """Abort every open websocket connection now (kline and user data streams), without a
+        close frame (a network cut)."""
         self._streams.drop_all()
+        self._user_streams.drop_all()
+
+    @property
+    def user_stream_subscribers(self) -> int:
+        """Open websocket connections subscribed to the user data stream now."""
+        return self._user_streams.subscribers()
+
+    @property
+    def user_stream_subscriptions(self) -> int:
+        """User data subscriptions accepted so far (each resubscription counts)."""
+        with self._state.lock:
+            return self._user_streams.subscriptions
 
     def set_bars(self, symbol: str, bars: BarsInput) -> None:
         """Replace ``symbol``'s 1m kline history (see `KlineBook.set_bars`); the last close becomes
@@ -310,3 +352,51 @@ class FakeExchange:
                 foreign=True,
             )
             return order.snapshot()
+
+    # the futures account (a ``market_type="usdm"`` fake)
+
+    def _futures(self) -> FuturesVenue:
+        venue = self._state.venue
+        if not isinstance(venue, FuturesVenue):
+            raise RuntimeError(
+                "this FakeExchange is spot: positions, leverage and position mode need "
+                'FakeExchange(..., market_type="usdm")'
+            )
+        return venue
+
+    @property
+    def positions(self) -> dict[str, tuple[float, float]]:
+        """``{symbol: (amount, entry_price)}`` of the open positions (signed base units, a short
+        negative; quote per base)."""
+        with self._state.lock:
+            venue = self._futures()
+            return {
+                s: (float(amount), float(entry))
+                for s, (amount, entry) in sorted(venue.positions.items())
+                if amount != 0
+            }
+
+    def set_position(self, symbol: str, amount: float, entry_price: float) -> None:
+        """Change a position behind the client's back (a manual trade on the website, a
+        liquidation): the wallet is left as it is."""
+        with self._state.lock:
+            venue = self._futures()
+            venue.market(symbol)
+            venue.positions[symbol] = [dec(amount), dec(entry_price) if amount else dec(0)]
+
+    def leverage(self, symbol: str) -> int:
+        """``symbol``'s leverage (1 until set by the client or `set_leverage`)."""
+        with self._state.lock:
+            return self._futures().leverage_of(symbol)
+
+    def set_leverage(self, symbol: str, leverage: int) -> None:
+        with self._state.lock:
+            venue = self._futures()
+            venue.market(symbol)
+            venue.leverage[symbol] = leverage
+
+    def set_hedge_mode(self, dual_side: bool) -> None:
+        """Switch the account to hedge mode (``dualSidePosition`` true) or back to one-way; the
+        fake trades one-way only (in hedge mode every order is refused with -4061)."""
+        with self._state.lock:
+            self._futures().dual_side = dual_side

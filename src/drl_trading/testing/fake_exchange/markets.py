@@ -36,7 +36,7 @@ def is_multiple(value: Decimal, step: Decimal) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class MarketSpec:
-    """One spot market of the fake exchange.
+    """One market of the fake exchange (spot, or a linear perpetual on a usdm fake).
 
     ``symbol`` is Binance's id (``BTCUSDT``); ``tick_size`` is the price increment (quote units),
     ``step_size`` and ``min_qty`` the quantity increment and minimum (base units), and
@@ -140,3 +140,10 @@ class MarketSpec:
 BTCUSDT = MarketSpec("BTCUSDT", "BTC", "USDT")
 """Binance's BTCUSDT as the tests use it: the defaults (0.01 tick, 0.00001 step and minimum,
 5 USDT minimum notional)."""
+
+BTCUSDT_PERP = MarketSpec(
+    "BTCUSDT", "BTC", "USDT", tick_size=0.1, step_size=0.001, min_qty=0.001, max_qty=1000.0
+)
+"""Binance's BTCUSDT USD-M perpetual (``BTC/USDT:USDT`` in ccxt) for a ``market_type="usdm"``
+fake: 0.1 tick, 0.001 step and minimum, 1000 BTC maximum; the minimum notional is 5 USDT (most
+USD-M symbols' value, where BTCUSDT's own is 100) so that small test accounts can trade it."""

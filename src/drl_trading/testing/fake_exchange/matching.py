@@ -11,6 +11,7 @@ access with its lock.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -104,6 +105,8 @@ class VenueOrder:
     quote_executed: Decimal = ZERO
     status: str = "NEW"
     locked: Decimal = ZERO
+    reduce_only: bool = False
+    """A futures order that may only shrink the position (``reduceOnly``); never set on spot."""
 
     @property
     def is_open(self) -> bool:
@@ -171,6 +174,10 @@ class Venue:
     orders: list[VenueOrder] = field(default_factory=list)
     fills: list[VenueFill] = field(default_factory=list)
     last_price: dict[str, Decimal] = field(default_factory=dict)
+    on_report: Callable[[VenueOrder, str, VenueFill | None], None] | None = None
+    """Called with ``(order, execution type, fill)`` on every order state change: ``NEW`` on
+    accept, ``TRADE`` per fill (with it), ``CANCELED``, ``EXPIRED``; the user data stream's
+    hook (`UserDataStreams`), so the engine carries no websocket code."""
     _next_order_id: int = 1
     _next_trade_id: int = 1
 
@@ -197,6 +204,7 @@ class Venue:
         client_order_id: str,
         now_ms: int,
         foreign: bool = False,
+        reduce_only: bool = False,
     ) -> VenueOrder:
         """Validate like Binance (filters, duplicate client id, balance), lock funds, rest it."""
         spec = self.market(symbol)
@@ -242,8 +250,8 @@ class Venue:
         notional = quote_quantity if quantity is None else None
         if notional is None and quantity is not None and reference is not None:
             notional = quantity * reference
-        if notional is not None and notional < dec(spec.min_notional):
-            raise filter_failure("NOTIONAL")
+        if notional is not None and notional < dec(spec.min_notional) and not reduce_only:
+            raise self._notional_refusal(spec)
         order = VenueOrder(
             order_id=self._next_order_id,
             client_order_id=client_order_id,
@@ -257,11 +265,21 @@ class Venue:
             created_ms=now_ms,
             updated_ms=now_ms,
             foreign=foreign,
+            reduce_only=reduce_only,
         )
         self._reserve(order, spec, reference)
         self._next_order_id += 1
         self.orders.append(order)
+        self._report(order, "NEW", None)
         return order
+
+    def _report(self, order: VenueOrder, execution: str, fill: VenueFill | None) -> None:
+        if self.on_report is not None:
+            self.on_report(order, execution, fill)
+
+    def _notional_refusal(self, spec: MarketSpec) -> BinanceError:
+        """The refusal of an order below the minimum notional (spot: the NOTIONAL filter)."""
+        return filter_failure("NOTIONAL")
 
     def _reserve(self, order: VenueOrder, spec: MarketSpec, reference: Decimal | None) -> None:
         """Lock what the order can spend: the base for a sell, notional plus fee for a buy limit.
@@ -315,6 +333,8 @@ class Venue:
             account[1] -= order.locked
             account[0] += order.locked
             order.locked = ZERO
+        if status != "FILLED":  # a fill's report (TRADE) carries FILLED
+            self._report(order, status, None)
 
     def find(
         self, symbol: str, order_id: int | None, client_order_id: str | None
@@ -397,13 +417,7 @@ class Venue:
     ) -> VenueFill:
         notional = price * qty
         fee = notional * self.fee_rate
-        base, quote = self.account(spec.base), self.account(spec.quote)
-        if order.side == "BUY":
-            _spend(quote, order, notional + fee)
-            base[0] += qty
-        else:
-            _spend(base, order, qty)
-            quote[0] += notional - fee
+        self._settle(order, spec, price, qty, fee)
         order.executed += qty
         order.quote_executed += notional
         order.updated_ms = time_ms
@@ -429,7 +443,20 @@ class Venue:
             self._finish(order, "FILLED", time_ms)
         else:
             order.status = "PARTIALLY_FILLED"
+        self._report(order, "TRADE", fill)
         return fill
+
+    def _settle(
+        self, order: VenueOrder, spec: MarketSpec, price: Decimal, qty: Decimal, fee: Decimal
+    ) -> None:
+        """Move the account for one fill (spot: base against quote, the fee in quote)."""
+        base, quote = self.account(spec.base), self.account(spec.quote)
+        if order.side == "BUY":
+            _spend(quote, order, price * qty + fee)
+            base[0] += qty
+        else:
+            _spend(base, order, qty)
+            quote[0] += price * qty - fee
 
 
 def _spend(account: list[Decimal], order: VenueOrder, amount: Decimal) -> None:

@@ -1,4 +1,5 @@
-"""`Trainer` on Stable-Baselines3 (and sb3-contrib): DummyVecEnv + VecNormalize + Monitor.
+"""`Trainer` on Stable-Baselines3 (and sb3-contrib): the job's batched environment (or
+DummyVecEnv + Monitor copies) + VecNormalize.
 
 Torch and SB3 are imported inside the functions: importing torch costs about a second, and
 processes that build the training service without training (or never train) should not pay it.
@@ -102,8 +103,14 @@ class SB3Trainer:
 
             return _init
 
-        venv: Any = DummyVecEnv([make(i) for i in range(job.n_envs)])
-        venv.seed(job.seed)
+        venv: Any
+        if job.make_batched_env is not None:
+            from drl_trading.training.adapter.sb3_batched_vec_env import seeded_vec_env
+
+            venv = seeded_vec_env(job.make_batched_env(job.n_envs), job.seed)
+        else:
+            venv = DummyVecEnv([make(i) for i in range(job.n_envs)])
+            venv.seed(job.seed)
         algorithm = job.algorithm
         gamma = float(algorithm.hyperparameters.get("gamma", 0.99))
         if job.normalize_observations or job.normalize_reward:

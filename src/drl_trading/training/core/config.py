@@ -65,7 +65,13 @@ class EnvSettings(BaseModel):
     fee_bps: float = Field(5.0, ge=0, description="Exchange fee per unit of position changed.")
     slippage_bps: float = Field(2.0, ge=0, description="Slippage per unit of position changed.")
     episode_bars: int = Field(2048, ge=16, description="Steps per training episode.")
-    n_envs: int = Field(4, ge=1, description="Environments stepped together (DummyVecEnv).")
+    n_envs: int = Field(4, ge=1, description="Environment copies stepped together.")
+    vectorized: Literal["batched", "dummy"] = Field(
+        "batched",
+        description="How the n_envs copies step: batched (all at once on numpy arrays, "
+        "BatchedTradingEnv) or dummy (one by one in SB3's DummyVecEnv); both give the same "
+        "episodes for the same seed.",
+    )
 
 
 class AlgorithmSettings(BaseModel):

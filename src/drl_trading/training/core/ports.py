@@ -19,6 +19,7 @@ from drl_trading.common.domain import Symbol, Timeframe
 from drl_trading.common.model_registry import ExperimentRun, ModelVersion
 from drl_trading.policy.package import ModelManifest, ObsNormalization
 from drl_trading.policy.predictor import Predictor
+from drl_trading.training.core.batched_env import BatchedTradingEnv
 from drl_trading.training.core.config import AlgorithmSettings
 from drl_trading.training.core.env import TradingEnv
 
@@ -44,6 +45,9 @@ class FitJob:
     """Learn running observation statistics and train on standardised observations."""
     normalize_reward: bool
     """Scale rewards by the running standard deviation of the discounted return."""
+    make_batched_env: Callable[[int], BatchedTradingEnv] | None = None
+    """Builds the ``n_envs`` copies as one `BatchedTradingEnv` (the same episodes as ``make_env``
+    copies, stepped together on arrays); None: the trainer steps ``make_env`` copies."""
 
 
 @dataclass(frozen=True, slots=True)

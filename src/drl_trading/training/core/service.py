@@ -17,7 +17,7 @@ from drl_trading.common.bar_windows import bar_closes, bars_per_year
 from drl_trading.common.calendar import CalendarBook, MarketCalendar
 from drl_trading.common.costs import CostModel
 from drl_trading.common.domain import Symbol, Timeframe, TimeRange, from_micros, to_micros
-from drl_trading.common.feature_dataset import load_feature_matrix
+from drl_trading.common.feature_dataset import FeatureDataset, load_feature_matrix
 from drl_trading.common.market_series import MarketSeries
 from drl_trading.common.model_registry import (
     CHAMPION,
@@ -34,6 +34,7 @@ from drl_trading.strategy.api import Strategy
 from drl_trading.strategy.feature_set import FeatureSetSpec
 from drl_trading.strategy.feature_view import view_for
 from drl_trading.training.core.backtest_report import annualisation_line, backtest_documents
+from drl_trading.training.core.batched_env import BatchedTradingEnv
 from drl_trading.training.core.config import TrainingSettings
 from drl_trading.training.core.dataset import (
     Splits,
@@ -65,6 +66,7 @@ from drl_trading.training.core.progress import ProgressCallback, TrainingCurve
 from drl_trading.training.core.trials import MODEL_NAME_TAG, past_trials
 
 __all__ = [
+    "TrainingData",
     "TrainingError",
     "TrainingRequest",
     "TrainingResult",
@@ -101,6 +103,19 @@ class TrainingRequest:
     data_timeframe: Timeframe | None = None
     """The timeframe the symbols' bars were ingested under (recorded in the model's manifest);
     None: the service's ``data_timeframe`` lookup decides (default 1m)."""
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """A request's stored features and the splits cut from them (`TrainingService.prepare`)."""
+
+    view_name: str
+    calendar: MarketCalendar | None
+    data_timeframe: Timeframe
+    dataset: FeatureDataset
+    splits: Splits
+    periods_per_year: float
+    """Base bars per year over the usable range (`TrainingService.periods_per_year`)."""
 
 
 @dataclass(frozen=True)
@@ -214,7 +229,9 @@ class TrainingService:
 
     # -- the workflow ---------------------------------------------------------------------------
 
-    def train(self, request: TrainingRequest) -> TrainingResult:
+    def prepare(self, request: TrainingRequest) -> TrainingData:
+        """The stored features of ``request``, cut into the configured splits (what `train`
+        and a tuning trial, `training.core.tuning`, start from)."""
         cfg = self.settings
         spec = self.feature_set
         view = view_for(spec)
@@ -243,6 +260,15 @@ class TrainingService:
             train_length=cfg.split.train_length,
         )
         ppy = self.periods_per_year(calendar, usable)
+        return TrainingData(view.name, calendar, data_tf, dataset, splits, ppy)
+
+    def train(self, request: TrainingRequest) -> TrainingResult:
+        cfg = self.settings
+        spec = self.feature_set
+        view = view_for(spec)
+        data = self.prepare(request)
+        calendar, data_tf, dataset = data.calendar, data.data_timeframe, data.dataset
+        splits, ppy = data.splits, data.periods_per_year
         calendar_name = ALWAYS_OPEN if calendar is None else calendar.name
         columns = spec.columns
         frame = dataset.frame
@@ -505,8 +531,13 @@ class TrainingService:
         cfg = self.settings
         reward = self.strategy.reward
 
+        reward_batch = getattr(self.strategy, "reward_batch", None)  # optional in the SDK
+
         def make_env() -> TradingEnv:
             return TradingEnv(series, reward, env_cfg)
+
+        def make_batched_env(n_envs: int) -> BatchedTradingEnv:
+            return BatchedTradingEnv(series, reward, env_cfg, n_envs, batch_reward=reward_batch)
 
         job = FitJob(
             make_env=make_env,
@@ -516,6 +547,7 @@ class TrainingService:
             seed=seed,
             normalize_observations=cfg.normalize_observations,
             normalize_reward=cfg.normalize_reward,
+            make_batched_env=make_batched_env if cfg.env.vectorized == "batched" else None,
         )
         return self.trainer.fit(job, TrainingCurve(self.on_progress, run, fold, folds))
 
