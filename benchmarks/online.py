@@ -7,6 +7,11 @@ fixture builds it. Then N 1m bars (both symbols interleaved, default 10,000) are
 the in-memory bus, Feast's online store), the market clock moved to each bar's close, twice:
 with ``execution.store`` = sqlite (the default) and memory.
 
+In the same run, alternating with the real path (``--rounds``, default 3, in the other order
+every other round), the floor (`replay_floor`: the same bars on the in-memory bus, handlers that
+only forward, plus the irreducible store calls): it prints total p99 / floor p99 and each stage's
+overhead above the floor, for every bar and for the base-bar closes apart.
+
 Per bar the wall time of ``pump(1) + run_until_idle()`` is recorded: in one process that is the
 whole path from a closed bar to the acknowledged order. Bars whose close completes a base (5m)
 bar run inference and execution and are reported apart from the other minutes. Stages are timed
@@ -14,7 +19,7 @@ by wrapping, in this process only, the bus handlers (patched on their classes be
 subscribes them, since the bus keeps the bound methods) and the market-data / feature-store
 methods they call; nested stages (a store call inside a handler) are indented under it.
 
-    .venv/bin/python benchmarks/online.py [--bars 10000] [--home DIR] [--keep]
+    .venv/bin/python benchmarks/online.py [--bars 10000] [--rounds 3] [--home DIR] [--keep]
 
 With ``--home`` an existing home that already holds the data and a champion is reused (set-up is
 skipped when it has an MLflow database); ``--keep`` leaves the temporary home in place.
@@ -257,6 +262,160 @@ def replay(settings: AppSettings, label: str, n_bars: int) -> RunResult:
     return RunResult(label, bars, seconds, probe, counts, predictions)
 
 
+def replay_floor(settings: AppSettings, label: str, n_bars: int) -> RunResult:
+    """The embedded floor on the same bars: the same paced-by-clock `ReplaySource` over the
+    same market data, the in-memory bus as the runtime builds it with the same consumer groups
+    and topics, and handlers that only forward the event they got, plus the store calls the
+    path cannot do without:
+
+    * preprocess, at a base-bar close: the Feast online write of one feature vector (inference
+      in another process, or after a restart, reads it there: it must be written before the
+      completion is announced); other minutes: nothing.
+    * inference: the online read of that vector (served from the store's own-writes cache, as
+      in the real path).
+    * execution, per signal: one commit of the execution store (the checkpoint, unchanged, and
+      one SKIP record with the signal id marked processed: the durable trace that makes a
+      redelivered signal safe to drop, which must precede the acknowledgement); per bar:
+      nothing (the per-bar mark commit keeps state, not a decision, and could be batched).
+
+    Not counted as irreducible: ingest's validation and the staging of the 1m bar (the write
+    itself is flushed after the ack in both runs), resampled-bar storage, the indicators, the
+    policy and the risk engine: that is the work the floor leaves out on purpose."""
+    from drl_trading.app.infrastructure import build_bus, build_feature_store, build_market_data
+    from drl_trading.common.adapter.memory_bus import InMemoryBus
+    from drl_trading.common.domain import utc
+    from drl_trading.common.events import Event, Topic
+    from drl_trading.execution.adapter.memory_store import InMemoryExecutionStore
+    from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
+    from drl_trading.execution.core.records import Checkpoint, PortfolioSnapshot, TradeRecord
+    from drl_trading.execution.core.risk import initial_risk_state
+    from drl_trading.strategy.feature_view import view_for
+    from latency_floor import bar_request, closes_base
+
+    spec = feature_set_for(settings)
+    base = spec.base_timeframe
+    view = view_for(spec)
+    clock = ManualClock(REPLAY_START)
+    probe = Probe()
+    end = REPLAY_START + timedelta(minutes=n_bars // len(SYMBOLS) + 1, days=1)
+    t0 = time.perf_counter()
+    bus = build_bus(
+        settings.model_copy(update={"bus": settings.bus.model_copy(update={"kind": "memory"})})
+    )
+    assert isinstance(bus, InMemoryBus)
+    md, fs = build_market_data(settings), build_feature_store(settings)
+    ex = settings.execution
+    store = (
+        InMemoryExecutionStore()
+        if ex.store == "memory"
+        else SQLiteExecutionStore(ex.store_path or settings.home / "execution.sqlite")
+    )
+    try:
+        vectors = fs.online_features(view, list(SYMBOLS))
+        values = {
+            s: vectors[s].values if s in vectors else (0.0,) * len(view.columns) for s in SYMBOLS
+        }
+        checkpoint = Checkpoint(
+            PortfolioSnapshot(ex.initial_cash), initial_risk_state(ex.initial_cash, clock.now())
+        )
+        store.commit(checkpoint)  # the first commit writes the whole checkpoint: not timed
+
+        def preprocess(event: Event) -> None:
+            if not closes_base(event, base):
+                return
+            symbol = event.symbols[0]  # type: ignore[attr-defined]
+            fs.write_online(view, symbol, event.bar_close_time, values[symbol])  # type: ignore[attr-defined]
+            bus.publish(Topic.PREPROCESS_COMPLETED_ONLINE, event, key=str(symbol))
+
+        def inference(event: Event) -> None:
+            symbol = event.symbols[0]  # type: ignore[attr-defined]
+            fs.online_features(view, [symbol])
+            bus.publish(Topic.PREDICT_COMPLETED, event, key=str(symbol))
+
+        def decided(event: Event) -> None:
+            symbol = event.symbols[0]  # type: ignore[attr-defined]
+            record = TradeRecord(
+                f"floor-{event.event_id}",
+                RecordKind.SKIP,
+                symbol,
+                clock.now(),
+                signal_id=event.event_id,
+                risk_check="floor",
+                signal_time=utc(event.bar_close_time),  # type: ignore[attr-defined]
+            )
+            store.commit(checkpoint, [record], processed_signal_id=event.event_id)
+
+        wrapped = {
+            "preprocess.on_preprocess_requested": probe.wrap(
+                "preprocess.on_preprocess_requested", preprocess
+            ),
+            "inference.on_preprocess_completed": probe.wrap(
+                "inference.on_preprocess_completed", inference
+            ),
+            "execution.on_bar_request": probe.wrap("execution.on_bar_request", lambda event: None),
+            "execution.on_prediction": probe.wrap("execution.on_prediction", decided),
+        }
+        for name in ("write_online", "online_features"):
+            fs_method = getattr(fs, name)
+            setattr(fs, name, probe.wrap(f"feature_store.{name}", fs_method))
+        # the topology's groups and topics (`drl_trading.app.topology`), in its order
+        bus.subscribe(
+            Topic.PREPROCESS_REQUESTED,
+            group="preprocess",
+            handler=wrapped["preprocess.on_preprocess_requested"],
+        )
+        bus.subscribe(
+            Topic.PREPROCESS_COMPLETED_ONLINE,
+            group="inference",
+            handler=wrapped["inference.on_preprocess_completed"],
+        )
+        bus.subscribe(
+            Topic.PREDICT_COMPLETED, group="execution", handler=wrapped["execution.on_prediction"]
+        )
+        bus.subscribe(
+            Topic.PREPROCESS_REQUESTED,
+            group="execution",
+            handler=wrapped["execution.on_bar_request"],
+        )
+        source = RecordingSource(ReplaySource(md, SYMBOLS, base.floor(REPLAY_START), end), clock)
+        bars_iter = iter(source.bars())
+        warm = time.perf_counter() - t0
+        bars = 0
+        started = time.perf_counter()
+        while bars < n_bars:
+            t0 = time.perf_counter()
+            bar = next(bars_iter, None)
+            if bar is not None:
+                close = bar.open_time + bar.timeframe.duration
+                bus.publish(
+                    Topic.PREPROCESS_REQUESTED,
+                    bar_request(bar, close, time.time()),
+                    key=str(bar.symbol),
+                )
+            t1 = time.perf_counter()
+            if bar is None:
+                probe.flush(None)
+                break
+            while bus.poll(1_000_000):
+                pass
+            t2 = time.perf_counter()
+            probe.add("pump(1): ingest accept + publish", t1 - t0)
+            probe.add("run_until_idle()", t2 - t1)
+            probe.add("bar close -> ack", t2 - t0)
+            probe.flush("base" if base.floor(bar.close_time) == bar.close_time else "other")
+            bars += 1
+        seconds = time.perf_counter() - started
+    finally:
+        store.close()
+        close_fs = getattr(fs, "close", None)
+        if close_fs is not None:
+            close_fs()
+        md.close()
+    print(f"[{label}] floor opened its stores: {warm:.1f} s")
+    decisions = probe.get("execution.on_prediction").count
+    return RunResult(label, bars, seconds, probe, {"skip": decisions}, decisions)
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1e3:8.3f}"
 
@@ -308,11 +467,50 @@ def report(result: RunResult, base: Timeframe) -> None:
     )
 
 
+FLOOR_STAGES: tuple[tuple[str, str], ...] = (
+    ("bar close -> ack", "bar close -> ack"),
+    ("pump(1): ingest accept + publish", "pump(1): ingest accept + publish"),
+    ("run_until_idle()", "run_until_idle()"),
+    ("preprocess.on_preprocess_requested", "preprocess.on_preprocess_requested"),
+    ("  feature_store.write_online", "feature_store.write_online"),
+    ("inference.on_preprocess_completed", "inference.on_preprocess_completed"),
+    ("  feature_store.online_features", "feature_store.online_features"),
+    ("execution.on_bar_request", "execution.on_bar_request"),
+    ("execution.on_prediction", "execution.on_prediction"),
+    ("ingest.on_store_resampled (no floor)", "ingest.on_store_resampled"),
+)
+
+
+def report_floor(store: str, real: list[RunResult], floor: list[RunResult]) -> None:
+    """The real runs against the floor runs of the same rounds: p50/p99 per stage (the phase
+    of the whole bar, and the base closes apart, where inference and execution run)."""
+    from latency_floor import print_floor_table
+
+    def table(result: RunResult, phase: str) -> dict[str, tuple[float, float]]:
+        out = {}
+        for _, stage in FLOOR_STAGES:
+            h = result.probe.get(stage, phase)
+            if h.count:
+                snap = h.snapshot()
+                out[stage] = (snap.p50 * 1e3, snap.p99 * 1e3)
+        return out
+
+    for phase, what in (("all", "every bar"), ("base", "bars closing a base bar")):
+        print_floor_table(
+            f"execution.store = {store}, {what}: real path against the floor",
+            FLOOR_STAGES,
+            [table(r, phase) for r in real],
+            [table(f, phase) for f in floor],
+            "bar close -> ack",
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     ap.add_argument("--bars", type=int, default=10_000, help="1m bars to replay (all symbols)")
     ap.add_argument("--home", type=Path, default=None, help="default: a temporary directory")
     ap.add_argument("--keep", action="store_true", help="keep the temporary home")
+    ap.add_argument("--rounds", type=int, default=3, help="real/floor rounds, alternating")
     args = ap.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="drl-online-bench-"))
     print(
@@ -324,18 +522,22 @@ def main() -> None:
     try:
         settings = build_home(home)
         base = feature_set_for(settings).base_timeframe
-        results = []
         for store in ("sqlite", "memory"):
-            run_dir = home / "bench-online" / store
-            shutil.rmtree(run_dir, ignore_errors=True)
-            run_dir.mkdir(parents=True)
-            execution = settings.execution.model_copy(
-                update={"store": store, "store_path": run_dir / f"execution.{store}"}
-            )
-            run_settings = settings.model_copy(update={"execution": execution})
-            results.append(replay(run_settings, store, args.bars))
-        for result in results:
-            report(result, base)
+            real: list[RunResult] = []
+            floor: list[RunResult] = []
+            for r in range(args.rounds):
+                runs = [("real", replay, real), ("floor", replay_floor, floor)]
+                for kind, run, into in runs if r % 2 == 0 else runs[::-1]:
+                    run_dir = home / "bench-online" / f"{store}-{kind}-{r}"
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                    run_dir.mkdir(parents=True)
+                    execution = settings.execution.model_copy(
+                        update={"store": store, "store_path": run_dir / f"execution.{store}"}
+                    )
+                    run_settings = settings.model_copy(update={"execution": execution})
+                    into.append(run(run_settings, f"{store} {kind} {r + 1}", args.bars))
+            report(real[-1], base)
+            report_floor(store, real, floor)
     finally:
         if args.home is None and not args.keep:
             shutil.rmtree(home, ignore_errors=True)
