@@ -61,8 +61,9 @@ def test_a_core_importing_its_adapter_breaks_a_contract(tmp_path: Path) -> None:
 
 def test_the_inference_process_imports_no_training_stack() -> None:
     """What `serve inference` imports to compose itself (the MLflow registry included). Of the
-    training package it loads only the settings schema of its section: the configuration is
-    validated as a whole in every process, so a typo in any section is reported at start."""
+    training package it loads only the settings schemas of its sections (training, tuning): the
+    configuration is validated as a whole in every process, so a typo in any section is
+    reported at start."""
     code = (
         "import sys\n"
         "import drl_trading.app.services, drl_trading.app.inference\n"
@@ -77,7 +78,12 @@ def test_the_inference_process_imports_no_training_stack() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
     )
     assert out.stdout.strip() == str(
-        ["drl_trading.training", "drl_trading.training.core", "drl_trading.training.core.config"]
+        [
+            "drl_trading.training",
+            "drl_trading.training.core",
+            "drl_trading.training.core.config",
+            "drl_trading.training.core.tuning_config",
+        ]
     )
 
 
