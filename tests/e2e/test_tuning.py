@@ -22,7 +22,7 @@ from drl_trading.app.tuning import TuneRequest, study_storage, tune
 from drl_trading.common.domain import Symbol, TimeRange
 from drl_trading.testing.cli_process import CLI, run_cli, said
 from drl_trading.testing.tiny_training import PERMISSIVE_GATE, tiny_quickstart_config
-from drl_trading.training.core import tuning as core_tuning
+from drl_trading.training.core import service as core_service
 from drl_trading.training.core.trials import past_trials
 from tests.conftest import postgres_schema, require_server
 
@@ -83,7 +83,7 @@ def test_a_study_nests_its_trials_counts_them_and_never_reads_the_test_range(
     before = past_trials(registry, model_name_for(settings), "").count
 
     built: list[tuple[TimeRange | None, Any]] = []
-    real = core_tuning.series_from_frame
+    real = core_service.series_from_frame  # a trial's folds are cut by TrainingService.fit_fold
 
     def spy(frame: pl.DataFrame, *args: Any, **kwargs: Any) -> Any:
         built.append(
@@ -91,7 +91,7 @@ def test_a_study_nests_its_trials_counts_them_and_never_reads_the_test_range(
         )
         return real(frame, *args, **kwargs)
 
-    monkeypatch.setattr(core_tuning, "series_from_frame", spy)
+    monkeypatch.setattr(core_service, "series_from_frame", spy)
     lines = []
     summary = tune(settings, TuneRequest("nested", SYMBOLS, RANGE, trials=3, seed=1), lines.append)
     assert [t.number for t in summary.trials] == [0, 1, 2]

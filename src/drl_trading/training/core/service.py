@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from drl_trading.common.bar_windows import bar_closes, bars_per_year
 from drl_trading.common.calendar import CalendarBook, MarketCalendar
 from drl_trading.common.costs import CostModel
@@ -37,6 +39,7 @@ from drl_trading.training.core.backtest_report import annualisation_line, backte
 from drl_trading.training.core.batched_env import BatchedTradingEnv
 from drl_trading.training.core.config import TrainingSettings
 from drl_trading.training.core.dataset import (
+    Fold,
     Splits,
     fingerprint,
     make_splits,
@@ -65,7 +68,24 @@ from drl_trading.training.core.ports import (
 from drl_trading.training.core.progress import ProgressCallback, TrainingCurve
 from drl_trading.training.core.trials import MODEL_NAME_TAG, past_trials
 
+
+@dataclass(frozen=True, slots=True)
+class FoldInputs:
+    """What every fold of one run trains on: the feature ``frame`` and its ``columns``, the
+    ``base`` timeframe and ``calendar`` the series are cut by, the environment, ``total`` steps
+    per fit and the run's number of ``fits`` (folds x seeds)."""
+
+    frame: pl.DataFrame
+    columns: tuple[str, ...]
+    base: Timeframe
+    calendar: MarketCalendar | None
+    env_cfg: EnvConfig
+    total: int
+    fits: int
+
+
 __all__ = [
+    "FoldInputs",
     "TrainingData",
     "TrainingError",
     "TrainingRequest",
@@ -348,28 +368,13 @@ class TrainingService:
             )
             fits = len(splits.folds) * cfg.seeds
             for k, fold in enumerate(splits.folds):
-                train_series = series_from_frame(frame, columns, base, fold.train, calendar)
-                val_series = series_from_frame(frame, columns, base, fold.validation, calendar)
-                if not train_series or not val_series:
-                    raise TrainingError(
-                        f"fold {k}: no usable bars in train {fold.train} or validation "
-                        f"{fold.validation}"
-                    )
-                seed_results: list[BacktestResult] = []
-                for s in range(cfg.seeds):
-                    fit = self._fit(
-                        train_series, env_cfg, total, k * cfg.seeds + s, fits, run, seed_of(cfg, s)
-                    )
-                    result = self._backtest(
-                        Predictor(manifest, fit.normalization, fit.model),
-                        val_series,
-                        ppy,
-                        annualised,
-                    )
-                    seed_results.append(result)
-                    if s == 0:  # the configured seed's model is the one registered
-                        fitted, validation = fit, result
-                        predictor = Predictor(manifest, fit.normalization, fit.model)
+                seeded = self.fit_fold(
+                    k, fold, FoldInputs(frame, columns, base, calendar, env_cfg, total, fits),
+                    run, manifest, ppy, annualised,
+                )  # fmt: skip
+                fitted, validation = seeded[0]  # the configured seed's model is the one registered
+                predictor = Predictor(manifest, fitted.normalization, fitted.model)
+                seed_results = [result for _, result in seeded]
                 outcomes.append(fold_outcome(k, fold.validation, seed_results))
                 assert validation is not None
                 summary = {
@@ -515,6 +520,37 @@ class TrainingService:
                 if key in r.metrics:
                     return r.metrics[key]
         return None
+
+    def fit_fold(
+        self,
+        k: int,
+        fold: Fold,
+        inputs: FoldInputs,
+        run: ExperimentRun,
+        manifest: ModelManifest,
+        ppy: float,
+        annualised: str | None,
+    ) -> list[tuple[FittedModel, BacktestResult]]:
+        """Fold ``k``: one model per seed (``training.seeds``, the configured seed first) trained
+        on its training range and backtested on its validation range; the fits are numbered
+        ``k * seeds + s`` of ``inputs.fits`` for progress. `train` and a tuning trial share it,
+        so both count seeds and fits the same way."""
+        cfg = self.settings
+        i = inputs
+        train_series = series_from_frame(i.frame, i.columns, i.base, fold.train, i.calendar)
+        val_series = series_from_frame(i.frame, i.columns, i.base, fold.validation, i.calendar)
+        if not train_series or not val_series:
+            raise TrainingError(
+                f"fold {k}: no usable bars in train {fold.train} or validation {fold.validation}"
+            )
+        seeded: list[tuple[FittedModel, BacktestResult]] = []
+        for s in range(cfg.seeds):
+            fit = self._fit(
+                train_series, i.env_cfg, i.total, k * cfg.seeds + s, i.fits, run, seed_of(cfg, s)
+            )
+            predictor = Predictor(manifest, fit.normalization, fit.model)
+            seeded.append((fit, self._backtest(predictor, val_series, ppy, annualised)))
+        return seeded
 
     def _fit(
         self,

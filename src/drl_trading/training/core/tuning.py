@@ -21,10 +21,7 @@ from typing import Protocol
 
 import polars as pl
 
-from drl_trading.evaluation.backtest import BacktestResult
-from drl_trading.policy.predictor import Predictor
 from drl_trading.training.core.backtest_report import annualisation_line
-from drl_trading.training.core.dataset import series_from_frame
 from drl_trading.training.core.evidence import (
     Evidence,
     FoldOutcome,
@@ -35,10 +32,9 @@ from drl_trading.training.core.evidence import (
 from drl_trading.training.core.search_space import Suggest, TrialParameters
 from drl_trading.training.core.service import (
     ALWAYS_OPEN,
-    TrainingError,
+    FoldInputs,
     TrainingRequest,
     TrainingService,
-    seed_of,
 )
 from drl_trading.training.core.trials import MODEL_NAME_TAG, past_trials
 
@@ -150,21 +146,10 @@ def evaluate_trial(
                 "seed": cfg.seed,
             }
         )
+        inputs = FoldInputs(frame, columns, base, calendar, env_cfg, total, fits)
         for k, fold in enumerate(folds):
-            train_series = series_from_frame(frame, columns, base, fold.train, calendar)
-            val_series = series_from_frame(frame, columns, base, fold.validation, calendar)
-            if not train_series or not val_series:
-                raise TrainingError(
-                    f"fold {k}: no usable bars in train {fold.train} or validation "
-                    f"{fold.validation}"
-                )
-            results: list[BacktestResult] = []
-            for s in range(cfg.seeds):
-                fit = service._fit(
-                    train_series, env_cfg, total, k * cfg.seeds + s, fits, run, seed_of(cfg, s)
-                )
-                predictor = Predictor(manifest, fit.normalization, fit.model)
-                results.append(service._backtest(predictor, val_series, ppy, annualised))
+            seeded = service.fit_fold(k, fold, inputs, run, manifest, ppy, annualised)
+            results = [result for _, result in seeded]
             outcomes.append(fold_outcome(k, fold.validation, results))
             value = oos_sharpe(outcomes, ppy)
             run.log_metrics(
