@@ -1,5 +1,7 @@
 """Benchmarks of the distributed deployment on the local stack (bash scripts/stack.sh up).
 
+0. Execution's commit of a bar that only moved the marks, durable (before issue 15's latency
+   fixes) against not durable at once (``synchronous_commit`` off), alternated: their ratio.
 1. PostgreSQL market data: upsert of N 1m bars (binary COPY + upsert), the same again (every row
    an update), and a range read (binary COPY out), rows/s.
 2. Backfill through Kafka + PostgreSQL: N synthetic 1m bars ingested (validated, written to
@@ -13,10 +15,13 @@
    In the same run, alternating with the services (``--rounds``, default 3, each replaying
    ``--online-bars / rounds`` consecutive bars), the latency floor: the same four processes,
    topics, client settings and bars with handlers that only forward (`latency_floor.py`); it
-   prints total p99 / floor p99 and each stage's overhead above the floor's hop.
+   prints total p99 / floor p99 and each stage's overhead above the floor's hop. With
+   ``--compare-old``, each round also replays the next slice of as many bars with the services
+   as they were before issue 15's latency fixes (`old_behaviour.py`), on the same account and
+   topics, and prints their ratio to the same round's floor.
 
     .venv/bin/python benchmarks/distributed.py [--bars N] [--online-bars N] [--rounds N]
-        [--skip-online] [--only-online]
+        [--skip-online] [--only-online] [--only-commits] [--compare-old]
 """
 
 from __future__ import annotations
@@ -135,16 +140,63 @@ def backfill(n: int, home: Path) -> None:
     print(f"  ingest -> preprocess end to end                              {rate(n, t2 - t0)}")
 
 
+def mark_commits(n: int, rounds: int = 5) -> None:
+    """Execution's commit of a bar that only moved the marks, on PostgreSQL: durable (as before
+    issue 15's latency fixes: the commit waits for the WAL flush) against ``durable=False``
+    (``synchronous_commit`` off for that transaction), alternating in rounds of ``n`` commits;
+    the ratio per round, median (min..max)."""
+    import statistics
+
+    from drl_trading.execution.adapter.postgres_store import PostgresExecutionStore
+    from drl_trading.execution.core.records import Checkpoint, Mark, PortfolioSnapshot
+    from drl_trading.execution.core.risk import initial_risk_state
+    from latency_floor import spread
+
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    store = PostgresExecutionStore(DSN, schema=schema)
+    t0 = TimeRange.parse("2024-01-01", "2024-01-02").start
+    risk = initial_risk_state(10_000.0, t0)
+    times: dict[bool, list[float]] = {True: [], False: []}
+    try:
+        minute = 0
+        for r in range(rounds):
+            for durable in (True, False) if r % 2 == 0 else (False, True):
+                laps = []
+                for _ in range(n):
+                    minute += 1
+                    cp = Checkpoint(
+                        PortfolioSnapshot(10_000.0),
+                        risk,
+                        marks={SYMBOLS[0]: Mark(100.0 + minute, t0 + timedelta(minutes=minute))},
+                    )
+                    started = time.perf_counter()
+                    store.commit(cp, durable=durable)
+                    laps.append(time.perf_counter() - started)
+                times[durable].append(statistics.median(laps))
+    finally:
+        store.close()
+        with psycopg.connect(DSN, autocommit=True) as con:
+            con.execute(f"DROP SCHEMA {schema} CASCADE")
+    ratios = [a / b for a, b in zip(times[True], times[False], strict=True)]
+    print(
+        f"execution mark commit on PostgreSQL, median of {n} per round over {rounds} rounds: "
+        f"durable {spread([t * 1e3 for t in times[True]])} ms, durable=False "
+        f"{spread([t * 1e3 for t in times[False]])} ms; durable / not {spread(ratios)}x"
+    )
+
+
 CHAIN = ("ingest", "preprocess", "inference", "execution")
 STAGES = (*CHAIN, "total")
 
 
 def _chain(
-    config: Path, home: Path, bars: int, floor: bool
+    config: Path, home: Path, bars: int, kind: str
 ) -> tuple[float, dict[str, dict[str, float]], list[str], list[str]]:
-    """One replay through four processes: the services (`drl-trading serve`) or their floor
-    (`latency_floor.py`); returns the replay's wall time, execution's stage table (ms by stage
-    and quantile) and, for the services, their handler and position-wait metric lines."""
+    """One replay through four processes: the services (``kind`` "services": `drl-trading
+    serve`; "old": the same before the latency fixes, `old_behaviour.py`) or their floor
+    ("floor": `latency_floor.py`); returns the replay's wall time, execution's stage table (ms
+    by stage and quantile) and, for the services, their handler and position-wait metric
+    lines."""
     from drl_trading.testing.service_processes import (
         log_tail,
         metric,
@@ -154,14 +206,22 @@ def _chain(
         wait_ready,
     )
 
+    floor = kind == "floor"
+
     def start(name: str) -> subprocess.Popen[bytes]:
-        if not floor:
+        if kind == "services":
             return start_service(config, name, home)
-        script = Path(__file__).with_name("latency_floor.py")
+        if kind == "old":
+            script = Path(__file__).with_name("old_behaviour.py")
+            argv = ["--config", str(config), "serve", name, "--port", "0"]
+        else:
+            script = Path(__file__).with_name("latency_floor.py")
+            argv = ["--config", str(config), name]
         return subprocess.Popen(
-            [sys.executable, str(script), "--config", str(config), name],
+            [sys.executable, str(script), *argv],
             stdout=subprocess.PIPE,
-            stderr=(home / f"floor-{name}.log").open("ab"),
+            stderr=logs[name].open("ab"),
+            env={**os.environ, "COLUMNS": "200"},
         )
 
     def scrape(port: int) -> list[str]:
@@ -169,7 +229,8 @@ def _chain(
         body: bytes = urllib.request.urlopen(url).read()
         return body.decode().splitlines()
 
-    logs = {name: home / (f"floor-{name}.log" if floor else f"{name}.log") for name in CHAIN}
+    prefix = {"services": "", "old": "old-", "floor": "floor-"}[kind]
+    logs = {name: home / f"{prefix}{name}.log" for name in CHAIN}
     procs: dict[str, subprocess.Popen[bytes]] = {}
     ports: dict[str, int] = {}
     try:
@@ -242,19 +303,21 @@ def _with_range(config: Path, suffix: str, start: datetime, end: datetime) -> Pa
     return path
 
 
-def online(bars: int, home: Path, rounds: int) -> None:
+def online(bars: int, home: Path, rounds: int, compare_old: bool = False) -> None:
     """The four services against their floor (`latency_floor.py`), alternated: ``rounds``
     rounds, each a consecutive slice of ``bars / rounds`` bars replayed by the services (which
-    continue their account from the slice before) and, in the other order every other round, by
-    the floor on the same bars."""
+    continue their account from the slice before) and by the floor on the same bars, the order
+    rotated every round; with ``compare_old`` the services as they were before the latency
+    fixes replay the next slice in each round, continuing the same account."""
     from drl_trading.testing.shared_stack import distributed_replay_config, drop_kafka_namespace
     from drl_trading.testing.tiny_training import ingest_and_train
-    from latency_floor import print_floor_table
+    from latency_floor import print_floor_table, spread
 
     minutes = bars // len(SYMBOLS) // rounds
     per_round = minutes * len(SYMBOLS)
+    slices = 2 if compare_old else 1
     replay = TimeRange.parse("2024-01-15", "2024-02-15")
-    end = replay.start + timedelta(minutes=minutes * rounds)
+    end = replay.start + timedelta(minutes=minutes * rounds * slices)
     # 20 market minutes (40 bars) per second
     config = distributed_replay_config(home, "bench", replay.start, end, 1200.0, "WARNING")
     floor_config = _floor_config(config)
@@ -268,25 +331,35 @@ def online(bars: int, home: Path, rounds: int) -> None:
         f"{rounds} rounds of {per_round:,} bars (40 bars/s), services and floor alternating "
         f"(floor: the same 4 processes, topics, client settings and bars, handlers that forward)"
     )
-    real: list[dict[str, tuple[float, float]]] = []
-    floor: list[dict[str, tuple[float, float]]] = []
-    handler_lines: list[str] = []
-    waits: list[str] = []
+    results: dict[str, list[dict[str, tuple[float, float]]]] = {
+        "services": [],
+        "old": [],
+        "floor": [],
+    }
+    handler_lines: dict[str, list[str]] = {}
+    waits: dict[str, list[str]] = {}
     try:
         for r in range(rounds):
-            lo = replay.start + timedelta(minutes=minutes * r)
-            hi = lo + timedelta(minutes=minutes)
-            runs = [("services", config), ("floor", floor_config)]
-            for kind, base in runs if r % 2 == 0 else runs[::-1]:
-                cfg = _with_range(base, f"round{r}", lo, hi)
-                streamed, table, lines, w = _chain(cfg, home, per_round, kind == "floor")
+            lo = replay.start + timedelta(minutes=minutes * r * slices)
+            # the services (and the old ones) continue one account: their slices in time order,
+            # the earlier one to each in turn; the floor replays the services' slice
+            kinds = ["services", "old"][:slices]
+            kinds = kinds if r % 2 == 0 else kinds[::-1]
+            starts = {k: lo + timedelta(minutes=minutes * i) for i, k in enumerate(kinds)}
+            runs = [(k, config, starts[k]) for k in kinds]
+            runs.insert(r % (len(runs) + 1), ("floor", floor_config, starts["services"]))
+            for kind, base, start in runs:
+                cfg = _with_range(
+                    base, f"{kind}-round{r}", start, start + timedelta(minutes=minutes)
+                )
+                streamed, table, lines, w = _chain(cfg, home, per_round, kind)
                 got = {
                     s: (table.get(s, {}).get("p50", 0.0), table.get(s, {}).get("p99", 0.0))
                     for s in STAGES
                 }
-                (floor if kind == "floor" else real).append(got)
+                results[kind].append(got)
                 if lines:
-                    handler_lines, waits = lines, w
+                    handler_lines[kind], waits[kind] = lines, w
                 print(
                     f"round {r + 1} {kind:<8} {per_round:,} bars in {streamed:5.1f} s: total p50 "
                     f"{got['total'][0]:6.2f} ms, p99 {got['total'][1]:6.2f} ms, max "
@@ -301,31 +374,43 @@ def online(bars: int, home: Path, rounds: int) -> None:
         (f"{s} (bus hand-over included)" if s != "total" else "total, receipt -> ack", s)
         for s in STAGES
     ]
-    print_floor_table(
-        "bar receipt -> order decided across 4 processes, services against the floor",
-        labels,
-        real,
-        floor,
-        "total",
-    )
-    print(f"{'handler (ms, mean per event, last services round)':<60}{'events':>9}{'mean':>9}")
-    sums: dict[tuple[str, str], list[float]] = {}
-    for line in handler_lines:
-        labels_, value = line.rsplit(" ", 1)
-        service = labels_.split('service="')[1].split('"')[0]
-        topic = labels_.split('topic="')[1].split('"')[0]
-        sums.setdefault((service, topic), [0.0, 0.0])[
-            line.startswith("drl_handler_seconds_count")
-        ] = float(value)
-    for (service, topic), (total, count) in sorted(sums.items()):
-        if count:
-            print(f"{service + ' ' + topic:<60}{count:9.0f}{total / count * 1e3:9.2f}")
-    wait = {x.split("{")[0].rsplit("_", 1)[1]: float(x.rsplit(" ", 1)[1]) for x in waits}
-    if wait.get("count"):
-        print(
-            f"inference waited for execution's mark {wait['count']:.0f} times, "
-            f"mean {wait['sum'] / wait['count'] * 1e3:.2f} ms"
+    summary: list[str] = []
+    for kind, what in (("services", "services"), ("old", "services before the latency fixes")):
+        if not results[kind]:
+            continue
+        ratios = print_floor_table(
+            f"bar receipt -> order decided across 4 processes, {what} against the floor",
+            labels,
+            results[kind],
+            results["floor"],
+            "total",
         )
+        summary.append(f"{what}: total p99 / floor p99 {spread(ratios)}x")
+        print(f"{'handler (ms, mean per event, last round)':<60}{'events':>9}{'mean':>9}")
+        sums: dict[tuple[str, str], list[float]] = {}
+        for line in handler_lines.get(kind, []):
+            labels_, value = line.rsplit(" ", 1)
+            service = labels_.split('service="')[1].split('"')[0]
+            topic = labels_.split('topic="')[1].split('"')[0]
+            sums.setdefault((service, topic), [0.0, 0.0])[
+                line.startswith("drl_handler_seconds_count")
+            ] = float(value)
+        for (service, topic), (total, count) in sorted(sums.items()):
+            if count:
+                print(f"{service + ' ' + topic:<60}{count:9.0f}{total / count * 1e3:9.2f}")
+        wait = {
+            x.split("{")[0].rsplit("_", 1)[1]: float(x.rsplit(" ", 1)[1])
+            for x in waits.get(kind, [])
+        }
+        decisions = sum(count for (svc, _), (_, count) in sums.items() if svc == "inference")
+        if wait.get("count"):
+            print(
+                f"inference waited for execution's mark {wait['count']:.0f} times in "
+                f"{decisions:.0f} decisions, mean {wait['sum'] / wait['count'] * 1e3:.2f} ms"
+            )
+        else:
+            print(f"inference never waited for execution's mark ({decisions:.0f} decisions)")
+    print("\n" + "\n".join(summary))
 
 
 def main() -> None:
@@ -335,17 +420,28 @@ def main() -> None:
     parser.add_argument("--skip-online", action="store_true")
     parser.add_argument("--only-online", action="store_true")
     parser.add_argument(
+        "--only-commits", action="store_true", help="only execution's mark commit, durable or not"
+    )
+    parser.add_argument(
         "--rounds", type=int, default=3, help="services/floor rounds; --online-bars is split"
+    )
+    parser.add_argument(
+        "--compare-old",
+        action="store_true",
+        help="also replay with the services before the latency fixes (old_behaviour.py)",
     )
     args = parser.parse_args()
     print(f"distributed benchmark on the local stack; {os.cpu_count()} CPUs")
     if not args.only_online:
+        mark_commits(200)
+        if args.only_commits:
+            return
         postgres(args.bars)
     with tempfile.TemporaryDirectory() as tmp:
         if not args.only_online:
             backfill(args.bars, Path(tmp))
         if not args.skip_online:
-            online(args.online_bars, Path(tmp), args.rounds)
+            online(args.online_bars, Path(tmp), args.rounds, args.compare_old)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,12 @@ fixture builds it. Then N 1m bars (both symbols interleaved, default 10,000) are
 the in-memory bus, Feast's online store), the market clock moved to each bar's close, twice:
 with ``execution.store`` = sqlite (the default) and memory.
 
-In the same run, alternating with the real path (``--rounds``, default 3, in the other order
-every other round), the floor (`replay_floor`: the same bars on the in-memory bus, handlers that
-only forward, plus the irreducible store calls): it prints total p99 / floor p99 and each stage's
-overhead above the floor, for every bar and for the base-bar closes apart.
+In the same run, alternating with the real path (``--rounds``, default 3, the order rotated
+every round), the floor (`replay_floor`: the same bars on the in-memory bus, handlers that only
+forward, plus the irreducible store calls) and the path as it was before issue 15's latency
+fixes (`old_behaviour.switched`, ``--no-old`` leaves it out): it prints total p99 / floor p99 and
+each stage's overhead above the floor, for every bar and for the base-bar closes apart, now and
+before.
 
 Per bar the wall time of ``pump(1) + run_until_idle()`` is recorded: in one process that is the
 whole path from a closed bar to the acknowledged order. Bars whose close completes a base (5m)
@@ -19,7 +21,8 @@ by wrapping, in this process only, the bus handlers (patched on their classes be
 subscribes them, since the bus keeps the bound methods) and the market-data / feature-store
 methods they call; nested stages (a store call inside a handler) are indented under it.
 
-    .venv/bin/python benchmarks/online.py [--bars 10000] [--rounds 3] [--home DIR] [--keep]
+    .venv/bin/python benchmarks/online.py [--bars 10000] [--rounds 3] [--no-old] [--home DIR]
+        [--keep]
 
 With ``--home`` an existing home that already holds the data and a champion is reused (set-up is
 skipped when it has an MLflow database); ``--keep`` leaves the temporary home in place.
@@ -62,7 +65,6 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 SYMBOLS = (Symbol("BTCUSDT"), Symbol("ETHUSDT"))
 HISTORY = TimeRange.parse("2024-01-01", "2024-01-20")
 REPLAY_START = TimeRange.parse("2024-01-15", "2024-01-20").start
-TARGET_P99_S = 0.005
 PHASES = ("all", "base", "other")
 
 # (label, depth for the printed tree); bus handlers at depth 1, what they call at depth 2
@@ -199,7 +201,10 @@ def build_home(home: Path) -> AppSettings:
     return settings
 
 
-def replay(settings: AppSettings, label: str, n_bars: int) -> RunResult:
+def replay(settings: AppSettings, label: str, n_bars: int, old: bool = False) -> RunResult:
+    """The real path; ``old``: with the behaviour before issue 15's latency fixes."""
+    import old_behaviour
+
     spec = feature_set_for(settings)
     base = spec.base_timeframe
     clock = ManualClock(REPLAY_START)
@@ -207,6 +212,8 @@ def replay(settings: AppSettings, label: str, n_bars: int) -> RunResult:
     # enough minutes for n bars of every symbol, and a day to spare
     end = REPLAY_START + timedelta(minutes=n_bars // len(SYMBOLS) + 1, days=1)
     with ExitStack() as stack:
+        if old:
+            stack.enter_context(old_behaviour.switched())
         for cls, name, stage in _HANDLERS:
             stack.enter_context(mock.patch.object(cls, name, probe.wrap(stage, getattr(cls, name))))
         t0 = time.perf_counter()
@@ -461,10 +468,7 @@ def report(result: RunResult, base: Timeframe) -> None:
         f"{'    bus: encode/decode/dispatch (rest of run_until_idle)':<98}"
         f"{rest / max(result.bars, 1) * 1e3:>8.3f}"
     )
-    verdict = "met" if snap.p99 < TARGET_P99_S else "NOT met"
-    print(
-        f"target p99 < {TARGET_P99_S * 1e3:.0f} ms per bar: {verdict} (p99 {snap.p99 * 1e3:.2f} ms)"
-    )
+    print(f"(absolute p99 {snap.p99 * 1e3:.2f} ms: machine-bound, compare the ratios below)")
 
 
 FLOOR_STAGES: tuple[tuple[str, str], ...] = (
@@ -481,9 +485,12 @@ FLOOR_STAGES: tuple[tuple[str, str], ...] = (
 )
 
 
-def report_floor(store: str, real: list[RunResult], floor: list[RunResult]) -> None:
+def report_floor(
+    store: str, real: list[RunResult], floor: list[RunResult]
+) -> dict[str, list[float]]:
     """The real runs against the floor runs of the same rounds: p50/p99 per stage (the phase
-    of the whole bar, and the base closes apart, where inference and execution run)."""
+    of the whole bar, and the base closes apart, where inference and execution run). Returns
+    the rounds' total p99 / floor p99 by phase."""
     from latency_floor import print_floor_table
 
     def table(result: RunResult, phase: str) -> dict[str, tuple[float, float]]:
@@ -495,22 +502,29 @@ def report_floor(store: str, real: list[RunResult], floor: list[RunResult]) -> N
                 out[stage] = (snap.p50 * 1e3, snap.p99 * 1e3)
         return out
 
+    ratios: dict[str, list[float]] = {}
     for phase, what in (("all", "every bar"), ("base", "bars closing a base bar")):
-        print_floor_table(
+        ratios[phase] = print_floor_table(
             f"execution.store = {store}, {what}: real path against the floor",
             FLOOR_STAGES,
             [table(r, phase) for r in real],
             [table(f, phase) for f in floor],
             "bar close -> ack",
         )
+    return ratios
 
 
 def main() -> None:
+    from latency_floor import spread
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     ap.add_argument("--bars", type=int, default=10_000, help="1m bars to replay (all symbols)")
     ap.add_argument("--home", type=Path, default=None, help="default: a temporary directory")
     ap.add_argument("--keep", action="store_true", help="keep the temporary home")
-    ap.add_argument("--rounds", type=int, default=3, help="real/floor rounds, alternating")
+    ap.add_argument("--rounds", type=int, default=3, help="real/old/floor rounds, rotating")
+    ap.add_argument(
+        "--no-old", action="store_true", help="leave out the path before the latency fixes"
+    )
     args = ap.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="drl-online-bench-"))
     print(
@@ -522,12 +536,18 @@ def main() -> None:
     try:
         settings = build_home(home)
         base = feature_set_for(settings).base_timeframe
+        summary: list[str] = []
         for store in ("sqlite", "memory"):
             real: list[RunResult] = []
+            before: list[RunResult] = []
             floor: list[RunResult] = []
+            runs: list[tuple[str, Callable[[AppSettings, str, int], RunResult], list[RunResult]]]
+            runs = [("real", replay, real), ("floor", replay_floor, floor)]
+            if not args.no_old:
+                runs.insert(1, ("old", functools.partial(replay, old=True), before))
             for r in range(args.rounds):
-                runs = [("real", replay, real), ("floor", replay_floor, floor)]
-                for kind, run, into in runs if r % 2 == 0 else runs[::-1]:
+                shift = r % len(runs)
+                for kind, run, into in runs[shift:] + runs[:shift]:
                     run_dir = home / "bench-online" / f"{store}-{kind}-{r}"
                     shutil.rmtree(run_dir, ignore_errors=True)
                     run_dir.mkdir(parents=True)
@@ -537,7 +557,18 @@ def main() -> None:
                     run_settings = settings.model_copy(update={"execution": execution})
                     into.append(run(run_settings, f"{store} {kind} {r + 1}", args.bars))
             report(real[-1], base)
-            report_floor(store, real, floor)
+            now = report_floor(store, real, floor)
+            summary.append(
+                f"execution.store = {store}: total p99 / floor p99 every bar "
+                f"{spread(now['all'])}x, base closes {spread(now['base'])}x"
+            )
+            if before:
+                then = report_floor(f"{store} (before the latency fixes)", before, floor)
+                summary.append(
+                    f"  before the latency fixes, same rounds: every bar {spread(then['all'])}x, "
+                    f"base closes {spread(then['base'])}x"
+                )
+        print("\n" + "\n".join(summary))
     finally:
         if args.home is None and not args.keep:
             shutil.rmtree(home, ignore_errors=True)

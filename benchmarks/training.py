@@ -2,8 +2,10 @@
 
 Prints: raw `TradingEnv` steps/s with the example strategy's reward and 49 features (discrete
 window 1, continuous window 1, discrete window 8; random actions drawn beforehand, the episode
-restarted at its end), PPO training steps/s (default MlpPolicy, 4 DummyVecEnvs + VecNormalize,
-n_steps 2048, timed around ``model.learn`` only), and backtest bars/s of that PPO policy on N
+restarted at its end), PPO training steps/s (`SB3Trainer` with PPO's defaults: batched copies
++ VecNormalize, `drl_trading.training.core.hyperparameters`; timed around ``model.learn`` only;
+benchmarks/ppo_defaults.py compares them with the old 4 DummyVecEnvs), and backtest bars/s of
+that PPO policy on N
 synthetic bars (default 1,000,000): `run_policy`'s numpy fast path, its torch fallback on 20k
 bars for comparison, and the whole `backtest` (policy + simulation + metrics + baselines).
 Steps other than training are repeated and the median is reported; min..max shows the noise.
@@ -11,7 +13,7 @@ Steps other than training are repeated and the median is reported; min..max show
     .venv/bin/python benchmarks/training.py [--bars 1000000] [--ppo-steps 20480] [--quick]
                                             [--torch-threads T]
 
-PPO rounds its timesteps up to whole rollouts (4 x 2048), so 20480 trains 24576 steps. On small
+PPO rounds its timesteps up to whole rollouts (32 x 256), so 20480 trains 24576 steps. On small
 machines torch's default intra-op threads can be far slower than one (try --torch-threads 1).
 """
 
@@ -20,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -31,12 +32,16 @@ from drl_trading_example_strategy import ExampleStrategy
 
 from drl_trading.common.market_series import MarketSeries
 from drl_trading.evaluation.backtest import backtest
-from drl_trading.policy.package import ModelManifest, ObsNormalization
+from drl_trading.policy.package import ModelManifest
 from drl_trading.policy.predictor import Predictor
 from drl_trading.policy.run import run_policy
 from drl_trading.strategy import default_feature_set
-from drl_trading.training.adapter.sb3_trainer import build_model
+from drl_trading.training.adapter.sb3_trainer import SB3Trainer
+from drl_trading.training.core.batched_env import BatchedTradingEnv
+from drl_trading.training.core.config import AlgorithmSettings
 from drl_trading.training.core.env import ActionMode, EnvConfig, TradingEnv
+from drl_trading.training.core.hyperparameters import default_n_envs
+from drl_trading.training.core.ports import FitJob
 from timing import line as _line
 from timing import timed
 
@@ -118,8 +123,6 @@ def main() -> None:
         args.bars, args.ppo_steps, args.env_steps, args.repeat = 100_000, 8192, 50_000, 1
 
     import torch
-    from stable_baselines3.common.utils import set_random_seed
-    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
@@ -148,45 +151,31 @@ def main() -> None:
     print(f"{'':48}target: over 200,000 steps/s (discrete, window 1)")
 
     print()
-    set_random_seed(0)
     cfg = EnvConfig(window=1, action_mode="discrete", feature_names=tuple(columns))
-
-    def make(i: int) -> Callable[[], TradingEnv]:
-        def _init() -> TradingEnv:
-            env = TradingEnv([train_series], strategy.reward, cfg)
-            env.reset(seed=i)
-            return env
-
-        return _init
-
-    venv = VecNormalize(
-        DummyVecEnv([make(i) for i in range(4)]),
-        norm_obs=True,
-        norm_reward=True,
-        clip_obs=10.0,
-        gamma=0.99,
-    )
-    model = build_model(
-        "PPO",
-        venv,
-        policy=None,
-        hyperparameters={"n_steps": 2048, "batch_size": 64},
-        net_arch=None,
+    n_envs = default_n_envs("PPO")
+    job = FitJob(
+        make_env=lambda: TradingEnv([train_series], strategy.reward, cfg),
+        n_envs=n_envs,
+        algorithm=AlgorithmSettings(),
+        total_timesteps=args.ppo_steps,
         seed=0,
-        device="cpu",
+        normalize_observations=True,
+        normalize_reward=True,
+        make_batched_env=lambda n: BatchedTradingEnv(
+            [train_series], strategy.reward, cfg, n, batch_reward=strategy.reward_batch
+        ),
     )
-    t0 = time.perf_counter()
-    model.learn(total_timesteps=args.ppo_steps, progress_bar=False)
-    learn_s = time.perf_counter() - t0
-    done = model.num_timesteps
-    line(f"PPO learn (4 envs, {done:,} steps)", [learn_s], done, "steps")
+    fitted = SB3Trainer(device="cpu", torch_threads=args.torch_threads).fit(job, lambda p: None)
+    model, norm, done = fitted.model, fitted.normalization, fitted.timesteps
+    hyper = fitted.hyperparameters
+    line(
+        f"PPO learn ({n_envs} batched, {hyper['n_steps']}/{hyper['batch_size']}/"
+        f"{hyper['n_epochs']}, {done:,} steps)",
+        [fitted.seconds],
+        done,
+        "steps",
+    )
 
-    norm = ObsNormalization(
-        np.asarray(venv.obs_rms.mean, dtype=np.float64),
-        np.asarray(venv.obs_rms.var, dtype=np.float64),
-        float(venv.clip_obs),
-        float(venv.epsilon),
-    )
     predictor = Predictor(manifest(columns, 1, "discrete"), norm, model)
 
     print()

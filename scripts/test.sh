@@ -11,4 +11,4 @@ bash scripts/stack.sh up
 .venv/bin/ruff format --check src tests benchmarks strategies
 .venv/bin/mypy
 .venv/bin/lint-imports --no-cache
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest --durations=25 "$@"

@@ -530,3 +530,34 @@ def test_reset_account_sees_other_handles(accounts: tuple[str, Reopen]) -> None:
     assert session.load() is None and not session.has_order("b")
     session.commit(checkpoint(cash=1.0))
     assert fresh.load() == checkpoint(cash=1.0)
+
+
+def test_a_commit_that_need_not_be_durable_is_atomic_and_seen_at_once(
+    accounts: tuple[str, Reopen],
+) -> None:
+    """``durable=False`` (a bar that only moved the marks) changes when the commit reaches the
+    disk, never what it writes or who sees it: another handle reads it at once, the generation
+    guard still orders the handles, and with records it is an ordinary commit."""
+    name, another = accounts
+    writer, reader = another(), another()
+    base = checkpoint()
+    writer.commit(base)
+    moved = replace(base, marks={**base.marks, S: Mark(102.5, T0 + timedelta(minutes=6))})
+    writer.commit(moved, durable=False)
+    assert reader.load() == moved
+    assert reader.symbol_state(S).mark == Mark(102.5, T0 + timedelta(minutes=6))
+    order = order_record("a")
+    writer.commit(moved, [order], processed_signal_id="sig", durable=False)
+    assert reader.is_processed("sig") and reader.order("a") == order
+    if name == "postgres":  # SET LOCAL: the next transactions of the handle wait for the WAL
+        from drl_trading.execution.adapter.postgres_store import PostgresExecutionStore
+
+        assert isinstance(writer, PostgresExecutionStore)
+        assert writer._raw.execute("SHOW synchronous_commit").fetchone() == ("on",)
+    if name == "memory":
+        return
+    reader.load()
+    reader.commit(base)
+    with pytest.raises(ConcurrentCommitError):
+        writer.commit(moved, durable=False)
+    assert writer.load() == base

@@ -282,11 +282,11 @@ class FlakyStore(InMemoryExecutionStore):
         super().__init__()
         self.fail = 0
 
-    def commit(self, checkpoint, records=(), processed_signal_id=None, applied_controls=()):  # type: ignore[no-untyped-def]
+    def commit(self, checkpoint, records=(), processed_signal_id=None, applied_controls=(), **kw):  # type: ignore[no-untyped-def]
         if self.fail:
             self.fail -= 1
             raise ConnectionError("database restarting")
-        super().commit(checkpoint, records, processed_signal_id, applied_controls)
+        super().commit(checkpoint, records, processed_signal_id, applied_controls, **kw)
 
 
 def test_a_failed_commit_is_redone_from_the_committed_state() -> None:

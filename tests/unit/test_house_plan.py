@@ -61,7 +61,8 @@ def test_a_core_importing_its_adapter_breaks_a_contract(tmp_path: Path) -> None:
 
 def test_the_inference_process_imports_no_training_stack() -> None:
     """What `serve inference` imports to compose itself (the MLflow registry included). Of the
-    training package it loads only the settings schemas of its sections (training, tuning): the
+    training package it loads only the settings schemas of its sections (training, tuning) and the
+    algorithm defaults they resolve (hyperparameters, no SB3): the
     configuration is validated as a whole in every process, so a typo in any section is
     reported at start."""
     code = (
@@ -82,6 +83,7 @@ def test_the_inference_process_imports_no_training_stack() -> None:
             "drl_trading.training",
             "drl_trading.training.core",
             "drl_trading.training.core.config",
+            "drl_trading.training.core.hyperparameters",
             "drl_trading.training.core.tuning_config",
         ]
     )

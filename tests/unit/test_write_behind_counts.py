@@ -78,3 +78,25 @@ def test_a_store_written_by_an_earlier_process_is_compared_with() -> None:
     more = make_bars("2024-01-01", 22)[18:]  # two stored, two new
     assert repo.upsert_bars(S, M1, more) == UpsertResult(2, 0, 2)
     assert repo.staged_rows == 2
+
+
+def test_a_replay_reads_the_stored_days_ahead_in_flush_not_on_the_bar() -> None:
+    inner = CountingMarketData()
+    bars = make_bars("2024-01-01", 3 * 1440)  # three stored days, re-sent one bar at a time
+    inner.upsert_bars(S, M1, bars)
+    repo = _staging(inner)
+    on_the_bar = 0
+    for i in range(bars.height):
+        before = inner.reads
+        bar = bars[i : i + 1]
+        if i % 700 == 350:  # an exchange's correction, compared with the read-ahead rows
+            bar = bar.with_columns(pl.col("volume") + 1.0)
+            assert repo.upsert_bars(S, M1, bar) == UpsertResult(0, 1, 0)
+        else:
+            assert repo.upsert_bars(S, M1, bar) == UpsertResult(0, 0, 1)
+        on_the_bar += inner.reads - before
+        repo.flush()  # after the bar's acknowledgement
+    assert on_the_bar == 1  # the series' first bar only; the later days were read by flush
+    assert 1 < inner.reads <= 1 + 6  # a day ahead each time the replay passes half a day
+    corrected = inner.read_bars(S, M1, bars["open_time"][350], bars["open_time"][351])
+    assert corrected["volume"][0] == bars["volume"][350] + 1.0

@@ -57,13 +57,15 @@ def bootstrap_execution(
     broker: Broker | None = None,
     venue: VenueStateSource | None = None,
     bus: MessageBus | None = None,
+    mark_commit_bars: int = 1,
 ) -> ExecutionComponents:
     """``broker`` (default: a paper broker) plus the configured store; a store holding a
     portfolio resumes it, so the initial cash only matters the first time. With ``capital:
     per_symbol`` the initial cash is split equally over ``symbols`` (the traded universe;
     required then). ``postgres`` is the (DSN, schema) of the database for ``store: postgres``.
     ``venue`` (a live broker's account) turns reconciliation on, with the policy of
-    ``execution.reconciliation``; its halts go to ``bus``."""
+    ``execution.reconciliation``; its halts go to ``bus``. ``mark_commit_bars``: see
+    `ExecutionService` (1 where another process reads the marks as they move)."""
     capital: dict[Symbol, float] | None = None
     if settings.capital == "per_symbol":
         if not symbols:
@@ -92,6 +94,7 @@ def bootstrap_execution(
         venue=venue,
         reconciliation=settings.reconciliation.policy() if venue is not None else None,
         bus=bus,
+        mark_commit_bars=mark_commit_bars,
     )
     return ExecutionComponents(service, broker, store)
 
@@ -103,11 +106,14 @@ def compose_execution(
     symbols: Sequence[Symbol],
     latency: StageLatency | None = None,
     broker: CcxtBroker | None = None,
+    mark_commit_bars: int = 1,
 ) -> ExecutionComponents:
     """The execution service of ``settings`` subscribed to ``bus``: signals in, orders to the
     broker, the book marked at each live bar (of the data timeframe). ``latency`` records the
     online chain's stages. ``broker``: a live session's exchange broker, also the venue the
-    service reconciles with (default: the paper broker)."""
+    service reconciles with (default: the paper broker). ``mark_commit_bars``: see
+    `ExecutionService` (1 for ``serve execution``: inference in another process waits on the
+    stored marks)."""
     strategy = build_strategy(settings)
     pg = settings.postgres
     parts = bootstrap_execution(
@@ -120,6 +126,7 @@ def compose_execution(
         broker=broker,
         venue=broker,
         bus=bus if broker is not None else None,
+        mark_commit_bars=mark_commit_bars,
     )
     handlers = ExecutionHandlers(parts.service, strategy, latency)
     subscribe(bus, "execution", handlers)

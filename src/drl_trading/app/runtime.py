@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+import structlog
+
 from drl_trading.app.infrastructure import build_bus, build_feature_store, build_market_data
 from drl_trading.app.preprocess import bootstrap_preprocess
 from drl_trading.app.settings import AppSettings
@@ -29,6 +31,12 @@ if TYPE_CHECKING:
     from drl_trading.ingest.core.online_service import OnlineIngestService
     from drl_trading.ingest.core.ports import HistoricalDataProvider
     from drl_trading.training.adapter.bus_handlers import TrainingHandlers
+
+
+MARK_COMMIT_BARS = 64
+"""Bars whose marks execution may keep in memory before a commit in the embedded runtime, where
+inference reads them from the service itself: `flush` commits them after each acknowledged bar
+(a fast replay flushes every 64 bars), so the per-bar commit is off the path to the order."""
 
 
 @dataclass
@@ -109,7 +117,13 @@ class EmbeddedRuntime:
         settings = self.settings
         clock = clock or SystemClock()
         execution = compose_execution(
-            settings, self.bus, clock, symbols, StageLatency(), broker=broker
+            settings,
+            self.bus,
+            clock,
+            symbols,
+            StageLatency(),
+            broker=broker,
+            mark_commit_bars=MARK_COMMIT_BARS,
         )
         assert execution.handlers is not None
         base = feature_set_for(settings).base_timeframe
@@ -150,15 +164,26 @@ class EmbeddedRuntime:
     def flush(self) -> None:
         """Write what the stores staged (live bars behind `WriteBehindMarketData`): call it when
         a bar is done, after its order was acknowledged, so persistence stays off the path
-        from bar close to order. Reads and `close` flush by themselves."""
+        from bar close to order. Reads and `close` flush by themselves. Execution's marks that
+        wait in memory (`MARK_COMMIT_BARS`) are committed too."""
         flush = getattr(self.market_data, "flush", None)
         if flush is not None:
             flush()
+        if self.online is not None:
+            self.online.execution.service.flush()
 
     def close(self) -> None:
         if self.online is not None:
             self.online.ingest.stop()
-            self.online.execution.close()
+            try:
+                self.online.execution.service.flush()
+            except Exception as exc:  # re-derivable state: never mask why the session ended
+                structlog.get_logger(__name__).warning(
+                    "execution marks not committed at close (the next bars mark the book again)",
+                    error=str(exc),
+                )
+            finally:
+                self.online.execution.close()
         self.bus.close()
         self.market_data.close()
 

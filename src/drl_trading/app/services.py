@@ -4,12 +4,19 @@ These are the same handlers the embedded runtime wires in one process; here each
 its own bus client (Kafka in the distributed configuration), stores and clock. What crosses
 process boundaries goes through the bus or the shared stores: inference reads the agent's
 position from the execution store (`StorePositions`).
+
+Preprocess, inference and execution may run as several instances in one consumer group: the bus
+splits the symbols between them by partition and, at every rebalance, tells each instance which
+symbols it still holds; state kept for any other symbol is dropped (rebuilt from the stores when
+one comes back). Execution's instances share one
+account in PostgreSQL, each event handled under the account's lock; a store held in one process
+(memory, SQLite) refuses a second instance.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -28,6 +35,7 @@ from drl_trading.app.settings import AppSettings
 from drl_trading.app.topology import SERVICES, consumed_topics
 from drl_trading.common.adapter.system_clock import ManualClock, SystemClock
 from drl_trading.common.domain import Symbol
+from drl_trading.common.errors import UsageError
 from drl_trading.common.events import Topic
 from drl_trading.common.ports import Clock
 
@@ -85,6 +93,10 @@ def build_service(name: str, settings: AppSettings) -> ServiceProcess:
     if lag is not None:
         group = name
         process.lag = lambda: int(lag(group))
+    assigned = getattr(raw, "assigned", None)
+    if assigned is not None:  # how the group split the partitions: which instance serves what
+        gauge = metrics_gauge(metrics, "drl_assigned_partitions", "Partitions consumed here")
+        gauge.set_function(lambda: float(assigned(name)))
     joined = getattr(raw, "joined", None)
     if joined is not None:  # ready once the consumers have their partitions, and the service is
         own = process.ready
@@ -102,7 +114,8 @@ def _preprocess(w: _Wiring) -> ServiceProcess:
     # the completions it publishes announce the resampled bars it wrote: no write-behind
     market_data = build_market_data(w.settings, write_behind=False)
     features = build_feature_store(w.settings)
-    bootstrap_preprocess(w.settings, w.bus, market_data, features)
+    handlers = bootstrap_preprocess(w.settings, w.bus, market_data, features)
+    _on_symbols_moved(w, "preprocess", handlers.on_symbols_moved)
     return ServiceProcess("preprocess", w.bus, w.metrics, on_close=[market_data.close])
 
 
@@ -151,6 +164,7 @@ def _execution(w: _Wiring) -> ServiceProcess:
     )
     settings, broker = _execution_broker(w.settings)
     parts = compose_execution(settings, w.bus, w.clock, _symbols(settings), latency, broker)
+    _share_account(w, parts)
     # the first run of each statement is parsed and planned by the server: do it before the
     # first live signal rather than during it
     parts.store.is_processed("warm-up")
@@ -231,7 +245,7 @@ def _inference(w: _Wiring) -> ServiceProcess:
     with contextlib.suppress(LookupError):  # a fresh deployment: no view registered yet
         features.online_features(view_for(spec), _symbols(w.settings))
     # subscribed: the service lives in the bus's handlers
-    compose_inference(
+    parts = compose_inference(
         w.settings,
         w.bus,
         features,
@@ -240,7 +254,49 @@ def _inference(w: _Wiring) -> ServiceProcess:
         w.clock,
         symbols=_symbols(w.settings),
     )
+    _on_symbols_moved(w, "inference", parts.handlers.on_symbols_moved)
     return ServiceProcess("inference", w.bus, w.metrics, on_close=[store.close])
+
+
+def _on_symbols_moved(w: _Wiring, group: str, retain: Callable[[Iterable[str]], None]) -> None:
+    """At every rebalance of ``group`` (an instance of the service joined or left), call
+    ``retain`` with the symbols this instance handled and still receives (a bus without consumer
+    groups shared by processes never rebalances)."""
+    listen = getattr(w.bus.inner, "on_rebalance", None)
+    if listen is not None:
+        listen(group, lambda change: retain(change.held_keys))
+
+
+def _share_account(w: _Wiring, parts: Any) -> None:
+    """Execution instances of one consumer group share the account. In PostgreSQL each event is
+    handled holding the account's lock, on the state the last instance committed; a store held
+    in this process only (memory, SQLite) cannot be shared, nor can an exchange account (its
+    order stream and reconciliation run in one process), so an instance that finds another one
+    in its group stops before it handles anything."""
+    from drl_trading.execution.adapter.postgres_store import PostgresExecutionStore
+
+    cfg = w.settings.execution
+    if isinstance(parts.store, PostgresExecutionStore):
+        parts.handlers.account = parts.store
+        if cfg.broker != "live":
+            return
+        why = "execution.broker 'live' follows the exchange account from one process"
+    else:
+        why = f"execution.store {cfg.store!r} keeps the account in one process"
+    listen = getattr(w.bus.inner, "on_rebalance", None)
+    members = getattr(w.bus.inner, "group_members", None)
+    if listen is None or members is None:
+        return
+
+    def refuse_a_second_instance(change: Any) -> None:
+        if change.gained and members("execution") > 1:
+            raise UsageError(
+                f"another execution instance runs in this consumer group, and {why}: they "
+                "would trade the same cash. Run one execution instance, or (paper trading) "
+                "set execution.store: postgres, one account shared by the instances"
+            )
+
+    listen("execution", refuse_a_second_instance)
 
 
 def _ingest(w: _Wiring) -> ServiceProcess:

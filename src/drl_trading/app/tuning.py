@@ -384,7 +384,7 @@ def tune(
     market_data = build_market_data(settings, write_behind=False)
     feature_store = build_feature_store(settings)
     summary = TuneSummary(name, where.shown, parent_id, created)
-    n_envs = settings.training.env.n_envs
+    n_envs = settings.training.n_envs
     try:
         base = build_training_service(settings, market_data, feature_store, registry)
         correlation = new_id()
@@ -547,7 +547,7 @@ def register_best(
     best, _ = best_trial(settings, study_name)
     study, _, _ = _open(settings, study_name, create=False)
     joined, symbols, rng = _joined(settings, study, TuneRequest(study=study_name))
-    chosen = trial_settings(joined, split_parameters(best.params, joined.training.env.n_envs))
+    chosen = trial_settings(joined, split_parameters(best.params, joined.training.n_envs))
     with OfflineWorkflow.open(chosen, training=True) as workflow:
         result = workflow.train(symbols, rng, on_progress=on_progress)
     return best, result

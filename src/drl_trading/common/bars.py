@@ -25,6 +25,7 @@ BAR_SCHEMA: dict[str, pl.DataType] = {
     "close": pl.Float64(),
     "volume": pl.Float64(),
 }
+_CANONICAL = pl.Schema(BAR_SCHEMA)
 
 
 def ohlcv_aggregations() -> list[pl.Expr]:
@@ -46,8 +47,12 @@ def empty_bars() -> pl.DataFrame:
 def conform(frame: pl.DataFrame) -> pl.DataFrame:
     """Cast a frame with the bar columns to the canonical schema (and column order).
 
-    Raises `KeyError` naming the missing columns; extra columns are dropped.
+    Raises `KeyError` naming the missing columns; extra columns are dropped. A frame already in
+    the schema is returned as it is: the select costs ~0.15 ms even when it changes nothing,
+    which online ingest would pay for every live and resampled bar.
     """
+    if frame.schema == _CANONICAL:
+        return frame
     missing = [c for c in BAR_SCHEMA if c not in frame.columns]
     if missing:
         raise KeyError(f"bar frame lacks columns {missing}; has {frame.columns}")

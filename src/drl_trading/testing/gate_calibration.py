@@ -156,6 +156,7 @@ def calibration_settings(home: Path, setup: CalibrationSetup, dataset: Dataset) 
                 "hyperparameters": {
                     "n_steps": setup.n_steps,
                     "batch_size": min(64, setup.n_steps * setup.n_envs),
+                    "n_epochs": 10,  # as calibrated (PPO's default was 10 then)
                 }
             },
         },

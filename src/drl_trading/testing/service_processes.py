@@ -13,14 +13,18 @@ from collections.abc import Iterable
 from pathlib import Path
 
 
-def start_service(config: Path, name: str, logs: Path) -> subprocess.Popen[bytes]:
+def start_service(
+    config: Path, name: str, logs: Path, instance: str = ""
+) -> subprocess.Popen[bytes]:
     """`drl-trading --config CONFIG serve NAME` on a free port, stderr appended to
-    ``logs/NAME.log``; `service_port` reads the port once the service is built."""
+    ``logs/NAME.log`` (``logs/NAME-INSTANCE.log`` for one of several instances of the service);
+    `service_port` reads the port once the service is built."""
     cli = str(Path(sys.executable).with_name("drl-trading"))
+    log = f"{name}-{instance}.log" if instance else f"{name}.log"
     return subprocess.Popen(
         [cli, "--config", str(config), "serve", name, "--port", "0"],
         stdout=subprocess.PIPE,
-        stderr=(logs / f"{name}.log").open("ab"),
+        stderr=(logs / log).open("ab"),
         env={**os.environ, "COLUMNS": "200"},
     )
 

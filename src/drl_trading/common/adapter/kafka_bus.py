@@ -3,11 +3,20 @@
 Semantics are the in-memory bus's, so handlers cannot tell them apart:
 
 * Producers key every message (the symbol), so one key's events stay in one partition, in order.
-* One consumer per group (the service), offsets committed only after the handler succeeded or the
-  message was dead-lettered: at-least-once, with idempotent handlers a crash neither loses nor
-  doubles an effect. A poison message is retried with backoff, then moved to ``dlq.<topic>`` with
-  the error and its original headers, an `ErrorOccurred` goes to ``error.<group>``, and its offset
-  is committed: it never blocks its partition.
+* One consumer per group (the service) in each process; several processes of one service share
+  the group and split its partitions (the symbols) between them. Offsets are committed only after
+  the handler succeeded or the message was dead-lettered: at-least-once, with idempotent handlers
+  a crash neither loses nor doubles an effect.
+* Rebalances are incremental (``cooperative-sticky``): when an instance joins or leaves, only the
+  partitions that move change hands. Before a partition is revoked its handled offsets are
+  committed, so the next owner resumes right after them; a message fetched for a partition that
+  was revoked meanwhile is left to the next owner, unhandled. Listeners (`on_rebalance`) learn
+  which partitions this process gained or lost, the keys (symbols) it had handled on the lost
+  ones, whose per-symbol state another instance now updates, and those it handled on the
+  partitions it keeps, the only ones whose state here is current.
+* A poison message is retried with backoff, then moved to ``dlq.<topic>`` with the error and its
+  original headers, an `ErrorOccurred` goes to ``error.<group>``, and its offset is committed:
+  it never blocks its partition.
 * Topics are created at start (`ensure_topics`, and on first use) with the configured partitions
   and replication factor; ``namespace`` prefixes every topic and group name, so several
   deployments (or test runs) can share a cluster.
@@ -47,9 +56,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    Producer,
+)
 from confluent_kafka import TopicPartition as _TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    NewTopic,
+    OffsetSpec,
+)
 
 from drl_trading.common.errors import BusConnectionError
 from drl_trading.common.events import (
@@ -108,6 +128,27 @@ class ClientLog:
         if error is None:
             return "no answer" if fallback is None else str(fallback)
         return str(error.str())
+
+
+@dataclass(frozen=True, slots=True)
+class Rebalance:
+    """What one rebalance of a consumer group changed for this process's consumer."""
+
+    group: str
+    gained: frozenset[tuple[str, int]]
+    """(logical topic, partition) now assigned to this process."""
+    lost: frozenset[tuple[str, int]]
+    """(logical topic, partition) revoked from (or lost by) this process."""
+    lost_keys: frozenset[str]
+    """Message keys (symbols) this process handled on the lost partitions: another instance
+    handles them from now on, so state kept for them here is stale the moment it moves back."""
+    held_keys: frozenset[str]
+    """Keys this process handled on the partitions it still holds: the only ones whose state
+    here is known to be current. State kept for any other key (built by a request that named
+    several symbols, or for a gained partition) may miss what another instance handled."""
+
+
+RebalanceListener = Callable[[Rebalance], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +217,10 @@ class KafkaBus:
         self._consumers: dict[str, Consumer] = {}
         self._handlers: dict[tuple[str, str], Handler] = {}
         self._topics: dict[str, list[str]] = {}  # group -> wire topics
+        self._assigned: dict[str, set[tuple[str, int]]] = {}  # group -> (wire topic, partition)
+        self._keys: dict[str, dict[tuple[str, int], set[str]]] = {}  # keys handled, by partition
+        self._listeners: dict[str, list[RebalanceListener]] = {}
+        self._partitions: dict[str, list[int]] = {}  # wire topic -> partitions (`group_lag`)
         self._known: set[str] = set()
         self._closed = False
         self.stats: dict[str, int] = {}
@@ -225,10 +270,38 @@ class KafkaBus:
                     "max.poll.interval.ms": self.options.max_poll_interval_ms,
                     # a topic another service creates later is picked up within a second
                     "topic.metadata.refresh.interval.ms": 1_000,
+                    # instances of a service share the group: when one joins or leaves, only
+                    # the partitions that move are revoked, the others keep being consumed
+                    "partition.assignment.strategy": "cooperative-sticky",
                 }
             )
             self._consumers[group] = consumer
-        consumer.subscribe(self._topics[group])
+            self._assigned[group] = set()
+            self._keys[group] = {}
+        consumer.subscribe(
+            self._topics[group],
+            on_assign=lambda c, parts: self._on_assign(group, parts),
+            on_revoke=lambda c, parts: self._on_revoke(group, c, parts, committable=True),
+            on_lost=lambda c, parts: self._on_revoke(group, c, parts, committable=False),
+        )
+
+    def on_rebalance(self, group: str, listener: RebalanceListener) -> None:
+        """Call ``listener`` whenever ``group``'s consumer in this process gains or loses
+        partitions (another instance of the service joined or left the group). It runs inside
+        the poll, between two messages, before any message of a gained partition is handled."""
+        self._listeners.setdefault(group, []).append(listener)
+
+    def assigned(self, group: str) -> int:
+        """How many partitions ``group``'s consumer holds now (from the rebalance callbacks: no
+        broker call, safe from any thread)."""
+        return len(self._assigned.get(group, ()))
+
+    def group_members(self, group: str, timeout: float = 10.0) -> int:
+        """How many consumers (service instances) are members of ``group`` now, per the
+        broker's group coordinator."""
+        gid = self._group_id(group)
+        described = self._admin.describe_consumer_groups([gid], request_timeout=timeout)
+        return len(described[gid].result(timeout=timeout).members)
 
     def poll(self, max_messages: int | None = None, timeout: float | None = None) -> int:
         """Handle what arrives within ``timeout`` (the configured poll timeout by default) on
@@ -249,12 +322,15 @@ class KafkaBus:
                 first = consumer.poll(wait)
                 if first is not None:
                     messages = [first, *consumer.consume(num_messages=budget - 1, timeout=0)]
+            assigned = self._assigned[group]
             for message in messages:
                 err = message.error()
                 if err is not None:
                     if err.code() != KafkaError._PARTITION_EOF:
                         log.warning("kafka consumer error", group=group, error=str(err))
                     continue
+                if (message.topic(), message.partition()) not in assigned:
+                    continue  # revoked since it was fetched: its next owner handles it
                 self._deliver(group, consumer, message)
                 done += 1
         return done
@@ -282,12 +358,8 @@ class KafkaBus:
         self._closed = True
         self._flush()
         for group, consumer in self._consumers.items():
-            try:  # the stored offsets not yet committed by the periodic commit
-                if consumer.assignment():
-                    consumer.commit(asynchronous=False)
-            except KafkaException as exc:
-                if exc.args[0].code() != KafkaError._NO_OFFSET:
-                    log.warning("final offset commit failed", group=group, error=str(exc))
+            if consumer.assignment():  # the stored offsets not yet committed periodically
+                self._commit_stored(group, consumer)
             consumer.close()  # leaves the group at once, so a restarted service takes over
 
     # -- administration -------------------------------------------------------------------------
@@ -418,6 +490,45 @@ class KafkaBus:
                     total += high - max(tp.offset, 0)
         return total
 
+    def group_lag(self, group: str, topics: Iterable[str], timeout: float = 10.0) -> int:
+        """Messages on ``topics`` that ``group`` has not committed yet, whichever processes its
+        instances run in (the group coordinator's committed offsets against the partitions'
+        ends): 0 once the service handled everything published so far. For tests, benchmarks
+        and tools: two or three broker requests per call (partitions are looked up once)."""
+        parts = [tp for t in topics for tp in self._partitions_of(self.wire(t), timeout)]
+        if not parts:
+            return 0
+        gid = self._group_id(group)
+        request = ConsumerGroupTopicPartitions(gid, parts)
+        answer = self._admin.list_consumer_group_offsets([request], request_timeout=timeout)
+        stored = answer[gid].result(timeout=timeout).topic_partitions
+        committed = {(tp.topic, tp.partition): tp.offset for tp in stored}
+        ends = self._offsets(parts, OffsetSpec.latest(), timeout)  # type: ignore[no-untyped-call]
+        never = [tp for tp in parts if committed.get((tp.topic, tp.partition), -1) < 0]
+        earliest = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
+        starts = self._offsets(never, earliest, timeout) if never else {}
+        total = 0
+        for key, end in ends.items():
+            offset = committed.get(key, -1)
+            total += max(end - (offset if offset >= 0 else starts.get(key, 0)), 0)
+        return total
+
+    def _partitions_of(self, wire: str, timeout: float) -> list[_TopicPartition]:
+        known = self._partitions.get(wire)
+        if known is None:
+            meta = self._admin.list_topics(wire, timeout=timeout).topics.get(wire)
+            if meta is None or meta.error is not None:
+                return []
+            known = self._partitions[wire] = sorted(meta.partitions)
+        return [_TopicPartition(wire, p) for p in known]
+
+    def _offsets(
+        self, parts: list[_TopicPartition], spec: Any, timeout: float
+    ) -> dict[tuple[str, int], int]:
+        """Each partition's offset at ``spec`` (earliest, latest), in one request."""
+        futures = self._admin.list_offsets({tp: spec for tp in parts}, request_timeout=timeout)
+        return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+
     def joined(self) -> bool:
         """Every consumer has partitions assigned: the service receives its messages."""
         return all(c.assignment() for c in self._consumers.values())
@@ -450,6 +561,63 @@ class KafkaBus:
             for tp in parts
         ]
         consumer.commit(offsets=low, asynchronous=False)
+
+    # -- rebalances ------------------------------------------------------------------------------
+    def _on_assign(self, group: str, partitions: list[_TopicPartition]) -> None:
+        gained = {(tp.topic, tp.partition) for tp in partitions} - self._assigned[group]
+        self._assigned[group] |= gained
+        held = self._held_keys(group)
+        if gained:
+            self._count(f"rebalanced:{group}")
+            log.info("kafka partitions assigned", group=group, partitions=sorted(gained))
+            self._tell(Rebalance(group, self._named(gained), frozenset(), frozenset(), held))
+
+    def _on_revoke(
+        self,
+        group: str,
+        consumer: Consumer,
+        partitions: list[_TopicPartition],
+        *,
+        committable: bool,
+    ) -> None:
+        """Partitions leave this process: commit what was handled on them (when the group
+        still accepts it: not after they were lost to a session timeout), then tell the
+        listeners which keys another instance now owns."""
+        lost = {(tp.topic, tp.partition) for tp in partitions} & self._assigned[group]
+        if committable and lost:
+            self._commit_stored(group, consumer)
+        self._assigned[group] -= lost
+        handled = self._keys[group]
+        keys = frozenset(k for tp in lost for k in handled.pop(tp, ()))
+        held = self._held_keys(group)
+        if lost:
+            self._count(f"rebalanced:{group}")
+            log.info(
+                "kafka partitions revoked" if committable else "kafka partitions lost",
+                group=group,
+                partitions=sorted(lost),
+                keys=sorted(keys),
+            )
+            self._tell(Rebalance(group, frozenset(), self._named(lost), keys, held))
+
+    def _held_keys(self, group: str) -> frozenset[str]:
+        assigned = self._assigned[group]
+        handled = self._keys[group].items()
+        return frozenset(k for tp, keys in handled if tp in assigned for k in keys)
+
+    def _named(self, partitions: Iterable[tuple[str, int]]) -> frozenset[tuple[str, int]]:
+        return frozenset((self._logical(t), p) for t, p in partitions)
+
+    def _tell(self, change: Rebalance) -> None:
+        for listener in self._listeners.get(change.group, ()):
+            listener(change)
+
+    def _commit_stored(self, group: str, consumer: Consumer) -> None:
+        try:
+            consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                log.warning("offset commit failed", group=group, error=str(exc))
 
     # -- internals ------------------------------------------------------------------------------
     def _produce(self, topic: str, payload: bytes, key: str, headers: Mapping[str, str]) -> None:
@@ -494,6 +662,8 @@ class KafkaBus:
                 self._handling -= 1
         self._flush()  # the handler's output is durable before its input can be committed
         consumer.store_offsets(message=message)
+        if key:
+            self._keys[group].setdefault((message.topic(), message.partition()), set()).add(key)
 
     def _handle(
         self,

@@ -12,6 +12,11 @@ process always reads its own writes; `close` flushes. What it trades: a crash lo
 staged rows (by default under a second of bars), which the next start recovers, because online
 ingest fills the gap from the last *stored* bar through the provider and resampled bars are
 recomputed from 1m bars. Upserts are idempotent, so a row written twice is harmless.
+
+A replay re-sends bars the store holds, and each is compared with its stored value so that the
+counts stay exact: the stored values of a series are read a day at a time (`READ_AHEAD`), and
+`flush` (after the bar's acknowledgement) reads the next day before the replay reaches it, so
+after the first bar of a series no comparison reads the store on the path to the order.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ class _Window:
     start: datetime
     end: datetime
     rows: dict[datetime, tuple[float, ...]]
+    cursor: datetime
+    """The latest open time compared in it: `flush` reads ahead once it passes the middle."""
 
 
 def _same(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
@@ -82,7 +89,7 @@ class WriteBehindMarketData:
         bar it saw, which holds for the one ingest process of a deployment."""
         key = (symbol, timeframe)
         if bars.height >= self.max_rows:
-            self.flush()
+            self._write_staged()
             result = self.inner.upsert_bars(symbol, timeframe, bars)
             self._advance(key, bars)
             self._window.pop(key, None)
@@ -108,7 +115,7 @@ class WriteBehindMarketData:
         if self._since is None:
             self._since = now
         if self._rows >= self.max_rows or now - self._since >= self.max_delay:
-            self.flush()
+            self._write_staged()
         return result
 
     def _compare_one(
@@ -128,8 +135,9 @@ class WriteBehindMarketData:
                 for r in frame.iter_rows():
                     if at <= r[0] < until:
                         rows[r[0]] = r[1:]
-            window = _Window(at, until, rows)
+            window = _Window(at, until, rows, at)
             self._window[key] = window
+        window.cursor = max(window.cursor, at)
         current = window.rows.get(at)
         if current is not None and _same(current, values):
             return bar.clear(), UpsertResult(0, 0, 1)
@@ -185,7 +193,27 @@ class WriteBehindMarketData:
 
     def flush(self) -> UpsertResult:
         """Write everything staged: one upsert per (symbol, timeframe); a later row for the same
-        open time replaces an earlier one, as consecutive upserts would."""
+        open time replaces an earlier one, as consecutive upserts would. Then read the next day
+        of every read-ahead window past its middle (`_read_ahead`)."""
+        result = self._write_staged()
+        self._read_ahead()
+        return result
+
+    def _read_ahead(self) -> None:
+        """Extend each window whose comparisons passed its middle to a day past its cursor, with
+        the stored rows (staged ones are written by now), dropping the rows before the cursor:
+        the replay's next comparisons find their bars in memory instead of reading the store
+        on the path to the order. Runs after the staged rows were written, off that path."""
+        for key, window in list(self._window.items()):
+            if window.end - window.cursor >= READ_AHEAD / 2:
+                continue
+            until = window.cursor + READ_AHEAD
+            rows = {t: v for t, v in window.rows.items() if t >= window.cursor}
+            for r in self.inner.read_bars(*key, window.end, until).iter_rows():
+                rows[r[0]] = r[1:]
+            self._window[key] = _Window(window.cursor, until, rows, window.cursor)
+
+    def _write_staged(self) -> UpsertResult:
         if not self._staged:
             return UpsertResult(0, 0)
         staged, self._staged = self._staged, {}
@@ -222,17 +250,17 @@ class WriteBehindMarketData:
     def read_bars(
         self, symbol: Symbol, timeframe: Timeframe, start: datetime, end: datetime
     ) -> pl.DataFrame:
-        self.flush()
+        self._write_staged()
         return self.inner.read_bars(symbol, timeframe, start, end)
 
     def coverage(self, symbol: Symbol, timeframe: Timeframe) -> Coverage | None:
-        self.flush()
+        self._write_staged()
         return self.inner.coverage(symbol, timeframe)
 
     def coverages(
         self, timeframe: Timeframe, start: datetime | None = None, end: datetime | None = None
     ) -> dict[Symbol, Coverage]:
-        self.flush()
+        self._write_staged()
         return self.inner.coverages(timeframe, start, end)
 
     def quarantine(
@@ -245,7 +273,7 @@ class WriteBehindMarketData:
 
     def close(self) -> None:
         try:
-            self.flush()
+            self._write_staged()
         finally:
             self.inner.close()
 

@@ -71,6 +71,8 @@ class InMemoryExecutionStore:
         records: Sequence[TradeRecord] = (),
         processed_signal_id: str | None = None,
         applied_controls: Sequence[AppliedControl] = (),
+        *,
+        durable: bool = True,
     ) -> None:
         check_new_orders(records, set(self._orders))
         for applied in applied_controls:

@@ -18,14 +18,22 @@ hot path. Another process's request is therefore seen once its notification has 
 connection (server restart) fails the call with the retryable `DatabaseConnectionError`, and
 the next call reconnects: the transaction in flight was rolled back by the server, so the store
 holds the last committed checkpoint (the execution service reloads it before going on).
+
+Several execution instances (a consumer group split by symbol) share one account: one cash, one
+risk state. Each event is handled under `hold_account`, a PostgreSQL advisory lock on the schema's
+account taken together with the stored checkpoint generation in one round trip; an instance that
+finds the generation moved (another instance committed) reloads the account before deciding. So
+no two instances decide on the same cash, and an instance killed while holding the lock releases
+it with its connection. The events of the instances are serialised on the account: execution
+scales out for availability and rebalancing, not for throughput.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ParamSpec, TypeVar
 
 import psycopg
@@ -134,6 +142,11 @@ class PostgresExecutionStore(SQLiteExecutionStore):
     def _notify(self) -> None:
         self._raw.execute(f'NOTIFY "{self.channel}"')
 
+    def _relax_durability(self) -> None:
+        # a bar's marks: the commit need not wait for the WAL flush (~5 ms with fsync on a
+        # disk); a later synchronous commit (an order, a fill, a signal) flushes it with its own
+        self._raw.execute("SET LOCAL synchronous_commit TO OFF")
+
     def _notify_control(self) -> None:
         self._raw.execute(f'NOTIFY "{self.control_channel}"')
         self._none_pending = False  # this handle's own request is pending for it at once
@@ -166,6 +179,41 @@ class PostgresExecutionStore(SQLiteExecutionStore):
             self._control_listener = None
             self._none_pending = False
             return False
+
+    @contextmanager
+    def hold_account(self) -> Iterator[bool]:
+        """Hold the account against the other processes that hold it this way (execution
+        instances sharing it) for the ``with`` block; yields whether another process committed
+        it since this handle last loaded or committed (then the caller reloads before deciding).
+        The lock is the session's: released at the block's end, or by the server when the
+        process dies."""
+        self._ensure_connected()
+        try:
+            with self._lock:
+                row = self._raw.execute(
+                    "SELECT pg_advisory_lock(hashtextextended(%s, 0)), "
+                    "(SELECT generation FROM checkpoint_version)",
+                    (self._account_key,),
+                ).fetchone()
+        except psycopg.OperationalError as exc:
+            self._broken = True
+            raise connection_error(self._dsn, exc, lost=True) from exc
+        assert row is not None
+        try:
+            yield int(row[1]) != self._generation
+        finally:
+            try:
+                with self._lock:
+                    self._raw.execute(
+                        "SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (self._account_key,)
+                    )
+            except psycopg.OperationalError as exc:  # the server released it with the session
+                self._broken = True
+                log.warning("account lock not released: connection lost", error=str(exc).strip())
+
+    @property
+    def _account_key(self) -> str:
+        return f"drl_execution_account.{self.schema}"
 
     def wait_for_commit(self, timeout: float) -> bool:
         """Block until execution commits a checkpoint (a NOTIFY) or ``timeout`` seconds pass;

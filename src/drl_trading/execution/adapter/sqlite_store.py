@@ -302,6 +302,8 @@ class SQLiteExecutionStore:
         records: Sequence[TradeRecord] = (),
         processed_signal_id: str | None = None,
         applied_controls: Sequence[AppliedControl] = (),
+        *,
+        durable: bool = True,
     ) -> None:
         ids = [r.client_order_id for r in records if r.kind is RecordKind.ORDER]
         with self._lock:
@@ -312,6 +314,8 @@ class SQLiteExecutionStore:
             try:
                 with self._batch():  # PostgreSQL: the whole transaction in one round trip
                     con.execute("BEGIN IMMEDIATE")
+                    if not durable and not (records or processed_signal_id or applied_controls):
+                        self._relax_durability()
                     # bump first: on PostgreSQL the row lock orders concurrent committers, so
                     # the second one sees the first one's generation in its guard
                     con.execute("UPDATE checkpoint_version SET generation = generation + 1")
@@ -388,6 +392,10 @@ class SQLiteExecutionStore:
 
     def _notify(self) -> None:
         """Tell readers in other processes that a checkpoint was committed (SQLite: none)."""
+
+    def _relax_durability(self) -> None:
+        """Let this transaction's commit return before it is on disk (``commit(durable=False)``;
+        SQLite: nothing to do, WAL with ``synchronous=NORMAL`` does not sync at a commit)."""
 
     def symbol_state(self, symbol: Symbol) -> SymbolState:
         with self._lock:

@@ -141,13 +141,24 @@ class ExecutionStore(Protocol):
         records: Sequence[TradeRecord] = (),
         processed_signal_id: str | None = None,
         applied_controls: Sequence[AppliedControl] = (),
+        *,
+        durable: bool = True,
     ) -> None:
         """Store all of it or nothing; raises `DuplicateOrderError` (writing nothing) when an ORDER
         record repeats a client order id already stored or repeated within ``records``, and
         `ConcurrentCommitError` (writing nothing) when another handle committed since this one
         last loaded or committed (a store shared by no other process never raises it).
         ``applied_controls`` marks those requests applied, with ``records_before`` counted
-        before this commit's records."""
+        before this commit's records.
+
+        ``durable=False`` (the execution service passes it for a bar that only moved the marks
+        and equity figures, state the next bars derive again; never with records, a processed
+        signal or applied controls) lets the store return before the commit is on disk: it is
+        visible to every reader at once and atomic as any other, but a crash of the *database*
+        (not of this process) may lose it, and with it only such commits; any later durable
+        commit makes it durable too (PostgreSQL: ``synchronous_commit`` off for that
+        transaction, lost at most the WAL writer's last ~0.6 s; SQLite in WAL mode with
+        ``synchronous=NORMAL`` and the in-memory store: no difference)."""
         ...
 
     def request_control(

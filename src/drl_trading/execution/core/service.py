@@ -30,6 +30,16 @@ transaction. So no order follows an acknowledged kill, and the halt is in the st
 moment the acknowledgement is. One service instance runs an account; should another process
 commit the account meanwhile (a kill applied to a store it believed idle), the store refuses the
 service's next commit (`ConcurrentCommitError`) and the service reloads the stored state.
+
+What is committed when: a signal's decision (its order, the processed signal id), every fill,
+every cancel and every change of trading state are committed, durably, before the call returns
+(before the acknowledgement). A bar that fills nothing and changes no trading state only moves
+the marks and the equity figures (peak, day start), which the next bars derive again: its commit
+is not durable at once (`ExecutionStore.commit`, ``durable=False``) and, with
+``mark_commit_bars`` > 1, waits in memory for the next commit (a signal's carries it), for
+`flush` (the embedded runtime calls it after the bar's acknowledgement) or for the
+``mark_commit_bars``-th such bar. After a crash, the account then resumes with the marks of the
+last commit and the next bar marks it again; nothing that was acknowledged is lost.
 """
 
 from __future__ import annotations
@@ -177,9 +187,17 @@ class ExecutionService:
         venue: VenueStateSource | None = None,
         reconciliation: ReconcilePolicy | None = None,
         bus: MessageBus | None = None,
+        mark_commit_bars: int = 1,
     ) -> None:
         """``venue`` turns reconciliation on (`reconcile`); ``bus`` receives its halts as
-        `ErrorOccurred` on ``error.execution``."""
+        `ErrorOccurred` on ``error.execution``. ``mark_commit_bars``: how many bars that only
+        moved the marks may wait in memory before one commit (1: every bar commits; more where
+        nothing in another process reads the marks as they move, and `flush` is called when a
+        bar is done)."""
+        if mark_commit_bars < 1:
+            raise ValueError(f"mark_commit_bars must be >= 1, got {mark_commit_bars}")
+        self._mark_commit_bars = mark_commit_bars
+        self._unsaved_bars = 0
         self._venue = venue
         self._policy = reconciliation if reconciliation is not None else ReconcilePolicy()
         self._bus = bus
@@ -220,6 +238,7 @@ class ExecutionService:
             self._last_signal = checkpoint.last_signal
             state = checkpoint.risk
         self._risk = RiskEngine(self._limits, state)
+        self._unsaved_bars = 0  # marks not committed yet are gone with the memory that held them
         # entry of each open position, persisted with the checkpoint (a store written before
         # entries were kept has none: `agent_position` then falls back to the average price)
         self._entries: dict[Symbol, tuple[float, datetime]] = (
@@ -233,26 +252,59 @@ class ExecutionService:
         records: list[TradeRecord] | tuple[()] = (),
         processed_signal_id: str | None = None,
         applied_controls: Sequence[AppliedControl] = (),
+        *,
+        durable: bool = True,
     ) -> None:
-        """Commit the state; when the store fails, the state in memory (broker included) is
-        ahead of it, so it is reloaded from the store before the next call: the bus's retry of
-        the event then redoes it from the committed state (same client order ids)."""
+        """Commit the state (the whole checkpoint: marks that waited go with it); when the store
+        fails, the state in memory (broker included) is ahead of it, so it is reloaded from the
+        store before the next call: the bus's retry of the event then redoes it from the
+        committed state (same client order ids)."""
         try:
             self._store.commit(
                 self._checkpoint(),
                 records,
                 processed_signal_id=processed_signal_id,
                 applied_controls=applied_controls,
+                durable=durable,
             )
         except Exception:
             self._stale = True
             raise
+        self._unsaved_bars = 0
+
+    def _commit_marks(self) -> None:
+        """A bar that filled nothing and changed no trading state: its marks and equity figures
+        are derived again by the next bars, so the commit is not durable at once and, with
+        ``mark_commit_bars`` > 1, waits for the next commit, `flush` or the last bar allowed."""
+        self._unsaved_bars += 1
+        if self._unsaved_bars >= self._mark_commit_bars:
+            self._commit(durable=False)
+
+    def flush(self) -> None:
+        """Commit the marks of the bars that wait (`mark_commit_bars`), if any: call it when a
+        bar is done, after its order was acknowledged, so the commit stays off the path from
+        bar close to order."""
+        self._refresh()
+        if self._unsaved_bars:
+            self._commit(durable=False)
+
+    @property
+    def unsaved_bars(self) -> int:
+        """Bars whose marks are in memory only (0 after any commit)."""
+        return self._unsaved_bars
 
     def _refresh(self) -> None:
         if self._stale:
             self._restore(self._store.load())
             self._stale = False
             log.info("execution state reloaded from the store after a failed commit")
+
+    def reload(self) -> None:
+        """Take the stored state now: another instance of the service committed the account
+        since this one last loaded or committed it (instances sharing one account hold it in
+        turn, `drl_trading.execution.adapter.bus_handlers.AccountLock`)."""
+        self._restore(self._store.load())
+        self._stale = False
 
     def start_over(self, live_since: datetime) -> None:
         """Start the account over (``paper --fresh``): its state deleted in the store
@@ -404,7 +456,10 @@ class ExecutionService:
             self._log_change(change)
             if change.current is TradingState.HALTED:
                 records += self._halt_orders(flatten=True)
-        self._commit(records)
+        if records or change is not None:
+            self._commit(records)
+        else:
+            self._commit_marks()
         self._bars_since_reconcile += 1
         if self._venue is not None and self._bars_since_reconcile >= self._policy.every_bars:
             self.reconcile()

@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -317,6 +317,17 @@ class InferenceService:
                 previous=f"{current.name}/{current.version}",
             )
             return True
+
+    def retain(self, symbols: Iterable[str]) -> None:
+        """Keep per-symbol state for ``symbols`` only: another instance decides for the others
+        now (the bus moved their partitions), so their window buffers and recurrent memory move
+        on without this process. The decisions made here stay remembered, so a completion
+        redelivered here still gets the very same answer."""
+        keep = {Symbol(s) for s in symbols}
+        with self._lock:
+            for held in (self._buffers, self._recurrent_state):
+                for symbol in [s for s in held if s not in keep]:
+                    del held[symbol]
 
     # -- decisions ------------------------------------------------------------------------------
 

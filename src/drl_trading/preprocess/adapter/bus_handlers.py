@@ -2,9 +2,12 @@
 
 Offline requests run the batch path; catch-up and online requests run the online engine, which
 publishes higher-timeframe bars for ingest to store and a completion per new feature vector.
+`on_symbols_moved` is what the composition calls when the bus hands symbols to another instance.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from drl_trading.common.events import Event, PreprocessDataRequested, ProcessingMode, Topic
 from drl_trading.common.ports import MessageBus
@@ -24,6 +27,16 @@ class PreprocessHandlers:
         self._bus = bus
         self.on_progress = on_progress
         self.online = online
+
+    def on_symbols_moved(self, held: Iterable[str]) -> None:
+        """The bus moved symbols between the instances of preprocess; ``held``: the symbols
+        whose bars this instance handled and still receives. Every other symbol's online state
+        is dropped: it may miss bars another instance handled (a catch-up request builds state
+        for all its symbols, wherever their partitions are), and is rebuilt from the stored bars
+        at its next bar here."""
+        if self.online is not None:
+            keep = set(held)
+            self.online.forget([str(s) for s in self.online.engines if str(s) not in keep])
 
     def on_preprocess_requested(self, event: Event) -> None:
         if not isinstance(event, PreprocessDataRequested):

@@ -53,6 +53,12 @@ class IncrementalResampler:
     _l: float = 0.0
     _c: float = 0.0
     _v: float = 0.0
+    _step_us: int = 0  # the timeframe's and the source's durations (µs), set at construction:
+    _source_us: int = 0  # `Timeframe.micros` is a lookup per call, this runs for every bar
+
+    def __post_init__(self) -> None:
+        self._step_us = self.timeframe.micros
+        self._source_us = self.source.micros
 
     def update(
         self,
@@ -66,7 +72,7 @@ class IncrementalResampler:
     ) -> list[Bar]:
         """Feed one bar keyed ``open_us``; ``first_open_us`` is when the market first traded in
         it (its key on 24/7; required with ``windows``)."""
-        step = self.timeframe.micros
+        step = self._step_us
         windows = self.windows
         if windows is None:
             window = open_us - open_us % step
@@ -89,7 +95,7 @@ class IncrementalResampler:
             self._c = c
             self._v += v
         end = window + step if windows is None else windows.close(window)
-        if open_us + self.source.micros >= end:  # the window's last bar: it is over now
+        if open_us + self._source_us >= end:  # the window's last bar: it is over now
             out.extend(self._emit())
         return out
 
@@ -146,9 +152,15 @@ class OnlineFeatureEngine:
     _last_open_us: int | None = None
     _order: list[tuple[Timeframe, int]] = field(default_factory=list)
     _windows: dict[Timeframe, BarWindows] = field(default_factory=dict)
+    _source_is_feature: bool = False  # the data timeframe has features of its own
+    _minutes: dict[Timeframe, int] = field(default_factory=dict)  # sort keys of closed bars
 
     def __post_init__(self) -> None:
-        finer = [tf for tf in self.spec.all_timeframes if tf.minutes < self.source.minutes]
+        # what `update` needs per bar, computed once (the spec's properties build new objects)
+        all_timeframes = self.spec.all_timeframes
+        self._source_is_feature = self.source in all_timeframes
+        self._minutes = {tf: tf.minutes for tf in {self.source, *all_timeframes}}
+        finer = [tf for tf in all_timeframes if tf.minutes < self.source.minutes]
         if finer:
             raise ValueError(
                 f"feature set {self.spec.name} uses {finer[0].value} bars, finer than the "
@@ -222,14 +234,17 @@ class OnlineFeatureEngine:
         for resampler in self._resamplers.values():  # ascending timeframes
             for bar in resampler.update(open_us, o, h, low, c, v, first_open_us):
                 closed.append((self.close_us(bar.timeframe, to_micros(bar.open_time)), bar))
-        if self.source in self.spec.all_timeframes:
+        if self._source_is_feature:
             bar = Bar(self.symbol, self.source, open_time, o, h, low, c, v)
             closed.insert(0, (self.close_us(self.source, open_us), bar))
+        if not closed:
+            return [], []
         rows: list[OnlineRow] = []
         base = self.spec.base_timeframe
+        minutes = self._minutes
         # by close time, a base bar after the other bars closing with it: a base row sees exactly
         # the bars closed by its own close (after an outage several windows close at once)
-        closed.sort(key=lambda cb: (cb[0], cb[1].timeframe is base, cb[1].timeframe.minutes))
+        closed.sort(key=lambda cb: (cb[0], cb[1].timeframe is base, minutes[cb[1].timeframe]))
         for close, bar in closed:
             fs = self._features.get(bar.timeframe)
             if fs is not None:

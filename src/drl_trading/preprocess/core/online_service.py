@@ -11,6 +11,9 @@ as the offline path, and enough history for every indicator's seed to weigh less
 bar). A live bar for a symbol without state (the process restarted mid-stream: ingest's catch-up
 went to its previous life) rebuilds it the same way from the stored bars before that bar, so a
 restarted preprocess resumes from where its consumer group left off without missing a vector.
+Several instances split the symbols (Kafka partitions): a symbol that moves to another instance
+is `forget`-ten here, so that, should it come back, its state is rebuilt from the stored bars
+(which the other instance's bars extended) instead of resuming from where this one left it.
 Each live bar then costs a constant amount of work: resamplers, indicators, one online-store
 write when a base bar closes, and events for what closed (``requested.store-resampled-data`` for
 higher-timeframe bars, ``completed.preprocess-data.online`` for a new feature vector).
@@ -18,7 +21,8 @@ higher-timeframe bars, ``completed.preprocess-data.online`` for a new feature ve
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -36,7 +40,7 @@ from drl_trading.common.events import (
     TimeframeOutput,
 )
 from drl_trading.common.latency import stamp
-from drl_trading.common.ports import FeatureStore, MarketDataRepository
+from drl_trading.common.ports import FeatureStore, FeatureViewSpec, MarketDataRepository
 from drl_trading.preprocess.core.checks import require_base_at_least
 from drl_trading.preprocess.core.completion import preprocess_completed
 from drl_trading.preprocess.core.history import read_start, settle_start
@@ -50,6 +54,7 @@ from drl_trading.strategy.feature_view import view_for
 
 RowCallback = Callable[[Symbol, OnlineRow], None]
 log = structlog.get_logger(__name__)
+_VECTOR_IDS = uuid.uuid5(uuid.NAMESPACE_URL, "drl-trading/preprocess/online-vector")
 
 
 @dataclass
@@ -136,6 +141,14 @@ class OnlinePreprocessService:
                 )
             )
         return self._completed(request, outputs, None)
+
+    def forget(self, symbols: Iterable[str]) -> list[Symbol]:
+        """Drop the online state of ``symbols`` (another instance serves them now); returns
+        those that had state. Their next live bar here rebuilds it from the stored bars."""
+        dropped = [Symbol(s) for s in symbols if self.engines.pop(Symbol(s), None) is not None]
+        if dropped:
+            log.info("online state dropped: symbols moved", symbols=[str(s) for s in dropped])
+        return dropped
 
     # -- live bars ------------------------------------------------------------------------------
 
@@ -274,7 +287,7 @@ class OnlinePreprocessService:
         bar_close_time: datetime | None,
     ) -> PreprocessDataCompleted:
         mode = request.mode if request.mode is not ProcessingMode.OFFLINE else ProcessingMode.ONLINE
-        return preprocess_completed(
+        done = preprocess_completed(
             request,
             self.view,
             outputs,
@@ -282,3 +295,18 @@ class OnlinePreprocessService:
             bar_close_time=bar_close_time,
             stages=stamp(request.stages, "preprocess") if request.stages else None,
         )
+        if bar_close_time is None:
+            return done
+        # the same vector announced again (a redelivered bar, on this or another instance)
+        # carries the same id, so consumers can tell a repeat from a new vector
+        return done.model_copy(
+            update={"event_id": vector_event_id(self.view, request.symbols, bar_close_time)}
+        )
+
+
+def vector_event_id(view: FeatureViewSpec, symbols: Iterable[Symbol], bar_close: datetime) -> str:
+    """The id of the online completion announcing ``symbols``' vectors of the base bar closing
+    at ``bar_close``: deterministic, whichever instance computes it and however often."""
+    names = ",".join(str(s) for s in symbols)
+    key = f"{view.name}|{view.feature_set_version}|{names}|{utc(bar_close).isoformat()}"
+    return uuid.uuid5(_VECTOR_IDS, key).hex

@@ -16,11 +16,16 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import structlog
 
+from drl_trading.common.errors import UsageError
 from drl_trading.policy.algorithms import AlgorithmError, algorithm_class, algorithm_info
 from drl_trading.policy.package import ObsNormalization
+from drl_trading.training.core.hyperparameters import fit_hyperparameters
 from drl_trading.training.core.ports import FitJob, FitProgress, FitProgressHook, FittedModel
 from drl_trading.training.core.provenance import TORCH_DETERMINISM
+
+log = structlog.get_logger(__name__)
 
 CLIP_OBS = 10.0
 """Standardised observations are clipped to +-10 standard deviations."""
@@ -76,11 +81,34 @@ def apply_torch_determinism(torch: Any) -> None:
     torch.backends.cudnn.benchmark = TORCH_DETERMINISM["cudnn_benchmark"]
 
 
-class SB3Trainer:
-    """Fits with SB3 on ``device`` (a torch device; MLP policies are fastest on ``cpu``) using
-    ``torch_threads`` intra-op threads (None keeps torch's default)."""
+def resolve_device(torch: Any, requested: str) -> str:
+    """The torch device ``requested`` (``training.device``) means on this machine: ``auto`` is
+    ``cuda`` where torch sees a CUDA GPU, else ``cpu``; any other value must name a device torch
+    knows, and a CUDA one needs a GPU torch can see. A `UsageError` names the setting."""
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(requested).type
+    except (RuntimeError, TypeError):
+        raise UsageError(
+            f"training.device {requested!r} is not a torch device: set it to auto, cpu, cuda "
+            "or cuda:N"
+        ) from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UsageError(
+            f"training.device is {requested!r} but torch sees no CUDA GPU on this machine "
+            f"(torch {torch.__version__}, torch.cuda.is_available() is False): set "
+            "training.device to auto or cpu, or install a CUDA build of torch"
+        )
+    return requested
 
-    def __init__(self, *, device: str = "cpu", torch_threads: int | None = 1) -> None:
+
+class SB3Trainer:
+    """Fits with SB3 on ``device`` (``training.device``: auto, cpu, cuda, ...; resolved when a
+    fit starts, so that building the trainer does not import torch) using ``torch_threads``
+    intra-op threads (None keeps torch's default)."""
+
+    def __init__(self, *, device: str = "auto", torch_threads: int | None = 1) -> None:
         self.device = device
         self.torch_threads = torch_threads
 
@@ -90,6 +118,7 @@ class SB3Trainer:
         from stable_baselines3.common.utils import set_random_seed
         from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
+        device = resolve_device(torch, self.device)
         if self.torch_threads:
             torch.set_num_threads(self.torch_threads)
         apply_torch_determinism(torch)
@@ -122,22 +151,17 @@ class SB3Trainer:
                 gamma=gamma,
             )
         total = job.total_timesteps
-        hyper = dict(algorithm.hyperparameters)
-        if algorithm_info(algorithm.name).on_policy and "n_steps" not in hyper:
-            # one rollout is n_steps x n_envs; keep short runs from training on a single
-            # 8192-step rollout they never asked for
-            default = 5 if algorithm.name == "A2C" else 2048
-            hyper["n_steps"] = max(5, min(default, total // job.n_envs))
-            if algorithm.name != "A2C" and "batch_size" not in hyper:
-                hyper["batch_size"] = min(64, hyper["n_steps"] * job.n_envs)
+        hyper = fit_hyperparameters(algorithm.name, algorithm.hyperparameters, job.n_envs, total)
+        if hyper.shrunk is not None:
+            log.info("rollout shortened to fit the run", algorithm=algorithm.name, why=hyper.shrunk)
         model = build_model(
             algorithm.name,
             venv,
             policy=algorithm.policy,
-            hyperparameters=hyper,
+            hyperparameters=hyper.values,
             net_arch=algorithm.net_arch,
             seed=job.seed,
-            device=self.device,
+            device=device,
         )
         callback = _progress_callback_class()(on_progress, total)
         started = time.perf_counter()
@@ -152,7 +176,14 @@ class SB3Trainer:
             )
         else:
             norm = ObsNormalization.identity(int(venv.observation_space.shape[0]))
-        return FittedModel(model, norm, seconds)
+        return FittedModel(
+            model,
+            norm,
+            seconds,
+            device=str(model.device),
+            hyperparameters=hyper.values,
+            timesteps=int(model.num_timesteps),
+        )
 
 
 def _progress_callback_class() -> type:

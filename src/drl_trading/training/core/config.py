@@ -10,6 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drl_trading.evaluation.baselines import RuleLookbacks
 from drl_trading.policy.algorithms import AlgorithmName, resolve_action_mode
+from drl_trading.training.core.hyperparameters import (
+    DEFAULT_N_ENVS,
+    MIN_BATCH,
+    PPO_DEFAULTS,
+    PPO_MINIBATCHES,
+    PPO_N_ENVS,
+    default_n_envs,
+)
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -65,7 +73,12 @@ class EnvSettings(BaseModel):
     fee_bps: float = Field(5.0, ge=0, description="Exchange fee per unit of position changed.")
     slippage_bps: float = Field(2.0, ge=0, description="Slippage per unit of position changed.")
     episode_bars: int = Field(2048, ge=16, description="Steps per training episode.")
-    n_envs: int = Field(4, ge=1, description="Environment copies stepped together.")
+    n_envs: int | None = Field(
+        None,
+        ge=1,
+        description=f"Environment copies stepped together; null: {PPO_N_ENVS} for PPO (its "
+        f"defaults are chosen for them), {DEFAULT_N_ENVS} for the other algorithms.",
+    )
     vectorized: Literal["batched", "dummy"] = Field(
         "batched",
         description="How the n_envs copies step: batched (all at once on numpy arrays, "
@@ -79,7 +92,11 @@ class AlgorithmSettings(BaseModel):
     name: AlgorithmName = Field("PPO", description="Algorithm (--algorithm overrides it).")
     policy: str | None = Field(None, description="SB3 policy; default MlpPolicy / MlpLstmPolicy.")
     hyperparameters: dict[str, Any] = Field(
-        default_factory=dict, description="Passed to the SB3 constructor (n_steps, gamma, ...)."
+        default_factory=dict,
+        description="Passed to the SB3 constructor (n_steps, gamma, ...); PPO's defaults, "
+        f"chosen for CPU throughput: n_steps {PPO_DEFAULTS['n_steps']} (shorter where one "
+        f"rollout covers the run), n_epochs {PPO_DEFAULTS['n_epochs']}, batch_size a rollout "
+        f"(n_steps x n_envs) / {PPO_MINIBATCHES}, at least {MIN_BATCH}.",
     )
     net_arch: list[int] | None = Field(None, description="Hidden layers, e.g. [64, 64].")
 
@@ -201,7 +218,11 @@ class TrainingSettings(BaseModel):
         "judges their mean out-of-sample returns and their spread (the model of training.seed "
         "is registered).",
     )
-    device: str = Field("cpu", description="torch device; MLP policies are fastest on CPU.")
+    device: str = Field(
+        "auto",
+        description="torch device: auto (cuda where torch sees a GPU, else cpu), cpu, cuda, "
+        "cuda:1, ...; the one used is recorded in the model's manifest and provenance.",
+    )
     torch_threads: int | None = Field(
         1,
         ge=1,
@@ -231,3 +252,8 @@ class TrainingSettings(BaseModel):
     @property
     def action_mode(self) -> str:
         return resolve_action_mode(self.algorithm.name, self.env.action_mode)
+
+    @property
+    def n_envs(self) -> int:
+        """The environment copies a fit steps: ``env.n_envs``, or the algorithm's default."""
+        return self.env.n_envs or default_n_envs(self.algorithm.name)

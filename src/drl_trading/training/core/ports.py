@@ -79,6 +79,15 @@ class FittedModel:
     seconds: float
     """Wall-clock seconds of learning alone (model construction and imports excluded), so that
     ``total_timesteps / seconds`` measures training speed."""
+    device: str
+    """The torch device it was trained on (``training.device`` resolved: auto is cuda where
+    torch sees a GPU, else cpu)."""
+    hyperparameters: dict[str, Any]
+    """The algorithm's constructor arguments as applied: the settings' with the defaults for
+    what they leave out (`drl_trading.training.core.hyperparameters`)."""
+    timesteps: int
+    """Environment steps actually trained (an on-policy fit trains whole rollouts, so up to one
+    rollout more than asked)."""
 
 
 class Trainer(Protocol):

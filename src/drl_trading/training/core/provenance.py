@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 import polars as pl
@@ -124,8 +124,14 @@ class Provenance:
     libraries: dict[str, str]
     code_version: str
     torch: dict[str, Any]
-    """Device, intra-op threads and `TORCH_DETERMINISM`."""
+    """Device, intra-op threads and `TORCH_DETERMINISM`. The device is ``training.device`` as
+    set (``auto``) until the fit ran, then the one it trained on (`trained_on`)."""
     format: int = FORMAT
+
+    def trained_on(self, device: str) -> Provenance:
+        """This record with the torch device the fit actually used (``auto`` resolved to
+        ``cuda`` or ``cpu``), so that a re-run on another device is named as a difference."""
+        return replace(self, torch={**self.torch, "device": device})
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

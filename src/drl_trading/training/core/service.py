@@ -8,7 +8,7 @@ library versions, training curves, validation and test metrics, the report.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -347,7 +347,7 @@ class TrainingService:
                 frame=frame,
                 feature_columns=columns,
                 seed=cfg.seed,
-                n_envs=cfg.env.n_envs,
+                n_envs=cfg.n_envs,
                 random_agent_seeds=cfg.random_agent_seeds,
                 libraries=self.libraries.versions(LIBRARIES),
                 code_version=self.code_version(),
@@ -397,6 +397,10 @@ class TrainingService:
                 }
             )
             self._log_backtest(run, "validation", validation)
+            # what the fit chose where the settings left it open: the device, the defaults
+            manifest = fitted_manifest(manifest, fitted, cfg.n_envs)
+            run.log_params({"fit": manifest.training["fit"]})
+            run.log_dict(provenance.trained_on(fitted.device).to_dict(), PROVENANCE_ARTIFACT)
             evidence = walk_forward_evidence(
                 outcomes,
                 ppy,
@@ -577,7 +581,7 @@ class TrainingService:
 
         job = FitJob(
             make_env=make_env,
-            n_envs=cfg.env.n_envs,
+            n_envs=cfg.n_envs,
             algorithm=cfg.algorithm,
             total_timesteps=total,
             seed=seed,
@@ -659,6 +663,19 @@ class TrainingService:
                     metrics[f"{part}.{s.symbol}.{attr}"] = float(value)
         run.log_metrics(metrics)
         run.log_dict(result.to_dict(), f"backtest/{part}_metrics.json")
+
+
+def fitted_manifest(manifest: ModelManifest, fitted: FittedModel, n_envs: int) -> ModelManifest:
+    """``manifest`` with what the fit applied under ``training.fit``: the torch device it
+    trained on, its environment copies, the algorithm's hyperparameters with their defaults and
+    the timesteps it trained (whole rollouts)."""
+    fit = {
+        "device": fitted.device,
+        "n_envs": n_envs,
+        "hyperparameters": dict(fitted.hyperparameters),
+        "timesteps": fitted.timesteps,
+    }
+    return replace(manifest, training={**manifest.training, "fit": fit})
 
 
 SEED_STRIDE = 1000
