@@ -226,4 +226,6 @@ def test_two_workers_on_postgres_share_one_study(tmp_path: Path) -> None:
         study = optuna.load_study(study_name="shared", storage=storage)
         assert len(study.trials) == len(numbers) >= 4  # the study's count is the workers' sum
         assert sorted(numbers) == [t.number for t in study.trials]
+        drawn = {tuple(sorted(t.params.items())) for t in study.trials}
+        assert len(drawn) == len(study.trials)  # the workers drew different values
         storage.engine.dispose()  # before postgres_schema drops the schema and its tables

@@ -20,6 +20,7 @@ from drl_trading.training.core.search_space import (
     search_space,
     split_parameters,
 )
+from drl_trading.training.core.tuning import mixed_seed
 from drl_trading.training.core.tuning_config import RangeSetting, TuningSettings
 
 
@@ -169,3 +170,16 @@ def test_storages_never_show_the_password(tmp_path: Path) -> None:
     shown = study_storage(url, "s1").shown
     assert "s3cret" not in shown and "db.example" in shown
     assert "s3cret" not in str(url.masked_dump())
+
+
+def test_workers_started_one_after_the_other_get_different_sampler_seeds() -> None:
+    """Two workers of one configuration have consecutive process ids, and the one that joins
+    later may find one more trial in the study: a seed built by adding the parts collided
+    there (both workers drew the same values); the hashed seed does not."""
+    first = mixed_seed(mixed_seed(42, 1000), 1)  # pid 1000, one trial already in the study
+    second = mixed_seed(mixed_seed(42, 1001), 0)  # pid 1001, an empty study
+    assert first != second
+    seeds = {mixed_seed(mixed_seed(42, pid), held) for pid in range(100) for held in range(20)}
+    assert len(seeds) == 2000
+    assert all(0 <= s < 2**31 for s in seeds)
+    assert mixed_seed(7, 3) == mixed_seed(7, 3)  # deterministic: a resumed study draws on

@@ -43,7 +43,7 @@ from drl_trading.training.core.search_space import (
     search_space,
     split_parameters,
 )
-from drl_trading.training.core.tuning import STUDY_TAG
+from drl_trading.training.core.tuning import STUDY_TAG, mixed_seed
 
 if TYPE_CHECKING:
     import optuna
@@ -556,4 +556,4 @@ def register_best(
 def worker_seed(seed: int) -> int:
     """A worker's sampler seed: ``seed`` mixed with the process id, so that workers started
     with one configuration do not draw the same values."""
-    return (seed * 1_000_003 + os.getpid()) % 2**31
+    return mixed_seed(seed, os.getpid())

@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from drl_trading.strategy.tunable import Choice, FloatRange, IntRange, ParamValue, Range
-from drl_trading.training.core.tuning import TrialPrunedError
+from drl_trading.training.core.tuning import TrialPrunedError, mixed_seed
 from drl_trading.training.core.tuning_config import PrunerSettings
 
 __all__ = [
@@ -145,7 +145,7 @@ def open_study(
     starting at once exactly one creates it (the storage's unique study name decides).
     Without ``create`` a missing study is a `MissingStudyError`.
 
-    The TPE sampler is seeded with ``sampler_seed`` plus the trials the study already holds: a
+    The TPE sampler is seeded with ``sampler_seed`` mixed with the trials the study already holds: a
     resumed study draws on from where it stood instead of repeating its first draws (its
     random start-up trials would otherwise come out the same)."""
     created = False
@@ -163,7 +163,7 @@ def open_study(
         except KeyError:
             raise MissingStudyError(name) from None
     held = len(study.get_trials(deepcopy=False))
-    study.sampler = optuna.samplers.TPESampler(seed=sampler_seed + held)
+    study.sampler = optuna.samplers.TPESampler(seed=mixed_seed(sampler_seed, held))
     return study, created
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
 import polars as pl
 
 from drl_trading.training.core.backtest_report import annualisation_line
@@ -180,3 +181,11 @@ def evaluate_trial(
 
 def _prefixed(parameters: TrialParameters) -> dict[str, object]:
     return {f"strategy.{k}": v for k, v in parameters.strategy_params.items()}
+
+
+def mixed_seed(*parts: int) -> int:
+    """One 31-bit seed from several integers, hashed (numpy's SeedSequence) rather than added:
+    with a sum, worker seeds that differ by one (consecutive process ids) and study sizes that
+    differ by one (one worker asked a trial before the other joined) gave two workers the same
+    seed, so they drew the same values trial after trial."""
+    return int(np.random.SeedSequence([p % 2**63 for p in parts]).generate_state(1)[0] >> 1)
