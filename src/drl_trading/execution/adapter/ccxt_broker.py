@@ -63,7 +63,7 @@ from drl_trading.common.errors import ExchangeAccountError, ExchangeUnavailableE
 from drl_trading.common.ports import Clock
 from drl_trading.common.redaction import MASK, mask_secrets
 from drl_trading.execution.adapter import ccxt_futures as futures
-from drl_trading.execution.adapter.ccxt_futures import MarketType, VenuePosition
+from drl_trading.execution.adapter.ccxt_futures import MarketType, VenuePosition, finite_number
 from drl_trading.execution.adapter.ccxt_order_stream import CcxtOrderStream
 from drl_trading.execution.core.accounting import apply_fill, signed
 from drl_trading.execution.core.reconciliation import VenueFill, VenueOrder, VenueState
@@ -340,16 +340,16 @@ class CcxtBroker:
                 continue
             timestamp = venue.get("timestamp")
             tracked = _Tracked(
-                order=replace(order, quantity=_number(venue.get("amount"), order.quantity)),
+                order=replace(order, quantity=finite_number(venue.get("amount"), order.quantity)),
                 market=str(market["symbol"]),
                 venue_client_id=client_id,
                 venue_id=_str_or_none(venue.get("id")),
                 submitted_at=_from_ms(timestamp) if timestamp else self._clock.now(),
             )
-            if _number(venue.get("filled"), 0.0) > 0:
+            if finite_number(venue.get("filled"), 0.0) > 0:
                 for trade in self._trades(tracked):
                     tracked.seen_trades.add(str(trade.get("id")))
-                    tracked.filled += _number(trade.get("amount"), 0.0)
+                    tracked.filled += finite_number(trade.get("amount"), 0.0)
             self._book[order.client_order_id] = tracked
 
     # -- for reconciliation -----------------------------------------------------------------
@@ -395,9 +395,9 @@ class CcxtBroker:
                         order_id=str(venue.get("id")),
                         symbol=symbol,
                         side=Side.BUY if venue.get("side") == "buy" else Side.SELL,
-                        amount=_number(venue.get("amount"), 0.0),
-                        filled=_number(venue.get("filled"), 0.0),
-                        limit_price=_number(venue.get("price"), 0.0) or None
+                        amount=finite_number(venue.get("amount"), 0.0),
+                        filled=finite_number(venue.get("filled"), 0.0),
+                        limit_price=finite_number(venue.get("price"), 0.0) or None
                         if venue.get("type") == "limit"
                         else None,
                         status=str(venue.get("status") or "open"),
@@ -420,7 +420,7 @@ class CcxtBroker:
                     except ccxt.OrderNotFound:
                         owner = {}
                     client_ids[order_id] = self._service_id(owner.get("clientOrderId"))
-                price = _number(trade.get("price"), 0.0)
+                price = finite_number(trade.get("price"), 0.0)
                 fee, _, _ = self._fee(trade, market, price)
                 fills.append(
                     VenueFill(
@@ -429,7 +429,7 @@ class CcxtBroker:
                         order_id=str(order_id),
                         symbol=symbol,
                         side=Side.BUY if trade.get("side") == "buy" else Side.SELL,
-                        quantity=_number(trade.get("amount"), 0.0),
+                        quantity=finite_number(trade.get("amount"), 0.0),
                         price=price,
                         fee=fee,
                         at=_from_ms(trade.get("timestamp") or since_ms),
@@ -497,7 +497,7 @@ class CcxtBroker:
         except ccxt.InvalidOrder:
             amount = 0.0
         limits = market.get("limits") or {}
-        min_amount = _number((limits.get("amount") or {}).get("min"), 0.0)
+        min_amount = finite_number((limits.get("amount") or {}).get("min"), 0.0)
         if amount <= 0 or amount < min_amount:
             return (
                 f"min_amount: {order.quantity:g} {market['base']} rounds to {amount:g}, below "
@@ -507,7 +507,7 @@ class CcxtBroker:
         if price is not None:
             price = float(self._ex.price_to_precision(sym, price))
         reference = price if price is not None else self._reference_price(order.symbol, sym)
-        min_cost = _number((limits.get("cost") or {}).get("min"), 0.0)
+        min_cost = finite_number((limits.get("cost") or {}).get("min"), 0.0)
         if reference is not None and amount * reference < min_cost:
             return (
                 f"min_notional: {amount:g} {market['base']} x {reference:g} = "
@@ -533,7 +533,7 @@ class CcxtBroker:
         except ccxt.ExchangeError as exc:  # no ticker: the exchange's own check decides
             log.info("ccxt_broker.no_reference_price", market=market, reason=self._scrub(exc))
             return None
-        last = _number(ticker.get("last") or ticker.get("close"), 0.0)
+        last = finite_number(ticker.get("last") or ticker.get("close"), 0.0)
         return last or None
 
     # -- the order path ---------------------------------------------------------------------
@@ -652,7 +652,7 @@ class CcxtBroker:
         self._pushed = others
         state = self._pushed_states.get(tracked.venue_client_id)
         if state is not None and str(state.get("status")) in _TERMINAL:
-            pushed_filled = _number(state.get("filled"), math.inf)
+            pushed_filled = finite_number(state.get("filled"), math.inf)
             if tracked.filled >= pushed_filled - self._tolerance(tracked.order.symbol):
                 tracked.done = True
         if fills:
@@ -680,7 +680,7 @@ class CcxtBroker:
                 tracked.done = True
                 return []
             tracked.venue_id = _str_or_none(venue.get("id"))
-        filled = _number(venue.get("filled"), 0.0)
+        filled = finite_number(venue.get("filled"), 0.0)
         fills: list[Fill] = []
         tolerance = self._tolerance(tracked.order.symbol)
         if filled > tracked.filled + tolerance:
@@ -706,8 +706,8 @@ class CcxtBroker:
 
     def _book_trade(self, tracked: _Tracked, trade: Mapping[str, Any]) -> Fill:
         order = tracked.order
-        amount = _number(trade.get("amount"), 0.0)
-        price = _number(trade.get("price"), 0.0)
+        amount = finite_number(trade.get("amount"), 0.0)
+        price = finite_number(trade.get("price"), 0.0)
         market = self._market(order.symbol) or {}
         fee_quote, fee_base, fee_paid_in_quote = self._fee(trade, market, price)
         self._open_ledger()
@@ -739,7 +739,7 @@ class CcxtBroker:
         fees = trade.get("fees") or ([trade["fee"]] if trade.get("fee") else [])
         quote_total, base_units, in_quote = 0.0, 0.0, 0.0
         for entry in fees:
-            cost = _number((entry or {}).get("cost"), 0.0)
+            cost = finite_number((entry or {}).get("cost"), 0.0)
             currency = (entry or {}).get("currency")
             if not cost:
                 continue
@@ -762,7 +762,7 @@ class CcxtBroker:
         except ccxt.ExchangeError:
             log.warning("ccxt_broker.fee_unconverted", currency=currency, pair=pair)
             return 0.0
-        return _number(ticker.get("last"), 0.0)
+        return finite_number(ticker.get("last"), 0.0)
 
     # -- balances and markets ---------------------------------------------------------------
 
@@ -820,10 +820,10 @@ class CcxtBroker:
         return futures.ledger_cash(wallet, positions)
 
     def _asset_total(self, asset: str) -> float:
-        return _number((self._balances().get("total") or {}).get(asset), 0.0)
+        return finite_number((self._balances().get("total") or {}).get(asset), 0.0)
 
     def _asset_free(self, asset: str) -> float:
-        return _number((self._balances().get("free") or {}).get(asset), 0.0)
+        return finite_number((self._balances().get("free") or {}).get(asset), 0.0)
 
     def _venue_quantity(self, symbol: Symbol) -> float | None:
         """The exchange's holding of ``symbol`` (base units; futures: signed position)."""
@@ -840,7 +840,7 @@ class CcxtBroker:
     def _tolerance(self, symbol: Symbol) -> float:
         """Half the market's amount step (base units): differences below it are rounding."""
         market = self._market(symbol) or {}
-        step = _number((market.get("precision") or {}).get("amount"), 0.0)
+        step = finite_number((market.get("precision") or {}).get("amount"), 0.0)
         return step / 2 if 0 < step < 1 else 1e-12
 
     def load_markets(self) -> None:
@@ -941,17 +941,9 @@ class CcxtBroker:
 def _order_of(venue: Mapping[str, Any], symbol: Symbol, coid: str) -> Order:
     """An exchange order of ours that the book does not hold, as an `Order`."""
     side = Side.BUY if str(venue.get("side")) == "buy" else Side.SELL
-    remaining = _number(venue.get("remaining"), _number(venue.get("amount"), 0.0))
+    remaining = finite_number(venue.get("remaining"), finite_number(venue.get("amount"), 0.0))
     price = venue.get("price") if venue.get("type") == "limit" else None
     return Order(coid, symbol, side, remaining, float(price) if price else None)
-
-
-def _number(value: Any, default: float) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return default
-    return number if math.isfinite(number) else default
 
 
 def _str_or_none(value: Any) -> str | None:

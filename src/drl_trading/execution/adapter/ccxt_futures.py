@@ -89,12 +89,14 @@ def signed_positions(raw: Sequence[Mapping[str, Any]]) -> dict[str, VenuePositio
     contractSize`` base units, negative for a short; rows of one market (hedge mode) summed."""
     out: dict[str, VenuePosition] = {}
     for row in raw:
-        contracts = _number(row.get("contracts"), 0.0) * _number(row.get("contractSize"), 1.0)
+        contracts = finite_number(row.get("contracts"), 0.0) * finite_number(
+            row.get("contractSize"), 1.0
+        )
         if not contracts:
             continue
         quantity = -abs(contracts) if row.get("side") == "short" else abs(contracts)
-        entry = _number(row.get("entryPrice"), 0.0)
-        upnl = _number(row.get("unrealizedPnl"), 0.0)
+        entry = finite_number(row.get("entryPrice"), 0.0)
+        upnl = finite_number(row.get("unrealizedPnl"), 0.0)
         symbol = str(row.get("symbol"))
         held = out.get(symbol)
         if held is not None:
@@ -115,10 +117,10 @@ def wallet_balance(
     assets = info.get("assets") if isinstance(info, Mapping) else None
     for entry in assets if isinstance(assets, list) else []:
         if isinstance(entry, Mapping) and entry.get("asset") == asset:
-            wallet = _number(entry.get("walletBalance"), math.nan)
+            wallet = finite_number(entry.get("walletBalance"), math.nan)
             if math.isfinite(wallet):
                 return wallet
-    total = _number((balance.get("total") or {}).get(asset), 0.0)
+    total = finite_number((balance.get("total") or {}).get(asset), 0.0)
     return total - sum(p.unrealised for p in positions.values())
 
 
@@ -185,7 +187,9 @@ def prepare_account(
         log.info("ccxt_broker.leverage", market=market["symbol"], leverage=leverage)
 
 
-def _number(value: Any, default: float) -> float:
+def finite_number(value: Any, default: float) -> float:
+    """``value`` as a float, or ``default`` where ccxt gave None, text or a non-finite number
+    (venues leave fields out or send "" as often as numbers)."""
     try:
         number = float(value)
     except (TypeError, ValueError):
