@@ -401,15 +401,7 @@ class TrainingService:
             manifest = fitted_manifest(manifest, fitted, cfg.n_envs)
             run.log_params({"fit": manifest.training["fit"]})
             run.log_dict(provenance.trained_on(fitted.device).to_dict(), PROVENANCE_ARTIFACT)
-            evidence = walk_forward_evidence(
-                outcomes,
-                ppy,
-                past_trials(self.registry, self.model_name, run.run_id),
-                confidence=cfg.gate.confidence,
-                seed=cfg.seed,
-            )
-            run.log_metrics(evidence.metrics())
-            run.log_dict(evidence.to_dict(), "evaluation/evidence.json")
+            evidence = self.record_evidence(run, outcomes, ppy)
 
             version = self.packages.register(run, self.model_name, fitted, manifest)
             champion_sharpe = self._champion_validation_sharpe()
@@ -652,6 +644,25 @@ class TrainingService:
             annualisation=annualisation,
             lookbacks=self.settings.baselines.lookbacks,
         )
+
+    def record_evidence(
+        self, run: ExperimentRun, outcomes: list[FoldOutcome], ppy: float
+    ) -> Evidence:
+        """The walk-forward evidence of ``outcomes`` (periods per year ``ppy``), its deflated
+        Sharpe counting every earlier training of this model as a trial, logged on ``run``
+        (metrics and evaluation/evidence.json): what the gate judges and a tuning trial
+        reports, computed and recorded the same way for both."""
+        cfg = self.settings
+        evidence = walk_forward_evidence(
+            outcomes,
+            ppy,
+            past_trials(self.registry, self.model_name, run.run_id),
+            confidence=cfg.gate.confidence,
+            seed=cfg.seed,
+        )
+        run.log_metrics(evidence.metrics())
+        run.log_dict(evidence.to_dict(), "evaluation/evidence.json")
+        return evidence
 
     @staticmethod
     def _log_backtest(run: ExperimentRun, part: str, result: BacktestResult) -> None:

@@ -28,7 +28,6 @@ from drl_trading.training.core.evidence import (
     FoldOutcome,
     fold_outcome,
     oos_sharpe,
-    walk_forward_evidence,
 )
 from drl_trading.training.core.search_space import Suggest, TrialParameters
 from drl_trading.training.core.service import (
@@ -37,7 +36,7 @@ from drl_trading.training.core.service import (
     TrainingRequest,
     TrainingService,
 )
-from drl_trading.training.core.trials import MODEL_NAME_TAG, past_trials
+from drl_trading.training.core.trials import MODEL_NAME_TAG
 
 __all__ = [
     "PARENT_RUN_TAG",
@@ -164,15 +163,8 @@ def evaluate_trial(
             if k < len(folds) - 1 and trial.should_prune():
                 pruned_at = value
                 break
-        evidence = walk_forward_evidence(
-            outcomes,
-            ppy,
-            past_trials(service.registry, service.model_name, run.run_id),
-            confidence=cfg.gate.confidence,
-            seed=cfg.seed,
-        )
-        run.log_metrics(evidence.metrics() | {"tuning.value": evidence.sharpe})
-        run.log_dict(evidence.to_dict(), "evaluation/evidence.json")
+        evidence = service.record_evidence(run, outcomes, ppy)
+        run.log_metrics({"tuning.value": evidence.sharpe})
         run.set_tags({STATE_TAG: "pruned" if pruned_at is not None else "complete"})
     if pruned_at is not None:
         raise TrialPrunedError(len(outcomes), pruned_at, run.run_id)
