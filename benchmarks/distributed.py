@@ -295,7 +295,8 @@ def _floor_config(config: Path) -> Path:
     return path
 
 
-def _with_range(config: Path, suffix: str, start: datetime, end: datetime) -> Path:
+def with_replay_range(config: Path, suffix: str, start: datetime, end: datetime) -> Path:
+    """A copy of ``config`` (named ``<stem>-<suffix>.yaml``) whose serve replay is [start, end)."""
     data = yaml.safe_load(config.read_text())
     data["serve"].update({"start": start.isoformat(), "end": end.isoformat()})
     path = config.with_name(f"{config.stem}-{suffix}.yaml")
@@ -349,7 +350,7 @@ def online(bars: int, home: Path, rounds: int, compare_old: bool = False) -> Non
             runs = [(k, config, starts[k]) for k in kinds]
             runs.insert(r % (len(runs) + 1), ("floor", floor_config, starts["services"]))
             for kind, base, start in runs:
-                cfg = _with_range(
+                cfg = with_replay_range(
                     base, f"{kind}-round{r}", start, start + timedelta(minutes=minutes)
                 )
                 streamed, table, lines, w = _chain(cfg, home, per_round, kind)

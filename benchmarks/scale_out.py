@@ -29,12 +29,13 @@ import sys
 import tempfile
 import time
 import warnings
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
 import yaml
 
+from distributed import with_replay_range
 from drl_trading.app.settings import load_settings
 from drl_trading.common.domain import Symbol, TimeRange
 
@@ -63,15 +64,6 @@ def _config(home: Path, symbols: list[Symbol], replay: TimeRange) -> Path:
     path = distributed_replay_config(home, "scale", replay.start, replay.end, 60.0, "WARNING")
     data = yaml.safe_load(path.read_text())
     data["serve"].update({"symbols": [str(s) for s in symbols], "speed": None})
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def _slice(config: Path, k: int, start: datetime, end: datetime) -> Path:
-    """The configuration of round ``k``: the replay of [start, end)."""
-    data = yaml.safe_load(config.read_text())
-    data["serve"].update({"start": start.isoformat(), "end": end.isoformat()})
-    path = config.with_name(f"{config.stem}-{k}.yaml")
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -182,7 +174,9 @@ def main() -> None:
             for r in range(args.rounds):
                 for c, counts in candidates.items():
                     start = replay.start + timedelta(minutes=args.minutes * k)
-                    part = _slice(config, k, start, start + timedelta(minutes=args.minutes))
+                    part = with_replay_range(
+                        config, str(k), start, start + timedelta(minutes=args.minutes)
+                    )
                     warm = args.warm_minutes * len(symbols)
                     seconds, bars = _round(part, counts, home, warm)
                     results[c].append(bars / seconds)
