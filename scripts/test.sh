@@ -11,4 +11,16 @@ bash scripts/stack.sh up
 .venv/bin/ruff format --check src tests benchmarks strategies
 .venv/bin/mypy
 .venv/bin/lint-imports --no-cache
-.venv/bin/python -m pytest --durations=25 "$@"
+if [ "$#" -gt 0 ]; then
+  # arguments given: one pytest run with them, as asked
+  .venv/bin/python -m pytest --durations=25 "$@"
+else
+  # the unit tests run on fakes (a few reach the MLflow server, each in its own experiment):
+  # spread over every core (pytest-xdist); the contract, integration and end-to-end tests share
+  # the local servers and time replays against the clock, so they run one at a time
+  # (both run whatever the first gives, so one run reports every failure)
+  status=0
+  .venv/bin/python -m pytest -n auto --durations=10 tests/unit || status=$?
+  .venv/bin/python -m pytest --durations=25 tests/contracts tests/integration tests/e2e || status=$?
+  exit "$status"
+fi

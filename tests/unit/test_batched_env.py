@@ -273,6 +273,24 @@ def test_reset_options_choose_the_series_and_start() -> None:
         env.reset()
 
 
+def test_a_running_copys_shared_empty_info_refuses_writes_a_finished_copy_gets_its_own() -> None:
+    cfg = EnvConfig(episode_bars=4)
+    env = BatchedTradingEnv(two_symbols(), linear_reward, cfg, 3)
+    env.reset()
+    _, _, dones, infos = env.step(np.ones(3, dtype=np.int64))
+    assert not dones.any() and all(info == {} for info in infos)
+    with pytest.raises(TypeError, match="read-only while its episode goes on"):
+        infos[0]["mine"] = 1
+    with pytest.raises(TypeError, match="full_infos=True"):
+        infos[1].update(mine=1)
+    assert infos[2] == {}
+    for _ in range(3):
+        _, _, dones, infos = env.step(np.ones(3, dtype=np.int64))
+    assert dones.all()
+    infos[0]["mine"] = 1  # a finished copy's info is its own dict
+    assert "mine" not in infos[1] and infos[1]["TimeLimit.truncated"] is True
+
+
 def test_a_batched_reward_of_the_wrong_shape_or_a_non_finite_reward_is_named() -> None:
     cfg = EnvConfig(episode_bars=16)
     env = BatchedTradingEnv(

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn, Self
 
 import numpy as np
 from gymnasium import spaces
@@ -49,6 +49,46 @@ VecStep = tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]
 """Observations (N, obs_size) float32, rewards (N,) float32, dones (N,) bool, one info per copy."""
 
 
+class _EmptyInfo(dict[str, Any]):
+    """The info of a copy whose episode goes on, when infos are not full: one empty dict shared
+    by all such copies (building N dicts a step costs more than the stepping at large N), which
+    refuses writes so that a wrapper writing into one copy's info cannot reach the others."""
+
+    def _refuse(self) -> NoReturn:
+        raise TypeError(
+            "a BatchedTradingEnv copy's info is read-only while its episode goes on (one shared "
+            "empty dict); build the environment with full_infos=True for a dict per copy"
+        )
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._refuse()
+
+    def __delitem__(self, key: str) -> None:
+        self._refuse()
+
+    def __ior__(self, other: Any) -> Self:  # type: ignore[misc,override]
+        self._refuse()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._refuse()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        self._refuse()
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self._refuse()
+
+    def popitem(self) -> tuple[str, Any]:
+        self._refuse()
+
+    def clear(self) -> None:
+        self._refuse()
+
+
+NO_INFO: dict[str, Any] = _EmptyInfo()
+"""What `BatchedTradingEnv.step` gives a copy whose episode goes on (``full_infos`` False)."""
+
+
 class BatchedTradingEnv:
     """``n_envs`` copies of ``TradingEnv(series, reward, config)`` stepped as arrays.
 
@@ -59,10 +99,11 @@ class BatchedTradingEnv:
 
     ``full_infos`` False (training) fills a copy's info only at the end of its episode, where
     SB3 and the progress report read it (``equity``, ``position``, ``t``, ``series``,
-    ``TimeLimit.truncated``, ``terminal_observation``, ``episode``); the other copies get an
-    empty dict, which SB3 reads as DummyVecEnv's (``TimeLimit.truncated`` defaults to False).
-    Building N full dicts every step costs more than the stepping itself at large N. True gives
-    every copy's info at every step, as DummyVecEnv does; `equity` has the values at any time.
+    ``TimeLimit.truncated``, ``terminal_observation``, ``episode``); the other copies get
+    `NO_INFO`, one shared empty dict that refuses writes, which SB3 reads as DummyVecEnv's
+    (``TimeLimit.truncated`` defaults to False). Building N dicts every step costs more than
+    the stepping itself at large N. True gives every copy's info at every step, as DummyVecEnv
+    does; `equity` has the values at any time.
     """
 
     render_mode: str | None = None
@@ -115,10 +156,15 @@ class BatchedTradingEnv:
         self._bar_offset = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         self._open = np.concatenate([s.open for s in usable]).astype(np.float64)
         self._close = np.concatenate([s.close for s in usable]).astype(np.float64)
-        # observation windows: row j of a series' block holds bars j .. j + w - 1
-        self._windows = np.concatenate([_windows(s, w) for s in usable])
+        # observation rows: row j of a series' block holds the features of bars j .. j + w - 1,
+        # then STATE_SIZE columns that `_observe` fills with the agent state
+        self._windows = np.concatenate([_windows(s, w, STATE_SIZE) for s in usable])
         self._window_offset = self._bar_offset - np.arange(len(usable), dtype=np.int64) * (w - 1)
-        self._positions = np.asarray(DISCRETE_POSITIONS, dtype=np.float64)
+        # discrete action i -> its target, short clipped as `_targets` clips continuous ones
+        table = np.asarray(DISCRETE_POSITIONS, dtype=np.float64) * config.max_position
+        if not config.allow_short:
+            table = np.where(table < 0.0, 0.0, table)
+        self._discrete_targets = table
         self._fee_bps = config.fee_bps
         self._slip = config.slippage_bps / 1e4
         self._ctx = RewardContext()
@@ -131,9 +177,13 @@ class BatchedTradingEnv:
         self._actions: np.ndarray | None = None
         n = n_envs
         self._series_index = np.zeros(n, dtype=np.int64)
-        self._t = np.full(n, w - 1, dtype=np.int64)
-        self._bar = self._bar_offset[self._series_index] + self._t  # bar t in the joined arrays
-        self._row = self._window_offset[self._series_index]  # its window in the joined windows
+        # each copy's bar t in its series, bar t in the joined arrays and its window's row in the
+        # joined windows: rows of one array, so one in-place add advances all three
+        self._index = np.empty((3, n), dtype=np.int64)
+        self._t, self._bar, self._row = self._index
+        self._t[:] = w - 1
+        self._bar[:] = self._bar_offset[self._series_index] + self._t
+        self._row[:] = self._window_offset[self._series_index]
         self._end = np.full(n, len(usable[0]) - 1, dtype=np.int64)
         self._position = np.zeros(n)
         self._units = np.zeros(n)
@@ -241,8 +291,11 @@ class BatchedTradingEnv:
     def _targets(self, actions: np.ndarray) -> np.ndarray:
         cfg = self.config
         if cfg.action_mode == "discrete":
-            index = np.asarray(actions).reshape(self.num_envs).astype(np.int64)
-            target = self._positions[index] * cfg.max_position
+            index = np.asarray(actions).reshape(self.num_envs)
+            if index.dtype.kind not in "iu":  # SB3 hands int64; anything else as TradingEnv's int()
+                index = index.astype(np.int64)
+            targets: np.ndarray = self._discrete_targets.take(index)
+            return targets
         else:
             a = np.asarray(actions, dtype=np.float64).reshape(self.num_envs, -1)[:, 0]
             # min(1.0, max(-1.0, a)) exactly as Python evaluates it
@@ -294,9 +347,6 @@ class BatchedTradingEnv:
         self._peak = peak
         self._entry_price = entry
         self._bars_in_position = bars
-        self._t = t + 1
-        self._bar = g + 1
-        self._row = self._row + 1
 
         ctx = BatchRewardContext(
             step=t,
@@ -316,18 +366,26 @@ class BatchedTradingEnv:
         rewards = self._rewards(ctx)
         self._episode_return = self._episode_return + rewards
         self._episode_length = self._episode_length + 1
+        # t, bar and row to the next bar, after the reward read ctx.step (a view of t)
+        self._index += 1
 
         terminated = equity < self.config.bankrupt_equity
         truncated = self._t >= self._end
         dones = terminated | truncated
         obs = self._observe()
-        time_limit = truncated & ~terminated
-        infos = self._infos(time_limit) if self.full_infos else [{} for _ in range(self.num_envs)]
-        if dones.any():
-            for i in np.flatnonzero(dones).tolist():
+        any_done = bool(dones.any())
+        infos: list[dict[str, Any]]
+        if self.full_infos:
+            infos = self._infos(truncated & ~terminated)
+        else:
+            infos = [NO_INFO] * self.num_envs
+        if any_done:
+            done = np.flatnonzero(dones)
+            time_limit = (truncated & ~terminated)[done].tolist()
+            for k, i in enumerate(done.tolist()):
                 info = infos[i]
                 if not self.full_infos:
-                    info.update(self._info(i, bool(time_limit[i])))
+                    info = infos[i] = self._info(i, time_limit[k])
                 info["terminal_observation"] = obs[i].copy()
                 episode: dict[str, Any] = {
                     "r": round(float(self._episode_return[i]), 6),
@@ -338,7 +396,7 @@ class BatchedTradingEnv:
                     episode[key] = info[key]
                 info["episode"] = episode
                 self._reset_copy(i, None, {})
-            obs[dones] = self._observe()[dones]
+            obs[done] = self._observe(done)
         return obs, rewards.astype(np.float32), dones, infos
 
     def _rewards(self, ctx: BatchRewardContext) -> np.ndarray:
@@ -401,19 +459,23 @@ class BatchedTradingEnv:
             out.append(value)
         return out
 
-    def _observe(self) -> np.ndarray:
-        """Every copy's observation: its feature window at bar t, then its agent state
-        (`drl_trading.common.agent_state.agent_state`, vectorised)."""
+    def _observe(self, copies: np.ndarray | None = None) -> np.ndarray:
+        """The observations of ``copies`` (indices; every copy when None): the feature window
+        at bar t, then the agent state (`drl_trading.common.agent_state.agent_state`,
+        vectorised)."""
         nf = self.n_features * self.config.window
-        obs = np.empty((self.num_envs, self.obs_size), dtype=np.float32)
-        obs[:, :nf] = self._windows[self._row]
-        price = self._close[self._bar]
-        pos = self._position
-        entry = self._entry_price
+        row, bar = self._row, self._bar
+        pos, entry, bars = self._position, self._entry_price, self._bars_in_position
+        if copies is not None:
+            row, bar = row[copies], bar[copies]
+            pos, entry, bars = pos[copies], entry[copies], bars[copies]
+        # the windows' rows carry room for the state: one contiguous gather (``take`` is several
+        # times faster than fancy indexing into a slice), then the three state columns
+        obs = self._windows.take(row, axis=0)
+        price = self._close.take(bar)
         held = (pos != 0.0) & (entry > 0.0)
         sign = np.where(pos > 0, 1.0, -1.0)
         unreal = (price / np.where(held, entry, 1.0) - 1.0) * sign
-        bars = self._bars_in_position
         obs[:, nf] = np.where(held, pos, 0.0)
         obs[:, nf + 1] = np.where(held, unreal, 0.0)
         obs[:, nf + 2] = np.where(held, bars / (bars + HOLDING_HALF_LIFE_BARS), 0.0)
@@ -458,11 +520,12 @@ class BatchedTradingEnv:
         """Nothing to release: the arrays are the environment's only resources."""
 
 
-def _windows(s: MarketSeries, w: int) -> np.ndarray:
+def _windows(s: MarketSeries, w: int, spare: int) -> np.ndarray:
     """Row j: the features of bars j .. j + w - 1 flattened (float32), as `TradingEnv` builds
-    them."""
+    them, then ``spare`` zero columns."""
     feats = np.ascontiguousarray(s.features, dtype=np.float32)
-    if w == 1:
-        return feats
     win = np.lib.stride_tricks.sliding_window_view(feats, (w, feats.shape[1]))[:, 0]
-    return np.ascontiguousarray(win.reshape(win.shape[0], -1))
+    flat = win.reshape(win.shape[0], -1)
+    rows = np.zeros((flat.shape[0], flat.shape[1] + spare), dtype=np.float32)
+    rows[:, : flat.shape[1]] = flat
+    return rows
