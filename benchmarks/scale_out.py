@@ -38,24 +38,13 @@ import yaml
 from distributed import with_replay_range
 from drl_trading.app.settings import load_settings
 from drl_trading.common.domain import Symbol, TimeRange
+from local_stack import require_servers
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 DSN = "postgresql://drl:drl@127.0.0.1:5432/drl"
 SCALED = ("preprocess", "inference", "execution")
 CHAIN = ("preprocess", "inference", "execution", "ingest")
 NAMES = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT", "LTCUSDT")
-
-
-def _servers_up() -> None:
-    import socket
-
-    for name, port in (("PostgreSQL", 5432), ("Redis", 6379), ("Kafka", 9092), ("MLflow", 5000)):
-        with socket.socket() as s:
-            s.settimeout(2)
-            if s.connect_ex(("127.0.0.1", port)) != 0:
-                raise SystemExit(
-                    f"{name} is not running on 127.0.0.1:{port}: bash scripts/stack.sh up"
-                )
 
 
 def _config(home: Path, symbols: list[Symbol], replay: TimeRange) -> Path:
@@ -149,7 +138,7 @@ def main() -> None:
     args = parser.parse_args()
     if not 2 <= args.symbols <= len(NAMES):
         raise SystemExit(f"--symbols must be within 2..{len(NAMES)}")
-    _servers_up()
+    require_servers("PostgreSQL", "Redis", "Kafka", "MLflow")
     from drl_trading.testing.shared_stack import drop_kafka_namespace
     from drl_trading.testing.tiny_training import ingest_and_train
 

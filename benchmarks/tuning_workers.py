@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,18 +38,11 @@ import psycopg
 import yaml
 
 from drl_trading.testing.cli_process import CLI
+from local_stack import require_servers
 
 DSN = "postgresql://drl:drl@127.0.0.1:5432/drl"
 TRACKING = "http://127.0.0.1:5000"
 SYMBOL = "BTCUSDT"
-
-
-def _servers_up() -> None:
-    for name, port in (("PostgreSQL", 5432), ("MLflow", 5000)):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=2).close()
-        except OSError:
-            sys.exit(f"{name} is not listening on 127.0.0.1:{port}: run `bash scripts/stack.sh up`")
 
 
 def _config(path: Path, schema: str, run: str, args: argparse.Namespace) -> Path:
@@ -153,7 +145,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.workers < 2:
         ap.error("--workers must be at least 2 (one worker is the other candidate)")
-    _servers_up()
+    require_servers("PostgreSQL", "MLflow")
     run = f"bench_tune_{uuid.uuid4().hex[:8]}"
     start = date(2024, 1, 1)
     data = ["-s", SYMBOL, "--start", str(start), "--end", str(start + timedelta(days=args.days))]
