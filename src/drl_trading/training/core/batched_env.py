@@ -373,13 +373,12 @@ class BatchedTradingEnv:
         truncated = self._t >= self._end
         dones = terminated | truncated
         obs = self._observe()
-        any_done = bool(dones.any())
         infos: list[dict[str, Any]]
         if self.full_infos:
             infos = self._infos(truncated & ~terminated)
         else:
             infos = [NO_INFO] * self.num_envs
-        if any_done:
+        if dones.any():
             done = np.flatnonzero(dones)
             time_limit = (truncated & ~terminated)[done].tolist()
             for k, i in enumerate(done.tolist()):
