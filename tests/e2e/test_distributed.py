@@ -131,12 +131,7 @@ def test_online_workflow_across_processes_equals_embedded(
         # consumers first, ingest last (as a deployment rolls out): a bar streamed before its
         # consumers joined would be handled late, and inference skips superseded bars
         for group in (SERVICES[:3], SERVICES[3:]):
-            for name in group:
-                procs[name] = start_service(config, name, logs)
-            for name in group:
-                ports[name] = service_port(procs[name], name, logs)
-            for name in group:
-                _wait_ready(ports[name], name, logs)
+            _start(config, group, logs, procs, ports)
         deadline = time.monotonic() + 240
         streamed = None
         while time.monotonic() < deadline:
@@ -203,6 +198,23 @@ def test_online_workflow_across_processes_equals_embedded(
         assert final[s] == pytest.approx(positions[s], rel=1e-9, abs=1e-12)
 
 
+def _start(
+    config: Path,
+    names: tuple[str, ...],
+    logs: Path,
+    procs: dict[str, subprocess.Popen[bytes]],
+    ports: dict[str, int],
+) -> None:
+    """Start ``names`` side by side with ``config`` (each waits seconds for its imports) and
+    wait until every one is ready; their processes and ports go into ``procs`` and ``ports``."""
+    for name in names:
+        procs[name] = start_service(config, name, logs)
+    for name in names:
+        ports[name] = service_port(procs[name], name, logs)
+    for name in names:
+        _wait_ready(ports[name], name, logs)
+
+
 def _restart_stack(service: str) -> None:
     """Stop and start one server of the local stack with the project's own script."""
     for action in ("down", "up"):
@@ -240,24 +252,14 @@ def test_a_fault_mid_replay_loses_nothing_and_doubles_nothing(
     settings = _settings(path)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     ports: dict[str, int] = {}
-
-    def start(name: str) -> None:
-        procs[name] = start_service(path, name, logs)
-        ports[name] = service_port(procs[name], name, logs)
-        _wait_ready(ports[name], name, logs)
-
     try:
         # the account and the replayed bars live in the fault schema: copy the bars over
         with psycopg.connect(DSN, autocommit=True) as con:
             con.execute(f"CREATE SCHEMA fault_{run}")
         _copy_bars(trained, settings)
         # the consumers start side by side (each waits seconds for its imports), then ingest
-        for name in SERVICES[:3]:
-            procs[name] = start_service(path, name, logs)
-        for name in SERVICES[:3]:
-            ports[name] = service_port(procs[name], name, logs)
-            _wait_ready(ports[name], name, logs)
-        start("ingest")
+        _start(path, SERVICES[:3], logs, procs, ports)
+        _start(path, SERVICES[3:], logs, procs, ports)
         time.sleep(15)  # some base closes decided
         if fault == "infrastructure":
             _restart_stack("postgres")
@@ -267,7 +269,7 @@ def test_a_fault_mid_replay_loses_nothing_and_doubles_nothing(
             for name in ("execution", "preprocess"):
                 procs[name].kill()  # kill -9: no shutdown, nothing flushed or committed after
                 procs[name].wait(timeout=10)
-                start(name)
+                _start(path, (name,), logs, procs, ports)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if metric(ports["ingest"], "drl_ingest_bars_streamed") == BARS:
