@@ -21,8 +21,7 @@ else
   # (both run whatever the first gives, so one run reports every failure)
   status=0
   .venv/bin/python -m pytest -n auto --durations=10 tests/unit || status=$?
-  # (integration after e2e, as one run over tests/ orders them: test_live_account_cli.py leaves
-  # a ccxt order stream reconnecting, whose warnings would reach in-process e2e CLI output)
+  # (in the order one run over tests/ takes them)
   .venv/bin/python -m pytest --durations=25 tests/contracts tests/e2e tests/integration || status=$?
   exit "$status"
 fi

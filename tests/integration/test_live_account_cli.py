@@ -214,9 +214,15 @@ def test_serve_execution_with_broker_live_trades_the_exchange_account(
     for k, v in ENV.items():
         monkeypatch.setenv(k, v)
     composed, broker = _execution_broker(settings)
-    assert isinstance(broker, CcxtBroker)
-    assert composed.execution.initial_cash == pytest.approx(10_000.0)  # the exchange's USDT
-    assert ("GET", "/api/v3/account", 200) in fx.requests
+    try:
+        assert isinstance(broker, CcxtBroker)
+        assert composed.execution.initial_cash == pytest.approx(10_000.0)  # the exchange's USDT
+        assert ("GET", "/api/v3/account", 200) in fx.requests
+    finally:
+        # its order stream would otherwise go on reconnecting to the stopped fake exchange
+        # for the rest of the pytest process, logging into later tests' output
+        assert broker is not None
+        broker.close()
 
     paper, none = _execution_broker(load_settings(home=tmp_path / "h2"))
     assert none is None and paper.execution.broker == "paper"
