@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -124,11 +125,9 @@ def _study(home: Path, config: Path, study: str) -> tuple[dict[str, int], float 
     )
     try:
         loaded = optuna.load_study(study_name=study, storage=storage)
-        states: dict[str, int] = {}
-        for t in loaded.trials:
-            states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
-        done = [t for t in loaded.trials if t.value is not None and t.state.name == "COMPLETE"]
-        best = max((t.value for t in done if t.value is not None), default=None)
+        states = dict(Counter(t.state.name.lower() for t in loaded.trials))
+        values = [t.value for t in loaded.trials if t.state.name == "COMPLETE"]
+        best = max((v for v in values if v is not None), default=None)
     finally:
         storage.engine.dispose()
     return states, best
