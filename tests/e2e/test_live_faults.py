@@ -282,6 +282,7 @@ def test_live_replay_decides_as_paper_on_the_same_bars(
                        "allow_short": False, "max_position": 0.5},
         )  # fmt: skip
         fx.fill_on_arrival(price_of)
+        fx.faults.user_stream_delay_s = 0.5  # pushes lag: fills are still booked at the next bar
         paper = run_cli(settings.home, "paper", *replay_args(START, END, session="parity-paper"),
                         config=config, env=ENV)  # fmt: skip
         assert paper.returncode == 0, said(paper)[-4000:]

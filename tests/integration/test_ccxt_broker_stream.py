@@ -112,6 +112,25 @@ def test_pushed_fills_are_booked_without_polling_the_order(
     assert broker.venue_differences() == {}
 
 
+def test_a_fill_the_order_answer_reports_is_booked_at_the_next_bar_while_its_push_lags(
+    fx: FakeExchange, broker: CcxtBroker, clock: ManualClock
+) -> None:
+    """The exchange said "filled" in the order's answer: the next bar books it (over REST)
+    rather than waiting on a push that lags, which in a replay would book it bars late."""
+    fx.faults.user_stream_delay_s = 1.0
+    fx.fill_on_arrival(lambda _order: 40_010.0)
+    before = rest_polls(fx)
+    assert broker.submit(Order("d1", S, Side.BUY, 0.1)).accepted
+    fills = broker.on_bar(bar(clock, 40_010.0))
+    assert [(f.quantity, f.price) for f in fills] == [(pytest.approx(0.1), 40_010.0)]
+    assert rest_polls(fx) > before
+    assert broker.positions()[S].quantity == pytest.approx(0.1)
+    time.sleep(1.5)  # the lagging push arrives: its trade is not booked again
+    for _ in range(2):
+        assert broker.on_bar(bar(clock, 40_010.0)) == []
+    assert broker.positions()[S].quantity == pytest.approx(0.1)
+
+
 @pytest.fixture
 def slow_broker(fx: FakeExchange, clock: ManualClock) -> Iterator[CcxtBroker]:
     """Resubscribes 3 s after a drop: the outage outlasts the steps taken during it."""

@@ -28,10 +28,12 @@ quote currency. With an ``order_stream`` (`CcxtOrderStream`: ccxt.pro's user-dat
 trades and order states it pushed are booked first, and an order is polled over REST
 (``fetch_order``, then ``fetch_my_trades`` when the filled amount grew) only when the stream
 cannot vouch for it: it was down at some point since the order's trades were last known, the
-order was restored after a restart, or the stream reported it finished with fills the broker has
-not seen yet. Without a stream (or with one that gave up) every open order is polled on every
-bar. Both paths share the seen-trade ids, so a trade pushed and polled is booked once. Limit
-orders older than ``cancel_after_s`` are cancelled there.
+order was restored after a restart, the stream reported it finished with fills the broker has
+not seen yet, or the exchange said more of it is filled (in its answer to the order, a pushed
+update or a poll) than is booked: a market order filled on arrival is booked at the next bar
+however late its push comes. Without a stream (or with one that gave up) every open order is
+polled on every bar. Both paths share the seen-trade ids, so a trade pushed and polled is booked
+once. Limit orders older than ``cancel_after_s`` are cancelled there.
 
 The ledger, not the live balance, is what `cash`, `positions`, `equity` and `snapshot` report:
 it is what the service recorded, and reconciliation (`venue_state` against that book) is what
@@ -154,6 +156,9 @@ class _Tracked:
     seen_trades: set[str] = field(default_factory=set)
     filled: float = 0.0
     """Base units reported as fills so far."""
+    venue_filled: float = 0.0
+    """The most base units the exchange has said are filled (the order's ``filled`` in the
+    submit response, a pushed update or a REST poll); above ``filled``, trades are owed."""
     cancelled: bool = False
     done: bool = False
     known_at: datetime | None = None
@@ -233,6 +238,7 @@ class CcxtBroker:
             venue_id=_str_or_none(venue.get("id")),
             submitted_at=self._clock.now(),
             known_at=sent_at,
+            venue_filled=finite_number(venue.get("filled"), 0.0),
         )
         self._forget_account()
         log.info("ccxt_broker.accepted", client_order_id=coid, venue_id=venue.get("id"))
@@ -651,6 +657,9 @@ class CcxtBroker:
                 fills.append(self._book_trade(tracked, trade))
         self._pushed = others
         state = self._pushed_states.get(tracked.venue_client_id)
+        if state is not None:
+            said = finite_number(state.get("filled"), 0.0)
+            tracked.venue_filled = max(tracked.venue_filled, said)
         if state is not None and str(state.get("status")) in _TERMINAL:
             pushed_filled = finite_number(state.get("filled"), math.inf)
             if tracked.filled >= pushed_filled - self._tolerance(tracked.order.symbol):
@@ -661,8 +670,14 @@ class CcxtBroker:
 
     def _covered(self, tracked: _Tracked) -> bool:
         """No REST poll needed: the stream has been subscribed since the order's trades were
-        last known, and has not reported it finished with fills still missing."""
+        last known, has not reported it finished with fills still missing, and the exchange
+        has not said more is filled than is booked. Such trades are owed now: waiting on the
+        push would book them a bar late (or later, where bars come faster than the push, as
+        in a replay), and the next signal would be decided on a position the account no
+        longer holds."""
         if self._stream is None or not self._stream.covers(tracked.known_at):
+            return False
+        if tracked.venue_filled > tracked.filled + self._tolerance(tracked.order.symbol):
             return False
         state = self._pushed_states.get(tracked.venue_client_id)
         return state is None or str(state.get("status")) not in _TERMINAL
@@ -681,6 +696,7 @@ class CcxtBroker:
                 return []
             tracked.venue_id = _str_or_none(venue.get("id"))
         filled = finite_number(venue.get("filled"), 0.0)
+        tracked.venue_filled = max(tracked.venue_filled, filled)
         fills: list[Fill] = []
         tolerance = self._tolerance(tracked.order.symbol)
         if filled > tracked.filled + tolerance:

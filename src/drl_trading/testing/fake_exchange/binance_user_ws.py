@@ -243,8 +243,16 @@ class UserDataStreams:
         if self._loop is None:
             return
         report = execution_report(order, execution, fill)
+        delay_s = self._s.faults.user_stream_delay_s
         with contextlib.suppress(RuntimeError):  # the server loop has stopped
-            self._loop.call_soon_threadsafe(self._deliver, report)
+            self._loop.call_soon_threadsafe(self._deliver_after, delay_s, report)
+
+    def _deliver_after(self, delay_s: float, report: dict[str, Any]) -> None:
+        """On the server loop: `_deliver` now, or after ``delay_s`` seconds (a lagging push)."""
+        if delay_s > 0 and self._loop is not None:
+            self._loop.call_later(delay_s, self._deliver, report)
+        else:
+            self._deliver(report)
 
     def _deliver(self, report: dict[str, Any]) -> None:
         """Queue ``report`` to every subscribed connection; a pending ``drop_websocket`` fault

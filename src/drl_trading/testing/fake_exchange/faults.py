@@ -27,6 +27,8 @@ class Faults:
     - ``drop_websocket``: the next N kline-stream subscribers a push reaches have their
       connection aborted instead (no close frame, the push is lost to them); ccxt.pro raises
       NetworkError in their ``watch_*`` and reconnects on the next call.
+    - ``user_stream_delay_s``: seconds each user-data push (execution report) waits before it
+      is sent, as a push lags its order's REST answer on a real network; pushes keep their order.
     - ``reject_next``: the next order POST is refused with that Binance rejection whatever the
       account holds; reset to None once used.
 
@@ -52,6 +54,7 @@ class Faults:
     server_error_status: int = 503
     reject_next: Rejectable | None = None
     drop_websocket: int = 0
+    user_stream_delay_s: float = 0.0
     withheld: threading.Event = field(default_factory=threading.Event)
     on_accept: Callable[[], None] | None = None
 
