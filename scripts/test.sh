@@ -16,12 +16,17 @@ if [ "$#" -gt 0 ]; then
   .venv/bin/python -m pytest --durations=25 "$@"
 else
   # the unit tests run on fakes (a few reach the MLflow server, each in its own experiment):
-  # spread over every core (pytest-xdist); the contract, integration and end-to-end tests share
-  # the local servers and time replays against the clock, so they run one at a time
-  # (both run whatever the first gives, so one run reports every failure)
+  # spread over every core (pytest-xdist). The contract, integration and end-to-end tests reach
+  # the local servers, each in its own schema, namespace, project and experiment: they run on
+  # up to 4 workers, a module on one worker (its fixtures built once); those marked `alone`
+  # (a replay paced against the clock, a restart of a shared server) run after, one at a time
+  # (all three run whatever the ones before give, so one run reports every failure)
   status=0
   .venv/bin/python -m pytest -n auto --durations=10 tests/unit || status=$?
-  # (in the order one run over tests/ takes them)
-  .venv/bin/python -m pytest --durations=25 tests/contracts tests/e2e tests/integration || status=$?
+  workers=$(nproc)
+  if [ "$workers" -gt 4 ]; then workers=4; fi
+  .venv/bin/python -m pytest -n "$workers" --dist loadfile -m "not alone" --durations=25 \
+    tests/contracts tests/e2e tests/integration || status=$?
+  .venv/bin/python -m pytest -m alone --durations=10 tests/e2e tests/integration || status=$?
   exit "$status"
 fi

@@ -44,7 +44,7 @@ from drl_trading.testing.shared_stack import distributed_replay_config, drop_kaf
 from drl_trading.testing.tiny_training import ingest_and_train
 from tests.conftest import require_server
 
-pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.alone]
 
 ROOT = Path(__file__).resolve().parents[2]
 SYMBOLS = (Symbol("BTCUSDT"), Symbol("ETHUSDT"))

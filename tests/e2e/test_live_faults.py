@@ -45,7 +45,7 @@ from drl_trading.testing.live_session import (
     write_live_config,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.alone]
 
 START, END = "2024-01-15", "2024-01-15T06:00"
 PREFIX = "drl-"  # execution.live.client_id_prefix

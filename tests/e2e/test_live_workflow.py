@@ -31,7 +31,7 @@ from drl_trading.testing.live_session import (
     write_live_config,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.alone]
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,7 @@ from drl_trading.testing.shared_stack import distributed_replay_config, drop_kaf
 from drl_trading.testing.tiny_training import ingest_and_train
 from tests.conftest import require_server
 
-pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.alone]
 
 SYMBOLS = tuple(Symbol(s) for s in ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT"))
 RANGE = TimeRange.parse("2024-01-01", "2024-01-16")
