@@ -23,8 +23,7 @@ else
   # (all three run whatever the ones before give, so one run reports every failure)
   status=0
   .venv/bin/python -m pytest -n auto --durations=10 tests/unit || status=$?
-  workers=$(nproc)
-  if [ "$workers" -gt 4 ]; then workers=4; fi
+  workers=$(.venv/bin/python -c "import os; print(min(4, os.cpu_count() or 1))")
   .venv/bin/python -m pytest -n "$workers" --dist loadfile -m "not alone" --durations=25 \
     tests/contracts tests/e2e tests/integration || status=$?
   .venv/bin/python -m pytest -m alone --durations=10 tests/e2e tests/integration || status=$?
