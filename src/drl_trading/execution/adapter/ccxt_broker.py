@@ -660,10 +660,10 @@ class CcxtBroker:
         if state is not None:
             said = finite_number(state.get("filled"), 0.0)
             tracked.venue_filled = max(tracked.venue_filled, said)
-        if state is not None and str(state.get("status")) in _TERMINAL:
-            pushed_filled = finite_number(state.get("filled"), math.inf)
-            if tracked.filled >= pushed_filled - self._tolerance(tracked.order.symbol):
-                tracked.done = True
+            if str(state.get("status")) in _TERMINAL:
+                pushed_filled = finite_number(state.get("filled"), math.inf)
+                if tracked.filled >= pushed_filled - self._tolerance(tracked.order.symbol):
+                    tracked.done = True
         if fills:
             self._forget_account()
         return fills
