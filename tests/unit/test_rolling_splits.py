@@ -9,7 +9,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from drl_trading.common.bar_windows import bar_slots
@@ -145,6 +145,15 @@ def test_too_little_data_is_still_the_expanding_message() -> None:
     embargo_hours=st.integers(0, 48),
     length_days=st.one_of(st.none(), st.floats(0.01, 40)),
     offset_minutes=st.integers(0, 600),
+)
+@example(  # 0.2 x 3 + 0.3 leaves training 10% + 3e-17 in floats: refused, not an overflow
+    base=Timeframe.M5,
+    validation=0.19999999999999998,
+    test=0.3,
+    folds=3,
+    embargo_hours=0,
+    length_days=None,
+    offset_minutes=1,
 )
 def test_rolling_folds_keep_their_invariants_or_are_refused(
     base: Timeframe,

@@ -102,6 +102,10 @@ def _floor(t: datetime, step: timedelta) -> datetime:
 
 MIN_TRAIN_FRACTION = 0.1
 """The least share of the range the training part keeps (of fold 0, the shortest)."""
+_SHARE_TOLERANCE = 1e-6
+"""Fractions that leave training no more than `MIN_TRAIN_FRACTION` within this are refused:
+0.2 x 3 + 0.3 is 0.8999999999999999 in floats, which would leave a training share above the
+minimum by 3e-17 and a needed range length beyond any date."""
 
 
 def make_splits(
@@ -141,8 +145,11 @@ def make_splits(
         )
     if not 0 < validation_fraction < 1 or not 0 < test_fraction < 1:
         raise SplitError("validation and test fractions must be in (0, 1)")
-    if validation_fraction * folds + test_fraction >= 1 - MIN_TRAIN_FRACTION:
-        raise SplitError("validation x folds + test must leave at least 10% for training")
+    if validation_fraction * folds + test_fraction >= 1 - MIN_TRAIN_FRACTION - _SHARE_TOLERANCE:
+        raise SplitError(
+            f"validation x folds + test ({validation_fraction:g} x {folds} + {test_fraction:g})"
+            f" must leave more than {MIN_TRAIN_FRACTION:.0%} for training"
+        )
     if folds < 1:
         raise SplitError("folds must be >= 1")
     if min_bars < 1:
