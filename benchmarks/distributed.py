@@ -21,7 +21,7 @@
    topics, and prints their ratio to the same round's floor.
 
     .venv/bin/python benchmarks/distributed.py [--bars N] [--online-bars N] [--rounds N]
-        [--skip-online] [--only-online] [--only-commits] [--compare-old]
+        [--skip-online] [--only-online] [--only-commits] [--compare-old] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -190,13 +190,14 @@ STAGES = (*CHAIN, "total")
 
 
 def _chain(
-    config: Path, home: Path, bars: int, kind: str
+    config: Path, home: Path, bars: int, kind: str, profile: Path | None = None
 ) -> tuple[float, dict[str, dict[str, float]], list[str], list[str]]:
     """One replay through four processes: the services (``kind`` "services": `drl-trading
     serve`; "old": the same before the latency fixes, `old_behaviour.py`) or their floor
     ("floor": `latency_floor.py`); returns the replay's wall time, execution's stage table (ms
     by stage and quantile) and, for the services, their handler and position-wait metric
-    lines."""
+    lines. With ``profile``, the services run under cProfile (main thread, where the handlers
+    run), each writing ``<profile>/<service>-<config stem>.prof`` when it stops."""
     from drl_trading.testing.service_processes import (
         log_tail,
         metric,
@@ -209,6 +210,16 @@ def _chain(
     floor = kind == "floor"
 
     def start(name: str) -> subprocess.Popen[bytes]:
+        if kind == "services" and profile is not None:
+            out = profile / f"{name}-{config.stem}.prof"
+            cli = str(Path(sys.executable).with_name("drl-trading"))
+            argv = ["--config", str(config), "serve", name, "--port", "0"]
+            return subprocess.Popen(
+                [sys.executable, "-m", "cProfile", "-o", str(out), cli, *argv],
+                stdout=subprocess.PIPE,
+                stderr=logs[name].open("ab"),
+                env={**os.environ, "COLUMNS": "200"},
+            )
         if kind == "services":
             return start_service(config, name, home)
         if kind == "old":
@@ -258,9 +269,17 @@ def _chain(
             if floor
             else [
                 line
-                for name in ("preprocess", "inference", "execution")
+                for name in ("ingest", "preprocess", "inference", "execution")
                 for line in scrape(ports[name])
-                if line.startswith(("drl_handler_seconds_sum", "drl_handler_seconds_count"))
+                if line.startswith(
+                    (
+                        "drl_handler_seconds_sum",
+                        "drl_handler_seconds_count",
+                        "drl_gc_pause_seconds_sum",
+                        "drl_gc_pause_seconds_count",
+                    )
+                )
+                or (line.startswith("drl_gc_pause_seconds_bucket") and 'le="0.01"' in line)
             ]
         )
         waits = (
@@ -304,7 +323,9 @@ def with_replay_range(config: Path, suffix: str, start: datetime, end: datetime)
     return path
 
 
-def online(bars: int, home: Path, rounds: int, compare_old: bool = False) -> None:
+def online(
+    bars: int, home: Path, rounds: int, compare_old: bool = False, profile: Path | None = None
+) -> None:
     """The four services against their floor (`latency_floor.py`), alternated: ``rounds``
     rounds, each a consecutive slice of ``bars / rounds`` bars replayed by the services (which
     continue their account from the slice before) and by the floor on the same bars, the order
@@ -353,7 +374,7 @@ def online(bars: int, home: Path, rounds: int, compare_old: bool = False) -> Non
                 cfg = with_replay_range(
                     base, f"{kind}-round{r}", start, start + timedelta(minutes=minutes)
                 )
-                streamed, table, lines, w = _chain(cfg, home, per_round, kind)
+                streamed, table, lines, w = _chain(cfg, home, per_round, kind, profile)
                 got = {
                     s: (table.get(s, {}).get("p50", 0.0), table.get(s, {}).get("p99", 0.0))
                     for s in STAGES
@@ -376,7 +397,9 @@ def online(bars: int, home: Path, rounds: int, compare_old: bool = False) -> Non
         for s in STAGES
     ]
     summary: list[str] = []
-    for kind, what in (("services", "services"), ("old", "services before the latency fixes")):
+    switches = os.environ.get("DRL_OLD_BEHAVIOUR") or "all"
+    old = f"services before the latency fixes ({switches})"
+    for kind, what in (("services", "services"), ("old", old)):
         if not results[kind]:
             continue
         ratios = print_floor_table(
@@ -389,7 +412,10 @@ def online(bars: int, home: Path, rounds: int, compare_old: bool = False) -> Non
         summary.append(f"{what}: total p99 / floor p99 {spread(ratios)}x")
         print(f"{'handler (ms, mean per event, last round)':<60}{'events':>9}{'mean':>9}")
         sums: dict[tuple[str, str], list[float]] = {}
-        for line in handler_lines.get(kind, []):
+        lines = handler_lines.get(kind, [])
+        for line in lines:
+            if not line.startswith("drl_handler_seconds"):
+                continue
             labels_, value = line.rsplit(" ", 1)
             service = labels_.split('service="')[1].split('"')[0]
             topic = labels_.split('topic="')[1].split('"')[0]
@@ -411,7 +437,37 @@ def online(bars: int, home: Path, rounds: int, compare_old: bool = False) -> Non
             )
         else:
             print(f"inference never waited for execution's mark ({decisions:.0f} decisions)")
+        print_collector_pauses(lines)
     print("\n" + "\n".join(summary))
+
+
+def print_collector_pauses(lines: list[str]) -> None:
+    """Python's garbage collector per service and generation in the last round (from
+    ``drl_gc_pause_seconds``): collections, their total and how many paused over 10 ms."""
+    table: dict[tuple[str, str], dict[str, float]] = {}
+    for line in lines:
+        if not line.startswith("drl_gc_pause_seconds"):
+            continue
+        labels_, value = line.rsplit(" ", 1)
+        service = labels_.split('service="')[1].split('"')[0]
+        generation = labels_.split('generation="')[1].split('"')[0]
+        row = table.setdefault((service, generation), {})
+        if line.startswith("drl_gc_pause_seconds_bucket"):
+            row["under_10ms"] = float(value)
+        else:
+            row[line.split("{")[0].rsplit("_", 1)[1]] = float(value)
+    if not table:
+        return
+    print(
+        f"{'garbage collector (last round)':<40}{'collections':>12}{'total ms':>10}{'> 10 ms':>9}"
+    )
+    for (service, generation), row in sorted(table.items()):
+        count = row.get("count", 0.0)
+        over = count - row.get("under_10ms", count)
+        print(
+            f"{service + ' generation ' + generation:<40}{count:12.0f}"
+            f"{row.get('sum', 0.0) * 1e3:10.1f}{over:9.0f}"
+        )
 
 
 def main() -> None:
@@ -429,9 +485,19 @@ def main() -> None:
     parser.add_argument(
         "--compare-old",
         action="store_true",
-        help="also replay with the services before the latency fixes (old_behaviour.py)",
+        help="also replay with the services before the latency fixes (old_behaviour.py; "
+        "DRL_OLD_BEHAVIOUR=heap,... switches back only those)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="run the services under cProfile, a .prof per service and round in DIR (slower: "
+        "read the profiles, not this run's latencies)",
     )
     args = parser.parse_args()
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     print(f"distributed benchmark on the local stack; {os.cpu_count()} CPUs")
     if not args.only_online:
         mark_commits(200)
@@ -442,7 +508,7 @@ def main() -> None:
         if not args.only_online:
             backfill(args.bars, Path(tmp))
         if not args.skip_online:
-            online(args.online_bars, Path(tmp), args.rounds, args.compare_old)
+            online(args.online_bars, Path(tmp), args.rounds, args.compare_old, args.profile)
 
 
 if __name__ == "__main__":

@@ -5,19 +5,28 @@ process only, so that a benchmark measures before and after in one run, alternat
   of its series from the store on the path to the order, as before;
 * `ExecutionService` commits every bar's marks at once and durably (``mark_commit_bars`` and
   ``durable=False`` ignored: PostgreSQL waits for the WAL flush of each bar's commit);
+* the heap is frozen once, at start-up, and never again (`HeapSettler.settle`), and serve
+  preprocess imports Feast at its catch-up request rather than before the loop starts
+  (`services.import_feast`): Feast's objects stay in the collector's sight, rescanned by every
+  full collection on the path;
 
     with old_behaviour.switched(): ...                         (in this process)
     python benchmarks/old_behaviour.py --config FILE serve NAME  (a service process, as
                                                                   ``drl-trading``)
+    DRL_OLD_BEHAVIOUR=heap,feast-import python benchmarks/old_behaviour.py ...
+                                                   (only the named switches)
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from unittest import mock
 
+from drl_trading.app import services
+from drl_trading.app.heap import HeapSettler
 from drl_trading.common.adapter.write_behind_market_data import WriteBehindMarketData
 from drl_trading.execution.core.service import ExecutionService
 
@@ -30,13 +39,42 @@ def _no_read_ahead(self: WriteBehindMarketData) -> None:
     return None
 
 
+_settle = HeapSettler.settle
+
+
+def _freeze_once(self: HeapSettler) -> bool:
+    return False if self.freezes else _settle(self)
+
+
+def _import_later(features: object) -> None:
+    return None
+
+
+SWITCHES = {
+    "mark-commits": (ExecutionService, "_commit_marks", _commit_every_bar),
+    "read-ahead": (WriteBehindMarketData, "_read_ahead", _no_read_ahead),
+    "heap": (HeapSettler, "settle", _freeze_once),
+    "feast-import": (services, "import_feast", _import_later),
+}
+"""Each old behaviour by name (``DRL_OLD_BEHAVIOUR=heap,read-ahead`` switches back only those)."""
+
+
 @contextmanager
-def switched() -> Iterator[None]:
-    """The old behaviour while inside (patched on the classes: enter before the services are
-    built, since a bus keeps the bound handler it was given)."""
+def switched(names: Iterable[str] | None = None) -> Iterator[None]:
+    """The old behaviour while inside, every switch or those ``names`` (default: the comma list
+    in ``DRL_OLD_BEHAVIOUR``, every switch when unset); patched on the classes: enter before the
+    services are built, since a bus keeps the bound handler it was given."""
+    if names is None:
+        given = os.environ.get("DRL_OLD_BEHAVIOUR", "")
+        names = [n.strip() for n in given.split(",") if n.strip()] or list(SWITCHES)
+    chosen = list(names)
+    unknown = sorted(set(chosen) - set(SWITCHES))
+    if unknown:
+        raise SystemExit(f"unknown old behaviour {unknown}; known: {', '.join(SWITCHES)}")
     with ExitStack() as stack:
-        stack.enter_context(mock.patch.object(ExecutionService, "_commit_marks", _commit_every_bar))
-        stack.enter_context(mock.patch.object(WriteBehindMarketData, "_read_ahead", _no_read_ahead))
+        for name in chosen:
+            owner, attribute, old = SWITCHES[name]
+            stack.enter_context(mock.patch.object(owner, attribute, old))
         yield
 
 

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+from drl_trading.app.heap import HeapSettler
 from drl_trading.app.infrastructure import feature_set_for
 from drl_trading.app.runtime import EmbeddedRuntime
 from drl_trading.app.settings import AppSettings, load_settings
@@ -237,6 +238,10 @@ def replay(settings: AppSettings, label: str, n_bars: int, old: bool = False) ->
         live_from = base.floor(REPLAY_START)
         online.ingest.start(SYMBOLS, live_from - timedelta(days=1), live_from=live_from)
         runtime.run_until_idle()  # gap fill → catch-up → streaming
+        # as `paper` does (app/heap.py); before the fixes nothing was frozen embedded
+        heap = None if old else HeapSettler()
+        if heap is not None:
+            heap.settle()
         probe.flush(None)
         warm = time.perf_counter() - t0
         bars = 0
@@ -257,6 +262,8 @@ def replay(settings: AppSettings, label: str, n_bars: int, old: bool = False) ->
             probe.add("bar close -> ack", t2 - t0)
             runtime.flush()  # staged market-data writes, after the ack (as `paper` does)
             probe.add("after ack: flush staged bar writes", time.perf_counter() - t2)
+            if heap is not None:
+                heap.settle()
             assert source.last is not None
             close = source.last.close_time
             probe.flush("base" if base.floor(close) == close else "other")

@@ -22,12 +22,18 @@ first candidate within each round, the Sharpes per seed with their mean and std,
 not worse when the candidate's mean Sharpe is within the larger of the two seed spreads (std) of
 the first candidate's, or above it.
 
+``--algorithm MaskablePPO`` or ``RecurrentPPO`` (the other PPOs, whose defaults are
+Stable-Baselines3's): ``current`` (their defaults: 4 batched copies, n_steps 2048, batch 64, 10
+epochs) against ``ppo-style`` (PPO's defaults given explicitly: 32 batched copies, 256/1024/5),
+so that their defaults can follow PPO's where that measured as fast and not worse.
+
 ``--device cuda`` (a GPU machine, as is): the defaults and a large configuration
 (`GPU_CANDIDATE`: 256 copies, batch 8192) each on CPU and on the GPU, side by side. Without a
 GPU torch can see it says so and runs the CPU candidates only (exit 0).
 
     .venv/bin/python benchmarks/ppo_defaults.py [--timesteps 200000] [--seeds 3] [--days 60]
         [--candidate 64,128,2048,4 ...] [--no-old] [--device cpu|cuda]
+        [--algorithm PPO|MaskablePPO|RecurrentPPO]
 """
 
 from __future__ import annotations
@@ -227,6 +233,12 @@ def main() -> int:
         metavar="N_ENVS,N_STEPS,BATCH,EPOCHS",
         help="another candidate (batched copies on CPU); repeatable",
     )
+    ap.add_argument(
+        "--algorithm",
+        choices=("PPO", "MaskablePPO", "RecurrentPPO"),
+        default="PPO",
+        help="the other PPOs: their current defaults against PPO's (given explicitly)",
+    )
     ap.add_argument("--no-old", action="store_true", help="leave the old path out")
     ap.add_argument("--no-new", action="store_true", help="leave the defaults out")
     ap.add_argument(
@@ -242,6 +254,24 @@ def main() -> int:
     candidates = [] if args.no_old else [OLD]
     candidates += [] if args.no_new else [NEW]
     candidates += args.candidate
+    if args.algorithm != "PPO":
+        current = fit_hyperparameters(args.algorithm, {}, 4, 10**9).values
+        candidates = [
+            Candidate(
+                f"current ({current['n_steps']}/{current['batch_size']}/"
+                f"{current.get('n_epochs', 10)})",
+                {},
+            ),
+            sized(PPO_N_ENVS, _NEW["n_steps"], _NEW["batch_size"], _NEW["n_epochs"]),
+            *args.candidate,
+        ]
+        candidates = [
+            Candidate(
+                f"{args.algorithm} {c.name}",
+                merged(c.training, {"algorithm": {"name": args.algorithm}}),
+            )
+            for c in candidates
+        ]
     if args.device == "cuda":
         both = [NEW, sized(*GPU_CANDIDATE)]
         cpu = [on_device(c, "cpu") for c in both]
@@ -261,7 +291,8 @@ def main() -> int:
     start = parse_time("2024-01-01")
     rng = TimeRange(start, start + timedelta(days=args.days))
     print(
-        f"PPO defaults benchmark: {args.timesteps:,} steps per training, seeds: {args.seeds}, "
+        f"{args.algorithm} defaults benchmark: {args.timesteps:,} steps per training, "
+        f"seeds: {args.seeds}, "
         f"{args.days} days of 1m bars of {', '.join(symbols)} (edge {args.edge} on "
         f"{args.edge_timeframe}), torch {torch.__version__}, 1 torch thread",
         flush=True,

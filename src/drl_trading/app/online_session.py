@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import structlog
 
 from drl_trading.app.data_timeframe import data_timeframe
+from drl_trading.app.heap import HeapSettler
 from drl_trading.app.infrastructure import build_calendars, build_strategy, feature_set_for
 from drl_trading.app.ingest import LiveSourceKind
 from drl_trading.app.paper_account import (
@@ -252,6 +253,8 @@ def run_online_session(
         execution.attach(session_id, applied)
         beats.enter_context(SessionHeartbeat(online.execution.store, session_id))
         runtime.run_until_idle()  # gap fill → catch-up → completed.catchup → streaming
+        heap = HeapSettler()  # catch-up imported Feast: off the collector's path (app/heap.py)
+        heap.settle()
         # the account as the session found it: the report's figures are measured from here
         opening = execution.status()
         opening_fees = sum(p.fees_paid for p in opening.positions.values())
@@ -313,6 +316,7 @@ def run_online_session(
                     # every 64 bars in a replay as fast as possible
                     runtime.flush()
                 recorder.after_processing()
+                heap.settle()  # the bar is acknowledged: freeze what a handler imported
                 last = clocked.last
                 if last is None or last.close_time > marked.get(last.symbol, last.open_time):
                     bars += 1  # a bar new to the account (a continuation re-streams up to 4)

@@ -37,6 +37,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from drl_trading.app.heap import CollectorPauses, HeapSettler
 from drl_trading.common.adapter.system_clock import ManualClock
 from drl_trading.common.events import Event
 from drl_trading.common.ports import Handler, MessageBus
@@ -77,6 +78,22 @@ class Metrics:
         self.loops = Counter(
             "drl_loop_iterations", "Consume loop iterations", ["service"], registry=self.registry
         )
+        self.gc_pauses = Histogram(
+            "drl_gc_pause_seconds",
+            "Pauses of Python's cyclic garbage collector, by generation (2: full)",
+            ["service", "generation"],
+            buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=self.registry,
+        )
+        self.heap_freezes = Counter(
+            "drl_heap_freezes",
+            "Collect-and-freeze of the heap at a quiet turn (start-up, then after lazy imports)",
+            ["service"],
+            registry=self.registry,
+        )
+
+    def observe_gc(self, generation: int, seconds: float) -> None:
+        self.gc_pauses.labels(self.service, str(generation)).observe(seconds)
 
 
 class InstrumentedBus:
@@ -138,6 +155,7 @@ class ServiceProcess:
     _last_loop: float = field(default_factory=time.monotonic)
     _server: ThreadingHTTPServer | None = None
     _ready: bool = False
+    heap: HeapSettler = field(default_factory=HeapSettler)
 
     def serve_http(self, port: int, host: str = "127.0.0.1") -> int:
         """Start the health/metrics endpoint in a thread; returns the bound port."""
@@ -217,13 +235,26 @@ class ServiceProcess:
         except Exception as exc:
             log.debug("lag unavailable", error=str(exc))
 
+    def _settle_heap(self) -> None:
+        if self.heap.settle():
+            self.metrics.heap_freezes.labels(self.metrics.service).inc()
+            log.debug(
+                "heap frozen",
+                service=self.name,
+                frozen_objects=gc.get_freeze_count(),
+                seconds=round(self.heap.last_seconds, 4),
+            )
+
     def run(self) -> None:
         log.info("service started", service=self.name)
         # the start-up (Feast, torch, MLflow imports, the model) leaves a large heap that the
         # collector would rescan on every full collection, a pause of tens to hundreds of
-        # milliseconds in the middle of the stream: move it out of the collector's sight
-        gc.collect()
-        gc.freeze()
+        # milliseconds in the middle of the stream: move it out of the collector's sight, now
+        # and after any turn whose handlers imported more (Feast is imported lazily by the
+        # first event that needs it: app/heap.py)
+        pauses = CollectorPauses(self.metrics.observe_gc)
+        pauses.install()
+        self._settle_heap()
         next_lag = next_ready = 0.0
         busy = False
         try:
@@ -239,7 +270,10 @@ class ServiceProcess:
                 # the tick did work last turn: do not wait on the bus this turn
                 self.bus.poll(timeout=0.0 if busy else None)
                 busy = bool(self.tick()) if self.tick is not None else False
+                # after the turn's handlers, whose output is flushed: O(1) unless they imported
+                self._settle_heap()
         finally:
+            pauses.remove()
             log.info("service stopping", service=self.name)
             self.bus.close()
             for close in self.on_close:

@@ -33,11 +33,12 @@ from drl_trading.app.infrastructure import (
 from drl_trading.app.process import InstrumentedBus, Metrics, ServiceProcess
 from drl_trading.app.settings import AppSettings
 from drl_trading.app.topology import SERVICES, consumed_topics
+from drl_trading.common.adapter.feast_feature_store import FeastFeatureStore
 from drl_trading.common.adapter.system_clock import ManualClock, SystemClock
 from drl_trading.common.domain import Symbol
 from drl_trading.common.errors import UsageError
 from drl_trading.common.events import Topic
-from drl_trading.common.ports import Clock
+from drl_trading.common.ports import Clock, FeatureStore
 
 if TYPE_CHECKING:
     from drl_trading.execution.adapter.ccxt_broker import CcxtBroker
@@ -108,12 +109,21 @@ def _symbols(settings: AppSettings) -> list[Symbol]:
     return [Symbol(s) for s in settings.serve.symbols]
 
 
+def import_feast(features: FeatureStore) -> None:
+    """Build the Feast store now (importing Feast and the pandas, pyarrow and torch under it),
+    before the service loop's start-up freezes the heap (app/heap.py), rather than at the first
+    request that needs it: preprocess's catch-up, just before the first live bars."""
+    if isinstance(features, FeastFeatureStore):
+        features.feast()
+
+
 def _preprocess(w: _Wiring) -> ServiceProcess:
     from drl_trading.app.preprocess import bootstrap_preprocess
 
     # the completions it publishes announce the resampled bars it wrote: no write-behind
     market_data = build_market_data(w.settings, write_behind=False)
     features = build_feature_store(w.settings)
+    import_feast(features)
     handlers = bootstrap_preprocess(w.settings, w.bus, market_data, features)
     _on_symbols_moved(w, "preprocess", handlers.on_symbols_moved)
     return ServiceProcess("preprocess", w.bus, w.metrics, on_close=[market_data.close])

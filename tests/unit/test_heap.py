@@ -1,0 +1,110 @@
+"""The collector kept off the path of a bar: `HeapSettler`, `CollectorPauses`, and the service
+loop that freezes again after a handler's lazy imports."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from drl_trading.app.heap import CollectorPauses, HeapSettler
+from drl_trading.app.process import InstrumentedBus, Metrics, ServiceProcess
+from drl_trading.common.adapter.memory_bus import InMemoryBus
+from drl_trading.common.events import ErrorOccurred, Event
+
+
+@pytest.fixture(autouse=True)
+def _unfrozen() -> Iterator[None]:
+    yield
+    gc.unfreeze()  # the other tests' objects back in the collector's sight
+
+
+class Modules:
+    """A stand-in for ``len(sys.modules)``: a test "imports" by adding one."""
+
+    def __init__(self) -> None:
+        self.n = 100
+
+    def __call__(self) -> int:
+        return self.n
+
+
+def test_the_first_settle_freezes_then_only_after_an_import() -> None:
+    modules = Modules()
+    heap = HeapSettler(modules)
+    gc.unfreeze()
+    assert heap.settle() is True
+    assert gc.get_freeze_count() > 0 and heap.freezes == 1
+    assert heap.settle() is False  # nothing imported since
+    kept = [object() for _ in range(10)], {"cycle": None}
+    modules.n += 1
+    frozen = gc.get_freeze_count()
+    assert heap.settle() is True
+    assert heap.freezes == 2
+    assert gc.get_freeze_count() > frozen  # what was created since is frozen too
+    assert heap.settle() is False
+    assert kept
+
+
+def test_a_full_collection_after_settling_scans_only_what_came_since() -> None:
+    heap = HeapSettler(Modules())
+    bulk = [[i] for i in range(200_000)]  # a large heap, as an import leaves
+    heap.settle()
+    gc.collect()
+    # the frozen objects are out of every generation: the oldest holds none of them
+    assert len(gc.get_objects(generation=2)) < len(bulk)
+    assert gc.get_freeze_count() >= len(bulk)
+
+
+def test_collector_pauses_are_observed_by_generation_while_installed() -> None:
+    seen: list[tuple[int, float]] = []
+    with CollectorPauses(lambda g, s: seen.append((g, s))):
+        gc.collect(1)
+        gc.collect(2)
+    assert [g for g, _ in seen[-2:]] == [1, 2]
+    assert all(s >= 0.0 for _, s in seen)
+    count = len(seen)
+    gc.collect()
+    assert len(seen) == count  # removed: no more observations
+
+
+def _sample(message: str) -> Event:
+    return ErrorOccurred(
+        service="test",
+        topic="t",
+        failed_event_id=None,
+        error_type="X",
+        message=message,
+        attempts=1,
+    )
+
+
+def test_the_service_loop_freezes_at_start_and_after_a_handler_imported() -> None:
+    modules = Modules()
+    metrics = Metrics("test")
+    inner = InMemoryBus()
+    bus = InstrumentedBus(inner, metrics, None)
+    process = ServiceProcess("test", bus, metrics, heap=HeapSettler(modules))
+    handled: list[str] = []
+
+    def handler(event: Event) -> None:
+        assert isinstance(event, ErrorOccurred)
+        handled.append(event.message)
+        if event.message == "imports":
+            modules.n += 5  # a lazy import, as Feast's at a first online read
+            gc.collect()  # a pause the metrics must show
+        if len(handled) == 3:
+            process.stop()
+
+    bus.subscribe("t", group="g", handler=handler)
+    for message in ("plain", "imports", "plain again"):
+        inner.publish("t", _sample(message), key="k")
+    process.run()
+    assert handled == ["plain", "imports", "plain again"]
+    freezes = metrics.registry.get_sample_value("drl_heap_freezes_total", {"service": "test"})
+    assert freezes == 2  # at start, then after the turn whose handler imported
+    full = metrics.registry.get_sample_value(
+        "drl_gc_pause_seconds_count", {"service": "test", "generation": "2"}
+    )
+    assert full is not None and full >= 1
