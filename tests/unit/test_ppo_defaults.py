@@ -71,6 +71,15 @@ def test_a_run_shorter_than_one_default_rollout_trains_about_the_steps_it_asked_
     assert fit_hyperparameters("PPO", fit.values, 32, 1000).values == fit.values
 
 
+def test_maskable_ppo_gets_ppos_defaults_and_copies() -> None:
+    fit = fit_hyperparameters("MaskablePPO", {}, PPO_N_ENVS, LONG_RUN)
+    assert fit.values == fit_hyperparameters("PPO", {}, PPO_N_ENVS, LONG_RUN).values
+    settings = TrainingSettings.model_validate({"algorithm": {"name": "MaskablePPO"}})
+    assert settings.n_envs == PPO_N_ENVS
+    short = fit_hyperparameters("MaskablePPO", {}, PPO_N_ENVS, 1000).values
+    assert short["n_steps"] == 32 and short["batch_size"] == 32 * 32 // PPO_MINIBATCHES
+
+
 def test_other_algorithms_keep_their_defaults_and_copies() -> None:
     assert fit_hyperparameters("SAC", {}, 4, LONG_RUN).values == {}
     assert fit_hyperparameters("A2C", {}, 4, LONG_RUN).values == {"n_steps": 5}

@@ -30,6 +30,7 @@ __all__ = [
     "MIN_BATCH",
     "MIN_N_STEPS",
     "PPO_DEFAULTS",
+    "PPO_FAMILY",
     "PPO_MINIBATCHES",
     "PPO_N_ENVS",
     "FitHyperparameters",
@@ -38,7 +39,12 @@ __all__ = [
 ]
 
 PPO_N_ENVS = 32
-"""Environment copies PPO steps together by default (``training.env.n_envs`` null)."""
+"""Environment copies PPO (and MaskablePPO) steps together by default (``training.env.n_envs``
+null)."""
+PPO_FAMILY = frozenset({"PPO", "MaskablePPO"})
+"""Algorithms that get PPO's throughput defaults: MaskablePPO is PPO with the short action
+masked, and measured 10.8x (10.8..11.1) PPO's old path in env steps/s with them, its
+out-of-sample Sharpe not worse (docs/benchmarks.md, "PPO defaults")."""
 DEFAULT_N_ENVS = 4
 """Copies of every other algorithm: off-policy ones make one gradient step per vector step
 (``train_freq``), so more copies would mean fewer updates per sample; A2C updates every 5 vector
@@ -54,11 +60,11 @@ number of copies, where a fixed size would leave a few copies one step an epoch.
 MIN_BATCH = 64
 """The smallest default ``batch_size`` (Stable-Baselines3's), or the whole rollout if shorter."""
 _ON_POLICY_DEFAULTS: Mapping[str, Mapping[str, int]] = {
-    "PPO": PPO_DEFAULTS,
+    **{name: PPO_DEFAULTS for name in PPO_FAMILY},
     "A2C": {"n_steps": 5},
 }
 _OTHER_ON_POLICY: Mapping[str, int] = {"n_steps": 2048, "batch_size": MIN_BATCH}
-"""RecurrentPPO and MaskablePPO: Stable-Baselines3's PPO defaults, as before."""
+"""RecurrentPPO: Stable-Baselines3's PPO defaults, as before."""
 MIN_N_STEPS = 2
 """The shortest rollout per copy a shrunk ``n_steps`` takes (a rollout of one step cannot
 estimate an advantage)."""
@@ -66,7 +72,7 @@ estimate an advantage)."""
 
 def default_n_envs(algorithm: str) -> int:
     """Copies ``algorithm`` steps together when ``training.env.n_envs`` is not set."""
-    return PPO_N_ENVS if algorithm == "PPO" else DEFAULT_N_ENVS
+    return PPO_N_ENVS if algorithm in PPO_FAMILY else DEFAULT_N_ENVS
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +115,6 @@ def fit_hyperparameters(
     for key, default in defaults.items():
         if key not in values:
             values[key] = min(default, rollout) if key == "batch_size" else default
-    if algorithm == "PPO" and "batch_size" not in values:
+    if algorithm in PPO_FAMILY and "batch_size" not in values:
         values["batch_size"] = max(min(MIN_BATCH, rollout), rollout // PPO_MINIBATCHES)
     return FitHyperparameters(values, shrunk)
