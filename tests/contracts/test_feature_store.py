@@ -108,6 +108,30 @@ def test_rewriting_replaces_rows_instead_of_duplicating(store: FeatureStore) -> 
     assert got.height == 4
 
 
+def test_a_new_process_replaces_the_vector_an_earlier_one_left(store: FeatureStore) -> None:
+    """A replay that starts before the last session's end defines the current state: its
+    first vector replaces the later one an earlier process left (on Redis too, which Feast
+    would otherwise keep as the newer one), while within one process a late write never goes
+    back (the test above)."""
+    if not isinstance(store, FeastFeatureStore):
+        pytest.skip("an in-memory store lives in one process")
+    store.register(VIEW)
+    store.write_online(VIEW, A, parse_time("2024-01-01T00:10"), [3.0, 4.0])
+
+    def process() -> FeastFeatureStore:
+        return FeastFeatureStore(
+            store.repo_dir,
+            store.data_dir,
+            online_store=store.online_store_config,
+            project=store.project,
+            read_own_writes=False,
+        )
+
+    process().write_online(VIEW, A, parse_time("2024-01-01T00:05"), [7.0, 8.0])
+    got = process().online_features(VIEW, [A])[A]
+    assert (got.event_time, got.values) == (parse_time("2024-01-01T00:05"), (7.0, 8.0))
+
+
 def test_online_latest_vector_per_symbol(store: FeatureStore) -> None:
     store.register(VIEW)
     assert store.online_features(VIEW, [A, B]) == {}
