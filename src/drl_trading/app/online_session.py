@@ -117,6 +117,11 @@ class SessionOutcome:
     notices: list[str] = field(default_factory=list)
 
 
+_HEAP = HeapSettler()
+"""One per process: a second session in the same process (a notebook, the tests) freezes the heap
+again only if modules were imported since."""
+
+
 def run_online_session(
     settings: AppSettings,
     request: SessionRequest,
@@ -253,7 +258,7 @@ def run_online_session(
         execution.attach(session_id, applied)
         beats.enter_context(SessionHeartbeat(online.execution.store, session_id))
         runtime.run_until_idle()  # gap fill → catch-up → completed.catchup → streaming
-        heap = HeapSettler()  # catch-up imported Feast: off the collector's path (app/heap.py)
+        heap = _HEAP  # catch-up imported Feast: off the collector's path (app/heap.py)
         heap.settle()
         # the account as the session found it: the report's figures are measured from here
         opening = execution.status()
