@@ -87,7 +87,7 @@ class Metrics:
         )
         self.heap_freezes = Counter(
             "drl_heap_freezes",
-            "Collect-and-freeze of the heap at a quiet turn (start-up, then after lazy imports)",
+            "Collect-and-freeze of the heap (at start-up, then after a turn that imported modules)",
             ["service"],
             registry=self.registry,
         )
