@@ -71,22 +71,21 @@ def test_a_run_shorter_than_one_default_rollout_trains_about_the_steps_it_asked_
     assert fit_hyperparameters("PPO", fit.values, 32, 1000).values == fit.values
 
 
-def test_maskable_ppo_gets_ppos_defaults_and_copies() -> None:
-    fit = fit_hyperparameters("MaskablePPO", {}, PPO_N_ENVS, LONG_RUN)
+@pytest.mark.parametrize("name", ["MaskablePPO", "RecurrentPPO"])
+def test_the_other_ppos_get_ppos_defaults_and_copies(name: str) -> None:
+    fit = fit_hyperparameters(name, {}, PPO_N_ENVS, LONG_RUN)
     assert fit.values == fit_hyperparameters("PPO", {}, PPO_N_ENVS, LONG_RUN).values
-    settings = TrainingSettings.model_validate({"algorithm": {"name": "MaskablePPO"}})
+    settings = TrainingSettings.model_validate({"algorithm": {"name": name}})
     assert settings.n_envs == PPO_N_ENVS
-    short = fit_hyperparameters("MaskablePPO", {}, PPO_N_ENVS, 1000).values
+    short = fit_hyperparameters(name, {}, PPO_N_ENVS, 1000).values
     assert short["n_steps"] == 32 and short["batch_size"] == 32 * 32 // PPO_MINIBATCHES
 
 
 def test_other_algorithms_keep_their_defaults_and_copies() -> None:
     assert fit_hyperparameters("SAC", {}, 4, LONG_RUN).values == {}
     assert fit_hyperparameters("A2C", {}, 4, LONG_RUN).values == {"n_steps": 5}
-    recurrent = fit_hyperparameters("RecurrentPPO", {}, 4, LONG_RUN).values
-    assert recurrent == {"n_steps": 2048, "batch_size": 64}
     assert TrainingSettings().n_envs == PPO_N_ENVS
-    for name in ("A2C", "DQN", "SAC", "RecurrentPPO"):
+    for name in ("A2C", "DQN", "SAC", "TD3"):
         settings = TrainingSettings.model_validate({"algorithm": {"name": name}})
         assert settings.n_envs == DEFAULT_N_ENVS
     assert TrainingSettings.model_validate({"env": {"n_envs": 3}}).n_envs == 3
