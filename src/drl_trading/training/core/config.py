@@ -76,8 +76,9 @@ class EnvSettings(BaseModel):
     n_envs: int | None = Field(
         None,
         ge=1,
-        description=f"Environment copies stepped together; null: {PPO_N_ENVS} for PPO (its "
-        f"defaults are chosen for them), {DEFAULT_N_ENVS} for the other algorithms.",
+        description=f"Environment copies stepped together; null: {PPO_N_ENVS} for PPO, "
+        f"MaskablePPO and RecurrentPPO (their defaults are chosen for them), {DEFAULT_N_ENVS} "
+        "for the other algorithms.",
     )
     vectorized: Literal["batched", "dummy"] = Field(
         "batched",
@@ -93,7 +94,7 @@ class AlgorithmSettings(BaseModel):
     policy: str | None = Field(None, description="SB3 policy; default MlpPolicy / MlpLstmPolicy.")
     hyperparameters: dict[str, Any] = Field(
         default_factory=dict,
-        description="Passed to the SB3 constructor (n_steps, gamma, ...); PPO's defaults, "
+        description="Passed to the SB3 constructor (n_steps, gamma, ...); the PPOs' defaults, "
         f"chosen for CPU throughput: n_steps {PPO_DEFAULTS['n_steps']} (shorter where one "
         f"rollout covers the run), n_epochs {PPO_DEFAULTS['n_epochs']}, batch_size a rollout "
         f"(n_steps x n_envs) / {PPO_MINIBATCHES}, at least {MIN_BATCH}.",
