@@ -20,7 +20,7 @@ import polars as pl
 
 from drl_trading.common.bars import BAR_SCHEMA, TIME_DTYPE, conform, empty_bars
 from drl_trading.common.domain import Symbol, Timeframe, utc
-from drl_trading.common.errors import HomeInUseError, pending_interrupt
+from drl_trading.common.errors import HomeInUseError, Terminated, pending_interrupt
 from drl_trading.common.events import now_utc
 from drl_trading.common.ports import Coverage, UpsertResult
 
@@ -84,9 +84,15 @@ def _lock_holder(message: str) -> str:
     return f"PID {found.group(1)}" if found else ""
 
 
-_INTERRUPT_SIGNS = ("Query interrupted", "KeyboardInterrupt")
-"""How DuckDB's errors show a Ctrl-C: a query it interrupted, or Python's KeyboardInterrupt
-met while it read a registered frame (an InvalidInputException quoting it)."""
+_INTERRUPT_SIGNS = (
+    "Query interrupted",
+    KeyboardInterrupt.__name__,
+    f"{Terminated.__name__}: SIGTERM",
+)
+"""How DuckDB's errors show a Ctrl-C or SIGTERM: a query it interrupted, or the interrupt Python
+raised while DuckDB read a registered frame or ran a Python function (an InvalidInputException
+quoting the exception: ``KeyboardInterrupt``, or ``Terminated: SIGTERM`` where the CLI's
+SIGTERM handler raised it)."""
 
 
 @contextmanager
