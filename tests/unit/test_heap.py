@@ -57,16 +57,50 @@ def test_a_full_collection_after_settling_scans_only_what_came_since() -> None:
     assert gc.get_freeze_count() >= len(bulk)
 
 
-def test_collector_pauses_are_observed_by_generation_while_installed() -> None:
+def test_collector_pauses_are_recorded_while_installed_and_observed_when_drained() -> None:
     seen: list[tuple[int, float]] = []
-    with CollectorPauses(lambda g, s: seen.append((g, s))):
+    with CollectorPauses(lambda g, s: seen.append((g, s))) as pauses:
         gc.collect(1)
         gc.collect(2)
+        assert seen == []  # the callback only records: nothing observed inside a collection
+        drained = pauses.drain()
+    assert drained == len(seen) >= 2
     assert [g for g, _ in seen[-2:]] == [1, 2]
     assert all(s >= 0.0 for _, s in seen)
-    count = len(seen)
     gc.collect()
-    assert len(seen) == count  # removed: no more observations
+    assert pauses.drain() == 0  # removed: no more records
+    assert pauses.dropped == 0
+
+
+def test_pauses_beyond_the_capacity_are_counted_as_dropped_oldest_first() -> None:
+    seen: list[int] = []
+    with CollectorPauses(lambda g, s: seen.append(g), capacity=2) as pauses:
+        gc.collect(0)
+        gc.collect(1)
+        gc.collect(2)
+    pauses.drain()
+    assert seen[-2:] == [1, 2]
+    assert pauses.dropped >= 1
+
+
+def test_a_pause_during_an_observation_does_not_take_the_observers_lock() -> None:
+    """The deadlock this design avoids: a collection triggered while the metrics' lock is held
+    (by a scrape, or by the loop's own observe) must not call back into the metrics."""
+    import threading
+
+    lock = threading.Lock()  # not reentrant, like a Prometheus histogram's
+    found_held: list[int] = []
+
+    def observe(generation: int, seconds: float) -> None:
+        if not lock.acquire(blocking=False):  # a blocking acquire would wait for ever
+            found_held.append(generation)
+            return
+        lock.release()
+
+    with CollectorPauses(observe) as pauses, lock:
+        gc.collect()
+    assert pauses.drain() >= 1
+    assert found_held == []
 
 
 def _sample(message: str) -> Event:

@@ -17,7 +17,9 @@ freeze: the lazy imports' cost is paid once, between events, instead of at every
 collection on the path.
 
 `CollectorPauses` times every collection (`gc.callbacks`) so that a service can serve them as
-metrics and a benchmark can tell a collector pause from the code's own work.
+metrics and a benchmark can tell a collector pause from the code's own work; the callback only
+records, and the service's loop drains the record into its metrics between events (a callback
+that took the metrics' lock could deadlock on a thread that held it).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import gc
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -58,20 +61,45 @@ class HeapSettler:
 
 
 class CollectorPauses:
-    """Calls ``observe(generation, seconds)`` after every collection of the cyclic collector
-    while installed (``with`` or `install`/`remove`). The callback runs in whichever thread
-    triggered the collection."""
+    """Times every collection of the cyclic collector while installed (``with`` or
+    `install`/`remove`); `drain` hands the pauses recorded since its last call to
+    ``observe(generation, seconds)``.
 
-    def __init__(self, observe: Callable[[int, float], None]) -> None:
+    The collector's callback runs in whichever thread allocated the object that triggered the
+    collection, at any bytecode, possibly while that thread holds a lock: a Prometheus
+    histogram's (a scrape, or the loop's own ``observe``) is not reentrant, so observing from
+    inside the callback could deadlock the thread on itself. The callback only appends to a
+    bounded deque (one C call, no lock taken in Python); the thread that owns the metrics
+    drains it between events. Pauses beyond `capacity` between two drains are counted in
+    `dropped`, oldest first."""
+
+    def __init__(self, observe: Callable[[int, float], None], capacity: int = 16_384) -> None:
         self._observe = observe
         self._began: float | None = None
+        self._pauses: deque[tuple[int, float]] = deque(maxlen=capacity)
+        self.dropped = 0
+        """Pauses that no `drain` reached before the deque was full (lost, oldest first)."""
 
     def _callback(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             self._began = time.perf_counter()
         elif self._began is not None:
-            self._observe(int(info["generation"]), time.perf_counter() - self._began)
+            if len(self._pauses) == self._pauses.maxlen:
+                self.dropped += 1
+            self._pauses.append((int(info["generation"]), time.perf_counter() - self._began))
             self._began = None
+
+    def drain(self) -> int:
+        """Observe the pauses recorded since the last drain, in order; returns how many. Call
+        it from the thread that owns ``observe``'s locks, never from a collector callback."""
+        drained = 0
+        while True:
+            try:
+                generation, seconds = self._pauses.popleft()
+            except IndexError:
+                return drained
+            self._observe(generation, seconds)
+            drained += 1
 
     def install(self) -> None:
         if self._callback not in gc.callbacks:

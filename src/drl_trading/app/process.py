@@ -156,6 +156,7 @@ class ServiceProcess:
     _server: ThreadingHTTPServer | None = None
     _ready: bool = False
     heap: HeapSettler = field(default_factory=HeapSettler)
+    _pauses: CollectorPauses | None = None
 
     def serve_http(self, port: int, host: str = "127.0.0.1") -> int:
         """Start the health/metrics endpoint in a thread; returns the bound port."""
@@ -236,6 +237,11 @@ class ServiceProcess:
             log.debug("lag unavailable", error=str(exc))
 
     def _settle_heap(self) -> None:
+        """Between two turns: the collector's pauses since the last turn into the metrics (in
+        this thread, never from the collector's callback), then collect-and-freeze if the turn
+        imported modules."""
+        if self._pauses is not None:
+            self._pauses.drain()
         if self.heap.settle():
             self.metrics.heap_freezes.labels(self.metrics.service).inc()
             log.debug(
@@ -252,7 +258,7 @@ class ServiceProcess:
         # milliseconds in the middle of the stream: move it out of the collector's sight, now
         # and after any turn whose handlers imported more (Feast is imported lazily by the
         # first event that needs it: app/heap.py)
-        pauses = CollectorPauses(self.metrics.observe_gc)
+        self._pauses = pauses = CollectorPauses(self.metrics.observe_gc)
         pauses.install()
         self._settle_heap()
         next_lag = next_ready = 0.0
@@ -274,6 +280,9 @@ class ServiceProcess:
                 self._settle_heap()
         finally:
             pauses.remove()
+            pauses.drain()
+            if pauses.dropped:
+                log.warning("collector pauses lost", service=self.name, dropped=pauses.dropped)
             log.info("service stopping", service=self.name)
             self.bus.close()
             for close in self.on_close:
