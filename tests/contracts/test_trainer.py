@@ -166,3 +166,16 @@ def test_without_observation_normalisation_the_statistics_are_the_identity(
     obs = np.concatenate([features.reshape(len(features), -1), state], axis=1)
     assert fitted.normalization.mean.shape == (obs.shape[1],)
     np.testing.assert_array_equal(fitted.normalization.apply(obs), obs)
+
+
+def test_a_fit_leaves_no_folder_in_the_temporary_directory(
+    trainer: Trainer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SB3's default logger makes an empty ``SB3-<time>`` folder in the temporary directory at
+    every fit: a tuning study of 100 trials left 100 of them in /tmp."""
+    import tempfile
+
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    trainer.fit(job(Envs()), lambda p: None)
+    assert list(tmp_path.iterdir()) == []

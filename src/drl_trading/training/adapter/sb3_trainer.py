@@ -163,6 +163,10 @@ class SB3Trainer:
             seed=job.seed,
             device=device,
         )
+        # SB3's default logger (verbose 0, no TensorBoard) makes an empty /tmp/SB3-<time> folder
+        # at every learn(), never removed: one per training, per fold and per tuning trial.
+        # Progress reaches the user through the callback; SB3's own figures go nowhere.
+        model.set_logger(_silent_logger())
         callback = _progress_callback_class()(on_progress, total)
         started = time.perf_counter()
         model.learn(total_timesteps=total, callback=callback, progress_bar=False)
@@ -184,6 +188,14 @@ class SB3Trainer:
             hyperparameters=hyper.values,
             timesteps=int(model.num_timesteps),
         )
+
+
+def _silent_logger() -> Any:
+    """An SB3 logger that records the training figures in memory and writes no file or folder
+    (SB3 reads them back within an update; nothing here reads them)."""
+    from stable_baselines3.common.logger import Logger
+
+    return Logger(folder=None, output_formats=[])
 
 
 def _progress_callback_class() -> type:
