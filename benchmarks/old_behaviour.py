@@ -9,6 +9,9 @@ process only, so that a benchmark measures before and after in one run, alternat
   preprocess imports Feast at its catch-up request rather than before the loop starts
   (`services.import_feast`): Feast's objects stay in the collector's sight, rescanned by every
   full collection on the path;
+* the in-memory bus delivers the off-path topics (storing resampled bars) in its sweep with the
+  others instead of after the chain (`InMemoryBus` ``deferred``): a bar's storing can run between
+  its features and its order;
 
     with old_behaviour.switched(): ...                         (in this process)
     python benchmarks/old_behaviour.py --config FILE serve NAME  (a service process, as
@@ -25,7 +28,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from unittest import mock
 
-from drl_trading.app import services
+from drl_trading.app import infrastructure, services
 from drl_trading.app.heap import HeapSettler
 from drl_trading.common.adapter.write_behind_market_data import WriteBehindMarketData
 from drl_trading.execution.core.service import ExecutionService
@@ -50,11 +53,12 @@ def _import_later(features: object) -> None:
     return None
 
 
-SWITCHES = {
+SWITCHES: dict[str, tuple[object, str, object]] = {
     "mark-commits": (ExecutionService, "_commit_marks", _commit_every_bar),
     "read-ahead": (WriteBehindMarketData, "_read_ahead", _no_read_ahead),
     "heap": (HeapSettler, "settle", _freeze_once),
     "feast-import": (services, "import_feast", _import_later),
+    "off-path-last": (infrastructure, "OFF_PATH_TOPICS", ()),
 }
 """Each old behaviour by name (``DRL_OLD_BEHAVIOUR=heap,read-ahead`` switches back only those)."""
 

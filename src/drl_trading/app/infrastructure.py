@@ -8,6 +8,7 @@ the distributed mode builds server-backed ones, and nothing above the ports can 
 from __future__ import annotations
 
 from drl_trading.app.settings import AppSettings
+from drl_trading.app.topology import OFF_PATH_TOPICS
 from drl_trading.common.adapter.always_open_calendar import AlwaysOpenCalendar
 from drl_trading.common.adapter.duckdb_market_data import DuckDBMarketData
 from drl_trading.common.adapter.exchange_calendars_calendar import ExchangeCalendarsCalendar
@@ -51,7 +52,10 @@ def build_bus(settings: AppSettings) -> MessageBus:
             )
         )
     return InMemoryBus(
-        partitions=b.partitions, max_attempts=b.max_attempts, retry_backoff_s=b.retry_backoff_s
+        partitions=b.partitions,
+        max_attempts=b.max_attempts,
+        retry_backoff_s=b.retry_backoff_s,
+        deferred=OFF_PATH_TOPICS,
     )
 
 

@@ -53,6 +53,14 @@ TOPOLOGY: dict[str, tuple[Subscription, ...]] = {
 }
 
 
+OFF_PATH_TOPICS: tuple[str, ...] = (Topic.STORE_RESAMPLED_REQUESTED,)
+"""Topics whose work is off the path from a bar's close to its order: storing the resampled
+bars (a restart recomputes them from the 1m bars). A distributed deployment runs them in a process
+of their own; the in-memory bus, which runs every handler in one thread, delivers them only when
+nothing on the path is pending (`InMemoryBus` ``deferred``), so that they follow the bar's
+order instead of sitting between its features and its decision."""
+
+
 def consumed_topics() -> tuple[str, ...]:
     """Every topic some service consumes, in table order (a distributed process creates them,
     with their dead-letter topics, before its first message)."""

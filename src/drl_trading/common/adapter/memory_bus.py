@@ -10,6 +10,12 @@ serialised fails here exactly as it would in distributed mode. Delivery is deter
 `poll` sweep hands at most one message per (group, topic, partition) to its handler, repeating
 until nothing is pending, which interleaves consumers the way concurrent ones would while keeping
 per-key order.
+
+Topics named ``deferred`` (the topology's work off the bar-close → order path: storing resampled
+bars) are delivered only when no other topic has a message pending, one sweep at a time: in one
+process the sweep would otherwise run them between a bar's features and its order, where a
+distributed deployment runs them in a process of their own. Per-key order within each topic is
+kept either way.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import structlog
@@ -58,10 +64,12 @@ class InMemoryBus:
         retry_backoff_s: float = 0.0,
         sleep: Callable[[float], None] = time.sleep,
         unavailable_timeout_s: float = 240.0,
+        deferred: Iterable[str] = (),
     ) -> None:
         if partitions < 1 or max_attempts < 1:
             raise ValueError("partitions and max_attempts must be >= 1")
         self._partitions = partitions
+        self._deferred = frozenset(deferred)
         self._policy = RetryPolicy(max_attempts, retry_backoff_s, unavailable_timeout_s)
         self._sleep = sleep
         self._logs: dict[str, list[list[_Record]]] = {}
@@ -99,25 +107,45 @@ class InMemoryBus:
                 self._offsets.setdefault((group, topic, p), 0)
 
     def poll(self, max_messages: int | None = None, timeout: float | None = None) -> int:
-        """Nothing ever arrives later here, so ``timeout`` has nothing to wait for."""
+        """Nothing ever arrives later here, so ``timeout`` has nothing to wait for. Sweeps the
+        topics on the path until none has a message, then one sweep of the deferred topics,
+        and again, until nothing is pending or ``max_messages`` were handled."""
         done = 0
         with self._lock:
             while max_messages is None or done < max_messages:
-                progressed = False
-                for (group, topic), handler in list(self._handlers.items()):
-                    for p, records in enumerate(self._logs[topic]):
-                        offset = self._offsets[(group, topic, p)]
-                        if offset >= len(records):
-                            continue
-                        self._deliver(group, topic, records[offset], handler)
-                        self._offsets[(group, topic, p)] = offset + 1
-                        done += 1
-                        progressed = True
-                        if max_messages is not None and done >= max_messages:
-                            return done
+                subs = list(self._handlers.items())
+                done, progressed = self._sweep(
+                    [s for s in subs if s[0][1] not in self._deferred], done, max_messages
+                )
+                if not progressed and self._deferred:
+                    done, progressed = self._sweep(
+                        [s for s in subs if s[0][1] in self._deferred], done, max_messages
+                    )
                 if not progressed:
                     break
         return done
+
+    def _sweep(
+        self,
+        subs: list[tuple[tuple[str, str], Handler]],
+        done: int,
+        max_messages: int | None,
+    ) -> tuple[int, bool]:
+        """At most one message per (group, topic, partition) of ``subs``; returns the count
+        handled so far and whether this sweep handled any."""
+        progressed = False
+        for (group, topic), handler in subs:
+            for p, records in enumerate(self._logs[topic]):
+                if max_messages is not None and done >= max_messages:
+                    return done, progressed
+                offset = self._offsets[(group, topic, p)]
+                if offset >= len(records):
+                    continue
+                self._deliver(group, topic, records[offset], handler)
+                self._offsets[(group, topic, p)] = offset + 1
+                done += 1
+                progressed = True
+        return done, progressed
 
     def pending(self, group: str | None = None) -> int:
         """Messages not yet committed, for one group or all of them."""
