@@ -49,28 +49,36 @@ def _chain(bus: InMemoryBus, seen: list[str]) -> None:
     bus.subscribe(NEXT, group="inference", handler=then)
 
 
-def test_off_path_topics_wait_until_the_path_is_idle() -> None:
-    bus = InMemoryBus(deferred=[OFF])
+def _two_bars(bus: InMemoryBus) -> list[str]:
+    """Bars a and b through the chain, the bus polled until idle; what the handlers saw."""
     seen: list[str] = []
     _chain(bus, seen)
     for tag in ("a", "b"):
         bus.publish(PATH, _event(tag), key="BTCUSDT")
     while bus.poll():
         pass
-    assert seen == ["path a", "next a", "path b", "next b", "off store a", "off store b"]
+    return seen
+
+
+DEFERRED_ORDER = ["path a", "next a", "path b", "next b", "off store a", "off store b"]
+
+
+def test_off_path_topics_wait_until_the_path_is_idle() -> None:
+    bus = InMemoryBus(deferred=[OFF])
+    assert _two_bars(bus) == DEFERRED_ORDER
     assert bus.pending() == 0
 
 
 def test_without_deferral_the_sweep_interleaves_every_topic() -> None:
-    bus = InMemoryBus()
-    seen: list[str] = []
-    _chain(bus, seen)
-    for tag in ("a", "b"):
-        bus.publish(PATH, _event(tag), key="BTCUSDT")
-    while bus.poll():
-        pass
     # bar a's storing runs before bar b's chain (in one thread: ahead of b's decision)
-    assert seen == ["path a", "next a", "off store a", "path b", "next b", "off store b"]
+    assert _two_bars(InMemoryBus()) == [
+        "path a",
+        "next a",
+        "off store a",
+        "path b",
+        "next b",
+        "off store b",
+    ]
 
 
 def test_max_messages_counts_deferred_deliveries_too() -> None:
@@ -87,11 +95,5 @@ def test_max_messages_counts_deferred_deliveries_too() -> None:
 def test_the_embedded_bus_defers_the_topologys_off_path_topics(tmp_path: object) -> None:
     bus = build_bus(load_settings(home=tmp_path))
     assert isinstance(bus, InMemoryBus)
-    seen: list[str] = []
-    _chain(bus, seen)
     assert OFF in OFF_PATH_TOPICS
-    for tag in ("a", "b"):
-        bus.publish(PATH, _event(tag), key="BTCUSDT")
-    while bus.poll():
-        pass
-    assert seen == ["path a", "next a", "path b", "next b", "off store a", "off store b"]
+    assert _two_bars(bus) == DEFERRED_ORDER
