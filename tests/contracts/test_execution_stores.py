@@ -300,6 +300,41 @@ def test_commits_changing_one_part_at_a_time_load_back_exactly(
     assert store.load() == steps[0]
 
 
+def test_what_is_stored_is_apart_from_the_callers_mappings(
+    stores: tuple[ExecutionStore, Reopen],
+) -> None:
+    """Changing a dict after committing it, or one a `load` returned, changes nothing stored:
+    the service builds its next checkpoint from the last one, so a shared dict would move the
+    stored account (the SQL stores serialise; the memory store copies the mappings)."""
+    store, reopen = stores
+    committed = replace(checkpoint(), entries={S: Mark(99.5, T0)})
+    expected = replace(
+        committed,
+        portfolio=replace(committed.portfolio, positions=dict(committed.portfolio.positions)),
+        marks=dict(committed.marks),
+        targets=dict(committed.targets),
+        entries=dict(committed.entries),
+    )
+    store.commit(committed)
+    for mapping in (
+        committed.marks,
+        committed.targets,
+        committed.entries,
+        committed.portfolio.positions,
+    ):
+        assert isinstance(mapping, dict)
+        mapping.clear()
+    loaded = store.load()
+    assert loaded == expected
+    assert loaded is not None
+    for mapping in (loaded.marks, loaded.targets, loaded.entries, loaded.portfolio.positions):
+        assert isinstance(mapping, dict)
+        mapping.clear()
+    assert store.load() == expected
+    assert store.symbol_state(S).mark == expected.marks[S]
+    assert reopen().load() == expected
+
+
 def test_control_requests_are_pending_until_a_commit_applies_them(
     stores: tuple[ExecutionStore, Reopen],
 ) -> None:

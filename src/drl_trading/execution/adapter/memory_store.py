@@ -28,6 +28,24 @@ from drl_trading.execution.core.records import (
 )
 
 
+def detached(checkpoint: Checkpoint) -> Checkpoint:
+    """A checkpoint that shares nothing mutable with ``checkpoint``: its mappings copied, their
+    values (frozen dataclasses, floats, datetimes) and the tuple of frozen orders shared.
+
+    What `copy.deepcopy` gave, so that a caller changing a dict it committed (or one `load`
+    returned) cannot change what is stored, at a fraction of its cost: a deep copy walked every
+    mark, position, order and datetime of the account at each commit (~0.2 ms with two symbols,
+    on the signal's path to the order); this copies four dicts."""
+    portfolio = checkpoint.portfolio
+    return replace(
+        checkpoint,
+        portfolio=replace(portfolio, positions=dict(portfolio.positions)),
+        marks=dict(checkpoint.marks),
+        targets=dict(checkpoint.targets),
+        entries=dict(checkpoint.entries),
+    )
+
+
 def check_new_orders(records: Sequence[TradeRecord], known: set[str]) -> None:
     """Raise `DuplicateOrderError` if an ORDER record repeats a client order id, stored or in the
     batch: checked before writing anything, so a refused commit leaves the store as it was."""
@@ -63,7 +81,7 @@ class InMemoryExecutionStore:
         self._reconciliation = None
 
     def load(self) -> Checkpoint | None:
-        return copy.deepcopy(self._checkpoint)
+        return None if self._checkpoint is None else detached(self._checkpoint)
 
     def commit(
         self,
@@ -85,7 +103,7 @@ class InMemoryExecutionStore:
                     outcome=applied.outcome,
                     records_before=len(self._records),
                 )
-        self._checkpoint = copy.deepcopy(checkpoint)
+        self._checkpoint = detached(checkpoint)
         for record in records:
             self._records.append(record)
             if record.kind is RecordKind.ORDER and record.client_order_id is not None:
