@@ -12,6 +12,10 @@ process only, so that a benchmark measures before and after in one run, alternat
 * the in-memory bus delivers the off-path topics (storing resampled bars) in its sweep with the
   others instead of after the chain (`InMemoryBus` ``deferred``): a bar's storing can run between
   its features and its order;
+* the in-memory execution store deep-copies the whole checkpoint at every commit and load
+  (`memory_store.detached`), on the signal's path to the order;
+* online ingest validates each live bar by building `validate_bars`'s report on its one-row
+  frame, instead of checking the scalar rules first (`online_service.bar_rules`);
 
     with old_behaviour.switched(): ...                         (in this process)
     python benchmarks/old_behaviour.py --config FILE serve NAME  (a service process, as
@@ -22,6 +26,7 @@ process only, so that a benchmark measures before and after in one run, alternat
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -31,7 +36,10 @@ from unittest import mock
 from drl_trading.app import infrastructure, services
 from drl_trading.app.heap import HeapSettler
 from drl_trading.common.adapter.write_behind_market_data import WriteBehindMarketData
+from drl_trading.execution.adapter import memory_store
 from drl_trading.execution.core.service import ExecutionService
+from drl_trading.ingest.core import online_service
+from drl_trading.ingest.core.validation import Rule
 
 
 def _commit_every_bar(self: ExecutionService) -> None:
@@ -49,6 +57,11 @@ def _freeze_once(self: HeapSettler) -> bool:
     return False if self.freezes else _settle(self)
 
 
+def _always_report(*args: object) -> list[Rule]:
+    """Says a rule may break, so that `validate_bars` builds the report of every bar."""
+    return [Rule.NON_FINITE]
+
+
 def _import_later(features: object) -> None:
     return None
 
@@ -59,6 +72,8 @@ SWITCHES: dict[str, tuple[object, str, object]] = {
     "heap": (HeapSettler, "settle", _freeze_once),
     "feast-import": (services, "import_feast", _import_later),
     "off-path-last": (infrastructure, "OFF_PATH_TOPICS", ()),
+    "store-deepcopy": (memory_store, "detached", copy.deepcopy),
+    "bar-rules": (online_service, "bar_rules", _always_report),
 }
 """Each old behaviour by name (``DRL_OLD_BEHAVIOUR=heap,read-ahead`` switches back only those)."""
 

@@ -198,3 +198,27 @@ def test_bars_outside_the_sessions_break_market_closed_and_closures_are_no_gaps(
     open_hours = frame.filter(~pl.Series(report.bad_mask))["open_time"]
     assert find_gaps(s, open_hours, Timeframe.H1, calendar=fx) == []
     assert len(find_gaps(s, open_hours, Timeframe.H1)) == 1  # 24/7: the weekend is a gap
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.tuples(_VALUES, _VALUES, _VALUES, _VALUES, _VALUES),
+    st.sampled_from([0, 1, 30]),  # seconds past the minute: on or off the grid
+)
+def test_a_live_bars_scalar_rules_are_the_reports_rules(
+    values: tuple[float, float, float, float, float], seconds: int
+) -> None:
+    """Online ingest asks `bar_rules` of the `Bar` first and builds the report only when a rule
+    breaks: both must name the same rules for the bar's one-row frame."""
+    from drl_trading.common.bars import bars_to_frame
+    from drl_trading.common.domain import Bar, to_micros
+    from drl_trading.ingest.core.validation import bar_rules
+
+    bar = Bar(
+        Symbol("BTCUSDT"),
+        Timeframe.M1,
+        parse_time("2024-01-01") + timedelta(seconds=seconds),
+        *values,
+    )
+    report = validate_bars(bars_to_frame([bar]), Timeframe.M1)
+    assert bar_rules(to_micros(bar.open_time), *values, Timeframe.M1) == report.row_rules.get(0, [])

@@ -62,7 +62,7 @@ from drl_trading.common.ports import Clock, MarketDataRepository, MessageBus, Up
 from drl_trading.ingest.core.live import LiveBarSource, slot_at
 from drl_trading.ingest.core.ports import HistoricalDataProvider
 from drl_trading.ingest.core.service import IngestReport, IngestService, TrainingDataRequest
-from drl_trading.ingest.core.validation import Rule, ValidationPolicy, validate_bars
+from drl_trading.ingest.core.validation import Rule, ValidationPolicy, bar_rules, validate_bars
 
 log = structlog.get_logger(__name__)
 
@@ -445,8 +445,19 @@ class OnlineIngestService:
             rules = ["timeframe"]
             detail = f"a {bar.timeframe.value} bar on the {tf.value} live stream"
         else:
-            check = validate_bars(frame, tf)
-            if check.ok:
+            # the scalar rules first: the report (and its polars and numpy set-up) only when one
+            # breaks, for the quarantine's rule names and the log's detail
+            broken = bar_rules(
+                to_micros(utc(bar.open_time)),
+                bar.open,
+                bar.high,
+                bar.low,
+                bar.close,
+                bar.volume,
+                tf,
+            )
+            check = validate_bars(frame, tf) if broken else None
+            if check is None or check.ok:
                 closed = self._closed_at(bar)
                 if closed is None:
                     return True

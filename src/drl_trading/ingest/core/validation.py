@@ -201,26 +201,7 @@ def _validate_one(
     row = frame.row(0, named=True)
     o, h, lo, c, v = (float(row[col]) for col in VALUE_COLUMNS)
     t = _micros_of(row["open_time"])
-    rules: list[Rule] = []
-    if not all(map(math.isfinite, (o, h, lo, c, v))):
-        rules.append(Rule.NON_FINITE)
-    else:
-        if min(o, h, lo, c) <= 0:
-            rules.append(Rule.NON_POSITIVE_PRICE)
-        if h < max(o, c):
-            rules.append(Rule.HIGH_BELOW_OPEN_CLOSE)
-        if lo > min(o, c):
-            rules.append(Rule.LOW_ABOVE_OPEN_CLOSE)
-        if v < 0:
-            rules.append(Rule.NEGATIVE_VOLUME)
-    if t % timeframe.micros != 0:
-        rules.append(Rule.OFF_GRID)
-    if previous_open_time is not None:
-        prev = _micros_of(previous_open_time)
-        if t == prev:
-            rules.append(Rule.DUPLICATE)
-        elif t < prev:
-            rules.append(Rule.OUT_OF_ORDER)
+    rules = bar_rules(t, o, h, lo, c, v, timeframe, previous_open_time)
     if _closed(np.array([t], dtype=np.int64), timeframe, calendar)[0]:
         rules.append(Rule.MARKET_CLOSED)
     arrays = [np.array([x]) for x in (o, h, lo, c, v)]
@@ -235,6 +216,44 @@ def _validate_one(
     return ValidationReport(
         1, np.array([bool(rules)]), counts, examples, {0: rules} if rules else {}, numbers
     )
+
+
+def bar_rules(
+    open_micros: int,
+    o: float,
+    h: float,
+    lo: float,
+    c: float,
+    v: float,
+    timeframe: Timeframe,
+    previous_open_time: datetime | None = None,
+) -> list[Rule]:
+    """The rules one bar breaks, in `validate_bars`'s order, without `Rule.MARKET_CLOSED` (it
+    needs the calendar). ``open_micros``: the open time in µs since the epoch (UTC); prices in
+    quote currency, volume in base units. Plain Python on scalars: online ingest checks each live
+    bar with it before building any report (~2 µs against ~40 µs for `validate_bars` on a
+    one-row frame), and asks `validate_bars` for the details only when a rule breaks."""
+    rules: list[Rule] = []
+    if not all(map(math.isfinite, (o, h, lo, c, v))):
+        rules.append(Rule.NON_FINITE)
+    else:
+        if min(o, h, lo, c) <= 0:
+            rules.append(Rule.NON_POSITIVE_PRICE)
+        if h < max(o, c):
+            rules.append(Rule.HIGH_BELOW_OPEN_CLOSE)
+        if lo > min(o, c):
+            rules.append(Rule.LOW_ABOVE_OPEN_CLOSE)
+        if v < 0:
+            rules.append(Rule.NEGATIVE_VOLUME)
+    if open_micros % timeframe.micros != 0:
+        rules.append(Rule.OFF_GRID)
+    if previous_open_time is not None:
+        prev = _micros_of(previous_open_time)
+        if open_micros == prev:
+            rules.append(Rule.DUPLICATE)
+        elif open_micros < prev:
+            rules.append(Rule.OUT_OF_ORDER)
+    return rules
 
 
 def _micros_of(ts: datetime) -> int:
