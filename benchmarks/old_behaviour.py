@@ -16,6 +16,8 @@ process only, so that a benchmark measures before and after in one run, alternat
   (`memory_store.detached`), on the signal's path to the order;
 * online ingest validates each live bar by building `validate_bars`'s report on its one-row
   frame, instead of checking the scalar rules first (`online_service.bar_rules`);
+* the SQLite execution store leaves checkpoints of its WAL to SQLite's automatic checkpoint,
+  inside whichever commit crosses 1,000 pages (`SQLiteExecutionStore.AUTOCHECKPOINT_PAGES`);
 
     with old_behaviour.switched(): ...                         (in this process)
     python benchmarks/old_behaviour.py --config FILE serve NAME  (a service process, as
@@ -37,6 +39,7 @@ from drl_trading.app import infrastructure, services
 from drl_trading.app.heap import HeapSettler
 from drl_trading.common.adapter.write_behind_market_data import WriteBehindMarketData
 from drl_trading.execution.adapter import memory_store
+from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
 from drl_trading.execution.core.service import ExecutionService
 from drl_trading.ingest.core import online_service
 from drl_trading.ingest.core.validation import Rule
@@ -74,6 +77,7 @@ SWITCHES: dict[str, tuple[object, str, object]] = {
     "off-path-last": (infrastructure, "OFF_PATH_TOPICS", ()),
     "store-deepcopy": (memory_store, "detached", copy.deepcopy),
     "bar-rules": (online_service, "bar_rules", _always_report),
+    "wal-autocheckpoint": (SQLiteExecutionStore, "AUTOCHECKPOINT_PAGES", 1_000),
 }
 """Each old behaviour by name (``DRL_OLD_BEHAVIOUR=heap,read-ahead`` switches back only those)."""
 

@@ -142,6 +142,9 @@ class PostgresExecutionStore(SQLiteExecutionStore):
     def _notify(self) -> None:
         self._raw.execute(f'NOTIFY "{self.channel}"')
 
+    def _after_commit(self, durable: bool) -> None:
+        """Nothing: PostgreSQL checkpoints in its own processes."""
+
     def _relax_durability(self) -> None:
         # a bar's marks: the commit need not wait for the WAL flush (~5 ms with fsync on a
         # disk); a later synchronous commit (an order, a fill, a signal) flushes it with its own

@@ -5,6 +5,13 @@ tried first, cost 3-9 ms per commit): in WAL mode with ``synchronous=NORMAL`` a 
 tenth of a millisecond (durable against a process crash; a power loss may lose the last commits,
 never corrupt the file). Times are integer microseconds since the Unix epoch, UTC (exact
 round-trip); dates are ISO strings; floats are 8-byte IEEE (exact).
+
+The WAL is copied back into the database file (a checkpoint, with its fsync: 3-7 ms) by the store
+itself rather than by SQLite's automatic checkpoint, which runs inside whichever commit crosses
+1,000 pages: often a signal's, on the path from bar close to order. The store checkpoints at the
+end of a commit that need not be durable (a bar's marks; embedded, those are committed after the
+order's acknowledgement) once `CHECKPOINT_AFTER_COMMITS` commits have gone into the WAL, and at
+any commit once `FORCE_CHECKPOINT_AFTER_COMMITS` have, so the WAL stays bounded whoever calls.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from drl_trading.common.domain import Order, Side, Symbol, utc
 from drl_trading.common.events import now_utc
@@ -45,6 +54,8 @@ from drl_trading.execution.core.records import (
     TradeRecord,
     TradingState,
 )
+
+log = structlog.get_logger(__name__)
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS portfolio (cash REAL NOT NULL, saved_at INTEGER NOT NULL);
@@ -195,6 +206,12 @@ def _control(row: tuple[Any, ...]) -> ControlRequest:
     )
 
 
+CHECKPOINT_AFTER_COMMITS = 100
+"""Commits in the WAL (a few pages each) after which a non-durable commit checkpoints it."""
+FORCE_CHECKPOINT_AFTER_COMMITS = 1_000
+"""Commits after which any commit checkpoints: the bound when no non-durable commit comes."""
+
+
 class SQLiteExecutionStore:
     """Every commit bumps the checkpoint generation and checks, in the same transaction, that
     the stored one is the generation this handle last loaded or committed: a second writer (a
@@ -212,12 +229,17 @@ class SQLiteExecutionStore:
             )
             self._con.execute("PRAGMA journal_mode=WAL")
             self._con.execute("PRAGMA synchronous=NORMAL")
+            self._con.execute(f"PRAGMA wal_autocheckpoint={self.AUTOCHECKPOINT_PAGES}")
             self._con.executescript(_DDL)
         except sqlite3.Error as exc:
             raise RuntimeError(f"cannot open execution store {self.path}: {exc}") from exc
         self._lock = threading.Lock()
         self._written: Checkpoint | None = None  # what the last successful commit wrote
         self._generation = self._read_generation()
+        self._uncheckpointed = 0  # commits in the WAL since this handle's last checkpoint
+
+    AUTOCHECKPOINT_PAGES = 0
+    """SQLite's automatic checkpoint, off: `_after_commit` checkpoints (see the module)."""
 
     def _read_generation(self) -> int:
         """The stored checkpoint's generation (commits since the store was created)."""
@@ -355,6 +377,7 @@ class SQLiteExecutionStore:
                 if _GUARD in str(exc):
                     raise ConcurrentCommitError() from exc
                 raise
+            self._after_commit(durable)
 
     def reset_account(self, live_since: datetime) -> None:
         with self._lock:
@@ -392,6 +415,19 @@ class SQLiteExecutionStore:
 
     def _notify(self) -> None:
         """Tell readers in other processes that a checkpoint was committed (SQLite: none)."""
+
+    def _after_commit(self, durable: bool) -> None:
+        """Checkpoint the WAL when it is due (see the module); PASSIVE: it copies what no reader
+        still needs and never waits for one, so a busy reader only defers the rest."""
+        if not self.AUTOCHECKPOINT_PAGES:
+            self._uncheckpointed += 1
+            due = FORCE_CHECKPOINT_AFTER_COMMITS if durable else CHECKPOINT_AFTER_COMMITS
+            if self._uncheckpointed >= due:
+                self._uncheckpointed = 0
+                try:
+                    self._con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:  # the commit stands; the WAL waits for the next
+                    log.warning("execution store WAL checkpoint failed", error=str(exc))
 
     def _relax_durability(self) -> None:
         """Let this transaction's commit return before it is on disk (``commit(durable=False)``;
