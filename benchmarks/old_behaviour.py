@@ -16,6 +16,8 @@ process only, so that a benchmark measures before and after in one run, alternat
   (`memory_store.detached`), on the signal's path to the order;
 * online ingest validates each live bar by building `validate_bars`'s report on its one-row
   frame, instead of checking the scalar rules first (`online_service.bar_rules`);
+* online ingest builds each live bar's one-row frame and stages it through `upsert_bars`
+  (`WriteBehindMarketData.upsert_bar`), instead of staging the bar as a tuple;
 * the SQLite execution store leaves checkpoints of its WAL to SQLite's automatic checkpoint,
   inside whichever commit crosses 1,000 pages (`SQLiteExecutionStore.AUTOCHECKPOINT_PAGES`);
 
@@ -38,6 +40,9 @@ from unittest import mock
 from drl_trading.app import infrastructure, services
 from drl_trading.app.heap import HeapSettler
 from drl_trading.common.adapter.write_behind_market_data import WriteBehindMarketData
+from drl_trading.common.bars import bars_to_frame
+from drl_trading.common.domain import Bar
+from drl_trading.common.ports import UpsertResult
 from drl_trading.execution.adapter import memory_store
 from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
 from drl_trading.execution.core.service import ExecutionService
@@ -65,6 +70,10 @@ def _always_report(*args: object) -> list[Rule]:
     return [Rule.NON_FINITE]
 
 
+def _upsert_frame(self: WriteBehindMarketData, bar: Bar) -> UpsertResult:
+    return self.upsert_bars(bar.symbol, bar.timeframe, bars_to_frame([bar]))
+
+
 def _import_later(features: object) -> None:
     return None
 
@@ -77,6 +86,7 @@ SWITCHES: dict[str, tuple[object, str, object]] = {
     "off-path-last": (infrastructure, "OFF_PATH_TOPICS", ()),
     "store-deepcopy": (memory_store, "detached", copy.deepcopy),
     "bar-rules": (online_service, "bar_rules", _always_report),
+    "bar-frame": (WriteBehindMarketData, "upsert_bar", _upsert_frame),
     "wal-autocheckpoint": (SQLiteExecutionStore, "AUTOCHECKPOINT_PAGES", 1_000),
 }
 """Each old behaviour by name (``DRL_OLD_BEHAVIOUR=heap,read-ahead`` switches back only those)."""

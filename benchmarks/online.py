@@ -74,6 +74,7 @@ PHASES = ("all", "base", "other")
 # (label, depth for the printed tree); bus handlers at depth 1, what they call at depth 2
 STAGES: tuple[tuple[str, int], ...] = (
     ("pump(1): ingest accept + publish", 1),
+    ("market_data.upsert_bar (1m)", 2),
     ("market_data.upsert_bars (1m)", 2),
     ("run_until_idle()", 1),
     ("preprocess.on_preprocess_requested", 2),
@@ -252,6 +253,11 @@ def replay(settings: AppSettings, label: str, n_bars: int, old: bool = False) ->
 
         stack.enter_context(
             mock.patch.object(md, "upsert_bars", probe.wrap(upsert_stage, md.upsert_bars))
+        )
+        stack.enter_context(
+            mock.patch.object(
+                md, "upsert_bar", probe.wrap("market_data.upsert_bar (1m)", md.upsert_bar)
+            )
         )
         for name in ("write_online", "online_features"):
             method = getattr(fs, name)

@@ -207,3 +207,44 @@ def test_quarantine_keeps_rows_with_their_rule(repo: MarketDataRepository) -> No
 
 def test_empty_upsert_is_a_no_op(repo: MarketDataRepository) -> None:
     assert repo.upsert_bars(S, Timeframe.M1, make_bars("2024-01-01", 0)).written == 0
+
+
+def test_one_bar_at_a_time_counts_and_stores_as_its_one_row_frame(
+    repo: MarketDataRepository,
+) -> None:
+    """`upsert_bar` (online ingest's live bar) against `upsert_bars` of the same bar's frame on
+    a twin series: new, repeated (unchanged), corrected (updated), a bar before the last one
+    (a replay, a late bar), then frames and bars mixed on one series; reads see all of them."""
+    from dataclasses import replace
+
+    from drl_trading.common.bars import bars_to_frame, frame_to_bars
+
+    twin = Symbol("ETHUSDT")
+    bars = frame_to_bars(make_bars("2024-01-01", 6), S, Timeframe.M1)
+    steps = [
+        bars[2],
+        bars[3],
+        bars[3],  # the same again
+        replace(bars[3], close=bars[3].close + 1.0, high=bars[3].high + 1.0),  # corrected
+        bars[0],  # before the last one
+        bars[0],
+        bars[5],
+    ]
+    for bar in steps:
+        one = repo.upsert_bar(bar)
+        frame = repo.upsert_bars(twin, Timeframe.M1, bars_to_frame([bar]))
+        assert counts(one) == counts(frame), bar
+    day = read_day(repo)
+    assert day.equals(
+        repo.read_bars(twin, Timeframe.M1, parse_time("2024-01-01"), parse_time("2024-01-02"))
+    )
+    assert day["open_time"].to_list() == [b.open_time for b in (bars[0], *bars[2:4], bars[5])]
+    assert day.row(2)[4] == bars[3].close + 1.0
+    # a frame after staged bars, then a bar over it: the last write of an open time wins
+    assert counts(repo.upsert_bars(S, Timeframe.M1, bars_to_frame(bars[1:3]))) == (1, 0, 1)
+    assert counts(repo.upsert_bar(replace(bars[1], volume=bars[1].volume + 5.0))) == (0, 1, 0)
+    after = read_day(repo)
+    assert after.height == 5
+    assert after.row(1)[5] == bars[1].volume + 5.0
+    coverage = repo.coverage(S, Timeframe.M1)
+    assert coverage is not None and coverage.bars == 5

@@ -102,3 +102,57 @@ def test_a_failed_flush_keeps_everything_staged_for_the_next() -> None:
     assert repo.staged_rows == 0
     assert inner.read_bars(S, M1, *DAY).equals(bars)
     assert inner.read_bars(S, M5, *DAY).equals(bars[0:1])
+
+
+def test_bars_staged_one_at_a_time_wait_survive_a_failed_flush_and_keep_their_order() -> None:
+    """`upsert_bar` stages tuples, written as one frame per series with the staged frames, in
+    the order they came: a frame after a bar overrides it, a bar after a frame overrides that."""
+    from dataclasses import replace
+
+    from drl_trading.common.bars import frame_to_bars
+
+    inner, clock = FlakyMarketData(), Clock()
+    repo = WriteBehindMarketData(inner, max_rows=100, max_delay=60.0, monotonic=clock)
+    frame = make_bars("2024-01-01", 4)
+    bars = frame_to_bars(frame, S, M1)
+    assert repo.upsert_bar(bars[0]).inserted == 1
+    assert repo.upsert_bar(bars[1]).inserted == 1
+    assert repo.staged_rows == 2 and inner.read_bars(S, M1, *DAY).is_empty()
+    inner.down = True
+    try:
+        repo.flush()
+    except ConnectionError:
+        pass
+    else:
+        raise AssertionError("the flush should have failed")
+    assert repo.staged_rows == 2
+    repo.upsert_bars(S, M1, frame[1:3])  # bar 1 again (unchanged) and bar 2, as a frame
+    changed = replace(bars[2], close=bars[2].close + 0.5, high=bars[2].high + 0.5)
+    assert repo.upsert_bar(changed).updated == 1  # over the staged frame's row
+    assert repo.upsert_bar(bars[3]).inserted == 1
+    inner.down = False
+    repo.flush()
+    assert repo.staged_rows == 0
+    stored = inner.read_bars(S, M1, *DAY)
+    expected = frame.with_columns(
+        close=pl.when(pl.int_range(pl.len()) == 2)
+        .then(pl.col("close") + 0.5)
+        .otherwise(pl.col("close")),
+        high=pl.when(pl.int_range(pl.len()) == 2)
+        .then(pl.col("high") + 0.5)
+        .otherwise(pl.col("high")),
+    )
+    assert stored.equals(expected)
+
+
+def test_staged_bars_are_written_once_too_old() -> None:
+    from drl_trading.common.bars import frame_to_bars
+
+    inner, clock = InMemoryMarketData(), Clock()
+    repo = WriteBehindMarketData(inner, max_rows=100, max_delay=1.0, monotonic=clock)
+    bars = frame_to_bars(make_bars("2024-01-01", 2), S, M1)
+    repo.upsert_bar(bars[0])
+    clock.now += 1.5
+    repo.upsert_bar(bars[1])
+    assert repo.staged_rows == 0
+    assert inner.read_bars(S, M1, *DAY).height == 2

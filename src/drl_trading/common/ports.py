@@ -10,7 +10,7 @@ from typing import Protocol
 import polars as pl
 
 from drl_trading.common.agent_state import AgentPosition
-from drl_trading.common.domain import Symbol, Timeframe
+from drl_trading.common.domain import Bar, Symbol, Timeframe
 from drl_trading.common.events import Event
 
 Handler = Callable[[Event], None]
@@ -79,6 +79,12 @@ class MarketDataRepository(Protocol):
     def upsert_bars(
         self, symbol: Symbol, timeframe: Timeframe, bars: pl.DataFrame
     ) -> UpsertResult: ...
+
+    def upsert_bar(self, bar: Bar) -> UpsertResult:
+        """One bar of its own symbol and timeframe, counted as `upsert_bars` of its one-row
+        frame counts it: online ingest's write of each live bar, which a write-behind adapter
+        stages without building a frame on the path to the order (~0.1 ms a bar)."""
+        ...
 
     def read_bars(
         self, symbol: Symbol, timeframe: Timeframe, start: datetime, end: datetime

@@ -18,8 +18,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from drl_trading.common.bars import BAR_SCHEMA, TIME_DTYPE, conform, empty_bars
-from drl_trading.common.domain import Symbol, Timeframe, utc
+from drl_trading.common.bars import BAR_SCHEMA, TIME_DTYPE, bars_to_frame, conform, empty_bars
+from drl_trading.common.domain import Bar, Symbol, Timeframe, utc
 from drl_trading.common.errors import HomeInUseError, Terminated, pending_interrupt
 from drl_trading.common.events import now_utc
 from drl_trading.common.ports import Coverage, UpsertResult
@@ -145,6 +145,10 @@ class DuckDBMarketData:
             raise
         self._con.execute(_DDL)
         self._lock = threading.Lock()
+
+    def upsert_bar(self, bar: Bar) -> UpsertResult:
+        """A store writes at once: the bar's one-row frame, as `upsert_bars` writes it."""
+        return self.upsert_bars(bar.symbol, bar.timeframe, bars_to_frame([bar]))
 
     def upsert_bars(self, symbol: Symbol, timeframe: Timeframe, bars: pl.DataFrame) -> UpsertResult:
         if bars.is_empty():

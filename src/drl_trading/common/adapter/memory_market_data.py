@@ -7,8 +7,8 @@ from datetime import datetime
 import polars as pl
 
 from drl_trading.common.adapter.duckdb_market_data import QUARANTINE_SCHEMA
-from drl_trading.common.bars import VALUE_COLUMNS, conform, empty_bars
-from drl_trading.common.domain import Symbol, Timeframe, utc
+from drl_trading.common.bars import VALUE_COLUMNS, bars_to_frame, conform, empty_bars
+from drl_trading.common.domain import Bar, Symbol, Timeframe, utc
 from drl_trading.common.events import now_utc
 from drl_trading.common.ports import Coverage, UpsertResult
 
@@ -36,6 +36,10 @@ class InMemoryMarketData:
     def __init__(self) -> None:
         self._bars: dict[tuple[str, str], pl.DataFrame] = {}
         self._quarantine: list[pl.DataFrame] = []
+
+    def upsert_bar(self, bar: Bar) -> UpsertResult:
+        """A store writes at once: the bar's one-row frame, as `upsert_bars` writes it."""
+        return self.upsert_bars(bar.symbol, bar.timeframe, bars_to_frame([bar]))
 
     def upsert_bars(self, symbol: Symbol, timeframe: Timeframe, bars: pl.DataFrame) -> UpsertResult:
         if bars.is_empty():

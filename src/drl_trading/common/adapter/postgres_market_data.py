@@ -23,8 +23,8 @@ import psycopg
 
 from drl_trading.common.adapter.duckdb_market_data import QUARANTINE_SCHEMA
 from drl_trading.common.adapter.postgres_schema import connect, connection_error
-from drl_trading.common.bars import BAR_SCHEMA, TIME_DTYPE, conform, empty_bars
-from drl_trading.common.domain import Symbol, Timeframe, to_micros, utc
+from drl_trading.common.bars import BAR_SCHEMA, TIME_DTYPE, bars_to_frame, conform, empty_bars
+from drl_trading.common.domain import Bar, Symbol, Timeframe, to_micros, utc
 from drl_trading.common.ports import Coverage, UpsertResult
 
 _PG_EPOCH_US = to_micros(datetime(2000, 1, 1, tzinfo=UTC))
@@ -66,6 +66,10 @@ class PostgresMarketData:
                 if self._con.broken or self._con.closed:
                     raise connection_error(self._dsn, exc, lost=True) from exc
                 raise
+
+    def upsert_bar(self, bar: Bar) -> UpsertResult:
+        """A store writes at once: the bar's one-row frame, as `upsert_bars` writes it."""
+        return self.upsert_bars(bar.symbol, bar.timeframe, bars_to_frame([bar]))
 
     def upsert_bars(self, symbol: Symbol, timeframe: Timeframe, bars: pl.DataFrame) -> UpsertResult:
         if bars.is_empty():

@@ -17,6 +17,10 @@ A replay re-sends bars the store holds, and each is compared with its stored val
 counts stay exact: the stored values of a series are read a day at a time (`READ_AHEAD`), and
 `flush` (after the bar's acknowledgement) reads the next day before the replay reaches it, so
 after the first bar of a series no comparison reads the store on the path to the order.
+
+A live bar comes as a `Bar` (`upsert_bar`) and is staged as a tuple: its frame is built with the
+others of its series when they are written or read, after the acknowledgement, not for each bar
+on the path to the order (a one-row polars frame and the checks on it cost ~0.1 ms).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import polars as pl
 
 from drl_trading.common.adapter.memory_market_data import split_by_change
 from drl_trading.common.bars import BAR_SCHEMA, conform, empty_bars
-from drl_trading.common.domain import Symbol, Timeframe, utc
+from drl_trading.common.domain import Bar, Symbol, Timeframe, utc
 from drl_trading.common.ports import Coverage, MarketDataRepository, UpsertResult
 
 READ_AHEAD = timedelta(days=1)
@@ -47,6 +51,11 @@ class _Window:
     rows: dict[datetime, tuple[float, ...]]
     cursor: datetime
     """The latest open time compared in it: `flush` reads ahead once it passes the middle."""
+
+
+_Row = tuple[datetime, float, float, float, float, float]
+"""A staged bar in the bar schema's column order: open time (UTC), open, high, low, close,
+volume."""
 
 
 def _same(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
@@ -68,6 +77,8 @@ class WriteBehindMarketData:
         self.max_delay = max_delay
         self._monotonic = monotonic
         self._staged: dict[tuple[Symbol, Timeframe], list[pl.DataFrame]] = {}
+        self._staged_rows: dict[tuple[Symbol, Timeframe], list[_Row]] = {}
+        """Bars staged by `upsert_bar`, after the frames of their series (`_materialize`)."""
         self._rows = 0
         self._since: float | None = None
         self._last: dict[tuple[Symbol, Timeframe], datetime | None] = {}
@@ -88,6 +99,7 @@ class WriteBehindMarketData:
         staged. The counts assume this process is the only writer of the series beyond the last
         bar it saw, which holds for the one ingest process of a deployment."""
         key = (symbol, timeframe)
+        self._materialize()  # the bars staged before this write stay before it
         if bars.height >= self.max_rows:
             self._write_staged()
             result = self.inner.upsert_bars(symbol, timeframe, bars)
@@ -110,13 +122,54 @@ class WriteBehindMarketData:
         if changed.is_empty():
             return result
         self._staged.setdefault(key, []).append(changed)
-        self._rows += changed.height
+        self._staged_one(changed.height)
+        return result
+
+    def upsert_bar(self, bar: Bar) -> UpsertResult:
+        """Stage one bar, counted as `upsert_bars` counts its one-row frame, in plain Python: a
+        bar after the last one known for its series is new; one at or before it is compared
+        with the read-ahead window (`_compare_values`); an unchanged one is not staged."""
+        key = (bar.symbol, bar.timeframe)
+        at = utc(bar.open_time)
+        values = (
+            float(bar.open),
+            float(bar.high),
+            float(bar.low),
+            float(bar.close),
+            float(bar.volume),
+        )
+        known = self._known_last(key)
+        if known is None or at > known:
+            result = UpsertResult(1, 0)
+            window = self._window.get(key)
+            if window is not None and window.start <= at < window.end:
+                window.rows[at] = values
+            self._last[key] = at
+        else:
+            result = self._compare_values(key, at, values)
+            if result.unchanged:
+                return result
+        self._staged_rows.setdefault(key, []).append((at, *values))
+        self._staged_one(1)
+        return result
+
+    def _staged_one(self, rows: int) -> None:
+        """Count ``rows`` more staged and write everything once too many or too old."""
+        self._rows += rows
         now = self._monotonic()
         if self._since is None:
             self._since = now
         if self._rows >= self.max_rows or now - self._since >= self.max_delay:
             self._write_staged()
-        return result
+
+    def _materialize(self) -> None:
+        """The bars staged by `upsert_bar` as one frame per series, after its staged frames."""
+        if not self._staged_rows:
+            return
+        rows, self._staged_rows = self._staged_rows, {}
+        for key, series in rows.items():
+            frame = pl.DataFrame(series, schema=BAR_SCHEMA, orient="row")
+            self._staged.setdefault(key, []).append(frame)
 
     def _compare_one(
         self, key: tuple[Symbol, Timeframe], bar: pl.DataFrame
@@ -125,10 +178,17 @@ class WriteBehindMarketData:
         corrects one): compared in plain Python with the read-ahead window of the series, which
         is read once per `READ_AHEAD`, with the staged rows of its range laid over it."""
         row = bar.row(0)
-        at: datetime = row[0]
-        values: tuple[float, ...] = row[1:]
+        result = self._compare_values(key, row[0], row[1:])
+        return (bar.clear() if result.unchanged else bar), result
+
+    def _compare_values(
+        self, key: tuple[Symbol, Timeframe], at: datetime, values: tuple[float, ...]
+    ) -> UpsertResult:
+        """The count of one bar at ``at`` (UTC) with ``values`` (open, high, low, close, volume)
+        against the window of its series; the window then holds these values."""
         window = self._window.get(key)
         if window is None or not window.start <= at < window.end:
+            self._materialize()
             until = at + READ_AHEAD
             rows = {r[0]: r[1:] for r in self.inner.read_bars(*key, at, until).iter_rows()}
             for frame in self._staged.get(key, []):  # staged rows are newer than stored ones
@@ -140,11 +200,11 @@ class WriteBehindMarketData:
         window.cursor = max(window.cursor, at)
         current = window.rows.get(at)
         if current is not None and _same(current, values):
-            return bar.clear(), UpsertResult(0, 0, 1)
+            return UpsertResult(0, 0, 1)
         window.rows[at] = values
         if current is None:
-            return bar, UpsertResult(1, 0)
-        return bar, UpsertResult(0, 1)
+            return UpsertResult(1, 0)
+        return UpsertResult(0, 1)
 
     def _note(self, key: tuple[Symbol, Timeframe], bars: pl.DataFrame) -> None:
         """New bars inside a read-ahead window join it (a later correction compares with them)."""
@@ -174,6 +234,7 @@ class WriteBehindMarketData:
     def _current(self, key: tuple[Symbol, Timeframe], incoming: pl.DataFrame) -> pl.DataFrame:
         """The bars of ``incoming``'s open times as they stand: staged, else stored."""
         times = incoming.select("open_time")
+        self._materialize()
         frames = self._staged.get(key, [])
         staged = (
             pl.concat(frames, how="vertical_relaxed")
@@ -214,6 +275,7 @@ class WriteBehindMarketData:
             self._window[key] = _Window(window.cursor, until, rows, window.cursor)
 
     def _write_staged(self) -> UpsertResult:
+        self._materialize()
         if not self._staged:
             return UpsertResult(0, 0)
         staged, self._staged = self._staged, {}

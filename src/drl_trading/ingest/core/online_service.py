@@ -325,12 +325,11 @@ class OnlineIngestService:
             self._counts.unknown_symbol += 1
             log.warning("live bar of a symbol not streamed; ignored", symbol=str(symbol))
             return
-        frame = bars_to_frame([bar])
-        if not self._valid(bar, frame):
+        if not self._valid(bar):
             return
         open_time = utc(bar.open_time)
         if open_time <= cursor:
-            self._late(symbol, open_time, frame)
+            self._late(symbol, open_time, bars_to_frame([bar]))
             return
         # in the market's bars: a weekend or a night between the two is no skip
         windows = self._windows_of(symbol)
@@ -344,7 +343,7 @@ class OnlineIngestService:
                 missing_bars=skipped,
                 after=cursor.isoformat(),
             )
-        self._repo.upsert_bars(symbol, self._timeframe, frame)
+        self._repo.upsert_bar(bar)  # its timeframe is the stream's (`_valid`)
         self._cursor[symbol] = open_time
         self._publish_online(symbol, bar, open_time, received)
         self._counts.bars_streamed += 1
@@ -439,7 +438,7 @@ class OnlineIngestService:
             out.append(TimeRange(tail, live))
         return out
 
-    def _valid(self, bar: Bar, frame: pl.DataFrame) -> bool:
+    def _valid(self, bar: Bar) -> bool:
         tf = self._timeframe
         if bar.timeframe is not tf:
             rules = ["timeframe"]
@@ -456,7 +455,7 @@ class OnlineIngestService:
                 bar.volume,
                 tf,
             )
-            check = validate_bars(frame, tf) if broken else None
+            check = validate_bars(bars_to_frame([bar]), tf) if broken else None
             if check is None or check.ok:
                 closed = self._closed_at(bar)
                 if closed is None:
@@ -467,7 +466,7 @@ class OnlineIngestService:
                 first = check.first_violation()
                 detail = first.detail if first else check.summary()
         self._counts.invalid += 1
-        rows = frame.with_columns(
+        rows = bars_to_frame([bar]).with_columns(
             pl.lit(rules[0] if rules else "invalid").alias("rule"),
             pl.lit(",".join(rules)).alias("detail"),
         )
