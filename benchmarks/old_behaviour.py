@@ -9,6 +9,9 @@ process only, so that a benchmark measures before and after in one run, alternat
   preprocess imports Feast at its catch-up request rather than before the loop starts
   (`services.import_feast`): Feast's objects stay in the collector's sight, rescanned by every
   full collection on the path;
+* the heap settler leaves the young generations to the collector's own trigger, inside whichever
+  allocation crosses its threshold (`HeapSettler._collect_young`; the floor collects them between
+  bars in every candidate, as its loop's housekeeping);
 * the in-memory bus delivers the off-path topics (storing resampled bars) in its sweep with the
   others instead of after the chain (`InMemoryBus` ``deferred``): a bar's storing can run between
   its features and its order;
@@ -74,6 +77,10 @@ def _upsert_frame(self: WriteBehindMarketData, bar: Bar) -> UpsertResult:
     return self.upsert_bars(bar.symbol, bar.timeframe, bars_to_frame([bar]))
 
 
+def _collector_decides(self: HeapSettler) -> None:
+    return None
+
+
 def _import_later(features: object) -> None:
     return None
 
@@ -86,6 +93,7 @@ SWITCHES: dict[str, tuple[object, str, object]] = {
     "off-path-last": (infrastructure, "OFF_PATH_TOPICS", ()),
     "store-deepcopy": (memory_store, "detached", copy.deepcopy),
     "bar-rules": (online_service, "bar_rules", _always_report),
+    "young-gc": (HeapSettler, "_collect_young", _collector_decides),
     "bar-frame": (WriteBehindMarketData, "upsert_bar", _upsert_frame),
     "wal-autocheckpoint": (SQLiteExecutionStore, "AUTOCHECKPOINT_PAGES", 1_000),
 }

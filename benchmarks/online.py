@@ -424,6 +424,10 @@ def replay_floor(settings: AppSettings, label: str, n_bars: int) -> RunResult:
         )
         source = RecordingSource(ReplaySource(md, SYMBOLS, base.floor(REPLAY_START), end), clock)
         bars_iter = iter(source.bars())
+        # the loop's own housekeeping, as the real path's: the heap settled between bars (the
+        # collector's young collections there, not inside a bar's handlers)
+        heap = HeapSettler()
+        heap.settle()
         warm = time.perf_counter() - t0
         bars = 0
         started = time.perf_counter()
@@ -445,6 +449,7 @@ def replay_floor(settings: AppSettings, label: str, n_bars: int) -> RunResult:
                 pass
             t2 = time.perf_counter()
             probe.add_bar(t0, t1, t2)
+            heap.settle()
             probe.flush("base" if base.floor(bar.close_time) == bar.close_time else "other")
             bars += 1
         seconds = time.perf_counter() - started

@@ -57,6 +57,66 @@ def test_a_full_collection_after_settling_scans_only_what_came_since() -> None:
     assert gc.get_freeze_count() >= len(bulk)
 
 
+@pytest.fixture
+def thresholds() -> Iterator[tuple[int, int, int]]:
+    """Generous thresholds, so that no automatic collection runs while a test counts; restored."""
+    was = gc.get_threshold()
+    gc.set_threshold(100_000, 3, 2)
+    gc.collect()
+    yield gc.get_threshold()
+    gc.set_threshold(*was)
+
+
+def test_settle_collects_the_young_generations_between_events(
+    thresholds: tuple[int, int, int],
+) -> None:
+    """Below a quarter of generation 0's threshold nothing runs; above it generation 0 is
+    collected, and generation 1 (then 2) whenever the collector would have taken it along."""
+    from drl_trading.app.heap import YOUNG_SHARE
+
+    t0, t1, t2 = thresholds
+    heap = HeapSettler(Modules())
+    heap.settle()  # the first call freezes
+    seen: list[int] = []
+
+    def record(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            seen.append(info["generation"])
+
+    gc.callbacks.append(record)
+    try:
+        kept: list[list[int]] = []
+        few = int(t0 * YOUNG_SHARE) // 2
+        kept.extend([i] for i in range(few))
+        assert heap.settle() is False
+        assert seen == [] and heap.young_collections == 0
+        rounds = (t1 + 1) * (t2 + 1) + 1  # up to the first collection of generation 2
+        for _ in range(rounds):
+            kept.extend([i] for i in range(int(t0 * YOUNG_SHARE) + 1))
+            heap.settle()
+        assert kept
+    finally:
+        gc.callbacks.remove(record)
+    assert heap.young_collections == len(seen) == rounds
+    # the collector's own rhythm: generation 1 every (t1 + 1)-th, generation 2 after t2 of 1
+    young = [0] * t1
+    assert seen == [*young, 1, *young, 1, *young, 2, 0]
+
+
+def test_settle_collects_nothing_while_the_collector_is_disabled(
+    thresholds: tuple[int, int, int],
+) -> None:
+    heap = HeapSettler(Modules())
+    heap.settle()
+    gc.disable()
+    try:
+        kept = [[i] for i in range(thresholds[0])]
+        heap.settle()
+        assert kept and heap.young_collections == 0
+    finally:
+        gc.enable()
+
+
 def test_collector_pauses_are_recorded_while_installed_and_observed_when_drained() -> None:
     seen: list[tuple[int, float]] = []
     with CollectorPauses(lambda g, s: seen.append((g, s))) as pauses:
