@@ -79,7 +79,14 @@ class HeapSettler:
         """Collect generation 0 once `YOUNG_SHARE` of its threshold is allocated, with each
         older generation whose own count this collection would make it due (as the collector
         itself would: generation 1 after ``threshold[1]`` collections of 0, 2 after
-        ``threshold[2]`` of 1). Nothing when the collector is disabled."""
+        ``threshold[2]`` of 1). Nothing when the collector is disabled.
+
+        The full collection is forced too, although the collector would also wait until the
+        objects that survived into generation 2 exceed a quarter of it: collecting at a quarter
+        of the threshold promotes young objects sooner, and without the forced full collections
+        the collector's own ran more often, inside handlers (the unit suite, which runs paper
+        sessions and service loops in-process, took 125 s that way against 80 s with them and
+        88 s without young collections at all, in one sitting)."""
         t0, t1, t2 = gc.get_threshold()
         if t0 <= 0 or not gc.isenabled():
             return
