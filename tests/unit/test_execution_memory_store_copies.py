@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from datetime import UTC, datetime
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drl_trading.common.domain import Order, Side, Symbol
@@ -53,6 +53,7 @@ _CHECKPOINTS = st.builds(
 )
 
 
+@settings(max_examples=40, deadline=None)
 @given(_CHECKPOINTS)
 def test_detached_equals_a_deep_copy_and_shares_no_mapping(checkpoint: Checkpoint) -> None:
     copied = detached(checkpoint)
