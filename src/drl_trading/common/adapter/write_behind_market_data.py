@@ -141,9 +141,7 @@ class WriteBehindMarketData:
         known = self._known_last(key)
         if known is None or at > known:
             result = UpsertResult(1, 0)
-            window = self._window.get(key)
-            if window is not None and window.start <= at < window.end:
-                window.rows[at] = values
+            self._note_row(key, at, values)
             self._last[key] = at
         else:
             result = self._compare_values(key, at, values)
@@ -208,12 +206,17 @@ class WriteBehindMarketData:
 
     def _note(self, key: tuple[Symbol, Timeframe], bars: pl.DataFrame) -> None:
         """New bars inside a read-ahead window join it (a later correction compares with them)."""
+        if key in self._window:
+            for r in bars.iter_rows():
+                self._note_row(key, r[0], r[1:])
+
+    def _note_row(
+        self, key: tuple[Symbol, Timeframe], at: datetime, values: tuple[float, ...]
+    ) -> None:
+        """One new bar (open time ``at``, UTC) joins the read-ahead window when inside it."""
         window = self._window.get(key)
-        if window is None:
-            return
-        for r in bars.iter_rows():
-            if window.start <= r[0] < window.end:
-                window.rows[r[0]] = r[1:]
+        if window is not None and window.start <= at < window.end:
+            window.rows[at] = values
 
     def _known_last(self, key: tuple[Symbol, Timeframe]) -> datetime | None:
         """The last open time stored or staged for the series (the store is asked once)."""
