@@ -23,6 +23,11 @@ process only, so that a benchmark measures before and after in one run, alternat
   (`WriteBehindMarketData.upsert_bar`), instead of staging the bar as a tuple;
 * the SQLite execution store leaves checkpoints of its WAL to SQLite's automatic checkpoint,
   inside whichever commit crosses 1,000 pages (`SQLiteExecutionStore.AUTOCHECKPOINT_PAGES`);
+* inference in its own process reads each decided symbol's state from the PostgreSQL execution
+  store instead of taking it from the commit notifications (`listened_state` knows nothing; the
+  notifications still carry the states, a few hundred bytes);
+* execution asks the store whether a signal's client order id is taken before every decision,
+  not only before an order goes out (`ExecutionService._reused_order_id`);
 
     with old_behaviour.switched(): ...                         (in this process)
     python benchmarks/old_behaviour.py --config FILE serve NAME  (a service process, as
@@ -44,10 +49,12 @@ from drl_trading.app import infrastructure, services
 from drl_trading.app.heap import HeapSettler
 from drl_trading.common.adapter.write_behind_market_data import WriteBehindMarketData
 from drl_trading.common.bars import bars_to_frame
-from drl_trading.common.domain import Bar
+from drl_trading.common.domain import Bar, Symbol
 from drl_trading.common.ports import UpsertResult
 from drl_trading.execution.adapter import memory_store
+from drl_trading.execution.adapter.postgres_store import PostgresExecutionStore
 from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
+from drl_trading.execution.core.records import RiskDecision, SymbolState
 from drl_trading.execution.core.service import ExecutionService
 from drl_trading.ingest.core import online_service
 from drl_trading.ingest.core.validation import Rule
@@ -85,6 +92,14 @@ def _import_later(features: object) -> None:
     return None
 
 
+def _nothing_heard(self: PostgresExecutionStore, symbol: Symbol) -> SymbolState | None:
+    return None
+
+
+def _ask_every_signal(self: ExecutionService, coid: str, decision: RiskDecision) -> bool:
+    return self._store.has_order(coid)
+
+
 SWITCHES: dict[str, tuple[object, str, object]] = {
     "mark-commits": (ExecutionService, "_commit_marks", _commit_every_bar),
     "read-ahead": (WriteBehindMarketData, "_read_ahead", _no_read_ahead),
@@ -96,6 +111,8 @@ SWITCHES: dict[str, tuple[object, str, object]] = {
     "young-gc": (HeapSettler, "_collect_young", _collector_decides),
     "bar-frame": (WriteBehindMarketData, "upsert_bar", _upsert_frame),
     "wal-autocheckpoint": (SQLiteExecutionStore, "AUTOCHECKPOINT_PAGES", 1_000),
+    "state-read": (PostgresExecutionStore, "listened_state", _nothing_heard),
+    "order-check": (ExecutionService, "_reused_order_id", _ask_every_signal),
 }
 """Each old behaviour by name (``DRL_OLD_BEHAVIOUR=heap,read-ahead`` switches back only those)."""
 

@@ -246,6 +246,7 @@ def _inference(w: _Wiring) -> ServiceProcess:
         changed=store.wait_for_commit,
         on_wait=waited.observe,
         calendars=build_calendars(w.settings),
+        listened=store.listened_state,
     )
     for symbol in _symbols(w.settings):  # statements planned before the first live bar
         store.symbol_state(symbol)

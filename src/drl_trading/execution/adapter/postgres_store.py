@@ -9,7 +9,9 @@ where every service (inference reads positions from it) and an operator can reac
 
 PostgreSQL specifics: a commit (and a load) is sent as one pipeline, one round trip instead of
 one per statement; each commit sends a ``NOTIFY`` on the schema's channel, which
-`wait_for_commit` (inference, in another process) listens to instead of polling. A control
+`wait_for_commit` (inference, in another process) listens to instead of polling; its payload
+carries the symbol states the commit changed (`state_notices`), so the listener knows them
+without reading the store (`listened_state`). A control
 request (`request_control`) notifies the schema's control channel in its transaction, so
 `pending_controls`, which the execution service asks before every event, reads the database
 only when a request was announced (or the last read found one pending): no round trip on the
@@ -40,9 +42,11 @@ import psycopg
 import structlog
 
 from drl_trading.common.adapter.postgres_schema import connect, connection_error, open_connection
+from drl_trading.common.domain import Symbol
 from drl_trading.common.errors import DatabaseConnectionError
+from drl_trading.execution.adapter import state_notices
 from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
-from drl_trading.execution.core.records import ControlRequest
+from drl_trading.execution.core.records import Checkpoint, ControlRequest, SymbolState
 
 log = structlog.get_logger(__name__)
 P = ParamSpec("P")
@@ -100,6 +104,7 @@ class PostgresExecutionStore(SQLiteExecutionStore):
         self._lock = threading.Lock()
         self._written = None
         self._listener: psycopg.Connection[Any] | None = None
+        self._listened = state_notices.ListenedStates()
         self._control_listener: psycopg.Connection[Any] | None = None
         self._none_pending = False  # the last read of the pending controls found none
         self._broken = False
@@ -139,8 +144,19 @@ class PostgresExecutionStore(SQLiteExecutionStore):
         # a heartbeat (INSERT ... ON CONFLICT UPDATE) waits until the reset's transaction ends
         self._raw.execute("LOCK TABLE sessions IN SHARE ROW EXCLUSIVE MODE")
 
-    def _notify(self) -> None:
-        self._raw.execute(f'NOTIFY "{self.channel}"')
+    def _notify(
+        self,
+        generation: int | None = None,
+        checkpoint: Checkpoint | None = None,
+        previous: Checkpoint | None = None,
+    ) -> None:
+        if generation is None or checkpoint is None:
+            self._raw.execute(f'NOTIFY "{self.channel}"')
+            return
+        payload = state_notices.encode(
+            generation, state_notices.changed_states(checkpoint, previous)
+        )
+        self._raw.execute("SELECT pg_notify(%s, %s)", (self.channel, payload))
 
     def _after_commit(self, durable: bool) -> None:
         """Nothing: PostgreSQL checkpoints in its own processes."""
@@ -220,22 +236,48 @@ class PostgresExecutionStore(SQLiteExecutionStore):
 
     def wait_for_commit(self, timeout: float) -> bool:
         """Block until execution commits a checkpoint (a NOTIFY) or ``timeout`` seconds pass;
-        returns whether one came. The first call starts listening (and returns at once)."""
+        returns whether one came. The first call starts listening (and returns at once). The
+        symbol states the notifications carry are kept for `listened_state`."""
         try:
             if self._listener is None or self._listener.closed or self._listener.broken:
+                self._listened.forget()
                 self._listener = open_connection(self._dsn, autocommit=True)
                 self._listener.execute(f'LISTEN "{self.channel}"')
                 return True  # a commit may have come before the LISTEN: let the caller look
             # commits notified while nobody waited are still queued: take them all at once
             # (one wake-up, not one store read per stale notification)
-            if any(True for _ in self._listener.notifies(timeout=0)):
+            if self._take_notifications(0.0):
                 return True
-            return any(True for _ in self._listener.notifies(timeout=timeout, stop_after=1))
+            return self._take_notifications(timeout, stop_after=1)
         except psycopg.OperationalError as exc:
+            self._listened.forget()
             if self._listener is not None:
                 self._listener.close()
             self._listener = None
             raise connection_error(self._dsn, exc, lost=True) from exc
+
+    def _take_notifications(self, timeout: float, stop_after: int | None = None) -> bool:
+        assert self._listener is not None
+        came = False
+        for notice in self._listener.notifies(timeout=timeout, stop_after=stop_after):
+            self._listened.apply(notice.payload)
+            came = True
+        return came
+
+    def listened_state(self, symbol: Symbol) -> SymbolState | None:
+        """``symbol``'s state as the commits notified so far left it, without a round trip; None
+        when this handle does not know it (not listening, no commit since it started listening
+        changed the symbol, or a notification without states came: then read `symbol_state`).
+        Notifications that arrived since the last call are taken first."""
+        listener = self._listener
+        if listener is None or listener.closed or listener.broken:
+            return None
+        try:
+            self._take_notifications(0.0)
+        except psycopg.OperationalError:
+            self._listened.forget()
+            return None  # the next wait_for_commit reconnects
+        return self._listened.get(symbol)
 
     load = _reconnecting(SQLiteExecutionStore.load)
     commit = _reconnecting(SQLiteExecutionStore.commit)

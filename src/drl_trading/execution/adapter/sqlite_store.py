@@ -333,6 +333,7 @@ class SQLiteExecutionStore:
             known = self._existing_orders([i for i in ids if i is not None])
             check_new_orders(records, known)
             generation = self._generation + 1
+            previous = self._written  # the stored checkpoint at the generation before
             try:
                 with self._batch():  # PostgreSQL: the whole transaction in one round trip
                     con.execute("BEGIN IMMEDIATE")
@@ -368,7 +369,7 @@ class SQLiteExecutionStore:
                             "INSERT INTO processed_signals VALUES (?, ?) ON CONFLICT DO NOTHING",
                             (processed_signal_id, _micros(now_utc())),
                         )
-                    self._notify()
+                    self._notify(generation, checkpoint, previous)
                     con.execute("COMMIT")
                 self._written, self._generation = checkpoint, generation
             except BaseException as exc:
@@ -413,8 +414,15 @@ class SQLiteExecutionStore:
         """Statements sent together, results read at the end (SQLite: nothing to batch)."""
         return nullcontext()
 
-    def _notify(self) -> None:
-        """Tell readers in other processes that a checkpoint was committed (SQLite: none)."""
+    def _notify(
+        self,
+        generation: int | None = None,
+        checkpoint: Checkpoint | None = None,
+        previous: Checkpoint | None = None,
+    ) -> None:
+        """Tell readers in other processes that a checkpoint was committed (SQLite: none);
+        ``generation``, ``checkpoint`` and ``previous`` (what was stored before, None when
+        unknown) let a store send what changed with it (`state_notices`)."""
 
     def _after_commit(self, durable: bool) -> None:
         """Checkpoint the WAL when it is due (see the module); PASSIVE: it copies what no reader

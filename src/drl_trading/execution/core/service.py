@@ -366,14 +366,7 @@ class ExecutionService:
         symbol = event.symbol
         coid = client_order_id(event.event_id)
         ack: OrderAck | None = None
-        if self._store.has_order(coid):
-            decision = RiskDecision(
-                RecordKind.REJECTION,
-                "duplicate_client_order_id",
-                f"client order id {coid!r} already used by another signal",
-                event.target_position,
-            )
-        elif self._capital is not None and symbol not in self._capital:
+        if self._capital is not None and symbol not in self._capital:
             decision = RiskDecision(
                 RecordKind.REJECTION,
                 "no_capital",
@@ -382,6 +375,13 @@ class ExecutionService:
             )
         else:
             decision = self._risk.evaluate(event, strategy, self._book(symbol), now)
+        if self._reused_order_id(coid, decision):
+            decision = RiskDecision(
+                RecordKind.REJECTION,
+                "duplicate_client_order_id",
+                f"client order id {coid!r} already used by another signal",
+                event.target_position,
+            )
         notes = "; ".join(decision.adjustments)
         side = decision.side
         if decision.outcome is RecordKind.ORDER and side is not None:
@@ -431,6 +431,13 @@ class ExecutionService:
             rule=record.risk_check,
         )
         return SignalResult(False, record, decision, ack)
+
+    def _reused_order_id(self, coid: str, decision: RiskDecision) -> bool:
+        """Whether an order would go out under a client order id the store already holds (a
+        signal whose order went out before a crash, redelivered; or two signal ids sharing the
+        id's 24 characters). Asked only for an order: a decision that sends none cannot repeat
+        one, and the store's answer is a round trip on the signal's path (PostgreSQL)."""
+        return decision.outcome is RecordKind.ORDER and self._store.has_order(coid)
 
     def on_bar(self, bar: Bar) -> list[Fill]:
         """Fill open orders on ``bar``, mark the book at its close and apply the risk states."""
