@@ -288,7 +288,9 @@ def _chain(
             else [
                 line
                 for line in scrape(ports["inference"])
-                if line.startswith("drl_inference_position_wait_seconds_")
+                if line.startswith(
+                    ("drl_inference_position_wait_seconds_", "drl_inference_position_states{")
+                )
             ]
         )
     finally:
@@ -428,7 +430,19 @@ def online(
         wait = {
             x.split("{")[0].rsplit("_", 1)[1]: float(x.rsplit(" ", 1)[1])
             for x in waits.get(kind, [])
+            if x.startswith("drl_inference_position_wait_seconds_")
         }
+        sources = {
+            x.split('source="')[1].split('"')[0]: float(x.rsplit(" ", 1)[1])
+            for x in waits.get(kind, [])
+            if x.startswith("drl_inference_position_states{")
+        }
+        if sources:
+            print(
+                "inference took symbol states from notifications "
+                f"{sources.get('notification', 0):.0f} times, read the store "
+                f"{sources.get('store', 0):.0f} times"
+            )
         decisions = sum(count for (svc, _), (_, count) in sums.items() if svc == "inference")
         if wait.get("count"):
             print(

@@ -5,6 +5,7 @@ read, and knows nothing it could have missed (an account reset, a reconnect)."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -153,3 +154,20 @@ def test_inference_reads_no_state_the_notifications_carried(
     finally:
         timer.join()
     assert positions.waits == 1 and positions.late == 0 and positions.listened == 2
+
+
+def test_commits_queued_while_nobody_looked_are_all_taken_at_the_next_look(
+    handles: tuple[PostgresExecutionStore, PostgresExecutionStore],
+) -> None:
+    """Inference looks once per decision, after several bars' commits: it must take them all,
+    not one per look (psycopg's zero-timeout poll returns one batch)."""
+    execution, listener = handles
+    for minute in range(1, 9):
+        execution.commit(
+            replace(checkpoint(), marks={S: Mark(100.0 + minute, T0 + timedelta(minutes=minute))}),
+            durable=False,
+        )
+    time.sleep(0.5)  # all eight notifications are on the listener's socket by now
+    state = listener.listened_state(S)  # one look
+    assert state is not None and state.mark == Mark(108.0, T0 + timedelta(minutes=8))
+    assert state == listener.symbol_state(S)

@@ -248,6 +248,17 @@ def _inference(w: _Wiring) -> ServiceProcess:
         calendars=build_calendars(w.settings),
         listened=store.listened_state,
     )
+    from prometheus_client import Gauge
+
+    states = Gauge(
+        "drl_inference_position_states",
+        "Symbol states inference took for its decisions, by where from: the execution store's "
+        "commit notifications, or a read of the store",
+        ["service", "source"],
+        registry=w.metrics.registry,
+    )
+    states.labels(w.metrics.service, "notification").set_function(lambda: positions.listened)
+    states.labels(w.metrics.service, "store").set_function(lambda: positions.reads)
     for symbol in _symbols(w.settings):  # statements planned before the first live bar
         store.symbol_state(symbol)
     features = build_feature_store(w.settings)

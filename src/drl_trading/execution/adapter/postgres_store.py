@@ -257,12 +257,20 @@ class PostgresExecutionStore(SQLiteExecutionStore):
             raise connection_error(self._dsn, exc, lost=True) from exc
 
     def _take_notifications(self, timeout: float, stop_after: int | None = None) -> bool:
+        """Apply the notifications that come within ``timeout`` seconds (``stop_after``: once
+        that many came); with no timeout, all that have arrived: psycopg's poll with a zero
+        timeout returns one batch of what the socket holds, so it is repeated until one finds
+        none (a listener that looks once per decision has several commits queued)."""
         assert self._listener is not None
         came = False
-        for notice in self._listener.notifies(timeout=timeout, stop_after=stop_after):
-            self._listened.apply(notice.payload)
-            came = True
-        return came
+        while True:
+            got = 0
+            for notice in self._listener.notifies(timeout=timeout, stop_after=stop_after):
+                self._listened.apply(notice.payload)
+                got += 1
+            came = came or got > 0
+            if not got or timeout > 0.0:
+                return came
 
     def listened_state(self, symbol: Symbol) -> SymbolState | None:
         """``symbol``'s state as the commits notified so far left it, without a round trip; None

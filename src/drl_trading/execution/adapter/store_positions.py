@@ -59,6 +59,7 @@ class StorePositions:
         self._on_wait = on_wait  # seconds waited for execution's mark (a metric)
         self._listened = listened
         self.listened = 0  # states known from notifications, no store read
+        self.reads = 0  # store reads of a symbol's state
         if changed is not None:
             changed(0.0)  # listen from now on
         self.waits = 0
@@ -96,6 +97,7 @@ class StorePositions:
             if state is not None:
                 break
             state = self._store.symbol_state(symbol)
+            self.reads += 1
             if state.mark is not None and state.mark.as_of >= due:
                 break
             if time.monotonic() >= deadline:
