@@ -26,6 +26,9 @@ process only, so that a benchmark measures before and after in one run, alternat
 * inference in its own process reads each decided symbol's state from the PostgreSQL execution
   store instead of taking it from the commit notifications (`listened_state` knows nothing; the
   notifications still carry the states, a few hundred bytes);
+* the PostgreSQL execution store sends a commit's statements in a pipeline, each bound on the
+  server and answered with its own result, instead of as one query bound on the client
+  (`PostgresExecutionStore._write_batch`);
 * execution asks the store whether a signal's client order id is taken before every decision,
   not only before an order goes out (`ExecutionService._reused_order_id`);
 
@@ -42,7 +45,7 @@ import copy
 import os
 import sys
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from unittest import mock
 
 from drl_trading.app import infrastructure, services
@@ -96,6 +99,10 @@ def _nothing_heard(self: PostgresExecutionStore, symbol: Symbol) -> SymbolState 
     return None
 
 
+def _pipelined(self: PostgresExecutionStore) -> AbstractContextManager[object]:
+    return self._raw.pipeline()
+
+
 def _ask_every_signal(self: ExecutionService, coid: str, decision: RiskDecision) -> bool:
     return self._store.has_order(coid)
 
@@ -112,6 +119,7 @@ SWITCHES: dict[str, tuple[object, str, object]] = {
     "bar-frame": (WriteBehindMarketData, "upsert_bar", _upsert_frame),
     "wal-autocheckpoint": (SQLiteExecutionStore, "AUTOCHECKPOINT_PAGES", 1_000),
     "state-read": (PostgresExecutionStore, "listened_state", _nothing_heard),
+    "commit-pipeline": (PostgresExecutionStore, "_write_batch", _pipelined),
     "order-check": (ExecutionService, "_reused_order_id", _ask_every_signal),
 }
 """Each old behaviour by name (``DRL_OLD_BEHAVIOUR=heap,read-ahead`` switches back only those)."""

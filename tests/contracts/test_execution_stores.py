@@ -203,6 +203,28 @@ def test_checkpoint_records_and_processed_ids_survive_a_restart(
     assert store.records_since(T0) == [order]
 
 
+def test_any_text_and_number_is_stored_as_given(stores: tuple[ExecutionStore, Reopen]) -> None:
+    """PostgreSQL binds a commit's values on the client (one query per commit): quotes,
+    placeholders, backslashes, other scripts and extreme floats must come back unchanged."""
+    store, reopen = stores
+    odd = 'it\'s 100% \\ done?; DROP TABLE records; -- %s $1 \u00e9\u4e2d\U0001f600 "q"'
+    order = replace(
+        order_record("o'1?", signal="s%s'1"),
+        reason=odd,
+        quantity=5e-324,
+        price=1.7976931348623157e308,
+    )
+    cp = replace(
+        checkpoint(last=order),
+        risk=replace(checkpoint().risk, reason=odd),
+        marks={Symbol("A.B:C/D-E_F"): Mark(-0.0, T0)},
+    )
+    store.commit(cp, [order], processed_signal_id="s%s'1")
+    store = reopen()
+    assert store.load() == cp
+    assert store.is_processed("s%s'1") and store.order("o'1?") == order
+
+
 def test_a_new_checkpoint_replaces_the_old_one(stores: tuple[ExecutionStore, Reopen]) -> None:
     store, _ = stores
     store.commit(checkpoint())

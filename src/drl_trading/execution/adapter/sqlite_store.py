@@ -335,7 +335,7 @@ class SQLiteExecutionStore:
             generation = self._generation + 1
             previous = self._written  # the stored checkpoint at the generation before
             try:
-                with self._batch():  # PostgreSQL: the whole transaction in one round trip
+                with self._write_batch():  # PostgreSQL: one round trip, one query
                     con.execute("BEGIN IMMEDIATE")
                     if not durable and not (records or processed_signal_id or applied_controls):
                         self._relax_durability()
@@ -412,6 +412,11 @@ class SQLiteExecutionStore:
 
     def _batch(self) -> AbstractContextManager[object]:
         """Statements sent together, results read at the end (SQLite: nothing to batch)."""
+        return nullcontext()
+
+    def _write_batch(self) -> AbstractContextManager[object]:
+        """Statements whose results nobody reads (a commit's writes), sent together at the end
+        of the block (SQLite: nothing to batch)."""
         return nullcontext()
 
     def _notify(
