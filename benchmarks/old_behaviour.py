@@ -29,6 +29,9 @@ process only, so that a benchmark measures before and after in one run, alternat
 * the PostgreSQL execution store sends a commit's statements in a pipeline, each bound on the
   server and answered with its own result, instead of as one query bound on the client
   (`PostgresExecutionStore._write_batch`);
+* execution reads whether a signal was processed in a round trip of its own, not together with
+  the account's lock (`PostgresExecutionStore._probed` knows nothing; the lock's query still
+  reads it);
 * execution asks the store whether a signal's client order id is taken before every decision,
   not only before an order goes out (`ExecutionService._reused_order_id`);
 
@@ -99,6 +102,10 @@ def _nothing_heard(self: PostgresExecutionStore, symbol: Symbol) -> SymbolState 
     return None
 
 
+def _not_probed(self: PostgresExecutionStore, signal_id: str) -> bool | None:
+    return None
+
+
 def _pipelined(self: PostgresExecutionStore) -> AbstractContextManager[object]:
     return self._raw.pipeline()
 
@@ -119,6 +126,7 @@ SWITCHES: dict[str, tuple[object, str, object]] = {
     "bar-frame": (WriteBehindMarketData, "upsert_bar", _upsert_frame),
     "wal-autocheckpoint": (SQLiteExecutionStore, "AUTOCHECKPOINT_PAGES", 1_000),
     "state-read": (PostgresExecutionStore, "listened_state", _nothing_heard),
+    "processed-probe": (PostgresExecutionStore, "_probed", _not_probed),
     "commit-pipeline": (PostgresExecutionStore, "_write_batch", _pipelined),
     "order-check": (ExecutionService, "_reused_order_id", _ask_every_signal),
 }

@@ -32,9 +32,10 @@ from drl_trading.strategy.api import Strategy
 class AccountLock(Protocol):
     """The account held by one process at a time (`PostgresExecutionStore.hold_account`)."""
 
-    def hold_account(self) -> AbstractContextManager[bool]:
+    def hold_account(self, signal_id: str | None = None) -> AbstractContextManager[bool]:
         """Hold it for a ``with`` block; yields whether another process committed it since
-        this one last loaded or committed."""
+        this one last loaded or committed. ``signal_id``: the signal the block handles, whose
+        processed mark the store may read together with the lock (one round trip less)."""
         ...
 
 
@@ -53,11 +54,11 @@ class ExecutionHandlers:
         self.account = account
 
     @contextmanager
-    def _holding(self) -> Iterator[None]:
+    def _holding(self, signal_id: str | None = None) -> Iterator[None]:
         if self.account is None:
             yield
             return
-        with self.account.hold_account() as behind:
+        with self.account.hold_account(signal_id) as behind:
             if behind:
                 self.service.reload()
             yield
@@ -65,7 +66,7 @@ class ExecutionHandlers:
     def on_prediction(self, event: Event) -> None:
         if not isinstance(event, PredictionCompleted):
             raise TypeError(f"expected PredictionCompleted, got {type(event).__name__}")
-        with self._holding():
+        with self._holding(event.event_id):
             result = self.service.on_signal(event, self.strategy)
         if event.stages and not result.duplicate:
             # the chain ends here: decided, and acknowledged by the broker when it was an order

@@ -143,6 +143,7 @@ class PostgresExecutionStore(SQLiteExecutionStore):
         self._listened = state_notices.ListenedStates()
         self._control_listener: psycopg.Connection[Any] | None = None
         self._none_pending = False  # the last read of the pending controls found none
+        self._probe: tuple[str, bool] | None = None  # (signal, processed) read with the lock
         self._broken = False
         self._raw = self._connect(migrate)
         self._con = _Connection(self._raw)  # type: ignore[assignment]
@@ -198,7 +199,9 @@ class PostgresExecutionStore(SQLiteExecutionStore):
         self._con.execute("SELECT pg_notify(?, ?)", (self.channel, payload))
 
     def _after_commit(self, durable: bool) -> None:
-        """Nothing: PostgreSQL checkpoints in its own processes."""
+        """No WAL checkpoint (PostgreSQL checkpoints in its own processes); the processed mark
+        read with the lock is out of date once this handle committed (it may have marked it)."""
+        self._probe = None
 
     def _relax_durability(self) -> None:
         # a bar's marks: the commit need not wait for the WAL flush (~5 ms with fsync on a
@@ -239,27 +242,32 @@ class PostgresExecutionStore(SQLiteExecutionStore):
             return False
 
     @contextmanager
-    def hold_account(self) -> Iterator[bool]:
+    def hold_account(self, signal_id: str | None = None) -> Iterator[bool]:
         """Hold the account against the other processes that hold it this way (execution
         instances sharing it) for the ``with`` block; yields whether another process committed
         it since this handle last loaded or committed (then the caller reloads before deciding).
         The lock is the session's: released at the block's end, or by the server when the
-        process dies."""
+        process dies. With ``signal_id`` (the signal the block handles) whether it was processed
+        is read in the same round trip and `is_processed` answers it without another: while the
+        lock is held no other instance commits, and only commits mark signals processed."""
         self._ensure_connected()
         try:
             with self._lock:
                 row = self._raw.execute(
                     "SELECT pg_advisory_lock(hashtextextended(%s, 0)), "
-                    "(SELECT generation FROM checkpoint_version)",
-                    (self._account_key,),
+                    "(SELECT generation FROM checkpoint_version), "
+                    "EXISTS (SELECT 1 FROM processed_signals WHERE signal_id = %s)",
+                    (self._account_key, signal_id),
                 ).fetchone()
         except psycopg.OperationalError as exc:
             self._broken = True
             raise connection_error(self._dsn, exc, lost=True) from exc
         assert row is not None
+        self._probe = None if signal_id is None else (signal_id, bool(row[2]))
         try:
             yield int(row[1]) != self._generation
         finally:
+            self._probe = None
             try:
                 with self._lock:
                     self._raw.execute(
@@ -268,6 +276,20 @@ class PostgresExecutionStore(SQLiteExecutionStore):
             except psycopg.OperationalError as exc:  # the server released it with the session
                 self._broken = True
                 log.warning("account lock not released: connection lost", error=str(exc).strip())
+
+    def _probed(self, signal_id: str) -> bool | None:
+        """Whether ``signal_id`` was processed, as read with the account's lock; None when it
+        was not read so (not inside `hold_account` for this signal)."""
+        probe = self._probe
+        if probe is None or probe[0] != signal_id:
+            return None
+        return probe[1]
+
+    def is_processed(self, signal_id: str) -> bool:
+        probed = self._probed(signal_id)
+        if probed is not None:
+            return probed
+        return self._read_processed(signal_id)
 
     @property
     def _account_key(self) -> str:
@@ -329,7 +351,7 @@ class PostgresExecutionStore(SQLiteExecutionStore):
     load = _reconnecting(SQLiteExecutionStore.load)
     commit = _reconnecting(SQLiteExecutionStore.commit)
     symbol_state = _reconnecting(SQLiteExecutionStore.symbol_state)
-    is_processed = _reconnecting(SQLiteExecutionStore.is_processed)
+    _read_processed = _reconnecting(SQLiteExecutionStore.is_processed)
     order = _reconnecting(SQLiteExecutionStore.order)
     records_since = _reconnecting(SQLiteExecutionStore.records_since)
     counts = _reconnecting(SQLiteExecutionStore.counts)
