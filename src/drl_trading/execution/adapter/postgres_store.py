@@ -253,12 +253,17 @@ class PostgresExecutionStore(SQLiteExecutionStore):
         self._ensure_connected()
         try:
             with self._lock:
-                row = self._raw.execute(
+                lock = (
                     "SELECT pg_advisory_lock(hashtextextended(%s, 0)), "
-                    "(SELECT generation FROM checkpoint_version), "
-                    "EXISTS (SELECT 1 FROM processed_signals WHERE signal_id = %s)",
-                    (self._account_key, signal_id),
-                ).fetchone()
+                    "(SELECT generation FROM checkpoint_version)"
+                )
+                if signal_id is None:  # a bar: no signal to look up
+                    row = self._raw.execute(lock, (self._account_key,)).fetchone()
+                else:
+                    row = self._raw.execute(
+                        lock + ", EXISTS (SELECT 1 FROM processed_signals WHERE signal_id = %s)",
+                        (self._account_key, signal_id),
+                    ).fetchone()
         except psycopg.OperationalError as exc:
             self._broken = True
             raise connection_error(self._dsn, exc, lost=True) from exc
