@@ -34,6 +34,8 @@ process only, so that a benchmark measures before and after in one run, alternat
   reads it);
 * execution asks the store whether a signal's client order id is taken before every decision,
   not only before an order goes out (`ExecutionService._reused_order_id`);
+* Feast imports itself: typeguard instruments its classes and torch is imported with it
+  (`feast_import.import_feast`);
 
     with old_behaviour.switched(): ...                         (in this process)
     python benchmarks/old_behaviour.py --config FILE serve NAME  (a service process, as
@@ -45,14 +47,17 @@ process only, so that a benchmark measures before and after in one run, alternat
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
+from types import ModuleType
 from unittest import mock
 
 from drl_trading.app import infrastructure, services
 from drl_trading.app.heap import HeapSettler
+from drl_trading.common.adapter import feast_import
 from drl_trading.common.adapter.write_behind_market_data import WriteBehindMarketData
 from drl_trading.common.bars import bars_to_frame
 from drl_trading.common.domain import Bar, Symbol
@@ -110,6 +115,10 @@ def _pipelined(self: PostgresExecutionStore) -> AbstractContextManager[object]:
     return self._raw.pipeline()
 
 
+def _feast_as_it_imports() -> ModuleType:
+    return importlib.import_module("feast")
+
+
 def _ask_every_signal(self: ExecutionService, coid: str, decision: RiskDecision) -> bool:
     return self._store.has_order(coid)
 
@@ -129,6 +138,7 @@ SWITCHES: dict[str, tuple[object, str, object]] = {
     "processed-probe": (PostgresExecutionStore, "_probed", _not_probed),
     "commit-pipeline": (PostgresExecutionStore, "_write_batch", _pipelined),
     "order-check": (ExecutionService, "_reused_order_id", _ask_every_signal),
+    "feast-lean": (feast_import, "import_feast", _feast_as_it_imports),
 }
 """Each old behaviour by name (``DRL_OLD_BEHAVIOUR=heap,read-ahead`` switches back only those)."""
 

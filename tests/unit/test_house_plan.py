@@ -72,6 +72,8 @@ def test_the_inference_process_imports_no_training_stack() -> None:
         "import drl_trading.execution.adapter.store_positions\n"
         "import drl_trading.common.adapter.mlflow_registry\n"
         "import drl_trading.policy.predictor\n"
+        "from drl_trading.common.adapter.feast_import import import_feast\n"
+        "import_feast()\n"  # the service builds its feature store before it is ready
         "heavy = ('gymnasium', 'stable_baselines3', 'sb3_contrib', 'torch')\n"
         "print(sorted(m for m in sys.modules if m in heavy or m.startswith('drl_trading.train')))\n"
     )

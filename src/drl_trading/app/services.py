@@ -110,7 +110,8 @@ def _symbols(settings: AppSettings) -> list[Symbol]:
 
 
 def import_feast(features: FeatureStore) -> None:
-    """Build the Feast store now (importing Feast and the pandas, pyarrow and torch under it),
+    """Build the Feast store now (importing Feast and the pandas and pyarrow under it; torch only
+    if Feast is ever asked for a tensor: common/adapter/feast_import.py),
     before the service loop's start-up freezes the heap (app/heap.py), rather than at the first
     request that needs it: preprocess's catch-up, just before the first live bars."""
     if isinstance(features, FeastFeatureStore):

@@ -24,6 +24,7 @@ from typing import Any
 
 import polars as pl
 
+from drl_trading.common.adapter import feast_import
 from drl_trading.common.bars import TIME_DTYPE
 from drl_trading.common.domain import Symbol, utc
 from drl_trading.common.errors import OnlineStoreConnectionError
@@ -162,6 +163,7 @@ class FeastFeatureStore:
     def feast(self) -> Any:
         """The underlying ``feast.FeatureStore`` (built on first use: Feast imports slowly)."""
         if self._store is None:
+            feast_import.import_feast()
             from feast import FeatureStore as _FeastStore
             from feast.repo_config import RepoConfig
 
@@ -189,6 +191,7 @@ class FeastFeatureStore:
         return self.data_dir / view.name
 
     def _feast_view(self, view: FeatureViewSpec) -> tuple[Any, Any]:
+        feast_import.import_feast()
         from feast import Entity, FeatureView, Field, FileSource, ValueType
         from feast.data_format import ParquetFormat
         from feast.types import Float64
@@ -320,6 +323,7 @@ class FeastFeatureStore:
         # a replay starts before the last session's end.
         if last is not None and int(event_time.timestamp()) < int(last.timestamp()):
             return
+        feast_import.import_feast()
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
 
@@ -373,6 +377,7 @@ class FeastFeatureStore:
             own = {s: self._latest.get((view.name, s)) for s in symbols}
             if all(v is not None for v in own.values()):
                 return {s: v for s, v in own.items() if v is not None}
+        feast_import.import_feast()
         from feast.errors import FeatureViewNotFoundException
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
