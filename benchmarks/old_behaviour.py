@@ -34,6 +34,12 @@ process only, so that a benchmark measures before and after in one run, alternat
   reads it);
 * execution asks the store whether a signal's client order id is taken before every decision,
   not only before an order goes out (`ExecutionService._reused_order_id`);
+* execution reads whether the signal's client order id is taken in round trips of its own (the
+  service's check and the commit's), not together with the account's lock
+  (`PostgresExecutionStore._probed_order` knows nothing);
+* the PostgreSQL account lock is released in a round trip of its own at the end of the
+  event's block, not in the query of the block's commit
+  (`PostgresExecutionStore._after_commit_statements`);
 * Feast imports itself: typeguard instruments its classes and torch is imported with it
   (`feast_import.import_feast`);
 
@@ -115,6 +121,14 @@ def _pipelined(self: PostgresExecutionStore) -> AbstractContextManager[object]:
     return self._raw.pipeline()
 
 
+def _order_not_probed(self: PostgresExecutionStore, client_order_id: str) -> bool | None:
+    return None
+
+
+def _unlock_at_the_end(self: PostgresExecutionStore) -> None:
+    return None
+
+
 def _feast_as_it_imports() -> ModuleType:
     return importlib.import_module("feast")
 
@@ -138,6 +152,8 @@ SWITCHES: dict[str, tuple[object, str, object]] = {
     "processed-probe": (PostgresExecutionStore, "_probed", _not_probed),
     "commit-pipeline": (PostgresExecutionStore, "_write_batch", _pipelined),
     "order-check": (ExecutionService, "_reused_order_id", _ask_every_signal),
+    "order-probe": (PostgresExecutionStore, "_probed_order", _order_not_probed),
+    "unlock-with-commit": (PostgresExecutionStore, "_after_commit_statements", _unlock_at_the_end),
     "feast-lean": (feast_import, "import_feast", _feast_as_it_imports),
 }
 """Each old behaviour by name (``DRL_OLD_BEHAVIOUR=heap,read-ahead`` switches back only those)."""

@@ -38,7 +38,7 @@ def test_feast_imports_without_torch_and_leaves_typeguard_as_it_was() -> None:
         "    'again': import_feast() is feast,\n"
         "    'store': feast.FeatureStore.__name__,\n"
         # typeguard's instrumented functions are compiled from a rewritten tree: their code
-        # names typeguard's checker among its globals; Feast's own ones do not
+        # names typeguard's checkers; Feast's own ones do not (the test below)
         "    'instrumented': [f.__qualname__ for f in (feast.entity.Entity.__init__,\n"
         "        sqlite.SqliteOnlineStore.online_write_batch)\n"
         "        if any(n.startswith('check_') for n in f.__code__.co_names)],\n"
@@ -55,17 +55,17 @@ def test_feast_imports_without_torch_and_leaves_typeguard_as_it_was() -> None:
     }
 
 
-def test_without_the_lean_import_feast_is_instrumented() -> None:
-    """The check above can fail: Feast imported as it imports itself has typeguard's checks in
-    its constructors, and torch loaded."""
-    seen = _run(
-        "import json, sys\n"
-        "import feast.entity\n"
-        "names = feast.entity.Entity.__init__.__code__.co_names\n"
-        "print(json.dumps({'instrumented': any(n.startswith('check_') for n in names),\n"
-        "    'torch': 'torch' in sys.modules}))\n"
-    )
-    assert seen == {"instrumented": True, "torch": True}
+def test_the_instrumentation_check_sees_typeguards_checks() -> None:
+    """The check above can fail: a class that typeguard instruments has its checker's names in
+    its methods' code (in this process: importing Feast unchanged costs seconds)."""
+    import typeguard
+
+    class Plain:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    names = typeguard.typechecked(Plain).__init__.__code__.co_names
+    assert any(n.startswith("check_") for n in names)
 
 
 def test_a_missing_torch_is_an_import_error_naming_torch(monkeypatch: pytest.MonkeyPatch) -> None:

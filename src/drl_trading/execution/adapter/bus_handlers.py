@@ -25,17 +25,21 @@ from drl_trading.common.events import (
     ProcessingMode,
 )
 from drl_trading.common.latency import StageLatency, stamp
-from drl_trading.execution.core.service import ExecutionService
+from drl_trading.execution.core.service import ExecutionService, client_order_id
 from drl_trading.strategy.api import Strategy
 
 
 class AccountLock(Protocol):
     """The account held by one process at a time (`PostgresExecutionStore.hold_account`)."""
 
-    def hold_account(self, signal_id: str | None = None) -> AbstractContextManager[bool]:
+    def hold_account(
+        self, signal_id: str | None = None, client_order_id: str | None = None
+    ) -> AbstractContextManager[bool]:
         """Hold it for a ``with`` block; yields whether another process committed it since
         this one last loaded or committed. ``signal_id``: the signal the block handles, whose
-        processed mark the store may read together with the lock (one round trip less)."""
+        processed mark the store may read together with the lock (one round trip less);
+        ``client_order_id``: the id its order would carry, whether an order holds it read so
+        too (two round trips less for an order: the service's check and the commit's)."""
         ...
 
 
@@ -58,7 +62,8 @@ class ExecutionHandlers:
         if self.account is None:
             yield
             return
-        with self.account.hold_account(signal_id) as behind:
+        order_id = None if signal_id is None else client_order_id(signal_id)
+        with self.account.hold_account(signal_id, order_id) as behind:
             if behind:
                 self.service.reload()
             yield

@@ -23,8 +23,9 @@ holds the last committed checkpoint (the execution service reloads it before goi
 
 Several execution instances (a consumer group split by symbol) share one account: one cash, one
 risk state. Each event is handled under `hold_account`, a PostgreSQL advisory lock on the schema's
-account taken together with the stored checkpoint generation in one round trip; an instance that
-finds the generation moved (another instance committed) reloads the account before deciding. So
+account taken together with the stored checkpoint generation in one round trip (and released by
+the event's commit, in the commit's own query); an instance that finds the generation moved
+(another instance committed) reloads the account before deciding. So
 no two instances decide on the same cash, and an instance killed while holding the lock releases
 it with its connection. The events of the instances are serialised on the account: execution
 scales out for availability and rebalancing, not for throughput.
@@ -36,6 +37,7 @@ import functools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 import psycopg
@@ -46,7 +48,14 @@ from drl_trading.common.domain import Symbol
 from drl_trading.common.errors import DatabaseConnectionError
 from drl_trading.execution.adapter import state_notices
 from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
-from drl_trading.execution.core.records import Checkpoint, ControlRequest, SymbolState
+from drl_trading.execution.core.records import (
+    AppliedControl,
+    Checkpoint,
+    ControlRequest,
+    RecordKind,
+    SymbolState,
+    TradeRecord,
+)
 
 log = structlog.get_logger(__name__)
 P = ParamSpec("P")
@@ -132,6 +141,16 @@ def _reconnecting(method: Callable[P, R]) -> Callable[P, R]:
     return call
 
 
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    """What the account's lock read about the event in hand (None: not asked)."""
+
+    signal_id: str | None
+    processed: bool | None
+    client_order_id: str | None
+    ordered: bool | None
+
+
 class PostgresExecutionStore(SQLiteExecutionStore):
     def __init__(self, dsn: str, *, schema: str = "public", migrate: bool = True) -> None:
         self._dsn = dsn
@@ -143,7 +162,10 @@ class PostgresExecutionStore(SQLiteExecutionStore):
         self._listened = state_notices.ListenedStates()
         self._control_listener: psycopg.Connection[Any] | None = None
         self._none_pending = False  # the last read of the pending controls found none
-        self._probe: tuple[str, bool] | None = None  # (signal, processed) read with the lock
+        self._probe: _Probe | None = None  # what the account's lock read with it
+        self._in_block = False  # inside a `hold_account` block
+        self._held = False  # this session holds the account's lock
+        self._releasing = False  # the commit in flight releases it after its COMMIT
         self._broken = False
         self._raw = self._connect(migrate)
         self._con = _Connection(self._raw)  # type: ignore[assignment]
@@ -198,10 +220,24 @@ class PostgresExecutionStore(SQLiteExecutionStore):
         )
         self._con.execute("SELECT pg_notify(?, ?)", (self.channel, payload))
 
+    def _after_commit_statements(self) -> None:
+        """Inside `hold_account`, release the account's lock in the commit's own query, after
+        its COMMIT: the unlock's round trip is then not on the event's path. The server skips it
+        when a statement before it fails, so a commit that raises leaves the lock held (the
+        block's end releases it)."""
+        self._releasing = self._held
+        if self._held:
+            self._con.execute(
+                "SELECT pg_advisory_unlock(hashtextextended(?, 0))", (self._account_key,)
+            )
+
     def _after_commit(self, durable: bool) -> None:
         """No WAL checkpoint (PostgreSQL checkpoints in its own processes); the processed mark
-        read with the lock is out of date once this handle committed (it may have marked it)."""
+        read with the lock is out of date once this handle committed (it may have marked it).
+        A commit that released the lock leaves the rest of the block without it."""
         self._probe = None
+        if self._releasing:
+            self._held = self._releasing = False
 
     def _relax_durability(self) -> None:
         # a bar's marks: the commit need not wait for the WAL flush (~5 ms with fsync on a
@@ -242,59 +278,105 @@ class PostgresExecutionStore(SQLiteExecutionStore):
             return False
 
     @contextmanager
-    def hold_account(self, signal_id: str | None = None) -> Iterator[bool]:
+    def hold_account(
+        self, signal_id: str | None = None, client_order_id: str | None = None
+    ) -> Iterator[bool]:
         """Hold the account against the other processes that hold it this way (execution
         instances sharing it) for the ``with`` block; yields whether another process committed
         it since this handle last loaded or committed (then the caller reloads before deciding).
-        The lock is the session's: released at the block's end, or by the server when the
-        process dies. With ``signal_id`` (the signal the block handles) whether it was processed
-        is read in the same round trip and `is_processed` answers it without another: while the
-        lock is held no other instance commits, and only commits mark signals processed."""
+        The lock is the session's: released by the block's first commit (in the commit's own
+        query) or at the block's end, or by the server when the process dies.
+
+        With ``signal_id`` (the signal the block handles) whether it was processed is read in
+        the same round trip and `is_processed` answers it without another; with
+        ``client_order_id`` (the id an order for it would carry) whether an order holds that id
+        is read too, and `has_order` and the commit's check of new orders answer it. While the
+        lock is held no other instance commits, and only commits mark signals processed or store
+        orders; the answers are dropped at this handle's own commit."""
         self._ensure_connected()
+        columns = [
+            "pg_advisory_lock(hashtextextended(%s, 0))",
+            "(SELECT generation FROM checkpoint_version)",
+        ]
+        params: list[str] = [self._account_key]
+        if signal_id is not None:  # a bar has no signal to look up
+            columns.append("EXISTS (SELECT 1 FROM processed_signals WHERE signal_id = %s)")
+            params.append(signal_id)
+        if client_order_id is not None:
+            columns.append(
+                "EXISTS (SELECT 1 FROM records WHERE kind = %s AND client_order_id = %s)"
+            )
+            params += [RecordKind.ORDER.value, client_order_id]
         try:
             with self._lock:
-                lock = (
-                    "SELECT pg_advisory_lock(hashtextextended(%s, 0)), "
-                    "(SELECT generation FROM checkpoint_version)"
-                )
-                if signal_id is None:  # a bar: no signal to look up
-                    row = self._raw.execute(lock, (self._account_key,)).fetchone()
-                else:
-                    row = self._raw.execute(
-                        lock + ", EXISTS (SELECT 1 FROM processed_signals WHERE signal_id = %s)",
-                        (self._account_key, signal_id),
-                    ).fetchone()
+                row = self._raw.execute(f"SELECT {', '.join(columns)}", params).fetchone()
         except psycopg.OperationalError as exc:
             self._broken = True
             raise connection_error(self._dsn, exc, lost=True) from exc
         assert row is not None
-        self._probe = None if signal_id is None else (signal_id, bool(row[2]))
+        answers = iter(row[2:])
+        self._probe = _Probe(
+            signal_id,
+            None if signal_id is None else bool(next(answers)),
+            client_order_id,
+            None if client_order_id is None else bool(next(answers)),
+        )
+        self._in_block = self._held = True
         try:
             yield int(row[1]) != self._generation
         finally:
             self._probe = None
-            try:
-                with self._lock:
-                    self._raw.execute(
-                        "SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (self._account_key,)
+            self._in_block = False
+            if self._held:  # no commit released it
+                self._held = False
+                try:
+                    with self._lock:
+                        self._raw.execute(
+                            "SELECT pg_advisory_unlock(hashtextextended(%s, 0))",
+                            (self._account_key,),
+                        )
+                except psycopg.OperationalError as exc:  # the server released it with the session
+                    self._broken = True
+                    log.warning(
+                        "account lock not released: connection lost", error=str(exc).strip()
                     )
-            except psycopg.OperationalError as exc:  # the server released it with the session
-                self._broken = True
-                log.warning("account lock not released: connection lost", error=str(exc).strip())
 
     def _probed(self, signal_id: str) -> bool | None:
         """Whether ``signal_id`` was processed, as read with the account's lock; None when it
         was not read so (not inside `hold_account` for this signal)."""
         probe = self._probe
-        if probe is None or probe[0] != signal_id:
+        if probe is None or probe.signal_id != signal_id:
             return None
-        return probe[1]
+        return probe.processed
+
+    def _probed_order(self, client_order_id: str) -> bool | None:
+        """Whether an order holds ``client_order_id``, as read with the account's lock; None
+        when it was not read so."""
+        probe = self._probe
+        if probe is None or probe.client_order_id != client_order_id:
+            return None
+        return probe.ordered
 
     def is_processed(self, signal_id: str) -> bool:
         probed = self._probed(signal_id)
         if probed is not None:
             return probed
         return self._read_processed(signal_id)
+
+    def has_order(self, client_order_id: str) -> bool:
+        probed = self._probed_order(client_order_id)
+        if probed is not None:
+            return probed
+        return self.order(client_order_id) is not None
+
+    def _existing_orders(self, client_order_ids: list[str]) -> set[str]:
+        """The commit's check of new orders (under the store's lock): a signal's one order
+        answered from what the account's lock read."""
+        if len(client_order_ids) == 1:
+            probed = self._probed_order(client_order_ids[0])
+            if probed is not None:
+                return set(client_order_ids) if probed else set()
+        return super()._existing_orders(client_order_ids)
 
     @property
     def _account_key(self) -> str:
@@ -353,8 +435,40 @@ class PostgresExecutionStore(SQLiteExecutionStore):
             return None  # the next wait_for_commit reconnects
         return self._listened.get(symbol)
 
+    def commit(
+        self,
+        checkpoint: Checkpoint,
+        records: Sequence[TradeRecord] = (),
+        processed_signal_id: str | None = None,
+        applied_controls: Sequence[AppliedControl] = (),
+        *,
+        durable: bool = True,
+    ) -> None:
+        """The base class's commit, one query. Inside `hold_account` the first commit releases
+        the account's lock with it (`_after_commit_statements`); a later commit in the same
+        block takes the lock again first, and its generation guard refuses it when another
+        instance committed in between (`ConcurrentCommitError`: the service reloads)."""
+        if self._in_block and not self._held:
+            self._hold_again()
+        self._releasing = False
+        self._commit(
+            checkpoint,
+            records,
+            processed_signal_id=processed_signal_id,
+            applied_controls=applied_controls,
+            durable=durable,
+        )
+
+    @_reconnecting
+    def _hold_again(self) -> None:
+        with self._lock:
+            self._raw.execute(
+                "SELECT pg_advisory_lock(hashtextextended(%s, 0))", (self._account_key,)
+            )
+        self._held = True
+
     load = _reconnecting(SQLiteExecutionStore.load)
-    commit = _reconnecting(SQLiteExecutionStore.commit)
+    _commit = _reconnecting(SQLiteExecutionStore.commit)
     symbol_state = _reconnecting(SQLiteExecutionStore.symbol_state)
     _read_processed = _reconnecting(SQLiteExecutionStore.is_processed)
     order = _reconnecting(SQLiteExecutionStore.order)

@@ -371,6 +371,7 @@ class SQLiteExecutionStore:
                         )
                     self._notify(generation, checkpoint, previous)
                     con.execute("COMMIT")
+                    self._after_commit_statements()
                 self._written, self._generation = checkpoint, generation
             except BaseException as exc:
                 if con.in_transaction:  # some errors make SQLite roll back on its own
@@ -428,6 +429,10 @@ class SQLiteExecutionStore:
         """Tell readers in other processes that a checkpoint was committed (SQLite: none);
         ``generation``, ``checkpoint`` and ``previous`` (what was stored before, None when
         unknown) let a store send what changed with it (`state_notices`)."""
+
+    def _after_commit_statements(self) -> None:
+        """Statements sent with a commit, after its COMMIT, that run only when it committed
+        (SQLite: none; PostgreSQL: the account's lock released in the same round trip)."""
 
     def _after_commit(self, durable: bool) -> None:
         """Checkpoint the WAL when it is due (see the module); PASSIVE: it copies what no reader
