@@ -42,6 +42,9 @@ process only, so that a benchmark measures before and after in one run, alternat
   (`PostgresExecutionStore._after_commit_statements`);
 * Feast imports itself: typeguard instruments its classes and torch is imported with it
   (`feast_import.import_feast`);
+* inference asks the registry whether its reference moved from the decision that falls due
+  once every ``reload_interval``, on that decision's path, instead of between events
+  (`InferenceService._polls_on_events`);
 
     with old_behaviour.switched(): ...                         (in this process)
     python benchmarks/old_behaviour.py --config FILE serve NAME  (a service process, as
@@ -73,6 +76,7 @@ from drl_trading.execution.adapter.postgres_store import PostgresExecutionStore
 from drl_trading.execution.adapter.sqlite_store import SQLiteExecutionStore
 from drl_trading.execution.core.records import RiskDecision, SymbolState
 from drl_trading.execution.core.service import ExecutionService
+from drl_trading.inference.core.service import InferenceService
 from drl_trading.ingest.core import online_service
 from drl_trading.ingest.core.validation import Rule
 
@@ -133,6 +137,10 @@ def _feast_as_it_imports() -> ModuleType:
     return importlib.import_module("feast")
 
 
+def _poll_on_the_path(self: InferenceService) -> bool:
+    return True
+
+
 def _ask_every_signal(self: ExecutionService, coid: str, decision: RiskDecision) -> bool:
     return self._store.has_order(coid)
 
@@ -155,6 +163,7 @@ SWITCHES: dict[str, tuple[object, str, object]] = {
     "order-probe": (PostgresExecutionStore, "_probed_order", _order_not_probed),
     "unlock-with-commit": (PostgresExecutionStore, "_after_commit_statements", _unlock_at_the_end),
     "feast-lean": (feast_import, "import_feast", _feast_as_it_imports),
+    "registry-on-path": (InferenceService, "_polls_on_events", _poll_on_the_path),
 }
 """Each old behaviour by name (``DRL_OLD_BEHAVIOUR=heap,read-ahead`` switches back only those)."""
 

@@ -168,8 +168,10 @@ class FlakySource:
         self.inner = inner
         self.fail = False
         self.loads = 0
+        self.resolves = 0
 
     def resolve(self, ref: str) -> str:
+        self.resolves += 1
         return self.inner.resolve(ref)
 
     def load(self, ref: str) -> LoadedModel:
@@ -229,7 +231,11 @@ class World:
             write_offline(self.store, symbol, [T0 - STEP * k for k in range(1, 4)])
 
     def service(
-        self, ref: str = f"{MODEL}@champion", view: FeatureViewSpec = VIEW
+        self,
+        ref: str = f"{MODEL}@champion",
+        view: FeatureViewSpec = VIEW,
+        *,
+        reload_between_events: bool = False,
     ) -> InferenceService:
         return InferenceService(
             self.store,
@@ -241,6 +247,7 @@ class World:
             model_ref=ref,
             max_feature_age=timedelta(minutes=10),
             reload_interval=timedelta(seconds=30),
+            reload_between_events=reload_between_events,
         )
 
     def price(self, symbol: Symbol) -> float:
@@ -403,6 +410,31 @@ def test_alias_move_is_picked_up_after_reload_interval_without_dropping_events(
     status = svc.status()
     assert (status.model_version, status.reloads, status.reload_failures) == ("2", 1, 2)
     assert status.predictions == 6 and bad == "3"
+
+
+def test_between_events_the_decisions_never_ask_the_registry(world: World) -> None:
+    """With ``reload_between_events`` the registry poll is the loop's, after a decision is
+    out: no decision waits for it, however long the interval has passed, and the version the
+    loop's poll swapped in serves the next decision."""
+    svc = world.service(reload_between_events=True)
+    asked_at_start = world.source.resolves
+    bars = [T0 + STEP * i for i in range(4)]
+
+    def decide(i: int) -> str:
+        world.online(BTC, bars[i])
+        (prediction,) = svc.on_features(completed(bars[i]))
+        return prediction.model_version
+
+    assert decide(0) == "1"
+    _register(world.registry, world.packages["good"])  # version 2 becomes champion
+    world.clock.advance(timedelta(minutes=5))
+    assert decide(1) == "1"  # due for a poll, but a decision does not poll
+    assert world.source.resolves == asked_at_start
+    assert svc.maybe_reload() is True  # the loop, between events
+    assert (world.source.resolves, world.source.loads) == (asked_at_start + 1, 2)
+    assert svc.maybe_reload() is False  # not due again before the interval
+    assert decide(2) == "2"
+    assert world.source.resolves == asked_at_start + 1
 
 
 def test_redelivered_event_gets_the_same_prediction(world: World) -> None:

@@ -54,11 +54,14 @@ def bootstrap_inference(
     reload_timer: Callable[[], float] | None = None,
     calendars: CalendarBook | None = None,
     symbols: Sequence[Symbol] = (),
+    reload_between_events: bool = False,
 ) -> InferenceComponents:
     """Loads the model (failing fast on an incompatible one, also one trained on another
     market calendar than ``symbols`` trade on) and subscribes to online completions.
     ``model_name``: what an alias-only ``model_ref`` refers to, normally the training service's
-    model name; ``calendars``: each symbol's market calendar (None: 24/7)."""
+    model name; ``calendars``: each symbol's market calendar (None: 24/7);
+    ``reload_between_events``: the caller's loop polls the registry between events
+    (`InferenceService.maybe_reload`), not the decisions."""
     service = InferenceService(
         feature_store,
         view,
@@ -72,6 +75,7 @@ def bootstrap_inference(
         reload_timer=reload_timer,
         calendars=calendars,
         symbols=symbols,
+        reload_between_events=reload_between_events,
     )
     handlers = InferenceHandlers(service, bus)
     subscribe(bus, "inference", handlers)
@@ -89,11 +93,15 @@ def compose_inference(
     model_ref: str | None = None,
     registry: ModelRegistry | None = None,
     symbols: Sequence[Symbol] = (),
+    reload_between_events: bool = False,
 ) -> InferenceComponents:
     """Inference of ``settings`` on ``bus``. ``model_ref`` overrides ``inference.model_ref``
     (``NAME@alias``, ``NAME/version`` or an alias); ``registry`` defaults to the configured one.
-    The registry is polled for alias moves by wall time, also in fast replays. ``symbols``
-    (the traded ones) are checked against the model's market calendar before it serves."""
+    The registry is polled for alias moves by wall time, also in fast replays: by the first
+    decision due after each ``inference.reload_interval`` or, with ``reload_between_events``,
+    by the caller's loop between events (`InferenceService.maybe_reload`), off the decisions'
+    path. ``symbols`` (the traded ones) are checked against the model's market calendar before
+    it serves."""
     cfg = settings.inference
     if model_ref is not None:
         cfg = cfg.model_copy(update={"model_ref": model_ref})
@@ -110,4 +118,5 @@ def compose_inference(
         reload_timer=time.monotonic,
         calendars=build_calendars(settings),
         symbols=symbols,
+        reload_between_events=reload_between_events,
     )

@@ -148,6 +148,9 @@ class ServiceProcess:
     """Extra work per loop turn (ingest pumps its live source); returns units of work done."""
     ready: Callable[[], bool] = lambda: True
     on_close: list[Callable[[], None]] = field(default_factory=list)
+    between: list[Callable[[], object]] = field(default_factory=list)
+    """Work between two loop turns, after the turn's output is flushed, so off every event's
+    path (inference's registry poll); one that raises is logged and the loop goes on."""
     lag: Callable[[], int] | None = None
     stages: Callable[[], dict[str, Any]] | None = None
     stall_after: float = 30.0
@@ -251,6 +254,13 @@ class ServiceProcess:
                 seconds=round(self.heap.last_seconds, 4),
             )
 
+    def _between_turns(self) -> None:
+        for work in self.between:
+            try:
+                work()
+            except Exception as exc:  # housekeeping: the stream goes on without it
+                log.warning("work between turns failed", service=self.name, error=repr(exc))
+
     def run(self) -> None:
         log.info("service started", service=self.name)
         # the start-up (Feast, torch, MLflow imports, the model) leaves a large heap that the
@@ -276,6 +286,7 @@ class ServiceProcess:
                 # the tick did work last turn: do not wait on the bus this turn
                 self.bus.poll(timeout=0.0 if busy else None)
                 busy = bool(self.tick()) if self.tick is not None else False
+                self._between_turns()
                 # after the turn's handlers, whose output is flushed: O(1) unless they imported
                 self._settle_heap()
         finally:

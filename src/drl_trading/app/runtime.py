@@ -139,6 +139,7 @@ class EmbeddedRuntime:
             model_ref=model_ref,
             registry=registry,
             symbols=symbols,
+            reload_between_events=True,  # by `flush`, after a bar's acknowledgement
         )
         ingest = compose_online_ingest(
             self.bus,
@@ -165,12 +166,15 @@ class EmbeddedRuntime:
         """Write what the stores staged (live bars behind `WriteBehindMarketData`): call it when
         a bar is done, after its order was acknowledged, so persistence stays off the path
         from bar close to order. Reads and `close` flush by themselves. Execution's marks that
-        wait in memory (`MARK_COMMIT_BARS`) are committed too."""
+        wait in memory (`MARK_COMMIT_BARS`) are committed too, and inference asks the
+        registry whether its reference moved, when ``inference.reload_interval`` has passed
+        (`InferenceService.maybe_reload`: off the decisions' path)."""
         flush = getattr(self.market_data, "flush", None)
         if flush is not None:
             flush()
         if self.online is not None:
             self.online.execution.service.flush()
+            self.online.inference.service.maybe_reload()
 
     def close(self) -> None:
         if self.online is not None:

@@ -276,9 +276,16 @@ def _inference(w: _Wiring) -> ServiceProcess:
         positions.price,
         w.clock,
         symbols=_symbols(w.settings),
+        reload_between_events=True,
     )
     _on_symbols_moved(w, "inference", parts.handlers.on_symbols_moved)
-    return ServiceProcess("inference", w.bus, w.metrics, on_close=[store.close])
+    return ServiceProcess(
+        "inference",
+        w.bus,
+        w.metrics,
+        on_close=[store.close],
+        between=[parts.service.maybe_reload],  # the registry poll, after a turn's decisions
+    )
 
 
 def _on_symbols_moved(w: _Wiring, group: str, retain: Callable[[Iterable[str]], None]) -> None:

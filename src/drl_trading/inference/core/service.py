@@ -205,6 +205,7 @@ class InferenceService:
         reload_timer: Callable[[], float] | None = None,
         calendars: CalendarBook | None = None,
         symbols: Sequence[Symbol] = (),
+        reload_between_events: bool = False,
     ) -> None:
         """Loads the model now, so that a wrong reference or an incompatible model stops the
         service at start instead of at the first bar. ``reload_timer`` (seconds, e.g.
@@ -212,7 +213,13 @@ class InferenceService:
         which in a fast replay would poll the registry at nearly every bar. ``calendars``: each
         symbol's market calendar (None: every symbol trades 24/7); ``symbols``, the symbols
         served, are checked against the model's calendar at every load (a symbol first seen
-        in an event is checked then, and skipped on a mismatch)."""
+        in an event is checked then, and skipped on a mismatch).
+
+        ``reload_between_events``: the owner's loop calls `maybe_reload` between events (after
+        a decision is published), and `on_features` never asks the registry. A poll is two
+        registry round trips (~10-40 ms on a busy 2-core machine against the MLflow server),
+        and a download when the reference moved: asked from `on_features`, the decision that
+        happens to fall due waits for it, once every ``reload_interval``."""
         if max_feature_age <= timedelta(0) or reload_interval < timedelta(0):
             raise ValueError("max_feature_age must be > 0 and reload_interval >= 0")
         self._store = feature_store
@@ -224,6 +231,7 @@ class InferenceService:
         self._model_ref = model_ref
         self._max_age = max_feature_age
         self._reload_interval = reload_interval
+        self._reload_between_events = reload_between_events
         self._lock = threading.RLock()
         self._latency = {stage: LatencyHistogram(timer=timer) for stage in LATENCY_STAGES}
         self._buffers: dict[Symbol, dict[datetime, tuple[float, ...]]] = {}
@@ -318,6 +326,10 @@ class InferenceService:
             )
             return True
 
+    def _polls_on_events(self) -> bool:
+        """Whether `on_features` asks the registry (see ``reload_between_events``)."""
+        return not self._reload_between_events
+
     def retain(self, symbols: Iterable[str]) -> None:
         """Keep per-symbol state for ``symbols`` only: another instance decides for the others
         now (the bus moved their partitions), so their window buffers and recurrent memory move
@@ -336,7 +348,8 @@ class InferenceService:
         if event.mode is not ProcessingMode.ONLINE:
             return []
         with self._lock:
-            self.maybe_reload()
+            if self._polls_on_events():
+                self.maybe_reload()
             with self._latency["total"].time():
                 return self._decide(event)
 
