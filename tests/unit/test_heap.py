@@ -1,5 +1,7 @@
 """The collector kept off the path of a bar: `HeapSettler`, `CollectorPauses`, and the service
-loop that freezes again after a handler's lazy imports."""
+loop that freezes again after a handler's lazy imports and runs its other work between turns
+(`ServiceProcess.between`: after a turn's handlers, and a failure there does not stop the
+stream)."""
 
 from __future__ import annotations
 
@@ -202,3 +204,40 @@ def test_the_service_loop_freezes_at_start_and_after_a_handler_imported() -> Non
         "drl_gc_pause_seconds_count", {"service": "test", "generation": "2"}
     )
     assert full is not None and full >= 1
+
+
+def test_work_between_turns_runs_after_the_handlers_and_survives_a_failure() -> None:
+    metrics = Metrics("test")
+    inner = InMemoryBus()
+    bus = InstrumentedBus(inner, metrics, None)
+    trace: list[str] = []
+    process = ServiceProcess("test", bus, metrics)
+
+    def handler(event: Event) -> None:
+        assert isinstance(event, ErrorOccurred)
+        trace.append(f"handled {event.message}")
+
+    def failing() -> None:
+        trace.append("failing")
+        raise ConnectionError("registry unreachable")
+
+    def counting() -> None:
+        trace.append("between")
+        if trace.count("between") == 1:
+            inner.publish("t", _sample("second"), key="k")  # arrives during the housekeeping
+        if trace.count("between") == 3:
+            process.stop()
+
+    process.between.extend([failing, counting])
+    bus.subscribe("t", group="g", handler=handler)
+    inner.publish("t", _sample("first"), key="k")
+    process.run()
+    assert trace[:6] == [
+        "handled first",
+        "failing",
+        "between",  # the failure before it did not skip it
+        "handled second",  # the next turn handled what arrived meanwhile
+        "failing",
+        "between",
+    ]
+    assert trace.count("handled first") == trace.count("handled second") == 1
